@@ -1,0 +1,8 @@
+//! `kube-ovn-controller` in the attached (non-primary) CNI mode.
+//!
+//! Watches NetworkAttachmentDefinitions, `Vpc`s, `Subnet`s and Pods, allocates addresses through
+//! the `ipam` crate, records them in `IP` custom resources, and writes the OVN Northbound objects
+//! (logical routers, switches and ports) through `ovn-api`. It creates nothing a NAD does not
+//! ask for: no default VPC, no `ovn-default` or `join` subnet, no host routes.
+
+pub mod options;

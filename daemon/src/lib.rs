@@ -1,0 +1,6 @@
+//! `kube-ovn-daemon`, the node agent.
+//!
+//! Initialises the node's Open vSwitch (`br-int` and the `Open_vSwitch` external_ids that
+//! ovn-controller reads), serves the CNI plugin over gRPC on a unix socket, and turns each CNI
+//! request into a plan of kernel (rtnetlink) and OVSDB operations that a separate module applies.
+//! Also runs the VPC NAT gateway agent (`kube-ovn-daemon nat-gateway`).

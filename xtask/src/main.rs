@@ -1,0 +1,44 @@
+//! `cargo xtask`: the one entry point for setting up, testing and demonstrating the project.
+
+mod cmd;
+mod demo;
+mod setup;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Kube-OVN (Rust) task runner")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install what the tests need on a Debian machine (idempotent; needs root for apt).
+    Setup,
+    /// setup, then fmt check, clippy -D warnings, cargo deny, and every test of the workspace.
+    Test(test::TestArgs),
+    /// The main job on this machine: show Kube-OVN working here.
+    Demo,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root()?;
+    match cli.command {
+        Command::Setup => setup::run(),
+        Command::Test(args) => test::run(&root, &args),
+        Command::Demo => demo::run(&root),
+    }
+}
+
+/// The workspace root: xtask's manifest dir is `<root>/xtask`.
+fn workspace_root() -> anyhow::Result<std::path::PathBuf> {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .ok_or_else(|| anyhow::anyhow!("xtask manifest dir {} has no parent", manifest.display()))
+}

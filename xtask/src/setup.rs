@@ -1,0 +1,106 @@
+//! `cargo xtask setup`: installs what the build and the tests need, idempotently.
+//!
+//! Checks first and installs only what is missing, so a second run takes well under a second.
+
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use crate::cmd;
+
+/// Debian packages the tests use.
+const APT_PACKAGES: &[&str] = &[
+    // OVN and Open vSwitch: ovsdb-server, ovn-northd, ovs-vswitchd, ovn-controller.
+    "ovn-central",
+    "ovn-host",
+    "openvswitch-switch",
+    // Namespaces, veth, routes; packets.
+    "iproute2",
+    "iputils-ping",
+    "ethtool",
+    "iperf3",
+    "netcat-openbsd",
+    "tcpdump",
+    // The Kubernetes datastore.
+    "etcd-server",
+    // The primary CNI for pods' eth0 (reference bridge + host-local plugins, /usr/lib/cni).
+    "containernetworking-plugins",
+];
+
+/// cargo-deny, for `cargo deny check bans licenses sources`; pinned so every machine runs the
+/// same checks.
+const CARGO_DENY_VERSION: &str = "0.20.2";
+
+/// Runs every setup step.
+pub fn run() -> anyhow::Result<()> {
+    apt_packages()?;
+    cargo_deny()?;
+    eprintln!("setup: everything the tests need is installed");
+    Ok(())
+}
+
+fn apt_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|pkg| !dpkg_installed(pkg))
+        .collect();
+    if missing.is_empty() {
+        eprintln!("setup: apt packages present ({})", APT_PACKAGES.join(" "));
+        return Ok(());
+    }
+    eprintln!("setup: installing apt packages: {}", missing.join(" "));
+    if !is_root() {
+        bail!(
+            "setup needs root to install {}: run `sudo cargo xtask setup` or install them by hand",
+            missing.join(" ")
+        );
+    }
+    cmd::run(Command::new("apt-get").arg("update").arg("-q"))?;
+    cmd::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    // The packages' own services are not used: tests start every daemon themselves, with their
+    // own databases and sockets. Nothing is started here.
+    let still_missing: Vec<&str> = missing
+        .iter()
+        .copied()
+        .filter(|pkg| !dpkg_installed(pkg))
+        .collect();
+    if !still_missing.is_empty() {
+        bail!(
+            "apt-get reported success but these are not installed: {}",
+            still_missing.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn dpkg_installed(pkg: &str) -> bool {
+    cmd::output_ok(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]))
+        .is_some_and(|s| s.contains("install ok installed"))
+}
+
+fn is_root() -> bool {
+    cmd::output_ok(Command::new("id").arg("-u")).is_some_and(|s| s.trim() == "0")
+}
+
+fn cargo_deny() -> anyhow::Result<()> {
+    let have = cmd::output_ok(Command::new("cargo").args(["deny", "--version"]));
+    if let Some(v) = have.as_deref().filter(|v| v.contains(CARGO_DENY_VERSION)) {
+        eprintln!("setup: {}", v.trim());
+        return Ok(());
+    }
+    eprintln!("setup: installing cargo-deny {CARGO_DENY_VERSION} from crates.io (a few minutes)");
+    cmd::run(Command::new("cargo").args([
+        "install",
+        "--locked",
+        "cargo-deny",
+        "--version",
+        CARGO_DENY_VERSION,
+    ]))
+    .context("installing cargo-deny")
+}

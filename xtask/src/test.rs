@@ -1,0 +1,248 @@
+//! `cargo xtask test`: the whole check that CI runs (`.ci/run`).
+//!
+//! Steps: setup, `cargo fmt --check`, `cargo clippy -D warnings`, `cargo deny check bans licenses
+//! sources`, and `cargo test --workspace` (unit tests, integration tests against the real
+//! programs, e2e scenarios). Every step runs even after an earlier one failed, so one run shows
+//! every problem; the summary names the failed steps and the exit code is non-zero.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::{cmd, setup};
+
+/// Options of `cargo xtask test`.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// Skip `setup` (for a machine known to have everything).
+    #[arg(long)]
+    no_setup: bool,
+    /// Only run tests whose name contains this (passed to `cargo test`); lints still run.
+    filter: Option<String>,
+}
+
+/// The outcome of one step.
+#[derive(Debug)]
+struct Step {
+    name: &'static str,
+    ok: bool,
+    took: Duration,
+    detail: String,
+}
+
+/// Test counts summed over every test binary's `test result:` line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl Counts {
+    /// Adds the numbers of one libtest summary line:
+    /// `test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; ...`.
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim_start().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(label), Some(num)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = num
+                .trim_start_matches(|c: char| !c.is_ascii_digit())
+                .parse::<u64>()
+            else {
+                continue;
+            };
+            match label {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Runs every step and fails if any failed.
+pub fn run(root: &Path, args: &TestArgs) -> anyhow::Result<()> {
+    let mut steps = Vec::new();
+
+    if !args.no_setup {
+        steps.push(timed("setup", || setup::run().map(|()| String::new())));
+    }
+    steps.push(timed("fmt", || {
+        cargo_ok(
+            root,
+            &["fmt", "--all", "--", "--check"],
+            "run `cargo fmt --all`",
+        )
+    }));
+    steps.push(timed("clippy", || {
+        cargo_ok(
+            root,
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            "fix the warnings above",
+        )
+    }));
+    steps.push(timed("deny", || {
+        cargo_ok(
+            root,
+            &["deny", "check", "bans", "licenses", "sources"],
+            "see the report above",
+        )
+    }));
+    let mut counts = Counts::default();
+    steps.push(timed("tests", || {
+        counts = cargo_test(root, args.filter.as_deref())?;
+        let detail = format!(
+            "{} passed, {} failed, {} ignored",
+            counts.passed, counts.failed, counts.ignored
+        );
+        if counts.failed > 0 {
+            anyhow::bail!("{detail}");
+        }
+        if counts.ignored > 0 {
+            anyhow::bail!("{detail}: tests may not be skipped; remove the #[ignore]");
+        }
+        if counts.passed == 0 {
+            anyhow::bail!("no test ran");
+        }
+        Ok(detail)
+    }));
+
+    let failed_steps: Vec<&str> = steps.iter().filter(|s| !s.ok).map(|s| s.name).collect();
+    println!();
+    println!("== cargo xtask test: summary ==");
+    for s in &steps {
+        let verdict = if s.ok { "ok" } else { "FAILED" };
+        println!(
+            "{:<8} {:<7} {:>7.1}s  {}",
+            s.name,
+            verdict,
+            s.took.as_secs_f64(),
+            s.detail
+        );
+    }
+    // Checks (fmt, clippy, ...) count as one each beside the individual tests.
+    let checks_ok = steps.iter().filter(|s| s.ok && s.name != "tests").count() as u64;
+    let checks_failed = steps.iter().filter(|s| !s.ok && s.name != "tests").count() as u64;
+    println!(
+        "(tests: {} passed, {} failed; checks: {checks_ok} passed, {checks_failed} failed)",
+        counts.passed, counts.failed
+    );
+    println!(
+        "xtask: {} passed, {} failed",
+        counts.passed + checks_ok,
+        counts.failed + checks_failed
+    );
+    if failed_steps.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("failed: {}", failed_steps.join(", "))
+    }
+}
+
+fn timed(name: &'static str, f: impl FnOnce() -> anyhow::Result<String>) -> Step {
+    eprintln!("\n== {name} ==");
+    let start = Instant::now();
+    let result = f();
+    let took = start.elapsed();
+    match result {
+        Ok(detail) => Step {
+            name,
+            ok: true,
+            took,
+            detail,
+        },
+        Err(err) => {
+            eprintln!("{name}: {err:#}");
+            Step {
+                name,
+                ok: false,
+                took,
+                detail: format!("{err:#}"),
+            }
+        }
+    }
+}
+
+fn cargo_ok(root: &Path, args: &[&str], hint: &str) -> anyhow::Result<String> {
+    let st = cmd::status(Command::new(cargo()).args(args).current_dir(root))?;
+    if st.success() {
+        Ok(String::new())
+    } else {
+        anyhow::bail!("{hint}")
+    }
+}
+
+/// Runs `cargo test --workspace`, streaming its output and summing its result lines.
+fn cargo_test(root: &Path, filter: Option<&str>) -> anyhow::Result<Counts> {
+    let mut command = Command::new(cargo());
+    command
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .current_dir(root);
+    if let Some(f) = filter {
+        command.args(["--", f]);
+    }
+    eprintln!("+ {}", cmd::display(&command));
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start `{}`", cmd::display(&command)))?;
+    let mut counts = Counts::default();
+    if let Some(stdout) = child.stdout.take() {
+        let mut out = std::io::stdout().lock();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.context("reading cargo test output")?;
+            counts.add_line(&line);
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    if !status.success() && counts.failed == 0 {
+        // A build error or a crashed test binary: no `test result` line says so.
+        anyhow::bail!("`cargo test` failed with {status} (build error or crashed test binary)");
+    }
+    Ok(counts)
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_sum_libtest_result_lines_and_ignore_other_lines() {
+        let mut c = Counts::default();
+        c.add_line("test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s");
+        c.add_line(
+            "test result: FAILED. 2 passed; 4 failed; 0 ignored; 0 measured; 0 filtered out",
+        );
+        c.add_line("test foo ... ok");
+        c.add_line("running 3 tests");
+        assert_eq!(
+            c,
+            Counts {
+                passed: 5,
+                failed: 4,
+                ignored: 1
+            }
+        );
+    }
+}
