@@ -5,9 +5,11 @@
 //! socket from the NAD's `server_socket`), and prints the result or a CNI error in the shape the
 //! requested `cniVersion` expects. The daemon does the work.
 
+pub mod client;
 pub mod env;
 pub mod error;
 pub mod netconf;
+pub mod plugin;
 pub mod result;
 pub mod version;
 

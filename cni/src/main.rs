@@ -1,36 +1,42 @@
 //! `kube-ovn`: the CNI plugin binary Multus runs for kube-ovn attachments.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use cni::error::{CniError, code};
-use cni::version;
+use cni::{plugin, version};
 
 fn main() -> ExitCode {
-    let command = std::env::var("CNI_COMMAND").unwrap_or_default();
-    let outcome = match command.as_str() {
-        "VERSION" => serde_json::to_string(&version::version_result())
-            .map_err(|e| CniError::new(version::LATEST, code::IO_FAILURE, e.to_string())),
-        "" => Err(CniError::new(
-            version::LATEST,
-            code::INVALID_ENV,
-            "CNI_COMMAND is not set: this is a CNI plugin, run by a container runtime or Multus",
-        )),
-        other => Err(CniError::new(
-            version::LATEST,
-            code::INVALID_ENV,
-            format!("CNI_COMMAND {other:?} is not supported by this build of kube-ovn"),
-        )),
-    };
+    let outcome = run();
     let mut stdout = std::io::stdout().lock();
     match outcome {
-        Ok(json) => {
+        Ok(Some(json)) => {
             let _ = writeln!(stdout, "{json}");
             ExitCode::SUCCESS
         }
+        Ok(None) => ExitCode::SUCCESS,
         Err(err) => {
             let _ = writeln!(stdout, "{}", err.to_json());
             ExitCode::FAILURE
         }
     }
+}
+
+fn run() -> Result<Option<String>, CniError> {
+    let io_err = |what: &str, e: std::io::Error| {
+        CniError::new(version::LATEST, code::IO_FAILURE, format!("{what}: {e}"))
+    };
+    let mut stdin = Vec::new();
+    if std::env::var("CNI_COMMAND").as_deref() != Ok("VERSION") {
+        std::io::stdin()
+            .take(plugin::MAX_STDIN as u64 + 1)
+            .read_to_end(&mut stdin)
+            .map_err(|e| io_err("reading stdin", e))?;
+    }
+    // One thread: the plugin makes one request and exits; start-up time matters more.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| io_err("starting the async runtime", e))?;
+    runtime.block_on(plugin::run(|k| std::env::var(k).ok(), &stdin))
 }

@@ -4,3 +4,8 @@
 //! ovn-controller reads), serves the CNI plugin over gRPC on a unix socket, and turns each CNI
 //! request into a plan of kernel (rtnetlink) and OVSDB operations that a separate module applies.
 //! Also runs the VPC NAT gateway agent (`kube-ovn-daemon nat-gateway`).
+
+pub mod interface;
+pub mod naming;
+pub mod netns;
+pub mod sys;

@@ -1,0 +1,67 @@
+//! Host-side interface names: deterministic from (container id, interface name), so DEL, CHECK
+//! and a restarted daemon find the same port without any stored state.
+
+/// FNV-1a, 64 bit: stable across Rust versions and platforms (std's hasher is not).
+fn fnv1a64(parts: &[&str]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            // A separator that cannot appear in a container id keeps ("ab","c") != ("a","bc").
+            hash ^= u64::from(b'/');
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        for byte in part.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+/// The host end of the pod's veth: 12 hex digits of a hash and `_h` (14 bytes, within the
+/// kernel's 15). 48 bits make a collision on one node vanishingly unlikely; the daemon still
+/// refuses to reuse an existing interface that belongs to another attachment.
+pub fn host_ifname(container_id: &str, ifname: &str) -> String {
+    format!(
+        "{:012x}_h",
+        fnv1a64(&[container_id, ifname]) & 0xffff_ffff_ffff
+    )
+}
+
+/// The pod end's temporary name while it is still in the host namespace (renamed to the CNI
+/// interface name once it is inside the pod's namespace).
+pub fn temp_peer_ifname(container_id: &str, ifname: &str) -> String {
+    format!(
+        "{:012x}_c",
+        fnv1a64(&[container_id, ifname]) & 0xffff_ffff_ffff
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn names_are_stable_and_distinct_per_interface() {
+        let a = host_ifname("0123456789abcdef", "net1");
+        assert_eq!(a, host_ifname("0123456789abcdef", "net1"));
+        assert_ne!(a, host_ifname("0123456789abcdef", "net2"));
+        assert_ne!(a, temp_peer_ifname("0123456789abcdef", "net1"));
+        // Pinned: changing the scheme would orphan ports of running pods across an upgrade.
+        assert_eq!(
+            host_ifname("c1", "net1"),
+            format!("{:012x}_h", fnv1a64(&["c1", "net1"]) & 0xffff_ffff_ffff)
+        );
+        assert_ne!(host_ifname("ab", "c"), host_ifname("a", "bc"));
+    }
+
+    proptest! {
+        #[test]
+        fn names_always_fit_the_kernel_limit(cid in "[a-z0-9]{1,80}", ifname in "[a-z0-9]{1,15}") {
+            let h = host_ifname(&cid, &ifname);
+            prop_assert!(h.len() <= 15);
+            prop_assert!(temp_peer_ifname(&cid, &ifname).len() <= 15);
+        }
+    }
+}
