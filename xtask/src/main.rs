@@ -1,6 +1,7 @@
 //! `cargo xtask`: the one entry point for setting up, testing and demonstrating the project.
 
 mod cmd;
+mod crds;
 mod demo;
 mod setup;
 mod test;
@@ -22,6 +23,8 @@ enum Command {
     Test(test::TestArgs),
     /// The main job on this machine: show Kube-OVN working here.
     Demo,
+    /// Regenerate the CRD YAML in charts/*/crds/ from the `crds` crate.
+    Crds,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,6 +34,7 @@ fn main() -> anyhow::Result<()> {
         Command::Setup => setup::run(),
         Command::Test(args) => test::run(&root, &args),
         Command::Demo => demo::run(&root),
+        Command::Crds => crds::run(&root),
     }
 }
 
