@@ -20,9 +20,11 @@ pub mod protocol;
 pub mod replica;
 pub mod rpc;
 pub mod schema;
+pub mod tables;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tls;
+pub mod txn;
 pub mod value;
 
 pub use error::{Error, Result};

@@ -181,7 +181,7 @@ fn spawn_server(
 /// A standalone `ovsdb-server` on a temp unix socket.
 #[derive(Debug)]
 pub struct OvsdbServer {
-    kind: SchemaKind,
+    database: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
     tcp_port: Option<u16>,
@@ -200,14 +200,22 @@ impl OvsdbServer {
 
     fn start_inner(kind: SchemaKind, tcp_port: Option<u16>) -> Result<Self> {
         let schema = kind.require()?;
+        Self::start_from_file(Path::new(schema), tcp_port)
+    }
+
+    /// Starts a server on a fresh database made from any schema file (e.g. a doctored copy).
+    pub fn start_from_file(schema: &Path, tcp_port: Option<u16>) -> Result<Self> {
         let tool = require_program("ovsdb-tool", "openvswitch-common")?;
         let dir = tempdir("ovsdb-")?;
+        let database = run(Command::new(&tool).arg("schema-name").arg(schema))?
+            .trim()
+            .to_owned();
         run(Command::new(tool)
             .arg("create")
             .arg(dir.path().join("conf.db"))
             .arg(schema))?;
         let mut s = OvsdbServer {
-            kind,
+            database,
             dir,
             child: None,
             tcp_port,
@@ -217,8 +225,8 @@ impl OvsdbServer {
     }
 
     /// The database name.
-    pub fn database(&self) -> &'static str {
-        self.kind.database()
+    pub fn database(&self) -> &str {
+        &self.database
     }
 
     /// `unix:<socket>`.
