@@ -4,3 +4,46 @@
 //! subnets and the records it reads from `IP` custom resources, and asks it for addresses by owner
 //! key (`<pod>.<namespace>.<provider>`). Free and used space is kept as ranges, so memory grows
 //! with the number of allocations, not with the size of a subnet.
+//!
+//! ```
+//! use ipam::{Ipam, Request, SubnetSpec};
+//!
+//! let mut ipam = Ipam::new();
+//! ipam.update_subnet(
+//!     SubnetSpec::new("net1", "10.16.0.0/16,fd00:10:16::/64").with_excludes(["10.16.0.2..10.16.0.9"]),
+//! )?;
+//! let lease = ipam.allocate("net1", "pod1.default.net1.default.ovn", &Request::random())?;
+//! assert!(lease.v4.is_some() && lease.v6.is_some() && lease.mac.is_some());
+//! // Idempotent: the same key gets the same lease back.
+//! assert_eq!(ipam.allocate("net1", "pod1.default.net1.default.ovn", &Request::random())?, lease);
+//! let fixed = ipam.allocate("net1", "pod2.default.net1.default.ovn", &Request::random().with_ips("10.16.0.10/16"))?;
+//! assert_eq!(fixed.v4, Some("10.16.0.10".parse()?));
+//! assert_eq!(ipam.counters("net1")?.v4_using, 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Layout of the crate: [`SubnetSpec`] and [`PoolSpec`] are validated into per-family layouts
+//! (CIDR, gateway, network/broadcast, excludes, pools); each family is split into zones (the
+//! subnet outside all pools, and one zone per pool) whose free space is an order-statistic tree
+//! of ranges; [`Ipam`] maps owner keys to leases; [`SharedIpam`] puts it behind a mutex.
+
+mod addr;
+mod error;
+mod ipam;
+mod layout;
+mod range_tree;
+mod rng;
+mod shared;
+mod subnet;
+
+/// Hash map for per-lease data: foldhash is several times faster than SipHash on short keys and
+/// is seeded per process, so owner keys chosen by users cannot be crafted to collide offline.
+pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+pub use addr::{Family, MacAddr, ParseMacError};
+pub use error::Error;
+pub use ipam::{
+    Counters, Ipam, Lease, MacRequest, Policy, RebuildReport, Record, Request, SubnetInfo,
+};
+pub use layout::{PoolSpec, SubnetSpec};
+pub use shared::SharedIpam;

@@ -1,0 +1,862 @@
+//! Table tests: one or more cases for every rule of the allocator.
+
+// clippy.toml allows unwrap inside #[test] functions; the fixture helpers here need it too.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipam::{
+    Counters, Error, Family, Ipam, MacAddr, PoolSpec, Record, Request, SharedIpam, SubnetSpec,
+};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn v4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn ipam_with(spec: SubnetSpec) -> Ipam {
+    let mut ipam = Ipam::with_seed(1);
+    ipam.update_subnet(spec).unwrap();
+    ipam
+}
+
+/// Allocates sequentially until the subnet is full; returns every v4 and v6 address handed out.
+fn fill(ipam: &mut Ipam, subnet: &str, request: &Request) -> (Vec<IpAddr>, Error) {
+    let mut out = Vec::new();
+    for i in 0.. {
+        match ipam.allocate(subnet, &format!("fill{i}"), request) {
+            Ok(lease) => out.extend(lease.ips()),
+            Err(e) => return (out, e),
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn network_broadcast_and_gateway_are_never_handed_out() {
+    // (cidr, gateway, expected allocatable addresses)
+    let cases: &[(&str, Option<&str>, &[&str])] = &[
+        (
+            "10.0.0.0/29",
+            None,
+            &["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6"],
+        ),
+        (
+            "10.0.0.0/29",
+            Some("10.0.0.6"),
+            &["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"],
+        ),
+        ("10.0.0.0/30", None, &["10.0.0.2"]),
+        // Point-to-point /31: both addresses are hosts; the first is the gateway.
+        ("10.0.0.0/31", None, &["10.0.0.1"]),
+        ("10.0.0.0/32", None, &[]),
+        ("fd00::/126", None, &["fd00::2", "fd00::3"]),
+        ("fd00::/127", None, &["fd00::1"]),
+    ];
+    for &(cidr, gateway, expected) in cases {
+        let mut spec = SubnetSpec::new("s", cidr);
+        spec.gateway = gateway.map(str::to_owned);
+        for policy in [Request::sequential(), Request::random()] {
+            let mut ipam = ipam_with(spec.clone());
+            let (mut got, err) = fill(&mut ipam, "s", &policy);
+            got.sort();
+            let expected: Vec<IpAddr> = expected.iter().map(|s| ip(s)).collect();
+            assert_eq!(got, expected, "{cidr} gateway {gateway:?}");
+            assert!(matches!(err, Error::SubnetFull { .. }), "{err}");
+        }
+    }
+}
+
+#[test]
+fn dual_stack_returns_one_address_per_family() {
+    let mut ipam = ipam_with(SubnetSpec::new("d", "10.16.0.0/16,fd00:10:16::/64"));
+    let lease = ipam.allocate("d", "a.ns.p", &Request::random()).unwrap();
+    let (a4, a6) = (lease.v4.unwrap(), lease.v6.unwrap());
+    assert!(
+        "10.16.0.0/16"
+            .parse::<ipnet::Ipv4Net>()
+            .unwrap()
+            .contains(&a4)
+    );
+    assert!(
+        "fd00:10:16::/64"
+            .parse::<ipnet::Ipv6Net>()
+            .unwrap()
+            .contains(&a6)
+    );
+    assert_eq!(lease.ip_address(), format!("{a4},{a6}"));
+    let info = ipam.subnet_info("d").unwrap();
+    assert_eq!(info.cidr_annotation(), "10.16.0.0/16,fd00:10:16::/64");
+    assert_eq!(info.gateway_annotation(), "10.16.0.1,fd00:10:16::1");
+    let c = ipam.counters("d").unwrap();
+    assert_eq!(
+        c,
+        Counters {
+            v4_using: 1,
+            v4_available: 65536 - 3 - 1,
+            v6_using: 1,
+            v6_available: (1u128 << 64) - 2 - 1,
+        }
+    );
+}
+
+#[test]
+fn big_subnets_need_no_per_address_memory() {
+    let mut ipam =
+        ipam_with(SubnetSpec::new("big", "10.0.0.0/8,fd00::/48").with_excludes(["10.1.0.0/16"]));
+    for i in 0..1000 {
+        ipam.allocate("big", &format!("k{i}"), &Request::random())
+            .unwrap();
+    }
+    let c = ipam.counters("big").unwrap();
+    assert_eq!(c.v4_available, (1 << 24) - 3 - 65536 - 1000);
+    assert_eq!(c.v6_available, (1u128 << 80) - 2 - 1000);
+    // One free range per allocation at most (plus the exclude's gap), not per address.
+    assert!(ipam.free_range_count("big").unwrap() <= 2 * 1000 + 4);
+}
+
+#[test]
+fn excludes_accept_addresses_ranges_and_cidrs() {
+    let spec = SubnetSpec::new("s", "10.0.0.0/28").with_excludes([
+        "10.0.0.1",
+        "10.0.0.2",
+        "10.0.0.4..10.0.0.6",
+        "10.0.0.8/30",
+    ]);
+    let mut ipam = ipam_with(spec);
+    let (mut got, _) = fill(&mut ipam, "s", &Request::random());
+    got.sort();
+    let expected: Vec<IpAddr> = [
+        "10.0.0.3",
+        "10.0.0.7",
+        "10.0.0.12",
+        "10.0.0.13",
+        "10.0.0.14",
+    ]
+    .iter()
+    .map(|s| ip(s))
+    .collect();
+    assert_eq!(got, expected);
+    for (address, want_excluded) in [("10.0.0.5", true), ("10.0.0.9", true), ("10.0.0.1", false)] {
+        let err = ipam
+            .allocate("s", "static", &Request::random().with_ips(address))
+            .unwrap_err();
+        if want_excluded {
+            assert!(matches!(err, Error::Excluded { .. }), "{address}: {err}");
+        } else {
+            assert!(matches!(err, Error::Gateway { .. }), "{address}: {err}");
+        }
+    }
+}
+
+#[test]
+fn invalid_subnet_specs_name_the_offending_entry() {
+    type Check = fn(&Error) -> bool;
+    type Case<'a> = (&'a str, Option<&'a str>, &'a [&'a str], &'a str, Check);
+    let cases: &[Case<'_>] = &[
+        ("10.0.0.1/24", None, &[], "10.0.0.1/24", |e| {
+            matches!(e, Error::InvalidCidr { .. })
+        }),
+        ("", None, &[], "cidrBlock", |e| {
+            matches!(e, Error::InvalidCidr { .. })
+        }),
+        ("10.0.0.0/24,10.1.0.0/24", None, &[], "10.1.0.0/24", |e| {
+            matches!(e, Error::InvalidCidr { .. })
+        }),
+        ("banana", None, &[], "banana", |e| {
+            matches!(e, Error::InvalidCidr { .. })
+        }),
+        ("10.0.0.0/24", Some("10.0.1.1"), &[], "10.0.1.1", |e| {
+            matches!(e, Error::InvalidGateway { .. })
+        }),
+        ("10.0.0.0/24", Some("10.0.0.0"), &[], "network", |e| {
+            matches!(e, Error::InvalidGateway { .. })
+        }),
+        ("10.0.0.0/24", Some("10.0.0.255"), &[], "broadcast", |e| {
+            matches!(e, Error::InvalidGateway { .. })
+        }),
+        ("10.0.0.0/24", Some("fd00::1"), &[], "fd00::1", |e| {
+            matches!(e, Error::InvalidGateway { .. })
+        }),
+        ("10.0.0.0/24", None, &["10.0.0.300"], "10.0.0.300", |e| {
+            matches!(e, Error::InvalidExclude { .. })
+        }),
+        (
+            "10.0.0.0/24",
+            None,
+            &["10.0.0.9..10.0.0.3"],
+            "10.0.0.9..10.0.0.3",
+            |e| matches!(e, Error::InvalidExclude { .. }),
+        ),
+        ("10.0.0.0/24", None, &["10.0.1.5"], "10.0.1.5", |e| {
+            matches!(e, Error::InvalidExclude { .. })
+        }),
+        ("10.0.0.0/24", None, &["10.0.0.0/23"], "10.0.0.0/23", |e| {
+            matches!(e, Error::InvalidExclude { .. })
+        }),
+        ("10.0.0.0/24", None, &["fd00::5"], "fd00::5", |e| {
+            matches!(e, Error::InvalidExclude { .. })
+        }),
+        (
+            "10.0.0.0/24",
+            None,
+            &["10.0.0.2..10.0.0.9", "10.0.0.9"],
+            "10.0.0.9",
+            |e| matches!(e, Error::OverlappingExcludes { .. }),
+        ),
+        (
+            "10.0.0.0/24",
+            None,
+            &["10.0.0.0/28", "10.0.0.3..10.0.0.20"],
+            "10.0.0.3..10.0.0.20",
+            |e| matches!(e, Error::OverlappingExcludes { .. }),
+        ),
+    ];
+    for &(cidr, gateway, excludes, needle, check) in cases {
+        let mut spec = SubnetSpec::new("bad", cidr).with_excludes(excludes.iter().copied());
+        spec.gateway = gateway.map(str::to_owned);
+        let err = Ipam::new().update_subnet(spec).unwrap_err();
+        assert!(check(&err), "{cidr} {gateway:?} {excludes:?}: {err}");
+        let message = err.to_string();
+        assert!(
+            message.contains(needle) && message.contains("bad"),
+            "{message}"
+        );
+    }
+    // The gateway and the network address may be excluded explicitly (upstream's default
+    // subnets do): that is not an overlap.
+    let spec = SubnetSpec::new("ok", "10.0.0.0/24").with_excludes(["10.0.0.0..10.0.0.1"]);
+    Ipam::new().update_subnet(spec).unwrap();
+}
+
+#[test]
+fn static_requests() {
+    type Check = fn(&Result<ipam::Lease, Error>) -> bool;
+    let cases: &[(&str, Check)] = &[
+        ("10.0.0.5", |r| {
+            r.as_ref().is_ok_and(|l| l.v4 == Some(v4("10.0.0.5")))
+        }),
+        ("10.0.0.6/24", |r| {
+            r.as_ref().is_ok_and(|l| l.v4 == Some(v4("10.0.0.6")))
+        }),
+        (" 10.0.0.7/24 , ", |r| {
+            r.as_ref().is_ok_and(|l| l.v4 == Some(v4("10.0.0.7")))
+        }),
+        ("10.0.0.5/16", |r| {
+            matches!(r, Err(Error::PrefixMismatch { prefix: 16, .. }))
+        }),
+        ("10.0.0.5/33", |r| {
+            matches!(r, Err(Error::InvalidAddress { .. }))
+        }),
+        ("10.0.1.5", |r| {
+            matches!(r, Err(Error::OutsideSubnet { .. }))
+        }),
+        ("10.0.0.1", |r| matches!(r, Err(Error::Gateway { .. }))),
+        ("10.0.0.0", |r| {
+            matches!(
+                r,
+                Err(Error::Reserved {
+                    what: "network",
+                    ..
+                })
+            )
+        }),
+        ("10.0.0.255", |r| {
+            matches!(
+                r,
+                Err(Error::Reserved {
+                    what: "broadcast",
+                    ..
+                })
+            )
+        }),
+        ("10.0.0.20", |r| matches!(r, Err(Error::Excluded { .. }))),
+        (
+            "10.0.0.9",
+            |r| matches!(r, Err(Error::AddressInUse { owner, .. }) if owner == "holder"),
+        ),
+        ("10.0.0.5,10.0.0.6", |r| {
+            matches!(r, Err(Error::DuplicateFamily { .. }))
+        }),
+        ("fd00::5", |r| {
+            matches!(r, Err(Error::FamilyNotInSubnet { .. }))
+        }),
+        ("ten.zero", |r| {
+            matches!(r, Err(Error::InvalidAddress { .. }))
+        }),
+    ];
+    for &(input, check) in cases {
+        let spec = SubnetSpec::new("s", "10.0.0.0/24").with_excludes(["10.0.0.20"]);
+        let mut ipam = ipam_with(spec);
+        ipam.allocate("s", "holder", &Request::random().with_ips("10.0.0.9"))
+            .unwrap();
+        let before = ipam.clone();
+        let result = ipam.allocate("s", "key1", &Request::random().with_ips(input));
+        assert!(check(&result), "{input}: {result:?}");
+        match result {
+            Ok(lease) => assert_eq!(
+                ipam.owner_of("s", IpAddr::V4(lease.v4.unwrap())),
+                Some("key1")
+            ),
+            Err(err) => {
+                // Errors change nothing and carry the key (and the address where there is one).
+                assert_eq!(ipam, before, "{input}");
+                assert!(err.to_string().contains("key1"), "{err}");
+            }
+        }
+    }
+}
+
+#[test]
+fn errors_carry_key_and_address() {
+    let mut ipam = ipam_with(SubnetSpec::new("s", "10.0.0.0/24").with_excludes(["10.0.0.20"]));
+    ipam.allocate("s", "holder.ns.p", &Request::random().with_ips("10.0.0.9"))
+        .unwrap();
+    for (input, needles) in [
+        (
+            "10.0.0.9",
+            &["pod.ns.p", "10.0.0.9", "holder.ns.p", "s"][..],
+        ),
+        ("10.0.0.20", &["pod.ns.p", "10.0.0.20", "excluded"][..]),
+        ("10.0.1.1", &["pod.ns.p", "10.0.1.1", "10.0.0.0/24"][..]),
+    ] {
+        let msg = ipam
+            .allocate("s", "pod.ns.p", &Request::random().with_ips(input))
+            .unwrap_err()
+            .to_string();
+        for needle in needles {
+            assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");
+        }
+    }
+}
+
+#[test]
+fn allocation_is_idempotent_per_key() {
+    let mut ipam = ipam_with(SubnetSpec::new("s", "10.0.0.0/24,fd00::/64"));
+    ipam.update_subnet(SubnetSpec::new("t", "10.1.0.0/24"))
+        .unwrap();
+    let first = ipam.allocate("s", "k", &Request::random()).unwrap();
+    assert_eq!(ipam.allocate("s", "k", &Request::random()).unwrap(), first);
+    assert_eq!(
+        ipam.allocate("s", "k", &Request::sequential()).unwrap(),
+        first
+    );
+    let same_static = Request::random().with_ips(first.ip_address());
+    assert_eq!(ipam.allocate("s", "k", &same_static).unwrap(), first);
+    let same_mac = Request::random().with_mac(first.mac.unwrap().to_string());
+    assert_eq!(ipam.allocate("s", "k", &same_mac).unwrap(), first);
+    assert_eq!(ipam.counters("s").unwrap().v4_using, 1);
+
+    let other = if first.v4 == Some(v4("10.0.0.77")) {
+        "10.0.0.78"
+    } else {
+        "10.0.0.77"
+    };
+    let err = ipam
+        .allocate("s", "k", &Request::random().with_ips(other))
+        .unwrap_err();
+    assert!(matches!(err, Error::AllocationMismatch { .. }), "{err}");
+    let err = ipam
+        .allocate("s", "k", &Request::random().with_mac("0a:00:00:00:00:01"))
+        .unwrap_err();
+    assert!(matches!(err, Error::AllocationMismatch { .. }), "{err}");
+    let err = ipam.allocate("t", "k", &Request::random()).unwrap_err();
+    assert!(matches!(err, Error::KeyInOtherSubnet { .. }), "{err}");
+    assert_eq!(ipam.get("k"), Some(first));
+}
+
+#[test]
+fn release_makes_addresses_reusable() {
+    let mut ipam = ipam_with(SubnetSpec::new("s", "10.0.0.0/29"));
+    let (got, _) = fill(&mut ipam, "s", &Request::random());
+    assert_eq!(got.len(), 5);
+    let released = ipam.release("fill2").unwrap();
+    assert_eq!(ipam.release("fill2"), None, "release is idempotent");
+    assert_eq!(ipam.release("never"), None);
+    let again = ipam.allocate("s", "new", &Request::random()).unwrap();
+    assert_eq!(again.v4, released.v4);
+    ipam.release("new");
+    let fixed = ipam
+        .allocate(
+            "s",
+            "static",
+            &Request::random().with_ips(released.ip_address()),
+        )
+        .unwrap();
+    assert_eq!(fixed.v4, released.v4);
+    assert_eq!(ipam.counters("s").unwrap().v4_available, 0);
+}
+
+#[test]
+fn sequential_policy_walks_forward_and_wraps() {
+    let mut ipam = ipam_with(SubnetSpec::new("s", "10.0.0.0/29"));
+    let seq = Request::sequential();
+    let picks: Vec<_> = (0..3)
+        .map(|i| {
+            ipam.allocate("s", &format!("k{i}"), &seq)
+                .unwrap()
+                .v4
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(picks, [v4("10.0.0.2"), v4("10.0.0.3"), v4("10.0.0.4")]);
+    ipam.release("k0");
+    // A just-released address is not reused at once...
+    assert_eq!(
+        ipam.allocate("s", "k3", &seq).unwrap().v4,
+        Some(v4("10.0.0.5"))
+    );
+    assert_eq!(
+        ipam.allocate("s", "k4", &seq).unwrap().v4,
+        Some(v4("10.0.0.6"))
+    );
+    // ...but after the end the walk wraps to it.
+    assert_eq!(
+        ipam.allocate("s", "k5", &seq).unwrap().v4,
+        Some(v4("10.0.0.2"))
+    );
+    assert!(matches!(
+        ipam.allocate("s", "k6", &seq),
+        Err(Error::SubnetFull { .. })
+    ));
+}
+
+#[test]
+fn random_policy_spreads_over_free_space() {
+    let mut ipam =
+        ipam_with(SubnetSpec::new("s", "10.0.0.0/28").with_excludes(["10.0.0.8..10.0.0.10"]));
+    let mut seen: HashMap<Ipv4Addr, u32> = HashMap::new();
+    let trials = 20_000;
+    for _ in 0..trials {
+        let lease = ipam.allocate("s", "k", &Request::random()).unwrap();
+        *seen.entry(lease.v4.unwrap()).or_default() += 1;
+        ipam.release("k");
+    }
+    // 16 - network - broadcast - gateway - 3 excluded = 10 candidates, each ~2000 times.
+    assert_eq!(seen.len(), 10, "{seen:?}");
+    for (address, count) in &seen {
+        assert!(
+            (1600..2400).contains(count),
+            "{address}: {count} of {trials}"
+        );
+    }
+}
+
+#[test]
+fn macs_are_unique_local_unicast_or_validated_static() {
+    let mut ipam = ipam_with(SubnetSpec::new("s", "10.0.0.0/24"));
+    ipam.update_subnet(SubnetSpec::new("t", "10.1.0.0/24"))
+        .unwrap();
+    let mut macs = HashSet::new();
+    for i in 0..200 {
+        let mac = ipam
+            .allocate("s", &format!("r{i}"), &Request::random())
+            .unwrap()
+            .mac
+            .unwrap();
+        assert_eq!(mac.0[0] & 0x03, 0x02, "locally administered unicast: {mac}");
+        assert!(macs.insert(mac));
+    }
+    let fixed = ipam
+        .allocate("s", "m1", &Request::random().with_mac("00:16:3E:00:00:01"))
+        .unwrap();
+    assert_eq!(fixed.mac, Some(MacAddr([0x00, 0x16, 0x3e, 0, 0, 1])));
+    type Check = fn(&Error) -> bool;
+    let cases: &[(&str, Check)] = &[
+        (
+            "00:16:3e:00:00:01",
+            |e| matches!(e, Error::MacInUse { owner, .. } if owner == "m1"),
+        ),
+        ("01:00:5e:00:00:01", |e| {
+            matches!(e, Error::InvalidMac { .. })
+        }),
+        ("00:00:00:00:00:00", |e| {
+            matches!(e, Error::InvalidMac { .. })
+        }),
+        ("00:16:3e:00:00", |e| matches!(e, Error::InvalidMac { .. })),
+        ("zz:16:3e:00:00:01", |e| {
+            matches!(e, Error::InvalidMac { .. })
+        }),
+    ];
+    for &(mac, check) in cases {
+        let before = ipam.clone();
+        let err = ipam
+            .allocate("s", "m2", &Request::random().with_mac(mac))
+            .unwrap_err();
+        assert!(check(&err), "{mac}: {err}");
+        assert!(err.to_string().contains("m2"), "{err}");
+        assert_eq!(ipam, before);
+    }
+    // Unique per subnet, not globally.
+    let t = ipam
+        .allocate("t", "m3", &Request::random().with_mac("00:16:3e:00:00:01"))
+        .unwrap();
+    assert_eq!(t.mac, fixed.mac);
+    // A released MAC is free again; IPAM-only attachments can ask for none.
+    ipam.release("m1");
+    ipam.allocate("s", "m4", &Request::random().with_mac("00:16:3e:00:00:01"))
+        .unwrap();
+    assert_eq!(
+        ipam.allocate("s", "m5", &Request::random().without_mac())
+            .unwrap()
+            .mac,
+        None
+    );
+}
+
+fn pooled() -> Ipam {
+    let mut ipam =
+        ipam_with(SubnetSpec::new("s", "10.0.0.0/28,fd00::/124").with_excludes(["10.0.0.3"]));
+    ipam.set_pool(
+        "s",
+        PoolSpec::new("p", ["10.0.0.2..10.0.0.5", "192.168.9.0/24"]),
+    )
+    .unwrap();
+    ipam
+}
+
+#[test]
+fn pools_hand_out_only_their_addresses_and_keep_them_from_others() {
+    let mut ipam = pooled();
+    // Pool: .2 .4 .5 (.3 is excluded: a pool inherits the subnet's reserved addresses).
+    let (mut got, err) = fill(&mut ipam, "s", &Request::random().in_pool("p"));
+    got.retain(IpAddr::is_ipv4);
+    got.sort();
+    assert_eq!(got, vec![ip("10.0.0.2"), ip("10.0.0.4"), ip("10.0.0.5")]);
+    assert!(
+        matches!(
+            err,
+            Error::PoolExhausted {
+                family: Family::V4,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(ipam.pool_counters("s", "p").unwrap().v4_using, 3);
+    assert_eq!(ipam.pool_counters("s", "p").unwrap().v4_available, 0);
+
+    let mut ipam = pooled();
+    // Outside the pool: .6 .. .14 = 9 addresses, and never a pool address.
+    let (got, err) = fill(&mut ipam, "s", &Request::random());
+    let got4: HashSet<IpAddr> = got.into_iter().filter(IpAddr::is_ipv4).collect();
+    assert_eq!(got4, (6..=14).map(|i| ip(&format!("10.0.0.{i}"))).collect());
+    assert!(
+        matches!(
+            err,
+            Error::SubnetFull {
+                family: Family::V4,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(ipam.pool_counters("s", "p").unwrap().v4_available, 3);
+    assert_eq!(ipam.counters("s").unwrap().v4_available, 3);
+}
+
+#[test]
+fn pool_rules() {
+    let mut ipam = pooled();
+    let in_pool = Request::random().in_pool("p");
+    let err = ipam
+        .allocate("s", "a", &in_pool.clone().with_ips("10.0.0.9"))
+        .unwrap_err();
+    assert!(matches!(err, Error::NotInPool { .. }), "{err}");
+    let lease = ipam
+        .allocate("s", "a", &in_pool.clone().with_ips("10.0.0.4"))
+        .unwrap();
+    assert_eq!(lease.v4, Some(v4("10.0.0.4")));
+    // The pool has no IPv6 entries: the IPv6 address comes from the rest of the subnet.
+    assert!(lease.v6.is_some());
+    // A static request outside any pool may name a pool address explicitly.
+    let err = ipam
+        .allocate("s", "b", &Request::random().with_ips("10.0.0.4"))
+        .unwrap_err();
+    assert!(matches!(err, Error::AddressInUse { .. }), "{err}");
+    ipam.allocate("s", "b", &Request::random().with_ips("10.0.0.5"))
+        .unwrap();
+    let err = ipam
+        .allocate("s", "c", &Request::random().in_pool("nope"))
+        .unwrap_err();
+    assert!(matches!(err, Error::UnknownPool { .. }), "{err}");
+    // Idempotence checks the pool too.
+    let plain = ipam.allocate("s", "d", &Request::random()).unwrap();
+    let err = ipam.allocate("s", "d", &in_pool).unwrap_err();
+    assert!(matches!(err, Error::AllocationMismatch { .. }), "{err}");
+    assert_eq!(ipam.allocate("s", "d", &Request::random()).unwrap(), plain);
+
+    // Two pools of one subnet may not overlap; a bad entry is named.
+    let err = ipam
+        .set_pool("s", PoolSpec::new("q", ["10.0.0.5..10.0.0.7"]))
+        .unwrap_err();
+    assert!(matches!(err, Error::OverlappingPools { .. }), "{err}");
+    assert!(err.to_string().contains("10.0.0.5..10.0.0.7"), "{err}");
+    let err = ipam
+        .set_pool("s", PoolSpec::new("q", ["10.0.0.x"]))
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidPoolEntry { .. }), "{err}");
+    assert!(matches!(
+        ipam.set_pool("nosuch", PoolSpec::new("q", ["10.0.0.9"])),
+        Err(Error::UnknownSubnet { .. })
+    ));
+    // A pool wholly outside the subnet has no addresses: pool requests fail, never fall back.
+    ipam.set_pool("s", PoolSpec::new("far", ["192.168.0.0/24"]))
+        .unwrap();
+    let err = ipam
+        .allocate("s", "e", &Request::random().in_pool("far"))
+        .unwrap_err();
+    assert!(matches!(err, Error::PoolExhausted { .. }), "{err}");
+
+    // Removing a pool keeps its allocations; its free addresses join the subnet.
+    let before = ipam.counters("s").unwrap();
+    ipam.remove_pool("s", "p").unwrap();
+    assert_eq!(ipam.counters("s").unwrap(), before);
+    assert_eq!(ipam.get("a").unwrap().v4, Some(v4("10.0.0.4")));
+    assert!(matches!(
+        ipam.pool_counters("s", "p"),
+        Err(Error::UnknownPool { .. })
+    ));
+    assert!(matches!(
+        ipam.remove_pool("s", "p"),
+        Err(Error::UnknownPool { .. })
+    ));
+}
+
+#[test]
+fn subnet_changes_keep_allocations_and_refuse_orphans() {
+    let mut ipam = ipam_with(SubnetSpec::new("s", "10.0.0.0/24"));
+    ipam.allocate("s", "a", &Request::random().with_ips("10.0.0.200"))
+        .unwrap();
+    ipam.allocate("s", "b", &Request::random().with_ips("10.0.0.10"))
+        .unwrap();
+
+    // Expansion keeps both.
+    ipam.update_subnet(SubnetSpec::new("s", "10.0.0.0/23"))
+        .unwrap();
+    assert_eq!(ipam.get("a").unwrap().v4, Some(v4("10.0.0.200")));
+    assert_eq!(ipam.counters("s").unwrap().v4_available, 512 - 3 - 2);
+
+    // Shrinking that would orphan "a" is refused and changes nothing.
+    let before = ipam.clone();
+    let err = ipam
+        .update_subnet(SubnetSpec::new("s", "10.0.0.0/25"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::WouldOrphan { key, .. } if key == "a"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("10.0.0.200"), "{err}");
+    assert_eq!(ipam, before);
+    // So is moving the gateway, or the broadcast address, onto an allocation.
+    let err = ipam
+        .update_subnet(SubnetSpec::new("s", "10.0.0.0/23").with_gateway("10.0.0.10"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::WouldOrphan { key, .. } if key == "b"),
+        "{err}"
+    );
+    ipam.allocate("s", "z", &Request::random().with_ips("10.0.0.255"))
+        .unwrap();
+    let err = ipam
+        .update_subnet(SubnetSpec::new("s", "10.0.0.0/24"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::WouldOrphan { key, reason, .. } if key == "z" && reason.contains("broadcast")),
+        "{err}"
+    );
+    ipam.release("z");
+
+    // Excluding an allocated address keeps it with its owner; once released it stays out.
+    ipam.update_subnet(SubnetSpec::new("s", "10.0.0.0/23").with_excludes(["10.0.0.0/25"]))
+        .unwrap();
+    assert_eq!(ipam.get("b").unwrap().v4, Some(v4("10.0.0.10")));
+    assert_eq!(ipam.counters("s").unwrap().v4_using, 2);
+    ipam.release("b");
+    let err = ipam
+        .allocate("s", "c", &Request::random().with_ips("10.0.0.10"))
+        .unwrap_err();
+    assert!(matches!(err, Error::Excluded { .. }), "{err}");
+    assert_eq!(ipam.counters("s").unwrap().v4_available, 512 - 128 - 1 - 1);
+
+    // Becoming dual stack: an existing key gets its IPv6 address on its next allocate.
+    ipam.update_subnet(SubnetSpec::new("s", "10.0.0.0/23,fd00::/120"))
+        .unwrap();
+    assert_eq!(ipam.get("a").unwrap().v6, None);
+    let lease = ipam.allocate("s", "a", &Request::random()).unwrap();
+    assert_eq!(lease.v4, Some(v4("10.0.0.200")));
+    assert!(lease.v6.is_some());
+    // And dropping the family again would orphan that address.
+    let err = ipam
+        .update_subnet(SubnetSpec::new("s", "10.0.0.0/23"))
+        .unwrap_err();
+    assert!(matches!(err, Error::WouldOrphan { .. }), "{err}");
+
+    // A subnet with allocations cannot be removed; an empty one can.
+    assert!(matches!(
+        ipam.remove_subnet("s"),
+        Err(Error::SubnetInUse { count: 1, .. })
+    ));
+    ipam.release("a");
+    ipam.remove_subnet("s").unwrap();
+    assert!(matches!(
+        ipam.counters("s"),
+        Err(Error::UnknownSubnet { .. })
+    ));
+    assert!(matches!(
+        ipam.allocate("s", "a", &Request::random()),
+        Err(Error::UnknownSubnet { .. })
+    ));
+}
+
+#[test]
+fn counters_follow_the_subnet_status() {
+    let mut ipam = ipam_with(
+        SubnetSpec::new("s", "10.0.0.0/24,fd00::/120")
+            .with_excludes(["10.0.0.2..10.0.0.11", "fd00::10/124"]),
+    );
+    assert_eq!(
+        ipam.counters("s").unwrap(),
+        Counters {
+            v4_using: 0,
+            v4_available: 253 - 10,
+            v6_using: 0,
+            v6_available: 254 - 16
+        }
+    );
+    for i in 0..5 {
+        ipam.allocate("s", &format!("k{i}"), &Request::random())
+            .unwrap();
+    }
+    ipam.release("k0");
+    assert_eq!(
+        ipam.counters("s").unwrap(),
+        Counters {
+            v4_using: 4,
+            v4_available: 239,
+            v6_using: 4,
+            v6_available: 234
+        }
+    );
+}
+
+fn rec(key: &str, subnet: &str, ips: &[&str], mac: Option<&str>) -> Record {
+    Record {
+        key: key.into(),
+        subnet: subnet.into(),
+        ips: ips.iter().map(|s| ip(s)).collect(),
+        mac: mac.map(|m| m.parse().unwrap()),
+    }
+}
+
+#[test]
+fn rebuild_restores_state_and_reports_bad_records() {
+    let mut ipam =
+        ipam_with(SubnetSpec::new("s", "10.0.0.0/24,fd00::/120").with_excludes(["10.0.0.50"]));
+    ipam.set_pool("s", PoolSpec::new("p", ["10.0.0.100..10.0.0.110"]))
+        .unwrap();
+    let records = vec![
+        rec(
+            "a",
+            "s",
+            &["10.0.0.5", "fd00::5"],
+            Some("0a:00:00:00:00:01"),
+        ),
+        rec("b", "s", &["10.0.0.101"], None),
+        rec("a", "s", &["10.0.0.6"], None), // duplicate key
+        rec("c", "s", &["10.0.0.5"], None), // duplicate address
+        rec("d", "s", &["10.0.0.7"], Some("0a:00:00:00:00:01")), // duplicate MAC
+        rec("e", "nosuch", &["10.0.0.8"], None), // unknown subnet
+        rec("f", "s", &["10.0.1.8"], None), // outside
+        rec("g", "s", &["10.0.0.1"], None), // gateway
+        rec("h", "s", &["10.0.0.9", "10.0.0.10"], None), // two IPv4
+        rec("i", "s", &["10.0.0.50"], None), // excluded after allocation: kept
+    ];
+    let report = ipam.rebuild(records);
+    assert_eq!(report.loaded, 3);
+    let kinds: Vec<&str> = report
+        .rejected
+        .iter()
+        .map(|e| match e {
+            Error::DuplicateKey { .. } => "key",
+            Error::AddressInUse { .. } => "address",
+            Error::MacInUse { .. } => "mac",
+            Error::UnknownSubnet { .. } => "subnet",
+            Error::OutsideSubnet { .. } => "outside",
+            Error::Gateway { .. } => "gateway",
+            Error::DuplicateFamily { .. } => "family",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "key", "address", "mac", "subnet", "outside", "gateway", "family"
+        ]
+    );
+    assert!(report.rejected[1].to_string().contains("10.0.0.5"));
+    assert_eq!(ipam.owner_of("s", ip("10.0.0.5")), Some("a"));
+    assert_eq!(ipam.owner_of("s", ip("fd00::5")), Some("a"));
+    let c = ipam.counters("s").unwrap();
+    assert_eq!((c.v4_using, c.v6_using), (3, 1));
+    assert_eq!(c.v4_available, 253 - 1 - 3 + 1); // .50 is counted in use, not available
+    assert_eq!(ipam.pool_counters("s", "p").unwrap().v4_using, 1);
+    // A rebuilt allocator refuses what it holds, and hands out the rest.
+    let err = ipam
+        .allocate("s", "x", &Request::random().with_ips("10.0.0.101"))
+        .unwrap_err();
+    assert!(matches!(err, Error::AddressInUse { .. }), "{err}");
+    let err = ipam
+        .allocate("s", "x", &Request::random().with_mac("0a:00:00:00:00:01"))
+        .unwrap_err();
+    assert!(matches!(err, Error::MacInUse { .. }), "{err}");
+
+    // rebuild(records()) reproduces the state, here and in a fresh allocator.
+    let before = ipam.clone();
+    let report = ipam.rebuild(ipam.records());
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    assert_eq!(ipam, before);
+    let mut fresh = Ipam::new();
+    fresh
+        .update_subnet(SubnetSpec::new("s", "10.0.0.0/24,fd00::/120").with_excludes(["10.0.0.50"]))
+        .unwrap();
+    fresh
+        .set_pool("s", PoolSpec::new("p", ["10.0.0.100..10.0.0.110"]))
+        .unwrap();
+    fresh.rebuild(before.records());
+    assert_eq!(fresh, before);
+}
+
+#[test]
+fn shared_ipam_never_double_allocates_across_threads() {
+    let shared = SharedIpam::new(Ipam::new());
+    shared
+        .update_subnet(SubnetSpec::new("s", "10.0.0.0/22"))
+        .unwrap();
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let shared = &shared;
+            scope.spawn(move || {
+                for i in 0..250 {
+                    let key = format!("t{t}-{i}");
+                    shared.allocate("s", &key, &Request::random()).unwrap();
+                    if i % 3 == 0 {
+                        shared.release(&key);
+                    }
+                }
+            });
+        }
+    });
+    let records = shared.records();
+    let distinct: HashSet<_> = records.iter().map(|r| r.ips[0]).collect();
+    assert_eq!(distinct.len(), records.len());
+    assert_eq!(
+        shared.counters("s").unwrap().v4_using,
+        records.len() as u128
+    );
+    assert_eq!(records.len(), 4 * (250 - 84));
+}
