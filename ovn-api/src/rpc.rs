@@ -467,6 +467,9 @@ pub struct ClientConfig {
     pub max_message: usize,
     /// TLS material for `ssl:` remotes.
     pub tls: Option<TlsConfig>,
+    /// `transact` returns only once the replica reflects the transaction (one extra echo
+    /// round trip per transaction; default true).
+    pub read_your_writes: bool,
 }
 
 impl ClientConfig {
@@ -486,6 +489,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(30),
             max_message: DEFAULT_MAX_MESSAGE,
             tls: None,
+            read_your_writes: true,
         }
     }
 
@@ -725,17 +729,25 @@ impl Client {
         c.call(method, params).await
     }
 
-    /// Runs a transaction. Operation failures name the table and op. On success, the replica
-    /// already reflects every update the server sent before its reply (for ovsdb-server: the
-    /// effects of this transaction on monitored tables). A [`Error::Disconnected`] means the
-    /// outcome is unknown.
+    /// Runs a transaction. Operation failures name the table and op. On success (and with
+    /// `read_your_writes`, the default) the replica already reflects the transaction's effects
+    /// on monitored tables. A [`Error::Disconnected`] means the outcome is unknown.
     pub async fn transact(&self, ops: Vec<Operation>) -> Result<Vec<OpResult>> {
         let db = &self.shared.config.database;
         let (conn, generation) = self.session().await?;
-        let (result, seq) = conn.call_seq("transact", transact_params(db, &ops)).await?;
+        let (result, _) = conn.call_seq("transact", transact_params(db, &ops)).await?;
         let parsed = parse_transact_result(db, &ops, &result);
-        if parsed.is_ok() {
-            self.wait_applied(generation, seq).await;
+        if parsed.is_ok()
+            && self.shared.config.read_your_writes
+            && !self.shared.config.tables.is_empty()
+        {
+            // ovsdb-server sends a transaction's reply before the monitor updates it caused,
+            // but flushes pending updates before it reads the next request of a session. So
+            // the reply to an echo sent now comes after those updates: wait for it, then for
+            // every notification before it to be applied.
+            if let Ok((_, seq)) = conn.call_seq("echo", json!(["read-your-writes"])).await {
+                self.wait_applied(generation, seq).await;
+            }
         }
         parsed
     }
@@ -917,6 +929,7 @@ async fn run_session(shared: &Arc<Shared>, remote: &Remote) -> End {
     }
 
     let generation = shared.state.borrow().generation + 1;
+    shared.applied.send_replace((generation, 0));
     shared.state.send_modify(|s| {
         s.conn = Some(conn.clone());
         s.generation = generation;
@@ -927,6 +940,7 @@ async fn run_session(shared: &Arc<Shared>, remote: &Remote) -> End {
         let Some(n) = notes.recv().await else {
             break End::Lost("connection closed".into());
         };
+        tracing::trace!(method = %n.method, seq = n.seq, params = %short(&n.params), "notification");
         match n.method.as_str() {
             "update" | "update2" | "update3" if n.params.get(0) == Some(&monitor_id) => {
                 let (v2, txn, body) = match n.method.as_str() {
