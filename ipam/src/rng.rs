@@ -39,14 +39,15 @@ impl Rng {
             return 0;
         }
         if let Ok(n64) = u64::try_from(n) {
-            // Lemire's multiply-and-reject.
-            let threshold = n64.wrapping_neg() % n64;
-            loop {
-                let m = u128::from(self.next_u64()) * u128::from(n64);
-                if (m as u64) >= threshold {
-                    return m >> 64;
+            // Lemire's multiply-and-reject; the division is only needed on the rare near-miss.
+            let mut m = u128::from(self.next_u64()) * u128::from(n64);
+            if (m as u64) < n64 {
+                let threshold = n64.wrapping_neg() % n64;
+                while (m as u64) < threshold {
+                    m = u128::from(self.next_u64()) * u128::from(n64);
                 }
             }
+            return m >> 64;
         }
         let threshold = n.wrapping_neg() % n;
         loop {
