@@ -535,6 +535,8 @@ struct Shared {
     changes: broadcast::Sender<Arc<Update>>,
     schema: RwLock<Option<Arc<DatabaseSchema>>>,
     fatal: Mutex<Option<String>>,
+    /// Why the last session attempt ended (for error messages).
+    last_error: Mutex<Option<String>>,
 }
 
 /// A client of one database: a supervised session plus the replica.
@@ -578,6 +580,7 @@ impl Client {
             changes,
             schema: RwLock::new(None),
             fatal: Mutex::new(None),
+            last_error: Mutex::new(None),
         });
         let mut st = shared.state.subscribe();
         let task = tokio::spawn(supervise(shared.clone()));
@@ -602,13 +605,19 @@ impl Client {
         match ready {
             Ok(Ok(())) => Ok(client),
             Ok(Err(msg)) => Err(client.fatal_error(msg)),
-            Err(_) => Err(Error::Timeout {
-                what: format!(
-                    "a session with {} on {}",
-                    client.shared.config.database, client.shared.config.remotes
-                ),
-                after: timeout,
-            }),
+            Err(_) => {
+                let last = client.shared.last_error.lock().ok().and_then(|l| l.clone());
+                Err(Error::Timeout {
+                    what: format!(
+                        "a session with {} on {}{}",
+                        client.shared.config.database,
+                        client.shared.config.remotes,
+                        last.map(|l| format!(" (last error: {l})"))
+                            .unwrap_or_default()
+                    ),
+                    after: timeout,
+                })
+            }
         }
     }
 
@@ -812,10 +821,16 @@ async fn supervise(shared: Arc<Shared>) {
             }
             End::Next(msg) => {
                 debug!(%remote, %msg, "trying the next remote");
+                if let Ok(mut l) = shared.last_error.lock() {
+                    *l = Some(msg);
+                }
                 failures_in_row += 1;
             }
             End::Lost(msg) => {
                 info!(%remote, db = %shared.config.database, %msg, "session ended");
+                if let Ok(mut l) = shared.last_error.lock() {
+                    *l = Some(msg);
+                }
                 if started.elapsed() > Duration::from_secs(5) {
                     failures_in_row = 0;
                     backoff = shared.config.backoff_min;

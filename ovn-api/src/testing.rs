@@ -18,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::rpc::TlsConfig;
 
 /// Which schema a test server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +149,7 @@ fn spawn_server(
     ctl: &Path,
     log: &Path,
     tcp_port: Option<u16>,
+    extra: &[String],
 ) -> Result<Child> {
     let server = require_program("ovsdb-server", "openvswitch-common")?;
     let mut cmd = Command::new(server);
@@ -163,7 +165,8 @@ fn spawn_server(
         .env("OVS_DBDIR", dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(Stdio::null())
+        .args(extra);
     if let Some(p) = tcp_port {
         cmd.arg(format!("--remote=ptcp:{p}:127.0.0.1"));
     }
@@ -185,6 +188,7 @@ pub struct OvsdbServer {
     dir: tempfile::TempDir,
     child: Option<Child>,
     tcp_port: Option<u16>,
+    ssl: Option<(u16, TestPki)>,
 }
 
 impl OvsdbServer {
@@ -219,6 +223,7 @@ impl OvsdbServer {
             dir,
             child: None,
             tcp_port,
+            ssl: None,
         };
         s.restart()?;
         Ok(s)
@@ -268,9 +273,54 @@ impl OvsdbServer {
             &d.join("ctl"),
             &d.join("ovsdb-server.log"),
             self.tcp_port,
+            &self.ssl_args(),
         )?;
         self.child = Some(child);
         Ok(())
+    }
+
+    /// Like [`OvsdbServer::start`], also listening with TLS (`pssl:`) on a free port of
+    /// 127.0.0.1, with a fresh test PKI (see [`TestPki`]).
+    pub fn start_with_ssl(kind: SchemaKind) -> Result<Self> {
+        let schema = kind.require()?;
+        let tool = require_program("ovsdb-tool", "openvswitch-common")?;
+        let dir = tempdir("ovsdb-")?;
+        let pki = TestPki::generate(&dir.path().join("pki"))?;
+        run(Command::new(tool)
+            .arg("create")
+            .arg(dir.path().join("conf.db"))
+            .arg(schema))?;
+        let mut s = OvsdbServer {
+            database: kind.database().to_owned(),
+            dir,
+            child: None,
+            tcp_port: None,
+            ssl: Some((free_port()?, pki)),
+        };
+        s.restart()?;
+        Ok(s)
+    }
+
+    fn ssl_args(&self) -> Vec<String> {
+        match &self.ssl {
+            None => Vec::new(),
+            Some((port, pki)) => vec![
+                format!("--private-key={}", pki.server_key.display()),
+                format!("--certificate={}", pki.server_cert.display()),
+                format!("--ca-cert={}", pki.ca_cert.display()),
+                format!("--remote=pssl:{port}:127.0.0.1"),
+            ],
+        }
+    }
+
+    /// `ssl:127.0.0.1:<port>`, if started with TLS.
+    pub fn ssl_remote(&self) -> Option<String> {
+        self.ssl.as_ref().map(|(p, _)| format!("ssl:127.0.0.1:{p}"))
+    }
+
+    /// The test PKI, if started with TLS.
+    pub fn pki(&self) -> Option<&TestPki> {
+        self.ssl.as_ref().map(|(_, pki)| pki)
     }
 
     /// Runs `ovsdb-client` with the given args against this server (the remote is appended
@@ -415,6 +465,7 @@ impl OvsdbCluster {
             &m.ctl,
             &m.log,
             Some(m.client_port),
+            &[],
         )?);
         Ok(())
     }
@@ -454,6 +505,97 @@ impl Drop for OvsdbCluster {
     fn drop(&mut self) {
         for i in 0..self.members.len() {
             self.kill(i);
+        }
+    }
+}
+
+/// PEM files of a throw-away PKI made with the `openssl` CLI: a CA, a server certificate for
+/// 127.0.0.1/localhost and a client certificate, all signed by the CA (EC P-256, 2 days).
+#[derive(Debug, Clone)]
+pub struct TestPki {
+    /// CA certificate.
+    pub ca_cert: PathBuf,
+    /// Server certificate.
+    pub server_cert: PathBuf,
+    /// Server key.
+    pub server_key: PathBuf,
+    /// Client certificate.
+    pub client_cert: PathBuf,
+    /// Client key.
+    pub client_key: PathBuf,
+}
+
+impl TestPki {
+    /// Generates the PKI into `dir` (created if needed).
+    pub fn generate(dir: &Path) -> Result<Self> {
+        let openssl = require_program("openssl", "openssl")?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Testing(format!("creating {}: {e}", dir.display())))?;
+        let p = |n: &str| dir.join(n);
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        run(Command::new(&openssl)
+            .args(["req", "-x509"])
+            .args(ec)
+            .arg("-keyout")
+            .arg(p("ca.key"))
+            .arg("-out")
+            .arg(p("ca.pem"))
+            .args(["-days", "2", "-subj", "/CN=ovn-api-test-ca"]))?;
+        for (name, ext) in [
+            (
+                "server",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+            ),
+            (
+                "client",
+                "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+            ),
+        ] {
+            let ext_file = p(&format!("{name}.ext"));
+            std::fs::write(&ext_file, ext)
+                .map_err(|e| Error::Testing(format!("writing {}: {e}", ext_file.display())))?;
+            run(Command::new(&openssl)
+                .arg("req")
+                .args(ec)
+                .arg("-keyout")
+                .arg(p(&format!("{name}.key")))
+                .arg("-out")
+                .arg(p(&format!("{name}.csr")))
+                .args(["-subj", &format!("/CN={name}")]))?;
+            run(Command::new(&openssl)
+                .args(["x509", "-req", "-in"])
+                .arg(p(&format!("{name}.csr")))
+                .arg("-CA")
+                .arg(p("ca.pem"))
+                .arg("-CAkey")
+                .arg(p("ca.key"))
+                .arg("-CAcreateserial")
+                .arg("-out")
+                .arg(p(&format!("{name}.pem")))
+                .args(["-days", "2", "-extfile"])
+                .arg(&ext_file))?;
+        }
+        Ok(TestPki {
+            ca_cert: p("ca.pem"),
+            server_cert: p("server.pem"),
+            server_key: p("server.key"),
+            client_cert: p("client.pem"),
+            client_key: p("client.key"),
+        })
+    }
+
+    /// The client side as a [`TlsConfig`].
+    pub fn client_config(&self) -> TlsConfig {
+        TlsConfig {
+            ca_cert: self.ca_cert.clone(),
+            cert: self.client_cert.clone(),
+            key: self.client_key.clone(),
         }
     }
 }
