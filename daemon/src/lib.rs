@@ -5,7 +5,12 @@
 //! request into a plan of kernel (rtnetlink) and OVSDB operations that a separate module applies.
 //! Also runs the VPC NAT gateway agent (`kube-ovn-daemon nat-gateway`).
 
+pub mod allocation;
 pub mod interface;
 pub mod naming;
 pub mod netns;
+pub mod options;
+pub mod ovs;
+pub mod pods;
+pub mod server;
 pub mod sys;

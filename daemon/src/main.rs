@@ -1,5 +1,89 @@
 //! `kube-ovn-daemon` entry point.
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("kube-ovn-daemon: the node agent is not in this build yet (see issue 6)")
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use daemon::options::Options;
+use daemon::ovs::{self, NodeConfig};
+use daemon::pods::KubePods;
+use daemon::server::{self, CniService, ServiceConfig};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let opts = Options::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if opts.log_json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+
+    let kube_config = match &opts.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no in-cluster config and no --kubeconfig")?,
+    };
+    let client = kube::Client::try_from(kube_config)?;
+
+    let ovs = Arc::new(ovs::connect(&opts.ovs_db).await?);
+    ovs::init_node(
+        &ovs,
+        &NodeConfig {
+            bridge: opts.bridge.clone(),
+            datapath_type: opts.datapath_type.clone(),
+            system_id: opts.node_name.clone(),
+            ovn_remote: opts.ovn_remote.clone(),
+            encap_type: opts.encap_type.clone(),
+            encap_ip: opts.encap_ip.clone(),
+        },
+    )
+    .await?;
+    tracing::info!(node = %opts.node_name, bridge = %opts.bridge, datapath = %opts.datapath_type,
+        "node initialised");
+
+    let (connection, root, _) = rtnetlink::new_connection().context("opening rtnetlink")?;
+    tokio::spawn(connection);
+    let service = Arc::new(CniService::new(
+        Arc::new(KubePods::new(client)),
+        ovs,
+        root,
+        ServiceConfig {
+            bridge: opts.bridge.clone(),
+            mtu: opts.mtu,
+            disable_tx_checksum: opts.datapath_type == "netdev",
+            allocation_timeout: opts.allocation_timeout(),
+            install_timeout: opts.install_timeout(),
+        },
+    ));
+    let sweeper = service.clone();
+    let every = std::time::Duration::from_secs(opts.sweep_interval_secs.max(1));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            match sweeper.sweep().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "sweep removed ports of deleted pods"),
+                Err(errors) => tracing::warn!(?errors, "sweep failed"),
+            }
+        }
+    });
+
+    let listener = server::bind(&opts.bind_socket)?;
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    };
+    server::serve(listener, service, shutdown).await?;
+    Ok(())
 }

@@ -1,0 +1,266 @@
+//! Where the daemon learns what the controller allocated: the Pod's annotations.
+//!
+//! A trait at a real boundary (Kubernetes): [`KubePods`] watches the API server; [`StaticPods`]
+//! holds annotations set directly, for node-level tests and for running the daemon without a
+//! control plane. Both wait on change notifications, never by polling.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crds::naming::{AnnotationKey, annotation_key};
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use tokio::sync::watch;
+
+/// Waiting for a pod failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PodError {
+    /// The controller did not allocate in time.
+    #[error(
+        "timed out after {}s waiting for kube-ovn-controller to allocate provider {provider} \
+         for pod {namespace}/{name} (annotation {key} is not \"true\"); check the pod's events \
+         (kubectl describe pod -n {namespace} {name}) and that a Subnet has provider {provider}",
+        waited.as_secs()
+    )]
+    Timeout {
+        /// Pod namespace.
+        namespace: String,
+        /// Pod name.
+        name: String,
+        /// The provider waited for.
+        provider: String,
+        /// The annotation waited for.
+        key: String,
+        /// How long.
+        waited: Duration,
+    },
+    /// The Kubernetes API failed.
+    #[error("reading pod {namespace}/{name} from the API server: {source}")]
+    Api {
+        /// Pod namespace.
+        namespace: String,
+        /// Pod name.
+        name: String,
+        /// The client's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// A source of pod annotations.
+pub trait PodSource: Send + Sync + 'static {
+    /// Waits until `<provider>.kubernetes.io/allocated` is `"true"` on the pod and returns all of
+    /// its annotations then.
+    fn wait_allocated(
+        &self,
+        namespace: &str,
+        name: &str,
+        provider: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, PodError>> + Send;
+
+    /// Whether the pod exists (used by the sweep of stale ports).
+    fn exists(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<bool, PodError>> + Send;
+}
+
+fn is_allocated(annotations: &BTreeMap<String, String>, key: &str) -> bool {
+    annotations.get(key).is_some_and(|v| v == "true")
+}
+
+/// Pods from the Kubernetes API server.
+#[derive(Clone)]
+pub struct KubePods {
+    client: kube::Client,
+}
+
+impl std::fmt::Debug for KubePods {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubePods").finish_non_exhaustive()
+    }
+}
+
+impl KubePods {
+    /// Uses `client` for every lookup.
+    pub fn new(client: kube::Client) -> Self {
+        Self { client }
+    }
+}
+
+impl PodSource for KubePods {
+    async fn wait_allocated(
+        &self,
+        namespace: &str,
+        name: &str,
+        provider: &str,
+        timeout: Duration,
+    ) -> Result<BTreeMap<String, String>, PodError> {
+        let key = annotation_key(provider, AnnotationKey::Allocated);
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let cond_key = key.clone();
+        let condition = move |pod: Option<&Pod>| {
+            pod.and_then(|p| p.metadata.annotations.as_ref())
+                .is_some_and(|a| is_allocated(a, &cond_key))
+        };
+        let waited = tokio::time::timeout(
+            timeout,
+            kube::runtime::wait::await_condition(api, name, condition),
+        )
+        .await;
+        let api_err = |source: Box<dyn std::error::Error + Send + Sync>| PodError::Api {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            source,
+        };
+        match waited {
+            Ok(Ok(Some(pod))) => Ok(pod.metadata.annotations.unwrap_or_default()),
+            Ok(Ok(None)) => Err(api_err("the pod was deleted while waiting".into())),
+            Ok(Err(e)) => Err(api_err(Box::new(e))),
+            Err(_) => Err(PodError::Timeout {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                provider: provider.to_owned(),
+                key,
+                waited: timeout,
+            }),
+        }
+    }
+
+    async fn exists(&self, namespace: &str, name: &str) -> Result<bool, PodError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        api.get_opt(name)
+            .await
+            .map(|p| p.is_some())
+            .map_err(|e| PodError::Api {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                source: Box::new(e),
+            })
+    }
+}
+
+/// Pods whose annotations are set by the caller (node tests, standalone use).
+#[derive(Debug)]
+pub struct StaticPods {
+    pods: Mutex<HashMap<(String, String), BTreeMap<String, String>>>,
+    changed: watch::Sender<u64>,
+}
+
+impl Default for StaticPods {
+    fn default() -> Self {
+        Self {
+            pods: Mutex::new(HashMap::new()),
+            changed: watch::channel(0).0,
+        }
+    }
+}
+
+impl StaticPods {
+    /// Sets (replaces) the annotations of a pod, creating it.
+    pub fn set(&self, namespace: &str, name: &str, annotations: BTreeMap<String, String>) {
+        if let Ok(mut pods) = self.pods.lock() {
+            pods.insert((namespace.to_owned(), name.to_owned()), annotations);
+        }
+        self.changed.send_modify(|generation| *generation += 1);
+    }
+
+    /// Removes a pod.
+    pub fn remove(&self, namespace: &str, name: &str) {
+        if let Ok(mut pods) = self.pods.lock() {
+            pods.remove(&(namespace.to_owned(), name.to_owned()));
+        }
+        self.changed.send_modify(|generation| *generation += 1);
+    }
+
+    fn get(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>> {
+        self.pods
+            .lock()
+            .ok()?
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+}
+
+impl PodSource for StaticPods {
+    async fn wait_allocated(
+        &self,
+        namespace: &str,
+        name: &str,
+        provider: &str,
+        timeout: Duration,
+    ) -> Result<BTreeMap<String, String>, PodError> {
+        let key = annotation_key(provider, AnnotationKey::Allocated);
+        let mut changes = self.changed.subscribe();
+        let wait = async {
+            loop {
+                // Subscribed before reading, so a change between the read and the wait is seen.
+                changes.borrow_and_update();
+                if let Some(a) = self.get(namespace, name).filter(|a| is_allocated(a, &key)) {
+                    return a;
+                }
+                if changes.changed().await.is_err() {
+                    // The sender lives in self, so this cannot end while self is borrowed.
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| PodError::Timeout {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                provider: provider.to_owned(),
+                key: key.clone(),
+                waited: timeout,
+            })
+    }
+
+    async fn exists(&self, namespace: &str, name: &str) -> Result<bool, PodError> {
+        Ok(self.get(namespace, name).is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn static_pods_wake_a_waiter_when_the_allocation_arrives() {
+        let pods = Arc::new(StaticPods::default());
+        let waiter = {
+            let pods = pods.clone();
+            tokio::spawn(async move {
+                pods.wait_allocated("ns", "p", "a.ns.ovn", Duration::from_secs(10))
+                    .await
+            })
+        };
+        pods.set("ns", "p", BTreeMap::new());
+        let mut a = BTreeMap::new();
+        a.insert(
+            "a.ns.ovn.kubernetes.io/allocated".to_owned(),
+            "true".to_owned(),
+        );
+        pods.set("ns", "p", a.clone());
+        assert_eq!(waiter.await.unwrap().unwrap(), a);
+    }
+
+    #[tokio::test]
+    async fn a_timeout_names_the_provider_and_the_pod() {
+        let pods = StaticPods::default();
+        let err = pods
+            .wait_allocated("ns", "p", "a.ns.ovn", Duration::from_millis(20))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("provider a.ns.ovn") && err.contains("ns/p"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,428 @@
+//! The daemon on a real OVN node (L1): OVN central + a node namespace with its own ovsdb-server,
+//! ovs-vswitchd (userspace datapath) and ovn-controller; pods are network namespaces. The CNI
+//! plugin's code path (`cni::plugin::run`) calls the daemon over its unix socket exactly as the
+//! `kube-ovn` binary does. Needs root.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is how a test fails.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use daemon::netns::Netns;
+use daemon::ovs::{self, NodeConfig};
+use daemon::pods::StaticPods;
+use daemon::server::{self, CniService, ServiceConfig};
+use e2e::ovn::{NetnsGuard, OvnCentral, OvnNode, unique};
+
+const PROVIDER: &str = "net-a.default.ovn";
+
+struct Lab {
+    central: OvnCentral,
+    node: OvnNode,
+    pods: Arc<StaticPods>,
+    socket: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    ovs: Arc<ovn_api::rpc::Client>,
+    service: Arc<CniService<StaticPods>>,
+}
+
+async fn lab() -> Lab {
+    let central = OvnCentral::start().unwrap();
+    let mut node = OvnNode::start("kovn-n").unwrap();
+    let ovs = Arc::new(ovs::connect(&node.db_remote()).await.unwrap());
+    ovs::init_node(
+        &ovs,
+        &NodeConfig {
+            bridge: "br-int".into(),
+            datapath_type: "netdev".into(),
+            system_id: unique("chassis-"),
+            ovn_remote: central.sb_remote(),
+            encap_type: "geneve".into(),
+            encap_ip: "127.0.0.1".into(),
+        },
+    )
+    .await
+    .unwrap();
+    // init_node is idempotent.
+    ovs::init_node(
+        &ovs,
+        &NodeConfig {
+            bridge: "br-int".into(),
+            datapath_type: "netdev".into(),
+            system_id: unique("chassis-"),
+            ovn_remote: central.sb_remote(),
+            encap_type: "geneve".into(),
+            encap_ip: "127.0.0.1".into(),
+        },
+    )
+    .await
+    .unwrap();
+    node.start_controller().unwrap();
+    central.nbctl(&["ls-add", "ls1"]).unwrap();
+
+    let pods = Arc::new(StaticPods::default());
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("daemon.sock");
+    let root = Netns::open(&node.netns().path())
+        .unwrap()
+        .rtnetlink()
+        .unwrap();
+    let service = CniService::new(
+        pods.clone(),
+        ovs.clone(),
+        root,
+        ServiceConfig {
+            bridge: "br-int".into(),
+            mtu: 1400,
+            disable_tx_checksum: true,
+            allocation_timeout: Duration::from_secs(5),
+            install_timeout: Duration::from_secs(8),
+        },
+    );
+    let service = Arc::new(service);
+    let serving = service.clone();
+    let listener = server::bind(&socket).unwrap();
+    tokio::spawn(async move {
+        server::serve(listener, serving, std::future::pending())
+            .await
+            .unwrap();
+    });
+    Lab {
+        central,
+        node,
+        pods,
+        socket,
+        _dir: dir,
+        ovs,
+        service,
+    }
+}
+
+impl Lab {
+    /// The controller's part, done by hand: the LSP in NB and the pod annotations.
+    fn allocate(&self, pod: &str, ip: &str, mac: &str, extra: &[(&str, &str)]) {
+        let lsp = crds::naming::lsp_name(pod, "default", PROVIDER);
+        self.central
+            .nbctl(&[
+                "lsp-add",
+                "ls1",
+                &lsp,
+                "--",
+                "lsp-set-addresses",
+                &lsp,
+                &format!("{mac} {ip}"),
+            ])
+            .unwrap();
+        self.annotate(pod, ip, mac, extra);
+    }
+
+    /// Only the pod annotations (no LSP).
+    fn annotate(&self, pod: &str, ip: &str, mac: &str, extra: &[(&str, &str)]) {
+        let mut a: BTreeMap<String, String> = [
+            ("allocated", "true"),
+            ("ip_address", ip),
+            ("cidr", "10.100.0.0/16"),
+            ("gateway", "10.100.0.1"),
+            ("mac_address", mac),
+            ("logical_switch", "ls1"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (format!("{PROVIDER}.kubernetes.io/{k}"), (*v).to_owned()))
+        .collect();
+        a.retain(|_, v| !v.is_empty());
+        self.pods.set("default", pod, a);
+    }
+
+    async fn cni(
+        &self,
+        command: &str,
+        pod: &str,
+        cid: &str,
+        netns: &str,
+        extra_conf: &str,
+    ) -> Result<Option<serde_json::Value>, cni::error::CniError> {
+        let env: HashMap<String, String> = [
+            ("CNI_COMMAND", command.to_owned()),
+            ("CNI_CONTAINERID", cid.to_owned()),
+            ("CNI_NETNS", netns.to_owned()),
+            ("CNI_IFNAME", "net1".to_owned()),
+            (
+                "CNI_ARGS",
+                format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod}"),
+            ),
+            ("CNI_PATH", "/opt/cni/bin".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let conf = format!(
+            r#"{{"cniVersion":"1.0.0","name":"net-a","type":"kube-ovn","server_socket":"{}","provider":"{PROVIDER}"{extra_conf}}}"#,
+            self.socket.display()
+        );
+        cni::plugin::run(|k| env.get(k).cloned(), conf.as_bytes())
+            .await
+            .map(|out| out.map(|s| serde_json::from_str(&s).unwrap()))
+    }
+}
+
+fn ping(from: &NetnsGuard, to: &str) -> bool {
+    // The first packets may be lost while flows settle; ping keeps trying for up to 10 s.
+    let out = from
+        .exec(&["ping", "-c", "1", "-w", "10", "-W", "1", to])
+        .unwrap();
+    out.status.success()
+}
+
+#[tokio::test]
+async fn two_pods_on_one_switch_talk_over_net1_and_del_cleans_up() {
+    let lab = lab().await;
+    let (a, b) = (
+        NetnsGuard::create(&unique("kovn-pa")).unwrap(),
+        NetnsGuard::create(&unique("kovn-pb")).unwrap(),
+    );
+    lab.allocate(
+        "pa",
+        "10.100.0.11",
+        "00:00:00:00:00:11",
+        &[("routes", r#"[{"dst":"192.0.2.0/24","gw":"10.100.0.1"}]"#)],
+    );
+    lab.allocate("pb", "10.100.0.12", "00:00:00:00:00:12", &[]);
+
+    let ra = lab
+        .cni("ADD", "pa", "ctr-a", a.path().to_str().unwrap(), "")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ra["interfaces"][0]["name"], "net1");
+    assert_eq!(ra["interfaces"][0]["mac"], "00:00:00:00:00:11");
+    assert_eq!(ra["interfaces"][0]["sandbox"], a.path().to_str().unwrap());
+    assert_eq!(ra["ips"][0]["address"], "10.100.0.11/16");
+    assert_eq!(ra["ips"][0]["interface"], 0);
+    assert_eq!(ra["routes"][0]["dst"], "192.0.2.0/24");
+    let rb = lab
+        .cni("ADD", "pb", "ctr-b", b.path().to_str().unwrap(), "")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rb["ips"][0]["address"], "10.100.0.12/16");
+
+    // Real packets through OVS and OVN: ping, then TCP (which fails when checksums are wrong).
+    assert!(ping(&a, "10.100.0.12"), "pa cannot ping pb over net1");
+    let server = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            b.name(),
+            "nc",
+            "-l",
+            "-N",
+            "10.100.0.12",
+            "16702",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut sent = false;
+    for _ in 0..50 {
+        let client = std::process::Command::new("sh")
+            .args(["-c", &format!("head -c 200000 /dev/zero | tr '\\0' x | ip netns exec {} nc -N -w 3 10.100.0.12 16702", a.name())])
+            .output()
+            .unwrap();
+        if client.status.success() {
+            sent = true;
+            break;
+        }
+    }
+    assert!(sent, "TCP never connected");
+    let got = server.wait_with_output().unwrap();
+    assert_eq!(got.stdout.len(), 200_000, "TCP transfer incomplete");
+
+    // The OVS port carries the contract's external_ids and ovn-controller marked it installed.
+    let host = daemon::naming::host_ifname("ctr-a", "net1");
+    {
+        let replica = lab.ovs.replica();
+        let row = replica
+            .table("Interface")
+            .unwrap()
+            .by_name(&host)
+            .next()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            row.external_id("iface-id"),
+            Some(crds::naming::lsp_name("pa", "default", PROVIDER).as_str())
+        );
+        assert_eq!(row.external_id("vendor"), Some("kube-ovn"));
+        assert_eq!(row.external_id("pod_namespace"), Some("default"));
+        assert_eq!(row.external_id("ovn-installed"), Some("true"));
+    }
+
+    // CHECK passes against the previous result, then fails once the address is removed.
+    let prev = format!(r#","prevResult":{ra}"#);
+    lab.cni("CHECK", "pa", "ctr-a", a.path().to_str().unwrap(), &prev)
+        .await
+        .unwrap();
+    let del = a
+        .exec(&["ip", "addr", "del", "10.100.0.11/16", "dev", "net1"])
+        .unwrap();
+    assert!(del.status.success());
+    let err = lab
+        .cni("CHECK", "pa", "ctr-a", a.path().to_str().unwrap(), &prev)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, server::CHECK_MISMATCH, "{err}");
+    assert!(err.msg.contains("addresses"), "{err}");
+
+    // DEL twice; the second finds nothing and still succeeds.
+    lab.cni("DEL", "pa", "ctr-a", a.path().to_str().unwrap(), "")
+        .await
+        .unwrap();
+    lab.cni("DEL", "pa", "ctr-a", a.path().to_str().unwrap(), "")
+        .await
+        .unwrap();
+    assert!(
+        lab.ovs
+            .replica()
+            .table("Interface")
+            .unwrap()
+            .by_name(&host)
+            .next()
+            .is_none()
+    );
+    let links = lab.node.netns().exec(&["ip", "-o", "link"]).unwrap();
+    assert!(!String::from_utf8_lossy(&links.stdout).contains(&host));
+
+    // DEL after the pod's namespace is gone.
+    let b_path = b.path();
+    drop(b);
+    lab.cni("DEL", "pb", "ctr-b", b_path.to_str().unwrap(), "")
+        .await
+        .unwrap();
+    let host_b = daemon::naming::host_ifname("ctr-b", "net1");
+    assert!(
+        lab.ovs
+            .replica()
+            .table("Interface")
+            .unwrap()
+            .by_name(&host_b)
+            .next()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn add_failures_are_clear_and_leave_nothing_behind() {
+    let lab = lab().await;
+    let a = NetnsGuard::create(&unique("kovn-pc")).unwrap();
+    let path = a.path();
+    let ns = path.to_str().unwrap();
+
+    // No allocation: the plugin gets "try again later" naming the provider.
+    let err = lab.cni("ADD", "nope", "ctr-n", ns, "").await.unwrap_err();
+    assert_eq!(err.code, cni::error::code::TRY_AGAIN_LATER, "{err}");
+    assert!(
+        err.msg.contains(PROVIDER) && err.msg.contains("default/nope"),
+        "{err}"
+    );
+
+    // A static IP that differs from the allocation is a config error.
+    lab.allocate("pc", "10.100.0.21", "00:00:00:00:00:21", &[]);
+    let err = lab
+        .cni(
+            "ADD",
+            "pc",
+            "ctr-c",
+            ns,
+            r#","runtimeConfig":{"ips":["10.100.0.99/16"]}"#,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, cni::error::code::INVALID_CONFIG, "{err}");
+    assert!(err.msg.contains("10.100.0.99"), "{err}");
+
+    // A malformed annotation is a config error naming the annotation.
+    lab.annotate("pd", "10.100.0.22", "not-a-mac", &[]);
+    let err = lab.cni("ADD", "pd", "ctr-d", ns, "").await.unwrap_err();
+    assert_eq!(err.code, cni::error::code::INVALID_CONFIG, "{err}");
+    assert!(err.msg.contains("mac_address"), "{err}");
+
+    // ovn-controller never installs a port whose LSP does not exist: ADD times out, rolls back.
+    let mut annotations = BTreeMap::new();
+    for (k, v) in [
+        ("allocated", "true"),
+        ("ip_address", "10.100.0.23"),
+        ("cidr", "10.100.0.0/16"),
+        ("mac_address", "00:00:00:00:00:23"),
+        ("logical_switch", "ls1"),
+    ] {
+        annotations.insert(format!("{PROVIDER}.kubernetes.io/{k}"), v.to_owned());
+    }
+    lab.pods.set("default", "pe", annotations);
+    let started = std::time::Instant::now();
+    let err = lab.cni("ADD", "pe", "ctr-e", ns, "").await.unwrap_err();
+    assert!(err.msg.contains("ovn-installed"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let host = daemon::naming::host_ifname("ctr-e", "net1");
+    assert!(
+        lab.ovs
+            .replica()
+            .table("Interface")
+            .unwrap()
+            .by_name(&host)
+            .next()
+            .is_none(),
+        "port left behind"
+    );
+    let links =
+        String::from_utf8_lossy(&a.exec(&["ip", "-o", "link"]).unwrap().stdout).into_owned();
+    assert!(!links.contains("net1"), "veth left in the pod: {links}");
+}
+
+#[tokio::test]
+async fn status_gc_and_sweep_remove_only_what_is_stale() {
+    let lab = lab().await;
+    let status = lab.cni("STATUS", "x", "x", "", "").await;
+    assert!(status.is_ok(), "{status:?}");
+    let (a, b) = (
+        NetnsGuard::create(&unique("kovn-pg")).unwrap(),
+        NetnsGuard::create(&unique("kovn-ph")).unwrap(),
+    );
+    lab.allocate("pg", "10.100.0.31", "00:00:00:00:00:31", &[]);
+    lab.allocate("ph", "10.100.0.32", "00:00:00:00:00:32", &[]);
+    lab.cni("ADD", "pg", "ctr-g", a.path().to_str().unwrap(), "")
+        .await
+        .unwrap();
+    lab.cni("ADD", "ph", "ctr-h", b.path().to_str().unwrap(), "")
+        .await
+        .unwrap();
+    let present = |cid: &str| {
+        let host = daemon::naming::host_ifname(cid, "net1");
+        lab.ovs
+            .replica()
+            .table("Interface")
+            .unwrap()
+            .by_name(&host)
+            .next()
+            .is_some()
+    };
+
+    // GC keeps the valid attachment and removes the other.
+    let valid = r#","cni.dev/valid-attachments":[{"containerID":"ctr-g","ifname":"net1"}]"#;
+    lab.cni("GC", "x", "x", "", valid).await.unwrap();
+    assert!(present("ctr-g") && !present("ctr-h"));
+
+    // The sweep keeps ports of existing pods and removes those whose pod is gone.
+    assert_eq!(lab.service.sweep().await.unwrap(), 0);
+    assert!(present("ctr-g"));
+    lab.pods.remove("default", "pg");
+    assert_eq!(lab.service.sweep().await.unwrap(), 1);
+    assert!(!present("ctr-g"));
+    let links =
+        String::from_utf8_lossy(&lab.node.netns().exec(&["ip", "-o", "link"]).unwrap().stdout)
+            .into_owned();
+    assert!(
+        !links.contains(&daemon::naming::host_ifname("ctr-g", "net1")),
+        "{links}"
+    );
+}

@@ -1,0 +1,339 @@
+//! Real OVN on this machine: OVN central (NB, SB, ovn-northd) and "nodes", each a network
+//! namespace with its own Open vSwitch database, `ovs-vswitchd` (userspace datapath) and
+//! `ovn-controller`. Facts and commands come from `notes/ovn-lab` (measured on these machines).
+//!
+//! Daemons are started with `--detach`, which returns only once the daemon is ready, and
+//! stopped by the PID in their pidfile on drop. Every instance has its own temp dir, sockets and
+//! namespace names, so tests run in parallel.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use ovn_api::testing::{OvsdbServer, SchemaKind};
+
+use crate::programs::{self, Program};
+
+/// A harness step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// A program is missing.
+    #[error(transparent)]
+    Missing(#[from] programs::MissingProgram),
+    /// A database server failed to start.
+    #[error("ovsdb-server: {0}")]
+    Ovsdb(#[from] ovn_api::error::Error),
+    /// A command failed.
+    #[error("`{command}` failed: {detail}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Exit status and stderr.
+        detail: String,
+    },
+    /// File system setup failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Result of harness steps.
+pub type Result<T> = std::result::Result<T, LabError>;
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this process and call, for namespaces and chassis.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs a command and returns its stdout, or an error with its stderr.
+pub fn run(cmd: &mut Command) -> Result<String> {
+    let line = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| LabError::Command {
+            command: line.clone(),
+            detail: e.to_string(),
+        })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(LabError::Command {
+            command: line,
+            detail: format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        })
+    }
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LabError {
+    let what = what.into();
+    move |source| LabError::Io { what, source }
+}
+
+/// A daemon started with `--detach --pidfile`; killed by that PID on drop.
+#[derive(Debug)]
+struct Daemon {
+    pidfile: PathBuf,
+}
+
+impl Daemon {
+    fn stop(&self) {
+        let Some(pid) = std::fs::read_to_string(&self.pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        // The daemon was re-parented by --detach, so it cannot be reaped here; wait (bounded)
+        // until it is gone so the namespace and files can be removed cleanly.
+        for _ in 0..200 {
+            if nix::sys::signal::kill(pid, None).is_err() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A named network namespace, deleted on drop.
+#[derive(Debug)]
+pub struct NetnsGuard {
+    name: String,
+}
+
+impl NetnsGuard {
+    /// Creates `name` with `lo` up.
+    pub fn create(name: &str) -> Result<Self> {
+        run(Command::new("ip").args(["netns", "add", name]))?;
+        let guard = Self {
+            name: name.to_owned(),
+        };
+        run(Command::new("ip").args(["-n", name, "link", "set", "lo", "up"]))?;
+        Ok(guard)
+    }
+
+    /// The namespace name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The bind-mount path (`/var/run/netns/<name>`).
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/var/run/netns/{}", self.name))
+    }
+
+    /// Runs a command inside the namespace and returns its output (whatever the exit status).
+    pub fn exec(&self, args: &[&str]) -> Result<std::process::Output> {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(io(format!("ip netns exec {} {args:?}", self.name)))
+    }
+}
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+const CENTRAL_PROGRAMS: &[Program] = &[
+    Program {
+        name: "ovsdb-server",
+        package: "openvswitch-switch",
+    },
+    Program {
+        name: "ovn-northd",
+        package: "ovn-central",
+    },
+    Program {
+        name: "ovn-nbctl",
+        package: "ovn-central",
+    },
+];
+
+const NODE_PROGRAMS: &[Program] = &[
+    Program {
+        name: "ovs-vswitchd",
+        package: "openvswitch-switch",
+    },
+    Program {
+        name: "ovn-controller",
+        package: "ovn-host",
+    },
+    Program {
+        name: "ip",
+        package: "iproute2",
+    },
+];
+
+/// OVN central: NB and SB databases on unix sockets and `ovn-northd` between them.
+#[derive(Debug)]
+pub struct OvnCentral {
+    // Field order is drop order: northd first, then the databases.
+    _northd: Daemon,
+    nb: OvsdbServer,
+    sb: OvsdbServer,
+}
+
+impl OvnCentral {
+    /// Starts NB, SB and northd.
+    pub fn start() -> Result<Self> {
+        programs::require(CENTRAL_PROGRAMS)?;
+        let nb = OvsdbServer::start(SchemaKind::Northbound)?;
+        let sb = OvsdbServer::start(SchemaKind::Southbound)?;
+        let dir = nb.dir();
+        let pidfile = dir.join("ovn-northd.pid");
+        run(Command::new("ovn-northd")
+            .arg(format!("--ovnnb-db={}", nb.remote()))
+            .arg(format!("--ovnsb-db={}", sb.remote()))
+            .arg(format!("--pidfile={}", pidfile.display()))
+            .arg(format!("--unixctl={}", dir.join("northd.ctl").display()))
+            .arg(format!(
+                "--log-file={}",
+                dir.join("ovn-northd.log").display()
+            ))
+            .args(["--detach", "--no-chdir", "-vconsole:off"])
+            .env("OVN_RUNDIR", dir)
+            .env("OVN_LOGDIR", dir))?;
+        Ok(Self {
+            _northd: Daemon { pidfile },
+            nb,
+            sb,
+        })
+    }
+
+    /// NB remote (`unix:...`).
+    pub fn nb_remote(&self) -> String {
+        self.nb.remote()
+    }
+
+    /// SB remote (`unix:...`).
+    pub fn sb_remote(&self) -> String {
+        self.sb.remote()
+    }
+
+    /// Runs `ovn-nbctl` against the NB database.
+    pub fn nbctl(&self, args: &[&str]) -> Result<String> {
+        Ok(self.nb.nbctl(args)?)
+    }
+
+    /// Where the central logs are.
+    pub fn log_dir(&self) -> &Path {
+        self.nb.dir()
+    }
+}
+
+/// One node: a network namespace with its own Open vSwitch database, `ovs-vswitchd` and
+/// (once started) `ovn-controller`.
+#[derive(Debug)]
+pub struct OvnNode {
+    // Drop order: controller, vswitchd, database, then the namespace.
+    controller: Option<Daemon>,
+    _vswitchd: Daemon,
+    db: OvsdbServer,
+    netns: NetnsGuard,
+}
+
+impl OvnNode {
+    /// Creates the namespace, the database and `ovs-vswitchd` inside the namespace. The
+    /// integration bridge and ovn-controller's settings are the daemon's job.
+    pub fn start(name_prefix: &str) -> Result<Self> {
+        programs::require(NODE_PROGRAMS)?;
+        let netns = NetnsGuard::create(&unique(name_prefix))?;
+        let db = OvsdbServer::start(SchemaKind::OpenVswitch)?;
+        let dir = db.dir();
+        let pidfile = dir.join("ovs-vswitchd.pid");
+        run(Command::new("ip")
+            .args(["netns", "exec", netns.name(), "ovs-vswitchd", &db.remote()])
+            .arg(format!("--pidfile={}", pidfile.display()))
+            .arg(format!("--unixctl={}", dir.join("vswitchd.ctl").display()))
+            .arg(format!(
+                "--log-file={}",
+                dir.join("ovs-vswitchd.log").display()
+            ))
+            .args(["--detach", "--no-chdir", "-vconsole:off"])
+            .env("OVS_RUNDIR", dir)
+            .env("OVS_LOGDIR", dir))?;
+        Ok(Self {
+            controller: None,
+            _vswitchd: Daemon { pidfile },
+            db,
+            netns,
+        })
+    }
+
+    /// Starts `ovn-controller` in the node's namespace. It reads its settings (`ovn-remote`,
+    /// `system-id`, ...) from the node database and follows changes, so it may start before or
+    /// after they are written.
+    pub fn start_controller(&mut self) -> Result<()> {
+        let dir = self.db.dir();
+        let pidfile = dir.join("ovn-controller.pid");
+        run(Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                self.netns.name(),
+                "ovn-controller",
+                &self.db.remote(),
+            ])
+            .arg(format!("--pidfile={}", pidfile.display()))
+            .arg(format!(
+                "--log-file={}",
+                dir.join("ovn-controller.log").display()
+            ))
+            .args(["--detach", "--no-chdir", "-vconsole:off"])
+            // Same run dir as ovs-vswitchd: ovn-controller reaches br-int's OpenFlow socket there.
+            .env("OVS_RUNDIR", dir)
+            .env("OVN_RUNDIR", dir)
+            .env("OVN_LOGDIR", dir))?;
+        self.controller = Some(Daemon { pidfile });
+        Ok(())
+    }
+
+    /// The node's Open vSwitch database remote (`unix:...`, reachable from any namespace).
+    pub fn db_remote(&self) -> String {
+        self.db.remote()
+    }
+
+    /// The node's namespace.
+    pub fn netns(&self) -> &NetnsGuard {
+        &self.netns
+    }
+
+    /// Where this node's logs are.
+    pub fn log_dir(&self) -> &Path {
+        self.db.dir()
+    }
+}
