@@ -228,7 +228,8 @@ impl Connection {
             rd,
             remote.clone(),
             pending.clone(),
-            out_tx.clone(),
+            // Weak, so the connection closes when the last `Connection` handle is dropped.
+            out_tx.downgrade(),
             notify_tx,
             dead_rx,
             opts,
@@ -319,7 +320,7 @@ async fn reader<R: AsyncRead + Unpin>(
     mut rd: R,
     remote: Arc<str>,
     pending: Pending,
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: mpsc::WeakUnboundedSender<Vec<u8>>,
     notify: mpsc::UnboundedSender<Notification>,
     mut dead: oneshot::Receiver<std::io::Error>,
     opts: ConnectionOptions,
@@ -333,11 +334,17 @@ async fn reader<R: AsyncRead + Unpin>(
     });
 }
 
+fn send_weak(out: &mpsc::WeakUnboundedSender<Vec<u8>>, frame: Vec<u8>) {
+    if let Some(out) = out.upgrade() {
+        let _ = out.send(frame);
+    }
+}
+
 async fn read_loop<R: AsyncRead + Unpin>(
     rd: &mut R,
     remote: &Arc<str>,
     pending: &Pending,
-    out: &mpsc::UnboundedSender<Vec<u8>>,
+    out: &mpsc::WeakUnboundedSender<Vec<u8>>,
     notify: &mpsc::UnboundedSender<Notification>,
     dead: &mut oneshot::Receiver<std::io::Error>,
     opts: ConnectionOptions,
@@ -381,7 +388,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     match msg {
                         Message::Request { method, params, id } if method == "echo" && !id.is_null() => {
                             let reply = Message::Response { result: params, error: Json::Null, id };
-                            let _ = out.send(reply.encode());
+                            send_weak(out, reply.encode());
                         }
                         Message::Request { method, params, id } if id.is_null() => {
                             seq += 1;
@@ -393,7 +400,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                                 error: json!({"error": "unknown method", "details": method}),
                                 id,
                             };
-                            let _ = out.send(reply.encode());
+                            send_weak(out, reply.encode());
                         }
                         Message::Response { result, error, id } => {
                             if id == json!("echo") {
@@ -430,7 +437,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     }
                     echo_outstanding = true;
                     let probe = Message::Request { method: "echo".into(), params: json!([]), id: json!("echo") };
-                    let _ = out.send(probe.encode());
+                    send_weak(out, probe.encode());
                 }
             }
         }
@@ -515,6 +522,9 @@ pub struct Update {
     pub changes: Vec<RowChange>,
     /// True when this batch came from a full resync (fresh monitor) rather than an update.
     pub resync: bool,
+    /// True when a new session resumed the monitor from the last transaction id
+    /// (`monitor_cond_since` found it) and this batch holds only what changed meanwhile.
+    pub resumed: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -534,7 +544,8 @@ struct Shared {
     replica: RwLock<Replica>,
     changes: broadcast::Sender<Arc<Update>>,
     schema: RwLock<Option<Arc<DatabaseSchema>>>,
-    fatal: Mutex<Option<String>>,
+    /// Why the supervisor stopped for good (taken by `connect`).
+    fatal: Mutex<Option<Error>>,
     /// Why the last session attempt ended (for error messages).
     last_error: Mutex<Option<String>>,
 }
@@ -588,23 +599,23 @@ impl Client {
         let timeout = client.shared.config.request_timeout;
         let ready = tokio::time::timeout(timeout, async {
             loop {
-                if let Some(msg) = client.fatal() {
-                    return Err(msg);
+                if let Some(e) = client.take_fatal() {
+                    return Err(e);
                 }
                 if st.borrow_and_update().conn.is_some() {
                     return Ok(());
                 }
                 if st.changed().await.is_err() {
-                    return Err(client
-                        .fatal()
-                        .unwrap_or_else(|| "supervisor stopped".into()));
+                    return Err(client.take_fatal().unwrap_or_else(|| Error::Closed {
+                        remote: client.shared.config.remotes.clone(),
+                    }));
                 }
             }
         })
         .await;
         match ready {
             Ok(Ok(())) => Ok(client),
-            Ok(Err(msg)) => Err(client.fatal_error(msg)),
+            Ok(Err(e)) => Err(e),
             Err(_) => {
                 let last = client.shared.last_error.lock().ok().and_then(|l| l.clone());
                 Err(Error::Timeout {
@@ -621,18 +632,8 @@ impl Client {
         }
     }
 
-    fn fatal(&self) -> Option<String> {
-        self.shared.fatal.lock().ok().and_then(|f| f.clone())
-    }
-
-    fn fatal_error(&self, msg: String) -> Error {
-        // Schema errors are stored as their display text; surface them as a mismatch.
-        Error::SchemaMismatch {
-            db: self.shared.config.database.clone(),
-            table: String::new(),
-            column: None,
-            reason: msg,
-        }
+    fn take_fatal(&self) -> Option<Error> {
+        self.shared.fatal.lock().ok().and_then(|mut f| f.take())
     }
 
     /// The database name.
@@ -785,7 +786,7 @@ impl Client {
     }
 }
 
-fn set_fatal(shared: &Shared, msg: String) {
+fn set_fatal(shared: &Shared, msg: Error) {
     if let Ok(mut f) = shared.fatal.lock() {
         *f = Some(msg);
     }
@@ -797,7 +798,7 @@ enum End {
     /// The session ran and was lost.
     Lost(String),
     /// Schema problem: stop.
-    Fatal(String),
+    Fatal(Error),
 }
 
 async fn supervise(shared: Arc<Shared>) {
@@ -814,6 +815,9 @@ async fn supervise(shared: Arc<Shared>) {
         match end {
             End::Fatal(msg) => {
                 warn!(%remote, db = %shared.config.database, %msg, "stopping: schema check failed");
+                if let Ok(mut l) = shared.last_error.lock() {
+                    *l = Some(msg.to_string());
+                }
                 set_fatal(&shared, msg);
                 // Wake `connect`.
                 shared.state.send_modify(|_| {});
@@ -878,18 +882,18 @@ async fn run_session(shared: &Arc<Shared>, remote: &Remote) -> End {
     let schema = match conn.call("get_schema", json!([db])).await {
         Ok(j) => match DatabaseSchema::parse(&j) {
             Ok(s) => Arc::new(s),
-            Err(e) => return End::Fatal(e.to_string()),
+            Err(e) => return End::Fatal(e),
         },
         Err(e) => return End::Lost(e.to_string()),
     };
     for check in &shared.config.checks {
         if let Err(e) = check(&schema) {
-            return End::Fatal(e.to_string());
+            return End::Fatal(e);
         }
     }
     for t in &shared.config.tables {
         if let Err(e) = schema.table(t) {
-            return End::Fatal(e.to_string());
+            return End::Fatal(e);
         }
     }
     if let Ok(mut s) = shared.schema.write() {
@@ -933,7 +937,12 @@ async fn run_session(shared: &Arc<Shared>, remote: &Remote) -> End {
                 Err(Error::Rpc { error, .. }) if error.contains("unknown method") => {
                     match method.fallback() {
                         Some(m) => method = m,
-                        None => return End::Fatal(format!("{remote} supports no monitor method")),
+                        None => {
+                            return End::Fatal(Error::Protocol {
+                                remote: remote.to_string(),
+                                reason: "the server supports no monitor method".into(),
+                            });
+                        }
                     }
                 }
                 Err(e) => return End::Lost(e.to_string()),
@@ -1045,6 +1054,7 @@ fn prime_replica(
     let _ = shared.changes.send(Arc::new(Update {
         changes,
         resync: !found,
+        resumed: found,
     }));
     Ok(())
 }
@@ -1065,6 +1075,7 @@ fn apply_updates(shared: &Shared, updates: &TableUpdates, txn: Option<String>) -
         let _ = shared.changes.send(Arc::new(Update {
             changes,
             resync: false,
+            resumed: false,
         }));
     }
     Ok(())

@@ -472,15 +472,17 @@ impl OvsdbCluster {
 
     /// `ovs-appctl cluster/status` of member `i`.
     pub fn status(&self, i: usize) -> Result<String> {
+        self.appctl(i, &["cluster/status", self.kind.database()])
+    }
+
+    /// Runs `ovs-appctl -t <member i's control socket> args...`.
+    pub fn appctl(&self, i: usize, args: &[&str]) -> Result<String> {
         let m = self
             .members
             .get(i)
             .ok_or_else(|| Error::Testing(format!("no member {i}")))?;
-        run(Command::new("ovs-appctl")
-            .arg("-t")
-            .arg(&m.ctl)
-            .arg("cluster/status")
-            .arg(self.kind.database()))
+        let appctl = require_program("ovs-appctl", "openvswitch-common")?;
+        run(Command::new(appctl).arg("-t").arg(&m.ctl).args(args))
     }
 
     /// The index of the current leader, waiting up to `timeout` for one to be elected.

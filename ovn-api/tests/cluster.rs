@@ -44,6 +44,7 @@ async fn follows_the_leader_and_keeps_acknowledged_writes() {
         })
     };
 
+    let mut updates = c.subscribe();
     let mut acked = BTreeSet::new();
     let mut unknown = 0;
     let start = Instant::now();
@@ -77,6 +78,13 @@ async fn follows_the_leader_and_keeps_acknowledged_writes() {
     assert_ne!(now, leader_remote, "moved off the killed leader");
     assert!(c.sessions() >= 2);
     eprintln!("failover: {unknown} retried writes, now on {now}");
+    // The new session resumed the monitor from the last transaction id (clustered servers
+    // keep a transaction history), so it did not download the whole database again.
+    let mut resumed = false;
+    while let Ok(u) = updates.try_recv() {
+        resumed |= u.resumed;
+    }
+    assert!(resumed, "monitor_cond_since resumed after failover");
 
     // Every acknowledged write is in the replica...
     c.wait_until(Duration::from_secs(20), |r| {
@@ -128,4 +136,44 @@ async fn leader_only_skips_followers() {
             .len(),
         1
     );
+}
+
+/// The leader leaves the cluster without dropping our connection: the `_Server` monitor tells
+/// the client, which moves to the new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_when_leadership_moves_without_a_disconnect() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
+    let cluster = OvsdbCluster::start(SchemaKind::Northbound, 3).unwrap();
+    let leader =
+        tokio::task::block_in_place(|| cluster.wait_for_leader(Duration::from_secs(20))).unwrap();
+    let mut cfg =
+        ClientConfig::new(cluster.remotes(), "OVN_Northbound").typed::<nb::LogicalSwitch>();
+    cfg.backoff_min = Duration::from_millis(50);
+    cfg.backoff_max = Duration::from_millis(500);
+    cfg.request_timeout = Duration::from_secs(20);
+    let c = Client::connect(cfg).await.unwrap();
+    assert_eq!(c.current_remote().unwrap(), cluster.remote(leader));
+    let sessions = c.sessions();
+    tokio::task::block_in_place(|| cluster.appctl(leader, &["cluster/leave", "OVN_Northbound"]))
+        .unwrap();
+    // The next write goes to the new leader.
+    let start = Instant::now();
+    loop {
+        let mut tx = c.txn();
+        tx.insert(&nb::LogicalSwitch {
+            name: "after-leave".into(),
+            ..Default::default()
+        });
+        match tx.commit().await {
+            Ok(_) if c.current_remote().as_deref() != Some(cluster.remote(leader).as_str()) => {
+                break;
+            }
+            Ok(_) | Err(_) => assert!(start.elapsed() < Duration::from_secs(30), "did not move"),
+        }
+        let _ = c.wait_until(Duration::from_millis(200), |_| false).await;
+    }
+    assert!(c.sessions() > sessions);
+    assert_ne!(c.current_remote().unwrap(), cluster.remote(leader));
 }

@@ -223,3 +223,19 @@ proptest! {
         })?;
     }
 }
+
+/// Dropping the last handle closes the socket (no leaked connection answering echoes).
+#[tokio::test]
+async fn dropping_the_connection_closes_the_socket() {
+    let (ours, mut peer) = tokio::io::duplex(1 << 16);
+    let (conn, _notes) = Connection::over(ours, "fake".into(), opts(1 << 20));
+    let clone = conn.clone();
+    drop(conn);
+    drop(clone);
+    let mut buf = vec![0u8; 64];
+    let n = tokio::time::timeout(T, peer.read(&mut buf))
+        .await
+        .expect("peer sees EOF")
+        .unwrap();
+    assert_eq!(n, 0);
+}
