@@ -860,3 +860,107 @@ fn shared_ipam_never_double_allocates_across_threads() {
     );
     assert_eq!(records.len(), 4 * (250 - 84));
 }
+
+#[test]
+fn ipv6_statics_gateways_and_huge_counts() {
+    let spec = SubnetSpec::new("d", "10.16.0.0/16,fd00:10:16::/64").with_gateway("10.16.0.254");
+    let mut ipam = ipam_with(spec);
+    let info = ipam.subnet_info("d").unwrap();
+    // A family without an explicit gateway gets its first host address.
+    assert_eq!(info.gateway_annotation(), "10.16.0.254,fd00:10:16::1");
+    let lease = ipam
+        .allocate(
+            "d",
+            "k",
+            &Request::random().with_ips("fd00:10:16::abcd/64,10.16.0.1"),
+        )
+        .unwrap();
+    assert_eq!(lease.ip_address(), "10.16.0.1,fd00:10:16::abcd");
+    for (input, check) in [
+        ("fd00:10:16::abcd", "in use"),
+        ("fd00:10:16::1", "gateway"),
+        ("fd00:10:16::", "network"),
+        ("fd00:10:16::5/48", "prefix"),
+        ("fd00:10:17::5", "outside"),
+    ] {
+        let err = ipam
+            .allocate("d", "x", &Request::random().with_ips(input))
+            .unwrap_err();
+        let ok = match check {
+            "in use" => matches!(err, Error::AddressInUse { .. }),
+            "gateway" => matches!(err, Error::Gateway { .. }),
+            "network" => matches!(
+                err,
+                Error::Reserved {
+                    what: "network",
+                    ..
+                }
+            ),
+            "prefix" => matches!(
+                err,
+                Error::PrefixMismatch {
+                    subnet_prefix: 64,
+                    ..
+                }
+            ),
+            _ => matches!(err, Error::OutsideSubnet { .. }),
+        };
+        assert!(ok, "{input}: {err}");
+    }
+    // The last address of an IPv6 subnet is a host (no broadcast in IPv6).
+    let last = ipam
+        .allocate(
+            "d",
+            "last",
+            &Request::random().with_ips("fd00:10:16::ffff:ffff:ffff:ffff"),
+        )
+        .unwrap();
+    assert!(last.v6.is_some());
+    let c = ipam.counters("d").unwrap();
+    assert_eq!(c.v6_available, (1u128 << 64) - 2 - 2);
+    assert_eq!(c.v4_available, 65536 - 3 - 2);
+}
+
+#[test]
+fn sequential_inside_a_pool_and_rebuild_keeps_the_walk_going() {
+    let mut ipam = ipam_with(SubnetSpec::new("s", "10.0.0.0/24"));
+    ipam.set_pool("s", PoolSpec::new("p", ["10.0.0.100/30", "10.0.0.200"]))
+        .unwrap();
+    let seq = Request::sequential().in_pool("p");
+    let picks: Vec<_> = (0..3)
+        .map(|i| {
+            ipam.allocate("s", &format!("k{i}"), &seq)
+                .unwrap()
+                .v4
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        picks,
+        [v4("10.0.0.100"), v4("10.0.0.101"), v4("10.0.0.102")]
+    );
+    // After a restart the walk continues after the highest address in use.
+    ipam.rebuild(ipam.records());
+    ipam.release("k0");
+    assert_eq!(
+        ipam.allocate("s", "k3", &seq).unwrap().v4,
+        Some(v4("10.0.0.103"))
+    );
+    assert_eq!(
+        ipam.allocate("s", "k4", &seq).unwrap().v4,
+        Some(v4("10.0.0.200"))
+    );
+    assert_eq!(
+        ipam.allocate("s", "k5", &seq).unwrap().v4,
+        Some(v4("10.0.0.100"))
+    );
+    assert!(matches!(
+        ipam.allocate("s", "k6", &seq),
+        Err(Error::PoolExhausted { .. })
+    ));
+    // Outside the pool, sequential starts at the bottom of the subnet.
+    assert_eq!(
+        ipam.allocate("s", "o", &Request::sequential()).unwrap().v4,
+        Some(v4("10.0.0.2"))
+    );
+}
