@@ -12,62 +12,59 @@ use daemon::netns::Netns;
 use daemon::ovs::{self, NodeConfig};
 use daemon::pods::StaticPods;
 use daemon::server::{self, CniService, ServiceConfig};
-use e2e::ovn::{NetnsGuard, OvnCentral, OvnNode, unique};
+use e2e::ovn::{NetnsGuard, OvnCentral, OvnNode, Underlay, unique};
 
 const PROVIDER: &str = "net-a.default.ovn";
 
-struct Lab {
-    central: OvnCentral,
+/// One node of the lab: its OVS/OVN processes, the daemon's OVSDB client and CNI service.
+struct Node {
     node: OvnNode,
-    pods: Arc<StaticPods>,
     socket: std::path::PathBuf,
     _dir: tempfile::TempDir,
     ovs: Arc<ovn_api::rpc::Client>,
     service: Arc<CniService<StaticPods>>,
 }
 
-async fn lab() -> Lab {
-    let central = OvnCentral::start().unwrap();
-    let mut node = OvnNode::start("kovn-n").unwrap();
-    let ovs = Arc::new(ovs::connect(&node.db_remote()).await.unwrap());
-    ovs::init_node(
-        &ovs,
-        &NodeConfig {
-            bridge: "br-int".into(),
-            datapath_type: "netdev".into(),
-            system_id: unique("chassis-"),
-            ovn_remote: central.sb_remote(),
-            encap_type: "geneve".into(),
-            encap_ip: "127.0.0.1".into(),
-        },
-    )
-    .await
-    .unwrap();
-    // init_node is idempotent.
-    ovs::init_node(
-        &ovs,
-        &NodeConfig {
-            bridge: "br-int".into(),
-            datapath_type: "netdev".into(),
-            system_id: unique("chassis-"),
-            ovn_remote: central.sb_remote(),
-            encap_type: "geneve".into(),
-            encap_ip: "127.0.0.1".into(),
-        },
-    )
-    .await
-    .unwrap();
-    node.start_controller().unwrap();
-    central.nbctl(&["ls-add", "ls1"]).unwrap();
+struct Lab {
+    // Field order is drop order: nodes before the underlay and OVN central.
+    nodes: Vec<Node>,
+    _underlay: Option<Underlay>,
+    central: OvnCentral,
+    pods: Arc<StaticPods>,
+}
 
-    let pods = Arc::new(StaticPods::default());
+/// One node on `central`; with an underlay, tunnels go over it (geneve between nodes).
+async fn start_node(
+    central: &OvnCentral,
+    pods: &Arc<StaticPods>,
+    underlay: Option<&Underlay>,
+) -> Node {
+    let mut node = OvnNode::start("kovn-n").unwrap();
+    let encap_ip = match underlay {
+        Some(ul) => ul.attach(&node).unwrap(),
+        None => "127.0.0.1".to_owned(),
+    };
+    let ovs = Arc::new(ovs::connect(&node.db_remote()).await.unwrap());
+    let config = NodeConfig {
+        bridge: "br-int".into(),
+        datapath_type: "netdev".into(),
+        system_id: unique("chassis-"),
+        ovn_remote: central.sb_remote(),
+        encap_type: "geneve".into(),
+        encap_ip,
+    };
+    ovs::init_node(&ovs, &config).await.unwrap();
+    // init_node is idempotent.
+    ovs::init_node(&ovs, &config).await.unwrap();
+    node.start_controller().unwrap();
+
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("daemon.sock");
     let root = Netns::open(&node.netns().path())
         .unwrap()
         .rtnetlink()
         .unwrap();
-    let service = CniService::new(
+    let service = Arc::new(CniService::new(
         pods.clone(),
         ovs.clone(),
         root,
@@ -78,8 +75,7 @@ async fn lab() -> Lab {
             allocation_timeout: Duration::from_secs(5),
             install_timeout: Duration::from_secs(8),
         },
-    );
-    let service = Arc::new(service);
+    ));
     let serving = service.clone();
     let listener = server::bind(&socket).unwrap();
     tokio::spawn(async move {
@@ -87,15 +83,34 @@ async fn lab() -> Lab {
             .await
             .unwrap();
     });
-    Lab {
-        central,
+    Node {
         node,
-        pods,
         socket,
         _dir: dir,
         ovs,
         service,
     }
+}
+
+async fn lab_with(nodes: usize) -> Lab {
+    let central = OvnCentral::start().unwrap();
+    central.nbctl(&["ls-add", "ls1"]).unwrap();
+    let pods = Arc::new(StaticPods::default());
+    let underlay = (nodes > 1).then(|| Underlay::create().unwrap());
+    let mut started = Vec::new();
+    for _ in 0..nodes {
+        started.push(start_node(&central, &pods, underlay.as_ref()).await);
+    }
+    Lab {
+        nodes: started,
+        _underlay: underlay,
+        central,
+        pods,
+    }
+}
+
+async fn lab() -> Lab {
+    lab_with(1).await
 }
 
 impl Lab {
@@ -142,6 +157,18 @@ impl Lab {
         netns: &str,
         extra_conf: &str,
     ) -> Result<Option<serde_json::Value>, cni::error::CniError> {
+        self.cni_on(0, command, pod, cid, netns, extra_conf).await
+    }
+
+    async fn cni_on(
+        &self,
+        node: usize,
+        command: &str,
+        pod: &str,
+        cid: &str,
+        netns: &str,
+        extra_conf: &str,
+    ) -> Result<Option<serde_json::Value>, cni::error::CniError> {
         let env: HashMap<String, String> = [
             ("CNI_COMMAND", command.to_owned()),
             ("CNI_CONTAINERID", cid.to_owned()),
@@ -158,7 +185,7 @@ impl Lab {
         .collect();
         let conf = format!(
             r#"{{"cniVersion":"1.0.0","name":"net-a","type":"kube-ovn","server_socket":"{}","provider":"{PROVIDER}"{extra_conf}}}"#,
-            self.socket.display()
+            self.nodes[node].socket.display()
         );
         cni::plugin::run(|k| env.get(k).cloned(), conf.as_bytes())
             .await
@@ -241,7 +268,7 @@ async fn two_pods_on_one_switch_talk_over_net1_and_del_cleans_up() {
     // The OVS port carries the contract's external_ids and ovn-controller marked it installed.
     let host = daemon::naming::host_ifname("ctr-a", "net1");
     {
-        let replica = lab.ovs.replica();
+        let replica = lab.nodes[0].ovs.replica();
         let row = replica
             .table("Interface")
             .unwrap()
@@ -282,7 +309,8 @@ async fn two_pods_on_one_switch_talk_over_net1_and_del_cleans_up() {
         .await
         .unwrap();
     assert!(
-        lab.ovs
+        lab.nodes[0]
+            .ovs
             .replica()
             .table("Interface")
             .unwrap()
@@ -290,7 +318,11 @@ async fn two_pods_on_one_switch_talk_over_net1_and_del_cleans_up() {
             .next()
             .is_none()
     );
-    let links = lab.node.netns().exec(&["ip", "-o", "link"]).unwrap();
+    let links = lab.nodes[0]
+        .node
+        .netns()
+        .exec(&["ip", "-o", "link"])
+        .unwrap();
     assert!(!String::from_utf8_lossy(&links.stdout).contains(&host));
 
     // DEL after the pod's namespace is gone.
@@ -301,7 +333,8 @@ async fn two_pods_on_one_switch_talk_over_net1_and_del_cleans_up() {
         .unwrap();
     let host_b = daemon::naming::host_ifname("ctr-b", "net1");
     assert!(
-        lab.ovs
+        lab.nodes[0]
+            .ovs
             .replica()
             .table("Interface")
             .unwrap()
@@ -365,7 +398,8 @@ async fn add_failures_are_clear_and_leave_nothing_behind() {
     assert!(started.elapsed() < Duration::from_secs(60));
     let host = daemon::naming::host_ifname("ctr-e", "net1");
     assert!(
-        lab.ovs
+        lab.nodes[0]
+            .ovs
             .replica()
             .table("Interface")
             .unwrap()
@@ -398,7 +432,8 @@ async fn status_gc_and_sweep_remove_only_what_is_stale() {
         .unwrap();
     let present = |cid: &str| {
         let host = daemon::naming::host_ifname(cid, "net1");
-        lab.ovs
+        lab.nodes[0]
+            .ovs
             .replica()
             .table("Interface")
             .unwrap()
@@ -413,16 +448,61 @@ async fn status_gc_and_sweep_remove_only_what_is_stale() {
     assert!(present("ctr-g") && !present("ctr-h"));
 
     // The sweep keeps ports of existing pods and removes those whose pod is gone.
-    assert_eq!(lab.service.sweep().await.unwrap(), 0);
+    assert_eq!(lab.nodes[0].service.sweep().await.unwrap(), 0);
     assert!(present("ctr-g"));
     lab.pods.remove("default", "pg");
-    assert_eq!(lab.service.sweep().await.unwrap(), 1);
+    assert_eq!(lab.nodes[0].service.sweep().await.unwrap(), 1);
     assert!(!present("ctr-g"));
-    let links =
-        String::from_utf8_lossy(&lab.node.netns().exec(&["ip", "-o", "link"]).unwrap().stdout)
-            .into_owned();
+    let links = String::from_utf8_lossy(
+        &lab.nodes[0]
+            .node
+            .netns()
+            .exec(&["ip", "-o", "link"])
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
     assert!(
         !links.contains(&daemon::naming::host_ifname("ctr-g", "net1")),
         "{links}"
     );
+}
+
+#[tokio::test]
+async fn pods_on_two_nodes_talk_across_the_geneve_tunnel() {
+    let lab = lab_with(2).await;
+    let (a, b) = (
+        NetnsGuard::create(&unique("kovn-px")).unwrap(),
+        NetnsGuard::create(&unique("kovn-py")).unwrap(),
+    );
+    lab.allocate("px", "10.100.0.41", "00:00:00:00:00:41", &[]);
+    lab.allocate("py", "10.100.0.42", "00:00:00:00:00:42", &[]);
+    lab.cni_on(0, "ADD", "px", "ctr-x", a.path().to_str().unwrap(), "")
+        .await
+        .unwrap();
+    lab.cni_on(1, "ADD", "py", "ctr-y", b.path().to_str().unwrap(), "")
+        .await
+        .unwrap();
+    assert!(
+        ping(&a, "10.100.0.42"),
+        "px on node 1 cannot ping py on node 2"
+    );
+    assert!(
+        ping(&b, "10.100.0.41"),
+        "py on node 2 cannot ping px on node 1"
+    );
+    // The packets went through a tunnel: node 1 has a geneve port to node 2.
+    let tunnels = lab.nodes[0]
+        .ovs
+        .replica()
+        .table("Interface")
+        .unwrap()
+        .rows()
+        .filter(|r| {
+            r.get("type")
+                .and_then(|t| t.as_set().first()?.as_str().map(|s| s == "geneve"))
+                .unwrap_or(false)
+        })
+        .count();
+    assert_eq!(tunnels, 1, "expected one geneve tunnel port on node 1");
 }

@@ -196,6 +196,14 @@ const NODE_PROGRAMS: &[Program] = &[
         name: "ip",
         package: "iproute2",
     },
+    Program {
+        name: "ovs-vsctl",
+        package: "openvswitch-switch",
+    },
+    Program {
+        name: "ethtool",
+        package: "ethtool",
+    },
 ];
 
 /// OVN central: NB and SB databases on unix sockets and `ovn-northd` between them.
@@ -335,5 +343,86 @@ impl OvnNode {
     /// Where this node's logs are.
     pub fn log_dir(&self) -> &Path {
         self.db.dir()
+    }
+}
+
+/// The underlay network between nodes: a namespace with a Linux bridge, one veth per node. Each
+/// node's end is a port of an OVS bridge `br-phy` (userspace datapath) that carries the node's
+/// tunnel address, as `notes/ovn-lab` found necessary for userspace geneve.
+#[derive(Debug)]
+pub struct Underlay {
+    netns: NetnsGuard,
+    attached: AtomicU32,
+}
+
+/// The underlay prefix (inside the underlay's own namespaces only).
+const UNDERLAY_NET: &str = "172.31.0";
+
+impl Underlay {
+    /// Creates the underlay namespace and its bridge.
+    pub fn create() -> Result<Self> {
+        let netns = NetnsGuard::create(&unique("kovn-ul"))?;
+        let ns = netns.name().to_owned();
+        run(Command::new("ip").args(["-n", &ns, "link", "add", "ulbr", "type", "bridge"]))?;
+        run(Command::new("ip").args(["-n", &ns, "link", "set", "ulbr", "up"]))?;
+        Ok(Self {
+            netns,
+            attached: AtomicU32::new(0),
+        })
+    }
+
+    /// Cables `node` to the underlay and gives it the next address. Returns the address (the
+    /// node's `ovn-encap-ip`).
+    pub fn attach(&self, node: &OvnNode) -> Result<String> {
+        let index = self.attached.fetch_add(1, Ordering::Relaxed) + 1;
+        let ul = self.netns.name();
+        let nn = node.netns().name();
+        let port = format!("ul-n{index}");
+        let ip = format!("{UNDERLAY_NET}.{index}");
+        let ip_cmd = |args: &[&str]| run(Command::new("ip").args(args));
+        ip_cmd(&[
+            "-n", ul, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", nn,
+        ])?;
+        ip_cmd(&["-n", ul, "link", "set", &port, "master", "ulbr", "up"])?;
+        ip_cmd(&["-n", nn, "link", "set", "eth0", "up"])?;
+        // Partial checksums must not reach the userspace datapath (TCP would break).
+        run(Command::new("ip").args(["netns", "exec", ul, "ethtool", "-K", &port, "tx", "off"]))?;
+        run(Command::new("ip").args(["netns", "exec", nn, "ethtool", "-K", "eth0", "tx", "off"]))?;
+        // eth0 is an OVS port but keeps a kernel stack: without these, the kernel answers ARP
+        // for br-phy's address with eth0's MAC and tunnel traffic gets lost.
+        run(Command::new("ip").args([
+            "netns",
+            "exec",
+            nn,
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv4.conf.all.arp_ignore=1",
+            "net.ipv4.conf.all.arp_announce=2",
+        ]))?;
+        run(Command::new("ovs-vsctl")
+            .arg(format!("--db={}", node.db_remote()))
+            .args([
+                "--timeout=30",
+                "add-br",
+                "br-phy",
+                "--",
+                "set",
+                "bridge",
+                "br-phy",
+            ])
+            .arg("datapath_type=netdev")
+            .args(["--", "add-port", "br-phy", "eth0"]))?;
+        ip_cmd(&[
+            "-n",
+            nn,
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            "br-phy",
+        ])?;
+        ip_cmd(&["-n", nn, "link", "set", "br-phy", "up"])?;
+        Ok(ip)
     }
 }
