@@ -161,6 +161,21 @@ pub enum Error {
         remote: String,
     },
 
+    /// A value to be written breaks the live schema's constraints (checked before sending).
+    #[error("{db}: {op} on table {table} column {column}: {reason}")]
+    Invalid {
+        /// Database name.
+        db: String,
+        /// Table.
+        table: String,
+        /// The operation (`insert`, `update`, `mutate`).
+        op: &'static str,
+        /// Column.
+        column: String,
+        /// Which constraint failed.
+        reason: String,
+    },
+
     /// A test-support program could not be run (only with the `testing` feature).
     #[error("test support: {0}")]
     Testing(String),

@@ -314,6 +314,46 @@ impl Operation {
     }
 }
 
+/// Checks the values an operation writes (insert/update rows, mutation arguments) against the
+/// schema: column existence, enums, ranges, string lengths and element counts. Catches mistakes
+/// before a round trip, with an error naming the table, op and column.
+pub fn validate(schema: &crate::schema::DatabaseSchema, op: &Operation) -> Result<()> {
+    let db = &schema.name;
+    let invalid = |table: &str, column: &str, reason: String| Error::Invalid {
+        db: db.clone(),
+        table: table.to_owned(),
+        op: op.name(),
+        column: column.to_owned(),
+        reason,
+    };
+    let (table, row, mutations) = match op {
+        Operation::Insert { table, row, .. } | Operation::Update { table, row, .. } => {
+            (table, Some(row), None)
+        }
+        Operation::Mutate {
+            table, mutations, ..
+        } => (table, None, Some(mutations)),
+        _ => return Ok(()),
+    };
+    let ts = schema.table(table)?;
+    for (column, value) in row.into_iter().flatten() {
+        let c = ts
+            .column(column)
+            .ok_or_else(|| invalid(table, column, "no such column".into()))?;
+        c.ty.check(value).map_err(|r| invalid(table, column, r))?;
+    }
+    for m in mutations.into_iter().flatten() {
+        let c = ts
+            .column(&m.column)
+            .ok_or_else(|| invalid(table, &m.column, "no such column".into()))?;
+        if matches!(m.mutator.as_str(), "insert" | "delete") {
+            c.ty.check_elements(&m.value)
+                .map_err(|r| invalid(table, &m.column, r))?;
+        }
+    }
+    Ok(())
+}
+
 /// The `transact` params: `[db, op...]`.
 pub fn transact_params(db: &str, ops: &[Operation]) -> Json {
     let mut v = Vec::with_capacity(ops.len() + 1);

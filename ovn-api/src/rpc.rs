@@ -477,6 +477,8 @@ pub struct ClientConfig {
     /// `transact` returns only once the replica reflects the transaction (one extra echo
     /// round trip per transaction; default true).
     pub read_your_writes: bool,
+    /// Check written values against the live schema before sending (default true).
+    pub validate: bool,
 }
 
 impl ClientConfig {
@@ -497,6 +499,7 @@ impl ClientConfig {
             max_message: DEFAULT_MAX_MESSAGE,
             tls: None,
             read_your_writes: true,
+            validate: true,
         }
     }
 
@@ -739,11 +742,19 @@ impl Client {
         c.call(method, params).await
     }
 
-    /// Runs a transaction. Operation failures name the table and op. On success (and with
+    /// Runs a transaction. Values are first checked against the live schema
+    /// ([`Error::Invalid`]: enum, range, length, count). Operation failures name the table and op. On success (and with
     /// `read_your_writes`, the default) the replica already reflects the transaction's effects
     /// on monitored tables. A [`Error::Disconnected`] means the outcome is unknown.
     pub async fn transact(&self, ops: Vec<Operation>) -> Result<Vec<OpResult>> {
         let db = &self.shared.config.database;
+        if self.shared.config.validate
+            && let Some(schema) = self.schema()
+        {
+            for op in &ops {
+                crate::protocol::validate(&schema, op)?;
+            }
+        }
         let (conn, generation) = self.session().await?;
         let (result, _) = conn.call_seq("transact", transact_params(db, &ops)).await?;
         let parsed = parse_transact_result(db, &ops, &result);

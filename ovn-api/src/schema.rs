@@ -123,6 +123,50 @@ impl BaseType {
     }
 }
 
+impl BaseType {
+    /// Checks one atom against this base type: its type, enum, integer range and string
+    /// length. Named UUIDs pass (they are resolved by the server).
+    pub fn check(&self, a: &Atom) -> std::result::Result<(), String> {
+        // An integer is a valid real on the wire too.
+        let real_from_int = self.atomic == AtomicType::Real && matches!(a, Atom::Integer(_));
+        if !a.is_type(self.atomic) && !real_from_int {
+            return Err(format!("{a:?} is not of type {}", self.atomic));
+        }
+        if let Some(e) = &self.enum_values
+            && !e.contains(a)
+        {
+            let allowed: Vec<String> = e.iter().map(|x| format!("{x:?}")).collect();
+            return Err(format!("{a:?} is not one of {}", allowed.join(", ")));
+        }
+        if let Atom::Integer(i) = a {
+            if let Some(lo) = self.integer_range.0
+                && *i < lo
+            {
+                return Err(format!("{i} is below the minimum {lo}"));
+            }
+            if let Some(hi) = self.integer_range.1
+                && *i > hi
+            {
+                return Err(format!("{i} is above the maximum {hi}"));
+            }
+        }
+        if let Atom::String(s) = a {
+            let n = s.chars().count() as u64;
+            if let Some(lo) = self.length_range.0
+                && n < lo
+            {
+                return Err(format!("{s:?} is shorter than {lo} characters"));
+            }
+            if let Some(hi) = self.length_range.1
+                && n > hi
+            {
+                return Err(format!("{s:?} is longer than {hi} characters"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A column type: key (and value for maps) plus the element count bounds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnType {
@@ -169,6 +213,39 @@ impl ColumnType {
                 })
             }
             _ => Err(schema_err("?", format!("bad column type {j}"))),
+        }
+    }
+
+    /// Checks a whole datum to be written: element count, and every key and value atom.
+    pub fn check(&self, d: &Datum) -> std::result::Result<(), String> {
+        let n = d.len() as u64;
+        if n < self.min {
+            return Err(format!("{n} elements, at least {} required", self.min));
+        }
+        if let Some(max) = self.max
+            && n > max
+        {
+            return Err(format!("{n} elements, at most {max} allowed"));
+        }
+        self.check_elements(d)
+    }
+
+    /// Checks the atoms of a datum (not the count): for mutation arguments.
+    pub fn check_elements(&self, d: &Datum) -> std::result::Result<(), String> {
+        match (&self.value, d) {
+            (Some(vt), Datum::Map(m)) => {
+                for (k, v) in m.iter() {
+                    self.key.check(k)?;
+                    vt.check(v)?;
+                }
+                Ok(())
+            }
+            (Some(_), Datum::Set(s)) if s.is_empty() => Ok(()),
+            // A map `delete` mutation may name just the keys.
+            (Some(_), Datum::Set(s)) => s.iter().try_for_each(|k| self.key.check(k)),
+            (None, Datum::Set(s)) => s.iter().try_for_each(|a| self.key.check(a)),
+            (None, Datum::Map(m)) if m.is_empty() => Ok(()),
+            (None, Datum::Map(_)) => Err("a map given for a set column".into()),
         }
     }
 
@@ -392,6 +469,64 @@ mod tests {
         assert!(ColumnType::parse(&json!("float")).is_err());
         assert!(ColumnType::parse(&json!({"value": "string"})).is_err());
         assert!(ColumnType::parse(&json!({"key": "string", "max": -1})).is_err());
+    }
+
+    #[test]
+    fn checks_values_against_constraints() {
+        let t = ColumnType::parse(&json!({"key": {"type": "integer", "minInteger": 1, "maxInteger": 4095}, "min": 0, "max": 1})).unwrap();
+        assert!(t.check(&Datum::default()).is_ok());
+        assert!(t.check(&Datum::scalar(4095)).is_ok());
+        assert!(
+            t.check(&Datum::scalar(0))
+                .unwrap_err()
+                .contains("below the minimum 1")
+        );
+        assert!(
+            t.check(&Datum::scalar("x"))
+                .unwrap_err()
+                .contains("not of type integer")
+        );
+        let e = ColumnType::parse(
+            &json!({"key": {"type": "string", "enum": ["set", ["allow", "drop"]]}}),
+        )
+        .unwrap();
+        assert!(e.check(&Datum::scalar("drop")).is_ok());
+        assert!(
+            e.check(&Datum::scalar("permit"))
+                .unwrap_err()
+                .contains("not one of")
+        );
+        assert!(
+            e.check(&Datum::default())
+                .unwrap_err()
+                .contains("at least 1")
+        );
+        let s =
+            ColumnType::parse(&json!({"key": {"type": "string", "minLength": 2, "maxLength": 3}}))
+                .unwrap();
+        assert!(s.check(&Datum::scalar("a")).is_err() && s.check(&Datum::scalar("abcd")).is_err());
+        assert!(s.check(&Datum::scalar("ab")).is_ok());
+        let r = ColumnType::parse(&json!("real")).unwrap();
+        assert!(
+            r.check(&Datum::scalar(3)).is_ok(),
+            "integers are valid reals"
+        );
+        let m = ColumnType::parse(&json!({"key": "string", "value": {"type": "integer", "maxInteger": 5}, "min": 0, "max": "unlimited"})).unwrap();
+        assert!(
+            m.check(&Datum::map([(Atom::from("a"), Atom::from(5))]))
+                .is_ok()
+        );
+        assert!(
+            m.check(&Datum::map([(Atom::from("a"), Atom::from(6))]))
+                .is_err()
+        );
+        assert!(
+            m.check_elements(&Datum::set([Atom::from("a")])).is_ok(),
+            "map delete by keys"
+        );
+        assert!(m.check(&Datum::set([Atom::from(1)])).is_err());
+        let u = ColumnType::parse(&json!({"key": "uuid", "min": 0, "max": "unlimited"})).unwrap();
+        assert!(u.check(&Datum::scalar(Atom::NamedUuid("x".into()))).is_ok());
     }
 
     #[test]

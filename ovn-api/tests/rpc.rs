@@ -169,9 +169,93 @@ async fn all_operations() {
 }
 
 #[tokio::test]
-async fn constraint_violations_name_table_op_and_details() {
+async fn constraint_violations_are_caught_before_sending() {
     let server = OvsdbServer::start(SchemaKind::Northbound).unwrap();
     let c = nb(&server).await;
+    let insert = |table: &str, cols: &[(&str, Datum)]| Operation::Insert {
+        table: table.into(),
+        row: row(cols),
+        uuid_name: None,
+    };
+    let cases = [
+        (
+            insert(
+                "Logical_Switch_Port",
+                &[
+                    ("name", Datum::scalar("p")),
+                    ("tag_request", Datum::scalar(5000)),
+                ],
+            ),
+            "tag_request",
+            "above the maximum 4095",
+        ),
+        (
+            insert("ACL", &[("action", Datum::scalar("permit"))]),
+            "action",
+            "not one of",
+        ),
+        (
+            insert("ACL", &[("priority", Datum::scalar("high"))]),
+            "priority",
+            "is not of type integer",
+        ),
+        (
+            insert("Logical_Switch", &[("nope", Datum::scalar(1))]),
+            "nope",
+            "no such column",
+        ),
+        (
+            insert(
+                "Logical_Switch_Port",
+                &[("tag", Datum::set([Atom::from(1), Atom::from(2)]))],
+            ),
+            "tag",
+            "at most 1 allowed",
+        ),
+        (
+            insert("Logical_Switch_Port", &[("name", Datum::default())]),
+            "name",
+            "at least 1 required",
+        ),
+        (
+            Operation::Mutate {
+                table: "Logical_Switch".into(),
+                conditions: vec![],
+                mutations: vec![Mutation::insert("ports", Datum::scalar("not-a-uuid"))],
+            },
+            "ports",
+            "is not of type uuid",
+        ),
+    ];
+    for (op, column, reason) in cases {
+        let e = c.transact(vec![op]).await.unwrap_err();
+        let s = e.to_string();
+        assert!(
+            matches!(&e, Error::Invalid { column: col, .. } if col == column),
+            "{s}"
+        );
+        assert!(s.contains(reason), "{s}");
+    }
+    let e = c
+        .transact(vec![Operation::Insert {
+            table: "Nope".into(),
+            row: row(&[]),
+            uuid_name: None,
+        }])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("Nope"), "{e}");
+}
+
+#[tokio::test]
+async fn constraint_violations_name_table_op_and_details() {
+    let server = OvsdbServer::start(SchemaKind::Northbound).unwrap();
+    // Without client-side validation, the server's own errors come through.
+    let mut cfg = ClientConfig::new(server.remote(), "OVN_Northbound")
+        .monitor_table("Logical_Switch")
+        .monitor_table("Logical_Switch_Port");
+    cfg.validate = false;
+    let c = Client::connect(cfg).await.unwrap();
     // tag_request must be 0..4095
     let e = c
         .transact(vec![Operation::Insert {
