@@ -1,4 +1,4 @@
-//! The generator of [`super::generated`]: reads the installed `.ovsschema` files and writes one
+//! The generator of `generated.rs`: reads the installed `.ovsschema` files and writes one
 //! `ovsdb_table!` per modelled table. The test `generated_code_matches_schemas` fails when the
 //! committed file differs from what the schemas give; regenerate with
 //! `OVN_API_REGENERATE=1 cargo test -p ovn-api generated_code_matches_schemas`.

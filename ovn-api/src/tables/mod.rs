@@ -1,5 +1,5 @@
 //! Typed rows for the tables the controller and daemon use, generated from the installed
-//! `.ovsschema` files into [`generated`] (see [`codegen`]; a plain `cargo test` fails when the
+//! `.ovsschema` files into `generated.rs` (see [`codegen`]; a plain `cargo test` fails when the
 //! committed file drifts from the schemas). Each struct implements [`Table`]; its column
 //! constants ([`Column`]) build typed conditions, updates and mutations for the
 //! [`Txn`](crate::txn::Txn) builder.
