@@ -3,6 +3,7 @@
 mod cmd;
 mod crds;
 mod demo;
+mod k8s;
 mod setup;
 mod test;
 

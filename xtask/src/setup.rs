@@ -35,6 +35,8 @@ const CARGO_DENY_VERSION: &str = "0.20.2";
 pub fn run() -> anyhow::Result<()> {
     apt_packages()?;
     cargo_deny()?;
+    // Kubernetes binaries built from the Go module at the pinned release (see k8s.rs).
+    crate::k8s::run()?;
     eprintln!("setup: everything the tests need is installed");
     Ok(())
 }
