@@ -551,6 +551,8 @@ struct Shared {
     fatal: Mutex<Option<Error>>,
     /// Why the last session attempt ended (for error messages).
     last_error: Mutex<Option<String>>,
+    /// Set when the supervisor has stopped for good.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 /// A client of one database: a supervised session plus the replica.
@@ -595,6 +597,7 @@ impl Client {
             schema: RwLock::new(None),
             fatal: Mutex::new(None),
             last_error: Mutex::new(None),
+            stopped: std::sync::atomic::AtomicBool::new(false),
         });
         let mut st = shared.state.subscribe();
         let task = tokio::spawn(supervise(shared.clone()));
@@ -707,11 +710,26 @@ impl Client {
         }
     }
 
+    fn last_error(&self) -> String {
+        self.shared
+            .last_error
+            .lock()
+            .ok()
+            .and_then(|l| l.clone())
+            .unwrap_or_default()
+    }
+
     async fn session(&self) -> Result<(Connection, u64)> {
         let mut st = self.shared.state.subscribe();
         let timeout = self.shared.config.request_timeout;
         let r = tokio::time::timeout(timeout, async {
             loop {
+                if self.shared.stopped.load(Ordering::SeqCst) || self.task.is_finished() {
+                    // The supervisor only stops for good on a schema mismatch.
+                    return Err(Error::Closed {
+                        remote: format!("{} ({})", self.shared.config.remotes, self.last_error()),
+                    });
+                }
                 {
                     let s = st.borrow_and_update();
                     if let Some(c) = &s.conn
@@ -731,7 +749,10 @@ impl Client {
         r.unwrap_or_else(|_| {
             Err(Error::Disconnected {
                 remote: self.shared.config.remotes.clone(),
-                context: format!("no session within {timeout:?}"),
+                context: format!(
+                    "no session within {timeout:?}; last error: {}",
+                    self.last_error()
+                ),
             })
         })
     }
@@ -830,6 +851,7 @@ async fn supervise(shared: Arc<Shared>) {
                     *l = Some(msg.to_string());
                 }
                 set_fatal(&shared, msg);
+                shared.stopped.store(true, Ordering::SeqCst);
                 // Wake `connect`.
                 shared.state.send_modify(|_| {});
                 return;

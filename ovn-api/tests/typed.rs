@@ -650,3 +650,56 @@ async fn missing_column_in_live_schema_is_a_clear_error() {
     assert!(e.to_string().contains("OVN_Northbound"), "{e}");
     let _ = Path::new("");
 }
+
+/// The server comes back with a schema lacking a modelled column: the client stops (no silent
+/// drop of the column) and calls fail at once with an error naming it, instead of retrying.
+#[tokio::test]
+async fn schema_that_loses_a_column_on_reconnect_stops_the_client() {
+    let mut server = OvsdbServer::start(SchemaKind::Northbound).unwrap();
+    let mut cfg = ClientConfig::northbound(server.remote());
+    cfg.backoff_min = std::time::Duration::from_millis(20);
+    let c = Client::connect(cfg).await.unwrap();
+    let mut s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(SchemaKind::Northbound.path()).unwrap())
+            .unwrap();
+    s["tables"]["ACL"]["columns"]
+        .as_object_mut()
+        .unwrap()
+        .remove("label");
+    let path = server.dir().join("doctored.ovsschema");
+    std::fs::write(&path, s.to_string()).unwrap();
+    server.kill();
+    let out = std::process::Command::new("ovsdb-tool")
+        .arg("convert")
+        .arg(server.dir().join("conf.db"))
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.restart().unwrap();
+    // A write waits for the next session; the supervisor sees the new schema and stops, and
+    // the write fails with the reason (a write already in flight on the old connection may
+    // fail as disconnected first).
+    let mut transient = Vec::new();
+    let e = loop {
+        let mut tx = c.txn();
+        tx.insert(&nb::LogicalSwitch {
+            name: "x".into(),
+            ..Default::default()
+        });
+        match tx.commit().await {
+            Err(e) if !e.is_transient() => break e,
+            other => {
+                transient.push(format!("{other:?}"));
+                assert!(transient.len() < 5, "{transient:?}");
+            }
+        }
+    };
+    let msg = e.to_string();
+    assert!(matches!(e, Error::Closed { .. }), "{msg}");
+    assert!(msg.contains("ACL") && msg.contains("label"), "{msg}");
+}
