@@ -488,3 +488,15 @@ async fn replica_survives_server_restart_without_losing_acknowledged_writes() {
     let n = dump.matches("\"uuid\"").count();
     assert_eq!(n, c.replica().table("Logical_Switch").unwrap().len());
 }
+
+#[test]
+fn missing_program_names_the_debian_package() {
+    let e = ovn_api::testing::require_program("ovsdb-server-does-not-exist", "openvswitch-common")
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("apt-get install -y openvswitch-common"),
+        "{e}"
+    );
+    assert!(ovn_api::testing::require_program("ovsdb-server", "openvswitch-common").is_ok());
+}
