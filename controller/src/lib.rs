@@ -5,4 +5,13 @@
 //! (logical routers, switches and ports) through `ovn-api`. It creates nothing a NAD does not
 //! ask for: no default VPC, no `ovn-default` or `join` subnet, no host routes.
 
+pub mod context;
+pub mod error;
+pub mod gc;
+pub mod nb;
 pub mod options;
+pub mod pod;
+pub mod run;
+pub mod status;
+pub mod subnet;
+pub mod vpc;

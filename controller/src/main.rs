@@ -1,16 +1,46 @@
 //! `kube-ovn-controller` entry point.
 
-use clap::Parser;
-use controller::options::Options;
+use std::time::Duration;
 
-fn main() -> anyhow::Result<()> {
+use anyhow::Context as _;
+use clap::Parser;
+use controller::options::{LogFormat, Options};
+use controller::run::{self, RunConfig};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
     if let Err(err) = options.validate() {
         eprintln!("kube-ovn-controller: {err}");
         std::process::exit(2);
     }
-    anyhow::bail!(
-        "kube-ovn-controller: the reconcilers are not in this build yet (see issue 7); \
-         options parsed: {options:?}"
-    )
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match options.log_format {
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+    }
+    let kube_config = match &options.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no in-cluster config and no --kubeconfig")?,
+    };
+    let client = kube::Client::try_from(kube_config)?;
+    let config = RunConfig {
+        nb_remotes: options.ovn_nb_addr.clone(),
+        gc_interval: Duration::from_secs(options.gc_interval),
+        workers: options.workers,
+    };
+    let ctx = run::start(client, &config).await?;
+    tracing::info!(nb = %options.ovn_nb_addr, "kube-ovn-controller started (non-primary CNI mode)");
+    run::run(ctx, config).await;
+    Ok(())
 }

@@ -22,6 +22,14 @@ pub struct Options {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Garbage collection interval in seconds (also run at start and after pod deletions).
+    #[arg(long, env = "GC_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub gc_interval: u64,
+
+    /// Concurrent reconciles per controller.
+    #[arg(long, env = "WORKERS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: u16,
 }
 
 /// How log lines are written.

@@ -1,0 +1,85 @@
+//! State shared by every reconciler.
+
+use std::sync::Arc;
+
+use crds::{NetworkAttachmentDefinition, Subnet, Vpc};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
+
+/// The name the controller reports Events and field ownership under.
+pub const MANAGER: &str = "kube-ovn-controller";
+
+/// Shared state: API client, NB client, the allocator and the caches.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: kube::Client,
+    /// OVN Northbound client with its replica.
+    pub nb: Arc<ovn_api::Client>,
+    /// The address allocator (rebuilt from IP CRs at start).
+    pub ipam: ipam::SharedIpam,
+    /// NADs, all namespaces.
+    pub nads: Store<NetworkAttachmentDefinition>,
+    /// Subnets.
+    pub subnets: Store<Subnet>,
+    /// VPCs.
+    pub vpcs: Store<Vpc>,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Allocator keys without an IP CR at the last GC (released if still so at the next).
+    pub gc_suspects: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// A context over the given clients and caches.
+    pub fn new(
+        client: kube::Client,
+        nb: Arc<ovn_api::Client>,
+        ipam: ipam::SharedIpam,
+        nads: Store<NetworkAttachmentDefinition>,
+        subnets: Store<Subnet>,
+        vpcs: Store<Vpc>,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance: None,
+            },
+        );
+        Self {
+            client,
+            nb,
+            ipam,
+            nads,
+            subnets,
+            vpcs,
+            recorder,
+            gc_suspects: Arc::default(),
+        }
+    }
+
+    /// Publishes an Event on `object` (best effort: a failed Event is logged, not fatal).
+    pub async fn event(&self, object: &ObjectReference, warning: bool, reason: &str, note: String) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, object).await {
+            tracing::warn!(error = %e, reason, "could not publish an Event");
+        }
+    }
+}

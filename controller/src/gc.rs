@@ -1,0 +1,130 @@
+//! Garbage collection: addresses, IP CRs and logical switch ports whose owner is gone.
+//!
+//! Runs at start, on an interval, and promptly after a pod with attachments is deleted. Only
+//! our own objects are touched (IP CRs, and LSPs with `external_ids:vendor=kube-ovn`).
+
+use std::collections::BTreeSet;
+
+use crds::IP;
+use crds::naming::{AnnotationKey, parse_annotation_key};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams};
+use kube::{Api, ResourceExt};
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::nb;
+
+/// What one collection removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// IP CRs deleted (their addresses released).
+    pub ips: usize,
+    /// LSPs deleted.
+    pub ports: usize,
+    /// Allocator entries released that had no IP CR.
+    pub leases: usize,
+}
+
+/// Releases one attachment completely: address, LSP, IP CR.
+pub async fn release(ctx: &Context, key: &str) -> Result<(), Error> {
+    ctx.ipam.release(key);
+    nb::delete_port(&ctx.nb, key).await?;
+    let api: Api<IP> = Api::all(ctx.client.clone());
+    match api.delete(key, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Releases the attachments a pod had (by its `allocated` annotations) that its networks
+/// annotation no longer asks for.
+pub async fn release_unwanted(
+    ctx: &Context,
+    namespace: &str,
+    pod: &str,
+    wanted: &BTreeSet<String>,
+) -> Result<(), Error> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let Some(current) = api.get_opt(pod).await? else {
+        return Ok(());
+    };
+    let had: Vec<String> = current
+        .annotations()
+        .iter()
+        .filter_map(|(k, v)| match parse_annotation_key(k) {
+            Some((provider, AnnotationKey::Allocated)) if v == "true" => {
+                Some(crds::naming::lsp_name(pod, namespace, provider))
+            }
+            _ => None,
+        })
+        .collect();
+    for key in had.into_iter().filter(|k| !wanted.contains(k)) {
+        tracing::info!(%key, "attachment removed from the pod; releasing it");
+        release(ctx, &key).await?;
+    }
+    Ok(())
+}
+
+/// One full collection.
+///
+/// Snapshots are taken in the order that makes races with a concurrent attach harmless: an
+/// attach reserves the address, then writes the IP CR, then the LSP. So ports and leases are
+/// read *before* the IP CRs (a port seen here already has its CR), and a lease without a CR is
+/// only released when it was already orphaned at the previous collection (it may be an attach
+/// in flight).
+pub async fn collect(ctx: &Context) -> Result<Report, Error> {
+    let mut report = Report::default();
+    let ports = nb::attachment_ports(&ctx.nb);
+    let leases: Vec<String> = ctx.ipam.records().into_iter().map(|r| r.key).collect();
+    let pods: Api<Pod> = Api::all(ctx.client.clone());
+    let live: BTreeSet<(String, String)> = pods
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| {
+            (
+                p.metadata.namespace.unwrap_or_default(),
+                p.metadata.name.unwrap_or_default(),
+            )
+        })
+        .collect();
+    let ips: Api<IP> = Api::all(ctx.client.clone());
+    let records = ips.list(&ListParams::default()).await?.items;
+    let mut recorded = BTreeSet::new();
+    for ip in &records {
+        let key = ip.name_any();
+        recorded.insert(key.clone());
+        if ip.spec.pod_name.is_empty()
+            || live.contains(&(ip.spec.namespace.clone(), ip.spec.pod_name.clone()))
+        {
+            continue;
+        }
+        tracing::info!(%key, pod = %format!("{}/{}", ip.spec.namespace, ip.spec.pod_name), "pod is gone; releasing its address");
+        release(ctx, &key).await?;
+        report.ips += 1;
+    }
+    for (name, ids) in ports {
+        if !recorded.contains(&name) {
+            tracing::info!(port = %name, owner = ?ids.get(crds::naming::EXTERNAL_ID_POD), "port has no IP record; deleting it");
+            if nb::delete_port(&ctx.nb, &name).await? {
+                report.ports += 1;
+            }
+        }
+    }
+    let orphans: BTreeSet<String> = leases
+        .into_iter()
+        .filter(|k| !recorded.contains(k))
+        .collect();
+    let mut suspects = ctx.gc_suspects.lock().unwrap_or_else(|e| e.into_inner());
+    for key in orphans.intersection(&suspects) {
+        tracing::info!(%key, "address has had no IP record for a whole GC interval; releasing it");
+        ctx.ipam.release(key);
+        report.leases += 1;
+    }
+    *suspects = orphans.difference(&suspects).cloned().collect();
+    Ok(report)
+}

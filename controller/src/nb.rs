@@ -1,0 +1,447 @@
+//! OVN Northbound writes for VPCs, subnets and attachments, through `ovn-api`'s typed
+//! transactions. Every function is idempotent (it reads the replica and writes only what is
+//! missing or different) and makes one transaction per logical change. Rows carry
+//! `external_ids:vendor=kube-ovn` and their owner; we never touch a row without our vendor tag.
+
+use std::collections::BTreeMap;
+
+use crds::naming::{EXTERNAL_ID_VENDOR, router_port, switch_router_port};
+use ipnet::IpNet;
+use ovn_api::Client;
+use ovn_api::tables::Table;
+use ovn_api::tables::nb::{LogicalRouter, LogicalRouterPort, LogicalSwitch, LogicalSwitchPort};
+
+/// Tables the controller monitors in NB.
+pub const TABLES: [&str; 4] = [
+    "Logical_Router",
+    "Logical_Router_Port",
+    "Logical_Switch",
+    "Logical_Switch_Port",
+];
+
+/// A Northbound failure, naming the object.
+#[derive(Debug, thiserror::Error)]
+pub enum NbError {
+    /// The database request failed.
+    #[error("OVN NB: {what}: {source}")]
+    Db {
+        /// What was being done.
+        what: String,
+        /// The client's error.
+        source: ovn_api::Error,
+    },
+    /// A row with our name exists but is not ours.
+    #[error("OVN NB: {table} {name} exists and was not created by kube-ovn; refusing to adopt it")]
+    NotOurs {
+        /// Table.
+        table: &'static str,
+        /// Row name.
+        name: String,
+    },
+    /// The logical switch an attachment needs does not exist.
+    #[error("OVN NB: logical switch {0} does not exist (is its Subnet ready?)")]
+    NoSwitch(String),
+}
+
+fn db(what: impl Into<String>) -> impl FnOnce(ovn_api::Error) -> NbError {
+    let what = what.into();
+    move |source| NbError::Db { what, source }
+}
+
+/// Connects to NB at `remotes` (comma-separated), monitoring the tables we read and checking
+/// their typed columns against the live schema.
+pub async fn connect(remotes: &str) -> Result<Client, NbError> {
+    let mut config = ovn_api::ClientConfig::new(remotes, "OVN_Northbound")
+        .check(LogicalRouter::check)
+        .check(LogicalRouterPort::check)
+        .check(LogicalSwitch::check)
+        .check(LogicalSwitchPort::check);
+    for table in TABLES {
+        config = config.monitor_table(table);
+    }
+    Client::connect(config)
+        .await
+        .map_err(db(format!("connecting to {remotes}")))
+}
+
+/// `external_ids` for a row we own.
+pub fn owned_ids(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    std::iter::once(EXTERNAL_ID_VENDOR)
+        .chain(extra.iter().copied())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn is_ours(ids: &BTreeMap<String, String>) -> bool {
+    ids.get(EXTERNAL_ID_VENDOR.0).map(String::as_str) == Some(EXTERNAL_ID_VENDOR.1)
+}
+
+/// A deterministic, locally administered unicast MAC for a router port (stable across
+/// restarts, so re-reconciling never flaps the port).
+pub fn router_port_mac(name: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let b = hash.to_be_bytes();
+    format!(
+        "0a:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[3], b[4], b[5], b[6], b[7]
+    )
+}
+
+/// Ensures the logical router of VPC `vpc`.
+pub async fn ensure_router(nb: &Client, vpc: &str) -> Result<(), NbError> {
+    let existing = nb
+        .replica()
+        .one_by_name::<LogicalRouter>(vpc)
+        .map_err(db(format!("reading router {vpc}")))?;
+    match existing {
+        Some(lr) if is_ours(&lr.external_ids) => Ok(()),
+        Some(_) => Err(NbError::NotOurs {
+            table: "Logical_Router",
+            name: vpc.to_owned(),
+        }),
+        None => {
+            let mut tx = nb.txn();
+            tx.insert(&LogicalRouter {
+                name: vpc.to_owned(),
+                external_ids: owned_ids(&[("vpc", vpc)]),
+                ..Default::default()
+            });
+            tx.commit()
+                .await
+                .map_err(db(format!("creating router {vpc}")))?;
+            Ok(())
+        }
+    }
+}
+
+/// Deletes the router of `vpc` if it is ours. Router ports go with it (strong references).
+pub async fn delete_router(nb: &Client, vpc: &str) -> Result<(), NbError> {
+    let existing = nb
+        .replica()
+        .one_by_name::<LogicalRouter>(vpc)
+        .map_err(db(format!("reading router {vpc}")))?;
+    if let Some(lr) = existing.filter(|lr| is_ours(&lr.external_ids)) {
+        let mut tx = nb.txn();
+        tx.delete::<LogicalRouter>(lr.uuid);
+        tx.commit()
+            .await
+            .map_err(db(format!("deleting router {vpc}")))?;
+    }
+    Ok(())
+}
+
+/// What a Subnet needs in NB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchPlan {
+    /// Subnet (= logical switch) name.
+    pub subnet: String,
+    /// The VPC whose router the switch attaches to, if any.
+    pub vpc: Option<String>,
+    /// Gateway address with the subnet prefix, per family (router port networks).
+    pub gateways: Vec<IpNet>,
+}
+
+/// Ensures the logical switch of a subnet and, with a VPC, the router port pair
+/// `<vpc>-<subnet>` / `<subnet>-<vpc>`: one transaction, only for what is missing or differs.
+pub async fn ensure_switch(nb: &Client, plan: &SwitchPlan) -> Result<(), NbError> {
+    let subnet = plan.subnet.as_str();
+    let (ls, lrp, lsp, lr) = {
+        let r = nb.replica();
+        let read = |what: &str| db(format!("reading {what} of subnet {subnet}"));
+        let ls = r
+            .one_by_name::<LogicalSwitch>(subnet)
+            .map_err(read("switch"))?;
+        let (lrp, lsp, lr) = match &plan.vpc {
+            Some(vpc) => (
+                r.one_by_name::<LogicalRouterPort>(&router_port(vpc, subnet))
+                    .map_err(read("router port"))?,
+                r.one_by_name::<LogicalSwitchPort>(&switch_router_port(subnet, vpc))
+                    .map_err(read("switch port"))?,
+                r.one_by_name::<LogicalRouter>(vpc)
+                    .map_err(read("router"))?,
+            ),
+            None => (None, None, None),
+        };
+        (ls, lrp, lsp, lr)
+    };
+    if let Some(ls) = &ls
+        && !is_ours(&ls.external_ids)
+    {
+        return Err(NbError::NotOurs {
+            table: "Logical_Switch",
+            name: subnet.to_owned(),
+        });
+    }
+    let mut tx = nb.txn();
+    let ls_ref: ovn_api::tables::Where<LogicalSwitch>;
+    let ls_named;
+    match &ls {
+        Some(ls) => {
+            ls_ref = ls.uuid.into();
+            ls_named = None;
+        }
+        None => {
+            let mut ids = owned_ids(&[("subnet", subnet)]);
+            if let Some(vpc) = &plan.vpc {
+                ids.insert("vpc".into(), vpc.clone());
+            }
+            let named = tx.insert(&LogicalSwitch {
+                name: subnet.to_owned(),
+                external_ids: ids,
+                ..Default::default()
+            });
+            ls_ref = ovn_api::tables::Where::raw(Vec::new());
+            ls_named = Some(named);
+        }
+    }
+    if let Some(vpc) = &plan.vpc {
+        let lr = lr.ok_or_else(|| NbError::Db {
+            what: format!("subnet {subnet}: router {vpc}"),
+            source: ovn_api::Error::Value(format!("logical router {vpc} does not exist yet")),
+        })?;
+        let lrp_name = router_port(vpc, subnet);
+        let networks: Vec<String> = plan.gateways.iter().map(ToString::to_string).collect();
+        match &lrp {
+            Some(p) if p.networks == networks => {}
+            Some(p) => {
+                tx.update::<LogicalRouterPort>(p.uuid, [LogicalRouterPort::NETWORKS.to(&networks)]);
+            }
+            None => {
+                let port = tx.insert(&LogicalRouterPort {
+                    name: lrp_name.clone(),
+                    mac: router_port_mac(&lrp_name),
+                    networks,
+                    external_ids: owned_ids(&[("vpc", vpc), ("subnet", subnet)]),
+                    ..Default::default()
+                });
+                tx.mutate::<LogicalRouter>(lr.uuid, [LogicalRouter::PORTS.insert(port)]);
+            }
+        }
+        if lsp.is_none() {
+            let lsp_name = switch_router_port(subnet, vpc);
+            let port = tx.insert(&LogicalSwitchPort {
+                name: lsp_name,
+                type_: "router".into(),
+                addresses: vec!["router".into()],
+                options: BTreeMap::from([("router-port".to_owned(), lrp_name)]),
+                external_ids: owned_ids(&[("vpc", vpc), ("ls", subnet)]),
+                ..Default::default()
+            });
+            add_port_to_switch(&mut tx, &ls_ref, ls_named.as_ref(), port);
+        }
+    }
+    if tx.is_empty() {
+        return Ok(());
+    }
+    tx.commit().await.map_err(db(format!(
+        "creating switch and router ports of subnet {subnet}"
+    )))?;
+    Ok(())
+}
+
+fn add_port_to_switch(
+    tx: &mut ovn_api::txn::Txn<'_>,
+    existing: &ovn_api::tables::Where<LogicalSwitch>,
+    inserted: Option<&ovn_api::txn::NamedUuid>,
+    port: ovn_api::txn::NamedUuid,
+) {
+    // A switch inserted in this very transaction takes the port in a follow-up mutate on its
+    // named UUID; an existing one by its UUID.
+    match inserted {
+        Some(named) => {
+            tx.mutate::<LogicalSwitch>(
+                ovn_api::tables::Where::raw(vec![ovn_api::protocol::Condition::eq(
+                    "_uuid",
+                    ovn_api::value::Datum::from(named),
+                )]),
+                [LogicalSwitch::PORTS.insert(port)],
+            );
+        }
+        None => {
+            tx.mutate::<LogicalSwitch>(
+                ovn_api::tables::Where::raw(existing.0.clone()),
+                [LogicalSwitch::PORTS.insert(port)],
+            );
+        }
+    }
+}
+
+/// Deletes a subnet's switch and its router port, if ours. The switch's ports go with it.
+pub async fn delete_switch(nb: &Client, subnet: &str, vpc: Option<&str>) -> Result<(), NbError> {
+    let (ls, lrp) = {
+        let r = nb.replica();
+        let ls = r
+            .one_by_name::<LogicalSwitch>(subnet)
+            .map_err(db(format!("reading switch {subnet}")))?;
+        let lrp = match vpc {
+            Some(vpc) => r
+                .one_by_name::<LogicalRouterPort>(&router_port(vpc, subnet))
+                .map_err(db(format!("reading router port of {subnet}")))?,
+            None => None,
+        };
+        (ls, lrp)
+    };
+    let mut tx = nb.txn();
+    if let Some(ls) = ls.filter(|ls| is_ours(&ls.external_ids)) {
+        tx.delete::<LogicalSwitch>(ls.uuid);
+    }
+    if let (Some(lrp), Some(vpc)) = (lrp.filter(|p| is_ours(&p.external_ids)), vpc)
+        && let Some(lr) = nb
+            .replica()
+            .one_by_name::<LogicalRouter>(vpc)
+            .map_err(db("reading router"))?
+    {
+        tx.mutate::<LogicalRouter>(lr.uuid, [LogicalRouter::PORTS.delete(lrp.uuid)]);
+    }
+    if tx.is_empty() {
+        return Ok(());
+    }
+    tx.commit()
+        .await
+        .map_err(db(format!("deleting switch {subnet}")))?;
+    Ok(())
+}
+
+/// What an attachment needs in NB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortPlan {
+    /// LSP name (`<pod>.<ns>.<provider>`).
+    pub name: String,
+    /// Logical switch.
+    pub switch: String,
+    /// MAC address.
+    pub mac: String,
+    /// Addresses.
+    pub ips: Vec<std::net::IpAddr>,
+    /// Pin the port to its MAC and addresses.
+    pub port_security: bool,
+    /// Owner ids (`pod`, `ls`, `provider`).
+    pub external_ids: BTreeMap<String, String>,
+}
+
+impl PortPlan {
+    fn addresses(&self) -> Vec<String> {
+        let ips: Vec<String> = self.ips.iter().map(ToString::to_string).collect();
+        vec![format!("{} {}", self.mac, ips.join(" "))]
+    }
+}
+
+/// Ensures the attachment's LSP on its switch: one transaction when anything differs.
+pub async fn ensure_port(nb: &Client, plan: &PortPlan) -> Result<(), NbError> {
+    let addresses = plan.addresses();
+    let port_security = if plan.port_security {
+        addresses.clone()
+    } else {
+        Vec::new()
+    };
+    let (ls, existing, owner) = {
+        let r = nb.replica();
+        let ls = r
+            .one_by_name::<LogicalSwitch>(&plan.switch)
+            .map_err(db(format!("reading switch {}", plan.switch)))?
+            .ok_or_else(|| NbError::NoSwitch(plan.switch.clone()))?;
+        let existing = r
+            .one_by_name::<LogicalSwitchPort>(&plan.name)
+            .map_err(db(format!("reading port {}", plan.name)))?;
+        let owner = match &existing {
+            Some(p) => r
+                .list::<LogicalSwitch>()
+                .map_err(db("listing switches"))?
+                .into_iter()
+                .find(|s| s.ports.contains(&p.uuid)),
+            None => None,
+        };
+        (ls, existing, owner)
+    };
+    let mut tx = nb.txn();
+    match existing {
+        Some(p) => {
+            if !is_ours(&p.external_ids) {
+                return Err(NbError::NotOurs {
+                    table: "Logical_Switch_Port",
+                    name: plan.name.clone(),
+                });
+            }
+            if p.addresses != addresses
+                || p.port_security != port_security
+                || p.external_ids != plan.external_ids
+            {
+                tx.update::<LogicalSwitchPort>(
+                    p.uuid,
+                    [
+                        LogicalSwitchPort::ADDRESSES.to(&addresses),
+                        LogicalSwitchPort::PORT_SECURITY.to(&port_security),
+                        LogicalSwitchPort::EXTERNAL_IDS.to(&plan.external_ids),
+                    ],
+                );
+            }
+            if owner.as_ref().map(|o| o.uuid) != Some(ls.uuid) {
+                // The attachment moved to another subnet: re-home the port in the same txn.
+                if let Some(old) = owner {
+                    tx.mutate::<LogicalSwitch>(old.uuid, [LogicalSwitch::PORTS.delete(p.uuid)]);
+                }
+                tx.mutate::<LogicalSwitch>(ls.uuid, [LogicalSwitch::PORTS.insert(p.uuid)]);
+            }
+        }
+        None => {
+            let port = tx.insert(&LogicalSwitchPort {
+                name: plan.name.clone(),
+                addresses,
+                port_security,
+                external_ids: plan.external_ids.clone(),
+                ..Default::default()
+            });
+            tx.mutate::<LogicalSwitch>(ls.uuid, [LogicalSwitch::PORTS.insert(port)]);
+        }
+    }
+    if tx.is_empty() {
+        return Ok(());
+    }
+    tx.commit()
+        .await
+        .map_err(db(format!("writing port {} on {}", plan.name, plan.switch)))?;
+    Ok(())
+}
+
+/// Deletes the LSP `name` if it is ours (removing it from its switch deletes the row).
+pub async fn delete_port(nb: &Client, name: &str) -> Result<bool, NbError> {
+    let (port, owner) = {
+        let r = nb.replica();
+        let port = r
+            .one_by_name::<LogicalSwitchPort>(name)
+            .map_err(db(format!("reading port {name}")))?;
+        let Some(port) = port.filter(|p| is_ours(&p.external_ids)) else {
+            return Ok(false);
+        };
+        let owner = r
+            .list::<LogicalSwitch>()
+            .map_err(db("listing switches"))?
+            .into_iter()
+            .find(|s| s.ports.contains(&port.uuid));
+        (port, owner)
+    };
+    let mut tx = nb.txn();
+    match owner {
+        Some(ls) => tx.mutate::<LogicalSwitch>(ls.uuid, [LogicalSwitch::PORTS.delete(port.uuid)]),
+        None => tx.delete::<LogicalSwitchPort>(port.uuid),
+    };
+    tx.commit()
+        .await
+        .map_err(db(format!("deleting port {name}")))?;
+    Ok(true)
+}
+
+/// Names of our attachment LSPs (those with a `pod` owner id).
+pub fn attachment_ports(nb: &Client) -> Vec<(String, BTreeMap<String, String>)> {
+    nb.replica()
+        .by_external_id::<LogicalSwitchPort>(EXTERNAL_ID_VENDOR.0, EXTERNAL_ID_VENDOR.1)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.external_ids.contains_key(crds::naming::EXTERNAL_ID_POD))
+        .map(|p| (p.name, p.external_ids))
+        .collect()
+}

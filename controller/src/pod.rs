@@ -1,0 +1,341 @@
+//! Pod attachments: every kube-ovn element of `k8s.v1.cni.cncf.io/networks` becomes an address
+//! (IPAM), an `IP` CR (the durable record, written first), a logical switch port (one NB
+//! transaction) and the `<provider>.kubernetes.io/*` annotations (one patch) that the daemon
+//! waits for. Pods without the networks annotation are skipped before any work. Each element is
+//! handled on its own: a bad one gets an Event and leaves the others untouched.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crds::naming::{
+    AnnotationKey, EXTERNAL_ID_LOGICAL_SWITCH, EXTERNAL_ID_POD, EXTERNAL_ID_PROVIDER,
+    NETWORKS_ANNOTATION, annotation_key, lsp_name, per_interface_provider,
+};
+use crds::{IP, IPSpec, NadClass, NetworkSelectionElement, parse_networks_annotation};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+
+use crate::context::{Context, MANAGER};
+use crate::error::Error;
+use crate::nb;
+
+/// How soon a pod with a failed attachment is tried again (subnets may become ready, NADs may
+/// appear).
+pub const RETRY: Duration = Duration::from_secs(10);
+
+/// Whether `pod` asks for any secondary network at all: the cheap filter before any work.
+pub fn wants_networks(pod: &Pod) -> bool {
+    pod.annotations().contains_key(NETWORKS_ANNOTATION)
+}
+
+/// Whether the pod is finished or going away (its addresses are released by the GC).
+fn is_done(pod: &Pod) -> bool {
+    pod.meta().deletion_timestamp.is_some()
+        || matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        )
+}
+
+/// One kube-ovn attachment of a pod, resolved to its provider and subnet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    /// This attachment's provider (annotation keys, LSP and IP names).
+    pub provider: String,
+    /// Interface name in the pod.
+    pub interface: String,
+    /// The subnet it lands in.
+    pub subnet: String,
+    /// Whether it gets an OVN port (false for IPAM-only NADs).
+    pub port: bool,
+    /// The element as the user wrote it.
+    pub element: NetworkSelectionElement,
+}
+
+/// Resolves one element: NAD, class, provider, subnet. `Ok(None)` for NADs that are not ours.
+pub fn plan_element(
+    ctx: &Context,
+    pod: &Pod,
+    elements: &[NetworkSelectionElement],
+    position: usize,
+) -> Result<Option<Planned>, String> {
+    let e = &elements[position];
+    let nad = ctx
+        .nads
+        .state()
+        .into_iter()
+        .find(|n| {
+            n.metadata.name.as_deref() == Some(&e.name)
+                && n.metadata.namespace.as_deref() == Some(&e.namespace)
+        })
+        .ok_or_else(|| {
+            format!(
+                "NetworkAttachmentDefinition {}/{} not found",
+                e.namespace, e.name
+            )
+        })?;
+    let class = nad.classify().map_err(|err| err.to_string())?;
+    let (nad_provider, port) = match &class {
+        NadClass::Attachment { provider, .. } => (provider.clone(), true),
+        NadClass::IpamOnly { provider, .. } => (provider.clone(), false),
+        NadClass::NotOurs => return Ok(None),
+    };
+    let interface = e.interface_name(position);
+    let twice = elements
+        .iter()
+        .filter(|o| o.nad_key() == e.nad_key())
+        .count()
+        > 1;
+    let provider = if twice {
+        per_interface_provider(&nad_provider, &interface)
+    } else {
+        nad_provider.clone()
+    };
+    let chosen = pod
+        .annotations()
+        .get(&annotation_key(&provider, AnnotationKey::LogicalSwitch))
+        .cloned();
+    let subnet = match chosen {
+        Some(s) => s,
+        None => {
+            let bound: Vec<String> = ctx
+                .subnets
+                .state()
+                .iter()
+                .filter(|s| {
+                    s.spec.provider.as_deref() == Some(nad_provider.as_str())
+                        && s.meta().deletion_timestamp.is_none()
+                })
+                .map(|s| s.name_any())
+                .collect();
+            match bound.as_slice() {
+                [one] => one.clone(),
+                [] => {
+                    return Err(format!(
+                        "provider {nad_provider} is not bound to any subnet (set spec.provider on a Subnet)"
+                    ));
+                }
+                many => {
+                    return Err(format!(
+                        "provider {nad_provider} is bound by several subnets {many:?}"
+                    ));
+                }
+            }
+        }
+    };
+    Ok(Some(Planned {
+        provider,
+        interface,
+        subnet,
+        port,
+        element: e.clone(),
+    }))
+}
+
+/// The IPAM request for an attachment: static addresses and MAC from the selection element,
+/// else from the provider's annotations; a named pool from `ip_pool`.
+pub fn request_for(pod: &Pod, planned: &Planned) -> ipam::Request {
+    let a = pod.annotations();
+    let key = |k| annotation_key(&planned.provider, k);
+    let mut req = ipam::Request::random();
+    if !planned.element.ips.is_empty() {
+        let ips: Vec<String> = planned
+            .element
+            .ips
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        req = req.with_ips(ips.join(","));
+    } else if let Some(ips) = a.get(&key(AnnotationKey::IpAddress)) {
+        req = req.with_ips(ips.clone());
+    }
+    if let Some(mac) = &planned.element.mac {
+        req = req.with_mac(mac.to_string());
+    } else if let Some(mac) = a.get(&key(AnnotationKey::MacAddress)) {
+        req = req.with_mac(mac.clone());
+    }
+    if let Some(pool) = a.get(&key(AnnotationKey::IpPool)) {
+        req = req.in_pool(pool.clone());
+    }
+    req
+}
+
+/// Reconciles one pod's attachments.
+pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !wants_networks(&pod) || is_done(&pod) {
+        return Ok(Action::await_change());
+    }
+    let namespace = pod.namespace().unwrap_or_default();
+    let name = pod.name_any();
+    let raw = pod
+        .annotations()
+        .get(NETWORKS_ANNOTATION)
+        .cloned()
+        .unwrap_or_default();
+    let elements = match parse_networks_annotation(&raw, &namespace) {
+        Ok(e) => e,
+        Err(e) => {
+            fail(&ctx, &pod, format!("{NETWORKS_ANNOTATION}: {e}")).await;
+            return Ok(Action::await_change());
+        }
+    };
+    let mut annotations = BTreeMap::new();
+    let mut failures = Vec::new();
+    let mut wanted = BTreeSet::new();
+    for position in 0..elements.len() {
+        let planned = match plan_element(&ctx, &pod, &elements, position) {
+            Ok(Some(p)) => p,
+            Ok(None) => continue,
+            Err(msg) => {
+                failures.push(format!("{}: {msg}", elements[position].nad_key()));
+                continue;
+            }
+        };
+        wanted.insert(lsp_name(&name, &namespace, &planned.provider));
+        match attach(&ctx, &pod, &planned).await {
+            Ok(a) => annotations.extend(a),
+            Err(msg) => failures.push(format!(
+                "{} ({}): {msg}",
+                elements[position].nad_key(),
+                planned.interface
+            )),
+        }
+    }
+    crate::gc::release_unwanted(&ctx, &namespace, &name, &wanted).await?;
+    let current = pod.annotations();
+    if annotations.iter().any(|(k, v)| current.get(k) != Some(v)) {
+        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+        let patch = serde_json::json!({ "metadata": { "annotations": annotations } });
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        tracing::info!(pod = %format!("{namespace}/{name}"), "attachments allocated");
+    }
+    if failures.is_empty() {
+        Ok(Action::await_change())
+    } else {
+        for f in failures {
+            fail(&ctx, &pod, f).await;
+        }
+        Ok(Action::requeue(RETRY))
+    }
+}
+
+async fn fail(ctx: &Context, pod: &Pod, msg: String) {
+    tracing::warn!(pod = %format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()), %msg, "attachment failed");
+    ctx.event(&pod.object_ref(&()), true, "AttachmentFailed", msg)
+        .await;
+}
+
+/// Allocates, records and wires one attachment; returns its annotations.
+async fn attach(
+    ctx: &Context,
+    pod: &Pod,
+    planned: &Planned,
+) -> Result<BTreeMap<String, String>, String> {
+    let namespace = pod.namespace().unwrap_or_default();
+    let name = pod.name_any();
+    let key = lsp_name(&name, &namespace, &planned.provider);
+    let subnet = &planned.subnet;
+    let info = ctx
+        .ipam
+        .lock()
+        .subnet_info(subnet)
+        .map_err(|_| format!("Subnet {subnet} is not ready"))?;
+    let existed = ctx.ipam.get(&key).is_some();
+    let lease = ctx
+        .ipam
+        .allocate(subnet, &key, &request_for(pod, planned))
+        .map_err(|e| e.to_string())?;
+    let mac = lease.mac.map(|m| m.to_string()).unwrap_or_default();
+    let ips = lease.ips();
+
+    // The durable record first: after a restart the allocator is rebuilt from these.
+    let record = IP::new(
+        &key,
+        IPSpec {
+            pod_name: name.clone(),
+            namespace: namespace.clone(),
+            subnet: subnet.clone(),
+            ip_address: lease.ip_address(),
+            v4_ip_address: lease.v4.map(|a| a.to_string()).unwrap_or_default(),
+            v6_ip_address: lease.v6.map(|a| a.to_string()).unwrap_or_default(),
+            mac_address: mac.clone(),
+            node_name: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .unwrap_or_default(),
+            ..Default::default()
+        },
+    );
+    let api: Api<IP> = Api::all(ctx.client.clone());
+    let applied = api
+        .patch(
+            &key,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&record),
+        )
+        .await;
+    if let Err(e) = applied {
+        if !existed {
+            // Nothing half-done: without its record the address is not kept.
+            ctx.ipam.release(&key);
+        }
+        return Err(format!("writing IP {key}: {e}"));
+    }
+    if planned.port {
+        let port_security = pod
+            .annotations()
+            .get(&annotation_key(
+                &planned.provider,
+                AnnotationKey::PortSecurity,
+            ))
+            .is_none_or(|v| v != "false");
+        let plan = nb::PortPlan {
+            name: key.clone(),
+            switch: subnet.clone(),
+            mac: mac.clone(),
+            ips: ips.clone(),
+            port_security,
+            external_ids: nb::owned_ids(&[
+                (EXTERNAL_ID_POD, &format!("{namespace}/{name}")),
+                (EXTERNAL_ID_LOGICAL_SWITCH, subnet),
+                (EXTERNAL_ID_PROVIDER, &planned.provider),
+            ]),
+        };
+        nb::ensure_port(&ctx.nb, &plan)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let vpc = ctx
+        .subnets
+        .state()
+        .iter()
+        .find(|s| &s.name_any() == subnet)
+        .and_then(|s| s.spec.vpc.clone());
+    let k = |key| annotation_key(&planned.provider, key);
+    let mut out = BTreeMap::from([
+        (k(AnnotationKey::IpAddress), lease.ip_address()),
+        (k(AnnotationKey::MacAddress), mac),
+        (k(AnnotationKey::Cidr), info.cidr_annotation()),
+        (k(AnnotationKey::Gateway), info.gateway_annotation()),
+        (k(AnnotationKey::LogicalSwitch), subnet.clone()),
+        (k(AnnotationKey::Allocated), "true".to_owned()),
+    ]);
+    if let Some(vpc) = vpc {
+        out.insert(k(AnnotationKey::LogicalRouter), vpc);
+    }
+    if !planned.element.default_route.is_empty() {
+        out.insert(k(AnnotationKey::DefaultRoute), "true".to_owned());
+    }
+    Ok(out)
+}
+
+/// Requeue policy after an error.
+pub fn error_policy(pod: Arc<Pod>, error: &Error, _: Arc<Context>) -> Action {
+    tracing::warn!(pod = %format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()), %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}

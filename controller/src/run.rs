@@ -1,0 +1,217 @@
+//! Start-up and the controller loops.
+//!
+//! Order: connect to NB (replica primed), start the caches and wait for them, rebuild the
+//! allocator from Subnets and IP CRs, collect garbage once, then reconcile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crds::{IP, NetworkAttachmentDefinition, Subnet, Vpc};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+
+use crate::context::Context;
+use crate::{gc, nb, pod, subnet, vpc};
+
+/// Knobs of a running controller.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// NB remotes.
+    pub nb_remotes: String,
+    /// Garbage collection interval.
+    pub gc_interval: Duration,
+    /// Concurrent reconciles per controller.
+    pub workers: u16,
+}
+
+/// A failure before the controllers could start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// NB is unreachable or its schema lacks what we need.
+    #[error(transparent)]
+    Nb(#[from] nb::NbError),
+    /// The API server failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// A cache never became ready.
+    #[error("cache of {0} did not become ready")]
+    Cache(&'static str),
+}
+
+fn cache<K>(api: Api<K>, what: &'static str) -> (Store<K>, impl std::future::Future<Output = ()>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .applied_objects();
+    let drive = async move {
+        stream
+            .for_each(|r| async {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, cache = what, "watch error");
+                }
+            })
+            .await;
+    };
+    (reader, drive)
+}
+
+/// Builds the context: NB, caches (ready), allocator rebuilt from Subnets and IP CRs.
+pub async fn start(client: kube::Client, config: &RunConfig) -> Result<Arc<Context>, StartError> {
+    let nb = Arc::new(nb::connect(&config.nb_remotes).await?);
+    let (nads, nad_task) = cache(
+        Api::<NetworkAttachmentDefinition>::all(client.clone()),
+        "NetworkAttachmentDefinition",
+    );
+    let (subnets, subnet_task) = cache(Api::<Subnet>::all(client.clone()), "Subnet");
+    let (vpcs, vpc_task) = cache(Api::<Vpc>::all(client.clone()), "Vpc");
+    tokio::spawn(nad_task);
+    tokio::spawn(subnet_task);
+    tokio::spawn(vpc_task);
+    for (store_ready, what) in [
+        (
+            nads.wait_until_ready().await.is_ok(),
+            "NetworkAttachmentDefinition",
+        ),
+        (subnets.wait_until_ready().await.is_ok(), "Subnet"),
+        (vpcs.wait_until_ready().await.is_ok(), "Vpc"),
+    ] {
+        if !store_ready {
+            return Err(StartError::Cache(what));
+        }
+    }
+    let ipam = ipam::SharedIpam::new(ipam::Ipam::new());
+    rebuild(&client, &ipam, &subnets).await?;
+    Ok(Arc::new(Context::new(
+        client, nb, ipam, nads, subnets, vpcs,
+    )))
+}
+
+/// Registers every valid Subnet, then loads every IP CR, into the allocator.
+async fn rebuild(
+    client: &kube::Client,
+    ipam: &ipam::SharedIpam,
+    subnets: &Store<Subnet>,
+) -> Result<(), StartError> {
+    let all = subnets.state();
+    for s in &all {
+        if subnet::problems(s, &all).is_some() {
+            continue;
+        }
+        let (Ok(nets), Ok(gws)) = (s.spec.networks(), s.spec.gateways()) else {
+            continue;
+        };
+        let join = |v: Vec<String>| v.join(",");
+        let spec = ipam::SubnetSpec::new(
+            s.name_any(),
+            join(nets.iter().map(ToString::to_string).collect()),
+        )
+        .with_gateway(join(gws.iter().map(ToString::to_string).collect()))
+        .with_excludes(s.spec.exclude_ips.iter().cloned());
+        if let Err(e) = ipam.update_subnet(spec) {
+            tracing::warn!(subnet = %s.name_any(), error = %e, "subnet not registered at start");
+        }
+    }
+    let ips = Api::<IP>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let records = ips.iter().filter_map(|ip| {
+        let parsed: Result<Vec<std::net::IpAddr>, _> =
+            ip.spec.ip_address.split(',').filter(|s| !s.is_empty()).map(str::parse).collect();
+        let mac = ip.spec.mac_address.parse().ok();
+        match parsed {
+            Ok(addrs) => Some(ipam::Record { key: ip.name_any(), subnet: ip.spec.subnet.clone(), ips: addrs, mac }),
+            Err(e) => {
+                tracing::warn!(ip = %ip.name_any(), error = %e, "IP CR with an unreadable address skipped");
+                None
+            }
+        }
+    });
+    let report = ipam.rebuild(records);
+    for rejected in &report.rejected {
+        tracing::warn!(error = %rejected, "IP CR not loaded into the allocator");
+    }
+    tracing::info!(
+        loaded = report.loaded,
+        rejected = report.rejected.len(),
+        "allocator rebuilt from IP CRs"
+    );
+    Ok(())
+}
+
+/// Runs the controllers and the GC until the process is told to stop.
+pub async fn run(ctx: Arc<Context>, config: RunConfig) {
+    let client = ctx.client.clone();
+    match gc::collect(&ctx).await {
+        Ok(report) => tracing::info!(?report, "initial garbage collection"),
+        Err(e) => tracing::warn!(error = %e, "initial garbage collection failed"),
+    }
+    let gc_ctx = ctx.clone();
+    let deleted = Arc::new(tokio::sync::Notify::new());
+    let gc_wakeup = deleted.clone();
+    let gc_loop = async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(config.gc_interval) => {}
+                () = gc_wakeup.notified() => {}
+            }
+            match gc::collect(&gc_ctx).await {
+                Ok(r) if r != gc::Report::default() => {
+                    tracing::info!(report = ?r, "garbage collected")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+            }
+        }
+    };
+    // Deleted pods with attachments wake the GC at once rather than at the next interval.
+    let pod_deletes = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .for_each(move |event| {
+            let deleted = deleted.clone();
+            async move {
+                if let Ok(watcher::Event::Delete(p)) = event
+                    && pod::wants_networks(&p)
+                {
+                    deleted.notify_one();
+                }
+            }
+        });
+    let workers = config.workers;
+    let vpcs = Controller::new(Api::<Vpc>::all(client.clone()), watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(workers))
+        .shutdown_on_signal()
+        .run(vpc::reconcile, vpc::error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let subnets = Controller::new(
+        Api::<Subnet>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(kube::runtime::controller::Config::default().concurrency(workers))
+    .shutdown_on_signal()
+    .run(subnet::reconcile, subnet::error_policy, ctx.clone())
+    .for_each(|_| async {});
+    let pods = Controller::new(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(workers))
+        .shutdown_on_signal()
+        .run(pod::reconcile, pod::error_policy, ctx.clone())
+        .for_each(|_| async {});
+    tokio::select! {
+        () = async { tokio::join!(vpcs, subnets, pods); } => {}
+        () = gc_loop => {}
+        () = pod_deletes => {}
+    }
+}

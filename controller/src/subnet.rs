@@ -1,0 +1,249 @@
+//! `Subnet` → logical switch `<subnet>`, router port pair to its VPC, IPAM registration,
+//! status counters and conditions. Invalid or conflicting subnets create nothing: a condition
+//! and an Event say why.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crds::condition::{READY, VALIDATED, set_condition};
+use crds::{Subnet, Validate};
+use ipnet::IpNet;
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, Resource, ResourceExt};
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::{nb, status};
+
+/// Finalizer on Subnets: the switch and IPAM state go before the object.
+pub const FINALIZER: &str = "kubeovn.io/subnet";
+
+/// Reconciles one Subnet.
+pub async fn reconcile(subnet: Arc<Subnet>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let api: Api<Subnet> = Api::all(ctx.client.clone());
+    finalizer(&api, FINALIZER, subnet, |event| async {
+        match event {
+            Finalizer::Apply(s) => apply(&s, &ctx).await,
+            Finalizer::Cleanup(s) => cleanup(&s, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(e.to_string()))
+}
+
+/// Everything wrong with `subnet` that stops it from being realised, given the other subnets.
+pub fn problems(subnet: &Subnet, others: &[Arc<Subnet>]) -> Option<(String, String)> {
+    let name = subnet.name_any();
+    if let Err(e) = subnet.validate() {
+        return Some(("InvalidSpec".into(), e.to_string()));
+    }
+    let nets = match subnet.spec.networks() {
+        Ok(n) => n,
+        Err(e) => return Some(("InvalidSpec".into(), e.to_string())),
+    };
+    for other in others
+        .iter()
+        .filter(|o| o.name_any() != name && o.meta().deletion_timestamp.is_none())
+    {
+        if let (Some(p), Some(q)) = (&subnet.spec.provider, &other.spec.provider)
+            && p == q
+            && older_or_first(other, subnet)
+        {
+            return Some((
+                "ProviderConflict".into(),
+                format!(
+                    "provider {p} is already bound by Subnet {}; a provider binds one subnet",
+                    other.name_any()
+                ),
+            ));
+        }
+        if other.spec.vpc == subnet.spec.vpc && older_or_first(other, subnet) {
+            let theirs = other.spec.networks().unwrap_or_default();
+            if let Some((a, b)) = overlap(&nets, &theirs) {
+                return Some((
+                    "CIDRConflict".into(),
+                    format!(
+                        "CIDR {a} overlaps {b} of Subnet {} in the same VPC {}",
+                        other.name_any(),
+                        subnet.spec.vpc.as_deref().unwrap_or("(none)")
+                    ),
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Whether `a` wins a conflict with `b`: the older one, ties broken by name, so exactly one of
+/// two conflicting subnets is refused.
+fn older_or_first(a: &Subnet, b: &Subnet) -> bool {
+    let ta = a.meta().creation_timestamp.as_ref().map(|t| t.0);
+    let tb = b.meta().creation_timestamp.as_ref().map(|t| t.0);
+    match (ta, tb) {
+        (Some(x), Some(y)) if x != y => x < y,
+        _ => a.name_any() < b.name_any(),
+    }
+}
+
+fn overlap(a: &[IpNet], b: &[IpNet]) -> Option<(IpNet, IpNet)> {
+    a.iter()
+        .flat_map(|x| b.iter().map(move |y| (*x, *y)))
+        .find(|(x, y)| x.contains(&y.network()) || y.contains(&x.network()))
+}
+
+async fn apply(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
+    let name = subnet.name_any();
+    let api: Api<Subnet> = Api::all(ctx.client.clone());
+    let generation = subnet.meta().generation;
+    let mut conditions = subnet
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    if let Some((reason, msg)) = problems(subnet, &ctx.subnets.state()) {
+        let changed = set_condition(
+            &mut conditions,
+            status::condition(VALIDATED, false, &reason, msg.clone(), generation),
+            status::now(),
+        );
+        set_condition(
+            &mut conditions,
+            status::condition(READY, false, &reason, msg.clone(), generation),
+            status::now(),
+        );
+        status::patch_status(&api, &name, serde_json::json!({ "conditions": conditions })).await?;
+        if changed {
+            ctx.event(&subnet.object_ref(&()), true, &reason, msg.clone())
+                .await;
+        }
+        tracing::warn!(subnet = %name, %reason, %msg, "subnet refused");
+        // Level-triggered: a change to this or another subnet re-runs the check.
+        return Ok(Action::requeue(Duration::from_secs(60)));
+    }
+    set_condition(
+        &mut conditions,
+        status::condition(VALIDATED, true, "Validated", "spec is valid", generation),
+        status::now(),
+    );
+
+    let nets = subnet
+        .spec
+        .networks()
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let gateways = subnet
+        .spec
+        .gateways()
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    if let Some(vpc) = &subnet.spec.vpc
+        && ctx.vpcs.state().iter().all(|v| &v.name_any() != vpc)
+    {
+        let msg = format!("Vpc {vpc} does not exist");
+        set_condition(
+            &mut conditions,
+            status::condition(READY, false, "VpcNotFound", msg.clone(), generation),
+            status::now(),
+        );
+        status::patch_status(&api, &name, serde_json::json!({ "conditions": conditions })).await?;
+        return Err(Error::NotReady(msg));
+    }
+    let cidr_block = nets
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let spec = ipam::SubnetSpec::new(&name, cidr_block.clone())
+        .with_gateway(
+            gateways
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+        .with_excludes(subnet.spec.exclude_ips.iter().cloned());
+    if let Err(e) = ctx.ipam.update_subnet(spec) {
+        let msg = format!("Subnet {name}: {e}");
+        set_condition(
+            &mut conditions,
+            status::condition(READY, false, "IPAMRefused", msg.clone(), generation),
+            status::now(),
+        );
+        status::patch_status(&api, &name, serde_json::json!({ "conditions": conditions })).await?;
+        ctx.event(&subnet.object_ref(&()), true, "IPAMRefused", msg.clone())
+            .await;
+        return Ok(Action::requeue(Duration::from_secs(60)));
+    }
+    let router_networks: Vec<IpNet> = gateways
+        .iter()
+        .filter_map(|g| {
+            nets.iter()
+                .find(|n| n.contains(g))
+                .and_then(|n| IpNet::new(*g, n.prefix_len()).ok())
+        })
+        .collect();
+    nb::ensure_switch(
+        &ctx.nb,
+        &nb::SwitchPlan {
+            subnet: name.clone(),
+            vpc: subnet.spec.vpc.clone(),
+            gateways: router_networks,
+        },
+    )
+    .await?;
+    set_condition(
+        &mut conditions,
+        status::condition(
+            READY,
+            true,
+            "SwitchReady",
+            format!("logical switch {name} exists"),
+            generation,
+        ),
+        status::now(),
+    );
+    let counters = ctx.ipam.counters(&name).unwrap_or_default();
+    status::patch_status(
+        &api,
+        &name,
+        serde_json::json!({
+            "conditions": conditions,
+            "cidrBlock": cidr_block,
+            "gateway": gateways.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            "v4usingIPs": counters.v4_using as f64,
+            "v4availableIPs": counters.v4_available as f64,
+            "v6usingIPs": counters.v6_using as f64,
+            "v6availableIPs": counters.v6_available as f64,
+        }),
+    )
+    .await?;
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+async fn cleanup(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
+    let name = subnet.name_any();
+    if let Ok(c) = ctx.ipam.counters(&name)
+        && c.v4_using + c.v6_using > 0
+    {
+        let msg = format!(
+            "Subnet {name} still has {} addresses in use; delete the pods first",
+            c.v4_using + c.v6_using
+        );
+        ctx.event(
+            &subnet.object_ref(&()),
+            true,
+            "DeletionBlocked",
+            msg.clone(),
+        )
+        .await;
+        return Err(Error::NotReady(msg));
+    }
+    nb::delete_switch(&ctx.nb, &name, subnet.spec.vpc.as_deref()).await?;
+    let _ = ctx.ipam.remove_subnet(&name);
+    Ok(Action::await_change())
+}
+
+/// Requeue policy after an error.
+pub fn error_policy(subnet: Arc<Subnet>, error: &Error, _: Arc<Context>) -> Action {
+    tracing::warn!(subnet = %subnet.name_any(), %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}

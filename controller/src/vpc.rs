@@ -1,0 +1,110 @@
+//! `Vpc` → OVN logical router `<vpc>`. Deleting a Vpc that still has subnets is refused (the
+//! finalizer stays and a condition says why) until its subnets are gone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crds::Vpc;
+use crds::condition::{READY, set_condition};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, Resource, ResourceExt};
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::{nb, status};
+
+/// Finalizer on Vpcs: the router is removed before the object goes.
+pub const FINALIZER: &str = "kubeovn.io/vpc";
+
+/// Names of the Subnets that belong to `vpc`.
+pub fn subnets_of(ctx: &Context, vpc: &str) -> Vec<String> {
+    let mut names: Vec<String> = ctx
+        .subnets
+        .state()
+        .iter()
+        .filter(|s| s.spec.vpc.as_deref() == Some(vpc))
+        .map(|s| s.name_any())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Reconciles one Vpc.
+pub async fn reconcile(vpc: Arc<Vpc>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let api: Api<Vpc> = Api::all(ctx.client.clone());
+    finalizer(&api, FINALIZER, vpc, |event| async {
+        match event {
+            Finalizer::Apply(vpc) => apply(&vpc, &ctx).await,
+            Finalizer::Cleanup(vpc) => cleanup(&vpc, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(e.to_string()))
+}
+
+async fn apply(vpc: &Vpc, ctx: &Context) -> Result<Action, Error> {
+    let name = vpc.name_any();
+    nb::ensure_router(&ctx.nb, &name).await?;
+    let mut conditions = vpc
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    set_condition(
+        &mut conditions,
+        status::condition(
+            READY,
+            true,
+            "RouterReady",
+            format!("logical router {name} exists"),
+            vpc.meta().generation,
+        ),
+        status::now(),
+    );
+    let api: Api<Vpc> = Api::all(ctx.client.clone());
+    status::patch_status(
+        &api,
+        &name,
+        serde_json::json!({ "router": name, "subnets": subnets_of(ctx, &name), "conditions": conditions }),
+    )
+    .await?;
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+async fn cleanup(vpc: &Vpc, ctx: &Context) -> Result<Action, Error> {
+    let name = vpc.name_any();
+    let subnets = subnets_of(ctx, &name);
+    if !subnets.is_empty() {
+        let msg = format!("Vpc {name} still has subnets {subnets:?}; delete them first");
+        let mut conditions = vpc
+            .status
+            .as_ref()
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default();
+        set_condition(
+            &mut conditions,
+            status::condition(
+                READY,
+                false,
+                "DeletionBlocked",
+                msg.clone(),
+                vpc.meta().generation,
+            ),
+            status::now(),
+        );
+        let api: Api<Vpc> = Api::all(ctx.client.clone());
+        status::patch_status(&api, &name, serde_json::json!({ "conditions": conditions })).await?;
+        ctx.event(&vpc.object_ref(&()), true, "DeletionBlocked", msg.clone())
+            .await;
+        return Err(Error::NotReady(msg));
+    }
+    nb::delete_router(&ctx.nb, &name).await?;
+    Ok(Action::await_change())
+}
+
+/// Requeue policy after an error.
+pub fn error_policy(vpc: Arc<Vpc>, error: &Error, _: Arc<Context>) -> Action {
+    tracing::warn!(vpc = %vpc.name_any(), %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}

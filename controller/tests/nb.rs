@@ -1,0 +1,162 @@
+//! The controller's NB writes against a real OVN Northbound ovsdb-server (and ovn-northd's view
+//! through ovn-nbctl): idempotent, one transaction per change, only our rows touched.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is how a test fails.
+
+use std::collections::BTreeMap;
+
+use controller::nb::{self, NbError, PortPlan, SwitchPlan};
+use ovn_api::testing::{OvsdbServer, SchemaKind};
+
+fn plan(subnet: &str, vpc: Option<&str>, gw: &str) -> SwitchPlan {
+    SwitchPlan {
+        subnet: subnet.into(),
+        vpc: vpc.map(Into::into),
+        gateways: vec![gw.parse().unwrap()],
+    }
+}
+
+#[tokio::test]
+async fn vpc_subnet_and_port_are_created_once_and_removed_cleanly() {
+    let server = OvsdbServer::start(SchemaKind::Northbound).unwrap();
+    let client = nb::connect(&server.remote()).await.unwrap();
+
+    nb::ensure_router(&client, "vpc-secondary").await.unwrap();
+    nb::ensure_router(&client, "vpc-secondary").await.unwrap();
+    let p = plan("subnet-secondary", Some("vpc-secondary"), "10.100.0.1/16");
+    nb::ensure_switch(&client, &p).await.unwrap();
+    nb::ensure_switch(&client, &p).await.unwrap();
+
+    let show = server.nbctl(&["show"]).unwrap();
+    assert_eq!(show.matches("router ").count(), 1, "{show}");
+    assert_eq!(show.matches("switch ").count(), 1, "{show}");
+    assert!(
+        show.contains("port vpc-secondary-subnet-secondary"),
+        "{show}"
+    );
+    assert!(show.contains("networks: [\"10.100.0.1/16\"]"), "{show}");
+    assert!(
+        show.contains("port subnet-secondary-vpc-secondary"),
+        "{show}"
+    );
+    let rp = server
+        .nbctl(&[
+            "get",
+            "Logical_Switch_Port",
+            "subnet-secondary-vpc-secondary",
+            "options:router-port",
+        ])
+        .unwrap();
+    assert_eq!(rp.trim(), "vpc-secondary-subnet-secondary");
+
+    // A changed gateway updates the router port in place.
+    nb::ensure_switch(
+        &client,
+        &plan("subnet-secondary", Some("vpc-secondary"), "10.100.0.254/16"),
+    )
+    .await
+    .unwrap();
+    let nets = server
+        .nbctl(&[
+            "get",
+            "Logical_Router_Port",
+            "vpc-secondary-subnet-secondary",
+            "networks",
+        ])
+        .unwrap();
+    assert_eq!(nets.trim(), "[\"10.100.0.254/16\"]");
+
+    let port = PortPlan {
+        name: "multi-network-pod.default.kube-ovn-vpc-network.default.ovn".into(),
+        switch: "subnet-secondary".into(),
+        mac: "00:00:00:12:34:56".into(),
+        ips: vec!["10.100.0.2".parse().unwrap()],
+        port_security: true,
+        external_ids: nb::owned_ids(&[("pod", "default/multi-network-pod")]),
+    };
+    nb::ensure_port(&client, &port).await.unwrap();
+    nb::ensure_port(&client, &port).await.unwrap();
+    let addrs = server.nbctl(&["lsp-get-addresses", &port.name]).unwrap();
+    assert_eq!(addrs.trim(), "00:00:00:12:34:56 10.100.0.2");
+    let sec = server
+        .nbctl(&["lsp-get-port-security", &port.name])
+        .unwrap();
+    assert_eq!(sec.trim(), "00:00:00:12:34:56 10.100.0.2");
+    assert_eq!(nb::attachment_ports(&client).len(), 1);
+
+    // The port follows a new address; then it is removed with its switch's reference.
+    let moved = PortPlan {
+        ips: vec!["10.100.0.100".parse().unwrap()],
+        ..port.clone()
+    };
+    nb::ensure_port(&client, &moved).await.unwrap();
+    let addrs = server.nbctl(&["lsp-get-addresses", &port.name]).unwrap();
+    assert_eq!(addrs.trim(), "00:00:00:12:34:56 10.100.0.100");
+    assert!(nb::delete_port(&client, &port.name).await.unwrap());
+    assert!(!nb::delete_port(&client, &port.name).await.unwrap());
+    assert!(
+        !server
+            .nbctl(&["show"])
+            .unwrap()
+            .contains("multi-network-pod")
+    );
+
+    nb::delete_switch(&client, "subnet-secondary", Some("vpc-secondary"))
+        .await
+        .unwrap();
+    nb::delete_router(&client, "vpc-secondary").await.unwrap();
+    let show = server.nbctl(&["show"]).unwrap();
+    assert!(show.trim().is_empty(), "left behind: {show}");
+}
+
+#[tokio::test]
+async fn rows_that_are_not_ours_are_never_adopted_or_deleted() {
+    let server = OvsdbServer::start(SchemaKind::Northbound).unwrap();
+    server
+        .nbctl(&[
+            "lr-add",
+            "theirs",
+            "--",
+            "ls-add",
+            "their-ls",
+            "--",
+            "lsp-add",
+            "their-ls",
+            "their-port",
+        ])
+        .unwrap();
+    let client = nb::connect(&server.remote()).await.unwrap();
+    let err = nb::ensure_router(&client, "theirs").await.unwrap_err();
+    assert!(matches!(err, NbError::NotOurs { .. }), "{err}");
+    let err = nb::ensure_switch(&client, &plan("their-ls", None, "10.0.0.1/24"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not created by kube-ovn"), "{err}");
+    assert!(!nb::delete_port(&client, "their-port").await.unwrap());
+    nb::delete_switch(&client, "their-ls", None).await.unwrap();
+    nb::delete_router(&client, "theirs").await.unwrap();
+    let show = server.nbctl(&["show"]).unwrap();
+    assert!(
+        show.contains("their-port") && show.contains("theirs"),
+        "{show}"
+    );
+
+    // A port on a switch that does not exist is a clear error.
+    let err = nb::ensure_port(
+        &client,
+        &PortPlan {
+            name: "p".into(),
+            switch: "nope".into(),
+            mac: "00:00:00:00:00:01".into(),
+            ips: vec![],
+            port_security: false,
+            external_ids: BTreeMap::new(),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("logical switch nope does not exist"),
+        "{err}"
+    );
+}
