@@ -8,6 +8,7 @@
 pub mod context;
 pub mod error;
 pub mod gc;
+pub mod leader;
 pub mod nb;
 pub mod options;
 pub mod pod;

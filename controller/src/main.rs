@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use controller::leader;
 use controller::options::{LogFormat, Options};
 use controller::run::{self, RunConfig};
 
@@ -39,6 +40,31 @@ async fn main() -> anyhow::Result<()> {
         gc_interval: Duration::from_secs(options.gc_interval),
         workers: options.workers,
     };
+    if options.leader_elect {
+        let identity = options
+            .leader_elect_identity
+            .clone()
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+            })
+            .unwrap_or_else(|| format!("kube-ovn-controller-{}", std::process::id()));
+        let lease = leader::LeaseConfig {
+            namespace: options.leader_elect_namespace.clone(),
+            name: options.leader_elect_lease.clone(),
+            identity,
+            duration: Duration::from_secs(options.leader_elect_lease_seconds),
+        };
+        let api = kube::Api::namespaced(client.clone(), &lease.namespace);
+        leader::acquire(&api, &lease).await;
+        tokio::spawn(async move {
+            let lost = leader::keep(&api, &lease).await;
+            // Another replica may be reconciling already: stop at once, the Deployment restarts us.
+            tracing::error!(error = %lost, "stopping: no longer the leader");
+            std::process::exit(1);
+        });
+    }
     let ctx = run::start(client, &config).await?;
     tracing::info!(nb = %options.ovn_nb_addr, "kube-ovn-controller started (non-primary CNI mode)");
     run::run(ctx, config).await;

@@ -27,6 +27,26 @@ pub struct Options {
     #[arg(long, env = "GC_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub gc_interval: u64,
 
+    /// Elect a leader among replicas with a Lease; only the leader reconciles.
+    #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "kube-system")]
+    pub leader_elect_namespace: String,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "kube-ovn-controller")]
+    pub leader_elect_lease: String,
+
+    /// This replica's identity in the Lease (defaults to the pod name, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub leader_elect_identity: Option<String>,
+
+    /// Seconds a Lease lasts without renewal.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..))]
+    pub leader_elect_lease_seconds: u64,
+
     /// Concurrent reconciles per controller.
     #[arg(long, env = "WORKERS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: u16,

@@ -12,7 +12,10 @@ use crds::naming::{
     AnnotationKey, EXTERNAL_ID_LOGICAL_SWITCH, EXTERNAL_ID_POD, EXTERNAL_ID_PROVIDER,
     NETWORKS_ANNOTATION, annotation_key, lsp_name, per_interface_provider,
 };
-use crds::{IP, IPSpec, NadClass, NetworkSelectionElement, parse_networks_annotation};
+use crds::{
+    IP, IPSpec, NadClass, NetworkAttachmentDefinition, NetworkSelectionElement, Subnet,
+    parse_networks_annotation,
+};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -57,16 +60,15 @@ pub struct Planned {
 
 /// Resolves one element: NAD, class, provider, subnet. `Ok(None)` for NADs that are not ours.
 pub fn plan_element(
-    ctx: &Context,
+    nads: &[Arc<NetworkAttachmentDefinition>],
+    subnets: &[Arc<Subnet>],
     pod: &Pod,
     elements: &[NetworkSelectionElement],
     position: usize,
 ) -> Result<Option<Planned>, String> {
     let e = &elements[position];
-    let nad = ctx
-        .nads
-        .state()
-        .into_iter()
+    let nad = nads
+        .iter()
         .find(|n| {
             n.metadata.name.as_deref() == Some(&e.name)
                 && n.metadata.namespace.as_deref() == Some(&e.namespace)
@@ -101,9 +103,7 @@ pub fn plan_element(
     let subnet = match chosen {
         Some(s) => s,
         None => {
-            let bound: Vec<String> = ctx
-                .subnets
-                .state()
+            let bound: Vec<String> = subnets
                 .iter()
                 .filter(|s| {
                     s.spec.provider.as_deref() == Some(nad_provider.as_str())
@@ -182,11 +182,12 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
             return Ok(Action::await_change());
         }
     };
+    let (nads, subnets) = (ctx.nads.state(), ctx.subnets.state());
     let mut annotations = BTreeMap::new();
     let mut failures = Vec::new();
     let mut wanted = BTreeSet::new();
     for position in 0..elements.len() {
-        let planned = match plan_element(&ctx, &pod, &elements, position) {
+        let planned = match plan_element(&nads, &subnets, &pod, &elements, position) {
             Ok(Some(p)) => p,
             Ok(None) => continue,
             Err(msg) => {
@@ -338,4 +339,193 @@ async fn attach(
 pub fn error_policy(pod: Arc<Pod>, error: &Error, _: Arc<Context>) -> Action {
     tracing::warn!(pod = %format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()), %error, "reconcile failed");
     Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nad(ns: &str, name: &str, config: &str) -> Arc<NetworkAttachmentDefinition> {
+        Arc::new(NetworkAttachmentDefinition::with_config(ns, name, config))
+    }
+
+    fn subnet(name: &str, provider: &str) -> Arc<Subnet> {
+        let mut s = Subnet::new(name, crds::SubnetSpec::default());
+        s.spec.cidr = Some("10.100.0.0/16".into());
+        s.spec.provider = Some(provider.into());
+        Arc::new(s)
+    }
+
+    fn pod(annotations: &[(&str, &str)]) -> Pod {
+        let mut p = Pod::default();
+        p.metadata.name = Some("p".into());
+        p.metadata.namespace = Some("default".into());
+        p.metadata.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        p
+    }
+
+    const OVN: &str = r#"{"cniVersion":"0.3.1","type":"kube-ovn","server_socket":"/run/openvswitch/kube-ovn-daemon.sock","provider":"a.default.ovn"}"#;
+
+    fn plan(
+        pod: &Pod,
+        nads: &[Arc<NetworkAttachmentDefinition>],
+        subnets: &[Arc<Subnet>],
+    ) -> Vec<Result<Option<Planned>, String>> {
+        let elements =
+            parse_networks_annotation(&pod.annotations()[NETWORKS_ANNOTATION], "default").unwrap();
+        (0..elements.len())
+            .map(|i| plan_element(nads, subnets, pod, &elements, i))
+            .collect()
+    }
+
+    #[test]
+    fn an_element_resolves_to_its_subnet_by_provider() {
+        let p = pod(&[(NETWORKS_ANNOTATION, "default/a")]);
+        let got = plan(
+            &p,
+            &[nad("default", "a", OVN)],
+            &[subnet("s1", "a.default.ovn")],
+        );
+        let planned = got[0].clone().unwrap().unwrap();
+        assert_eq!(
+            (
+                planned.provider.as_str(),
+                planned.subnet.as_str(),
+                planned.interface.as_str()
+            ),
+            ("a.default.ovn", "s1", "net1")
+        );
+        assert!(planned.port);
+    }
+
+    #[test]
+    fn the_same_nad_twice_gets_per_interface_providers() {
+        let p = pod(&[(
+            NETWORKS_ANNOTATION,
+            r#"[{"name":"a","interface":"net1"},{"name":"a","interface":"net2"}]"#,
+        )]);
+        let got = plan(
+            &p,
+            &[nad("default", "a", OVN)],
+            &[subnet("s1", "a.default.ovn")],
+        );
+        let providers: Vec<String> = got
+            .into_iter()
+            .map(|r| r.unwrap().unwrap().provider)
+            .collect();
+        assert_eq!(providers, ["a.default.ovn.net1", "a.default.ovn.net2"]);
+    }
+
+    #[test]
+    fn the_logical_switch_annotation_wins() {
+        let p = pod(&[
+            (NETWORKS_ANNOTATION, "default/a"),
+            ("a.default.ovn.kubernetes.io/logical_switch", "s2"),
+        ]);
+        let got = plan(
+            &p,
+            &[nad("default", "a", OVN)],
+            &[subnet("s1", "a.default.ovn")],
+        );
+        assert_eq!(got[0].clone().unwrap().unwrap().subnet, "s2");
+    }
+
+    #[test]
+    fn each_bad_element_fails_alone_with_a_clear_message() {
+        let p = pod(&[(
+            NETWORKS_ANNOTATION,
+            "default/missing,default/noprov,default/a,default/macvlan,default/unbound",
+        )]);
+        let nads = [
+            nad("default", "a", OVN),
+            nad(
+                "default",
+                "noprov",
+                r#"{"cniVersion":"0.3.1","type":"kube-ovn"}"#,
+            ),
+            nad(
+                "default",
+                "macvlan",
+                r#"{"cniVersion":"0.3.1","type":"macvlan","master":"eth0"}"#,
+            ),
+            nad(
+                "default",
+                "unbound",
+                r#"{"cniVersion":"0.3.1","type":"kube-ovn","provider":"unbound.default.ovn"}"#,
+            ),
+        ];
+        let got = plan(&p, &nads, &[subnet("s1", "a.default.ovn")]);
+        assert!(
+            got[0]
+                .as_ref()
+                .unwrap_err()
+                .contains("default/missing not found"),
+            "{:?}",
+            got[0]
+        );
+        assert!(
+            got[1].as_ref().unwrap_err().contains("provider"),
+            "{:?}",
+            got[1]
+        );
+        assert_eq!(got[2].clone().unwrap().unwrap().subnet, "s1");
+        assert_eq!(got[3], Ok(None), "a NAD that is not ours is skipped");
+        assert!(
+            got[4]
+                .as_ref()
+                .unwrap_err()
+                .contains("provider unbound.default.ovn is not bound to any subnet"),
+            "{:?}",
+            got[4]
+        );
+    }
+
+    #[test]
+    fn static_requests_come_from_the_element_then_the_annotations() {
+        let p = pod(&[(
+            NETWORKS_ANNOTATION,
+            r#"[{"name":"a","ips":["10.100.0.100/16"],"mac":"02:00:00:00:00:01"}]"#,
+        )]);
+        let planned = plan(
+            &p,
+            &[nad("default", "a", OVN)],
+            &[subnet("s1", "a.default.ovn")],
+        )[0]
+        .clone()
+        .unwrap()
+        .unwrap();
+        let req = request_for(&p, &planned);
+        assert_eq!(req.ips, vec!["10.100.0.100/16".to_owned()]);
+        assert_eq!(
+            req.mac,
+            ipam::MacRequest::Static("02:00:00:00:00:01".into())
+        );
+        let p = pod(&[
+            (NETWORKS_ANNOTATION, "default/a"),
+            ("a.default.ovn.kubernetes.io/ip_address", "10.100.0.7"),
+            ("a.default.ovn.kubernetes.io/ip_pool", "pool1"),
+        ]);
+        let planned = plan(
+            &p,
+            &[nad("default", "a", OVN)],
+            &[subnet("s1", "a.default.ovn")],
+        )[0]
+        .clone()
+        .unwrap()
+        .unwrap();
+        let req = request_for(&p, &planned);
+        assert_eq!(req.ips, vec!["10.100.0.7".to_owned()]);
+        assert_eq!(req.pool.as_deref(), Some("pool1"));
+    }
+
+    #[test]
+    fn pods_without_the_networks_annotation_are_filtered_out() {
+        assert!(!wants_networks(&pod(&[])));
+        assert!(wants_networks(&pod(&[(NETWORKS_ANNOTATION, "default/a")])));
+    }
 }

@@ -247,3 +247,62 @@ pub fn error_policy(subnet: Arc<Subnet>, error: &Error, _: Arc<Context>) -> Acti
     tracing::warn!(subnet = %subnet.name_any(), %error, "reconcile failed");
     Action::requeue(Duration::from_secs(5))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subnet(name: &str, vpc: &str, cidr: &str, provider: &str, created: i64) -> Arc<Subnet> {
+        let mut s = Subnet::new(name, crds::SubnetSpec::default());
+        s.spec.vpc = Some(vpc.into());
+        s.spec.cidr = Some(cidr.into());
+        s.spec.provider = Some(provider.into());
+        s.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(created).unwrap(),
+        ));
+        Arc::new(s)
+    }
+
+    #[test]
+    fn overlapping_cidrs_conflict_only_inside_one_vpc_and_the_newer_subnet_loses() {
+        let a = subnet("tenant-a", "vpc-a", "10.0.0.0/24", "a.default.ovn", 1);
+        let b = subnet("tenant-b", "vpc-b", "10.0.0.0/24", "b.default.ovn", 2);
+        let all = vec![a.clone(), b.clone()];
+        assert_eq!(problems(&a, &all), None);
+        assert_eq!(
+            problems(&b, &all),
+            None,
+            "same CIDR in different VPCs is multi-tenancy"
+        );
+
+        let c = subnet("c", "vpc-a", "10.0.0.128/25", "c.default.ovn", 3);
+        let all = vec![a.clone(), c.clone()];
+        assert_eq!(problems(&a, &all), None, "the older subnet keeps working");
+        let (reason, msg) = problems(&c, &all).unwrap();
+        assert_eq!(reason, "CIDRConflict");
+        assert!(
+            msg.contains("overlaps") && msg.contains("tenant-a"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_provider_binds_one_subnet() {
+        let a = subnet("s1", "v", "10.0.0.0/24", "p.default.ovn", 1);
+        let b = subnet("s2", "v", "10.1.0.0/24", "p.default.ovn", 2);
+        let all = vec![a.clone(), b.clone()];
+        assert_eq!(problems(&a, &all), None);
+        let (reason, msg) = problems(&b, &all).unwrap();
+        assert_eq!(reason, "ProviderConflict");
+        assert!(msg.contains("already bound by Subnet s1"), "{msg}");
+    }
+
+    #[test]
+    fn an_invalid_spec_is_reported_with_the_field() {
+        let mut s = (*subnet("s", "v", "10.0.0.0/24", "p", 1)).clone();
+        s.spec.gateway = Some("10.9.9.9".into());
+        let (reason, msg) = problems(&s, &[]).unwrap();
+        assert_eq!(reason, "InvalidSpec");
+        assert!(msg.contains("gateway"), "{msg}");
+    }
+}
