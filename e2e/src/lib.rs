@@ -7,5 +7,6 @@
 //! an underlay bridge. Pods are network namespaces whose `eth0` comes from a primary CNI and whose
 //! extra interfaces come from our `kube-ovn` plugin, called exactly as Multus calls it.
 
+pub mod k8s;
 pub mod ovn;
 pub mod programs;
