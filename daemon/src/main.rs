@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use daemon::metrics::{self, Metrics};
 use daemon::options::Options;
 use daemon::ovs::{self, NodeConfig};
 use daemon::pods::KubePods;
@@ -51,6 +52,17 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(node = %opts.node_name, bridge = %opts.bridge, datapath = %opts.datapath_type,
         "node initialised");
 
+    let metrics = Arc::new(Metrics::new());
+    if let Some(addr) = metrics::parse_addr(&opts.metrics_addr)? {
+        let listener = metrics::bind(addr).await?;
+        tracing::info!(%addr, "serving metrics on /metrics");
+        tokio::spawn(metrics::serve(
+            listener,
+            metrics.clone(),
+            std::future::pending(),
+        ));
+    }
+
     let (connection, root, _) = rtnetlink::new_connection().context("opening rtnetlink")?;
     tokio::spawn(connection);
     let service = Arc::new(CniService::new(
@@ -64,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
             allocation_timeout: opts.allocation_timeout(),
             install_timeout: opts.install_timeout(),
         },
+        metrics,
     ));
     let sweeper = service.clone();
     let every = std::time::Duration::from_secs(opts.sweep_interval_secs.max(1));

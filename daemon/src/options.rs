@@ -61,6 +61,10 @@ pub struct Options {
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
 
+    /// Where to serve Prometheus metrics (`GET /metrics`), as `host:port`; empty disables.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:10665")]
+    pub metrics_addr: String,
+
     /// Log lines as JSON.
     #[arg(long, env = "LOG_JSON")]
     pub log_json: bool,

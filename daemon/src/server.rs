@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cni::client::cni_status;
 use cni::error::code;
@@ -23,6 +23,7 @@ use tonic::{Request, Response, Status};
 
 use crate::allocation::{Allocation, format_mac, parse_mac};
 use crate::interface::{self, InterfaceError};
+use crate::metrics::{AddPhase, Metrics, Verb};
 use crate::netns::{Netns, NetnsError};
 use crate::ovs::{self, PortSpec, keys};
 use crate::pods::PodSource;
@@ -52,24 +53,44 @@ pub struct CniService<P> {
     ovs: Arc<Client>,
     root: rtnetlink::Handle,
     config: ServiceConfig,
+    metrics: Arc<Metrics>,
 }
 
 impl<P: PodSource> CniService<P> {
     /// A service using `pods` for allocations, `ovs` for the node's database and `root` (a
-    /// netlink handle in the node's namespace) for host-side interfaces.
+    /// netlink handle in the node's namespace) for host-side interfaces, recording into
+    /// `metrics`.
     pub fn new(
         pods: Arc<P>,
         ovs: Arc<Client>,
         root: rtnetlink::Handle,
         config: ServiceConfig,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             pods,
             ovs,
             root,
             config,
+            metrics,
         }
     }
+
+    /// The metrics this service records into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Records one operation's latency and result.
+    fn observe<T>(&self, verb: Verb, started: Instant, result: &Result<T, Status>) {
+        let code = result.as_ref().err().map(status_code);
+        self.metrics.observe_op(verb, code, started.elapsed());
+    }
+}
+
+/// The CNI error code a status carries (as the plugin will read it).
+fn status_code(status: &Status) -> u32 {
+    cni::client::status_to_cni(status, cni::version::LATEST, "").code
 }
 
 fn describe(r: &AttachmentRequest, verb: &str) -> String {
@@ -114,6 +135,7 @@ impl<P: PodSource> CniService<P> {
     async fn do_add(&self, r: &AttachmentRequest) -> Result<AddResponse, Status> {
         let what = describe(r, "ADD");
         validate(r, "ADD")?;
+        let phase = Instant::now();
         let annotations = self
             .pods
             .wait_allocated(
@@ -122,8 +144,12 @@ impl<P: PodSource> CniService<P> {
                 &r.provider,
                 self.config.allocation_timeout,
             )
-            .await
-            .map_err(|e| cni_status(code::TRY_AGAIN_LATER, format!("{what}: {e}")))?;
+            .await;
+        let wait_allocation = phase.elapsed();
+        self.metrics
+            .observe_phase(AddPhase::WaitAllocation, wait_allocation);
+        let annotations =
+            annotations.map_err(|e| cni_status(code::TRY_AGAIN_LATER, format!("{what}: {e}")))?;
         let alloc = Allocation::from_annotations(&annotations, &r.provider)
             .map_err(|e| cni_status(code::INVALID_CONFIG, format!("{what}: {e}")))?;
         check_static_requests(r, &alloc)
@@ -164,9 +190,15 @@ impl<P: PodSource> CniService<P> {
             mtu,
             self.config.disable_tx_checksum,
         );
-        let plumbed = interface::plumb(&self.root, &spec)
-            .await
-            .map_err(|e| iface_error(&what, e))?;
+        let phase = Instant::now();
+        let plumbed = match interface::plumb(&self.root, &spec).await {
+            Ok(plumbed) => plumbed,
+            Err(e) => {
+                self.metrics
+                    .observe_phase(AddPhase::Plumbing, phase.elapsed());
+                return Err(iface_error(&what, e));
+            }
+        };
         let port = PortSpec {
             bridge: self.config.bridge.clone(),
             name: plumbed.host_ifname.clone(),
@@ -183,24 +215,36 @@ impl<P: PodSource> CniService<P> {
             container_id: r.container_id.clone(),
             ifname: r.ifname.clone(),
         };
-        let wired = async {
-            ovs::add_port(&self.ovs, &port).await?;
-            ovs::wait_installed(
-                &self.ovs,
-                &port.name,
-                &port.iface_id,
-                self.config.install_timeout,
-            )
-            .await
-        }
-        .await;
+        let added = ovs::add_port(&self.ovs, &port).await;
+        let plumbing = phase.elapsed();
+        self.metrics.observe_phase(AddPhase::Plumbing, plumbing);
+        let phase = Instant::now();
+        let wired = match added {
+            Ok(()) => {
+                let installed = ovs::wait_installed(
+                    &self.ovs,
+                    &port.name,
+                    &port.iface_id,
+                    self.config.install_timeout,
+                )
+                .await;
+                self.metrics
+                    .observe_phase(AddPhase::WaitOvnInstalled, phase.elapsed());
+                installed
+            }
+            Err(e) => Err(e),
+        };
+        let wait_installed = phase.elapsed();
         if let Err(e) = wired {
             // Undo: the port (if it was added) and the veth. Report the original failure.
             let _ = self.remove_attachment(&r.container_id, &r.ifname).await;
             return Err(cni_status(code::TRY_AGAIN_LATER, format!("{what}: {e}")));
         }
+        // The phase timings (µs) per attachment, for the one slow pod that a histogram hides.
         tracing::info!(pod = %format!("{}/{}", r.pod_namespace, r.pod_name), ifname = %r.ifname,
-            port = %port.name, lsp = %port.iface_id, ips = %port.ips, "attachment added");
+            port = %port.name, lsp = %port.iface_id, ips = %port.ips,
+            wait_allocation_us = micros(wait_allocation), plumbing_us = micros(plumbing),
+            wait_installed_us = micros(wait_installed), "attachment added");
         response.host_ifname = plumbed.host_ifname;
         Ok(response)
     }
@@ -285,6 +329,10 @@ impl<P: PodSource> CniService<P> {
     }
 }
 
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// Checks the runtime's static requests (`runtimeConfig.ips`/`mac`) against what the controller
 /// allocated: both come from the same networks annotation, so a difference is a real conflict.
 fn check_static_requests(r: &AttachmentRequest, alloc: &Allocation) -> Result<(), String> {
@@ -323,8 +371,10 @@ impl<P: PodSource> CniDaemon for CniService<P> {
         &self,
         request: Request<AttachmentRequest>,
     ) -> Result<Response<AddResponse>, Status> {
+        let started = Instant::now();
         let r = request.into_inner();
         let result = self.do_add(&r).await;
+        self.observe(Verb::Add, started, &result);
         if let Err(e) = &result {
             tracing::warn!(error = %e.message(), "ADD failed");
         }
@@ -335,34 +385,57 @@ impl<P: PodSource> CniDaemon for CniService<P> {
         &self,
         request: Request<AttachmentRequest>,
     ) -> Result<Response<DelResponse>, Status> {
+        let started = Instant::now();
         let r = request.into_inner();
-        validate(&r, "DEL")?;
-        if r.ipam_only {
-            // Addresses are released by the controller when the pod goes; nothing on the node.
-            return Ok(Response::new(DelResponse {}));
-        }
-        self.remove_attachment(&r.container_id, &r.ifname)
-            .await
-            .map_err(|errors| {
-                cni_status(
-                    code::TRY_AGAIN_LATER,
-                    format!("{}: {}", describe(&r, "DEL"), errors.join("; ")),
-                )
-            })?;
-        Ok(Response::new(DelResponse {}))
+        let result = self.do_del(&r).await;
+        self.observe(Verb::Del, started, &result);
+        result.map(|()| Response::new(DelResponse {}))
     }
 
     async fn check(
         &self,
         request: Request<AttachmentRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
+        let started = Instant::now();
         let r = request.into_inner();
-        self.do_check(&r)
-            .await
-            .map(|()| Response::new(CheckResponse {}))
+        let result = self.do_check(&r).await;
+        self.observe(Verb::Check, started, &result);
+        result.map(|()| Response::new(CheckResponse {}))
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let started = Instant::now();
+        let result = self.do_status();
+        self.observe(Verb::Status, started, &result);
+        result.map(Response::new)
+    }
+
+    async fn gc(&self, request: Request<GcRequest>) -> Result<Response<GcResponse>, Status> {
+        let started = Instant::now();
+        let result = self.do_gc(request.into_inner()).await;
+        self.observe(Verb::Gc, started, &result);
+        result.map(Response::new)
+    }
+}
+
+impl<P: PodSource> CniService<P> {
+    async fn do_del(&self, r: &AttachmentRequest) -> Result<(), Status> {
+        validate(r, "DEL")?;
+        if r.ipam_only {
+            // Addresses are released by the controller when the pod goes; nothing on the node.
+            return Ok(());
+        }
+        self.remove_attachment(&r.container_id, &r.ifname)
+            .await
+            .map_err(|errors| {
+                cni_status(
+                    code::TRY_AGAIN_LATER,
+                    format!("{}: {}", describe(r, "DEL"), errors.join("; ")),
+                )
+            })
+    }
+
+    fn do_status(&self) -> Result<StatusResponse, Status> {
         let Some(remote) = self.ovs.current_remote() else {
             return Err(cni_status(
                 code::PLUGIN_NOT_AVAILABLE,
@@ -378,17 +451,16 @@ impl<P: PodSource> CniDaemon for CniService<P> {
                 ),
             ));
         }
-        Ok(Response::new(StatusResponse {
+        Ok(StatusResponse {
             detail: format!(
                 "connected to {remote}; bridge {} present",
                 self.config.bridge
             ),
-        }))
+        })
     }
 
-    async fn gc(&self, request: Request<GcRequest>) -> Result<Response<GcResponse>, Status> {
+    async fn do_gc(&self, request: GcRequest) -> Result<GcResponse, Status> {
         let valid: Vec<(String, String)> = request
-            .into_inner()
             .valid
             .into_iter()
             .map(|v| (v.container_id, v.ifname))
@@ -398,7 +470,7 @@ impl<P: PodSource> CniDaemon for CniService<P> {
         let removed = self.remove_all(&stale).await.map_err(|errors| {
             cni_status(code::TRY_AGAIN_LATER, format!("GC: {}", errors.join("; ")))
         })?;
-        Ok(Response::new(GcResponse { removed }))
+        Ok(GcResponse { removed })
     }
 }
 

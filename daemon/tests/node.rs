@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use daemon::metrics::{AddPhase, Metrics, Verb};
 use daemon::netns::Netns;
 use daemon::ovs::{self, NodeConfig};
 use daemon::pods::StaticPods;
@@ -75,6 +76,7 @@ async fn start_node(
             allocation_timeout: Duration::from_secs(5),
             install_timeout: Duration::from_secs(8),
         },
+        Arc::new(Metrics::new()),
     ));
     let serving = service.clone();
     let listener = server::bind(&socket).unwrap();
@@ -505,4 +507,38 @@ async fn pods_on_two_nodes_talk_across_the_geneve_tunnel() {
         })
         .count();
     assert_eq!(tunnels, 1, "expected one geneve tunnel port on node 1");
+}
+
+#[tokio::test]
+async fn add_and_del_are_recorded_in_the_metrics() {
+    let lab = lab().await;
+    let a = NetnsGuard::create(&unique("kovn-pm")).unwrap();
+    let ns = a.path();
+    let ns = ns.to_str().unwrap();
+    lab.allocate("pm", "10.100.0.51", "00:00:00:00:00:51", &[]);
+    lab.cni("ADD", "pm", "ctr-m", ns, "").await.unwrap();
+
+    let metrics = lab.nodes[0].service.metrics();
+    assert_eq!(metrics.op_count(Verb::Add, "ok"), 1);
+    for phase in AddPhase::ALL {
+        assert_eq!(metrics.phase_count(phase), 1, "{phase:?}");
+    }
+    assert_eq!(metrics.op_count(Verb::Del, "ok"), 0);
+
+    lab.cni("DEL", "pm", "ctr-m", ns, "").await.unwrap();
+    assert_eq!(metrics.op_count(Verb::Del, "ok"), 1);
+
+    // A failed ADD is counted under its CNI code; it stopped after waiting for the allocation.
+    lab.annotate("pn", "10.100.0.52", "not-a-mac", &[]);
+    let err = lab.cni("ADD", "pn", "ctr-n", ns, "").await.unwrap_err();
+    let code = err.code.to_string();
+    assert_eq!(metrics.op_count(Verb::Add, &code), 1, "{err}");
+    assert_eq!(metrics.op_count(Verb::Add, "ok"), 1);
+    assert_eq!(metrics.phase_count(AddPhase::WaitAllocation), 2);
+    assert_eq!(metrics.phase_count(AddPhase::Plumbing), 1);
+    let text = metrics.render();
+    assert!(
+        text.contains(r#"kube_ovn_cni_add_phase_duration_seconds_count{phase="plumbing"} 1"#),
+        "{text}"
+    );
 }
