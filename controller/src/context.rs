@@ -67,6 +67,12 @@ impl Context {
 
     /// Publishes an Event on `object` (best effort: a failed Event is logged, not fatal).
     pub async fn event(&self, object: &ObjectReference, warning: bool, reason: &str, note: String) {
+        // The recorder folds Events with the same (reason, action, object) into one series and
+        // keeps the first note, so a different message needs a different action: a digest of
+        // the note keeps repeats of one message in one series and new messages visible.
+        let digest = note.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
         let event = Event {
             type_: if warning {
                 EventType::Warning
@@ -75,7 +81,7 @@ impl Context {
             },
             reason: reason.into(),
             note: Some(note),
-            action: reason.into(),
+            action: format!("{reason}-{:08x}", digest & 0xffff_ffff),
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&event, object).await {
