@@ -222,6 +222,9 @@ fn free_port() -> Result<u16> {
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// Run dirs are `<base>/kube-ovn-e2e-k8s-<pid>-<n>`.
+const RUN_DIR_PREFIX: &str = "kube-ovn-e2e-k8s-";
+
 /// A fresh run dir: on tmpfs when there is one (etcd fsyncs every write; on tmpfs that is free),
 /// else in the temp dir.
 fn make_run_dir() -> Result<PathBuf> {
@@ -231,13 +234,38 @@ fn make_run_dir() -> Result<PathBuf> {
     } else {
         std::env::temp_dir()
     };
+    sweep_stale_run_dirs(&base);
     let dir = base.join(format!(
-        "kube-ovn-e2e-k8s-{}-{}",
+        "{RUN_DIR_PREFIX}{}-{}",
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     Ok(dir)
+}
+
+/// Removes run dirs left by test processes that were killed before `Drop` could run (their
+/// programs died with them, by the parent-death signal). A dir whose etcd data is gone was kept
+/// on purpose (a failed test's logs) and stays.
+fn sweep_stale_run_dirs(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(RUN_DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        if !Path::new(&format!("/proc/{pid}")).exists() && path.join("etcd").is_dir() {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// One started program, its output going to a log file.
@@ -255,7 +283,17 @@ impl Process {
         let err = out
             .try_clone()
             .map_err(io(format!("opening {}", log.display())))?;
-        let child = Command::new(program)
+        // `setpriv --pdeathsig KILL` (util-linux, always installed) makes the kernel kill the
+        // program if the test process dies without running `Drop` (SIGKILL, a CI timeout).
+        let mut cmd = match programs::find_on_path("setpriv") {
+            Some(setpriv) => {
+                let mut cmd = Command::new(setpriv);
+                cmd.args(["--pdeathsig", "KILL", "--"]).arg(program);
+                cmd
+            }
+            None => Command::new(program),
+        };
+        let child = cmd
             .args(args)
             .current_dir(run_dir)
             .stdin(Stdio::null())
@@ -497,6 +535,23 @@ impl ControlPlane {
     /// controller-manager and scheduler healthy, and the `default` ServiceAccount created.
     /// Needs a Tokio runtime (node heartbeats run as tasks on it).
     pub async fn start() -> Result<Self> {
+        // Ports are picked free but handed over by number, so another process on the machine
+        // can take one in between; that shows as a bind failure at start, and a fresh set of
+        // ports fixes it.
+        let mut attempt = 1;
+        loop {
+            match Self::start_once().await {
+                Err(Error::Exited { ref tail, .. })
+                    if attempt < 3 && tail.contains("address already in use") =>
+                {
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn start_once() -> Result<Self> {
         let started = Instant::now();
         let binaries = Binaries::locate()?;
         let etcd = programs::find_on_path(ETCD.name).ok_or(programs::MissingProgram {
