@@ -1,0 +1,281 @@
+//! The controller against a real kube-apiserver (etcd, controller-manager, scheduler) and a real
+//! OVN Northbound ovsdb-server (L2): the seed's objects applied through the API, attachments
+//! allocated, recorded and wired, errors reported as Events, and addresses freed on deletion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use controller::run::{self, RunConfig};
+use crds::{IP, NetworkAttachmentDefinition, Subnet, Vpc};
+use e2e::k8s::ControlPlane;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, PostParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, Client, ResourceExt};
+use ovn_api::testing::{OvsdbServer, SchemaKind};
+
+const PROVIDER: &str = "kube-ovn-vpc-network.default.ovn";
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn install_crds(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut all = crds::generate::crds();
+    all.push(<NetworkAttachmentDefinition as kube::CustomResourceExt>::crd());
+    for crd in all {
+        let name = crd.name_any();
+        api.create(&PostParams::default(), &crd).await.unwrap();
+        tokio::time::timeout(
+            WAIT,
+            await_condition(api.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    }
+}
+
+fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
+    serde_yaml::from_str(s).unwrap()
+}
+
+fn pod(name: &str, networks: &str) -> Pod {
+    let mut p: Pod = yaml(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  containers:\n  - name: app\n    image: nginx\n"
+    ));
+    p.metadata.annotations = Some(
+        [(
+            "k8s.v1.cni.cncf.io/networks".to_owned(),
+            networks.to_owned(),
+        )]
+        .into(),
+    );
+    p
+}
+
+async fn allocated(pods: &Api<Pod>, name: &str, provider: &str) -> Pod {
+    let key = format!("{provider}.kubernetes.io/allocated");
+    let cond = move |p: Option<&Pod>| {
+        p.is_some_and(|p| p.annotations().get(&key).is_some_and(|v| v == "true"))
+    };
+    tokio::time::timeout(WAIT, await_condition(pods.clone(), name, cond))
+        .await
+        .unwrap_or_else(|_| panic!("pod {name} never got {provider} allocated"))
+        .unwrap()
+        .unwrap()
+}
+
+async fn event_for(client: &Client, pod: &str, needle: &str) -> String {
+    use futures::StreamExt;
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let config =
+        kube::runtime::watcher::Config::default().fields(&format!("involvedObject.name={pod}"));
+    let mut stream = std::pin::pin!(kube::runtime::watcher(events, config).applied_objects());
+    let found = tokio::time::timeout(WAIT, async {
+        while let Some(event) = stream.next().await {
+            let e = event.unwrap();
+            if e.message.as_deref().is_some_and(|m| m.contains(needle)) {
+                assert_eq!(e.reason.as_deref(), Some("AttachmentFailed"));
+                return e.message.unwrap_or_default();
+            }
+        }
+        panic!("event watch ended");
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("no Event for {pod} containing {needle:?}"))
+}
+
+#[tokio::test]
+async fn the_seed_attachment_and_static_ip_work_and_errors_become_events() {
+    let cp = ControlPlane::start().await.unwrap();
+    let client = cp.client();
+    install_crds(&client).await;
+    let nb_server = OvsdbServer::start(SchemaKind::Northbound).unwrap();
+
+    // The seed's objects, as written in the manual.
+    let nads: Api<NetworkAttachmentDefinition> = Api::namespaced(client.clone(), "default");
+    let nad: NetworkAttachmentDefinition = yaml(
+        r#"
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata:
+  name: kube-ovn-vpc-network
+  namespace: default
+spec:
+  config: |
+    {
+      "cniVersion": "0.3.1",
+      "type": "kube-ovn",
+      "server_socket": "/run/openvswitch/kube-ovn-daemon.sock",
+      "provider": "kube-ovn-vpc-network.default.ovn"
+    }
+"#,
+    );
+    nads.create(&PostParams::default(), &nad).await.unwrap();
+    let unbound: NetworkAttachmentDefinition = yaml(
+        r#"
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {name: unbound, namespace: default}
+spec:
+  config: '{"cniVersion":"0.3.1","type":"kube-ovn","provider":"unbound.default.ovn"}'
+"#,
+    );
+    nads.create(&PostParams::default(), &unbound).await.unwrap();
+    let vpc: Vpc = yaml(
+        "apiVersion: kubeovn.io/v1\nkind: Vpc\nmetadata:\n  name: vpc-secondary\nspec:\n  namespaces:\n  - default\n",
+    );
+    Api::<Vpc>::all(client.clone())
+        .create(&PostParams::default(), &vpc)
+        .await
+        .unwrap();
+    let subnet: Subnet = yaml(
+        r#"
+apiVersion: kubeovn.io/v1
+kind: Subnet
+metadata:
+  name: subnet-secondary
+spec:
+  vpc: vpc-secondary
+  cidr: "10.100.0.0/16"
+  gateway: "10.100.0.1"
+  provider: kube-ovn-vpc-network.default.ovn
+"#,
+    );
+    Api::<Subnet>::all(client.clone())
+        .create(&PostParams::default(), &subnet)
+        .await
+        .unwrap();
+
+    let config = RunConfig {
+        nb_remotes: nb_server.remote(),
+        gc_interval: Duration::from_secs(30),
+        workers: 4,
+    };
+    let ctx = run::start(client.clone(), &config).await.unwrap();
+    let controller = tokio::spawn(run::run(Arc::clone(&ctx), config));
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(
+        &PostParams::default(),
+        &pod("multi-network-pod", "default/kube-ovn-vpc-network"),
+    )
+    .await
+    .unwrap();
+    let p = allocated(&pods, "multi-network-pod", PROVIDER).await;
+    let a = p.annotations();
+    let ip: std::net::Ipv4Addr = a[&format!("{PROVIDER}.kubernetes.io/ip_address")]
+        .parse()
+        .unwrap();
+    let cidr: ipnet::Ipv4Net = "10.100.0.0/16".parse().unwrap();
+    assert!(
+        cidr.contains(&ip) && ip != cidr.network() && ip.to_string() != "10.100.0.1",
+        "{ip}"
+    );
+    assert_eq!(
+        a[&format!("{PROVIDER}.kubernetes.io/cidr")],
+        "10.100.0.0/16"
+    );
+    assert_eq!(
+        a[&format!("{PROVIDER}.kubernetes.io/gateway")],
+        "10.100.0.1"
+    );
+    assert_eq!(
+        a[&format!("{PROVIDER}.kubernetes.io/logical_switch")],
+        "subnet-secondary"
+    );
+    assert_eq!(
+        a[&format!("{PROVIDER}.kubernetes.io/logical_router")],
+        "vpc-secondary"
+    );
+    let mac = &a[&format!("{PROVIDER}.kubernetes.io/mac_address")];
+
+    // The durable record and the OVN objects.
+    let key = format!("multi-network-pod.default.{PROVIDER}");
+    let record = Api::<IP>::all(client.clone()).get(&key).await.unwrap();
+    assert_eq!(record.spec.ip_address, ip.to_string());
+    assert_eq!(&record.spec.mac_address, mac);
+    let show = nb_server.nbctl(&["show"]).unwrap();
+    assert!(
+        show.contains("router") && show.contains("vpc-secondary"),
+        "{show}"
+    );
+    assert!(
+        show.contains("port vpc-secondary-subnet-secondary"),
+        "{show}"
+    );
+    assert!(show.contains(&key), "{show}");
+    assert_eq!(
+        nb_server
+            .nbctl(&["lsp-get-addresses", &key])
+            .unwrap()
+            .trim(),
+        format!("{mac} {ip}")
+    );
+
+    // Static IP from the networks element (the seed's example), then its conflict.
+    let static_net = r#"[{"name": "default/kube-ovn-vpc-network", "ips": ["10.100.0.100/16"]}]"#;
+    pods.create(&PostParams::default(), &pod("static", static_net))
+        .await
+        .unwrap();
+    let p = allocated(&pods, "static", PROVIDER).await;
+    assert_eq!(
+        p.annotations()[&format!("{PROVIDER}.kubernetes.io/ip_address")],
+        "10.100.0.100"
+    );
+    let static_net2 =
+        r#"[{"name": "kube-ovn-vpc-network", "namespace": "default", "ips": ["10.100.0.100/16"]}]"#;
+    pods.create(&PostParams::default(), &pod("static-2", static_net2))
+        .await
+        .unwrap();
+    let msg = event_for(&client, "static-2", "10.100.0.100").await;
+    assert!(
+        msg.contains("static"),
+        "conflict Event should name the other owner: {msg}"
+    );
+
+    // Bad input, each reported on the pod, the pod's good attachment unaffected.
+    let mixed = r#"[{"name":"missing"},{"name":"unbound"},{"name":"kube-ovn-vpc-network","interface":"net3"}]"#;
+    pods.create(&PostParams::default(), &pod("mixed", mixed))
+        .await
+        .unwrap();
+    event_for(&client, "mixed", "default/missing not found").await;
+    event_for(
+        &client,
+        "mixed",
+        "provider unbound.default.ovn is not bound to any subnet",
+    )
+    .await;
+    allocated(&pods, "mixed", PROVIDER).await;
+    pods.create(&PostParams::default(), &pod("garbled", "[{oops"))
+        .await
+        .unwrap();
+    event_for(&client, "garbled", "k8s.v1.cni.cncf.io/networks").await;
+
+    // Deleting the static pod frees its address (GC on delete), and the waiting pod gets it.
+    pods.delete("static", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    let p = allocated(&pods, "static-2", PROVIDER).await;
+    assert_eq!(
+        p.annotations()[&format!("{PROVIDER}.kubernetes.io/ip_address")],
+        "10.100.0.100"
+    );
+    let gone = format!("static.default.{PROVIDER}");
+    tokio::time::timeout(
+        WAIT,
+        await_condition(
+            Api::<IP>::all(client.clone()),
+            &gone,
+            conditions::is_deleted(""),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(!nb_server.nbctl(&["show"]).unwrap().contains(&gone));
+
+    controller.abort();
+}
