@@ -63,8 +63,14 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
 
-    let (connection, root, _) = rtnetlink::new_connection().context("opening rtnetlink")?;
-    tokio::spawn(connection);
+    let root = match &opts.host_netns {
+        Some(path) => daemon::netns::Netns::open(path)?.rtnetlink()?,
+        None => {
+            let (connection, root, _) = rtnetlink::new_connection().context("opening rtnetlink")?;
+            tokio::spawn(connection);
+            root
+        }
+    };
     let service = Arc::new(CniService::new(
         Arc::new(KubePods::new(client)),
         ovs,

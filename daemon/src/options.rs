@@ -57,6 +57,12 @@ pub struct Options {
     #[arg(long, default_value_t = 300)]
     pub sweep_interval_secs: u64,
 
+    /// Network namespace (a path such as `/var/run/netns/node1`) where the host ends of pod
+    /// veths are created and ovs-vswitchd runs; the daemon's own namespace when unset. Lets the
+    /// daemon reach the API server from one namespace while serving a node in another.
+    #[arg(long, env = "HOST_NETNS")]
+    pub host_netns: Option<PathBuf>,
+
     /// Path to a kubeconfig; in-cluster configuration when unset.
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,

@@ -7,6 +7,7 @@
 //! an underlay bridge. Pods are network namespaces whose `eth0` comes from a primary CNI and whose
 //! extra interfaces come from our `kube-ovn` plugin, called exactly as Multus calls it.
 
+pub mod cluster;
 pub mod k8s;
 pub mod ovn;
 pub mod programs;

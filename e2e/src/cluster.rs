@@ -1,0 +1,756 @@
+//! The local cluster (L2): a real control plane ([`ControlPlane`]), OVN central, N nodes (each
+//! a network namespace with its own ovsdb-server, ovs-vswitchd on the userspace datapath and
+//! ovn-controller, joined by geneve over an [`Underlay`]), our `kube-ovn-daemon` on every node
+//! and `kube-ovn-controller`, all as processes with logs under one run dir.
+//!
+//! No kubelet runs here, so a pod runner stands in for kubelet + Multus, and only that: for
+//! each Pod the scheduler binds to a harness node it creates the pod's network namespace,
+//! gives it `eth0` from a primary CNI (the reference `bridge` + `host-local` plugins, run in the
+//! node's namespace as a container runtime would), then calls our `kube-ovn` binary for each
+//! kube-ovn element of `k8s.v1.cni.cncf.io/networks` exactly as Multus does (CNI environment,
+//! the NAD's config on stdin with `name` and declared `runtimeConfig`, `net1`, `net2`...),
+//! writes `k8s.v1.cni.cncf.io/network-status` from the results and sets the Pod Running. On
+//! deletion it calls CNI DEL for each attachment, removes the namespace and deletes the Pod.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crds::naming::{NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION};
+use crds::{NetworkAttachmentDefinition, parse_networks_annotation};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::k8s::ControlPlane;
+use crate::ovn::{NetnsGuard, OvnCentral, OvnNode, Underlay, unique};
+
+/// A cluster step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The control plane failed.
+    #[error(transparent)]
+    ControlPlane(#[from] crate::k8s::Error),
+    /// OVN or a namespace failed.
+    #[error(transparent)]
+    Lab(#[from] crate::ovn::LabError),
+    /// The Kubernetes API failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// One of our binaries is not built.
+    #[error("{0} is not built: run `cargo build --bins` (cargo xtask e2e and cargo xtask test do)")]
+    MissingBinary(String),
+    /// A process or file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Something did not happen in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// A YAML document could not be applied.
+    #[error("applying YAML: {0}")]
+    Yaml(String),
+}
+
+/// Result of cluster steps.
+pub type Result<T> = std::result::Result<T, ClusterError>;
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterError {
+    let what = what.into();
+    move |source| ClusterError::Io { what, source }
+}
+
+/// Where our binaries (`kube-ovn`, `kube-ovn-daemon`, `kube-ovn-controller`) are: the
+/// `KUBE_OVN_BIN_DIR` environment variable, else the cargo target dir of the running program.
+pub fn binary(name: &str) -> Result<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("KUBE_OVN_BIN_DIR") {
+        dirs.push(PathBuf::from(d));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        // target/debug/xtask, or target/debug/deps/<test> for test binaries.
+        if let Some(dir) = exe.parent() {
+            dirs.push(dir.to_owned());
+            if let Some(up) = dir.parent() {
+                dirs.push(up.to_owned());
+            }
+        }
+    }
+    dirs.into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| ClusterError::MissingBinary(name.to_owned()))
+}
+
+/// The primary network's name in `network-status` (as Multus reports the cluster network).
+pub const PRIMARY_NETWORK: &str = "primary-bridge";
+
+/// A harness node.
+#[derive(Debug)]
+struct Node {
+    name: String,
+    daemon: Child,
+    ovn: OvnNode,
+    /// Directory bound over `/run/openvswitch` for CNI calls on this node: the daemon's socket.
+    run_dir: PathBuf,
+    /// Index, for the primary network's per-node pod range.
+    index: usize,
+}
+
+/// What the runner set up for one pod.
+#[derive(Debug)]
+struct PodRuntime {
+    netns: NetnsGuard,
+    container_id: String,
+    /// (ifname, stdin config) of each kube-ovn attachment, for DEL.
+    attachments: Vec<(String, String)>,
+}
+
+type Pods = Arc<Mutex<HashMap<(String, String), PodRuntime>>>;
+
+/// The local cluster. Everything stops on drop.
+pub struct Cluster {
+    runners: Vec<tokio::task::JoinHandle<()>>,
+    controller: Option<Child>,
+    nodes: Arc<Vec<Node>>,
+    pods: Pods,
+    _underlay: Underlay,
+    central: OvnCentral,
+    control_plane: ControlPlane,
+    run_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("run_dir", &self.run_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn log_file(dir: &Path, name: &str) -> Result<std::fs::File> {
+    std::fs::File::create(dir.join(name)).map_err(io(format!("creating log {name}")))
+}
+
+impl Cluster {
+    /// Starts a cluster of `nodes` nodes with Kube-OVN running, CRDs installed.
+    pub async fn start(nodes: usize) -> Result<Self> {
+        let (plugin, daemon_bin, controller_bin) = (
+            binary("kube-ovn")?,
+            binary("kube-ovn-daemon")?,
+            binary("kube-ovn-controller")?,
+        );
+        let mut control_plane = ControlPlane::start().await?;
+        let run_dir = control_plane.run_dir().join("kube-ovn");
+        std::fs::create_dir_all(&run_dir).map_err(io("creating the run dir"))?;
+        let client = control_plane.client();
+        install_crds(&client).await?;
+
+        let central = OvnCentral::start()?;
+        let underlay = Underlay::create()?;
+        let mut started = Vec::new();
+        for index in 0..nodes {
+            let name = format!("node-{}", index + 1);
+            let ovn = OvnNode::start("kovn-n")?;
+            let ip = underlay.attach(&ovn)?;
+            control_plane
+                .register_node(
+                    &name,
+                    ip.parse()
+                        .map_err(|_| ClusterError::Yaml(format!("node IP {ip}")))?,
+                )
+                .await?;
+            let node_run = run_dir.join(&name);
+            std::fs::create_dir_all(&node_run).map_err(io("creating the node dir"))?;
+            let socket = node_run.join("kube-ovn-daemon.sock");
+            // The daemon runs beside the API server (loopback) and plumbs the node's namespace.
+            let daemon = Command::new(&daemon_bin)
+                .arg(format!("--host-netns={}", ovn.netns().path().display()))
+                .arg(format!("--bind-socket={}", socket.display()))
+                .arg(format!("--ovs-db={}", ovn.db_remote()))
+                .arg(format!("--node-name={name}"))
+                .arg(format!("--ovn-remote={}", central.sb_remote()))
+                .arg(format!("--encap-ip={ip}"))
+                .args([
+                    "--datapath-type=netdev",
+                    "--metrics-addr=",
+                    "--allocation-timeout-secs=30",
+                ])
+                .arg(format!(
+                    "--kubeconfig={}",
+                    control_plane.kubeconfig().display()
+                ))
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(log_file(&run_dir, &format!("{name}-daemon.log"))?)
+                .stderr(log_file(&run_dir, &format!("{name}-daemon.log"))?)
+                .spawn()
+                .map_err(io("starting kube-ovn-daemon"))?;
+            let mut ovn = ovn;
+            ovn.start_controller()?;
+            started.push(Node {
+                name,
+                daemon,
+                ovn,
+                run_dir: node_run,
+                index,
+            });
+        }
+        let log = log_file(&run_dir, "controller.log")?;
+        let controller = Command::new(&controller_bin)
+            .arg(format!("--ovn-nb-addr={}", central.nb_remote()))
+            .arg(format!(
+                "--kubeconfig={}",
+                control_plane.kubeconfig().display()
+            ))
+            .args(["--gc-interval=30", "--leader-elect-namespace=kube-system"])
+            .env("POD_NAME", "kube-ovn-controller-e2e")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(io("log"))?)
+            .stderr(log)
+            .spawn()
+            .map_err(io("starting kube-ovn-controller"))?;
+        let nodes = Arc::new(started);
+        let pods: Pods = Arc::default();
+        let mut runners = Vec::new();
+        for index in 0..nodes.len() {
+            let runner = Runner {
+                client: client.clone(),
+                nodes: nodes.clone(),
+                node: index,
+                pods: pods.clone(),
+                plugin: plugin.clone(),
+                run_dir: run_dir.clone(),
+            };
+            runners.push(tokio::spawn(runner.run()));
+        }
+        let mut cluster = Self {
+            runners,
+            controller: Some(controller),
+            nodes,
+            pods,
+            _underlay: underlay,
+            central,
+            control_plane,
+            run_dir,
+        };
+        cluster.wait_daemons_ready().await?;
+        Ok(cluster)
+    }
+
+    async fn wait_daemons_ready(&mut self) -> Result<()> {
+        // A daemon is ready when its socket exists; it binds only after node init succeeded.
+        // The socket is created by bind(2), so watch for it with a bounded retry of the check.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        for node in self.nodes.iter() {
+            let socket = node.run_dir.join("kube-ovn-daemon.sock");
+            while !socket.exists() {
+                if tokio::time::Instant::now() > deadline {
+                    return Err(ClusterError::Timeout(format!(
+                        "kube-ovn-daemon on {} did not open {} (see {})",
+                        node.name,
+                        socket.display(),
+                        self.run_dir
+                            .join(format!("{}-daemon.log", node.name))
+                            .display()
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// An admin client.
+    pub fn client(&self) -> kube::Client {
+        self.control_plane.client()
+    }
+
+    /// The admin kubeconfig.
+    pub fn kubeconfig(&self) -> &Path {
+        self.control_plane.kubeconfig()
+    }
+
+    /// Where logs are.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    /// Runs `ovn-nbctl` against the cluster's NB.
+    pub fn nbctl(&self, args: &[&str]) -> Result<String> {
+        Ok(self.central.nbctl(args)?)
+    }
+
+    /// Names of the nodes.
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    /// Runs `kubectl` with the admin kubeconfig.
+    pub fn kubectl(&self, args: &[&str]) -> Result<String> {
+        Ok(self.control_plane.kubectl(args)?)
+    }
+
+    /// Applies a multi-document YAML text with `kubectl apply --server-side` (exactly what a
+    /// user does with the seed's YAML).
+    pub fn apply_yaml(&self, yaml: &str) -> Result<String> {
+        let file = self.run_dir.join(format!("apply-{}.yaml", unique("")));
+        std::fs::write(&file, yaml).map_err(io("writing YAML"))?;
+        let path = file.to_string_lossy().into_owned();
+        self.kubectl(&["apply", "--server-side", "-f", &path])
+    }
+
+    /// Runs a command inside a pod's network namespace (like `kubectl exec` for networking).
+    pub fn exec(&self, namespace: &str, pod: &str, args: &[&str]) -> Result<std::process::Output> {
+        let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        let rt = pods
+            .get(&(namespace.to_owned(), pod.to_owned()))
+            .ok_or_else(|| {
+                ClusterError::Yaml(format!(
+                    "pod {namespace}/{pod} is not running on a harness node"
+                ))
+            })?;
+        Ok(rt.netns.exec(args)?)
+    }
+
+    /// Waits until the pod is Running (all its attachments added).
+    pub async fn wait_running(&self, namespace: &str, pod: &str, timeout: Duration) -> Result<Pod> {
+        let api: Api<Pod> = Api::namespaced(self.client(), namespace);
+        let running = |p: Option<&Pod>| {
+            p.and_then(|p| p.status.as_ref())
+                .and_then(|s| s.phase.as_deref())
+                == Some("Running")
+        };
+        match tokio::time::timeout(timeout, await_condition(api, pod, running)).await {
+            Ok(Ok(Some(p))) => Ok(p),
+            Ok(Ok(None)) => Err(ClusterError::Timeout(format!(
+                "pod {namespace}/{pod} was deleted"
+            ))),
+            Ok(Err(e)) => Err(ClusterError::Timeout(format!(
+                "watching pod {namespace}/{pod}: {e}"
+            ))),
+            Err(_) => Err(ClusterError::Timeout(format!(
+                "pod {namespace}/{pod} not Running within {}s; logs in {}",
+                timeout.as_secs(),
+                self.run_dir.display()
+            ))),
+        }
+    }
+
+    /// Waits until the pod object is gone (the runner tore it down).
+    pub async fn wait_deleted(
+        &self,
+        namespace: &str,
+        pod: &str,
+        uid: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        let api: Api<Pod> = Api::namespaced(self.client(), namespace);
+        tokio::time::timeout(
+            timeout,
+            await_condition(api, pod, conditions::is_deleted(uid)),
+        )
+        .await
+        .map_err(|_| ClusterError::Timeout(format!("pod {namespace}/{pod} still exists")))?
+        .map_err(|e| ClusterError::Timeout(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Whether every process is still running (a crashed daemon or controller fails a test).
+    pub fn check_running(&mut self) -> Result<()> {
+        self.control_plane.check_running()?;
+        if let Some(c) = self.controller.as_mut()
+            && let Ok(Some(status)) = c.try_wait()
+        {
+            return Err(ClusterError::Timeout(format!(
+                "kube-ovn-controller exited: {status}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for r in &self.runners {
+            r.abort();
+        }
+        // Pods first (their veths and namespaces), then our processes, then the rest drops.
+        let pods: Vec<PodRuntime> = self
+            .pods
+            .lock()
+            .map(|mut p| p.drain().map(|(_, v)| v).collect())
+            .unwrap_or_default();
+        drop(pods);
+        if let Some(mut c) = self.controller.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(nodes) = Arc::get_mut(&mut self.nodes) {
+            for n in nodes.iter_mut() {
+                let _ = n.daemon.kill();
+                let _ = n.daemon.wait();
+            }
+        }
+    }
+}
+
+async fn install_crds(client: &kube::Client) -> Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut all = crds::generate::crds();
+    all.push(<NetworkAttachmentDefinition as kube::CustomResourceExt>::crd());
+    for crd in all {
+        let name = crd.name_any();
+        api.create(&PostParams::default(), &crd).await?;
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            await_condition(api.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .map_err(|_| ClusterError::Timeout(format!("CRD {name} not established")))?
+        .map_err(|e| ClusterError::Timeout(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The kubelet + Multus stand-in of one node.
+struct Runner {
+    client: kube::Client,
+    nodes: Arc<Vec<Node>>,
+    node: usize,
+    pods: Pods,
+    plugin: PathBuf,
+    run_dir: PathBuf,
+}
+
+impl Runner {
+    async fn run(self) {
+        let node = &self.nodes[self.node];
+        let api: Api<Pod> = Api::all(self.client.clone());
+        let config = watcher::Config::default().fields(&format!("spec.nodeName={}", node.name));
+        let mut stream = std::pin::pin!(watcher(api, config).default_backoff().applied_objects());
+        while let Some(event) = stream.next().await {
+            let Ok(pod) = event else { continue };
+            let key = (pod.namespace().unwrap_or_default(), pod.name_any());
+            if pod.metadata.deletion_timestamp.is_some() {
+                self.teardown(&pod).await;
+                continue;
+            }
+            let known = self
+                .pods
+                .lock()
+                .map(|p| p.contains_key(&key))
+                .unwrap_or(false);
+            if known {
+                continue;
+            }
+            // A pod whose attachments cannot be set up yet is retried on its next update and
+            // after a delay, as kubelet retries a failed sandbox.
+            if let Err(e) = self.setup(&pod).await {
+                tracing::warn!(pod = %format!("{}/{}", key.0, key.1), error = %e, "sandbox setup failed");
+                let client = self.client.clone();
+                let (ns, name) = key.clone();
+                let msg = e.to_string();
+                tokio::spawn(async move {
+                    let api: Api<Pod> = Api::namespaced(client, &ns);
+                    let patch =
+                        json!({"metadata": {"annotations": {"e2e.kubeovn.io/sandbox-error": msg}}});
+                    let _ = api
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await;
+                });
+            }
+        }
+    }
+
+    fn cni_env(
+        &self,
+        command: &str,
+        pod: &Pod,
+        container_id: &str,
+        netns: &Path,
+        ifname: &str,
+    ) -> Vec<(String, String)> {
+        vec![
+            ("CNI_COMMAND".into(), command.into()),
+            ("CNI_CONTAINERID".into(), container_id.into()),
+            ("CNI_NETNS".into(), netns.display().to_string()),
+            ("CNI_IFNAME".into(), ifname.into()),
+            (
+                "CNI_ARGS".into(),
+                format!(
+                    "IgnoreUnknown=true;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={container_id};K8S_POD_UID={}",
+                    pod.namespace().unwrap_or_default(),
+                    pod.name_any(),
+                    pod.uid().unwrap_or_default()
+                ),
+            ),
+            ("CNI_PATH".into(), "/usr/lib/cni".into()),
+        ]
+    }
+
+    /// Runs a CNI plugin inside the node's namespace. kube-ovn runs with the node's run dir
+    /// bound over `/run/openvswitch`, so the NAD's `server_socket` reaches this node's daemon.
+    fn cni(
+        &self,
+        plugin: &Path,
+        bind_run: bool,
+        env: &[(String, String)],
+        stdin: &str,
+    ) -> Result<Value> {
+        let node = &self.nodes[self.node];
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", node.ovn.netns().name()]);
+        if bind_run {
+            cmd.args(["unshare", "--mount", "--propagation", "private", "sh", "-c"])
+                .arg(r#"mkdir -p /run/openvswitch && mount --bind "$1" /run/openvswitch && shift && exec "$@""#)
+                .arg("cni")
+                .arg(&node.run_dir)
+                .arg(plugin);
+        } else {
+            cmd.arg(plugin);
+        }
+        let mut child = cmd
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io(format!("running {}", plugin.display())))?;
+        if let Some(mut input) = child.stdin.take() {
+            input
+                .write_all(stdin.as_bytes())
+                .map_err(io("writing CNI stdin"))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(io("waiting for the CNI plugin"))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            return Err(ClusterError::Yaml(format!(
+                "{} {}: {} {}",
+                plugin.display(),
+                env.first().map(|(_, v)| v.as_str()).unwrap_or(""),
+                text.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| ClusterError::Yaml(format!("CNI result is not JSON ({e}): {text}")))
+    }
+
+    fn primary_conf(&self) -> String {
+        let node = &self.nodes[self.node];
+        json!({
+            "cniVersion": "1.0.0",
+            "name": PRIMARY_NETWORK,
+            "type": "bridge",
+            "bridge": "cni0",
+            "isGateway": true,
+            "isDefaultGateway": true,
+            "ipMasq": false,
+            "ipam": {
+                "type": "host-local",
+                "subnet": format!("10.244.{}.0/24", node.index + 1),
+                "dataDir": self.run_dir.join(format!("{}-host-local", node.name)).display().to_string(),
+            }
+        })
+        .to_string()
+    }
+
+    async fn setup(&self, pod: &Pod) -> Result<()> {
+        let namespace = pod.namespace().unwrap_or_default();
+        let name = pod.name_any();
+        let container_id = format!("e2e{}", pod.uid().unwrap_or_default().replace('-', ""));
+        let netns = NetnsGuard::create(&unique("kovn-p"))?;
+        let bridge = PathBuf::from("/usr/lib/cni/bridge");
+        let env = self.cni_env("ADD", pod, &container_id, &netns.path(), "eth0");
+        let primary = self.cni(&bridge, false, &env, &self.primary_conf())?;
+        let mut statuses = vec![network_status(PRIMARY_NETWORK, "eth0", &primary, true)];
+        let mut attachments = Vec::new();
+        if let Some(raw) = pod.annotations().get(NETWORKS_ANNOTATION) {
+            let elements = parse_networks_annotation(raw, &namespace)
+                .map_err(|e| ClusterError::Yaml(e.to_string()))?;
+            for (position, element) in elements.iter().enumerate() {
+                let nads: Api<NetworkAttachmentDefinition> =
+                    Api::namespaced(self.client.clone(), &element.namespace);
+                let nad = nads.get(&element.name).await?;
+                let mut conf: Value = serde_json::from_str(&nad.spec.config)
+                    .map_err(|e| ClusterError::Yaml(format!("NAD {}: {e}", element.nad_key())))?;
+                let is_ours = conf["type"] == "kube-ovn" || conf["ipam"]["type"] == "kube-ovn";
+                if !is_ours {
+                    return Err(ClusterError::Yaml(format!(
+                        "NAD {} is not a kube-ovn network; this harness delegates only to kube-ovn",
+                        element.nad_key()
+                    )));
+                }
+                if conf.get("name").is_none() {
+                    conf["name"] = json!(element.name);
+                }
+                // Multus passes runtimeConfig only for capabilities the NAD declares.
+                let caps = conf["capabilities"].clone();
+                let mut runtime = serde_json::Map::new();
+                if caps["ips"] == true && !element.ips.is_empty() {
+                    runtime.insert(
+                        "ips".into(),
+                        json!(
+                            element
+                                .ips
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                        ),
+                    );
+                }
+                if caps["mac"] == true
+                    && let Some(mac) = &element.mac
+                {
+                    runtime.insert("mac".into(), json!(mac.to_string()));
+                }
+                if !runtime.is_empty() {
+                    conf["runtimeConfig"] = Value::Object(runtime);
+                }
+                let ifname = element.interface_name(position);
+                let stdin = conf.to_string();
+                let env = self.cni_env("ADD", pod, &container_id, &netns.path(), &ifname);
+                let plugin = self.plugin.clone();
+                let result = {
+                    let this = self;
+                    let (plugin, env, stdin) = (plugin.clone(), env.clone(), stdin.clone());
+                    tokio::task::block_in_place(|| this.cni(&plugin, true, &env, &stdin))
+                };
+                let result = match result {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // Undo what this sandbox got so far, as a runtime does on a failed ADD.
+                        self.delete_attachments(pod, &container_id, &netns.path(), &attachments);
+                        let env = self.cni_env("DEL", pod, &container_id, &netns.path(), "eth0");
+                        let _ = self.cni(&bridge, false, &env, &self.primary_conf());
+                        return Err(e);
+                    }
+                };
+                statuses.push(network_status(&element.nad_key(), &ifname, &result, false));
+                attachments.push((ifname, stdin));
+            }
+        }
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let status_json = serde_json::to_string_pretty(&statuses).unwrap_or_default();
+        let patch = json!({"metadata": {"annotations": {NETWORK_STATUS_ANNOTATION: status_json}}});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        let pod_ip = primary["ips"][0]["address"]
+            .as_str()
+            .and_then(|a| a.split('/').next())
+            .unwrap_or_default()
+            .to_owned();
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let status = json!({"status": {
+            "phase": "Running",
+            "podIP": pod_ip,
+            "podIPs": [{"ip": pod_ip}],
+            "conditions": [
+                {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": now},
+                {"type": "Ready", "status": "True", "lastTransitionTime": now},
+            ],
+        }});
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await?;
+        let rt = PodRuntime {
+            netns,
+            container_id,
+            attachments,
+        };
+        if let Ok(mut pods) = self.pods.lock() {
+            pods.insert((namespace, name), rt);
+        }
+        Ok(())
+    }
+
+    fn delete_attachments(
+        &self,
+        pod: &Pod,
+        container_id: &str,
+        netns: &Path,
+        attachments: &[(String, String)],
+    ) {
+        for (ifname, stdin) in attachments.iter().rev() {
+            let env = self.cni_env("DEL", pod, container_id, netns, ifname);
+            if let Err(e) = self.cni(&self.plugin, true, &env, stdin) {
+                tracing::warn!(error = %e, %ifname, "CNI DEL failed");
+            }
+        }
+    }
+
+    async fn teardown(&self, pod: &Pod) {
+        let key = (pod.namespace().unwrap_or_default(), pod.name_any());
+        let rt = self.pods.lock().ok().and_then(|mut p| p.remove(&key));
+        if let Some(rt) = rt {
+            tokio::task::block_in_place(|| {
+                self.delete_attachments(pod, &rt.container_id, &rt.netns.path(), &rt.attachments);
+                let env = self.cni_env("DEL", pod, &rt.container_id, &rt.netns.path(), "eth0");
+                let _ = self.cni(
+                    Path::new("/usr/lib/cni/bridge"),
+                    false,
+                    &env,
+                    &self.primary_conf(),
+                );
+            });
+            drop(rt);
+        }
+        // As kubelet does once the sandbox is gone: the final, immediate delete.
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.0);
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: pod.uid(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        let _ = api.delete(&key.1, &dp).await;
+    }
+}
+
+/// One `network-status` element from a CNI result (Multus' shape).
+fn network_status(name: &str, interface: &str, result: &Value, default: bool) -> Value {
+    let ips: Vec<String> = result["ips"]
+        .as_array()
+        .map(|ips| {
+            ips.iter()
+                .filter_map(|ip| ip["address"].as_str()?.split('/').next().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mac = result["interfaces"]
+        .as_array()
+        .and_then(|ifs| {
+            ifs.iter()
+                .find(|i| i["sandbox"].as_str().is_some_and(|s| !s.is_empty()))
+        })
+        .and_then(|i| i["mac"].as_str())
+        .unwrap_or_default();
+    let mut status =
+        json!({"name": name, "interface": interface, "ips": ips, "mac": mac, "dns": {}});
+    if default {
+        status["default"] = json!(true);
+    }
+    status
+}

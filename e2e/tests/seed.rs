@@ -1,0 +1,196 @@
+//! The seed's first example end to end on the local cluster (L2): the NAD, Vpc and Subnet
+//! applied with kubectl exactly as the manual writes them, annotated pods on two nodes getting
+//! `net1` from OVN next to `eth0` from the primary CNI, talking across nodes over net1.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
+
+use std::time::Duration;
+
+use e2e::cluster::Cluster;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::DeleteParams;
+use kube::{Api, ResourceExt};
+
+const SEED: &str = r#"
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata:
+  name: kube-ovn-vpc-network
+  namespace: default
+spec:
+  config: |
+    {
+      "cniVersion": "0.3.1",
+      "type": "kube-ovn",
+      "server_socket": "/run/openvswitch/kube-ovn-daemon.sock",
+      "provider": "kube-ovn-vpc-network.default.ovn"
+    }
+---
+apiVersion: kubeovn.io/v1
+kind: Vpc
+metadata:
+  name: vpc-secondary
+spec:
+  namespaces:
+  - default
+---
+apiVersion: kubeovn.io/v1
+kind: Subnet
+metadata:
+  name: subnet-secondary
+spec:
+  vpc: vpc-secondary
+  cidr: "10.100.0.0/16"
+  gateway: "10.100.0.1"
+  provider: kube-ovn-vpc-network.default.ovn
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: multi-network-pod
+  annotations:
+    k8s.v1.cni.cncf.io/networks: default/kube-ovn-vpc-network
+spec:
+  containers:
+  - name: app
+    image: nginx
+"#;
+
+const PEER: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: peer-on-node-2
+  namespace: default
+  annotations:
+    k8s.v1.cni.cncf.io/networks: default/kube-ovn-vpc-network
+spec:
+  nodeName: node-2
+  containers:
+  - name: app
+    image: nginx
+"#;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn net1_ip(pod: &Pod) -> String {
+    let status: serde_json::Value =
+        serde_json::from_str(&pod.annotations()["k8s.v1.cni.cncf.io/network-status"]).unwrap();
+    let net1 = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["interface"] == "net1")
+        .unwrap();
+    assert_eq!(net1["name"], "default/kube-ovn-vpc-network");
+    let eth0 = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["interface"] == "eth0")
+        .unwrap();
+    assert_eq!(
+        eth0["default"], true,
+        "eth0 stays the primary CNI's default network"
+    );
+    net1["ips"][0].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_example_gives_pods_net1_on_ovn_across_nodes() {
+    let mut cluster = Cluster::start(2).await.unwrap();
+    cluster.apply_yaml(SEED).unwrap();
+    cluster.apply_yaml(PEER).unwrap();
+    let a = cluster
+        .wait_running("default", "multi-network-pod", WAIT)
+        .await
+        .unwrap();
+    let b = cluster
+        .wait_running("default", "peer-on-node-2", WAIT)
+        .await
+        .unwrap();
+    let (ip_a, ip_b) = (net1_ip(&a), net1_ip(&b));
+    assert!(
+        ip_a.starts_with("10.100.") && ip_b.starts_with("10.100."),
+        "{ip_a} {ip_b}"
+    );
+
+    // Inside the pod: eth0 from the primary CNI and net1 from Kube-OVN.
+    let addr = cluster
+        .exec("default", "multi-network-pod", &["ip", "addr", "show"])
+        .unwrap();
+    let addr = String::from_utf8_lossy(&addr.stdout).into_owned();
+    assert!(
+        addr.contains("eth0") && addr.contains("net1") && addr.contains(&format!("{ip_a}/16")),
+        "{addr}"
+    );
+    // No default route through net1 unless asked: eth0 keeps the default route.
+    let routes = cluster
+        .exec("default", "multi-network-pod", &["ip", "route", "show"])
+        .unwrap();
+    let routes = String::from_utf8_lossy(&routes.stdout).into_owned();
+    assert!(
+        routes
+            .lines()
+            .any(|l| l.starts_with("default") && l.contains("eth0")),
+        "{routes}"
+    );
+    assert!(
+        !routes
+            .lines()
+            .any(|l| l.starts_with("default") && l.contains("net1")),
+        "{routes}"
+    );
+
+    // net1 carries traffic across nodes (geneve); eth0 keeps working (its gateway answers).
+    let ping = cluster
+        .exec(
+            "default",
+            "multi-network-pod",
+            &["ping", "-c", "1", "-w", "15", &ip_b],
+        )
+        .unwrap();
+    assert!(
+        ping.status.success(),
+        "net1 ping failed: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    let ping = cluster
+        .exec(
+            "default",
+            "multi-network-pod",
+            &["ping", "-c", "1", "-w", "5", "10.244.1.1"],
+        )
+        .unwrap();
+    assert!(
+        ping.status.success(),
+        "eth0 ping failed: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    cluster.check_running().unwrap();
+
+    // Deleting the pod runs CNI DEL and frees its address: its LSP leaves NB.
+    let pods: Api<Pod> = Api::namespaced(cluster.client(), "default");
+    let uid = a.uid().unwrap();
+    pods.delete("multi-network-pod", &DeleteParams::default())
+        .await
+        .unwrap();
+    cluster
+        .wait_deleted("default", "multi-network-pod", &uid, WAIT)
+        .await
+        .unwrap();
+    let lsp = "multi-network-pod.default.kube-ovn-vpc-network.default.ovn";
+    let client = cluster.client();
+    let ips: Api<crds::IP> = Api::all(client);
+    tokio::time::timeout(
+        WAIT,
+        kube::runtime::wait::await_condition(
+            ips,
+            lsp,
+            kube::runtime::wait::conditions::is_deleted(""),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(!cluster.nbctl(&["show"]).unwrap().contains(lsp));
+}
