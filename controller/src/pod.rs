@@ -186,12 +186,14 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
     let mut annotations = BTreeMap::new();
     let mut failures = Vec::new();
     let mut wanted = BTreeSet::new();
+    let mut unresolved = false;
     for position in 0..elements.len() {
         let planned = match plan_element(&nads, &subnets, &pod, &elements, position) {
             Ok(Some(p)) => p,
             Ok(None) => continue,
             Err(msg) => {
                 failures.push(format!("{}: {msg}", elements[position].nad_key()));
+                unresolved = true;
                 continue;
             }
         };
@@ -205,7 +207,12 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
             )),
         }
     }
-    crate::gc::release_unwanted(&ctx, &namespace, &name, &wanted).await?;
+    // An element that did not resolve (its NAD deleted, its subnet ambiguous) may be one the pod
+    // runs with: its provider is unknown, so nothing can be proven unwanted. Releasing then would
+    // hand a live address to the next pod.
+    if !unresolved {
+        crate::gc::release_unwanted(&ctx, &namespace, &name, &wanted).await?;
+    }
     let current = pod.annotations();
     if annotations.iter().any(|(k, v)| current.get(k) != Some(v)) {
         let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
