@@ -306,6 +306,13 @@ pub async fn delete_switch(nb: &Client, subnet: &str, vpc: Option<&str>) -> Resu
     Ok(())
 }
 
+/// Whether the logical switch `name` is in the replica.
+pub fn switch_exists(nb: &Client, name: &str) -> bool {
+    nb.replica()
+        .one_by_name::<LogicalSwitch>(name)
+        .is_ok_and(|ls| ls.is_some())
+}
+
 /// What an attachment needs in NB.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortPlan {

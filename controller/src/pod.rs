@@ -29,6 +29,10 @@ use crate::nb;
 /// appear).
 pub const RETRY: Duration = Duration::from_secs(10);
 
+/// How soon a pod whose subnet is not realised yet is tried again: the Subnet is usually
+/// created together with its pods and becomes ready within a second.
+pub const RETRY_NOT_READY: Duration = Duration::from_secs(1);
+
 /// Whether `pod` asks for any secondary network at all: the cheap filter before any work.
 pub fn wants_networks(pod: &Pod) -> bool {
     pod.annotations().contains_key(NETWORKS_ANNOTATION)
@@ -187,6 +191,7 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
     let mut failures = Vec::new();
     let mut wanted = BTreeSet::new();
     let mut unresolved = false;
+    let mut subnet_not_ready = false;
     for position in 0..elements.len() {
         let planned = match plan_element(&nads, &subnets, &pod, &elements, position) {
             Ok(Some(p)) => p,
@@ -200,7 +205,15 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
         wanted.insert(lsp_name(&name, &namespace, &planned.provider));
         match attach(&ctx, &pod, &planned).await {
             Ok(a) => annotations.extend(a),
-            Err(msg) => failures.push(format!(
+            Err(AttachError::SubnetNotReady(msg)) => {
+                subnet_not_ready = true;
+                failures.push(format!(
+                    "{} ({}): {msg}",
+                    elements[position].nad_key(),
+                    planned.interface
+                ));
+            }
+            Err(AttachError::Failed(msg)) => failures.push(format!(
                 "{} ({}): {msg}",
                 elements[position].nad_key(),
                 planned.interface
@@ -227,7 +240,11 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
         for f in failures {
             fail(&ctx, &pod, f).await;
         }
-        Ok(Action::requeue(RETRY))
+        Ok(Action::requeue(if subnet_not_ready {
+            RETRY_NOT_READY
+        } else {
+            RETRY
+        }))
     }
 }
 
@@ -237,12 +254,28 @@ async fn fail(ctx: &Context, pod: &Pod, msg: String) {
         .await;
 }
 
+/// Why one attachment could not be completed.
+#[derive(Debug)]
+enum AttachError {
+    /// Its subnet is not registered in the allocator or has no logical switch yet (retried
+    /// soon; nothing was allocated).
+    SubnetNotReady(String),
+    /// Anything else (a conflict, a full subnet, a failed write).
+    Failed(String),
+}
+
+impl From<String> for AttachError {
+    fn from(msg: String) -> Self {
+        AttachError::Failed(msg)
+    }
+}
+
 /// Allocates, records and wires one attachment; returns its annotations.
 async fn attach(
     ctx: &Context,
     pod: &Pod,
     planned: &Planned,
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<BTreeMap<String, String>, AttachError> {
     let namespace = pod.namespace().unwrap_or_default();
     let name = pod.name_any();
     let key = lsp_name(&name, &namespace, &planned.provider);
@@ -251,7 +284,14 @@ async fn attach(
         .ipam
         .lock()
         .subnet_info(subnet)
-        .map_err(|_| format!("Subnet {subnet} is not ready"))?;
+        .map_err(|_| AttachError::SubnetNotReady(format!("Subnet {subnet} is not ready")))?;
+    // Checked before allocating, so a pod that arrives with its Subnet leaves no address and no
+    // IP CR behind while it waits for the switch.
+    if planned.port && !nb::switch_exists(&ctx.nb, subnet) {
+        return Err(AttachError::SubnetNotReady(format!(
+            "Subnet {subnet} is not ready (its logical switch does not exist yet)"
+        )));
+    }
     let existed = ctx.ipam.get(&key).is_some();
     let lease = ctx
         .ipam
@@ -292,7 +332,7 @@ async fn attach(
             // Nothing half-done: without its record the address is not kept.
             ctx.ipam.release(&key);
         }
-        return Err(format!("writing IP {key}: {e}"));
+        return Err(format!("writing IP {key}: {e}").into());
     }
     if planned.port {
         let port_security = pod
