@@ -28,6 +28,17 @@ pub struct Context {
     pub recorder: Recorder,
     /// Allocator keys without an IP CR at the last GC (released if still so at the next).
     pub gc_suspects: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    /// Tasks that feed this context (the caches' watches); they stop when the context is
+    /// dropped, so a controller that stops (lost leadership, shutdown) leaves nothing running.
+    background: Vec<tokio::task::AbortHandle>,
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        for task in &self.background {
+            task.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for Context {
@@ -62,7 +73,14 @@ impl Context {
             vpcs,
             recorder,
             gc_suspects: Arc::default(),
+            background: Vec::new(),
         }
+    }
+
+    /// Ties `tasks` to this context: they are aborted when it is dropped.
+    pub fn own_tasks(mut self, tasks: impl IntoIterator<Item = tokio::task::AbortHandle>) -> Self {
+        self.background.extend(tasks);
+        self
     }
 
     /// Publishes an Event on `object` (best effort: a failed Event is logged, not fatal).

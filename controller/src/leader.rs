@@ -41,8 +41,8 @@ pub enum LeaderError {
         /// The client's error.
         source: kube::Error,
     },
-    /// The leader could not renew in time.
-    #[error("lost Lease {namespace}/{name}: not renewed within {secs}s")]
+    /// The leader could not renew in time, or another replica holds the Lease.
+    #[error("lost Lease {namespace}/{name} (duration {secs}s): not renewed in time")]
     Lost {
         /// Lease namespace.
         namespace: String,
@@ -155,30 +155,47 @@ pub async fn acquire(api: &Api<Lease>, cfg: &LeaseConfig) {
     }
 }
 
-/// Renews the lease until renewal fails for longer than the lease lasts; returns why it stopped.
+/// Renews the lease; returns when this replica must stop leading.
+///
+/// Renewal is due every third of the lease duration. Leadership ends when no renewal has
+/// succeeded within the renew deadline, two thirds of the duration, counted from when the last
+/// successful renewal was *sent* (the Lease records that moment as `renewTime`, and others count
+/// its expiry from there). A request that hangs counts as failed at the deadline. So a leader
+/// cut off from the API server has stopped a third of a lease before any other replica can see
+/// the lease as expired and take over: two replicas never reconcile at once.
 pub async fn keep(api: &Api<Lease>, cfg: &LeaseConfig) -> LeaderError {
     let every = (cfg.duration / 3).max(Duration::from_millis(100));
-    let mut last_ok = tokio::time::Instant::now();
+    let retry = (every / 4).max(Duration::from_millis(50));
+    let deadline = cfg.duration * 2 / 3;
+    let lost = || LeaderError::Lost {
+        namespace: cfg.namespace.clone(),
+        name: cfg.name.clone(),
+        secs: cfg.duration.as_secs(),
+    };
+    // `acquire` has just written the lease.
+    let mut renewed = tokio::time::Instant::now();
+    let mut wait = every;
     loop {
-        tokio::time::sleep(every).await;
-        match try_acquire(api, cfg).await {
-            Ok(Attempt::Leading) => last_ok = tokio::time::Instant::now(),
-            Ok(Attempt::Following(holder)) => {
-                tracing::error!(%holder, "lease taken by another replica");
-                return LeaderError::Lost {
-                    namespace: cfg.namespace.clone(),
-                    name: cfg.name.clone(),
-                    secs: cfg.duration.as_secs(),
-                };
+        let give_up = renewed + deadline;
+        tokio::time::sleep_until((tokio::time::Instant::now() + wait).min(give_up)).await;
+        let sent = tokio::time::Instant::now();
+        match tokio::time::timeout_at(give_up, try_acquire(api, cfg)).await {
+            Ok(Ok(Attempt::Leading)) => {
+                renewed = sent;
+                wait = every;
             }
-            Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
+            Ok(Ok(Attempt::Following(holder))) => {
+                tracing::error!(%holder, "lease taken by another replica");
+                return lost();
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "lease renewal failed");
+                wait = retry;
+            }
+            Err(_) => tracing::warn!(lease = %cfg.name, "lease renewal did not answer in time"),
         }
-        if last_ok.elapsed() >= cfg.duration {
-            return LeaderError::Lost {
-                namespace: cfg.namespace.clone(),
-                name: cfg.name.clone(),
-                secs: cfg.duration.as_secs(),
-            };
+        if tokio::time::Instant::now() >= renewed + deadline {
+            return lost();
         }
     }
 }
@@ -199,6 +216,39 @@ mod tests {
             },
             now,
         )
+    }
+
+    /// A leader whose API server stops answering (requests hang, no error comes back) steps
+    /// down before its lease could expire for the others.
+    #[tokio::test]
+    async fn a_leader_cut_off_from_the_api_server_stops_before_its_lease_expires() {
+        // Accepts connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hold = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let api: Api<Lease> = Api::namespaced(client, "kube-system");
+        let cfg = LeaseConfig {
+            namespace: "kube-system".into(),
+            name: "kube-ovn-controller".into(),
+            identity: "a".into(),
+            duration: Duration::from_millis(900),
+        };
+        let start = tokio::time::Instant::now();
+        let err = keep(&api, &cfg).await;
+        let took = start.elapsed();
+        assert!(matches!(err, LeaderError::Lost { .. }), "{err}");
+        assert!(
+            took >= Duration::from_millis(550) && took < Duration::from_millis(900),
+            "stepped down after {took:?}"
+        );
+        hold.abort();
     }
 
     #[test]

@@ -56,14 +56,13 @@ async fn main() -> anyhow::Result<()> {
             identity,
             duration: Duration::from_secs(options.leader_elect_lease_seconds),
         };
-        let api = kube::Api::namespaced(client.clone(), &lease.namespace);
-        leader::acquire(&api, &lease).await;
-        tokio::spawn(async move {
-            let lost = leader::keep(&api, &lease).await;
-            // Another replica may be reconciling already: stop at once, the Deployment restarts us.
-            tracing::error!(error = %lost, "stopping: no longer the leader");
+        let lost = run::run_with_leader(client, config, lease).await;
+        // Another replica may be reconciling already: exit, the Deployment restarts us.
+        if let Err(e) = lost {
+            tracing::error!(error = %e, "stopping");
             std::process::exit(1);
-        });
+        }
+        return Ok(());
     }
     let ctx = run::start(client, &config).await?;
     tracing::info!(nb = %options.ovn_nb_addr, "kube-ovn-controller started (non-primary CNI mode)");

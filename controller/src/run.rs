@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crds::{IP, NetworkAttachmentDefinition, Subnet, Vpc};
 use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::runtime::reflector::{self, Store};
@@ -15,7 +16,7 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
 use crate::context::Context;
-use crate::{gc, nb, pod, subnet, vpc};
+use crate::{gc, leader, nb, pod, subnet, vpc};
 
 /// Knobs of a running controller.
 #[derive(Debug, Clone)]
@@ -68,7 +69,19 @@ where
     (reader, drive)
 }
 
-/// Builds the context: NB, caches (ready), allocator rebuilt from Subnets and IP CRs.
+/// Tasks aborted on drop unless handed over: a failed start leaves no watch running.
+struct Tasks(Vec<tokio::task::AbortHandle>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// Builds the context: NB, caches (ready), allocator rebuilt from Subnets and IP CRs. The
+/// caches' watch tasks belong to the context and stop when it is dropped.
 pub async fn start(client: kube::Client, config: &RunConfig) -> Result<Arc<Context>, StartError> {
     let nb = Arc::new(nb::connect(&config.nb_remotes).await?);
     let (nads, nad_task) = cache(
@@ -77,9 +90,11 @@ pub async fn start(client: kube::Client, config: &RunConfig) -> Result<Arc<Conte
     );
     let (subnets, subnet_task) = cache(Api::<Subnet>::all(client.clone()), "Subnet");
     let (vpcs, vpc_task) = cache(Api::<Vpc>::all(client.clone()), "Vpc");
-    tokio::spawn(nad_task);
-    tokio::spawn(subnet_task);
-    tokio::spawn(vpc_task);
+    let mut tasks = Tasks(vec![
+        tokio::spawn(nad_task).abort_handle(),
+        tokio::spawn(subnet_task).abort_handle(),
+        tokio::spawn(vpc_task).abort_handle(),
+    ]);
     for (store_ready, what) in [
         (
             nads.wait_until_ready().await.is_ok(),
@@ -94,9 +109,46 @@ pub async fn start(client: kube::Client, config: &RunConfig) -> Result<Arc<Conte
     }
     let ipam = ipam::SharedIpam::new(ipam::Ipam::new());
     rebuild(&client, &ipam, &subnets).await?;
-    Ok(Arc::new(Context::new(
-        client, nb, ipam, nads, subnets, vpcs,
-    )))
+    let background = std::mem::take(&mut tasks.0);
+    Ok(Arc::new(
+        Context::new(client, nb, ipam, nads, subnets, vpcs).own_tasks(background),
+    ))
+}
+
+/// Why a controller under leader election stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum LeadError {
+    /// Start-up failed after leadership was won.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// Leadership was lost: another replica may be reconciling already.
+    #[error(transparent)]
+    Lost(#[from] leader::LeaderError),
+}
+
+/// Waits for the Lease, then starts and runs the controllers while renewing it. Returns when
+/// leadership is lost (or start-up fails): everything this replica ran is stopped by then (its
+/// context, caches and NB client are dropped), so the caller can exit and let the Deployment
+/// restart it as a follower.
+pub async fn run_with_leader(
+    client: kube::Client,
+    config: RunConfig,
+    lease: leader::LeaseConfig,
+) -> Result<(), LeadError> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &lease.namespace);
+    leader::acquire(&api, &lease).await;
+    let keep = leader::keep(&api, &lease);
+    tokio::pin!(keep);
+    // Renewal runs during start-up too: connecting to NB and priming the caches can take long.
+    let ctx = tokio::select! {
+        started = start(client, &config) => started?,
+        lost = &mut keep => return Err(lost.into()),
+    };
+    tracing::info!(identity = %lease.identity, "leading: controllers started");
+    tokio::select! {
+        () = run(ctx, config) => Ok(()),
+        lost = keep => Err(lost.into()),
+    }
 }
 
 /// Registers every valid Subnet, then loads every IP CR, into the allocator.
