@@ -73,11 +73,16 @@ pub async fn release_unwanted(
 /// attach reserves the address, then writes the IP CR, then the LSP. So ports and leases are
 /// read *before* the IP CRs (a port seen here already has its CR), and a lease without a CR is
 /// only released when it was already orphaned at the previous collection (it may be an attach
-/// in flight).
+/// in flight). Pods are listed *after* the IP CRs: a pod always exists before its CR, so every
+/// CR seen here has its pod in the later list unless the pod really is gone. (Listed the other
+/// way round, a pod created between the two lists and attached at once would have its CR, port
+/// and address taken away while it runs.)
 pub async fn collect(ctx: &Context) -> Result<Report, Error> {
     let mut report = Report::default();
     let ports = nb::attachment_ports(&ctx.nb);
     let leases: Vec<String> = ctx.ipam.records().into_iter().map(|r| r.key).collect();
+    let ips: Api<IP> = Api::all(ctx.client.clone());
+    let records = ips.list(&ListParams::default()).await?.items;
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     let live: BTreeSet<(String, String)> = pods
         .list_metadata(&ListParams::default())
@@ -92,8 +97,6 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
             )
         })
         .collect();
-    let ips: Api<IP> = Api::all(ctx.client.clone());
-    let records = ips.list(&ListParams::default()).await?.items;
     let mut recorded = BTreeSet::new();
     for ip in &records {
         let key = ip.name_any();
