@@ -3,6 +3,7 @@
 mod cmd;
 mod crds;
 mod demo;
+mod e2e;
 mod k8s;
 mod setup;
 mod test;
@@ -22,8 +23,14 @@ enum Command {
     Setup,
     /// setup, then fmt check, clippy -D warnings, cargo deny, and every test of the workspace.
     Test(test::TestArgs),
-    /// The main job on this machine: show Kube-OVN working here.
-    Demo,
+    /// The main job on this machine: a local cluster running the manual's first example.
+    Demo {
+        /// Leave the cluster up (until Ctrl-C) and print a KUBECONFIG for kubectl.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// The end-to-end scenarios on the local cluster (or `--kind`), with a pass/fail table.
+    E2e(e2e::E2eArgs),
     /// Regenerate the CRD YAML in charts/*/crds/ from the `crds` crate.
     Crds,
 }
@@ -34,7 +41,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Setup => setup::run(),
         Command::Test(args) => test::run(&root, &args),
-        Command::Demo => demo::run(&root),
+        Command::Demo { keep } => demo::run(&root, keep),
+        Command::E2e(args) => e2e::run(&root, &args),
         Command::Crds => crds::run(&root),
     }
 }

@@ -1,0 +1,159 @@
+//! `cargo xtask demo`: the seed's first example on the local cluster, shown as a user sees it.
+//!
+//! Brings up a 2-node cluster (real kube-apiserver, OVN, our daemon and controller), applies
+//! the manual's NAD, Vpc, Subnet and annotated pod with `kubectl apply`, and prints what the
+//! manual's debug commands print: the pod's network-status, `ip addr`, `ip route`, and a ping
+//! over net1 to a pod on the other node. With `--keep` it stays up until Ctrl-C and prints a
+//! KUBECONFIG for exploring with kubectl.
+#![allow(clippy::print_stdout)]
+
+use std::time::Duration;
+
+use anyhow::Context;
+use e2e::cluster::Cluster;
+use k8s_openapi::api::core::v1::Pod;
+use kube::{Api, ResourceExt};
+
+const SEED: &str = r#"
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata:
+  name: kube-ovn-vpc-network
+  namespace: default
+spec:
+  config: |
+    {
+      "cniVersion": "0.3.1",
+      "type": "kube-ovn",
+      "server_socket": "/run/openvswitch/kube-ovn-daemon.sock",
+      "provider": "kube-ovn-vpc-network.default.ovn"
+    }
+---
+apiVersion: kubeovn.io/v1
+kind: Vpc
+metadata:
+  name: vpc-secondary
+spec:
+  namespaces:
+  - default
+---
+apiVersion: kubeovn.io/v1
+kind: Subnet
+metadata:
+  name: subnet-secondary
+spec:
+  vpc: vpc-secondary
+  cidr: "10.100.0.0/16"
+  gateway: "10.100.0.1"
+  provider: kube-ovn-vpc-network.default.ovn
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: multi-network-pod
+  annotations:
+    k8s.v1.cni.cncf.io/networks: default/kube-ovn-vpc-network
+spec:
+  nodeName: node-1
+  containers:
+  - name: app
+    image: nginx
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: peer
+  annotations:
+    k8s.v1.cni.cncf.io/networks: default/kube-ovn-vpc-network
+spec:
+  nodeName: node-2
+  containers:
+  - name: app
+    image: nginx
+"#;
+
+fn show(title: &str, out: &std::process::Output) {
+    println!("$ {title}");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    println!();
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let keep = std::env::args().any(|a| a == "--keep");
+    println!(
+        "Starting a 2-node local cluster: etcd, kube-apiserver, controller-manager, scheduler,"
+    );
+    println!(
+        "OVN central, per-node ovsdb-server/ovs-vswitchd/ovn-controller, kube-ovn-daemon, kube-ovn-controller..."
+    );
+    let started = std::time::Instant::now();
+    let cluster = Cluster::start(2)
+        .await
+        .context("starting the local cluster")?;
+    println!(
+        "cluster up in {:.1}s (logs: {})\n",
+        started.elapsed().as_secs_f64(),
+        cluster.run_dir().display()
+    );
+
+    println!(
+        "$ kubectl apply -f seed.yaml   (the manual's NAD, Vpc, Subnet and pod; a peer pod on node-2)"
+    );
+    print!("{}", cluster.apply_yaml(SEED)?);
+    let wait = Duration::from_secs(90);
+    let a = cluster
+        .wait_running("default", "multi-network-pod", wait)
+        .await?;
+    cluster.wait_running("default", "peer", wait).await?;
+    println!("\n$ kubectl get pod multi-network-pod -o yaml | grep -A 10 network-status");
+    println!("    k8s.v1.cni.cncf.io/network-status: |-");
+    for line in a
+        .annotations()
+        .get("k8s.v1.cni.cncf.io/network-status")
+        .map(String::as_str)
+        .unwrap_or("")
+        .lines()
+    {
+        println!("      {line}");
+    }
+    println!();
+    show(
+        "kubectl exec multi-network-pod -- ip addr show",
+        &cluster.exec("default", "multi-network-pod", &["ip", "addr", "show"])?,
+    );
+    show(
+        "kubectl exec multi-network-pod -- ip route show",
+        &cluster.exec("default", "multi-network-pod", &["ip", "route", "show"])?,
+    );
+
+    let pods: Api<Pod> = Api::namespaced(cluster.client(), "default");
+    let peer = pods.get("peer").await?;
+    let peer_ip = peer
+        .annotations()
+        .get("kube-ovn-vpc-network.default.ovn.kubernetes.io/ip_address")
+        .cloned()
+        .unwrap_or_default();
+    show(
+        &format!(
+            "kubectl exec multi-network-pod -- ping -c 3 {peer_ip}   (peer on node-2, over net1 and geneve)"
+        ),
+        &cluster.exec(
+            "default",
+            "multi-network-pod",
+            &["ping", "-c", "3", "-w", "15", &peer_ip],
+        )?,
+    );
+    println!("$ ovn-nbctl show");
+    print!("{}", cluster.nbctl(&["show"])?);
+
+    if keep {
+        println!("\nThe cluster stays up until Ctrl-C. Explore it with:");
+        println!("  export KUBECONFIG={}", cluster.kubeconfig().display());
+        println!("  kubectl get pods,subnets,vpcs,ips -A");
+        tokio::signal::ctrl_c().await?;
+    }
+    println!("\nTearing down (processes, namespaces, run dir)...");
+    drop(cluster);
+    Ok(())
+}
