@@ -28,15 +28,6 @@ pub fn host_ifname(container_id: &str, ifname: &str) -> String {
     )
 }
 
-/// The pod end's temporary name while it is still in the host namespace (renamed to the CNI
-/// interface name once it is inside the pod's namespace).
-pub fn temp_peer_ifname(container_id: &str, ifname: &str) -> String {
-    format!(
-        "{:012x}_c",
-        fnv1a64(&[container_id, ifname]) & 0xffff_ffff_ffff
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,7 +38,6 @@ mod tests {
         let a = host_ifname("0123456789abcdef", "net1");
         assert_eq!(a, host_ifname("0123456789abcdef", "net1"));
         assert_ne!(a, host_ifname("0123456789abcdef", "net2"));
-        assert_ne!(a, temp_peer_ifname("0123456789abcdef", "net1"));
         // Pinned: changing the scheme would orphan ports of running pods across an upgrade.
         assert_eq!(
             host_ifname("c1", "net1"),
@@ -61,7 +51,6 @@ mod tests {
         fn names_always_fit_the_kernel_limit(cid in "[a-z0-9]{1,80}", ifname in "[a-z0-9]{1,15}") {
             let h = host_ifname(&cid, &ifname);
             prop_assert!(h.len() <= 15);
-            prop_assert!(temp_peer_ifname(&cid, &ifname).len() <= 15);
         }
     }
 }
