@@ -215,6 +215,7 @@ impl<P: PodSource> CniService<P> {
             container_id: r.container_id.clone(),
             ifname: r.ifname.clone(),
         };
+        let veth = phase.elapsed();
         let added = ovs::add_port(&self.ovs, &port).await;
         let plumbing = phase.elapsed();
         self.metrics.observe_phase(AddPhase::Plumbing, plumbing);
@@ -244,7 +245,7 @@ impl<P: PodSource> CniService<P> {
         tracing::info!(pod = %format!("{}/{}", r.pod_namespace, r.pod_name), ifname = %r.ifname,
             port = %port.name, lsp = %port.iface_id, ips = %port.ips,
             wait_allocation_us = micros(wait_allocation), plumbing_us = micros(plumbing),
-            wait_installed_us = micros(wait_installed), "attachment added");
+            veth_us = micros(veth), wait_installed_us = micros(wait_installed), "attachment added");
         response.host_ifname = plumbed.host_ifname;
         Ok(response)
     }

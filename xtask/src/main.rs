@@ -1,5 +1,6 @@
 //! `cargo xtask`: the one entry point for setting up, testing and demonstrating the project.
 
+mod bench;
 mod cmd;
 mod crds;
 mod demo;
@@ -33,6 +34,8 @@ enum Command {
     E2e(e2e::E2eArgs),
     /// Regenerate the CRD YAML in charts/*/crds/ from the `crds` crate.
     Crds,
+    /// Benchmarks on real programs (`cni`: ADD latency vs an ip + ovs-vsctl floor); needs root.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo { keep } => demo::run(&root, keep),
         Command::E2e(args) => e2e::run(&root, &args),
         Command::Crds => crds::run(&root),
+        Command::Bench(args) => bench::run(&root, &args),
     }
 }
 
