@@ -15,9 +15,11 @@ pub struct Context {
     /// Kubernetes client.
     pub client: kube::Client,
     /// OVN Northbound client with its replica.
-    pub nb: Arc<ovn_api::Client>,
+    pub nb: Arc<crate::nb::Nb>,
     /// The address allocator (rebuilt from IP CRs at start).
-    pub ipam: ipam::SharedIpam,
+    pub ipam: Arc<ipam::SharedIpam>,
+    /// Metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// NADs, all namespaces.
     pub nads: Store<NetworkAttachmentDefinition>,
     /// Subnets.
@@ -48,15 +50,17 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    /// A context over the given clients and caches.
+    /// A context over the given clients and caches; `metrics` reports `ipam`'s usage from now on.
     pub fn new(
         client: kube::Client,
-        nb: Arc<ovn_api::Client>,
-        ipam: ipam::SharedIpam,
+        nb: Arc<crate::nb::Nb>,
+        ipam: Arc<ipam::SharedIpam>,
         nads: Store<NetworkAttachmentDefinition>,
         subnets: Store<Subnet>,
         vpcs: Store<Vpc>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
+        metrics.watch_ipam(&ipam);
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -71,6 +75,7 @@ impl Context {
             nads,
             subnets,
             vpcs,
+            metrics,
             recorder,
             gc_suspects: Arc::default(),
             background: Vec::new(),

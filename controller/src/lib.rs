@@ -9,6 +9,7 @@ pub mod context;
 pub mod error;
 pub mod gc;
 pub mod leader;
+pub mod metrics;
 pub mod nb;
 pub mod options;
 pub mod pod;

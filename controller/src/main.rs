@@ -1,10 +1,12 @@
 //! `kube-ovn-controller` entry point.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
 use controller::leader;
+use controller::metrics::{self, Metrics};
 use controller::options::{LogFormat, Options};
 use controller::run::{self, RunConfig};
 
@@ -35,7 +37,19 @@ async fn main() -> anyhow::Result<()> {
             .context("no in-cluster config and no --kubeconfig")?,
     };
     let client = kube::Client::try_from(kube_config)?;
+    let metrics = Arc::new(Metrics::new());
+    // Served by every replica, leader or not, so a follower is visibly alive.
+    if let Some(addr) = metrics::parse_addr(&options.metrics_addr)? {
+        let listener = metrics::bind(addr).await?;
+        tracing::info!(%addr, "serving metrics on /metrics");
+        tokio::spawn(metrics::serve(
+            listener,
+            metrics.clone(),
+            std::future::pending(),
+        ));
+    }
     let config = RunConfig {
+        metrics,
         nb_remotes: options.ovn_nb_addr.clone(),
         gc_interval: Duration::from_secs(options.gc_interval),
         workers: options.workers,

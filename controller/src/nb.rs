@@ -4,12 +4,15 @@
 //! `external_ids:vendor=kube-ovn` and their owner; we never touch a row without our vendor tag.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crds::naming::{EXTERNAL_ID_VENDOR, router_port, switch_router_port};
 use ipnet::IpNet;
 use ovn_api::Client;
 use ovn_api::tables::Table;
 use ovn_api::tables::nb::{LogicalRouter, LogicalRouterPort, LogicalSwitch, LogicalSwitchPort};
+
+use crate::metrics::{Metrics, Outcome};
 
 /// Tables the controller monitors in NB.
 pub const TABLES: [&str; 4] = [
@@ -48,9 +51,44 @@ fn db(what: impl Into<String>) -> impl FnOnce(ovn_api::Error) -> NbError {
     move |source| NbError::Db { what, source }
 }
 
+/// The NB client with the controller's transaction metrics. Reads go straight to the client
+/// (it derefs to [`Client`]); every write goes through [`Nb::commit`], which times it.
+#[derive(Debug)]
+pub struct Nb {
+    client: Client,
+    metrics: Arc<Metrics>,
+}
+
+impl std::ops::Deref for Nb {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Nb {
+    /// Reports transactions to `metrics` (instead of a private registry).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Sends `tx` (nothing for an empty one), recording its latency and result.
+    async fn commit(&self, tx: ovn_api::txn::Txn<'_>, what: String) -> Result<(), NbError> {
+        if tx.is_empty() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let committed = tx.commit().await;
+        self.metrics
+            .observe_transaction(Outcome::of(&committed), started.elapsed());
+        committed.map(drop).map_err(db(what))
+    }
+}
+
 /// Connects to NB at `remotes` (comma-separated), monitoring the tables we read and checking
 /// their typed columns against the live schema.
-pub async fn connect(remotes: &str) -> Result<Client, NbError> {
+pub async fn connect(remotes: &str) -> Result<Nb, NbError> {
     let mut config = ovn_api::ClientConfig::new(remotes, "OVN_Northbound")
         .check(LogicalRouter::check)
         .check(LogicalRouterPort::check)
@@ -59,9 +97,13 @@ pub async fn connect(remotes: &str) -> Result<Client, NbError> {
     for table in TABLES {
         config = config.monitor_table(table);
     }
-    Client::connect(config)
+    let client = Client::connect(config)
         .await
-        .map_err(db(format!("connecting to {remotes}")))
+        .map_err(db(format!("connecting to {remotes}")))?;
+    Ok(Nb {
+        client,
+        metrics: Arc::default(),
+    })
 }
 
 /// `external_ids` for a row we own.
@@ -92,7 +134,7 @@ pub fn router_port_mac(name: &str) -> String {
 }
 
 /// Ensures the logical router of VPC `vpc`.
-pub async fn ensure_router(nb: &Client, vpc: &str) -> Result<(), NbError> {
+pub async fn ensure_router(nb: &Nb, vpc: &str) -> Result<(), NbError> {
     let existing = nb
         .replica()
         .one_by_name::<LogicalRouter>(vpc)
@@ -110,16 +152,14 @@ pub async fn ensure_router(nb: &Client, vpc: &str) -> Result<(), NbError> {
                 external_ids: owned_ids(&[("vpc", vpc)]),
                 ..Default::default()
             });
-            tx.commit()
-                .await
-                .map_err(db(format!("creating router {vpc}")))?;
+            nb.commit(tx, format!("creating router {vpc}")).await?;
             Ok(())
         }
     }
 }
 
 /// Deletes the router of `vpc` if it is ours. Router ports go with it (strong references).
-pub async fn delete_router(nb: &Client, vpc: &str) -> Result<(), NbError> {
+pub async fn delete_router(nb: &Nb, vpc: &str) -> Result<(), NbError> {
     let existing = nb
         .replica()
         .one_by_name::<LogicalRouter>(vpc)
@@ -127,9 +167,7 @@ pub async fn delete_router(nb: &Client, vpc: &str) -> Result<(), NbError> {
     if let Some(lr) = existing.filter(|lr| is_ours(&lr.external_ids)) {
         let mut tx = nb.txn();
         tx.delete::<LogicalRouter>(lr.uuid);
-        tx.commit()
-            .await
-            .map_err(db(format!("deleting router {vpc}")))?;
+        nb.commit(tx, format!("deleting router {vpc}")).await?;
     }
     Ok(())
 }
@@ -147,7 +185,7 @@ pub struct SwitchPlan {
 
 /// Ensures the logical switch of a subnet and, with a VPC, the router port pair
 /// `<vpc>-<subnet>` / `<subnet>-<vpc>`: one transaction, only for what is missing or differs.
-pub async fn ensure_switch(nb: &Client, plan: &SwitchPlan) -> Result<(), NbError> {
+pub async fn ensure_switch(nb: &Nb, plan: &SwitchPlan) -> Result<(), NbError> {
     let subnet = plan.subnet.as_str();
     let (ls, lrp, lsp, lr) = {
         let r = nb.replica();
@@ -237,9 +275,11 @@ pub async fn ensure_switch(nb: &Client, plan: &SwitchPlan) -> Result<(), NbError
     if tx.is_empty() {
         return Ok(());
     }
-    tx.commit().await.map_err(db(format!(
-        "creating switch and router ports of subnet {subnet}"
-    )))?;
+    nb.commit(
+        tx,
+        format!("creating switch and router ports of subnet {subnet}"),
+    )
+    .await?;
     Ok(())
 }
 
@@ -271,7 +311,7 @@ fn add_port_to_switch(
 }
 
 /// Deletes a subnet's switch and its router port, if ours. The switch's ports go with it.
-pub async fn delete_switch(nb: &Client, subnet: &str, vpc: Option<&str>) -> Result<(), NbError> {
+pub async fn delete_switch(nb: &Nb, subnet: &str, vpc: Option<&str>) -> Result<(), NbError> {
     let (ls, lrp) = {
         let r = nb.replica();
         let ls = r
@@ -300,14 +340,12 @@ pub async fn delete_switch(nb: &Client, subnet: &str, vpc: Option<&str>) -> Resu
     if tx.is_empty() {
         return Ok(());
     }
-    tx.commit()
-        .await
-        .map_err(db(format!("deleting switch {subnet}")))?;
+    nb.commit(tx, format!("deleting switch {subnet}")).await?;
     Ok(())
 }
 
 /// Whether the logical switch `name` is in the replica.
-pub fn switch_exists(nb: &Client, name: &str) -> bool {
+pub fn switch_exists(nb: &Nb, name: &str) -> bool {
     nb.replica()
         .one_by_name::<LogicalSwitch>(name)
         .is_ok_and(|ls| ls.is_some())
@@ -338,7 +376,7 @@ impl PortPlan {
 }
 
 /// Ensures the attachment's LSP on its switch: one transaction when anything differs.
-pub async fn ensure_port(nb: &Client, plan: &PortPlan) -> Result<(), NbError> {
+pub async fn ensure_port(nb: &Nb, plan: &PortPlan) -> Result<(), NbError> {
     let addresses = plan.addresses();
     let port_security = if plan.port_security {
         addresses.clone()
@@ -408,14 +446,13 @@ pub async fn ensure_port(nb: &Client, plan: &PortPlan) -> Result<(), NbError> {
     if tx.is_empty() {
         return Ok(());
     }
-    tx.commit()
-        .await
-        .map_err(db(format!("writing port {} on {}", plan.name, plan.switch)))?;
+    nb.commit(tx, format!("writing port {} on {}", plan.name, plan.switch))
+        .await?;
     Ok(())
 }
 
 /// Deletes the LSP `name` if it is ours (removing it from its switch deletes the row).
-pub async fn delete_port(nb: &Client, name: &str) -> Result<bool, NbError> {
+pub async fn delete_port(nb: &Nb, name: &str) -> Result<bool, NbError> {
     let (port, owner) = {
         let r = nb.replica();
         let port = r
@@ -436,14 +473,12 @@ pub async fn delete_port(nb: &Client, name: &str) -> Result<bool, NbError> {
         Some(ls) => tx.mutate::<LogicalSwitch>(ls.uuid, [LogicalSwitch::PORTS.delete(port.uuid)]),
         None => tx.delete::<LogicalSwitchPort>(port.uuid),
     };
-    tx.commit()
-        .await
-        .map_err(db(format!("deleting port {name}")))?;
+    nb.commit(tx, format!("deleting port {name}")).await?;
     Ok(true)
 }
 
 /// Names of our attachment LSPs (those with a `pod` owner id).
-pub fn attachment_ports(nb: &Client) -> Vec<(String, BTreeMap<String, String>)> {
+pub fn attachment_ports(nb: &Nb) -> Vec<(String, BTreeMap<String, String>)> {
     nb.replica()
         .by_external_id::<LogicalSwitchPort>(EXTERNAL_ID_VENDOR.0, EXTERNAL_ID_VENDOR.1)
         .unwrap_or_default()

@@ -47,6 +47,10 @@ pub struct Options {
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..))]
     pub leader_elect_lease_seconds: u64,
 
+    /// Where to serve Prometheus metrics (`GET /metrics`), as `host:port`; empty disables.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:10660")]
+    pub metrics_addr: String,
+
     /// Concurrent reconciles per controller.
     #[arg(long, env = "WORKERS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: u16,
@@ -92,6 +96,7 @@ mod tests {
         let opts = Options::try_parse_from(["kube-ovn-controller"]).unwrap();
         assert!(opts.non_primary_cni_mode);
         assert!(opts.validate().is_ok());
+        assert_eq!(opts.metrics_addr, "0.0.0.0:10660");
 
         let opts = Options::try_parse_from(["kube-ovn-controller", "--non-primary-cni-mode=false"])
             .unwrap();

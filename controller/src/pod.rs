@@ -23,6 +23,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use crate::context::{Context, MANAGER};
 use crate::error::Error;
+use crate::metrics::Outcome;
 use crate::nb;
 
 /// How soon a pod with a failed attachment is tried again (subnets may become ready, NADs may
@@ -203,7 +204,15 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
             }
         };
         wanted.insert(lsp_name(&name, &namespace, &planned.provider));
-        match attach(&ctx, &pod, &planned).await {
+        let started = std::time::Instant::now();
+        let attached = attach(&ctx, &pod, &planned).await;
+        let outcome = match &attached {
+            Ok(_) => Outcome::Ok,
+            Err(AttachError::SubnetNotReady(_)) => Outcome::Waiting,
+            Err(AttachError::Failed(_)) => Outcome::Error,
+        };
+        ctx.metrics.observe_attachment(outcome, started.elapsed());
+        match attached {
             Ok(a) => annotations.extend(a),
             Err(AttachError::SubnetNotReady(msg)) => {
                 subnet_not_ready = true;

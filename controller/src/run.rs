@@ -3,6 +3,7 @@
 //! Order: connect to NB (replica primed), start the caches and wait for them, rebuild the
 //! allocator from Subnets and IP CRs, collect garbage once, then reconcile.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,11 +12,14 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
 use crate::context::Context;
+use crate::error::Error;
+use crate::metrics::{Metrics, Outcome};
 use crate::{gc, leader, nb, pod, subnet, vpc};
 
 /// Knobs of a running controller.
@@ -27,6 +31,8 @@ pub struct RunConfig {
     pub gc_interval: Duration,
     /// Concurrent reconciles per controller.
     pub workers: u16,
+    /// Where reconciles, attachments, NB transactions and IPAM usage are reported.
+    pub metrics: Arc<Metrics>,
 }
 
 /// A failure before the controllers could start.
@@ -83,7 +89,11 @@ impl Drop for Tasks {
 /// Builds the context: NB, caches (ready), allocator rebuilt from Subnets and IP CRs. The
 /// caches' watch tasks belong to the context and stop when it is dropped.
 pub async fn start(client: kube::Client, config: &RunConfig) -> Result<Arc<Context>, StartError> {
-    let nb = Arc::new(nb::connect(&config.nb_remotes).await?);
+    let nb = Arc::new(
+        nb::connect(&config.nb_remotes)
+            .await?
+            .with_metrics(config.metrics.clone()),
+    );
     let (nads, nad_task) = cache(
         Api::<NetworkAttachmentDefinition>::all(client.clone()),
         "NetworkAttachmentDefinition",
@@ -107,11 +117,20 @@ pub async fn start(client: kube::Client, config: &RunConfig) -> Result<Arc<Conte
             return Err(StartError::Cache(what));
         }
     }
-    let ipam = ipam::SharedIpam::new(ipam::Ipam::new());
+    let ipam = Arc::new(ipam::SharedIpam::new(ipam::Ipam::new()));
     rebuild(&client, &ipam, &subnets).await?;
     let background = std::mem::take(&mut tasks.0);
     Ok(Arc::new(
-        Context::new(client, nb, ipam, nads, subnets, vpcs).own_tasks(background),
+        Context::new(
+            client,
+            nb,
+            ipam,
+            nads,
+            subnets,
+            vpcs,
+            config.metrics.clone(),
+        )
+        .own_tasks(background),
     ))
 }
 
@@ -204,6 +223,30 @@ async fn rebuild(
     Ok(())
 }
 
+/// A reconcile in flight.
+type Reconciling = std::pin::Pin<Box<dyn Future<Output = Result<Action, Error>> + Send>>;
+
+/// `reconcile`, timed and counted under `controller` in the metrics.
+fn observed<K, F, Fut>(
+    controller: &'static str,
+    reconcile: F,
+) -> impl FnMut(Arc<K>, Arc<Context>) -> Reconciling
+where
+    F: Fn(Arc<K>, Arc<Context>) -> Fut,
+    Fut: Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    move |obj, ctx| {
+        let metrics = ctx.metrics.clone();
+        let run = reconcile(obj, ctx);
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let result = run.await;
+            metrics.observe_reconcile(controller, Outcome::of(&result), started.elapsed());
+            result
+        })
+    }
+}
+
 /// Runs the controllers and the GC until the process is told to stop.
 pub async fn run(ctx: Arc<Context>, config: RunConfig) {
     let client = ctx.client.clone();
@@ -246,7 +289,11 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
     let vpcs = Controller::new(Api::<Vpc>::all(client.clone()), watcher::Config::default())
         .with_config(kube::runtime::controller::Config::default().concurrency(workers))
         .shutdown_on_signal()
-        .run(vpc::reconcile, vpc::error_policy, ctx.clone())
+        .run(
+            observed("vpc", vpc::reconcile),
+            vpc::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {});
     let subnets = Controller::new(
         Api::<Subnet>::all(client.clone()),
@@ -254,12 +301,20 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
     )
     .with_config(kube::runtime::controller::Config::default().concurrency(workers))
     .shutdown_on_signal()
-    .run(subnet::reconcile, subnet::error_policy, ctx.clone())
+    .run(
+        observed("subnet", subnet::reconcile),
+        subnet::error_policy,
+        ctx.clone(),
+    )
     .for_each(|_| async {});
     let pods = Controller::new(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .with_config(kube::runtime::controller::Config::default().concurrency(workers))
         .shutdown_on_signal()
-        .run(pod::reconcile, pod::error_policy, ctx.clone())
+        .run(
+            observed("pod", pod::reconcile),
+            pod::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {});
     tokio::select! {
         () = async { tokio::join!(vpcs, subnets, pods); } => {}

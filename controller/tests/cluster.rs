@@ -153,6 +153,7 @@ spec:
         nb_remotes: nb_server.remote(),
         gc_interval: Duration::from_secs(30),
         workers: 4,
+        metrics: Default::default(),
     };
     let ctx = run::start(client.clone(), &config).await.unwrap();
     let controller = tokio::spawn(run::run(Arc::clone(&ctx), config));

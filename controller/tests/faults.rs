@@ -91,6 +91,7 @@ impl Bed {
             // Short, so collections run while pods are being created.
             gc_interval: Duration::from_secs(1),
             workers: 4,
+            metrics: Default::default(),
         }
     }
 
@@ -324,6 +325,34 @@ async fn the_nb_server_killed_and_restarted_mid_run_loses_nothing() {
     );
     assert!(ctx.nb.sessions() >= 2, "the NB client reconnected");
     check_invariants(&bed, 200, Some(&ctx)).await;
+    // The run shows in the metrics.
+    let m = &ctx.metrics;
+    let at_least = |series: &str, n: f64| {
+        let got = m.sample(series).unwrap_or(0.0);
+        assert!(
+            got >= n,
+            "{series} = {got}, expected >= {n}\n{}",
+            m.render()
+        );
+    };
+    assert_eq!(
+        m.sample(&format!(
+            r#"kube_ovn_controller_ipam_addresses{{subnet="{SUBNET}",family="ipv4",state="used"}}"#
+        )),
+        Some(200.0)
+    );
+    at_least(
+        r#"kube_ovn_controller_attachment_duration_seconds_count{result="ok"}"#,
+        200.0,
+    );
+    at_least(
+        r#"kube_ovn_controller_ovn_transaction_duration_seconds_count{result="ok"}"#,
+        200.0,
+    );
+    at_least(
+        r#"kube_ovn_controller_reconcile_duration_seconds_count{controller="pod",result="ok"}"#,
+        200.0,
+    );
     task.abort();
 }
 

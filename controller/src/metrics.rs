@@ -1,0 +1,488 @@
+//! Prometheus metrics of the controller and the HTTP endpoint that serves them.
+//!
+//! Families (prefix `kube_ovn_controller_`, latencies in seconds):
+//! - `reconcile_duration_seconds{controller, result}`: every reconcile of `vpc`, `subnet` and
+//!   `pod`; `result` is `ok` or `error` (errors are requeued with backoff), so the `_count`
+//!   series are the reconcile and error counts.
+//! - `attachment_duration_seconds{result}`: one pod attachment from the allocation to its LSP
+//!   (address, IP CR, NB transaction); `result` is `ok`, `waiting` (its subnet is not ready yet)
+//!   or `error`.
+//! - `ovn_transaction_duration_seconds{result}`: every NB transaction the controller sends
+//!   (`ok` or `error`; an empty transaction sends nothing and is not counted).
+//! - `ipam_addresses{subnet, family, state}`: per subnet and address family, the addresses
+//!   `used` and still `available`, read from the allocator at scrape time (so never stale).
+//!
+//! [`serve`] exposes the registry on `GET /metrics` in the OpenMetrics text format.
+//!
+//! The HTTP part mirrors `daemon::metrics` rather than sharing it: the two binaries share only
+//! domain libraries (`crds`, `ipam`, `ovn-api`), where an HTTP server does not belong, and
+//! depending on `cni` (the daemon's crate for it) would pull its gRPC stack into the controller
+//! for ~60 lines of hyper glue.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+/// The content type of the OpenMetrics text exposition, which Prometheus negotiates.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The outcome label of an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// It succeeded.
+    Ok,
+    /// It waits for something else (retried soon).
+    Waiting,
+    /// It failed.
+    Error,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Waiting => "waiting",
+            Outcome::Error => "error",
+        }
+    }
+
+    /// `Ok` or `Error` by a result.
+    pub fn of<T, E>(r: &Result<T, E>) -> Self {
+        if r.is_ok() {
+            Outcome::Ok
+        } else {
+            Outcome::Error
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReconcileLabels {
+    controller: &'static str,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct UsageLabels {
+    subnet: String,
+    family: &'static str,
+    state: &'static str,
+}
+
+/// 0.25 ms to 65 s in doublings: an NB transaction takes about a millisecond, a reconcile a few
+/// API round trips, and one waiting on a reconnecting NB up to its request timeout.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 19))
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Reads the allocator of the running controller at scrape time. Holds it weakly: a controller
+/// that stopped (lost leadership) reports no usage rather than keeping its allocator alive.
+#[derive(Debug, Default)]
+struct IpamUsage {
+    ipam: Mutex<Weak<ipam::SharedIpam>>,
+}
+
+impl Collector for IpamUsage {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let source = self
+            .ipam
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .upgrade();
+        let mut samples = Vec::new();
+        if let Some(ipam) = source {
+            let ipam = ipam.lock();
+            for subnet in ipam.subnet_names() {
+                let Ok(c) = ipam.counters(&subnet) else {
+                    continue;
+                };
+                for (family, used, available, present) in [
+                    (
+                        "ipv4",
+                        c.v4_using,
+                        c.v4_available,
+                        c.v4_using + c.v4_available > 0,
+                    ),
+                    (
+                        "ipv6",
+                        c.v6_using,
+                        c.v6_available,
+                        c.v6_using + c.v6_available > 0,
+                    ),
+                ] {
+                    if !present {
+                        continue;
+                    }
+                    // Gauges are f64: exact up to 2^53, ample for any address count one reads.
+                    #[allow(clippy::cast_precision_loss)]
+                    for (state, n) in [("used", used as f64), ("available", available as f64)] {
+                        samples.push((
+                            UsageLabels {
+                                subnet: subnet.clone(),
+                                family,
+                                state,
+                            },
+                            n,
+                        ));
+                    }
+                }
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
+            "ipam_addresses",
+            "Addresses per subnet and family: used, and still available",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (labels, n) in &samples {
+            ConstGauge::new(*n).encode(metric.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The controller's registry and metric families. Shared behind an `Arc`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    reconciles: HistogramFamily<ReconcileLabels>,
+    attachments: HistogramFamily<ResultLabels>,
+    transactions: HistogramFamily<ResultLabels>,
+    usage: Arc<IpamUsage>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every family registered (and no samples).
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("kube_ovn_controller");
+        let reconciles =
+            HistogramFamily::<ReconcileLabels>::new_with_constructor(latency_histogram);
+        let attachments = HistogramFamily::<ResultLabels>::new_with_constructor(latency_histogram);
+        let transactions = HistogramFamily::<ResultLabels>::new_with_constructor(latency_histogram);
+        let usage = Arc::new(IpamUsage::default());
+        registry.register_with_unit(
+            "reconcile_duration",
+            "Reconciles by controller (vpc, subnet, pod) and result (ok, error)",
+            Unit::Seconds,
+            reconciles.clone(),
+        );
+        registry.register_with_unit(
+            "attachment_duration",
+            "One pod attachment: address, IP CR and logical switch port, by result (ok, \
+             waiting for its subnet, error)",
+            Unit::Seconds,
+            attachments.clone(),
+        );
+        registry.register_with_unit(
+            "ovn_transaction_duration",
+            "OVN Northbound transactions sent, by result (ok, error)",
+            Unit::Seconds,
+            transactions.clone(),
+        );
+        registry.register_collector(Box::new(usage.clone()));
+        Self {
+            registry,
+            reconciles,
+            attachments,
+            transactions,
+            usage,
+        }
+    }
+
+    /// Records one reconcile of `controller`.
+    pub fn observe_reconcile(&self, controller: &'static str, outcome: Outcome, took: Duration) {
+        self.reconciles
+            .get_or_create(&ReconcileLabels {
+                controller,
+                result: outcome.as_str(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records one attachment.
+    pub fn observe_attachment(&self, outcome: Outcome, took: Duration) {
+        self.attachments
+            .get_or_create(&ResultLabels {
+                result: outcome.as_str(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records one NB transaction.
+    pub fn observe_transaction(&self, outcome: Outcome, took: Duration) {
+        self.transactions
+            .get_or_create(&ResultLabels {
+                result: outcome.as_str(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Reports the usage of `ipam` from now on (replacing any earlier allocator).
+    pub fn watch_ipam(&self, ipam: &Arc<ipam::SharedIpam>) {
+        *self
+            .usage
+            .ipam
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::downgrade(ipam);
+    }
+
+    /// The value of series `series` (name and labels exactly as exposed), as a scrape would
+    /// report it; `None` when absent.
+    pub fn sample(&self, series: &str) -> Option<f64> {
+        self.render().lines().find_map(|line| {
+            let rest = line.strip_prefix(series)?;
+            rest.starts_with(' ').then(|| rest.trim().parse().ok())?
+        })
+    }
+
+    /// The registry in the OpenMetrics text format (ends with `# EOF`).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail; an encoder error would be a bug in the encoder,
+        // and a scrape should still get a well-formed (if partial) answer.
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            let _ = writeln!(out, "# EOF");
+        }
+        out
+    }
+}
+
+/// A failure of the metrics endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The listen address is not `host:port`.
+    #[error("metrics address {addr:?} is not a socket address (host:port): {source}")]
+    Address {
+        /// What was given.
+        addr: String,
+        /// The parse error.
+        source: std::net::AddrParseError,
+    },
+    /// Binding the listener failed.
+    #[error("binding the metrics endpoint on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Parses `--metrics-addr`: empty disables the endpoint (`None`).
+pub fn parse_addr(addr: &str) -> Result<Option<std::net::SocketAddr>, MetricsError> {
+    let addr = addr.trim();
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    addr.parse()
+        .map(Some)
+        .map_err(|source| MetricsError::Address {
+            addr: addr.to_owned(),
+            source,
+        })
+}
+
+/// Binds the metrics listener (separately from [`serve`], so a bad address fails at start).
+pub async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, MetricsError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| MetricsError::Bind { addr, source })
+}
+
+/// Longest a client may take to send its request headers (a stuck scraper holds no task longer).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `GET /metrics` from `metrics` on `listener` (HTTP/1.1) until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // EMFILE and the like clear when other connections close: back off briefly
+                    // instead of spinning on accept.
+                    tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let metrics = metrics.clone();
+                async move { Ok::<_, Infallible>(respond(&metrics, &req)) }
+            });
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "metrics connection ended with an error");
+            }
+        });
+    }
+}
+
+fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET || req.uri().path() != "/metrics" {
+        let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        return r;
+    }
+    let mut r = Response::new(Full::new(Bytes::from(metrics.render())));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(CONTENT_TYPE),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_its_labels() {
+        let m = Metrics::new();
+        m.observe_reconcile("pod", Outcome::Ok, Duration::from_millis(3));
+        m.observe_reconcile("pod", Outcome::Error, Duration::from_millis(1));
+        m.observe_reconcile("subnet", Outcome::Ok, Duration::from_millis(2));
+        m.observe_attachment(Outcome::Ok, Duration::from_millis(2));
+        m.observe_attachment(Outcome::Waiting, Duration::from_micros(10));
+        m.observe_transaction(Outcome::Ok, Duration::from_micros(100));
+        let ipam = Arc::new(ipam::SharedIpam::default());
+        ipam.update_subnet(
+            ipam::SubnetSpec::new("s1", "10.0.0.0/24,fd00::/120").with_gateway("10.0.0.1,fd00::1"),
+        )
+        .unwrap();
+        ipam.allocate("s1", "p.default.a", &ipam::Request::random())
+            .unwrap();
+        m.watch_ipam(&ipam);
+
+        let text = m.render();
+        for series in [
+            r#"kube_ovn_controller_reconcile_duration_seconds_count{controller="pod",result="ok"}"#,
+            r#"kube_ovn_controller_reconcile_duration_seconds_count{controller="pod",result="error"}"#,
+            r#"kube_ovn_controller_reconcile_duration_seconds_count{controller="subnet",result="ok"}"#,
+            r#"kube_ovn_controller_attachment_duration_seconds_count{result="ok"}"#,
+            r#"kube_ovn_controller_attachment_duration_seconds_count{result="waiting"}"#,
+            r#"kube_ovn_controller_ovn_transaction_duration_seconds_count{result="ok"}"#,
+            r#"kube_ovn_controller_ipam_addresses{subnet="s1",family="ipv4",state="used"}"#,
+            r#"kube_ovn_controller_ipam_addresses{subnet="s1",family="ipv6",state="used"}"#,
+        ] {
+            assert_eq!(m.sample(series), Some(1.0), "{series} in\n{text}");
+        }
+        // /24 less network, broadcast, gateway and the one used.
+        assert_eq!(
+            m.sample(
+                r#"kube_ovn_controller_ipam_addresses{subnet="s1",family="ipv4",state="available"}"#
+            ),
+            Some(252.0),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE kube_ovn_controller_ipam_addresses gauge"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# UNIT kube_ovn_controller_ovn_transaction_duration_seconds seconds"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+
+        // A stopped controller's allocator is not reported (nor kept alive).
+        drop(ipam);
+        assert!(!m.render().contains("subnet=\"s1\""));
+    }
+
+    #[test]
+    fn an_empty_address_disables_the_endpoint_and_a_bad_one_is_an_error() {
+        assert_eq!(parse_addr("").unwrap(), None);
+        assert_eq!(
+            parse_addr("0.0.0.0:10660").unwrap(),
+            Some("0.0.0.0:10660".parse().unwrap())
+        );
+        let err = parse_addr("localhost").unwrap_err().to_string();
+        assert!(err.contains("localhost"), "{err}");
+    }
+
+    async fn http(addr: std::net::SocketAddr, request: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_on_get_and_404_elsewhere() {
+        let m = Arc::new(Metrics::new());
+        m.observe_reconcile("vpc", Outcome::Ok, Duration::from_millis(1));
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, m.clone(), async {
+            let _ = stopped.await;
+        }));
+        let ok = http(
+            addr,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(
+            ok.contains(&format!("content-type: {CONTENT_TYPE}")),
+            "{ok}"
+        );
+        assert!(
+            ok.contains(
+                r#"kube_ovn_controller_reconcile_duration_seconds_count{controller="vpc",result="ok"} 1"#
+            ),
+            "{ok}"
+        );
+        let missing = http(
+            addr,
+            "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+        stop.send(()).unwrap();
+        server.await.unwrap();
+    }
+}
