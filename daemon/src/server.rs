@@ -241,6 +241,7 @@ impl<P: PodSource> CniService<P> {
             let _ = self.remove_attachment(&r.container_id, &r.ifname).await;
             return Err(cni_status(code::TRY_AGAIN_LATER, format!("{what}: {e}")));
         }
+        announce(&r.netns, &r.ifname, alloc.mac, &alloc.addresses);
         // The phase timings (µs) per attachment, for the one slow pod that a histogram hides.
         tracing::info!(pod = %format!("{}/{}", r.pod_namespace, r.pod_name), ifname = %r.ifname,
             port = %port.name, lsp = %port.iface_id, ips = %port.ips,
@@ -626,4 +627,35 @@ pub async fn serve<P: PodSource>(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
+}
+
+/// Sends a gratuitous ARP for each IPv4 address from the pod's interface, once OVN forwards
+/// for it: a peer that cached the MAC of an earlier owner of a static IP learns the new one at
+/// once instead of after its neighbour entry expires. Best effort: failure is only logged.
+fn announce(netns: &str, ifname: &str, mac: [u8; 6], addresses: &[IpNet]) {
+    let v4: Vec<std::net::Ipv4Addr> = addresses
+        .iter()
+        .filter_map(|a| match a.addr() {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    if v4.is_empty() {
+        return;
+    }
+    let sent = Netns::open(Path::new(netns))
+        .map_err(|e| e.to_string())
+        .and_then(|ns| {
+            ns.run(|| -> Result<(), String> {
+                let index = nix::net::if_::if_nametoindex(ifname).map_err(|e| e.to_string())?;
+                for ip in &v4 {
+                    crate::sys::send_gratuitous_arp(index, mac, *ip).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?
+        });
+    if let Err(e) = sent {
+        tracing::warn!(%netns, %ifname, error = %e, "gratuitous ARP not sent");
+    }
 }

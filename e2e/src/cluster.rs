@@ -651,6 +651,15 @@ impl Runner {
                 attachments.push((ifname, stdin));
             }
         }
+        // Known to the harness (exec) before anyone can see the pod Running.
+        let rt = PodRuntime {
+            netns,
+            container_id,
+            attachments,
+        };
+        if let Ok(mut pods) = self.pods.lock() {
+            pods.insert((namespace.clone(), name.clone()), rt);
+        }
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let status_json = serde_json::to_string_pretty(&statuses).unwrap_or_default();
         let patch = json!({"metadata": {"annotations": {NETWORK_STATUS_ANNOTATION: status_json}}});
@@ -673,14 +682,6 @@ impl Runner {
         }});
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
             .await?;
-        let rt = PodRuntime {
-            netns,
-            container_id,
-            attachments,
-        };
-        if let Ok(mut pods) = self.pods.lock() {
-            pods.insert((namespace, name), rt);
-        }
         Ok(())
     }
 
