@@ -24,6 +24,8 @@ struct Node {
     _dir: tempfile::TempDir,
     ovs: Arc<ovn_api::rpc::Client>,
     service: Arc<CniService<StaticPods>>,
+    server: tokio::task::JoinHandle<()>,
+    config: NodeConfig,
 }
 
 struct Lab {
@@ -61,13 +63,32 @@ async fn start_node(
 
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("daemon.sock");
+    let (service, server) = serve_daemon(&node, pods, ovs.clone(), &socket);
+    Node {
+        node,
+        socket,
+        _dir: dir,
+        ovs,
+        service,
+        server,
+        config,
+    }
+}
+
+/// A daemon service for `node` on `socket` (a stale socket from an earlier daemon is replaced).
+fn serve_daemon(
+    node: &OvnNode,
+    pods: &Arc<StaticPods>,
+    ovs: Arc<ovn_api::rpc::Client>,
+    socket: &std::path::Path,
+) -> (Arc<CniService<StaticPods>>, tokio::task::JoinHandle<()>) {
     let root = Netns::open(&node.netns().path())
         .unwrap()
         .rtnetlink()
         .unwrap();
     let service = Arc::new(CniService::new(
         pods.clone(),
-        ovs.clone(),
+        ovs,
         root,
         ServiceConfig {
             bridge: "br-int".into(),
@@ -79,19 +100,13 @@ async fn start_node(
         Arc::new(Metrics::new()),
     ));
     let serving = service.clone();
-    let listener = server::bind(&socket).unwrap();
-    tokio::spawn(async move {
+    let listener = server::bind(socket).unwrap();
+    let server = tokio::spawn(async move {
         server::serve(listener, serving, std::future::pending())
             .await
             .unwrap();
     });
-    Node {
-        node,
-        socket,
-        _dir: dir,
-        ovs,
-        service,
-    }
+    (service, server)
 }
 
 async fn lab_with(nodes: usize) -> Lab {
@@ -116,6 +131,20 @@ async fn lab() -> Lab {
 }
 
 impl Lab {
+    /// Stops node `i`'s daemon (its server task, OVSDB session and netlink handles) and starts
+    /// a new one as `kube-ovn-daemon` does at start: connect, init the node, serve.
+    async fn restart_daemon(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.server.abort();
+        let _ = (&mut node.server).await;
+        let ovs = Arc::new(ovs::connect(&node.node.db_remote()).await.unwrap());
+        ovs::init_node(&ovs, &node.config).await.unwrap();
+        let (service, server) = serve_daemon(&node.node, &self.pods, ovs.clone(), &node.socket);
+        node.ovs = ovs;
+        node.service = service;
+        node.server = server;
+    }
+
     /// The controller's part, done by hand: the LSP in NB and the pod annotations.
     fn allocate(&self, pod: &str, ip: &str, mac: &str, extra: &[(&str, &str)]) {
         let lsp = crds::naming::lsp_name(pod, "default", PROVIDER);
@@ -540,5 +569,121 @@ async fn add_and_del_are_recorded_in_the_metrics() {
     assert!(
         text.contains(r#"kube_ovn_cni_add_phase_duration_seconds_count{phase="plumbing"} 1"#),
         "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_daemon_restart_keeps_running_pods_and_serves_them_afterwards() {
+    let mut lab = lab().await;
+    let (a, b) = (
+        NetnsGuard::create(&unique("kovn-pr")).unwrap(),
+        NetnsGuard::create(&unique("kovn-ps")).unwrap(),
+    );
+    lab.allocate("pr", "10.100.0.51", "00:00:00:00:00:51", &[]);
+    lab.allocate("ps", "10.100.0.52", "00:00:00:00:00:52", &[]);
+    let ra = lab
+        .cni("ADD", "pr", "ctr-r", a.path().to_str().unwrap(), "")
+        .await
+        .unwrap()
+        .unwrap();
+    lab.cni("ADD", "ps", "ctr-s", b.path().to_str().unwrap(), "")
+        .await
+        .unwrap();
+    assert!(ping(&a, "10.100.0.52"));
+
+    lab.restart_daemon(0).await;
+
+    // The data path never depended on the daemon; the new daemon knows the old ports.
+    assert!(
+        ping(&a, "10.100.0.52"),
+        "traffic broken by a daemon restart"
+    );
+    let prev = format!(r#","prevResult":{ra}"#);
+    lab.cni("CHECK", "pr", "ctr-r", a.path().to_str().unwrap(), &prev)
+        .await
+        .unwrap();
+    lab.cni("DEL", "ps", "ctr-s", b.path().to_str().unwrap(), "")
+        .await
+        .unwrap();
+    let host = daemon::naming::host_ifname("ctr-s", "net1");
+    assert!(
+        lab.nodes[0]
+            .ovs
+            .replica()
+            .table("Interface")
+            .unwrap()
+            .by_name(&host)
+            .next()
+            .is_none()
+    );
+    let c = NetnsGuard::create(&unique("kovn-pt")).unwrap();
+    lab.allocate("pt", "10.100.0.53", "00:00:00:00:00:53", &[]);
+    lab.cni("ADD", "pt", "ctr-t", c.path().to_str().unwrap(), "")
+        .await
+        .unwrap();
+    assert!(
+        ping(&a, "10.100.0.53"),
+        "a pod added after the restart is reachable"
+    );
+}
+
+#[tokio::test]
+async fn ipam_only_mode_returns_addresses_and_creates_no_interface() {
+    let lab = lab().await;
+    let provider = "mv.default";
+    let mut a = BTreeMap::new();
+    for (k, v) in [
+        ("allocated", "true"),
+        ("ip_address", "10.100.0.61"),
+        ("cidr", "10.100.0.0/16"),
+        ("gateway", "10.100.0.1"),
+        ("mac_address", "00:00:00:00:00:61"),
+        ("logical_switch", "ls1"),
+    ] {
+        a.insert(format!("{provider}.kubernetes.io/{k}"), v.to_owned());
+    }
+    lab.pods.set("default", "mv", a);
+    let ns = NetnsGuard::create(&unique("kovn-pm")).unwrap();
+    let env: HashMap<&str, String> = [
+        ("CNI_COMMAND", "ADD".to_owned()),
+        ("CNI_CONTAINERID", "ctr-m".to_owned()),
+        ("CNI_NETNS", ns.path().display().to_string()),
+        ("CNI_IFNAME", "net1".to_owned()),
+        (
+            "CNI_ARGS",
+            "K8S_POD_NAMESPACE=default;K8S_POD_NAME=mv".to_owned(),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    // What macvlan sends its IPAM plugin: the whole config, with ipam.type kube-ovn.
+    let conf = format!(
+        r#"{{"cniVersion":"1.0.0","name":"mv","type":"macvlan","master":"eth0","ipam":{{"type":"kube-ovn","provider":"{provider}","server_socket":"{}"}}}}"#,
+        lab.nodes[0].socket.display()
+    );
+    let out = cni::plugin::run(|k| env.get(k).cloned(), conf.as_bytes())
+        .await
+        .unwrap()
+        .unwrap();
+    let result: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(result["ips"][0]["address"], "10.100.0.61/16");
+    assert_eq!(result["ips"][0]["gateway"], "10.100.0.1");
+    assert!(result.get("interfaces").is_none(), "{result}");
+    let links =
+        String::from_utf8_lossy(&ns.exec(&["ip", "-o", "link"]).unwrap().stdout).into_owned();
+    assert_eq!(
+        links.lines().count(),
+        1,
+        "only lo: the main plugin creates the interface: {links}"
+    );
+    assert!(
+        lab.nodes[0]
+            .ovs
+            .replica()
+            .table("Interface")
+            .unwrap()
+            .by_name(&daemon::naming::host_ifname("ctr-m", "net1"))
+            .next()
+            .is_none()
     );
 }
