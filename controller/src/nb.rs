@@ -14,10 +14,14 @@ use ovn_api::tables::nb::{LogicalRouter, LogicalRouterPort, LogicalSwitch, Logic
 
 use crate::metrics::{Metrics, Outcome};
 
+pub mod routes;
+
 /// Tables the controller monitors in NB.
-pub const TABLES: [&str; 4] = [
+pub const TABLES: [&str; 6] = [
     "Logical_Router",
     "Logical_Router_Port",
+    "Logical_Router_Static_Route",
+    "Logical_Router_Policy",
     "Logical_Switch",
     "Logical_Switch_Port",
 ];
@@ -92,6 +96,8 @@ pub async fn connect(remotes: &str) -> Result<Nb, NbError> {
     let mut config = ovn_api::ClientConfig::new(remotes, "OVN_Northbound")
         .check(LogicalRouter::check)
         .check(LogicalRouterPort::check)
+        .check(ovn_api::tables::nb::LogicalRouterStaticRoute::check)
+        .check(ovn_api::tables::nb::LogicalRouterPolicy::check)
         .check(LogicalSwitch::check)
         .check(LogicalSwitchPort::check);
     for table in TABLES {

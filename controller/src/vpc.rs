@@ -46,6 +46,35 @@ pub async fn reconcile(vpc: Arc<Vpc>, ctx: Arc<Context>) -> Result<Action, Error
 async fn apply(vpc: &Vpc, ctx: &Context) -> Result<Action, Error> {
     let name = vpc.name_any();
     nb::ensure_router(&ctx.nb, &name).await?;
+    match nb::routes::plan(&vpc.spec.static_routes, &vpc.spec.policy_routes) {
+        Ok((routes, policies)) => nb::routes::sync(&ctx.nb, &name, &routes, &policies).await?,
+        Err(msg) => {
+            // Invalid routes change nothing on the router: the condition and an Event say why.
+            let msg = format!("Vpc {name}: {msg}");
+            let mut conditions = vpc
+                .status
+                .as_ref()
+                .map(|s| s.conditions.clone())
+                .unwrap_or_default();
+            set_condition(
+                &mut conditions,
+                status::condition(
+                    READY,
+                    false,
+                    "InvalidRoutes",
+                    msg.clone(),
+                    vpc.meta().generation,
+                ),
+                status::now(),
+            );
+            let api: Api<Vpc> = Api::all(ctx.client.clone());
+            status::patch_status(&api, &name, serde_json::json!({ "conditions": conditions }))
+                .await?;
+            ctx.event(&vpc.object_ref(&()), true, "InvalidRoutes", msg)
+                .await;
+            return Ok(Action::requeue(Duration::from_secs(300)));
+        }
+    }
     let mut conditions = vpc
         .status
         .as_ref()
