@@ -66,6 +66,9 @@ pub trait PodSource: Send + Sync + 'static {
         namespace: &str,
         name: &str,
     ) -> impl Future<Output = Result<bool, PodError>> + Send;
+
+    /// The `spec.mtu` of Subnet `subnet`, if it sets one.
+    fn subnet_mtu(&self, subnet: &str) -> impl Future<Output = Option<u32>> + Send;
 }
 
 fn is_allocated(annotations: &BTreeMap<String, String>, key: &str) -> bool {
@@ -141,12 +144,26 @@ impl PodSource for KubePods {
                 source: Box::new(e),
             })
     }
+
+    async fn subnet_mtu(&self, subnet: &str) -> Option<u32> {
+        // A failed lookup falls back to the daemon's MTU: a wrong MTU is better than no pod, and
+        // the log says why.
+        let api: Api<crds::Subnet> = Api::all(self.client.clone());
+        match api.get_opt(subnet).await {
+            Ok(found) => found.and_then(|s| s.spec.mtu),
+            Err(e) => {
+                tracing::warn!(%subnet, error = %e, "cannot read the Subnet's MTU; using the daemon's");
+                None
+            }
+        }
+    }
 }
 
 /// Pods whose annotations are set by the caller (node tests, standalone use).
 #[derive(Debug)]
 pub struct StaticPods {
     pods: Mutex<HashMap<(String, String), BTreeMap<String, String>>>,
+    mtus: Mutex<HashMap<String, u32>>,
     changed: watch::Sender<u64>,
 }
 
@@ -154,6 +171,7 @@ impl Default for StaticPods {
     fn default() -> Self {
         Self {
             pods: Mutex::new(HashMap::new()),
+            mtus: Mutex::new(HashMap::new()),
             changed: watch::channel(0).0,
         }
     }
@@ -166,6 +184,13 @@ impl StaticPods {
             pods.insert((namespace.to_owned(), name.to_owned()), annotations);
         }
         self.changed.send_modify(|generation| *generation += 1);
+    }
+
+    /// Sets the `spec.mtu` a Subnet reports.
+    pub fn set_subnet_mtu(&self, subnet: &str, mtu: u32) {
+        if let Ok(mut mtus) = self.mtus.lock() {
+            mtus.insert(subnet.to_owned(), mtu);
+        }
     }
 
     /// Removes a pod.
@@ -221,6 +246,10 @@ impl PodSource for StaticPods {
 
     async fn exists(&self, namespace: &str, name: &str) -> Result<bool, PodError> {
         Ok(self.get(namespace, name).is_some())
+    }
+
+    async fn subnet_mtu(&self, subnet: &str) -> Option<u32> {
+        self.mtus.lock().ok()?.get(subnet).copied()
     }
 }
 

@@ -155,7 +155,15 @@ impl<P: PodSource> CniService<P> {
         check_static_requests(r, &alloc)
             .map_err(|e| cni_status(code::INVALID_CONFIG, format!("{what}: {e}")))?;
 
-        let mtu = if r.mtu != 0 { r.mtu } else { self.config.mtu };
+        // The NAD's mtu wins, then the Subnet's spec.mtu, then the daemon's flag.
+        let mtu = if r.mtu != 0 {
+            r.mtu
+        } else {
+            match self.pods.subnet_mtu(&alloc.logical_switch).await {
+                Some(m) if (68..=65535).contains(&m) => m,
+                _ => self.config.mtu,
+            }
+        };
         let mut response = AddResponse {
             mac: format_mac(&alloc.mac),
             mtu,

@@ -687,3 +687,42 @@ async fn ipam_only_mode_returns_addresses_and_creates_no_interface() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn the_subnet_mtu_applies_unless_the_nad_sets_one() {
+    let lab = lab().await;
+    lab.pods.set_subnet_mtu("ls1", 1300);
+    let (a, b) = (
+        NetnsGuard::create(&unique("kovn-pu")).unwrap(),
+        NetnsGuard::create(&unique("kovn-pv")).unwrap(),
+    );
+    lab.allocate("pu", "10.100.0.71", "00:00:00:00:00:71", &[]);
+    lab.allocate("pv", "10.100.0.72", "00:00:00:00:00:72", &[]);
+    lab.cni("ADD", "pu", "ctr-u", a.path().to_str().unwrap(), "")
+        .await
+        .unwrap();
+    lab.cni(
+        "ADD",
+        "pv",
+        "ctr-v",
+        b.path().to_str().unwrap(),
+        r#","mtu":1200"#,
+    )
+    .await
+    .unwrap();
+    let mtu = |ns: &NetnsGuard| {
+        let out = String::from_utf8_lossy(
+            &ns.exec(&["ip", "-o", "link", "show", "net1"])
+                .unwrap()
+                .stdout,
+        )
+        .into_owned();
+        out.split_whitespace()
+            .skip_while(|w| *w != "mtu")
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(mtu(&a), "1300", "the Subnet's spec.mtu");
+    assert_eq!(mtu(&b), "1200", "the NAD's mtu wins");
+}
