@@ -1,4 +1,5 @@
-//! Garbage collection: addresses, IP CRs and logical switch ports whose owner is gone.
+//! Garbage collection: addresses, IP CRs, logical switch ports and their QoS rows whose owner is
+//! gone.
 //!
 //! Runs at start, on an interval, and promptly after a pod with attachments is deleted. Only
 //! our own objects are touched (IP CRs, and LSPs with `external_ids:vendor=kube-ovn`).
@@ -24,9 +25,11 @@ pub struct Report {
     pub ports: usize,
     /// Allocator entries released that had no IP CR.
     pub leases: usize,
+    /// Our QoS rows removed because their port no longer exists.
+    pub qos: usize,
 }
 
-/// Releases one attachment completely: address, LSP, IP CR.
+/// Releases one attachment completely: address, LSP (with its QoS rows), IP CR.
 pub async fn release(ctx: &Context, key: &str) -> Result<(), Error> {
     ctx.ipam.release(key);
     nb::delete_port(&ctx.nb, key).await?;
@@ -117,6 +120,12 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
                 report.ports += 1;
             }
         }
+    }
+    // Ports are deleted with their QoS rows; rows whose port went some other way (an older
+    // controller, a hand-deleted port) are swept here.
+    for port in nb::qos::orphaned_qos_ports(&ctx.nb) {
+        tracing::info!(%port, "QoS rows name a port that does not exist; deleting them");
+        report.qos += nb::delete_qos(&ctx.nb, &port).await?;
     }
     let orphans: BTreeSet<String> = leases
         .into_iter()

@@ -14,16 +14,20 @@ use ovn_api::tables::nb::{LogicalRouter, LogicalRouterPort, LogicalSwitch, Logic
 
 use crate::metrics::{Metrics, Outcome};
 
+pub mod qos;
 pub mod routes;
 
+pub use qos::{Limit, QosDirection, QosPlan, delete_qos, ensure_qos};
+
 /// Tables the controller monitors in NB.
-pub const TABLES: [&str; 6] = [
+pub const TABLES: [&str; 7] = [
     "Logical_Router",
     "Logical_Router_Port",
     "Logical_Router_Static_Route",
     "Logical_Router_Policy",
     "Logical_Switch",
     "Logical_Switch_Port",
+    "QoS",
 ];
 
 /// A Northbound failure, naming the object.
@@ -99,7 +103,8 @@ pub async fn connect(remotes: &str) -> Result<Nb, NbError> {
         .check(ovn_api::tables::nb::LogicalRouterStaticRoute::check)
         .check(ovn_api::tables::nb::LogicalRouterPolicy::check)
         .check(LogicalSwitch::check)
-        .check(LogicalSwitchPort::check);
+        .check(LogicalSwitchPort::check)
+        .check(ovn_api::tables::nb::Qos::check);
     for table in TABLES {
         config = config.monitor_table(table);
     }
@@ -457,7 +462,8 @@ pub async fn ensure_port(nb: &Nb, plan: &PortPlan) -> Result<(), NbError> {
     Ok(())
 }
 
-/// Deletes the LSP `name` if it is ours (removing it from its switch deletes the row).
+/// Deletes the LSP `name` if it is ours (removing it from its switch deletes the row), with its
+/// QoS rows.
 pub async fn delete_port(nb: &Nb, name: &str) -> Result<bool, NbError> {
     let (port, owner) = {
         let r = nb.replica();
@@ -479,6 +485,8 @@ pub async fn delete_port(nb: &Nb, name: &str) -> Result<bool, NbError> {
         Some(ls) => tx.mutate::<LogicalSwitch>(ls.uuid, [LogicalSwitch::PORTS.delete(port.uuid)]),
         None => tx.delete::<LogicalSwitchPort>(port.uuid),
     };
+    // Its QoS rows are referenced by the switch, not the port: they go in the same transaction.
+    qos::remove_rows_of(nb, &mut tx, name)?;
     nb.commit(tx, format!("deleting port {name}")).await?;
     Ok(true)
 }

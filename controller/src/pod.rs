@@ -1,8 +1,9 @@
 //! Pod attachments: every kube-ovn element of `k8s.v1.cni.cncf.io/networks` becomes an address
 //! (IPAM), an `IP` CR (the durable record, written first), a logical switch port (one NB
 //! transaction) and the `<provider>.kubernetes.io/*` annotations (one patch) that the daemon
-//! waits for. Pods without the networks annotation are skipped before any work. Each element is
-//! handled on its own: a bad one gets an Event and leaves the others untouched.
+//! waits for, plus its bandwidth limits (NB `QoS` rows from the `ingress_rate`/`egress_rate`
+//! annotations). Pods without the networks annotation are skipped before any work. Each element
+//! is handled on its own: a bad one gets an Event and leaves the others untouched.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use crds::naming::{
     AnnotationKey, EXTERNAL_ID_LOGICAL_SWITCH, EXTERNAL_ID_POD, EXTERNAL_ID_PROVIDER,
-    NETWORKS_ANNOTATION, annotation_key, lsp_name, per_interface_provider,
+    NETWORKS_ANNOTATION, POD_WIDE_PROVIDER, annotation_key, lsp_name, per_interface_provider,
 };
 use crds::{
     IP, IPSpec, NadClass, NetworkAttachmentDefinition, NetworkSelectionElement, Subnet,
@@ -213,7 +214,18 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
         };
         ctx.metrics.observe_attachment(outcome, started.elapsed());
         match attached {
-            Ok(a) => annotations.extend(a),
+            Ok(a) => {
+                annotations.extend(a);
+                if planned.port
+                    && let Err(msg) = apply_qos(&ctx, &pod, &planned).await
+                {
+                    failures.push(format!(
+                        "{} ({}): {msg}",
+                        elements[position].nad_key(),
+                        planned.interface
+                    ));
+                }
+            }
             Err(AttachError::SubnetNotReady(msg)) => {
                 subnet_not_ready = true;
                 failures.push(format!(
@@ -389,6 +401,84 @@ async fn attach(
         out.insert(k(AnnotationKey::DefaultRoute), "true".to_owned());
     }
     Ok(out)
+}
+
+/// The largest rate annotation accepted, in Mbit/s: what OVN can store (its `bandwidth:rate` is
+/// a 32-bit count of kbit/s, about 4.3 Tbit/s). Anything above is a typo, not a limit.
+pub const MAX_RATE_MBPS: u64 = nb::qos::MAX_RATE_KBPS / 1000;
+
+/// Parses a rate annotation (whole Mbit/s) into kbit/s; `0` means no limit.
+pub fn parse_rate(value: &str) -> Result<Option<u64>, String> {
+    let trimmed = value.trim();
+    if trimmed.starts_with('-') {
+        return Err("a rate cannot be negative".into());
+    }
+    let mbps: u64 = trimmed
+        .parse()
+        .map_err(|_| "not a whole number of Mbit/s".to_owned())?;
+    if mbps > MAX_RATE_MBPS {
+        return Err(format!("more than {MAX_RATE_MBPS} Mbit/s"));
+    }
+    Ok((mbps > 0).then_some(mbps * 1000))
+}
+
+/// One attachment's limits from the pod's annotations: `<provider>.kubernetes.io/<key>` wins,
+/// else the pod-wide `ovn.kubernetes.io/<key>` (the seed's example) applies. Absent or `0` is
+/// no limit; an invalid value keeps the current limit ([`nb::Limit::Unchanged`]) and is returned
+/// as a message naming the annotation and its value.
+pub fn qos_limits(pod: &Pod, provider: &str) -> (nb::Limit, nb::Limit, Vec<String>) {
+    let annotations = pod.annotations();
+    let mut problems = Vec::new();
+    let mut limit = |key| {
+        let value = [provider, POD_WIDE_PROVIDER]
+            .into_iter()
+            .map(|p| annotation_key(p, key))
+            .find_map(|k| annotations.get(&k).map(|v| (k, v)));
+        let Some((k, v)) = value else {
+            return nb::Limit::Unlimited;
+        };
+        match parse_rate(v) {
+            Ok(Some(kbps)) => nb::Limit::Kbps(kbps),
+            Ok(None) => nb::Limit::Unlimited,
+            Err(why) => {
+                problems.push(format!(
+                    "{k}={v:?} is not a valid rate ({why}); the attachment keeps its current limit"
+                ));
+                nb::Limit::Unchanged
+            }
+        }
+    };
+    let egress = limit(AnnotationKey::EgressRate);
+    let ingress = limit(AnnotationKey::IngressRate);
+    (egress, ingress, problems)
+}
+
+/// Brings one attachment's QoS rows in line with the pod's rate annotations. A bad value is a
+/// Warning Event (`InvalidQoS`), not a failure: the address and the port stay, and so does the
+/// last good limit. Only a failed NB write is an error (the pod is retried).
+async fn apply_qos(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<(), String> {
+    let namespace = pod.namespace().unwrap_or_default();
+    let name = pod.name_any();
+    let (egress, ingress, problems) = qos_limits(pod, &planned.provider);
+    for msg in problems {
+        tracing::warn!(pod = %format!("{namespace}/{name}"), %msg, "invalid QoS annotation");
+        ctx.event(&pod.object_ref(&()), true, "InvalidQoS", msg)
+            .await;
+    }
+    let plan = nb::QosPlan {
+        port: lsp_name(&name, &namespace, &planned.provider),
+        switch: planned.subnet.clone(),
+        egress,
+        ingress,
+        external_ids: nb::owned_ids(&[
+            (EXTERNAL_ID_POD, &format!("{namespace}/{name}")),
+            (EXTERNAL_ID_PROVIDER, &planned.provider),
+            (EXTERNAL_ID_LOGICAL_SWITCH, &planned.subnet),
+        ]),
+    };
+    nb::ensure_qos(&ctx.nb, &plan)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Requeue policy after an error.
@@ -577,6 +667,73 @@ mod tests {
         let req = request_for(&p, &planned);
         assert_eq!(req.ips, vec!["10.100.0.7".to_owned()]);
         assert_eq!(req.pool.as_deref(), Some("pool1"));
+    }
+
+    #[test]
+    fn rates_are_whole_mbits_and_zero_is_no_limit() {
+        assert_eq!(parse_rate("1000"), Ok(Some(1_000_000)));
+        assert_eq!(parse_rate(" 10 "), Ok(Some(10_000)));
+        assert_eq!(parse_rate("0"), Ok(None));
+        assert_eq!(
+            parse_rate(&MAX_RATE_MBPS.to_string()),
+            Ok(Some(4_294_967_000))
+        );
+        for (bad, why) in [
+            ("abc", "whole number"),
+            ("", "whole number"),
+            ("1.5", "whole number"),
+            ("10M", "whole number"),
+            ("-5", "negative"),
+            ("4294968", "more than"),
+            ("99999999999999999999999", "whole number"),
+        ] {
+            let err = parse_rate(bad).unwrap_err();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn provider_rates_win_over_the_pod_wide_ones() {
+        use nb::Limit::{Kbps, Unchanged, Unlimited};
+        let seed = pod(&[
+            ("ovn.kubernetes.io/ingress_rate", "1000"),
+            ("ovn.kubernetes.io/egress_rate", "1000"),
+        ]);
+        assert_eq!(
+            qos_limits(&seed, "a.default.ovn"),
+            (Kbps(1_000_000), Kbps(1_000_000), vec![])
+        );
+        let mixed = pod(&[
+            ("ovn.kubernetes.io/egress_rate", "1000"),
+            ("a.default.ovn.kubernetes.io/egress_rate", "0"),
+            ("b.default.ovn.kubernetes.io/ingress_rate", "5"),
+        ]);
+        assert_eq!(
+            qos_limits(&mixed, "a.default.ovn"),
+            (Unlimited, Unlimited, vec![])
+        );
+        assert_eq!(
+            qos_limits(&mixed, "b.default.ovn"),
+            (Kbps(1_000_000), Kbps(5_000), vec![])
+        );
+        assert_eq!(
+            qos_limits(&pod(&[]), "a.default.ovn"),
+            (Unlimited, Unlimited, vec![])
+        );
+        let bad = pod(&[
+            ("a.default.ovn.kubernetes.io/egress_rate", "fast"),
+            ("ovn.kubernetes.io/ingress_rate", "-1"),
+        ]);
+        let (egress, ingress, problems) = qos_limits(&bad, "a.default.ovn");
+        assert_eq!((egress, ingress), (Unchanged, Unchanged));
+        assert!(
+            problems[0].contains("a.default.ovn.kubernetes.io/egress_rate=\"fast\""),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].contains("ovn.kubernetes.io/ingress_rate=\"-1\""),
+            "{problems:?}"
+        );
     }
 
     #[test]

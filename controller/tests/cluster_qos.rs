@@ -1,0 +1,219 @@
+//! Attachment QoS through the controller against a real kube-apiserver and a real OVN NB (L2):
+//! the seed's `ovn.kubernetes.io/ingress_rate|egress_rate` become two NB QoS rows, annotation
+//! changes update or remove them, a bad value is a Warning Event that leaves the attachment and
+//! its last good limit alone, and deleting the pod removes the rows.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use controller::run::{self, RunConfig};
+use crds::{NetworkAttachmentDefinition, Subnet, Vpc};
+use e2e::k8s::ControlPlane;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, Client, ResourceExt};
+use ovn_api::tables::nb::Qos;
+use ovn_api::testing::{OvsdbServer, SchemaKind};
+
+const PROVIDER: &str = "kube-ovn-vpc-network.default.ovn";
+const LSP: &str = "qos-pod.default.kube-ovn-vpc-network.default.ovn";
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn install_crds(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut all = crds::generate::crds();
+    all.push(<NetworkAttachmentDefinition as kube::CustomResourceExt>::crd());
+    for crd in all {
+        let name = crd.name_any();
+        api.create(&PostParams::default(), &crd).await.unwrap();
+        tokio::time::timeout(
+            WAIT,
+            await_condition(api.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    }
+}
+
+fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
+    serde_yaml::from_str(s).unwrap()
+}
+
+/// Our QoS rows as sorted (direction, match, rate kbit/s).
+fn rows(r: &ovn_api::replica::Replica) -> Vec<(String, String, i64)> {
+    let mut v: Vec<_> = r
+        .list::<Qos>()
+        .unwrap()
+        .into_iter()
+        .filter(|q| q.external_ids.get("vendor").map(String::as_str) == Some("kube-ovn"))
+        .map(|q| (q.direction, q.match_, q.bandwidth["rate"]))
+        .collect();
+    v.sort();
+    v
+}
+
+fn egress(kbps: i64) -> (String, String, i64) {
+    ("from-lport".into(), format!("inport == \"{LSP}\""), kbps)
+}
+
+fn ingress(kbps: i64) -> (String, String, i64) {
+    ("to-lport".into(), format!("outport == \"{LSP}\""), kbps)
+}
+
+/// Waits (on NB updates) until our rows are exactly `want`.
+async fn wait_rows(nb: &controller::nb::Nb, want: &[(String, String, i64)]) {
+    let got = nb.wait_until(WAIT, |r| rows(r) == want).await;
+    assert!(
+        got.is_ok(),
+        "QoS rows never became {want:?}; last: {:?}",
+        rows(&nb.replica())
+    );
+}
+
+async fn annotate(pods: &Api<Pod>, key: &str, value: &str) {
+    let patch = serde_json::json!({ "metadata": { "annotations": { key: value } } });
+    pods.patch("qos-pod", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+async fn warning(client: &Client, pod: &str, needle: &str) -> Event {
+    use futures::StreamExt;
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let config =
+        kube::runtime::watcher::Config::default().fields(&format!("involvedObject.name={pod}"));
+    let mut stream = std::pin::pin!(kube::runtime::watcher(events, config).applied_objects());
+    let found = tokio::time::timeout(WAIT, async {
+        while let Some(event) = stream.next().await {
+            let e = event.unwrap();
+            if e.message.as_deref().is_some_and(|m| m.contains(needle)) {
+                return e;
+            }
+        }
+        panic!("event watch ended");
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("no Event for {pod} containing {needle:?}"))
+}
+
+#[tokio::test]
+async fn the_seeds_qos_annotations_become_qos_rows_that_follow_the_pod() {
+    let cp = ControlPlane::start().await.unwrap();
+    let client = cp.client();
+    install_crds(&client).await;
+    let nb_server = OvsdbServer::start(SchemaKind::Northbound).unwrap();
+    let nad: NetworkAttachmentDefinition = yaml(&format!(
+        r#"
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {{name: kube-ovn-vpc-network, namespace: default}}
+spec:
+  config: '{{"cniVersion":"0.3.1","type":"kube-ovn","server_socket":"/run/openvswitch/kube-ovn-daemon.sock","provider":"{PROVIDER}"}}'
+"#
+    ));
+    Api::<NetworkAttachmentDefinition>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &nad)
+        .await
+        .unwrap();
+    let vpc: Vpc =
+        yaml("apiVersion: kubeovn.io/v1\nkind: Vpc\nmetadata: {name: vpc-secondary}\nspec: {}\n");
+    Api::<Vpc>::all(client.clone())
+        .create(&PostParams::default(), &vpc)
+        .await
+        .unwrap();
+    let subnet: Subnet = yaml(&format!(
+        "apiVersion: kubeovn.io/v1\nkind: Subnet\nmetadata: {{name: subnet-secondary}}\nspec:\n  vpc: vpc-secondary\n  cidr: 10.100.0.0/16\n  provider: {PROVIDER}\n"
+    ));
+    Api::<Subnet>::all(client.clone())
+        .create(&PostParams::default(), &subnet)
+        .await
+        .unwrap();
+    let config = RunConfig {
+        nb_remotes: nb_server.remote(),
+        gc_interval: Duration::from_secs(30),
+        workers: 4,
+        metrics: Default::default(),
+    };
+    let ctx = run::start(client.clone(), &config).await.unwrap();
+    let controller = tokio::spawn(run::run(Arc::clone(&ctx), config));
+    let nb = controller::nb::connect(&nb_server.remote()).await.unwrap();
+
+    // The seed's example: pod-wide rates apply to the kube-ovn attachment.
+    let pod: Pod = yaml(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: qos-pod
+  namespace: default
+  annotations:
+    k8s.v1.cni.cncf.io/networks: default/kube-ovn-vpc-network
+    ovn.kubernetes.io/ingress_rate: "1000"
+    ovn.kubernetes.io/egress_rate: "1000"
+spec:
+  containers: [{name: app, image: nginx}]
+"#,
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    wait_rows(&nb, &[egress(1_000_000), ingress(1_000_000)]).await;
+    let shown = nb_server.nbctl(&["qos-list", "subnet-secondary"]).unwrap();
+    assert!(shown.contains("rate=1000000 burst=1000000"), "{shown}");
+
+    // A change updates the row; a provider-specific "0" lifts the pod-wide ingress limit.
+    annotate(&pods, "ovn.kubernetes.io/egress_rate", "10").await;
+    wait_rows(&nb, &[egress(10_000), ingress(1_000_000)]).await;
+    annotate(
+        &pods,
+        &format!("{PROVIDER}.kubernetes.io/ingress_rate"),
+        "0",
+    )
+    .await;
+    wait_rows(&nb, &[egress(10_000)]).await;
+
+    // A bad value: a Warning naming the annotation and value; the limit and the address stay.
+    annotate(&pods, "ovn.kubernetes.io/egress_rate", "fast").await;
+    let e = warning(&client, "qos-pod", "ovn.kubernetes.io/egress_rate=\"fast\"").await;
+    assert_eq!(e.reason.as_deref(), Some("InvalidQoS"));
+    assert_eq!(e.type_.as_deref(), Some("Warning"));
+    assert_eq!(rows(&nb.replica()), [egress(10_000)]);
+    let p = pods.get("qos-pod").await.unwrap();
+    assert_eq!(
+        p.annotations()
+            .get(&format!("{PROVIDER}.kubernetes.io/allocated"))
+            .map(String::as_str),
+        Some("true")
+    );
+    annotate(&pods, "ovn.kubernetes.io/egress_rate", "-3").await;
+    warning(
+        &client,
+        "qos-pod",
+        "=\"-3\" is not a valid rate (a rate cannot be negative)",
+    )
+    .await;
+    annotate(&pods, "ovn.kubernetes.io/egress_rate", "99999999").await;
+    warning(
+        &client,
+        "qos-pod",
+        "=\"99999999\" is not a valid rate (more than",
+    )
+    .await;
+    annotate(&pods, "ovn.kubernetes.io/egress_rate", "20").await;
+    wait_rows(&nb, &[egress(20_000)]).await;
+
+    // Deleting the pod removes its rows with its port.
+    pods.delete("qos-pod", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    wait_rows(&nb, &[]).await;
+    assert!(
+        !nb_server.nbctl(&["show"]).unwrap().contains(LSP),
+        "port left behind"
+    );
+    controller.abort();
+}
