@@ -101,7 +101,7 @@ pub const PRIMARY_NETWORK: &str = "primary-bridge";
 #[derive(Debug)]
 struct Node {
     name: String,
-    daemon: Child,
+    daemon: Mutex<Child>,
     ovn: OvnNode,
     /// Directory bound over `/run/openvswitch` for CNI calls on this node: the daemon's socket.
     run_dir: PathBuf,
@@ -175,6 +175,7 @@ impl Cluster {
             let node_run = run_dir.join(&name);
             std::fs::create_dir_all(&node_run).map_err(io("creating the node dir"))?;
             let socket = node_run.join("kube-ovn-daemon.sock");
+            let daemon_log = log_file(&run_dir, &format!("{name}-daemon.log"))?;
             // The daemon runs beside the API server (loopback) and plumbs the node's namespace.
             let daemon = Command::new(&daemon_bin)
                 .arg(format!("--host-netns={}", ovn.netns().path().display()))
@@ -193,16 +194,17 @@ impl Cluster {
                     control_plane.kubeconfig().display()
                 ))
                 .env("RUST_LOG", "info")
+                .env("NO_COLOR", "1")
                 .stdin(Stdio::null())
-                .stdout(log_file(&run_dir, &format!("{name}-daemon.log"))?)
-                .stderr(log_file(&run_dir, &format!("{name}-daemon.log"))?)
+                .stdout(daemon_log.try_clone().map_err(io("log"))?)
+                .stderr(daemon_log)
                 .spawn()
                 .map_err(io("starting kube-ovn-daemon"))?;
             let mut ovn = ovn;
             ovn.start_controller()?;
             started.push(Node {
                 name,
-                daemon,
+                daemon: Mutex::new(daemon),
                 ovn,
                 run_dir: node_run,
                 index,
@@ -218,6 +220,7 @@ impl Cluster {
             .args(["--gc-interval=30", "--leader-elect-namespace=kube-system"])
             .env("POD_NAME", "kube-ovn-controller-e2e")
             .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(io("log"))?)
             .stderr(log)
@@ -252,20 +255,32 @@ impl Cluster {
     }
 
     async fn wait_daemons_ready(&mut self) -> Result<()> {
-        // A daemon is ready when its socket exists; it binds only after node init succeeded.
-        // The socket is created by bind(2), so watch for it with a bounded retry of the check.
+        // A daemon is ready when its socket exists: it binds only after node init succeeded.
+        // bind(2) has no event to wait on from outside, so the check is retried (bounded); a
+        // daemon that exits fails at once, with the end of its log.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         for node in self.nodes.iter() {
             let socket = node.run_dir.join("kube-ovn-daemon.sock");
+            let log = self.run_dir.join(format!("{}-daemon.log", node.name));
             while !socket.exists() {
-                if tokio::time::Instant::now() > deadline {
+                let exited = node
+                    .daemon
+                    .lock()
+                    .ok()
+                    .and_then(|mut d| d.try_wait().ok().flatten());
+                let problem = match exited {
+                    Some(status) => Some(format!("exited ({status})")),
+                    None if tokio::time::Instant::now() > deadline => {
+                        Some(format!("did not open {} within 60 s", socket.display()))
+                    }
+                    None => None,
+                };
+                if let Some(problem) = problem {
                     return Err(ClusterError::Timeout(format!(
-                        "kube-ovn-daemon on {} did not open {} (see {})",
+                        "kube-ovn-daemon on {} {problem}; last lines of {}:\n{}",
                         node.name,
-                        socket.display(),
-                        self.run_dir
-                            .join(format!("{}-daemon.log", node.name))
-                            .display()
+                        log.display(),
+                        tail(&log, 20)
                     )));
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -401,8 +416,10 @@ impl Drop for Cluster {
         }
         if let Some(nodes) = Arc::get_mut(&mut self.nodes) {
             for n in nodes.iter_mut() {
-                let _ = n.daemon.kill();
-                let _ = n.daemon.wait();
+                if let Ok(d) = n.daemon.get_mut() {
+                    let _ = d.kill();
+                    let _ = d.wait();
+                }
             }
         }
     }
@@ -754,4 +771,11 @@ fn network_status(name: &str, interface: &str, result: &Value, default: bool) ->
         status["default"] = json!(true);
     }
     status
+}
+
+/// The last `n` lines of a log file (for error messages: the run dir may not outlive them).
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
