@@ -6,6 +6,11 @@
 //! concurrent, split into wait-for-annotation, plumbing and wait-for-ovn-installed, against a
 //! floor script doing the same with `ip` + `ovs-vsctl` (`daemon/benches/floor.sh`). The driver is
 //! `daemon/examples/bench_cni.rs`, built in release mode; it prints a Markdown table. Needs root.
+//!
+//! `controller`: kube-ovn-controller (release build, its own process) attaching N pods with two
+//! attachments each on a real control plane and NB: creation time, time until every pod is
+//! allocated and every LSP is in NB, NB transactions per pod, peak RSS. The driver is
+//! `controller/examples/bench_controller.rs`; it prints a Markdown table.
 
 use std::path::Path;
 use std::process::Command;
@@ -32,12 +37,26 @@ enum Target {
         #[arg(long, default_value_t = 20)]
         concurrency: usize,
     },
+    /// kube-ovn-controller at scale: N pods with two attachments each (time, NB transactions,
+    /// peak RSS).
+    Controller {
+        /// Pods per run; repeat for several runs (default: 1000, then 5000).
+        #[arg(long = "pods")]
+        pods: Vec<usize>,
+        /// Pod creates in flight.
+        #[arg(long, default_value_t = 32)]
+        create_concurrency: usize,
+    },
 }
 
 /// Runs the chosen benchmark.
 pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     match &args.target {
         Target::Cni { adds, concurrency } => cni(root, *adds, *concurrency),
+        Target::Controller {
+            pods,
+            create_concurrency,
+        } => controller(root, pods, *create_concurrency),
     }
 }
 
@@ -71,4 +90,42 @@ fn cni(root: &Path, adds: usize, concurrency: usize) -> anyhow::Result<()> {
             ])
             .arg(&floor),
     )
+}
+
+fn controller(root: &Path, pods: &[usize], create_concurrency: usize) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    // The controller runs as its own process (so its RSS is its own): build the release binary
+    // first, then the driver, which is handed its path.
+    cmd::run(Command::new(&cargo).current_dir(root).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "controller",
+        "--bin",
+        "kube-ovn-controller",
+    ]))?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    let binary = target_dir.join("release/kube-ovn-controller");
+    let mut run = Command::new(&cargo);
+    run.current_dir(root)
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "controller",
+            "--example",
+            "bench_controller",
+            "--",
+            "--create-concurrency",
+            &create_concurrency.to_string(),
+            "--controller",
+        ])
+        .arg(&binary);
+    for n in pods {
+        run.args(["--pods", &n.to_string()]);
+    }
+    cmd::run(&mut run)
 }
