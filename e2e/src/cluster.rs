@@ -123,10 +123,10 @@ type Pods = Arc<Mutex<HashMap<(String, String), PodRuntime>>>;
 /// The local cluster. Everything stops on drop.
 pub struct Cluster {
     runners: Vec<tokio::task::JoinHandle<()>>,
-    controller: Option<Child>,
+    controller: Mutex<Option<Child>>,
     nodes: Arc<Vec<Node>>,
     pods: Pods,
-    _underlay: Underlay,
+    underlay: Underlay,
     central: OvnCentral,
     control_plane: ControlPlane,
     run_dir: PathBuf,
@@ -217,7 +217,12 @@ impl Cluster {
                 "--kubeconfig={}",
                 control_plane.kubeconfig().display()
             ))
-            .args(["--gc-interval=30", "--leader-elect-namespace=kube-system"])
+            // Metrics off: parallel tests (and other programs) would fight over one port.
+            .args([
+                "--gc-interval=30",
+                "--leader-elect-namespace=kube-system",
+                "--metrics-addr=",
+            ])
             .env("POD_NAME", "kube-ovn-controller-e2e")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -242,10 +247,10 @@ impl Cluster {
         }
         let mut cluster = Self {
             runners,
-            controller: Some(controller),
+            controller: Mutex::new(Some(controller)),
             nodes,
             pods,
-            _underlay: underlay,
+            underlay,
             central,
             control_plane,
             run_dir,
@@ -304,6 +309,31 @@ impl Cluster {
         &self.run_dir
     }
 
+    /// Every network namespace this cluster made (nodes, underlay, running pods).
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| n.ovn.netns().name().to_owned())
+            .collect();
+        names.push(self.underlay.netns_name().to_owned());
+        if let Ok(pods) = self.pods.lock() {
+            names.extend(pods.values().map(|p| p.netns.name().to_owned()));
+        }
+        names
+    }
+
+    /// Directories whose paths appear in the command line of every process this cluster runs
+    /// (run dir, OVN central's and each node's state dirs): a process mentioning one is ours.
+    pub fn owned_paths(&self) -> Vec<PathBuf> {
+        let mut paths = vec![
+            self.control_plane.run_dir().to_owned(),
+            self.central.log_dir().to_owned(),
+        ];
+        paths.extend(self.nodes.iter().map(|n| n.ovn.log_dir().to_owned()));
+        paths
+    }
+
     /// Runs `ovn-nbctl` against the cluster's NB.
     pub fn nbctl(&self, args: &[&str]) -> Result<String> {
         Ok(self.central.nbctl(args)?)
@@ -358,9 +388,12 @@ impl Cluster {
                 "watching pod {namespace}/{pod}: {e}"
             ))),
             Err(_) => Err(ClusterError::Timeout(format!(
-                "pod {namespace}/{pod} not Running within {}s; logs in {}",
+                "pod {namespace}/{pod} not Running within {}s; logs in {}{}",
                 timeout.as_secs(),
-                self.run_dir.display()
+                self.run_dir.display(),
+                self.controller_exit()
+                    .map(|e| format!("; {e}"))
+                    .unwrap_or_default()
             ))),
         }
     }
@@ -384,17 +417,25 @@ impl Cluster {
         Ok(())
     }
 
+    /// `Some(why)` when kube-ovn-controller has exited, with the end of its log.
+    fn controller_exit(&self) -> Option<String> {
+        let mut guard = self.controller.lock().ok()?;
+        let status = guard.as_mut()?.try_wait().ok()??;
+        let log = self.run_dir.join("controller.log");
+        Some(format!(
+            "kube-ovn-controller exited ({status}); last lines of {}:\n{}",
+            log.display(),
+            tail(&log, 20)
+        ))
+    }
+
     /// Whether every process is still running (a crashed daemon or controller fails a test).
     pub fn check_running(&mut self) -> Result<()> {
         self.control_plane.check_running()?;
-        if let Some(c) = self.controller.as_mut()
-            && let Ok(Some(status)) = c.try_wait()
-        {
-            return Err(ClusterError::Timeout(format!(
-                "kube-ovn-controller exited: {status}"
-            )));
+        match self.controller_exit() {
+            Some(exited) => Err(ClusterError::Timeout(exited)),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -410,7 +451,7 @@ impl Drop for Cluster {
             .map(|mut p| p.drain().map(|(_, v)| v).collect())
             .unwrap_or_default();
         drop(pods);
-        if let Some(mut c) = self.controller.take() {
+        if let Some(mut c) = self.controller.get_mut().ok().and_then(Option::take) {
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -355,6 +355,13 @@ pub struct Underlay {
     attached: AtomicU32,
 }
 
+impl Underlay {
+    /// The underlay's namespace name.
+    pub fn netns_name(&self) -> &str {
+        self.netns.name()
+    }
+}
+
 /// The underlay prefix (inside the underlay's own namespaces only).
 const UNDERLAY_NET: &str = "172.31.0";
 
