@@ -94,6 +94,16 @@ pub fn binary(name: &str) -> Result<PathBuf> {
         .ok_or_else(|| ClusterError::MissingBinary(name.to_owned()))
 }
 
+/// How many nodes the scenarios use: `KUBE_OVN_E2E_NODES` (set by `cargo xtask e2e --nodes`),
+/// else `default`; never fewer than `minimum` (what the scenario needs).
+pub fn node_count(default: usize, minimum: usize) -> usize {
+    std::env::var("KUBE_OVN_E2E_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+        .max(minimum)
+}
+
 /// The primary network's name in `network-status` (as Multus reports the cluster network).
 pub const PRIMARY_NETWORK: &str = "primary-bridge";
 

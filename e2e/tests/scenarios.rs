@@ -102,7 +102,9 @@ async fn warning_event(cluster: &Cluster, pod: &str, needle: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_manuals_use_cases_work_on_a_two_node_cluster() {
-    let cluster = Cluster::start(2).await.unwrap();
+    let cluster = Cluster::start(e2e::cluster::node_count(2, 2))
+        .await
+        .unwrap();
     let yaml = [
         vpc("vpc-secondary"),
         network("public-network", "vpc-secondary", "public", "10.101.0.0/16"),

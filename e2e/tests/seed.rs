@@ -97,7 +97,9 @@ fn net1_ip(pod: &Pod) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_example_gives_pods_net1_on_ovn_across_nodes() {
-    let mut cluster = Cluster::start(2).await.unwrap();
+    let mut cluster = Cluster::start(e2e::cluster::node_count(2, 2))
+        .await
+        .unwrap();
     cluster.apply_yaml(SEED).unwrap();
     cluster.apply_yaml(PEER).unwrap();
     let a = cluster

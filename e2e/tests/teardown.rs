@@ -49,7 +49,9 @@ fn host_links() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_a_cluster_with_a_running_pod_leaves_nothing_behind() {
     let links_before = host_links();
-    let cluster = Cluster::start(2).await.unwrap();
+    let cluster = Cluster::start(e2e::cluster::node_count(2, 1))
+        .await
+        .unwrap();
     cluster
         .apply_yaml(
             r#"

@@ -1,4 +1,4 @@
-//! `cargo xtask e2e [--filter NAME] [--kind]`: the end-to-end scenarios.
+//! `cargo xtask e2e [--filter NAME] [--nodes N] [--kind]`: the end-to-end scenarios.
 //!
 //! The default backend is the local cluster (real control plane, OVN, namespaces; see
 //! `e2e/src/cluster.rs`): this builds our binaries and runs the e2e crate's tests, one at a
@@ -19,6 +19,9 @@ pub struct E2eArgs {
     /// Only scenarios whose name contains this.
     #[arg(long)]
     filter: Option<String>,
+    /// Nodes per local cluster (at least what each scenario needs).
+    #[arg(long, default_value_t = 2)]
+    nodes: usize,
     /// Use a kind cluster (needs Docker; not available on machines without a Docker engine).
     #[arg(long)]
     kind: bool,
