@@ -10,6 +10,7 @@ pub mod error;
 pub mod gc;
 pub mod leader;
 pub mod metrics;
+pub mod nad;
 pub mod nb;
 pub mod options;
 pub mod pod;

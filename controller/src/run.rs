@@ -20,7 +20,7 @@ use kube::{Api, ResourceExt};
 use crate::context::Context;
 use crate::error::Error;
 use crate::metrics::{Metrics, Outcome};
-use crate::{gc, leader, nb, pod, subnet, vpc};
+use crate::{gc, leader, nad, nb, pod, subnet, vpc};
 
 /// Knobs of a running controller.
 #[derive(Debug, Clone)]
@@ -316,8 +316,20 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
             ctx.clone(),
         )
         .for_each(|_| async {});
+    let nads = Controller::new(
+        Api::<NetworkAttachmentDefinition>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(kube::runtime::controller::Config::default().concurrency(workers))
+    .shutdown_on_signal()
+    .run(
+        observed("nad", nad::reconcile),
+        nad::error_policy,
+        ctx.clone(),
+    )
+    .for_each(|_| async {});
     tokio::select! {
-        () = async { tokio::join!(vpcs, subnets, pods); } => {}
+        () = async { tokio::join!(vpcs, subnets, pods, nads); } => {}
         () = gc_loop => {}
         () = pod_deletes => {}
     }

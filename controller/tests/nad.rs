@@ -1,0 +1,111 @@
+//! A broken kube-ovn NetworkAttachmentDefinition is reported on the NAD itself, before any pod
+//! uses it (real kube-apiserver and OVN NB).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use controller::run::{self, RunConfig};
+use crds::NetworkAttachmentDefinition;
+use e2e::k8s::ControlPlane;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::PostParams;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, ResourceExt};
+use ovn_api::testing::{OvsdbServer, SchemaKind};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn event_on(client: &kube::Client, name: &str) -> Event {
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let config =
+        kube::runtime::watcher::Config::default().fields(&format!("involvedObject.name={name}"));
+    let mut stream = std::pin::pin!(kube::runtime::watcher(events, config).applied_objects());
+    tokio::time::timeout(WAIT, async { stream.next().await.unwrap().unwrap() })
+        .await
+        .unwrap_or_else(|_| panic!("no Event on NAD {name}"))
+}
+
+#[tokio::test]
+async fn invalid_kube_ovn_nads_get_an_event_naming_the_problem() {
+    let cp = ControlPlane::start().await.unwrap();
+    let client = cp.client();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut all = crds::generate::crds();
+    all.push(<NetworkAttachmentDefinition as kube::CustomResourceExt>::crd());
+    for crd in all {
+        let name = crd.name_any();
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+        tokio::time::timeout(
+            WAIT,
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    }
+    let nb = OvsdbServer::start(SchemaKind::Northbound).unwrap();
+    let config = RunConfig {
+        nb_remotes: nb.remote(),
+        gc_interval: Duration::from_secs(30),
+        workers: 2,
+        metrics: Default::default(),
+    };
+    let ctx = run::start(client.clone(), &config).await.unwrap();
+    let controller = tokio::spawn(run::run(Arc::clone(&ctx), config));
+
+    let nads: Api<NetworkAttachmentDefinition> = Api::namespaced(client.clone(), "default");
+    let cases = [
+        (
+            "no-provider",
+            r#"{"cniVersion":"0.3.1","type":"kube-ovn"}"#,
+            "requires \"provider\"",
+        ),
+        ("bad-json", r#"{"cniVersion": "#, "bad-json"),
+        (
+            "bad-provider",
+            r#"{"cniVersion":"0.3.1","type":"kube-ovn","provider":"Not Valid!"}"#,
+            "provider",
+        ),
+    ];
+    for (name, config, _) in &cases {
+        nads.create(
+            &PostParams::default(),
+            &NetworkAttachmentDefinition::with_config("default", name, config),
+        )
+        .await
+        .unwrap();
+    }
+    // A NAD that is not ours gets nothing.
+    let macvlan = NetworkAttachmentDefinition::with_config(
+        "default",
+        "macvlan",
+        r#"{"cniVersion":"0.3.1","type":"macvlan"}"#,
+    );
+    nads.create(&PostParams::default(), &macvlan).await.unwrap();
+    for (name, _, needle) in &cases {
+        let e = event_on(&client, name).await;
+        assert_eq!(
+            e.reason.as_deref(),
+            Some("InvalidNetworkAttachmentDefinition"),
+            "{e:?}"
+        );
+        assert_eq!(e.type_.as_deref(), Some("Warning"));
+        let msg = e.message.unwrap_or_default();
+        assert!(msg.contains(needle), "{name}: {msg}");
+    }
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let list = events
+        .list(&kube::api::ListParams::default().fields("involvedObject.name=macvlan"))
+        .await
+        .unwrap();
+    assert!(
+        list.items.is_empty(),
+        "a NAD that is not ours gets no Event: {:?}",
+        list.items
+    );
+    controller.abort();
+}
