@@ -10,7 +10,6 @@ use controller::run::{self, RunConfig};
 use crds::{IP, NetworkAttachmentDefinition, Subnet, Vpc};
 use e2e::k8s::ControlPlane;
 use k8s_openapi::api::core::v1::{Event, Pod};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::wait::{await_condition, conditions};
@@ -19,23 +18,6 @@ use ovn_api::testing::{OvsdbServer, SchemaKind};
 
 const PROVIDER: &str = "kube-ovn-vpc-network.default.ovn";
 const WAIT: Duration = Duration::from_secs(60);
-
-async fn install_crds(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let mut all = crds::generate::crds();
-    all.push(<NetworkAttachmentDefinition as kube::CustomResourceExt>::crd());
-    for crd in all {
-        let name = crd.name_any();
-        api.create(&PostParams::default(), &crd).await.unwrap();
-        tokio::time::timeout(
-            WAIT,
-            await_condition(api.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    }
-}
 
 fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
     serde_yaml::from_str(s).unwrap()
@@ -91,7 +73,7 @@ async fn event_for(client: &Client, pod: &str, needle: &str) -> String {
 async fn the_seed_attachment_and_static_ip_work_and_errors_become_events() {
     let cp = ControlPlane::start().await.unwrap();
     let client = cp.client();
-    install_crds(&client).await;
+    e2e::cluster::install_crds(&client).await.unwrap();
     let nb_server = OvsdbServer::start(SchemaKind::Northbound).unwrap();
 
     // The seed's objects, as written in the manual.

@@ -10,11 +10,9 @@ use crds::NetworkAttachmentDefinition;
 use e2e::k8s::ControlPlane;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Event;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
 use kube::api::PostParams;
 use kube::runtime::WatchStreamExt;
-use kube::runtime::wait::{await_condition, conditions};
-use kube::{Api, ResourceExt};
 use ovn_api::testing::{OvsdbServer, SchemaKind};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -33,20 +31,7 @@ async fn event_on(client: &kube::Client, name: &str) -> Event {
 async fn invalid_kube_ovn_nads_get_an_event_naming_the_problem() {
     let cp = ControlPlane::start().await.unwrap();
     let client = cp.client();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let mut all = crds::generate::crds();
-    all.push(<NetworkAttachmentDefinition as kube::CustomResourceExt>::crd());
-    for crd in all {
-        let name = crd.name_any();
-        crds.create(&PostParams::default(), &crd).await.unwrap();
-        tokio::time::timeout(
-            WAIT,
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    }
+    e2e::cluster::install_crds(&client).await.unwrap();
     let nb = OvsdbServer::start(SchemaKind::Northbound).unwrap();
     let config = RunConfig {
         nb_remotes: nb.remote(),

@@ -14,51 +14,8 @@ use e2e::cluster::Cluster;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, ResourceExt};
 
-const SEED: &str = r#"
-apiVersion: k8s.cni.cncf.io/v1
-kind: NetworkAttachmentDefinition
-metadata:
-  name: kube-ovn-vpc-network
-  namespace: default
-spec:
-  config: |
-    {
-      "cniVersion": "0.3.1",
-      "type": "kube-ovn",
-      "server_socket": "/run/openvswitch/kube-ovn-daemon.sock",
-      "provider": "kube-ovn-vpc-network.default.ovn"
-    }
----
-apiVersion: kubeovn.io/v1
-kind: Vpc
-metadata:
-  name: vpc-secondary
-spec:
-  namespaces:
-  - default
----
-apiVersion: kubeovn.io/v1
-kind: Subnet
-metadata:
-  name: subnet-secondary
-spec:
-  vpc: vpc-secondary
-  cidr: "10.100.0.0/16"
-  gateway: "10.100.0.1"
-  provider: kube-ovn-vpc-network.default.ovn
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: multi-network-pod
-  annotations:
-    k8s.v1.cni.cncf.io/networks: default/kube-ovn-vpc-network
-spec:
-  nodeName: node-1
-  containers:
-  - name: app
-    image: nginx
----
+/// A second pod on the other node, to show net1 across nodes.
+const PEER: &str = r#"
 apiVersion: v1
 kind: Pod
 metadata:
@@ -100,7 +57,8 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "$ kubectl apply -f seed.yaml   (the manual's NAD, Vpc, Subnet and pod; a peer pod on node-2)"
     );
-    print!("{}", cluster.apply_yaml(SEED)?);
+    print!("{}", cluster.apply_yaml(e2e::seed::FIRST_EXAMPLE)?);
+    print!("{}", cluster.apply_yaml(PEER)?);
     let wait = Duration::from_secs(90);
     let a = cluster
         .wait_running("default", "multi-network-pod", wait)
@@ -134,9 +92,15 @@ async fn main() -> anyhow::Result<()> {
         .get("kube-ovn-vpc-network.default.ovn.kubernetes.io/ip_address")
         .cloned()
         .unwrap_or_default();
+    let node = a
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default();
     show(
         &format!(
-            "kubectl exec multi-network-pod -- ping -c 3 {peer_ip}   (peer on node-2, over net1 and geneve)"
+            "kubectl exec multi-network-pod -- ping -c 3 {peer_ip}   (multi-network-pod on {node}, \
+             peer on node-2, over net1)"
         ),
         &cluster.exec(
             "default",

@@ -476,7 +476,9 @@ impl Drop for Cluster {
     }
 }
 
-async fn install_crds(client: &kube::Client) -> Result<()> {
+/// Installs every kubeovn.io CRD and the NetworkAttachmentDefinition CRD, waiting until each is
+/// Established.
+pub async fn install_crds(client: &kube::Client) -> Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut all = crds::generate::crds();
     all.push(<NetworkAttachmentDefinition as kube::CustomResourceExt>::crd());

@@ -11,3 +11,4 @@ pub mod cluster;
 pub mod k8s;
 pub mod ovn;
 pub mod programs;
+pub mod seed;
