@@ -32,6 +32,7 @@ pub struct Report {
 /// Releases one attachment completely: address, LSP (with its QoS rows), IP CR.
 pub async fn release(ctx: &Context, key: &str) -> Result<(), Error> {
     ctx.ipam.release(key);
+    ctx.forget_ip(key);
     nb::delete_port(&ctx.nb, key).await?;
     let api: Api<IP> = Api::all(ctx.client.clone());
     match api.delete(key, &DeleteParams::default()).await {
@@ -135,6 +136,7 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
     for key in orphans.intersection(&suspects) {
         tracing::info!(%key, "address has had no IP record for a whole GC interval; releasing it");
         ctx.ipam.release(key);
+        ctx.forget_ip(key);
         report.leases += 1;
     }
     *suspects = orphans.difference(&suspects).cloned().collect();

@@ -5,7 +5,7 @@
 //! annotations). Pods without the networks annotation are skipped before any work. Each element
 //! is handled on its own: a bad one gets an Event and leaves the others untouched.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -340,20 +340,31 @@ async fn attach(
             ..Default::default()
         },
     );
-    let api: Api<IP> = Api::all(ctx.client.clone());
-    let applied = api
-        .patch(
-            &key,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&record),
-        )
-        .await;
-    if let Err(e) = applied {
-        if !existed {
-            // Nothing half-done: without its record the address is not kept.
-            ctx.ipam.release(&key);
+    fn written(ctx: &Context) -> std::sync::MutexGuard<'_, HashMap<String, IPSpec>> {
+        ctx.written_ips
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    // Our own annotation patch triggers another reconcile of the pod, which would write the
+    // same record again: skip it when this lease was already held and its record written.
+    let unchanged = existed && written(ctx).get(&key) == Some(&record.spec);
+    if !unchanged {
+        let api: Api<IP> = Api::all(ctx.client.clone());
+        let applied = api
+            .patch(
+                &key,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&record),
+            )
+            .await;
+        if let Err(e) = applied {
+            if !existed {
+                // Nothing half-done: without its record the address is not kept.
+                ctx.ipam.release(&key);
+            }
+            return Err(format!("writing IP {key}: {e}").into());
         }
-        return Err(format!("writing IP {key}: {e}").into());
+        written(ctx).insert(key.clone(), record.spec.clone());
     }
     if planned.port {
         let port_security = pod
