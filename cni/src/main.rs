@@ -26,13 +26,13 @@ fn run() -> Result<Option<String>, CniError> {
     let io_err = |what: &str, e: std::io::Error| {
         CniError::new(version::LATEST, code::IO_FAILURE, format!("{what}: {e}"))
     };
+    // Read stdin for every verb, VERSION included: the runtime writes the request there, and a
+    // plugin that exits without reading it makes the runtime's write fail with EPIPE.
     let mut stdin = Vec::new();
-    if std::env::var("CNI_COMMAND").as_deref() != Ok("VERSION") {
-        std::io::stdin()
-            .take(plugin::MAX_STDIN as u64 + 1)
-            .read_to_end(&mut stdin)
-            .map_err(|e| io_err("reading stdin", e))?;
-    }
+    std::io::stdin()
+        .take(plugin::MAX_STDIN as u64 + 1)
+        .read_to_end(&mut stdin)
+        .map_err(|e| io_err("reading stdin", e))?;
     // One thread: the plugin makes one request and exits; start-up time matters more.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
