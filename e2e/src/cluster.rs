@@ -244,11 +244,15 @@ impl Cluster {
         let nodes = Arc::new(started);
         let pods: Pods = Arc::default();
         let mut runners = Vec::new();
-        for index in 0..nodes.len() {
+        for n in nodes.iter() {
             let runner = Runner {
                 client: client.clone(),
-                nodes: nodes.clone(),
-                node: index,
+                node: RunnerNode {
+                    name: n.name.clone(),
+                    netns: n.ovn.netns().name().to_owned(),
+                    run_dir: n.run_dir.clone(),
+                    index: n.index,
+                },
                 pods: pods.clone(),
                 plugin: plugin.clone(),
                 run_dir: run_dir.clone(),
@@ -465,12 +469,12 @@ impl Drop for Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if let Some(nodes) = Arc::get_mut(&mut self.nodes) {
-            for n in nodes.iter_mut() {
-                if let Ok(d) = n.daemon.get_mut() {
-                    let _ = d.kill();
-                    let _ = d.wait();
-                }
+        // The runners may still hold the node list (an aborted task is dropped later), so
+        // reach each daemon through its lock rather than by owning the list.
+        for n in self.nodes.iter() {
+            if let Ok(mut d) = n.daemon.lock() {
+                let _ = d.kill();
+                let _ = d.wait();
             }
         }
     }
@@ -497,10 +501,18 @@ pub async fn install_crds(client: &kube::Client) -> Result<()> {
 }
 
 /// The kubelet + Multus stand-in of one node.
+/// What a runner needs of its node. A copy, not a share: the Cluster alone owns the nodes,
+/// so dropping it stops their processes and removes their namespaces at once.
+struct RunnerNode {
+    name: String,
+    netns: String,
+    run_dir: PathBuf,
+    index: usize,
+}
+
 struct Runner {
     client: kube::Client,
-    nodes: Arc<Vec<Node>>,
-    node: usize,
+    node: RunnerNode,
     pods: Pods,
     plugin: PathBuf,
     run_dir: PathBuf,
@@ -508,7 +520,7 @@ struct Runner {
 
 impl Runner {
     async fn run(self) {
-        let node = &self.nodes[self.node];
+        let node = &self.node;
         let api: Api<Pod> = Api::all(self.client.clone());
         let config = watcher::Config::default().fields(&format!("spec.nodeName={}", node.name));
         let mut stream = std::pin::pin!(watcher(api, config).default_backoff().applied_objects());
@@ -581,9 +593,9 @@ impl Runner {
         env: &[(String, String)],
         stdin: &str,
     ) -> Result<Value> {
-        let node = &self.nodes[self.node];
+        let node = &self.node;
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", node.ovn.netns().name()]);
+        cmd.args(["netns", "exec", &node.netns]);
         if bind_run {
             cmd.args(["unshare", "--mount", "--propagation", "private", "sh", "-c"])
                 .arg(r#"mkdir -p /run/openvswitch && mount --bind "$1" /run/openvswitch && shift && exec "$@""#)
@@ -628,7 +640,7 @@ impl Runner {
     }
 
     fn primary_conf(&self) -> String {
-        let node = &self.nodes[self.node];
+        let node = &self.node;
         json!({
             "cniVersion": "1.0.0",
             "name": PRIMARY_NETWORK,
