@@ -43,6 +43,36 @@ pub async fn reconcile(vpc: Arc<Vpc>, ctx: Arc<Context>) -> Result<Action, Error
     .map_err(|e| Error::Finalizer(e.to_string()))
 }
 
+/// Sets the Vpc's Ready condition (with `extra` status fields) and, when it is not ready,
+/// publishes the same message as a Warning Event.
+async fn report(
+    vpc: &Vpc,
+    ctx: &Context,
+    ready: bool,
+    reason: &str,
+    msg: String,
+    extra: serde_json::Value,
+) -> Result<(), Error> {
+    let mut conditions = vpc
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    set_condition(
+        &mut conditions,
+        status::condition(READY, ready, reason, msg.clone(), vpc.meta().generation),
+        status::now(),
+    );
+    let mut patch = extra;
+    patch["conditions"] = serde_json::json!(conditions);
+    let api: Api<Vpc> = Api::all(ctx.client.clone());
+    status::patch_status(&api, &vpc.name_any(), patch).await?;
+    if !ready {
+        ctx.event(&vpc.object_ref(&()), true, reason, msg).await;
+    }
+    Ok(())
+}
+
 async fn apply(vpc: &Vpc, ctx: &Context) -> Result<Action, Error> {
     let name = vpc.name_any();
     nb::ensure_router(&ctx.nb, &name).await?;
@@ -51,51 +81,18 @@ async fn apply(vpc: &Vpc, ctx: &Context) -> Result<Action, Error> {
         Err(msg) => {
             // Invalid routes change nothing on the router: the condition and an Event say why.
             let msg = format!("Vpc {name}: {msg}");
-            let mut conditions = vpc
-                .status
-                .as_ref()
-                .map(|s| s.conditions.clone())
-                .unwrap_or_default();
-            set_condition(
-                &mut conditions,
-                status::condition(
-                    READY,
-                    false,
-                    "InvalidRoutes",
-                    msg.clone(),
-                    vpc.meta().generation,
-                ),
-                status::now(),
-            );
-            let api: Api<Vpc> = Api::all(ctx.client.clone());
-            status::patch_status(&api, &name, serde_json::json!({ "conditions": conditions }))
-                .await?;
-            ctx.event(&vpc.object_ref(&()), true, "InvalidRoutes", msg)
-                .await;
+            report(vpc, ctx, false, "InvalidRoutes", msg, serde_json::json!({})).await?;
             return Ok(Action::requeue(Duration::from_secs(300)));
         }
     }
-    let mut conditions = vpc
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
-    set_condition(
-        &mut conditions,
-        status::condition(
-            READY,
-            true,
-            "RouterReady",
-            format!("logical router {name} exists"),
-            vpc.meta().generation,
-        ),
-        status::now(),
-    );
-    let api: Api<Vpc> = Api::all(ctx.client.clone());
-    status::patch_status(
-        &api,
-        &name,
-        serde_json::json!({ "router": name, "subnets": subnets_of(ctx, &name), "conditions": conditions }),
+    let fields = serde_json::json!({ "router": name, "subnets": subnets_of(ctx, &name) });
+    report(
+        vpc,
+        ctx,
+        true,
+        "RouterReady",
+        format!("logical router {name} exists"),
+        fields,
     )
     .await?;
     Ok(Action::requeue(Duration::from_secs(300)))
@@ -106,26 +103,15 @@ async fn cleanup(vpc: &Vpc, ctx: &Context) -> Result<Action, Error> {
     let subnets = subnets_of(ctx, &name);
     if !subnets.is_empty() {
         let msg = format!("Vpc {name} still has subnets {subnets:?}; delete them first");
-        let mut conditions = vpc
-            .status
-            .as_ref()
-            .map(|s| s.conditions.clone())
-            .unwrap_or_default();
-        set_condition(
-            &mut conditions,
-            status::condition(
-                READY,
-                false,
-                "DeletionBlocked",
-                msg.clone(),
-                vpc.meta().generation,
-            ),
-            status::now(),
-        );
-        let api: Api<Vpc> = Api::all(ctx.client.clone());
-        status::patch_status(&api, &name, serde_json::json!({ "conditions": conditions })).await?;
-        ctx.event(&vpc.object_ref(&()), true, "DeletionBlocked", msg.clone())
-            .await;
+        report(
+            vpc,
+            ctx,
+            false,
+            "DeletionBlocked",
+            msg.clone(),
+            serde_json::json!({}),
+        )
+        .await?;
         return Err(Error::NotReady(msg));
     }
     nb::delete_router(&ctx.nb, &name).await?;
