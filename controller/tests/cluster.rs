@@ -12,7 +12,7 @@ use e2e::k8s::ControlPlane;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::WatchStreamExt;
-use kube::runtime::wait::{await_condition, conditions};
+use kube::runtime::wait::await_condition;
 use kube::{Api, Client, ResourceExt};
 use ovn_api::testing::{OvsdbServer, SchemaKind};
 
@@ -249,11 +249,9 @@ spec:
     let gone = format!("static.default.{PROVIDER}");
     tokio::time::timeout(
         WAIT,
-        await_condition(
-            Api::<IP>::all(client.clone()),
-            &gone,
-            conditions::is_deleted(""),
-        ),
+        await_condition(Api::<IP>::all(client.clone()), &gone, |o: Option<&IP>| {
+            o.is_none()
+        }),
     )
     .await
     .unwrap()

@@ -545,7 +545,11 @@ async fn a_running_attachment_keeps_its_address_when_its_resolution_breaks() {
     nads.delete("net1", &Default::default()).await.unwrap();
     tokio::time::timeout(
         WAIT,
-        await_condition(nads.clone(), "net1", conditions::is_deleted("")),
+        await_condition(
+            nads.clone(),
+            "net1",
+            |o: Option<&NetworkAttachmentDefinition>| o.is_none(),
+        ),
     )
     .await
     .unwrap()

@@ -142,11 +142,7 @@ async fn the_seed_example_gives_pods_net1_on_ovn_across_nodes() {
     let ips: Api<crds::IP> = Api::all(client);
     tokio::time::timeout(
         WAIT,
-        kube::runtime::wait::await_condition(
-            ips,
-            lsp,
-            kube::runtime::wait::conditions::is_deleted(""),
-        ),
+        kube::runtime::wait::await_condition(ips, lsp, |o: Option<&crds::IP>| o.is_none()),
     )
     .await
     .unwrap()
