@@ -140,8 +140,8 @@ fn is_complete(bin_dir: &Path, info: &str) -> bool {
     stamp_ok && COMMANDS.iter().all(|name| bin_dir.join(name).is_file())
 }
 
-/// Go from `PATH`, or the upstream tarball's usual place.
-fn find_go() -> anyhow::Result<PathBuf> {
+/// Go from `PATH`, or the upstream tarball's usual place (also used for helm).
+pub fn find_go() -> anyhow::Result<PathBuf> {
     if cmd::output_ok(Command::new("go").arg("version")).is_some() {
         return Ok(PathBuf::from("go"));
     }
@@ -150,12 +150,12 @@ fn find_go() -> anyhow::Result<PathBuf> {
         return Ok(fallback);
     }
     bail!(
-        "Go is needed to build the Kubernetes {KUBERNETES_VERSION} binaries and was not found \
-         (neither `go` on PATH nor /usr/local/go/bin/go); install Go >= 1.25"
+        "Go is needed to build the Kubernetes {KUBERNETES_VERSION} binaries and helm and was not \
+         found (neither `go` on PATH nor /usr/local/go/bin/go); install Go >= 1.26"
     )
 }
 
-fn go_env(cmd: &mut Command) {
+pub fn go_env(cmd: &mut Command) {
     // CGO off: static binaries with no C toolchain needed. GOTOOLCHAIN=local: never fetch a
     // different Go toolchain behind our back; the `go` line of the module is satisfied locally.
     cmd.env("CGO_ENABLED", "0").env("GOTOOLCHAIN", "local");
@@ -254,7 +254,7 @@ fn parse_staging(go_mod: &str) -> Vec<String> {
     modules
 }
 
-fn remove_dir_if_present(dir: &Path) -> anyhow::Result<()> {
+pub fn remove_dir_if_present(dir: &Path) -> anyhow::Result<()> {
     match std::fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -37,6 +37,8 @@ pub fn run() -> anyhow::Result<()> {
     cargo_deny()?;
     // Kubernetes binaries built from the Go module at the pinned release (see k8s.rs).
     crate::k8s::run()?;
+    // helm for the chart tests, from its Go module (see helm.rs).
+    crate::helm::run()?;
     eprintln!("setup: everything the tests need is installed");
     Ok(())
 }
