@@ -1,10 +1,12 @@
 //! `cargo xtask`: the one entry point for setting up, testing and demonstrating the project.
 
 mod bench;
+mod charts;
 mod cmd;
 mod crds;
 mod demo;
 mod e2e;
+mod helm;
 mod k8s;
 mod setup;
 mod test;
@@ -34,6 +36,12 @@ enum Command {
     E2e(e2e::E2eArgs),
     /// Regenerate the CRD YAML in charts/*/crds/ from the `crds` crate.
     Crds,
+    /// Copy the templates shared by both charts from charts/kube-ovn-v2 into charts/kube-ovn.
+    Charts {
+        /// Only check that the copies are current (exit non-zero naming the stale ones).
+        #[arg(long)]
+        check: bool,
+    },
     /// Benchmarks on real programs (`cni`: ADD latency vs an ip + ovs-vsctl floor); needs root.
     Bench(bench::BenchArgs),
 }
@@ -47,6 +55,8 @@ fn main() -> anyhow::Result<()> {
         Command::Demo { keep } => demo::run(&root, keep),
         Command::E2e(args) => e2e::run(&root, &args),
         Command::Crds => crds::run(&root),
+        Command::Charts { check: false } => charts::run(&root),
+        Command::Charts { check: true } => charts::check(&root),
         Command::Bench(args) => bench::run(&root, &args),
     }
 }

@@ -1,0 +1,644 @@
+{{- /*
+Shared by charts/kube-ovn-v2 and charts/kube-ovn: `cargo xtask charts` copies this file from
+kube-ovn-v2 into kube-ovn, and a test fails when the copies differ. Edit it in kube-ovn-v2 only.
+
+Each chart's own templates/_config.tpl maps its values onto one settings dict (the "cfg" below):
+both charts render these same objects from it.
+*/ -}}
+
+{{- define "kube-ovn.labels" -}}
+app.kubernetes.io/part-of: kube-ovn
+app.kubernetes.io/managed-by: Helm
+{{- end }}
+
+{{- define "kube-ovn.validate" -}}
+{{- $cfg := . -}}
+{{- if not (kindIs "bool" $cfg.nonPrimaryCNI) -}}
+{{- fail (printf "%s must be true or false, not %v" $cfg.names.nonPrimaryCNI $cfg.nonPrimaryCNI) -}}
+{{- end -}}
+{{- if not $cfg.nonPrimaryCNI -}}
+{{- fail (printf "%s=false asks for primary CNI mode, which is not part of this Kube-OVN (Rust) implementation: it runs only as an attached CNI beside the cluster's primary CNI (Cilium, Calico, Flannel, ...), with Multus. Install with --set %s=true." $cfg.names.nonPrimaryCNI $cfg.names.nonPrimaryCNI) -}}
+{{- end -}}
+{{- if not (isAbs $cfg.cni.socket) -}}
+{{- fail (printf "%s must be an absolute path (it is the NAD's server_socket), not %q" $cfg.names.socket $cfg.cni.socket) -}}
+{{- end -}}
+{{- if not (isAbs $cfg.cni.binDir) -}}
+{{- fail (printf "%s must be an absolute path on the nodes, not %q" $cfg.names.binDir $cfg.cni.binDir) -}}
+{{- end -}}
+{{- if not (has $cfg.cni.datapathType (list "system" "netdev")) -}}
+{{- fail (printf "%s must be system (kernel datapath) or netdev (userspace), not %q" $cfg.names.datapathType $cfg.cni.datapathType) -}}
+{{- end -}}
+{{- if not (has $cfg.cni.encapType (list "geneve" "vxlan")) -}}
+{{- fail (printf "%s must be geneve or vxlan, not %q" $cfg.names.encapType $cfg.cni.encapType) -}}
+{{- end -}}
+{{- $mtu := int $cfg.cni.mtu -}}
+{{- if or (lt $mtu 68) (gt $mtu 65535) -}}
+{{- fail (printf "%s must be between 68 and 65535, not %v" $cfg.names.mtu $cfg.cni.mtu) -}}
+{{- end -}}
+{{- if not (has $cfg.controller.logFormat (list "text" "json")) -}}
+{{- fail (printf "%s must be text or json, not %q" $cfg.names.logFormat $cfg.controller.logFormat) -}}
+{{- end -}}
+{{- if lt (int $cfg.controller.replicas) 1 -}}
+{{- fail (printf "%s must be at least 1, not %v" $cfg.names.replicas $cfg.controller.replicas) -}}
+{{- end -}}
+{{- end }}
+
+{{- define "kube-ovn.objects" -}}
+{{- $cfg := .cfg -}}
+{{- $ns := .namespace -}}
+{{- include "kube-ovn.validate" $cfg -}}
+{{- $socketDir := dir $cfg.cni.socket -}}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: kube-ovn-controller
+  namespace: {{ $ns }}
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: kube-ovn-cni
+  namespace: {{ $ns }}
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+---
+# OVN central and the per-node Open vSwitch + ovn-controller never call the Kubernetes API.
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: kube-ovn-ovn
+  namespace: {{ $ns }}
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+automountServiceAccountToken: false
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: system:kube-ovn-controller
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+rules:
+# Attachments: read pods, write the <provider>.kubernetes.io/* annotations.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch, patch]
+- apiGroups: [""]
+  resources: [nodes, namespaces]
+  verbs: [get, list, watch]
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create, patch, update]
+- apiGroups: [kubeovn.io]
+  resources: [vpcs, subnets, ips, ippools, vpc-nat-gateways, iptables-eips, iptables-fip-rules, iptables-snat-rules, iptables-dnat-rules, security-groups, qos-policies]
+  verbs: [get, list, watch, create, update, patch, delete]
+- apiGroups: [kubeovn.io]
+  resources: [vpcs/status, subnets/status, ips/status, ippools/status, vpc-nat-gateways/status, iptables-eips/status, iptables-fip-rules/status, iptables-snat-rules/status, iptables-dnat-rules/status, security-groups/status, qos-policies/status]
+  verbs: [get, update, patch]
+- apiGroups: [k8s.cni.cncf.io]
+  resources: [network-attachment-definitions]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: system:kube-ovn-controller
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: system:kube-ovn-controller
+subjects:
+- kind: ServiceAccount
+  name: kube-ovn-controller
+  namespace: {{ $ns }}
+---
+# Leader election: one Lease in the release namespace.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: kube-ovn-controller
+  namespace: {{ $ns }}
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+rules:
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [get, list, watch, create, update, patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: kube-ovn-controller
+  namespace: {{ $ns }}
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: kube-ovn-controller
+subjects:
+- kind: ServiceAccount
+  name: kube-ovn-controller
+  namespace: {{ $ns }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: system:kube-ovn-cni
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+rules:
+# CNI ADD waits for the controller's allocation on the pod; the subnet gives the MTU.
+- apiGroups: [""]
+  resources: [pods, nodes]
+  verbs: [get, list, watch]
+- apiGroups: [kubeovn.io]
+  resources: [subnets, ips]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: system:kube-ovn-cni
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: system:kube-ovn-cni
+subjects:
+- kind: ServiceAccount
+  name: kube-ovn-cni
+  namespace: {{ $ns }}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: ovn-nb
+  namespace: {{ $ns }}
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+spec:
+  selector:
+    app: ovn-central
+  ports:
+  - name: ovn-nb
+    protocol: TCP
+    port: 6641
+    targetPort: 6641
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: ovn-sb
+  namespace: {{ $ns }}
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+spec:
+  selector:
+    app: ovn-central
+  ports:
+  - name: ovn-sb
+    protocol: TCP
+    port: 6642
+    targetPort: 6642
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-ovn-controller
+  namespace: {{ $ns }}
+  labels:
+    app: kube-ovn-controller
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+spec:
+  selector:
+    app: kube-ovn-controller
+  ports:
+  - name: metrics
+    protocol: TCP
+    port: {{ int $cfg.controller.metricsPort }}
+    targetPort: metrics
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-ovn-cni
+  namespace: {{ $ns }}
+  labels:
+    app: kube-ovn-cni
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+spec:
+  selector:
+    app: kube-ovn-cni
+  ports:
+  - name: metrics
+    protocol: TCP
+    port: {{ int $cfg.cni.metricsPort }}
+    targetPort: metrics
+---
+# OVN central: NB and SB ovsdb-servers and ovn-northd, one replica on a control-plane node.
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ovn-central
+  namespace: {{ $ns }}
+  labels:
+    app: ovn-central
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+spec:
+  replicas: 1
+  # Host network ports 6641/6642: the old pod must be gone before the new one starts.
+  strategy:
+    type: Recreate
+  selector:
+    matchLabels:
+      app: ovn-central
+  template:
+    metadata:
+      labels:
+        app: ovn-central
+        component: network
+        {{- include "kube-ovn.labels" . | nindent 8 }}
+    spec:
+      serviceAccountName: kube-ovn-ovn
+      automountServiceAccountToken: false
+      hostNetwork: true
+      priorityClassName: system-cluster-critical
+      {{- with $cfg.imagePullSecrets }}
+      imagePullSecrets:
+      {{- range . }}
+      - name: {{ . }}
+      {{- end }}
+      {{- end }}
+      nodeSelector:
+        kubernetes.io/os: linux
+        {{- range $k, $v := $cfg.masterNodeSelector }}
+        {{ $k }}: {{ $v | quote }}
+        {{- end }}
+      tolerations:
+      - operator: Exists
+        effect: NoSchedule
+      - key: CriticalAddonsOnly
+        operator: Exists
+      containers:
+      - name: ovn-central
+        image: {{ $cfg.images.ovn }}
+        imagePullPolicy: {{ $cfg.pullPolicy }}
+        command: [/kube-ovn/start-ovn-central.sh]
+        ports:
+        - name: ovn-nb
+          containerPort: 6641
+        - name: ovn-sb
+          containerPort: 6642
+        readinessProbe:
+          exec:
+            command: [/kube-ovn/ovn-healthcheck.sh, central]
+          periodSeconds: 10
+          timeoutSeconds: 5
+        livenessProbe:
+          exec:
+            command: [/kube-ovn/ovn-healthcheck.sh, central]
+          initialDelaySeconds: 30
+          periodSeconds: 10
+          timeoutSeconds: 5
+          failureThreshold: 5
+        {{- with $cfg.ovnCentral.resources }}
+        resources:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+        volumeMounts:
+        - name: host-run-ovn
+          mountPath: /var/run/ovn
+        - name: host-config-ovn
+          mountPath: /etc/ovn
+        - name: host-log-ovn
+          mountPath: /var/log/ovn
+      volumes:
+      - name: host-run-ovn
+        hostPath:
+          path: /run/ovn
+          type: DirectoryOrCreate
+      - name: host-config-ovn
+        hostPath:
+          path: /etc/origin/ovn
+          type: DirectoryOrCreate
+      - name: host-log-ovn
+        hostPath:
+          path: /var/log/ovn
+          type: DirectoryOrCreate
+---
+# Every node: ovsdb-server, ovs-vswitchd and ovn-controller. kube-ovn-daemon sets the
+# Open_vSwitch external_ids (system-id, ovn-remote, ovn-encap-*) that ovn-controller reads.
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: ovs-ovn
+  namespace: {{ $ns }}
+  labels:
+    app: ovs
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+spec:
+  selector:
+    matchLabels:
+      app: ovs
+  updateStrategy:
+    type: RollingUpdate
+  template:
+    metadata:
+      labels:
+        app: ovs
+        component: network
+        {{- include "kube-ovn.labels" . | nindent 8 }}
+    spec:
+      serviceAccountName: kube-ovn-ovn
+      automountServiceAccountToken: false
+      hostNetwork: true
+      hostPID: true
+      priorityClassName: system-node-critical
+      {{- with $cfg.imagePullSecrets }}
+      imagePullSecrets:
+      {{- range . }}
+      - name: {{ . }}
+      {{- end }}
+      {{- end }}
+      nodeSelector:
+        kubernetes.io/os: linux
+      tolerations:
+      - operator: Exists
+      containers:
+      - name: openvswitch
+        image: {{ $cfg.images.ovn }}
+        imagePullPolicy: {{ $cfg.pullPolicy }}
+        command: [/kube-ovn/start-ovs.sh]
+        securityContext:
+          privileged: true
+          runAsUser: 0
+        env:
+        - name: OVS_DATAPATH_TYPE
+          value: {{ $cfg.cni.datapathType | quote }}
+        readinessProbe:
+          exec:
+            command: [/kube-ovn/ovn-healthcheck.sh, ovs]
+          periodSeconds: 10
+          timeoutSeconds: 5
+        livenessProbe:
+          exec:
+            command: [/kube-ovn/ovn-healthcheck.sh, ovs]
+          initialDelaySeconds: 30
+          periodSeconds: 10
+          timeoutSeconds: 5
+          failureThreshold: 5
+        {{- with $cfg.ovsOvn.resources }}
+        resources:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+        volumeMounts:
+        - name: host-modules
+          mountPath: /lib/modules
+          readOnly: true
+        - name: host-run-ovs
+          mountPath: /var/run/openvswitch
+        - name: host-run-ovn
+          mountPath: /var/run/ovn
+        - name: host-config-openvswitch
+          mountPath: /etc/openvswitch
+        - name: host-log-ovs
+          mountPath: /var/log/openvswitch
+        - name: host-log-ovn
+          mountPath: /var/log/ovn
+      volumes:
+      - name: host-modules
+        hostPath:
+          path: /lib/modules
+      - name: host-run-ovs
+        hostPath:
+          path: /run/openvswitch
+          type: DirectoryOrCreate
+      - name: host-run-ovn
+        hostPath:
+          path: /run/ovn
+          type: DirectoryOrCreate
+      - name: host-config-openvswitch
+        hostPath:
+          path: /etc/origin/openvswitch
+          type: DirectoryOrCreate
+      - name: host-log-ovs
+        hostPath:
+          path: /var/log/openvswitch
+          type: DirectoryOrCreate
+      - name: host-log-ovn
+        hostPath:
+          path: /var/log/ovn
+          type: DirectoryOrCreate
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: kube-ovn-controller
+  namespace: {{ $ns }}
+  labels:
+    app: kube-ovn-controller
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+spec:
+  replicas: {{ int $cfg.controller.replicas }}
+  selector:
+    matchLabels:
+      app: kube-ovn-controller
+  template:
+    metadata:
+      labels:
+        app: kube-ovn-controller
+        component: network
+        {{- include "kube-ovn.labels" . | nindent 8 }}
+    spec:
+      serviceAccountName: kube-ovn-controller
+      priorityClassName: system-cluster-critical
+      {{- with $cfg.imagePullSecrets }}
+      imagePullSecrets:
+      {{- range . }}
+      - name: {{ . }}
+      {{- end }}
+      {{- end }}
+      nodeSelector:
+        kubernetes.io/os: linux
+      tolerations:
+      - operator: Exists
+        effect: NoSchedule
+      - key: CriticalAddonsOnly
+        operator: Exists
+      affinity:
+        podAntiAffinity:
+          preferredDuringSchedulingIgnoredDuringExecution:
+          - weight: 100
+            podAffinityTerm:
+              topologyKey: kubernetes.io/hostname
+              labelSelector:
+                matchLabels:
+                  app: kube-ovn-controller
+      containers:
+      - name: kube-ovn-controller
+        image: {{ $cfg.images.controller }}
+        imagePullPolicy: {{ $cfg.pullPolicy }}
+        command: [/kube-ovn/kube-ovn-controller]
+        args:
+        # The Service's address as kubelet passes it (the ovn-nb Service is created first).
+        - --ovn-nb-addr=tcp:[$(OVN_NB_SERVICE_HOST)]:$(OVN_NB_SERVICE_PORT)
+        - --non-primary-cni-mode=true
+        - --leader-elect=true
+        - --leader-elect-namespace=$(POD_NAMESPACE)
+        - --metrics-addr=0.0.0.0:{{ int $cfg.controller.metricsPort }}
+        - --log-format={{ $cfg.controller.logFormat }}
+        - --gc-interval={{ int $cfg.controller.gcInterval }}
+        - --workers={{ int $cfg.controller.workers }}
+        env:
+        - name: POD_NAME
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.name
+        - name: POD_NAMESPACE
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.namespace
+        - name: RUST_LOG
+          value: {{ $cfg.logLevel | quote }}
+        ports:
+        - name: metrics
+          containerPort: {{ int $cfg.controller.metricsPort }}
+        livenessProbe:
+          tcpSocket:
+            port: metrics
+          initialDelaySeconds: 10
+          periodSeconds: 10
+        {{- with $cfg.controller.resources }}
+        resources:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+---
+# Every node: kube-ovn-daemon (the CNI server), and the `kube-ovn` CNI plugin installed into
+# the host's CNI bin dir, where Multus finds it. No conflist is written: Multus reads NADs.
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: kube-ovn-cni
+  namespace: {{ $ns }}
+  labels:
+    app: kube-ovn-cni
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+spec:
+  selector:
+    matchLabels:
+      app: kube-ovn-cni
+  updateStrategy:
+    type: RollingUpdate
+  template:
+    metadata:
+      labels:
+        app: kube-ovn-cni
+        component: network
+        {{- include "kube-ovn.labels" . | nindent 8 }}
+    spec:
+      serviceAccountName: kube-ovn-cni
+      hostNetwork: true
+      hostPID: true
+      priorityClassName: system-node-critical
+      {{- with $cfg.imagePullSecrets }}
+      imagePullSecrets:
+      {{- range . }}
+      - name: {{ . }}
+      {{- end }}
+      {{- end }}
+      nodeSelector:
+        kubernetes.io/os: linux
+      tolerations:
+      - operator: Exists
+      initContainers:
+      - name: install-cni
+        image: {{ $cfg.images.cni }}
+        imagePullPolicy: {{ $cfg.pullPolicy }}
+        command: [/kube-ovn/install-cni.sh, /opt/cni/bin]
+        securityContext:
+          runAsUser: 0
+        volumeMounts:
+        - name: cni-bin
+          mountPath: /opt/cni/bin
+      containers:
+      - name: cni-server
+        image: {{ $cfg.images.cni }}
+        imagePullPolicy: {{ $cfg.pullPolicy }}
+        command: [/kube-ovn/kube-ovn-daemon]
+        args:
+        - --bind-socket={{ $cfg.cni.socket }}
+        - --ovs-db=unix:/run/openvswitch/db.sock
+        # ovn-controller runs in the host's network namespace: the Service's cluster IP, as
+        # kubelet passes it, reaches OVN SB through kube-proxy.
+        - --ovn-remote=tcp:[$(OVN_SB_SERVICE_HOST)]:$(OVN_SB_SERVICE_PORT)
+        - --encap-type={{ $cfg.cni.encapType }}
+        - --datapath-type={{ $cfg.cni.datapathType }}
+        - --mtu={{ int $cfg.cni.mtu }}
+        - --metrics-addr=0.0.0.0:{{ int $cfg.cni.metricsPort }}
+        env:
+        - name: NODE_NAME
+          valueFrom:
+            fieldRef:
+              fieldPath: spec.nodeName
+        - name: ENCAP_IP
+          valueFrom:
+            fieldRef:
+              fieldPath: status.hostIP
+        - name: RUST_LOG
+          value: {{ $cfg.logLevel | quote }}
+        securityContext:
+          privileged: true
+          runAsUser: 0
+        ports:
+        - name: metrics
+          containerPort: {{ int $cfg.cni.metricsPort }}
+        readinessProbe:
+          exec:
+            command: [/bin/sh, -c, {{ printf "test -S %s" $cfg.cni.socket | quote }}]
+          periodSeconds: 5
+        livenessProbe:
+          tcpSocket:
+            port: metrics
+          initialDelaySeconds: 10
+          periodSeconds: 10
+        {{- with $cfg.cni.resources }}
+        resources:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+        volumeMounts:
+        - name: host-run-ovs
+          mountPath: /run/openvswitch
+        {{- if ne $socketDir "/run/openvswitch" }}
+        - name: host-socket-dir
+          mountPath: {{ $socketDir }}
+        {{- end }}
+        # Pod network namespaces that the runtime creates after the daemon started.
+        - name: host-netns
+          mountPath: /var/run/netns
+          mountPropagation: HostToContainer
+      volumes:
+      - name: cni-bin
+        hostPath:
+          path: {{ $cfg.cni.binDir }}
+          type: DirectoryOrCreate
+      - name: host-run-ovs
+        hostPath:
+          path: /run/openvswitch
+          type: DirectoryOrCreate
+      {{- if ne $socketDir "/run/openvswitch" }}
+      - name: host-socket-dir
+        hostPath:
+          path: {{ $socketDir }}
+          type: DirectoryOrCreate
+      {{- end }}
+      - name: host-netns
+        hostPath:
+          path: /var/run/netns
+          type: DirectoryOrCreate
+{{- end }}
