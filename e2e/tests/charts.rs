@@ -1,0 +1,714 @@
+//! The Helm charts (`charts/kube-ovn-v2`, `charts/kube-ovn`) with the real helm that
+//! `cargo xtask setup` builds: lint, render with the manual's values and with defaults, the same
+//! objects from both charts for equivalent values, clear failures for values this
+//! implementation refuses (primary mode first), our binaries accepting the flags the charts give
+//! them, the rendered objects accepted by a real kube-apiserver (server-side dry run), and the
+//! README's `helm install` commands run as written against a real control plane.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a failed assertion is the report.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use e2e::helm::Helm;
+use e2e::k8s::ControlPlane;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use kube::runtime::wait::{await_condition, conditions};
+use serde_json::Value;
+
+const V2: &str = "charts/kube-ovn-v2";
+const V1: &str = "charts/kube-ovn";
+/// The manual's values for each chart.
+const SEED_V2: &[&str] = &[
+    "--namespace",
+    "kube-system",
+    "--set",
+    "cni.nonPrimaryCNI=true",
+];
+const SEED_V1: &[&str] = &[
+    "--namespace",
+    "kube-system",
+    "--set",
+    "cni_conf.NON_PRIMARY_CNI=true",
+];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// helm with its state in a fresh temp dir (removed on drop).
+fn helm() -> (tempfile::TempDir, Helm) {
+    let dir = tempfile::tempdir().unwrap();
+    let helm = Helm::locate(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    (dir, helm)
+}
+
+fn template(helm: &Helm, chart: &str, args: &[&str]) -> String {
+    let mut all = vec!["template", "kube-ovn", chart];
+    all.extend_from_slice(args);
+    helm.run(&root(), &all, None)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Every non-empty document of a multi-document YAML stream.
+fn docs(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|d| <Value as k8s_openapi::serde::Deserialize>::deserialize(d).unwrap())
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+fn key(doc: &Value) -> String {
+    format!(
+        "{}/{}/{}",
+        doc["kind"].as_str().unwrap(),
+        doc["metadata"]["namespace"].as_str().unwrap_or(""),
+        doc["metadata"]["name"].as_str().unwrap()
+    )
+}
+
+fn by_key(yaml: &str) -> BTreeMap<String, Value> {
+    let all = docs(yaml);
+    let map: BTreeMap<String, Value> = all.iter().map(|d| (key(d), d.clone())).collect();
+    assert_eq!(map.len(), all.len(), "two objects share a kind and name");
+    map
+}
+
+fn object<'a>(objects: &'a BTreeMap<String, Value>, key: &str) -> &'a Value {
+    objects
+        .get(key)
+        .unwrap_or_else(|| panic!("no {key} in {:?}", objects.keys()))
+}
+
+fn container<'a>(workload: &'a Value, list: &str, name: &str) -> &'a Value {
+    workload["spec"]["template"]["spec"][list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {list} {name} in {workload}"))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `$(VAR)` references in args, expanded as kubelet does.
+fn expand(args: &[String], env: &[(&str, &str)]) -> Vec<String> {
+    args.iter()
+        .map(|a| {
+            let mut a = a.clone();
+            for (k, v) in env {
+                a = a.replace(&format!("$({k})"), v);
+            }
+            assert!(!a.contains("$("), "unexpanded variable in {a}");
+            a
+        })
+        .collect()
+}
+
+/// The env var `name` of a container comes from the downward API field `field`.
+fn env_from_field(c: &Value, name: &str, field: &str) -> bool {
+    c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["name"] == name && e["valueFrom"]["fieldRef"]["fieldPath"] == field)
+}
+
+fn host_path<'a>(workload: &'a Value, volume: &str) -> &'a str {
+    workload["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == volume)
+        .and_then(|v| v["hostPath"]["path"].as_str())
+        .unwrap_or_else(|| panic!("no hostPath volume {volume}"))
+}
+
+fn mount<'a>(c: &'a Value, volume: &str) -> &'a str {
+    c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == volume)
+        .and_then(|m| m["mountPath"].as_str())
+        .unwrap_or_else(|| panic!("no mount of {volume} in {c}"))
+}
+
+#[test]
+fn helm_lint_passes_for_both_charts() {
+    let (_dir, helm) = helm();
+    for (chart, seed) in [(V2, SEED_V2), (V1, SEED_V1)] {
+        for extra in [&[][..], seed] {
+            let mut args = vec!["lint", "--strict", chart];
+            args.extend_from_slice(extra);
+            let out = helm
+                .run(&root(), &args, None)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                out.contains("1 chart(s) linted, 0 chart(s) failed"),
+                "{out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn both_charts_render_the_same_objects_for_equivalent_values() {
+    let (dir, helm) = helm();
+    // Every setting of the two charts changed, once through each chart's own names.
+    let custom_v2 = dir.path().join("v2.yaml");
+    std::fs::write(
+        &custom_v2,
+        r#"
+global:
+  registry:
+    address: registry.example.com/net/
+    imagePullSecrets: [regcred]
+  images:
+    controller: {repository: ctl, tag: v9}
+    cni: {repository: cni, tag: v9}
+    ovn: {repository: ovn, tag: v9}
+  imagePullPolicy: Always
+masterNodesLabels:
+  node-role.kubernetes.io/control-plane: null
+  kube-ovn/role: master
+logLevel: debug
+networking: {tunnelType: vxlan, datapathType: netdev, mtu: 1300}
+cni:
+  nonPrimaryCNI: true
+  binaryDirectory: /usr/libexec/cni
+  socket: /var/run/kube-ovn/daemon.sock
+controller:
+  replicas: 3
+  logFormat: json
+  gcInterval: 30
+  workers: 4
+  metrics: {port: 20660}
+  resources: {requests: {cpu: 1}}
+agent:
+  metrics: {port: 20665}
+  resources: {requests: {cpu: 2}}
+ovnCentral:
+  resources: {requests: {cpu: 3}}
+ovsOvn:
+  resources: {requests: {cpu: 4}}
+"#,
+    )
+    .unwrap();
+    let custom_v1 = dir.path().join("v1.yaml");
+    std::fs::write(
+        &custom_v1,
+        r#"
+global:
+  registry:
+    address: registry.example.com/net/
+    imagePullSecrets: [regcred]
+  images:
+    kubeovn: {controller: ctl, cni: cni, ovn: ovn, tag: v9}
+image: {pullPolicy: Always}
+MASTER_NODES_LABEL: kube-ovn/role=master
+LOG_LEVEL: debug
+networking: {TUNNEL_TYPE: vxlan, DATAPATH_TYPE: netdev, MTU: 1300}
+cni_conf:
+  NON_PRIMARY_CNI: true
+  CNI_BIN_DIR: /usr/libexec/cni
+  CNI_SOCKET: /var/run/kube-ovn/daemon.sock
+  METRICS_PORT: 20665
+replicaCount: 3
+controller: {LOG_FORMAT: json, GC_INTERVAL: 30, WORKERS: 4, METRICS_PORT: 20660}
+resources:
+  kube-ovn-controller: {requests: {cpu: 1}}
+  kube-ovn-cni: {requests: {cpu: 2}}
+  ovn-central: {requests: {cpu: 3}}
+  ovs-ovn: {requests: {cpu: 4}}
+"#,
+    )
+    .unwrap();
+    let (v2_file, v1_file) = (custom_v2.to_str().unwrap(), custom_v1.to_str().unwrap());
+    let cases: [(&str, Vec<&str>, Vec<&str>); 3] = [
+        ("defaults", vec![], vec![]),
+        ("the manual's values", SEED_V2.to_vec(), SEED_V1.to_vec()),
+        (
+            "every value changed",
+            vec!["-f", v2_file],
+            vec!["-f", v1_file],
+        ),
+    ];
+    for (case, v2_args, v1_args) in cases {
+        let v2 = by_key(&template(&helm, V2, &v2_args));
+        let v1 = by_key(&template(&helm, V1, &v1_args));
+        assert_eq!(
+            v2.keys().collect::<Vec<_>>(),
+            v1.keys().collect::<Vec<_>>(),
+            "{case}: the charts render different objects"
+        );
+        for (k, obj) in &v2 {
+            assert_eq!(obj, &v1[k], "{case}: {k} differs between {V2} and {V1}");
+        }
+    }
+
+    // The changed values really reach the objects (so the comparison above is not vacuous).
+    let custom = by_key(&template(&helm, V2, &["-f", v2_file]));
+    let cni = object(&custom, "DaemonSet/default/kube-ovn-cni");
+    let server = container(cni, "containers", "cni-server");
+    assert_eq!(
+        server["image"], "registry.example.com/net/cni:v9",
+        "{server}"
+    );
+    let args = strings(&server["args"]);
+    for want in [
+        "--bind-socket=/var/run/kube-ovn/daemon.sock",
+        "--encap-type=vxlan",
+        "--datapath-type=netdev",
+        "--mtu=1300",
+        "--metrics-addr=0.0.0.0:20665",
+    ] {
+        assert!(args.iter().any(|a| a == want), "{want} not in {args:?}");
+    }
+    assert_eq!(host_path(cni, "cni-bin"), "/usr/libexec/cni");
+    assert_eq!(host_path(cni, "host-socket-dir"), "/var/run/kube-ovn");
+    let central = object(&custom, "Deployment/default/ovn-central");
+    assert_eq!(
+        central["spec"]["template"]["spec"]["nodeSelector"],
+        serde_json::json!({"kubernetes.io/os": "linux", "kube-ovn/role": "master"})
+    );
+    let controller = object(&custom, "Deployment/default/kube-ovn-controller");
+    assert_eq!(controller["spec"]["replicas"], 3);
+    assert_eq!(
+        controller["spec"]["template"]["spec"]["imagePullSecrets"],
+        serde_json::json!([{"name": "regcred"}])
+    );
+}
+
+#[test]
+fn the_charts_run_our_binaries_with_flags_they_accept() {
+    let (_dir, helm) = helm();
+    let objects = by_key(&template(&helm, V2, SEED_V2));
+
+    // The ovn-nb / ovn-sb Services exist: their env vars are what the args reference.
+    for (svc, port) in [("ovn-nb", 6641), ("ovn-sb", 6642)] {
+        let s = object(&objects, &format!("Service/kube-system/{svc}"));
+        assert_eq!(s["spec"]["ports"][0]["port"], port);
+        assert_eq!(s["spec"]["selector"]["app"], "ovn-central");
+    }
+
+    let deploy = object(&objects, "Deployment/kube-system/kube-ovn-controller");
+    let c = container(deploy, "containers", "kube-ovn-controller");
+    assert_eq!(c["command"][0], "/kube-ovn/kube-ovn-controller");
+    assert!(env_from_field(c, "POD_NAME", "metadata.name"));
+    assert!(env_from_field(c, "POD_NAMESPACE", "metadata.namespace"));
+    let args = expand(
+        &strings(&c["args"]),
+        &[
+            ("OVN_NB_SERVICE_HOST", "10.96.0.20"),
+            ("OVN_NB_SERVICE_PORT", "6641"),
+            ("POD_NAMESPACE", "kube-system"),
+        ],
+    );
+    let opts = controller::options::Options::try_parse_from(
+        std::iter::once("kube-ovn-controller".to_owned()).chain(args.clone()),
+    )
+    .unwrap_or_else(|e| panic!("kube-ovn-controller refuses the chart's args {args:?}: {e}"));
+    opts.validate().unwrap();
+    assert!(opts.non_primary_cni_mode && opts.leader_elect);
+    assert_eq!(opts.leader_elect_namespace, "kube-system");
+    assert_eq!(opts.metrics_addr, "0.0.0.0:10660");
+    assert_eq!(
+        ovn_api::rpc::parse_remotes(&opts.ovn_nb_addr).unwrap()[0].to_string(),
+        "tcp:10.96.0.20:6641"
+    );
+    assert_eq!(c["ports"][0]["containerPort"], 10660);
+
+    // The daemon's socket is the NAD's server_socket in the manual.
+    let nad = docs(e2e::seed::FIRST_EXAMPLE)
+        .into_iter()
+        .find(|d| d["kind"] == "NetworkAttachmentDefinition")
+        .unwrap();
+    let nad_config: Value = serde_json::from_str(nad["spec"]["config"].as_str().unwrap()).unwrap();
+    let ds = object(&objects, "DaemonSet/kube-system/kube-ovn-cni");
+    let server = container(ds, "containers", "cni-server");
+    assert_eq!(server["command"][0], "/kube-ovn/kube-ovn-daemon");
+    assert_eq!(server["securityContext"]["privileged"], true);
+    assert!(env_from_field(server, "NODE_NAME", "spec.nodeName"));
+    assert!(env_from_field(server, "ENCAP_IP", "status.hostIP"));
+    let mut args = expand(
+        &strings(&server["args"]),
+        &[
+            ("OVN_SB_SERVICE_HOST", "10.96.0.21"),
+            ("OVN_SB_SERVICE_PORT", "6642"),
+        ],
+    );
+    // What kubelet passes through NODE_NAME and ENCAP_IP, as flags (clap reads both the same).
+    args.extend([
+        "--node-name=node-1".to_owned(),
+        "--encap-ip=172.18.0.2".to_owned(),
+    ]);
+    let opts = daemon::options::Options::try_parse_from(
+        std::iter::once("kube-ovn-daemon".to_owned()).chain(args.clone()),
+    )
+    .unwrap_or_else(|e| panic!("kube-ovn-daemon refuses the chart's args {args:?}: {e}"));
+    assert_eq!(
+        opts.bind_socket,
+        Path::new(nad_config["server_socket"].as_str().unwrap())
+    );
+    assert_eq!(opts.metrics_addr, "0.0.0.0:10665");
+    assert_eq!(opts.ovs_db, "unix:/run/openvswitch/db.sock");
+    assert_eq!(
+        ovn_api::rpc::parse_remotes(&opts.ovn_remote).unwrap()[0].to_string(),
+        "tcp:10.96.0.21:6642"
+    );
+    // The socket dir and OVS's db.sock are the host's /run/openvswitch, which ovs-ovn shares.
+    assert_eq!(mount(server, "host-run-ovs"), "/run/openvswitch");
+    assert_eq!(host_path(ds, "host-run-ovs"), "/run/openvswitch");
+    let ovs = object(&objects, "DaemonSet/kube-system/ovs-ovn");
+    assert_eq!(host_path(ovs, "host-run-ovs"), "/run/openvswitch");
+    // Pod netns created after the daemon started must show up inside it.
+    assert_eq!(
+        server["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "host-netns")
+            .unwrap()["mountPropagation"],
+        "HostToContainer"
+    );
+
+    // The plugin goes into the host's /opt/cni/bin, where Multus looks for `type: kube-ovn`.
+    let install = container(ds, "initContainers", "install-cni");
+    assert_eq!(
+        strings(&install["command"]),
+        ["/kube-ovn/install-cni.sh", "/opt/cni/bin"]
+    );
+    assert_eq!(mount(install, "cni-bin"), "/opt/cni/bin");
+    assert_eq!(host_path(ds, "cni-bin"), "/opt/cni/bin");
+
+    // Images as `cargo xtask images` names them: docker.io/kube-ovn-rs/<name>:v<version>.
+    let version = format!("v{}", env!("CARGO_PKG_VERSION"));
+    for (workload, name, image) in [
+        (
+            "Deployment/kube-system/kube-ovn-controller",
+            "kube-ovn-controller",
+            "kube-ovn-controller",
+        ),
+        (
+            "DaemonSet/kube-system/kube-ovn-cni",
+            "cni-server",
+            "kube-ovn-cni",
+        ),
+        (
+            "DaemonSet/kube-system/ovs-ovn",
+            "openvswitch",
+            "kube-ovn-ovn",
+        ),
+        (
+            "Deployment/kube-system/ovn-central",
+            "ovn-central",
+            "kube-ovn-ovn",
+        ),
+    ] {
+        let c = container(object(&objects, workload), "containers", name);
+        assert_eq!(
+            c["image"],
+            format!("docker.io/kube-ovn-rs/{image}:{version}"),
+            "{workload}"
+        );
+    }
+    // No CNI conflist anywhere: nothing mounts the host's /etc/cni/net.d.
+    let all = template(&helm, V2, SEED_V2);
+    assert!(
+        !all.contains("/etc/cni/net.d"),
+        "a chart object touches /etc/cni/net.d"
+    );
+}
+
+#[test]
+fn refused_values_fail_with_a_clear_message() {
+    let (_dir, helm) = helm();
+    let primary = "asks for primary CNI mode, which is not part of this Kube-OVN (Rust) \
+                   implementation";
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            V2,
+            &["--set", "cni.nonPrimaryCNI=false"],
+            "cni.nonPrimaryCNI=false asks for primary",
+        ),
+        (V2, &["--set", "cni.nonPrimaryCNI=false"], primary),
+        (
+            V2,
+            &["--set", "cni.nonPrimaryCNI=false"],
+            "--set cni.nonPrimaryCNI=true",
+        ),
+        (
+            V1,
+            &["--set", "cni_conf.NON_PRIMARY_CNI=false"],
+            "cni_conf.NON_PRIMARY_CNI=false asks",
+        ),
+        (V1, &["--set", "cni_conf.NON_PRIMARY_CNI=false"], primary),
+        (V2, &["--set-string", "cni.nonPrimaryCNI=false"], primary),
+        (
+            V2,
+            &["--set-string", "cni.nonPrimaryCNI=yes"],
+            "cni.nonPrimaryCNI must be true or false",
+        ),
+        (
+            V1,
+            &["--set", "cni_conf.NON_PRIMARY_CNI=1"],
+            "cni_conf.NON_PRIMARY_CNI must be true or false",
+        ),
+        (
+            V2,
+            &["--set", "networking.datapathType=dpdk"],
+            "networking.datapathType must be system",
+        ),
+        (
+            V1,
+            &["--set", "networking.TUNNEL_TYPE=stt"],
+            "networking.TUNNEL_TYPE must be geneve or vxlan",
+        ),
+        (
+            V1,
+            &["--set", "networking.MTU=20"],
+            "networking.MTU must be between 68 and 65535",
+        ),
+        (
+            V2,
+            &["--set", "networking.mtu=70000"],
+            "networking.mtu must be between 68 and 65535",
+        ),
+        (
+            V2,
+            &["--set", "cni.socket=kube-ovn.sock"],
+            "cni.socket must be an absolute path",
+        ),
+        (
+            V1,
+            &["--set", "cni_conf.CNI_BIN_DIR=bin"],
+            "cni_conf.CNI_BIN_DIR must be an absolute path",
+        ),
+        (
+            V2,
+            &["--set", "controller.replicas=0"],
+            "controller.replicas must be at least 1",
+        ),
+        (
+            V1,
+            &["--set", "controller.LOG_FORMAT=xml"],
+            "controller.LOG_FORMAT must be text or json",
+        ),
+    ];
+    for (chart, args, needle) in cases {
+        let mut all = vec!["template", "kube-ovn", *chart];
+        all.extend_from_slice(args);
+        let out = helm.output(&root(), &all, None).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{chart} {args:?} rendered");
+        assert!(
+            stderr.contains(needle),
+            "{chart} {args:?}: expected {needle:?} in:\n{stderr}"
+        );
+    }
+}
+
+/// Installs the charts' CRDs for real and waits until every one is Established.
+async fn install_chart_crds(plane: &ControlPlane) {
+    let crds = root().join(V2).join("crds");
+    plane
+        .kubectl(&["apply", "--server-side", "-f", crds.to_str().unwrap()])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let api: Api<CustomResourceDefinition> = Api::all(plane.client());
+    for entry in std::fs::read_dir(&crds).unwrap() {
+        let file = entry.unwrap().file_name().into_string().unwrap();
+        let name = file.trim_end_matches(".yaml");
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            await_condition(api.clone(), name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("CRD {name} not Established within 60 s"))
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rendered_charts_pass_a_server_side_dry_run() {
+    let (dir, helm) = helm();
+    let plane = ControlPlane::start().await.unwrap();
+    install_chart_crds(&plane).await;
+    let cases: [(&str, &[&str]); 4] = [
+        (V2, &["--namespace", "kube-system"]),
+        (V2, SEED_V2),
+        (V1, &["--namespace", "kube-system"]),
+        (V1, SEED_V1),
+    ];
+    for (i, (chart, args)) in cases.into_iter().enumerate() {
+        let rendered = template(&helm, chart, args);
+        let count = docs(&rendered).len();
+        let file = dir.path().join(format!("rendered-{i}.yaml"));
+        std::fs::write(&file, &rendered).unwrap();
+        let out = plane
+            .kubectl(&[
+                "apply",
+                "--dry-run=server",
+                "--namespace=kube-system",
+                "-f",
+                file.to_str().unwrap(),
+            ])
+            .unwrap_or_else(|e| panic!("{chart} {args:?} refused by the apiserver: {e}"));
+        let accepted = out
+            .lines()
+            .filter(|l| l.ends_with("(server dry run)"))
+            .count();
+        assert_eq!(
+            accepted, count,
+            "{chart} {args:?}: not every object accepted:\n{out}"
+        );
+        for want in [
+            "deployment.apps/kube-ovn-controller created",
+            "daemonset.apps/kube-ovn-cni created",
+            "daemonset.apps/ovs-ovn created",
+            "deployment.apps/ovn-central created",
+            "clusterrole.rbac.authorization.k8s.io/system:kube-ovn-controller created",
+        ] {
+            assert!(out.contains(want), "{chart}: {want} missing:\n{out}");
+        }
+    }
+}
+
+/// The `helm install` commands of the README's install section (continuation lines joined).
+fn readme_helm_installs() -> Vec<Vec<String>> {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let mut commands = Vec::new();
+    let mut lines = readme.lines();
+    while let Some(line) = lines.next() {
+        if !line.starts_with("helm install ") {
+            continue;
+        }
+        let mut command = line.trim_end_matches('\\').to_owned();
+        let mut last = line;
+        while last.ends_with('\\') {
+            last = lines.next().unwrap().trim();
+            command.push(' ');
+            command.push_str(last.trim_end_matches('\\'));
+        }
+        commands.push(command.split_whitespace().map(str::to_owned).collect());
+    }
+    commands
+}
+
+#[test]
+fn the_readme_shows_the_manuals_install_commands() {
+    let commands = readme_helm_installs();
+    let seed = [
+        "helm install kube-ovn ./charts/kube-ovn-v2 --namespace kube-system --set cni.nonPrimaryCNI=true",
+        "helm install kube-ovn ./charts/kube-ovn --namespace kube-system --set cni_conf.NON_PRIMARY_CNI=true",
+    ];
+    let found: Vec<String> = commands.iter().map(|c| c.join(" ")).collect();
+    assert_eq!(found, seed, "README.md's helm install commands");
+}
+
+/// Runs one of the README's `helm install` commands, exactly, against a fresh control plane,
+/// then checks what it created and that it uninstalls.
+async fn helm_install_as_written(chart: &str) {
+    let command = readme_helm_installs()
+        .into_iter()
+        .find(|c| c[3] == format!("./{chart}"))
+        .unwrap_or_else(|| panic!("README.md has no helm install of ./{chart}"));
+    let (dir, helm) = helm();
+    let plane = ControlPlane::start().await.unwrap();
+    let args: Vec<&str> = command[1..].iter().map(String::as_str).collect();
+    let out = helm
+        .run(&root(), &args, Some(plane.kubeconfig()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    assert!(
+        out.contains("server_socket"),
+        "NOTES should show a NAD:\n{out}"
+    );
+
+    // The CRDs from the chart's crds/ dir are served.
+    let crds: Api<CustomResourceDefinition> = Api::all(plane.client());
+    for name in ["subnets.kubeovn.io", "vpcs.kubeovn.io", "ips.kubeovn.io"] {
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            await_condition(crds.clone(), name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("CRD {name} not Established"))
+        .unwrap();
+    }
+    let deployments: Api<Deployment> = Api::namespaced(plane.client(), "kube-system");
+    let controller = deployments.get("kube-ovn-controller").await.unwrap();
+    let args = controller.spec.unwrap().template.spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert!(
+        args.contains(&"--non-primary-cni-mode=true".to_owned()),
+        "{args:?}"
+    );
+    deployments.get("ovn-central").await.unwrap();
+    let daemonsets: Api<DaemonSet> = Api::namespaced(plane.client(), "kube-system");
+    for name in ["kube-ovn-cni", "ovs-ovn"] {
+        daemonsets.get(name).await.unwrap();
+    }
+    // The manual's Vpc and Subnet are accepted once the chart's CRDs are in.
+    let vpc_subnet: String = e2e::seed::FIRST_EXAMPLE
+        .split("\n---\n")
+        .filter(|d| d.contains("kind: Vpc") || d.contains("kind: Subnet"))
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    let file = dir.path().join("vpc-subnet.yaml");
+    std::fs::write(&file, vpc_subnet).unwrap();
+    let out = plane
+        .kubectl(&["apply", "-f", file.to_str().unwrap()])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.contains("subnet.kubeovn.io/subnet-secondary created"),
+        "{out}"
+    );
+
+    let out = helm
+        .run(
+            &root(),
+            &[
+                "uninstall",
+                "kube-ovn",
+                "--namespace",
+                "kube-system",
+                "--wait",
+            ],
+            Some(plane.kubeconfig()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.contains("uninstalled"), "{out}");
+    assert!(
+        deployments
+            .get_opt("kube-ovn-controller")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manuals_helm_install_of_chart_v2_works_as_written() {
+    helm_install_as_written(V2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manuals_helm_install_of_chart_v1_works_as_written() {
+    helm_install_as_written(V1).await;
+}
