@@ -7,7 +7,9 @@ mod crds;
 mod demo;
 mod e2e;
 mod helm;
+mod images;
 mod k8s;
+mod oci;
 mod setup;
 mod test;
 
@@ -42,6 +44,8 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Build the three container images as OCI archives, without Docker (release builds).
+    Images(images::ImagesArgs),
     /// Benchmarks on real programs (`cni`: ADD latency vs an ip + ovs-vsctl floor); needs root.
     Bench(bench::BenchArgs),
 }
@@ -58,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         Command::Charts { check: false } => charts::run(&root),
         Command::Charts { check: true } => charts::check(&root),
         Command::Bench(args) => bench::run(&root, &args),
+        Command::Images(args) => images::run(&root, &args),
     }
 }
 

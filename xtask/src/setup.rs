@@ -33,7 +33,7 @@ const CARGO_DENY_VERSION: &str = "0.20.2";
 
 /// Runs every setup step.
 pub fn run() -> anyhow::Result<()> {
-    apt_packages()?;
+    apt_packages(APT_PACKAGES)?;
     cargo_deny()?;
     // Kubernetes binaries built from the Go module at the pinned release (see k8s.rs).
     crate::k8s::run()?;
@@ -43,14 +43,15 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn apt_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES
+/// Installs the Debian packages of `packages` that are missing (root needed only then).
+pub fn apt_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|pkg| !dpkg_installed(pkg))
         .collect();
     if missing.is_empty() {
-        eprintln!("setup: apt packages present ({})", APT_PACKAGES.join(" "));
+        eprintln!("setup: apt packages present ({})", packages.join(" "));
         return Ok(());
     }
     eprintln!("setup: installing apt packages: {}", missing.join(" "));

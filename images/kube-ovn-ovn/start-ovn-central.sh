@@ -1,0 +1,49 @@
+#!/bin/bash
+# OVN central for the ovn-central Deployment: the NB and SB databases (standalone ovsdb-servers,
+# files on the host under /etc/origin/ovn, mounted at /etc/ovn) and ovn-northd between them.
+# NB listens on TCP 6641 and SB on 6642 (host network; the ovn-nb / ovn-sb Services point here).
+# Every daemon runs as a child of this script: when one exits, the script exits and kubelet
+# restarts the container, so a half-running central never looks healthy.
+set -euo pipefail
+
+DB_DIR=/etc/ovn
+RUN_DIR=/var/run/ovn
+LOG_DIR=/var/log/ovn
+mkdir -p "$DB_DIR" "$RUN_DIR" "$LOG_DIR"
+
+# Creates the database file, or converts it to the image's schema after an upgrade.
+prepare_db() {
+    local db=$1 schema=$2
+    if [ ! -f "$db" ]; then
+        ovsdb-tool create "$db" "$schema"
+    elif [ "$(ovsdb-tool needs-conversion "$db" "$schema")" = yes ]; then
+        ovsdb-tool convert "$db" "$schema"
+    fi
+}
+prepare_db "$DB_DIR/ovnnb_db.db" /usr/share/ovn/ovn-nb.ovsschema
+prepare_db "$DB_DIR/ovnsb_db.db" /usr/share/ovn/ovn-sb.ovsschema
+
+# A pod restarted on the same node finds the previous pidfiles on the host path.
+rm -f "$RUN_DIR"/ovnnb_db.pid "$RUN_DIR"/ovnsb_db.pid "$RUN_DIR"/ovn-northd.pid
+
+trap 'kill $(jobs -p) 2>/dev/null; wait' TERM INT
+
+ovsdb-server "$DB_DIR/ovnnb_db.db" \
+    --remote=punix:"$RUN_DIR/ovnnb_db.sock" --remote=ptcp:6641 \
+    --remote=db:OVN_Northbound,NB_Global,connections \
+    --pidfile="$RUN_DIR/ovnnb_db.pid" --unixctl="$RUN_DIR/ovnnb_db.ctl" \
+    --log-file="$LOG_DIR/ovsdb-server-nb.log" &
+ovsdb-server "$DB_DIR/ovnsb_db.db" \
+    --remote=punix:"$RUN_DIR/ovnsb_db.sock" --remote=ptcp:6642 \
+    --remote=db:OVN_Southbound,SB_Global,connections \
+    --pidfile="$RUN_DIR/ovnsb_db.pid" --unixctl="$RUN_DIR/ovnsb_db.ctl" \
+    --log-file="$LOG_DIR/ovsdb-server-sb.log" &
+ovn-northd \
+    --ovnnb-db=unix:"$RUN_DIR/ovnnb_db.sock" --ovnsb-db=unix:"$RUN_DIR/ovnsb_db.sock" \
+    --pidfile="$RUN_DIR/ovn-northd.pid" --log-file="$LOG_DIR/ovn-northd.log" &
+
+echo "ovn-central: NB on :6641, SB on :6642, ovn-northd started"
+wait -n
+echo "ovn-central: a daemon exited; stopping the others" >&2
+kill $(jobs -p) 2>/dev/null || true
+exit 1
