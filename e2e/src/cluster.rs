@@ -455,6 +455,10 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // `cargo xtask e2e --keep`: stay up (serving pods) until the user lets go.
+        if crate::keep::requested() {
+            crate::keep::hold(self.control_plane.kubeconfig(), &self.run_dir);
+        }
         for r in &self.runners {
             r.abort();
         }

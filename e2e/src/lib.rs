@@ -10,6 +10,7 @@
 pub mod cluster;
 pub mod helm;
 pub mod k8s;
+pub mod keep;
 pub mod ovn;
 pub mod programs;
 pub mod seed;

@@ -1,11 +1,13 @@
-//! `cargo xtask e2e [--filter NAME] [--nodes N] [--kind]`: the end-to-end scenarios.
+//! `cargo xtask e2e [--filter NAME] [--nodes N] [--keep] [--kind]`: the end-to-end scenarios.
 //!
 //! The default backend is the local cluster (real control plane, OVN, namespaces; see
 //! `e2e/src/cluster.rs`): this builds our binaries and runs the e2e crate's tests, one at a
 //! time, then prints a pass/fail table. Failed scenarios keep their run dir (logs) under
-//! `/dev/shm/kube-ovn-e2e-*`. `--kind` targets a kind cluster on a machine with Docker.
+//! `/dev/shm/kube-ovn-e2e-*`. `--keep` holds each scenario's cluster up at its end with a
+//! printed KUBECONFIG (Enter goes on, Ctrl-C stops; see `e2e/src/keep.rs`). `--kind` runs the
+//! manual's install and first example on a kind cluster on a machine with Docker (`kind.rs`).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -22,7 +24,12 @@ pub struct E2eArgs {
     /// Nodes per local cluster (at least what each scenario needs).
     #[arg(long, default_value_t = 2)]
     nodes: usize,
-    /// Use a kind cluster (needs Docker; not available on machines without a Docker engine).
+    /// Keep each cluster up at the end of its scenario, with a printed KUBECONFIG (local:
+    /// until Enter; kind: the cluster is not deleted).
+    #[arg(long)]
+    keep: bool,
+    /// Use a kind cluster: images, Multus, the chart, the manual's example (needs Docker and
+    /// kind; not available on machines without a Docker engine).
     #[arg(long)]
     kind: bool,
 }
@@ -30,16 +37,12 @@ pub struct E2eArgs {
 /// Runs the scenarios.
 pub fn run(root: &Path, args: &E2eArgs) -> anyhow::Result<()> {
     if args.kind {
-        let docker = cmd::output_ok(Command::new("docker").arg("info"));
-        if docker.is_none() {
-            bail!(
-                "--kind needs a running Docker engine (docker info failed); this machine has none: \
-                 run `cargo xtask e2e` for the local cluster instead"
-            );
-        }
+        return crate::kind::run(root, args.nodes, args.keep);
+    }
+    if args.keep && !std::io::stdin().is_terminal() {
         bail!(
-            "--kind: the kind backend needs the container images and charts, which are not built \
-             yet; use the local backend (`cargo xtask e2e`)"
+            "--keep holds each cluster until you press Enter, and stdin is not a terminal; run it \
+             from a terminal (with --filter NAME for one scenario)"
         );
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -53,6 +56,12 @@ pub fn run(root: &Path, args: &E2eArgs) -> anyhow::Result<()> {
         .current_dir(root);
     if let Some(f) = &args.filter {
         test.arg(f);
+    }
+    // Read by e2e::cluster::node_count (it was parsed but never passed on).
+    test.env("KUBE_OVN_E2E_NODES", args.nodes.to_string());
+    if args.keep {
+        // Read by e2e::keep in every Cluster's Drop.
+        test.env("KUBE_OVN_E2E_KEEP", "1");
     }
     eprintln!("+ {}", cmd::display(&test));
     let mut child = test

@@ -13,7 +13,7 @@
 //! binary counts as present only when `BUILD-INFO` matches what this file would build now. It is
 //! built into a temporary dir and renamed into place, so an interrupted build never looks done.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -30,6 +30,11 @@ pub const HELM_VERSION: &str = "v3.22.0";
 pub const CACHE_DIR: &str = "/var/cache/kube-ovn-rs/helm";
 
 const MODULE: &str = "helm.sh/helm/v3";
+
+/// The built binary's path.
+pub fn binary() -> PathBuf {
+    Path::new(CACHE_DIR).join(HELM_VERSION).join("bin/helm")
+}
 
 /// Builds helm unless the cache already holds this exact build.
 pub fn run() -> anyhow::Result<()> {
