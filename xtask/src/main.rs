@@ -9,6 +9,7 @@ mod e2e;
 mod helm;
 mod images;
 mod k8s;
+mod kind;
 mod oci;
 mod setup;
 mod test;
