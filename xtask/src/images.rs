@@ -4,7 +4,8 @@
 //!
 //! - `kube-ovn-controller`: the static `kube-ovn-controller` binary, nothing else.
 //! - `kube-ovn-cni`: static `kube-ovn-daemon` and `kube-ovn` (the CNI plugin, copied to the
-//!   host by `install-cni.sh`), and Debian's static busybox for that script and the probe.
+//!   host by `install-cni.sh`), and Debian's static busybox for that script and the probe
+//!   (see [`static_busybox`]).
 //! - `kube-ovn-ovn`: a Debian root file system with Open vSwitch and OVN (`mmdebstrap`, cached
 //!   under [`CACHE_DIR`] by its package list), and our start scripts from `images/kube-ovn-ovn/`.
 //!
@@ -54,7 +55,7 @@ const MIRRORS: &[&str] = &[
 
 /// Debian packages this command needs on the build machine (installed on first use only, not
 /// by `cargo xtask setup`: CI does not build images).
-const BUILD_PACKAGES: &[&str] = &["mmdebstrap", "busybox-static"];
+const BUILD_PACKAGES: &[&str] = &["mmdebstrap"];
 
 /// Options of `cargo xtask images`.
 #[derive(Debug, clap::Args)]
@@ -117,6 +118,7 @@ pub fn build(root: &Path, out: &Path, images: &[&str]) -> anyhow::Result<Vec<Pat
         let layout = Layout::create(&layout_dir)?;
         let (layers, config) = match *image {
             "kube-ovn-controller" => {
+                require_static(&bins.join("kube-ovn-controller"))?;
                 let mut app = Layer::default();
                 app.copy(
                     "/kube-ovn/kube-ovn-controller",
@@ -133,6 +135,13 @@ pub fn build(root: &Path, out: &Path, images: &[&str]) -> anyhow::Result<Vec<Pat
                 )
             }
             "kube-ovn-cni" => {
+                for binary in [
+                    "/bin/busybox".into(),
+                    bins.join("kube-ovn-daemon"),
+                    bins.join("kube-ovn"),
+                ] {
+                    require_static(&binary)?;
+                }
                 let mut base = Layer::default();
                 base.copy("/bin/busybox", Path::new("/bin/busybox"), 0o755)?;
                 for applet in ["sh", "cp", "mv", "chmod", "test", "cat", "ls", "echo", "rm"] {
@@ -219,6 +228,78 @@ pub fn build(root: &Path, out: &Path, images: &[&str]) -> anyhow::Result<Vec<Pat
         archives.push(archive);
     }
     Ok(archives)
+}
+
+/// Whether `data` is a 64-bit ELF executable without a program interpreter (`PT_INTERP`), i.e.
+/// one that runs on an image without a libc. `None` when it is not a 64-bit ELF file.
+pub fn elf_is_static(data: &[u8]) -> Option<bool> {
+    const PT_INTERP: u32 = 3;
+    if data.get(..5)? != b"\x7fELF\x02" {
+        return None;
+    }
+    let u16_at = |at: usize| Some(u16::from_le_bytes(data.get(at..at + 2)?.try_into().ok()?));
+    let u64_at = |at: usize| Some(u64::from_le_bytes(data.get(at..at + 8)?.try_into().ok()?));
+    let phoff = usize::try_from(u64_at(0x20)?).ok()?;
+    let (phentsize, phnum) = (usize::from(u16_at(0x36)?), usize::from(u16_at(0x38)?));
+    for i in 0..phnum {
+        let at = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        let p_type = u32::from_le_bytes(data.get(at..at + 4)?.try_into().ok()?);
+        if p_type == PT_INTERP {
+            return Some(false);
+        }
+    }
+    Some(true)
+}
+
+/// Fails unless the file at `path` is a static executable (it goes into an image without libc).
+fn require_static(path: &Path) -> anyhow::Result<()> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    match elf_is_static(&data) {
+        Some(true) => Ok(()),
+        Some(false) => bail!(
+            "{} is dynamically linked; the images have no libc",
+            path.display()
+        ),
+        None => bail!("{} is not a 64-bit ELF executable", path.display()),
+    }
+}
+
+/// Debian's static busybox (package `busybox-static`), unpacked from its .deb into
+/// [`CACHE_DIR`] rather than installed: it conflicts with the dynamic `busybox` package that
+/// the tests' DHCP client comes from. Fetched once with `apt-get download`.
+pub fn static_busybox() -> anyhow::Result<PathBuf> {
+    let cached = Path::new(CACHE_DIR).join("busybox-static/busybox");
+    if cached.is_file() {
+        return Ok(cached);
+    }
+    let work = Path::new(CACHE_DIR).join(format!("busybox-static.tmp-{}", std::process::id()));
+    crate::k8s::remove_dir_if_present(&work)?;
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    cmd::run(
+        Command::new("apt-get")
+            .args(["download", "-q", "busybox-static"])
+            .current_dir(&work),
+    )
+    .context("downloading busybox-static (run `apt-get update` first if the lists are old)")?;
+    let deb = std::fs::read_dir(&work)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("apt-get download left no .deb")?;
+    cmd::run(
+        Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(work.join("root")),
+    )?;
+    let busybox = work.join("root/bin/busybox");
+    require_static(&busybox)?;
+    std::fs::create_dir_all(cached.parent().unwrap_or(&work))?;
+    std::fs::rename(&busybox, &cached)
+        .with_context(|| format!("renaming {} to {}", busybox.display(), cached.display()))?;
+    crate::k8s::remove_dir_if_present(&work)?;
+    eprintln!("setup: Debian's static busybox in {}", cached.display());
+    Ok(cached)
 }
 
 /// Release builds of the binaries the chosen images need, static; returns their dir.
@@ -357,6 +438,20 @@ mod tests {
                 "charts do not run {script}"
             );
         }
+    }
+
+    #[test]
+    fn static_and_dynamic_executables_are_told_apart() {
+        // This test binary is an ordinary (dynamic) build; a minimal ELF without program
+        // headers has no interpreter.
+        let me = std::fs::read(std::env::current_exe().unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(elf_is_static(&me), Some(false));
+        let mut minimal = vec![0u8; 64];
+        minimal[..5].copy_from_slice(b"\x7fELF\x02");
+        assert_eq!(elf_is_static(&minimal), Some(true));
+        assert_eq!(elf_is_static(b"#!/bin/sh\n"), None);
+        assert_eq!(elf_is_static(&minimal[..10]), None);
     }
 
     #[test]

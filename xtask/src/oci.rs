@@ -591,6 +591,144 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// containerd started by hand in a temp dir (no systemd, no CRI), stopped on drop.
+    struct Containerd {
+        dir: PathBuf,
+        child: std::process::Child,
+    }
+
+    impl Containerd {
+        fn start(dir: &Path) -> Self {
+            std::fs::create_dir_all(dir).unwrap();
+            let config = dir.join("config.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n\
+                     disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                     [grpc]\n  address = \"{0}/containerd.sock\"\n",
+                    dir.display()
+                ),
+            )
+            .unwrap();
+            let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+            let child = std::process::Command::new("containerd")
+                .arg("--config")
+                .arg(&config)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot start containerd ({e}): run `cargo xtask setup` (apt containerd)"
+                    )
+                });
+            let this = Self {
+                dir: dir.to_owned(),
+                child,
+            };
+            // The socket appears once containerd serves; bounded wait, no event to watch.
+            let sock = dir.join("containerd.sock");
+            for _ in 0..200 {
+                if sock.exists() && this.ctr(&["version"]).status.success() {
+                    return this;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            panic!(
+                "containerd did not serve: {}",
+                std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default()
+            );
+        }
+
+        fn ctr(&self, args: &[&str]) -> std::process::Output {
+            std::process::Command::new("ctr")
+                .arg("--address")
+                .arg(self.dir.join("containerd.sock"))
+                .args(["--namespace", "k8s.io"])
+                .args(args)
+                .output()
+                .unwrap()
+        }
+    }
+
+    impl Drop for Containerd {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            // Snapshots are overlay mounts only while a container runs; none is left running.
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[test]
+    fn containerd_imports_our_archive_and_runs_a_program_from_it() {
+        let dir = temp("containerd");
+        let layout = Layout::create(&dir.join("layout")).unwrap();
+        let mut base = Layer::default();
+        let busybox = crate::images::static_busybox()
+            .unwrap_or_else(|e| panic!("{e:#} (cargo xtask setup fetches it)"));
+        base.copy("/bin/busybox", &busybox, 0o755)
+            .unwrap()
+            .symlink("/bin/sh", "busybox");
+        let mut app = Layer::default();
+        app.file(
+            "/kube-ovn/hello",
+            b"#!/bin/sh\necho hello from $1\n".to_vec(),
+            0o755,
+        );
+        let layers = [
+            layout.layer("busybox", &base).unwrap(),
+            layout.layer("hello", &app).unwrap(),
+        ];
+        layout
+            .finish(
+                "docker.io/kube-ovn-rs/oci-test",
+                "v1",
+                &layers,
+                json!({"Entrypoint": ["/kube-ovn/hello"], "Env": ["PATH=/bin"]}),
+            )
+            .unwrap();
+        let archive = dir.join("oci-test.oci.tar");
+        layout.pack(&archive).unwrap();
+
+        let containerd = Containerd::start(&dir.join("containerd"));
+        let out = containerd.ctr(&["images", "import", archive.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = containerd.ctr(&["images", "ls", "-q"]);
+        let listed = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            listed
+                .lines()
+                .any(|l| l == "docker.io/kube-ovn-rs/oci-test:v1"),
+            "images ls: {listed}"
+        );
+        let id = format!("oci-test-{}", std::process::id());
+        let out = containerd.ctr(&[
+            "run",
+            "--rm",
+            "docker.io/kube-ovn-rs/oci-test:v1",
+            &id,
+            "/kube-ovn/hello",
+            "containerd",
+        ]);
+        assert!(
+            out.status.success(),
+            "run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "hello from containerd"
+        );
+        drop(containerd);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn device_nodes_are_left_out_of_a_rootfs_layer() {
         let mut input = tar::Builder::new(Vec::new());

@@ -25,6 +25,8 @@ const APT_PACKAGES: &[&str] = &[
     "etcd-server",
     // The primary CNI for pods' eth0 (reference bridge + host-local plugins, /usr/lib/cni).
     "containernetworking-plugins",
+    // The OCI archive test: containerd (with runc) imports and runs an image we write.
+    "containerd",
 ];
 
 /// cargo-deny, for `cargo deny check bans licenses sources`; pinned so every machine runs the
@@ -34,6 +36,9 @@ const CARGO_DENY_VERSION: &str = "0.20.2";
 /// Runs every setup step.
 pub fn run() -> anyhow::Result<()> {
     apt_packages(APT_PACKAGES)?;
+    // Debian's static busybox for the images and the OCI archive test, unpacked into the cache
+    // (the busybox-static package conflicts with the dynamic busybox installed above).
+    crate::images::static_busybox()?;
     cargo_deny()?;
     // Kubernetes binaries built from the Go module at the pinned release (see k8s.rs).
     crate::k8s::run()?;
