@@ -135,15 +135,11 @@ pub fn build(root: &Path, out: &Path, images: &[&str]) -> anyhow::Result<Vec<Pat
                 )
             }
             "kube-ovn-cni" => {
-                for binary in [
-                    "/bin/busybox".into(),
-                    bins.join("kube-ovn-daemon"),
-                    bins.join("kube-ovn"),
-                ] {
+                for binary in [bins.join("kube-ovn-daemon"), bins.join("kube-ovn")] {
                     require_static(&binary)?;
                 }
                 let mut base = Layer::default();
-                base.copy("/bin/busybox", Path::new("/bin/busybox"), 0o755)?;
+                base.copy("/bin/busybox", &static_busybox()?, 0o755)?;
                 for applet in ["sh", "cp", "mv", "chmod", "test", "cat", "ls", "echo", "rm"] {
                     base.symlink(&format!("/bin/{applet}"), "busybox");
                 }
