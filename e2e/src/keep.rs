@@ -1,6 +1,7 @@
 //! `cargo xtask e2e --keep`: a scenario's cluster stays up when the scenario ends, for
 //! exploring with kubectl, until the user presses Enter (tear down, go on with the next
-//! scenario) or Ctrl-C (tear down, stop). Asked for by the [`KEEP_ENV`] environment variable.
+//! scenario) or Ctrl-C, SIGTERM or SIGHUP (tear down, stop; `cargo xtask` itself is gone by
+//! then, so the run dir stays under /dev/shm as after a failed scenario). Asked for by the [`KEEP_ENV`] environment variable.
 //!
 //! The hold happens in `Cluster`'s `Drop`, so it covers passed and failed scenarios alike. The
 //! pod runners (kubelet + Multus stand-ins) are tasks on the test's multi-thread runtime: the
@@ -81,18 +82,23 @@ async fn wait() -> Released {
         let _ = std::io::stdin().lock().read_line(&mut line);
         let _ = tx.send(());
     });
-    let sigterm = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    // SIGHUP too: a closed terminal must still get the teardown. Once registered, tokio keeps
+    // these handlers for the life of the process, so a second Ctrl-C during the teardown
+    // cannot kill it halfway (which would leak namespaces and OVS processes).
+    let signal = |kind: tokio::signal::unix::SignalKind| async move {
+        match tokio::signal::unix::signal(kind) {
             Ok(mut s) => {
                 s.recv().await;
             }
             Err(_) => std::future::pending::<()>().await,
         }
     };
+    use tokio::signal::unix::SignalKind;
     tokio::select! {
         _ = rx => Released::Enter,
-        _ = tokio::signal::ctrl_c() => Released::Signal,
-        () = sigterm => Released::Signal,
+        () = signal(SignalKind::interrupt()) => Released::Signal,
+        () = signal(SignalKind::terminate()) => Released::Signal,
+        () = signal(SignalKind::hangup()) => Released::Signal,
     }
 }
 
