@@ -44,22 +44,23 @@ pub async fn release(ctx: &Context, key: &str) -> Result<(), Error> {
 
 /// Releases the attachments a pod had (by its `allocated` annotations) that its networks
 /// annotation no longer asks for.
+///
+/// `pod` is the cached object the reconcile runs on, not a fresh GET: an attachment is removed
+/// by a user's edit, which comes after our annotation patch, so the cached object that carries
+/// the edit carries our `allocated` annotations too (and an edit racing our patch is followed by
+/// the event of that patch, which brings the pod here again).
 pub async fn release_unwanted(
     ctx: &Context,
-    namespace: &str,
-    pod: &str,
+    pod: &Pod,
     wanted: &BTreeSet<String>,
 ) -> Result<(), Error> {
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let Some(current) = api.get_opt(pod).await? else {
-        return Ok(());
-    };
-    let had: Vec<String> = current
+    let (namespace, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
+    let had: Vec<String> = pod
         .annotations()
         .iter()
         .filter_map(|(k, v)| match parse_annotation_key(k) {
             Some((provider, AnnotationKey::Allocated)) if v == "true" => {
-                Some(crds::naming::lsp_name(pod, namespace, provider))
+                Some(crds::naming::lsp_name(&name, &namespace, provider))
             }
             _ => None,
         })

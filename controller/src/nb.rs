@@ -11,13 +11,15 @@ use ipnet::IpNet;
 use ovn_api::Client;
 use ovn_api::tables::Table;
 use ovn_api::tables::nb::{LogicalRouter, LogicalRouterPort, LogicalSwitch, LogicalSwitchPort};
+use ovn_api::txn::Txn;
+use ovn_api::value::Atom;
 
 use crate::metrics::{Metrics, Outcome};
 
 pub mod qos;
 pub mod routes;
 
-pub use qos::{Limit, QosDirection, QosPlan, delete_qos, ensure_qos};
+pub use qos::{Limit, QosDirection, QosPlan, delete_qos, ensure_qos, plan_qos};
 
 /// Tables the controller monitors in NB.
 pub const TABLES: [&str; 7] = [
@@ -357,9 +359,7 @@ pub async fn delete_switch(nb: &Nb, subnet: &str, vpc: Option<&str>) -> Result<(
 
 /// Whether the logical switch `name` is in the replica.
 pub fn switch_exists(nb: &Nb, name: &str) -> bool {
-    nb.replica()
-        .one_by_name::<LogicalSwitch>(name)
-        .is_ok_and(|ls| ls.is_some())
+    nb.replica().uuid_by_name::<LogicalSwitch>(name).is_some()
 }
 
 /// What an attachment needs in NB.
@@ -388,32 +388,43 @@ impl PortPlan {
 
 /// Ensures the attachment's LSP on its switch: one transaction when anything differs.
 pub async fn ensure_port(nb: &Nb, plan: &PortPlan) -> Result<(), NbError> {
+    let mut tx = nb.txn();
+    plan_port(nb, &mut tx, plan)?;
+    nb.commit(tx, format!("writing port {} on {}", plan.name, plan.switch))
+        .await
+}
+
+/// Adds to `tx` what the attachment's LSP needs (nothing when it is already as planned), so
+/// the ports of one pod go to NB in one transaction. Every check comes before the first
+/// operation: on an error `tx` is unchanged.
+///
+/// Reads only the rows involved: switches are looked up by name and the port's current switch
+/// by a search of the sorted `ports` sets, never by converting switches that may hold
+/// thousands of ports.
+#[allow(clippy::result_large_err)] // The NbError every function of nb returns (async ones too).
+pub fn plan_port(nb: &Nb, tx: &mut Txn<'_>, plan: &PortPlan) -> Result<(), NbError> {
     let addresses = plan.addresses();
     let port_security = if plan.port_security {
         addresses.clone()
     } else {
         Vec::new()
     };
-    let (ls, existing, owner) = {
+    let (ls, existing, owners) = {
         let r = nb.replica();
         let ls = r
-            .one_by_name::<LogicalSwitch>(&plan.switch)
-            .map_err(db(format!("reading switch {}", plan.switch)))?
+            .uuid_by_name::<LogicalSwitch>(&plan.switch)
             .ok_or_else(|| NbError::NoSwitch(plan.switch.clone()))?;
         let existing = r
             .one_by_name::<LogicalSwitchPort>(&plan.name)
             .map_err(db(format!("reading port {}", plan.name)))?;
-        let owner = match &existing {
-            Some(p) => r
-                .list::<LogicalSwitch>()
-                .map_err(db("listing switches"))?
-                .into_iter()
-                .find(|s| s.ports.contains(&p.uuid)),
-            None => None,
+        let owners = match &existing {
+            Some(p) => {
+                r.referrers::<LogicalSwitch>(LogicalSwitch::PORTS.name(), &Atom::Uuid(p.uuid))
+            }
+            None => Vec::new(),
         };
-        (ls, existing, owner)
+        (ls, existing, owners)
     };
-    let mut tx = nb.txn();
     match existing {
         Some(p) => {
             if !is_ours(&p.external_ids) {
@@ -435,12 +446,12 @@ pub async fn ensure_port(nb: &Nb, plan: &PortPlan) -> Result<(), NbError> {
                     ],
                 );
             }
-            if owner.as_ref().map(|o| o.uuid) != Some(ls.uuid) {
+            if owners != [ls] {
                 // The attachment moved to another subnet: re-home the port in the same txn.
-                if let Some(old) = owner {
-                    tx.mutate::<LogicalSwitch>(old.uuid, [LogicalSwitch::PORTS.delete(p.uuid)]);
+                for old in owners.into_iter().filter(|o| *o != ls) {
+                    tx.mutate::<LogicalSwitch>(old, [LogicalSwitch::PORTS.delete(p.uuid)]);
                 }
-                tx.mutate::<LogicalSwitch>(ls.uuid, [LogicalSwitch::PORTS.insert(p.uuid)]);
+                tx.mutate::<LogicalSwitch>(ls, [LogicalSwitch::PORTS.insert(p.uuid)]);
             }
         }
         None => {
@@ -451,15 +462,36 @@ pub async fn ensure_port(nb: &Nb, plan: &PortPlan) -> Result<(), NbError> {
                 external_ids: plan.external_ids.clone(),
                 ..Default::default()
             });
-            tx.mutate::<LogicalSwitch>(ls.uuid, [LogicalSwitch::PORTS.insert(port)]);
+            tx.mutate::<LogicalSwitch>(ls, [LogicalSwitch::PORTS.insert(port)]);
         }
     }
-    if tx.is_empty() {
-        return Ok(());
-    }
-    nb.commit(tx, format!("writing port {} on {}", plan.name, plan.switch))
-        .await?;
     Ok(())
+}
+
+/// What one pod's attachments need in NB: their ports and their QoS rows, written in one
+/// transaction. Returns, per port plan, the error that kept it out (a foreign row with its
+/// name, a missing switch); the others are committed. `Err` only when the commit fails.
+pub async fn ensure_attachments(
+    nb: &Nb,
+    ports: &[PortPlan],
+    qos: &[QosPlan],
+    what: String,
+) -> Result<Vec<Option<NbError>>, NbError> {
+    let mut tx = nb.txn();
+    let mut outcome = Vec::with_capacity(ports.len());
+    for plan in ports {
+        let planned = plan_port(nb, &mut tx, plan).err();
+        if planned.is_none()
+            && let Some(q) = qos.iter().find(|q| q.port == plan.name)
+            && let Err(e) = qos::plan_qos(nb, &mut tx, q)
+        {
+            outcome.push(Some(e));
+            continue;
+        }
+        outcome.push(planned);
+    }
+    nb.commit(tx, what).await?;
+    Ok(outcome)
 }
 
 /// Deletes the LSP `name` if it is ours (removing it from its switch deletes the row), with its

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
 use crate::context::Context;
@@ -272,19 +272,6 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
             }
         }
     };
-    // Deleted pods with attachments wake the GC at once rather than at the next interval.
-    let pod_deletes = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .for_each(move |event| {
-            let deleted = deleted.clone();
-            async move {
-                if let Ok(watcher::Event::Delete(p)) = event
-                    && pod::wants_networks(&p)
-                {
-                    deleted.notify_one();
-                }
-            }
-        });
     let workers = config.workers;
     let vpcs = Controller::new(Api::<Vpc>::all(client.clone()), watcher::Config::default())
         .with_config(kube::runtime::controller::Config::default().concurrency(workers))
@@ -307,7 +294,23 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
         ctx.clone(),
     )
     .for_each(|_| async {});
-    let pods = Controller::new(Api::<Pod>::all(client.clone()), watcher::Config::default())
+    // One pod watch serves the pod controller's cache and trigger, slimmed before it is cached,
+    // and wakes the GC at once when a pod with attachments is deleted.
+    let (pod_store, pod_writer) = reflector::store();
+    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(pod::slim)
+        .inspect(move |event| {
+            if let Ok(watcher::Event::Delete(p)) = event
+                && pod::wants_networks(p)
+            {
+                deleted.notify_one();
+            }
+        })
+        .reflect(pod_writer)
+        .applied_objects()
+        .predicate_filter(pod::trigger_hash, PredicateConfig::default());
+    let pods = Controller::for_stream(pod_events, pod_store)
         .with_config(kube::runtime::controller::Config::default().concurrency(workers))
         .shutdown_on_signal()
         .run(
@@ -331,6 +334,5 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
     tokio::select! {
         () = async { tokio::join!(vpcs, subnets, pods, nads); } => {}
         () = gc_loop => {}
-        () = pod_deletes => {}
     }
 }
