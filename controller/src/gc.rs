@@ -6,8 +6,9 @@
 
 use std::collections::BTreeSet;
 
-use crds::IP;
 use crds::naming::{AnnotationKey, parse_annotation_key};
+use crds::{IP, Subnet, Vpc};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
@@ -27,6 +28,10 @@ pub struct Report {
     pub leases: usize,
     /// Our QoS rows removed because their port no longer exists.
     pub qos: usize,
+    /// Our logical switches (with their router ports) whose Subnet is gone.
+    pub switches: usize,
+    /// Our logical routers whose Vpc is gone.
+    pub routers: usize,
 }
 
 /// Releases one attachment completely: address, LSP (with its QoS rows), IP CR.
@@ -72,6 +77,33 @@ pub async fn release_unwanted(
     Ok(())
 }
 
+/// `IP.spec.podType` of an attachment whose pod belongs to a StatefulSet.
+pub const POD_TYPE_STATEFULSET: &str = "StatefulSet";
+
+/// The StatefulSet name and ordinal of one of its pods' names (`<set>-<ordinal>`).
+pub fn statefulset_ordinal(pod: &str) -> Option<(&str, u32)> {
+    let (set, ordinal) = pod.rsplit_once('-')?;
+    if set.is_empty() || ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((set, ordinal.parse().ok()?))
+}
+
+/// Whether a StatefulSet pod's addresses outlive the pod (upstream Kube-OVN's behaviour: a
+/// StatefulSet pod gets its addresses back when it is recreated): yes while its StatefulSet
+/// exists, is not being deleted and still counts the pod's ordinal among its replicas.
+async fn statefulset_keeps(ctx: &Context, ip: &crds::IPSpec) -> Result<bool, Error> {
+    let Some((set, ordinal)) = statefulset_ordinal(&ip.pod_name) else {
+        return Ok(false);
+    };
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ip.namespace);
+    let Some(sts) = api.get_opt(set).await? else {
+        return Ok(false);
+    };
+    let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    Ok(sts.metadata.deletion_timestamp.is_none() && i64::from(ordinal) < i64::from(replicas))
+}
+
 /// One full collection.
 ///
 /// Snapshots are taken in the order that makes races with a concurrent attach harmless: an
@@ -84,6 +116,8 @@ pub async fn release_unwanted(
 /// and address taken away while it runs.)
 pub async fn collect(ctx: &Context) -> Result<Report, Error> {
     let mut report = Report::default();
+    let switches = nb::owned_switches(&ctx.nb);
+    let routers = nb::owned_routers(&ctx.nb);
     let ports = nb::attachment_ports(&ctx.nb);
     let leases: Vec<String> = ctx.ipam.records().into_iter().map(|r| r.key).collect();
     let ips: Api<IP> = Api::all(ctx.client.clone());
@@ -111,6 +145,9 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
         {
             continue;
         }
+        if ip.spec.pod_type == POD_TYPE_STATEFULSET && statefulset_keeps(ctx, &ip.spec).await? {
+            continue;
+        }
         tracing::info!(%key, pod = %format!("{}/{}", ip.spec.namespace, ip.spec.pod_name), "pod is gone; releasing its address");
         release(ctx, &key).await?;
         report.ips += 1;
@@ -121,6 +158,37 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
             if nb::delete_port(&ctx.nb, &name).await? {
                 report.ports += 1;
             }
+        }
+    }
+    // Switches and routers were read before the Subnets and Vpcs are listed: a row seen there
+    // has its object in these lists unless the object really is gone. An object being deleted
+    // is still listed: its own finalizer removes its rows.
+    let subnets: BTreeSet<String> = Api::<Subnet>::all(ctx.client.clone())
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .collect();
+    for (switch, subnet, vpc) in switches {
+        if !subnets.contains(&subnet) {
+            tracing::info!(%switch, %subnet, "logical switch's Subnet is gone; deleting it");
+            nb::delete_switch(&ctx.nb, &switch, vpc.as_deref()).await?;
+            report.switches += 1;
+        }
+    }
+    let vpcs: BTreeSet<String> = Api::<Vpc>::all(ctx.client.clone())
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|v| v.metadata.name)
+        .collect();
+    for (router, vpc) in routers {
+        if !vpcs.contains(&vpc) {
+            tracing::info!(%router, %vpc, "logical router's Vpc is gone; deleting it");
+            nb::delete_router(&ctx.nb, &router).await?;
+            report.routers += 1;
         }
     }
     // Ports are deleted with their QoS rows; rows whose port went some other way (an older
@@ -142,4 +210,18 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
     }
     *suspects = orphans.difference(&suspects).cloned().collect();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statefulset_pod_names_give_set_and_ordinal() {
+        assert_eq!(statefulset_ordinal("web-0"), Some(("web", 0)));
+        assert_eq!(statefulset_ordinal("my-db-12"), Some(("my-db", 12)));
+        for not in ["web", "web-", "-1", "web-a1", "web-+1", "web-99999999999"] {
+            assert_eq!(statefulset_ordinal(not), None, "{not}");
+        }
+    }
 }

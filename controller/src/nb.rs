@@ -533,3 +533,32 @@ pub fn attachment_ports(nb: &Nb) -> Vec<(String, BTreeMap<String, String>)> {
         .map(|p| (p.name, p.external_ids))
         .collect()
 }
+
+/// Our logical switches (vendor-tagged, with a `subnet` owner id): (switch name, its Subnet,
+/// its VPC). Read from the raw replica: switches are not converted.
+pub fn owned_switches(nb: &Nb) -> Vec<(String, String, Option<String>)> {
+    let r = nb.replica();
+    let Some(t) = r.table(LogicalSwitch::TABLE) else {
+        return Vec::new();
+    };
+    t.by_external_id(EXTERNAL_ID_VENDOR.0, EXTERNAL_ID_VENDOR.1)
+        .filter_map(|row| {
+            Some((
+                row.name()?.to_owned(),
+                row.external_id("subnet")?.to_owned(),
+                row.external_id("vpc").map(str::to_owned),
+            ))
+        })
+        .collect()
+}
+
+/// Our logical routers (vendor-tagged, with a `vpc` owner id): (router name, its Vpc).
+pub fn owned_routers(nb: &Nb) -> Vec<(String, String)> {
+    let r = nb.replica();
+    let Some(t) = r.table(LogicalRouter::TABLE) else {
+        return Vec::new();
+    };
+    t.by_external_id(EXTERNAL_ID_VENDOR.0, EXTERNAL_ID_VENDOR.1)
+        .filter_map(|row| Some((row.name()?.to_owned(), row.external_id("vpc")?.to_owned())))
+        .collect()
+}

@@ -436,6 +436,15 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
             v4_ip_address: lease.v4.map(|a| a.to_string()).unwrap_or_default(),
             v6_ip_address: lease.v6.map(|a| a.to_string()).unwrap_or_default(),
             mac_address: mac.clone(),
+            pod_type: if pod
+                .owner_references()
+                .iter()
+                .any(|o| o.kind == "StatefulSet" && o.controller == Some(true))
+            {
+                crate::gc::POD_TYPE_STATEFULSET.to_owned()
+            } else {
+                String::new()
+            },
             node_name: pod
                 .spec
                 .as_ref()
