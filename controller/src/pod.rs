@@ -27,9 +27,10 @@ use crate::error::Error;
 use crate::metrics::Outcome;
 use crate::nb;
 
-/// How soon a pod with a failed attachment is tried again (subnets may become ready, NADs may
-/// appear).
-pub const RETRY: Duration = Duration::from_secs(10);
+/// How soon a pod with a failed attachment is tried again at first (subnets may become ready,
+/// NADs may appear, a conflicting address may be freed); the delay doubles with every further
+/// failure up to [`crate::retry::MAX_DELAY`].
+pub const RETRY: Duration = Duration::from_secs(2);
 
 /// How soon a pod whose subnet is not realised yet is tried again: the Subnet is usually
 /// created together with its pods and becomes ready within a second.
@@ -352,17 +353,20 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
             .await?;
         tracing::info!(pod = %format!("{namespace}/{name}"), "attachments allocated");
     }
+    let retry_key = crate::retry::key_of(pod.as_ref());
     if failures.is_empty() {
+        ctx.retries.reset(&retry_key);
         Ok(Action::await_change())
     } else {
         for f in failures {
             fail(&ctx, &pod, f).await;
         }
-        Ok(Action::requeue(if subnet_not_ready {
+        let base = if subnet_not_ready {
             RETRY_NOT_READY
         } else {
             RETRY
-        }))
+        };
+        Ok(Action::requeue(ctx.retries.next(&retry_key, base)))
     }
 }
 
@@ -610,9 +614,12 @@ async fn qos_plan(ctx: &Context, pod: &Pod, planned: &Planned) -> nb::QosPlan {
 }
 
 /// Requeue policy after an error.
-pub fn error_policy(pod: Arc<Pod>, error: &Error, _: Arc<Context>) -> Action {
+pub fn error_policy(pod: Arc<Pod>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(pod = %format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()), %error, "reconcile failed");
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(ctx.retries.next(
+        &crate::retry::key_of(pod.as_ref()),
+        crate::retry::ERROR_RETRY,
+    ))
 }
 
 #[cfg(test)]

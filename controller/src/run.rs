@@ -232,16 +232,24 @@ fn observed<K, F, Fut>(
     reconcile: F,
 ) -> impl FnMut(Arc<K>, Arc<Context>) -> Reconciling
 where
+    K: kube::Resource<DynamicType = ()>,
     F: Fn(Arc<K>, Arc<Context>) -> Fut,
     Fut: Future<Output = Result<Action, Error>> + Send + 'static,
 {
     move |obj, ctx| {
-        let metrics = ctx.metrics.clone();
+        // A success starts the object's retry delays over. The pod controller keeps its own
+        // count: it returns Ok with a requeue when an attachment failed.
+        let reset = (controller != "pod").then(|| crate::retry::key_of(obj.as_ref()));
+        let ctx2 = ctx.clone();
         let run = reconcile(obj, ctx);
         Box::pin(async move {
             let started = std::time::Instant::now();
             let result = run.await;
-            metrics.observe_reconcile(controller, Outcome::of(&result), started.elapsed());
+            ctx2.metrics
+                .observe_reconcile(controller, Outcome::of(&result), started.elapsed());
+            if let (Ok(_), Some(key)) = (&result, reset) {
+                ctx2.retries.reset(&key);
+            }
             result
         })
     }
@@ -300,11 +308,15 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
     let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .modify(pod::slim)
-        .inspect(move |event| {
-            if let Ok(watcher::Event::Delete(p)) = event
-                && pod::wants_networks(p)
-            {
-                deleted.notify_one();
+        .inspect({
+            let ctx = ctx.clone();
+            move |event| {
+                if let Ok(watcher::Event::Delete(p)) = event
+                    && pod::wants_networks(p)
+                {
+                    ctx.retries.reset(&crate::retry::key_of(p));
+                    deleted.notify_one();
+                }
             }
         })
         .reflect(pod_writer)

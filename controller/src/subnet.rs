@@ -243,9 +243,12 @@ async fn cleanup(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
 }
 
 /// Requeue policy after an error.
-pub fn error_policy(subnet: Arc<Subnet>, error: &Error, _: Arc<Context>) -> Action {
+pub fn error_policy(subnet: Arc<Subnet>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(subnet = %subnet.name_any(), %error, "reconcile failed");
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(ctx.retries.next(
+        &crate::retry::key_of(subnet.as_ref()),
+        crate::retry::ERROR_RETRY,
+    ))
 }
 
 #[cfg(test)]
