@@ -32,6 +32,8 @@ pub struct Report {
     pub switches: usize,
     /// Our logical routers whose Vpc is gone.
     pub routers: usize,
+    /// Our DHCP_Options rows whose Subnet is gone.
+    pub dhcp: usize,
 }
 
 /// Releases one attachment completely: address, LSP (with its QoS rows), IP CR.
@@ -117,6 +119,7 @@ async fn statefulset_keeps(ctx: &Context, ip: &crds::IPSpec) -> Result<bool, Err
 pub async fn collect(ctx: &Context) -> Result<Report, Error> {
     let mut report = Report::default();
     let switches = nb::owned_switches(&ctx.nb);
+    let dhcp = nb::dhcp::owned_subnets(&ctx.nb);
     let routers = nb::owned_routers(&ctx.nb);
     let ports = nb::attachment_ports(&ctx.nb);
     let leases: Vec<String> = ctx.ipam.records().into_iter().map(|r| r.key).collect();
@@ -176,6 +179,10 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
             nb::delete_switch(&ctx.nb, &switch, vpc.as_deref()).await?;
             report.switches += 1;
         }
+    }
+    for subnet in dhcp.difference(&subnets) {
+        tracing::info!(%subnet, "DHCP options' Subnet is gone; deleting them");
+        report.dhcp += nb::dhcp::delete_dhcp(&ctx.nb, subnet).await?;
     }
     let vpcs: BTreeSet<String> = Api::<Vpc>::all(ctx.client.clone())
         .list_metadata(&ListParams::default())

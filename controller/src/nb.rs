@@ -16,13 +16,15 @@ use ovn_api::value::Atom;
 
 use crate::metrics::{Metrics, Outcome};
 
+pub mod dhcp;
 pub mod qos;
 pub mod routes;
 
 pub use qos::{Limit, QosDirection, QosPlan, delete_qos, ensure_qos, plan_qos};
 
 /// Tables the controller monitors in NB.
-pub const TABLES: [&str; 7] = [
+pub const TABLES: [&str; 8] = [
+    "DHCP_Options",
     "Logical_Router",
     "Logical_Router_Port",
     "Logical_Router_Static_Route",
@@ -377,6 +379,8 @@ pub struct PortPlan {
     pub port_security: bool,
     /// Owner ids (`pod`, `ls`, `provider`).
     pub external_ids: BTreeMap<String, String>,
+    /// The subnet's DHCP rows (IPv4, IPv6) when it has `enableDHCP` ([`dhcp::uuids_of`]).
+    pub dhcp: (Option<ovn_api::value::Uuid>, Option<ovn_api::value::Uuid>),
 }
 
 impl PortPlan {
@@ -436,6 +440,7 @@ pub fn plan_port(nb: &Nb, tx: &mut Txn<'_>, plan: &PortPlan) -> Result<(), NbErr
             if p.addresses != addresses
                 || p.port_security != port_security
                 || p.external_ids != plan.external_ids
+                || (p.dhcpv4_options, p.dhcpv6_options) != plan.dhcp
             {
                 tx.update::<LogicalSwitchPort>(
                     p.uuid,
@@ -443,6 +448,8 @@ pub fn plan_port(nb: &Nb, tx: &mut Txn<'_>, plan: &PortPlan) -> Result<(), NbErr
                         LogicalSwitchPort::ADDRESSES.to(&addresses),
                         LogicalSwitchPort::PORT_SECURITY.to(&port_security),
                         LogicalSwitchPort::EXTERNAL_IDS.to(&plan.external_ids),
+                        LogicalSwitchPort::DHCPV4_OPTIONS.to(&plan.dhcp.0),
+                        LogicalSwitchPort::DHCPV6_OPTIONS.to(&plan.dhcp.1),
                     ],
                 );
             }
@@ -460,6 +467,8 @@ pub fn plan_port(nb: &Nb, tx: &mut Txn<'_>, plan: &PortPlan) -> Result<(), NbErr
                 addresses,
                 port_security,
                 external_ids: plan.external_ids.clone(),
+                dhcpv4_options: plan.dhcp.0,
+                dhcpv6_options: plan.dhcp.1,
                 ..Default::default()
             });
             tx.mutate::<LogicalSwitch>(ls, [LogicalSwitch::PORTS.insert(port)]);

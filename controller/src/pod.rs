@@ -508,6 +508,7 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
                 (EXTERNAL_ID_LOGICAL_SWITCH, subnet),
                 (EXTERNAL_ID_PROVIDER, &planned.provider),
             ]),
+            dhcp: nb::dhcp::uuids_of(&ctx.nb, subnet),
         }
     });
     let vpc = ctx

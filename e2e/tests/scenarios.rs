@@ -1,7 +1,7 @@
 //! The manual's use cases on the local cluster (L2), with YAML as a user writes it:
 //! network segmentation with explicit interface names, multi-tenancy with the same CIDR in two
-//! VPCs (isolated), static IPs and their reuse after deletion, and bad input that leaves the
-//! pod's other attachments working.
+//! VPCs (isolated), static IPs and their reuse after deletion, bad input that leaves the
+//! pod's other attachments working, and OVN's DHCP on an `enableDHCP` subnet.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
 
 use std::time::Duration;
@@ -274,6 +274,57 @@ async fn the_manuals_use_cases_work_on_a_two_node_cluster() {
         ))
         .unwrap();
     warning_event(&cluster, "unknown-nad", "default/no-such-network not found").await;
+    // 5. enableDHCP: OVN answers the pod's DHCP with the address the controller allocated.
+    let dhcp_net = network("dhcp-network", "vpc-secondary", "dhcp", "10.103.0.0/24").replace(
+        "  provider: dhcp-network",
+        "  enableDHCP: true\n  provider: dhcp-network",
+    );
+    assert!(dhcp_net.contains("enableDHCP: true"), "{dhcp_net}");
+    cluster.apply_yaml(&dhcp_net).unwrap();
+    cluster
+        .apply_yaml(&pod(
+            "dhcp-client",
+            "node-2",
+            "[{\"name\": \"default/dhcp-network\"}]",
+        ))
+        .unwrap();
+    cluster
+        .wait_running("default", "dhcp-client", WAIT)
+        .await
+        .unwrap();
+    let assigned = addr_of(&cluster, "dhcp-client", "net1");
+    let out = cluster
+        .exec(
+            "default",
+            "dhcp-client",
+            &[
+                "busybox",
+                "udhcpc",
+                "-i",
+                "net1",
+                "-f",
+                "-q",
+                "-n",
+                "-t",
+                "5",
+                "-T",
+                "2",
+                "-s",
+                "/bin/true",
+            ],
+        )
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let leased = assigned.split('/').next().unwrap();
+    assert!(
+        out.status.success() && text.contains(&format!("lease of {leased} obtained")),
+        "udhcpc on net1 (assigned {assigned}): {text}"
+    );
+
     // Everyone else still talks.
     assert!(pings(&cluster, "tenant-a-app", "10.200.0.20", 15));
     assert!(pings(
