@@ -1,8 +1,13 @@
 //! Garbage collection: addresses, IP CRs, logical switch ports and their QoS rows whose owner is
-//! gone.
+//! gone; switches, routers and DHCP rows whose Subnet or Vpc is gone.
 //!
 //! Runs at start, on an interval, and promptly after a pod with attachments is deleted. Only
-//! our own objects are touched (IP CRs, and LSPs with `external_ids:vendor=kube-ovn`).
+//! our own objects are touched (IP CRs, and NB rows with `external_ids:vendor=kube-ovn`).
+//! Two things are kept on purpose: the records of StatefulSet pods their StatefulSet will
+//! recreate (they get their addresses back), and an IP CR deleted by hand while its pod still
+//! uses the address is written again rather than its address released. That is why IP CRs carry
+//! no finalizer: a deleted record of a live attachment is restored from the controller's own
+//! copy, and deleting records of gone pods needs no extra API call.
 
 use std::collections::BTreeSet;
 
@@ -34,6 +39,8 @@ pub struct Report {
     pub routers: usize,
     /// Our DHCP_Options rows whose Subnet is gone.
     pub dhcp: usize,
+    /// IP CRs deleted by hand while their pod still uses the address, written again.
+    pub restored: usize,
 }
 
 /// Releases one attachment completely: address, LSP (with its QoS rows), IP CR.
@@ -154,6 +161,39 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
         tracing::info!(%key, pod = %format!("{}/{}", ip.spec.namespace, ip.spec.pod_name), "pod is gone; releasing its address");
         release(ctx, &key).await?;
         report.ips += 1;
+    }
+    // A record this controller wrote, gone while its pod still runs, was deleted by hand: the
+    // pod still uses the address, so the record comes back (releasing the address would hand
+    // it to the next pod while this one holds it).
+    let deleted: Vec<(String, crds::IPSpec)> = {
+        let written = ctx
+            .written_ips
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        leases
+            .iter()
+            .filter(|k| !recorded.contains(*k))
+            .filter_map(|k| written.get(k).map(|spec| (k.clone(), spec.clone())))
+            .filter(|(_, spec)| live.contains(&(spec.namespace.clone(), spec.pod_name.clone())))
+            .collect()
+    };
+    for (key, spec) in deleted {
+        let pod = format!("{}/{}", spec.namespace, spec.pod_name);
+        match ips
+            .create(&kube::api::PostParams::default(), &IP::new(&key, spec))
+            .await
+        {
+            Ok(_) => {
+                tracing::warn!(%key, %pod, "IP record was deleted while its pod uses the address; restored it");
+                report.restored += 1;
+                recorded.insert(key);
+            }
+            // Written again meanwhile (the pod was reconciled): nothing to do.
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                recorded.insert(key);
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     for (name, ids) in ports {
         if !recorded.contains(&name) {
