@@ -9,8 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use controller::run::{self, RunConfig};
-use crds::{IP, NetworkAttachmentDefinition, Subnet, Vpc};
+use crds::{IP, Subnet, Vpc};
 use e2e::k8s::ControlPlane;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -22,9 +21,8 @@ use ovn_api::testing::{OvsdbServer, SchemaKind};
 const PROVIDER: &str = "sts-net.default.ovn";
 const WAIT: Duration = Duration::from_secs(60);
 
-fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
-    serde_yaml::from_str(s).unwrap()
-}
+mod common;
+use common::yaml;
 
 /// Waits until pod `name` exists with a uid other than `not_uid` and has its attachment;
 /// returns (uid, address).
@@ -73,34 +71,16 @@ async fn bed() -> Bed {
     let client = cp.client();
     e2e::cluster::install_crds(&client).await.unwrap();
     let nb_server = OvsdbServer::start(SchemaKind::Northbound).unwrap();
-    let nad: NetworkAttachmentDefinition = yaml(&format!(
-        "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\nmetadata: {{name: sts-net, namespace: default}}\nspec:\n  config: '{{\"cniVersion\":\"0.3.1\",\"type\":\"kube-ovn\",\"provider\":\"{PROVIDER}\"}}'\n"
-    ));
-    Api::<NetworkAttachmentDefinition>::namespaced(client.clone(), "default")
-        .create(&PostParams::default(), &nad)
-        .await
-        .unwrap();
-    let vpc: Vpc =
-        yaml("apiVersion: kubeovn.io/v1\nkind: Vpc\nmetadata: {name: vpc-sts}\nspec: {}\n");
-    Api::<Vpc>::all(client.clone())
-        .create(&PostParams::default(), &vpc)
-        .await
-        .unwrap();
-    let subnet: Subnet = yaml(&format!(
-        "apiVersion: kubeovn.io/v1\nkind: Subnet\nmetadata: {{name: subnet-sts}}\nspec: {{vpc: vpc-sts, cidr: 10.120.0.0/24, provider: {PROVIDER}}}\n"
-    ));
-    Api::<Subnet>::all(client.clone())
-        .create(&PostParams::default(), &subnet)
-        .await
-        .unwrap();
-    let config = RunConfig {
-        nb_remotes: nb_server.remote(),
-        gc_interval: Duration::from_secs(30),
-        workers: 4,
-        metrics: Default::default(),
-    };
-    let ctx = run::start(client.clone(), &config).await.unwrap();
-    let controller = tokio::spawn(run::run(Arc::clone(&ctx), config));
+    common::network(
+        &client,
+        "sts-net",
+        PROVIDER,
+        "vpc-sts",
+        "subnet-sts",
+        "10.120.0.0/24",
+    )
+    .await;
+    let (ctx, controller) = common::start_controller(&client, &nb_server, 4).await;
     Bed {
         _cp: cp,
         client,
