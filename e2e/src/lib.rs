@@ -11,4 +11,3 @@ pub mod cluster;
 pub mod k8s;
 pub mod ovn;
 pub mod programs;
-pub mod seed;
