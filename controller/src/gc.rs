@@ -15,8 +15,8 @@ use crds::naming::{AnnotationKey, parse_annotation_key};
 use crds::{IP, Subnet, Vpc};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams};
-use kube::{Api, ResourceExt};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
 
 use crate::context::Context;
 use crate::error::Error;
@@ -43,6 +43,10 @@ pub struct Report {
     pub restored: usize,
 }
 
+/// The finalizer on every IP CR: a record is only gone once the controller has released its
+/// address and port (or, for a live attachment, written the record again).
+pub const IP_FINALIZER: &str = "kubeovn.io/ip";
+
 /// Releases one attachment completely: address, LSP (with its QoS rows), IP CR.
 pub async fn release(ctx: &Context, key: &str) -> Result<(), Error> {
     ctx.ipam.release(key);
@@ -50,10 +54,79 @@ pub async fn release(ctx: &Context, key: &str) -> Result<(), Error> {
     nb::delete_port(&ctx.nb, key).await?;
     let api: Api<IP> = Api::all(ctx.client.clone());
     match api.delete(key, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
+        // Still there (our finalizer holds it): let it go.
+        Ok(outcome) => match outcome.left() {
+            Some(pending) => drop_finalizer(&api, &pending).await,
+            None => Ok(()),
+        },
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Removes our finalizer from `ip` (keeping anyone else's), guarded by its resourceVersion.
+async fn drop_finalizer(api: &Api<IP>, ip: &IP) -> Result<(), Error> {
+    let finalizers = ip.finalizers();
+    if !finalizers.iter().any(|f| f == IP_FINALIZER) {
+        return Ok(());
+    }
+    let rest: Vec<&String> = finalizers.iter().filter(|f| *f != IP_FINALIZER).collect();
+    let patch = serde_json::json!({
+        "metadata": { "finalizers": rest, "resourceVersion": ip.resource_version() }
+    });
+    match api
+        .patch(
+            &ip.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Gone, or changed meanwhile: a change is a new watch event, handled again.
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An IP CR is being deleted (its finalizer holds it). If its pod still runs with the address
+/// the record is written again (the address stays with the pod: releasing it would hand it to
+/// the next pod while this one uses it); otherwise the attachment is released. Then the
+/// finalizer goes.
+pub async fn handle_ip_deletion(ctx: &Context, name: &str) -> Result<(), Error> {
+    let api: Api<IP> = Api::all(ctx.client.clone());
+    let Some(ip) = api.get_opt(name).await? else {
+        return Ok(());
+    };
+    if ip.meta().deletion_timestamp.is_none() || !ip.finalizers().iter().any(|f| f == IP_FINALIZER)
+    {
+        return Ok(());
+    }
+    let spec = ip.spec.clone();
+    let held = ctx.ipam.get(name).is_some();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &spec.namespace);
+    let live = !spec.pod_name.is_empty()
+        && pods
+            .get_metadata_opt(&spec.pod_name)
+            .await?
+            .is_some_and(|p| p.metadata.deletion_timestamp.is_none());
+    if held && live {
+        drop_finalizer(&api, &ip).await?;
+        let mut again = IP::new(name, spec);
+        again.metadata.finalizers = Some(vec![IP_FINALIZER.to_owned()]);
+        match api.create(&kube::api::PostParams::default(), &again).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+        tracing::warn!(ip = %name, pod = %format!("{}/{}", again.spec.namespace, again.spec.pod_name), "IP record was deleted while its pod uses the address; restored it");
+        return Ok(());
+    }
+    tracing::info!(ip = %name, "IP record deleted; releasing its address and port");
+    ctx.ipam.release(name);
+    ctx.forget_ip(name);
+    nb::delete_port(&ctx.nb, name).await?;
+    drop_finalizer(&api, &ip).await
 }
 
 /// Releases the attachments a pod had (by its `allocated` annotations) that its networks
@@ -150,6 +223,11 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
     for ip in &records {
         let key = ip.name_any();
         recorded.insert(key.clone());
+        if ip.meta().deletion_timestamp.is_some() {
+            // Normally handled at once by the IP watch; this is the retry.
+            handle_ip_deletion(ctx, &key).await?;
+            continue;
+        }
         if ip.spec.pod_name.is_empty()
             || live.contains(&(ip.spec.namespace.clone(), ip.spec.pod_name.clone()))
         {
@@ -180,7 +258,11 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
     for (key, spec) in deleted {
         let pod = format!("{}/{}", spec.namespace, spec.pod_name);
         match ips
-            .create(&kube::api::PostParams::default(), &IP::new(&key, spec))
+            .create(&kube::api::PostParams::default(), &{
+                let mut ip = IP::new(&key, spec);
+                ip.metadata.finalizers = Some(vec![IP_FINALIZER.to_owned()]);
+                ip
+            })
             .await
         {
             Ok(_) => {

@@ -430,7 +430,7 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
     let ips = lease.ips();
 
     // The durable record first: after a restart the allocator is rebuilt from these.
-    let record = IP::new(
+    let mut record = IP::new(
         &key,
         IPSpec {
             pod_name: name.clone(),
@@ -457,6 +457,7 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
             ..Default::default()
         },
     );
+    record.metadata.finalizers = Some(vec![crate::gc::IP_FINALIZER.to_owned()]);
     fn written(ctx: &Context) -> std::sync::MutexGuard<'_, HashMap<String, IPSpec>> {
         ctx.written_ips
             .lock()

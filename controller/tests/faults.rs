@@ -139,7 +139,6 @@ impl Bed {
     }
 }
 
-
 fn pod(name: &str) -> Pod {
     let mut p = Pod::default();
     p.metadata.name = Some(name.into());

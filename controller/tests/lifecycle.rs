@@ -15,7 +15,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use ovn_api::testing::{OvsdbServer, SchemaKind};
 
 const PROVIDER: &str = "sts-net.default.ovn";
@@ -266,19 +266,50 @@ async fn an_ip_record_deleted_by_hand_while_its_pod_runs_comes_back() {
     let (_, ip) = allocated(&pods, "keeper", "").await;
     let key = format!("keeper.default.{PROVIDER}");
     let ips: Api<IP> = Api::all(client.clone());
-    ips.delete(&key, &DeleteParams::default()).await.unwrap();
-    gone(&client, &key).await;
+    let first = ips.get(&key).await.unwrap();
+    assert_eq!(
+        first.finalizers(),
+        [controller::gc::IP_FINALIZER.to_owned()],
+        "every record carries the finalizer"
+    );
 
-    let report = controller::gc::collect(&ctx).await.unwrap();
-    assert_eq!(report.restored, 1, "{report:?}");
-    let record = ips.get(&key).await.unwrap();
-    assert_eq!(record.spec.ip_address, ip);
-    assert_eq!(record.spec.pod_name, "keeper");
+    // Deleted by hand while the pod runs: the finalizer holds it, the controller writes it again.
+    ips.delete(&key, &DeleteParams::default()).await.unwrap();
+    let old_uid = first.uid().unwrap();
+    let back = tokio::time::timeout(
+        WAIT,
+        await_condition(ips.clone(), &key, move |o: Option<&IP>| {
+            o.is_some_and(|ip| {
+                ip.uid().as_deref() != Some(old_uid.as_str())
+                    && ip.meta().deletion_timestamp.is_none()
+            })
+        }),
+    )
+    .await
+    .expect("the record never came back")
+    .unwrap()
+    .unwrap();
+    assert_eq!(back.spec.ip_address, ip);
+    assert_eq!(back.finalizers(), [controller::gc::IP_FINALIZER.to_owned()]);
     assert_eq!(
         ctx.ipam.get(&key).map(|l| l.ip_address()),
         Some(ip.clone()),
         "the address stays with its pod"
     );
+    assert!(nb_server.nbctl(&["show"]).unwrap().contains(&key));
+
+    // With the controller down, someone strips the finalizer and deletes the record: the next
+    // garbage collection (of the controller that still holds the lease) writes it again.
+    controller.abort();
+    let strip = Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}}));
+    ips.patch(&key, &PatchParams::default(), &strip)
+        .await
+        .unwrap();
+    ips.delete(&key, &DeleteParams::default()).await.unwrap();
+    gone(&client, &key).await;
+    let report = controller::gc::collect(&ctx).await.unwrap();
+    assert_eq!(report.restored, 1, "{report:?}");
+    assert_eq!(ips.get(&key).await.unwrap().spec.ip_address, ip);
     assert!(nb_server.nbctl(&["show"]).unwrap().contains(&key));
     // Two more collections (an orphan lease is released at the second): nothing changes.
     for _ in 0..2 {
@@ -288,5 +319,14 @@ async fn an_ip_record_deleted_by_hand_while_its_pod_runs_comes_back() {
         );
     }
     assert!(ctx.ipam.get(&key).is_some());
-    controller.abort();
+
+    // The pod deleted: the record, its finalizer, the port and the address all go.
+    pods.delete("keeper", &DeleteParams::default())
+        .await
+        .unwrap();
+    let report = controller::gc::collect(&ctx).await.unwrap();
+    assert_eq!(report.ips, 1, "{report:?}");
+    gone(&client, &key).await;
+    assert!(ctx.ipam.get(&key).is_none());
+    assert!(!nb_server.nbctl(&["show"]).unwrap().contains(&key));
 }
