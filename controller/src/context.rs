@@ -34,6 +34,8 @@ pub struct Context {
     /// write the same record for a lease it already held (typically the one triggered by our
     /// own annotation patch) skips the API write. Forgotten when the lease is released.
     pub written_ips: std::sync::Mutex<std::collections::HashMap<String, crds::IPSpec>>,
+    /// Consecutive failures per object, for growing retry delays.
+    pub retries: crate::retry::Retries,
     /// Tasks that feed this context (the caches' watches); they stop when the context is
     /// dropped, so a controller that stops (lost leadership, shutdown) leaves nothing running.
     background: Vec<tokio::task::AbortHandle>,
@@ -83,6 +85,7 @@ impl Context {
             recorder,
             gc_suspects: Arc::default(),
             written_ips: std::sync::Mutex::default(),
+            retries: crate::retry::Retries::default(),
             background: Vec::new(),
         }
     }

@@ -1,16 +1,22 @@
 //! Garbage collection: addresses, IP CRs, logical switch ports and their QoS rows whose owner is
-//! gone.
+//! gone; switches, routers and DHCP rows whose Subnet or Vpc is gone.
 //!
 //! Runs at start, on an interval, and promptly after a pod with attachments is deleted. Only
-//! our own objects are touched (IP CRs, and LSPs with `external_ids:vendor=kube-ovn`).
+//! our own objects are touched (IP CRs, and NB rows with `external_ids:vendor=kube-ovn`).
+//! Two things are kept on purpose: the records of StatefulSet pods their StatefulSet will
+//! recreate (they get their addresses back), and an IP CR deleted by hand while its pod still
+//! uses the address is written again rather than its address released. That is why IP CRs carry
+//! no finalizer: a deleted record of a live attachment is restored from the controller's own
+//! copy, and deleting records of gone pods needs no extra API call.
 
 use std::collections::BTreeSet;
 
-use crds::IP;
 use crds::naming::{AnnotationKey, parse_annotation_key};
+use crds::{IP, Subnet, Vpc};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams};
-use kube::{Api, ResourceExt};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
 
 use crate::context::Context;
 use crate::error::Error;
@@ -27,7 +33,19 @@ pub struct Report {
     pub leases: usize,
     /// Our QoS rows removed because their port no longer exists.
     pub qos: usize,
+    /// Our logical switches (with their router ports) whose Subnet is gone.
+    pub switches: usize,
+    /// Our logical routers whose Vpc is gone.
+    pub routers: usize,
+    /// Our DHCP_Options rows whose Subnet is gone.
+    pub dhcp: usize,
+    /// IP CRs deleted by hand while their pod still uses the address, written again.
+    pub restored: usize,
 }
+
+/// The finalizer on every IP CR: a record is only gone once the controller has released its
+/// address and port (or, for a live attachment, written the record again).
+pub const IP_FINALIZER: &str = "kubeovn.io/ip";
 
 /// Releases one attachment completely: address, LSP (with its QoS rows), IP CR.
 pub async fn release(ctx: &Context, key: &str) -> Result<(), Error> {
@@ -36,30 +54,100 @@ pub async fn release(ctx: &Context, key: &str) -> Result<(), Error> {
     nb::delete_port(&ctx.nb, key).await?;
     let api: Api<IP> = Api::all(ctx.client.clone());
     match api.delete(key, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
+        // Still there (our finalizer holds it): let it go.
+        Ok(outcome) => match outcome.left() {
+            Some(pending) => drop_finalizer(&api, &pending).await,
+            None => Ok(()),
+        },
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
 
-/// Releases the attachments a pod had (by its `allocated` annotations) that its networks
-/// annotation no longer asks for.
-pub async fn release_unwanted(
-    ctx: &Context,
-    namespace: &str,
-    pod: &str,
-    wanted: &BTreeSet<String>,
-) -> Result<(), Error> {
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let Some(current) = api.get_opt(pod).await? else {
+/// Removes our finalizer from `ip` (keeping anyone else's), guarded by its resourceVersion.
+async fn drop_finalizer(api: &Api<IP>, ip: &IP) -> Result<(), Error> {
+    let finalizers = ip.finalizers();
+    if !finalizers.iter().any(|f| f == IP_FINALIZER) {
+        return Ok(());
+    }
+    let rest: Vec<&String> = finalizers.iter().filter(|f| *f != IP_FINALIZER).collect();
+    let patch = serde_json::json!({
+        "metadata": { "finalizers": rest, "resourceVersion": ip.resource_version() }
+    });
+    match api
+        .patch(
+            &ip.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Gone, or changed meanwhile: a change is a new watch event, handled again.
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An IP CR is being deleted (its finalizer holds it). If its pod still runs with the address
+/// the record is written again (the address stays with the pod: releasing it would hand it to
+/// the next pod while this one uses it); otherwise the attachment is released. Then the
+/// finalizer goes.
+pub async fn handle_ip_deletion(ctx: &Context, name: &str) -> Result<(), Error> {
+    let api: Api<IP> = Api::all(ctx.client.clone());
+    let Some(ip) = api.get_opt(name).await? else {
         return Ok(());
     };
-    let had: Vec<String> = current
+    if ip.meta().deletion_timestamp.is_none() || !ip.finalizers().iter().any(|f| f == IP_FINALIZER)
+    {
+        return Ok(());
+    }
+    let spec = ip.spec.clone();
+    let held = ctx.ipam.get(name).is_some();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &spec.namespace);
+    let live = !spec.pod_name.is_empty()
+        && pods
+            .get_metadata_opt(&spec.pod_name)
+            .await?
+            .is_some_and(|p| p.metadata.deletion_timestamp.is_none());
+    if held && live {
+        drop_finalizer(&api, &ip).await?;
+        let mut again = IP::new(name, spec);
+        again.metadata.finalizers = Some(vec![IP_FINALIZER.to_owned()]);
+        match api.create(&kube::api::PostParams::default(), &again).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+        tracing::warn!(ip = %name, pod = %format!("{}/{}", again.spec.namespace, again.spec.pod_name), "IP record was deleted while its pod uses the address; restored it");
+        return Ok(());
+    }
+    tracing::info!(ip = %name, "IP record deleted; releasing its address and port");
+    ctx.ipam.release(name);
+    ctx.forget_ip(name);
+    nb::delete_port(&ctx.nb, name).await?;
+    drop_finalizer(&api, &ip).await
+}
+
+/// Releases the attachments a pod had (by its `allocated` annotations) that its networks
+/// annotation no longer asks for.
+///
+/// `pod` is the cached object the reconcile runs on, not a fresh GET: an attachment is removed
+/// by a user's edit, which comes after our annotation patch, so the cached object that carries
+/// the edit carries our `allocated` annotations too (and an edit racing our patch is followed by
+/// the event of that patch, which brings the pod here again).
+pub async fn release_unwanted(
+    ctx: &Context,
+    pod: &Pod,
+    wanted: &BTreeSet<String>,
+) -> Result<(), Error> {
+    let (namespace, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
+    let had: Vec<String> = pod
         .annotations()
         .iter()
         .filter_map(|(k, v)| match parse_annotation_key(k) {
             Some((provider, AnnotationKey::Allocated)) if v == "true" => {
-                Some(crds::naming::lsp_name(pod, namespace, provider))
+                Some(crds::naming::lsp_name(&name, &namespace, provider))
             }
             _ => None,
         })
@@ -69,6 +157,33 @@ pub async fn release_unwanted(
         release(ctx, &key).await?;
     }
     Ok(())
+}
+
+/// `IP.spec.podType` of an attachment whose pod belongs to a StatefulSet.
+pub const POD_TYPE_STATEFULSET: &str = "StatefulSet";
+
+/// The StatefulSet name and ordinal of one of its pods' names (`<set>-<ordinal>`).
+pub fn statefulset_ordinal(pod: &str) -> Option<(&str, u32)> {
+    let (set, ordinal) = pod.rsplit_once('-')?;
+    if set.is_empty() || ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((set, ordinal.parse().ok()?))
+}
+
+/// Whether a StatefulSet pod's addresses outlive the pod (upstream Kube-OVN's behaviour: a
+/// StatefulSet pod gets its addresses back when it is recreated): yes while its StatefulSet
+/// exists, is not being deleted and still counts the pod's ordinal among its replicas.
+async fn statefulset_keeps(ctx: &Context, ip: &crds::IPSpec) -> Result<bool, Error> {
+    let Some((set, ordinal)) = statefulset_ordinal(&ip.pod_name) else {
+        return Ok(false);
+    };
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ip.namespace);
+    let Some(sts) = api.get_opt(set).await? else {
+        return Ok(false);
+    };
+    let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    Ok(sts.metadata.deletion_timestamp.is_none() && i64::from(ordinal) < i64::from(replicas))
 }
 
 /// One full collection.
@@ -83,6 +198,9 @@ pub async fn release_unwanted(
 /// and address taken away while it runs.)
 pub async fn collect(ctx: &Context) -> Result<Report, Error> {
     let mut report = Report::default();
+    let switches = nb::owned_switches(&ctx.nb);
+    let dhcp = nb::dhcp::owned_subnets(&ctx.nb);
+    let routers = nb::owned_routers(&ctx.nb);
     let ports = nb::attachment_ports(&ctx.nb);
     let leases: Vec<String> = ctx.ipam.records().into_iter().map(|r| r.key).collect();
     let ips: Api<IP> = Api::all(ctx.client.clone());
@@ -105,14 +223,59 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
     for ip in &records {
         let key = ip.name_any();
         recorded.insert(key.clone());
+        if ip.meta().deletion_timestamp.is_some() {
+            // Normally handled at once by the IP watch; this is the retry.
+            handle_ip_deletion(ctx, &key).await?;
+            continue;
+        }
         if ip.spec.pod_name.is_empty()
             || live.contains(&(ip.spec.namespace.clone(), ip.spec.pod_name.clone()))
         {
             continue;
         }
+        if ip.spec.pod_type == POD_TYPE_STATEFULSET && statefulset_keeps(ctx, &ip.spec).await? {
+            continue;
+        }
         tracing::info!(%key, pod = %format!("{}/{}", ip.spec.namespace, ip.spec.pod_name), "pod is gone; releasing its address");
         release(ctx, &key).await?;
         report.ips += 1;
+    }
+    // A record this controller wrote, gone while its pod still runs, was deleted by hand: the
+    // pod still uses the address, so the record comes back (releasing the address would hand
+    // it to the next pod while this one holds it).
+    let deleted: Vec<(String, crds::IPSpec)> = {
+        let written = ctx
+            .written_ips
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        leases
+            .iter()
+            .filter(|k| !recorded.contains(*k))
+            .filter_map(|k| written.get(k).map(|spec| (k.clone(), spec.clone())))
+            .filter(|(_, spec)| live.contains(&(spec.namespace.clone(), spec.pod_name.clone())))
+            .collect()
+    };
+    for (key, spec) in deleted {
+        let pod = format!("{}/{}", spec.namespace, spec.pod_name);
+        match ips
+            .create(&kube::api::PostParams::default(), &{
+                let mut ip = IP::new(&key, spec);
+                ip.metadata.finalizers = Some(vec![IP_FINALIZER.to_owned()]);
+                ip
+            })
+            .await
+        {
+            Ok(_) => {
+                tracing::warn!(%key, %pod, "IP record was deleted while its pod uses the address; restored it");
+                report.restored += 1;
+                recorded.insert(key);
+            }
+            // Written again meanwhile (the pod was reconciled): nothing to do.
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                recorded.insert(key);
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     for (name, ids) in ports {
         if !recorded.contains(&name) {
@@ -120,6 +283,41 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
             if nb::delete_port(&ctx.nb, &name).await? {
                 report.ports += 1;
             }
+        }
+    }
+    // Switches and routers were read before the Subnets and Vpcs are listed: a row seen there
+    // has its object in these lists unless the object really is gone. An object being deleted
+    // is still listed: its own finalizer removes its rows.
+    let subnets: BTreeSet<String> = Api::<Subnet>::all(ctx.client.clone())
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .collect();
+    for (switch, subnet, vpc) in switches {
+        if !subnets.contains(&subnet) {
+            tracing::info!(%switch, %subnet, "logical switch's Subnet is gone; deleting it");
+            nb::delete_switch(&ctx.nb, &switch, vpc.as_deref()).await?;
+            report.switches += 1;
+        }
+    }
+    for subnet in dhcp.difference(&subnets) {
+        tracing::info!(%subnet, "DHCP options' Subnet is gone; deleting them");
+        report.dhcp += nb::dhcp::delete_dhcp(&ctx.nb, subnet).await?;
+    }
+    let vpcs: BTreeSet<String> = Api::<Vpc>::all(ctx.client.clone())
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|v| v.metadata.name)
+        .collect();
+    for (router, vpc) in routers {
+        if !vpcs.contains(&vpc) {
+            tracing::info!(%router, %vpc, "logical router's Vpc is gone; deleting it");
+            nb::delete_router(&ctx.nb, &router).await?;
+            report.routers += 1;
         }
     }
     // Ports are deleted with their QoS rows; rows whose port went some other way (an older
@@ -141,4 +339,18 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
     }
     *suspects = orphans.difference(&suspects).cloned().collect();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statefulset_pod_names_give_set_and_ordinal() {
+        assert_eq!(statefulset_ordinal("web-0"), Some(("web", 0)));
+        assert_eq!(statefulset_ordinal("my-db-12"), Some(("my-db", 12)));
+        for not in ["web", "web-", "-1", "web-a1", "web-+1", "web-99999999999"] {
+            assert_eq!(statefulset_ordinal(not), None, "{not}");
+        }
+    }
 }

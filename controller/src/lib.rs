@@ -14,6 +14,7 @@ pub mod nad;
 pub mod nb;
 pub mod options;
 pub mod pod;
+pub mod retry;
 pub mod run;
 pub mod status;
 pub mod subnet;

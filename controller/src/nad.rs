@@ -4,7 +4,6 @@
 //! creates a network.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crds::{NadClass, NetworkAttachmentDefinition};
 use kube::runtime::controller::Action;
@@ -60,8 +59,11 @@ pub async fn reconcile(
 pub fn error_policy(
     nad: Arc<NetworkAttachmentDefinition>,
     error: &Error,
-    _: Arc<Context>,
+    ctx: Arc<Context>,
 ) -> Action {
     tracing::warn!(nad = %nad.name_any(), %error, "reconcile failed");
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(ctx.retries.next(
+        &crate::retry::key_of(nad.as_ref()),
+        crate::retry::ERROR_RETRY,
+    ))
 }

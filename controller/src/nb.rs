@@ -11,16 +11,20 @@ use ipnet::IpNet;
 use ovn_api::Client;
 use ovn_api::tables::Table;
 use ovn_api::tables::nb::{LogicalRouter, LogicalRouterPort, LogicalSwitch, LogicalSwitchPort};
+use ovn_api::txn::Txn;
+use ovn_api::value::Atom;
 
 use crate::metrics::{Metrics, Outcome};
 
+pub mod dhcp;
 pub mod qos;
 pub mod routes;
 
-pub use qos::{Limit, QosDirection, QosPlan, delete_qos, ensure_qos};
+pub use qos::{Limit, QosDirection, QosPlan, delete_qos, ensure_qos, plan_qos};
 
 /// Tables the controller monitors in NB.
-pub const TABLES: [&str; 7] = [
+pub const TABLES: [&str; 8] = [
+    "DHCP_Options",
     "Logical_Router",
     "Logical_Router_Port",
     "Logical_Router_Static_Route",
@@ -357,9 +361,7 @@ pub async fn delete_switch(nb: &Nb, subnet: &str, vpc: Option<&str>) -> Result<(
 
 /// Whether the logical switch `name` is in the replica.
 pub fn switch_exists(nb: &Nb, name: &str) -> bool {
-    nb.replica()
-        .one_by_name::<LogicalSwitch>(name)
-        .is_ok_and(|ls| ls.is_some())
+    nb.replica().uuid_by_name::<LogicalSwitch>(name).is_some()
 }
 
 /// What an attachment needs in NB.
@@ -377,6 +379,8 @@ pub struct PortPlan {
     pub port_security: bool,
     /// Owner ids (`pod`, `ls`, `provider`).
     pub external_ids: BTreeMap<String, String>,
+    /// The subnet's DHCP rows (IPv4, IPv6) when it has `enableDHCP` ([`dhcp::uuids_of`]).
+    pub dhcp: (Option<ovn_api::value::Uuid>, Option<ovn_api::value::Uuid>),
 }
 
 impl PortPlan {
@@ -388,32 +392,43 @@ impl PortPlan {
 
 /// Ensures the attachment's LSP on its switch: one transaction when anything differs.
 pub async fn ensure_port(nb: &Nb, plan: &PortPlan) -> Result<(), NbError> {
+    let mut tx = nb.txn();
+    plan_port(nb, &mut tx, plan)?;
+    nb.commit(tx, format!("writing port {} on {}", plan.name, plan.switch))
+        .await
+}
+
+/// Adds to `tx` what the attachment's LSP needs (nothing when it is already as planned), so
+/// the ports of one pod go to NB in one transaction. Every check comes before the first
+/// operation: on an error `tx` is unchanged.
+///
+/// Reads only the rows involved: switches are looked up by name and the port's current switch
+/// by a search of the sorted `ports` sets, never by converting switches that may hold
+/// thousands of ports.
+#[allow(clippy::result_large_err)] // The NbError every function of nb returns (async ones too).
+pub fn plan_port(nb: &Nb, tx: &mut Txn<'_>, plan: &PortPlan) -> Result<(), NbError> {
     let addresses = plan.addresses();
     let port_security = if plan.port_security {
         addresses.clone()
     } else {
         Vec::new()
     };
-    let (ls, existing, owner) = {
+    let (ls, existing, owners) = {
         let r = nb.replica();
         let ls = r
-            .one_by_name::<LogicalSwitch>(&plan.switch)
-            .map_err(db(format!("reading switch {}", plan.switch)))?
+            .uuid_by_name::<LogicalSwitch>(&plan.switch)
             .ok_or_else(|| NbError::NoSwitch(plan.switch.clone()))?;
         let existing = r
             .one_by_name::<LogicalSwitchPort>(&plan.name)
             .map_err(db(format!("reading port {}", plan.name)))?;
-        let owner = match &existing {
-            Some(p) => r
-                .list::<LogicalSwitch>()
-                .map_err(db("listing switches"))?
-                .into_iter()
-                .find(|s| s.ports.contains(&p.uuid)),
-            None => None,
+        let owners = match &existing {
+            Some(p) => {
+                r.referrers::<LogicalSwitch>(LogicalSwitch::PORTS.name(), &Atom::Uuid(p.uuid))
+            }
+            None => Vec::new(),
         };
-        (ls, existing, owner)
+        (ls, existing, owners)
     };
-    let mut tx = nb.txn();
     match existing {
         Some(p) => {
             if !is_ours(&p.external_ids) {
@@ -425,6 +440,7 @@ pub async fn ensure_port(nb: &Nb, plan: &PortPlan) -> Result<(), NbError> {
             if p.addresses != addresses
                 || p.port_security != port_security
                 || p.external_ids != plan.external_ids
+                || (p.dhcpv4_options, p.dhcpv6_options) != plan.dhcp
             {
                 tx.update::<LogicalSwitchPort>(
                     p.uuid,
@@ -432,15 +448,17 @@ pub async fn ensure_port(nb: &Nb, plan: &PortPlan) -> Result<(), NbError> {
                         LogicalSwitchPort::ADDRESSES.to(&addresses),
                         LogicalSwitchPort::PORT_SECURITY.to(&port_security),
                         LogicalSwitchPort::EXTERNAL_IDS.to(&plan.external_ids),
+                        LogicalSwitchPort::DHCPV4_OPTIONS.to(&plan.dhcp.0),
+                        LogicalSwitchPort::DHCPV6_OPTIONS.to(&plan.dhcp.1),
                     ],
                 );
             }
-            if owner.as_ref().map(|o| o.uuid) != Some(ls.uuid) {
+            if owners != [ls] {
                 // The attachment moved to another subnet: re-home the port in the same txn.
-                if let Some(old) = owner {
-                    tx.mutate::<LogicalSwitch>(old.uuid, [LogicalSwitch::PORTS.delete(p.uuid)]);
+                for old in owners.into_iter().filter(|o| *o != ls) {
+                    tx.mutate::<LogicalSwitch>(old, [LogicalSwitch::PORTS.delete(p.uuid)]);
                 }
-                tx.mutate::<LogicalSwitch>(ls.uuid, [LogicalSwitch::PORTS.insert(p.uuid)]);
+                tx.mutate::<LogicalSwitch>(ls, [LogicalSwitch::PORTS.insert(p.uuid)]);
             }
         }
         None => {
@@ -449,17 +467,40 @@ pub async fn ensure_port(nb: &Nb, plan: &PortPlan) -> Result<(), NbError> {
                 addresses,
                 port_security,
                 external_ids: plan.external_ids.clone(),
+                dhcpv4_options: plan.dhcp.0,
+                dhcpv6_options: plan.dhcp.1,
                 ..Default::default()
             });
-            tx.mutate::<LogicalSwitch>(ls.uuid, [LogicalSwitch::PORTS.insert(port)]);
+            tx.mutate::<LogicalSwitch>(ls, [LogicalSwitch::PORTS.insert(port)]);
         }
     }
-    if tx.is_empty() {
-        return Ok(());
-    }
-    nb.commit(tx, format!("writing port {} on {}", plan.name, plan.switch))
-        .await?;
     Ok(())
+}
+
+/// What one pod's attachments need in NB: their ports and their QoS rows, written in one
+/// transaction. Returns, per port plan, the error that kept it out (a foreign row with its
+/// name, a missing switch); the others are committed. `Err` only when the commit fails.
+pub async fn ensure_attachments(
+    nb: &Nb,
+    ports: &[PortPlan],
+    qos: &[QosPlan],
+    what: String,
+) -> Result<Vec<Option<NbError>>, NbError> {
+    let mut tx = nb.txn();
+    let mut outcome = Vec::with_capacity(ports.len());
+    for plan in ports {
+        let planned = plan_port(nb, &mut tx, plan).err();
+        if planned.is_none()
+            && let Some(q) = qos.iter().find(|q| q.port == plan.name)
+            && let Err(e) = qos::plan_qos(nb, &mut tx, q)
+        {
+            outcome.push(Some(e));
+            continue;
+        }
+        outcome.push(planned);
+    }
+    nb.commit(tx, what).await?;
+    Ok(outcome)
 }
 
 /// Deletes the LSP `name` if it is ours (removing it from its switch deletes the row), with its
@@ -499,5 +540,34 @@ pub fn attachment_ports(nb: &Nb) -> Vec<(String, BTreeMap<String, String>)> {
         .into_iter()
         .filter(|p| p.external_ids.contains_key(crds::naming::EXTERNAL_ID_POD))
         .map(|p| (p.name, p.external_ids))
+        .collect()
+}
+
+/// Our logical switches (vendor-tagged, with a `subnet` owner id): (switch name, its Subnet,
+/// its VPC). Read from the raw replica: switches are not converted.
+pub fn owned_switches(nb: &Nb) -> Vec<(String, String, Option<String>)> {
+    let r = nb.replica();
+    let Some(t) = r.table(LogicalSwitch::TABLE) else {
+        return Vec::new();
+    };
+    t.by_external_id(EXTERNAL_ID_VENDOR.0, EXTERNAL_ID_VENDOR.1)
+        .filter_map(|row| {
+            Some((
+                row.name()?.to_owned(),
+                row.external_id("subnet")?.to_owned(),
+                row.external_id("vpc").map(str::to_owned),
+            ))
+        })
+        .collect()
+}
+
+/// Our logical routers (vendor-tagged, with a `vpc` owner id): (router name, its Vpc).
+pub fn owned_routers(nb: &Nb) -> Vec<(String, String)> {
+    let r = nb.replica();
+    let Some(t) = r.table(LogicalRouter::TABLE) else {
+        return Vec::new();
+    };
+    t.by_external_id(EXTERNAL_ID_VENDOR.0, EXTERNAL_ID_VENDOR.1)
+        .filter_map(|row| Some((row.name()?.to_owned(), row.external_id("vpc")?.to_owned())))
         .collect()
 }

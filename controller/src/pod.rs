@@ -18,7 +18,7 @@ use crds::{
     parse_networks_annotation,
 };
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Patch, PatchParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
@@ -27,9 +27,10 @@ use crate::error::Error;
 use crate::metrics::Outcome;
 use crate::nb;
 
-/// How soon a pod with a failed attachment is tried again (subnets may become ready, NADs may
-/// appear).
-pub const RETRY: Duration = Duration::from_secs(10);
+/// How soon a pod with a failed attachment is tried again at first (subnets may become ready,
+/// NADs may appear, a conflicting address may be freed); the delay doubles with every further
+/// failure up to [`crate::retry::MAX_DELAY`].
+pub const RETRY: Duration = Duration::from_secs(2);
 
 /// How soon a pod whose subnet is not realised yet is tried again: the Subnet is usually
 /// created together with its pods and becomes ready within a second.
@@ -38,6 +39,72 @@ pub const RETRY_NOT_READY: Duration = Duration::from_secs(1);
 /// Whether `pod` asks for any secondary network at all: the cheap filter before any work.
 pub fn wants_networks(pod: &Pod) -> bool {
     pod.annotations().contains_key(NETWORKS_ANNOTATION)
+}
+
+/// Drops what the controller never reads from a watched pod before it is cached: managed
+/// fields, containers, volumes and most of the status. The reflector keeps every pod of the
+/// cluster, so this is most of the controller's memory at scale.
+pub fn slim(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    if let Some(spec) = pod.spec.take() {
+        pod.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            node_name: spec.node_name,
+            ..Default::default()
+        });
+    }
+    if let Some(status) = pod.status.take() {
+        pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            phase: status.phase,
+            ..Default::default()
+        });
+    }
+}
+
+/// Whether the annotation `key` is one the controller writes as a result of an allocation for a
+/// provider that is already `allocated`: such a change is our own patch coming back.
+fn is_own_output(key: &str, annotations: &BTreeMap<String, String>) -> bool {
+    let Some((provider, k)) = crds::naming::parse_annotation_key(key) else {
+        return false;
+    };
+    let output = matches!(
+        k,
+        AnnotationKey::IpAddress
+            | AnnotationKey::MacAddress
+            | AnnotationKey::Cidr
+            | AnnotationKey::Gateway
+            | AnnotationKey::LogicalSwitch
+            | AnnotationKey::LogicalRouter
+            | AnnotationKey::DefaultRoute
+            | AnnotationKey::Allocated
+    );
+    output
+        && annotations
+            .get(&annotation_key(provider, AnnotationKey::Allocated))
+            .is_some_and(|v| v == "true")
+}
+
+/// What a pod change must alter to be worth a reconcile (the pod controller's predicate): its
+/// annotations except our own allocation results, deletion, phase and node. So the event of our
+/// own annotation patch does not reconcile the pod a second time; a requeue still does.
+pub fn trigger_hash(pod: &Pod) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let annotations = pod.annotations();
+    for (k, v) in annotations {
+        if !is_own_output(k, annotations) {
+            (k, v).hash(&mut h);
+        }
+    }
+    pod.metadata.deletion_timestamp.is_some().hash(&mut h);
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .hash(&mut h);
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .hash(&mut h);
+    Some(h.finish())
 }
 
 /// Whether the pod is finished or going away (its addresses are released by the GC).
@@ -194,6 +261,9 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
     let mut wanted = BTreeSet::new();
     let mut unresolved = false;
     let mut subnet_not_ready = false;
+    // Addresses and records first, element by element; then every port (and its QoS rows) of
+    // the pod in one NB transaction.
+    let mut reserved = Vec::new();
     for position in 0..elements.len() {
         let planned = match plan_element(&nads, &subnets, &pod, &elements, position) {
             Ok(Some(p)) => p,
@@ -206,46 +276,74 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
         };
         wanted.insert(lsp_name(&name, &namespace, &planned.provider));
         let started = std::time::Instant::now();
-        let attached = attach(&ctx, &pod, &planned).await;
-        let outcome = match &attached {
-            Ok(_) => Outcome::Ok,
-            Err(AttachError::SubnetNotReady(_)) => Outcome::Waiting,
-            Err(AttachError::Failed(_)) => Outcome::Error,
+        let what = format!("{} ({})", elements[position].nad_key(), planned.interface);
+        match reserve(&ctx, &pod, &planned).await {
+            Ok(r) => reserved.push((r, what, started)),
+            Err(e) => {
+                let outcome = match &e {
+                    AttachError::SubnetNotReady(_) => {
+                        subnet_not_ready = true;
+                        Outcome::Waiting
+                    }
+                    AttachError::Failed(_) => Outcome::Error,
+                };
+                ctx.metrics.observe_attachment(outcome, started.elapsed());
+                let (AttachError::SubnetNotReady(msg) | AttachError::Failed(msg)) = e;
+                failures.push(format!("{what}: {msg}"));
+            }
+        }
+    }
+    let mut ports = Vec::new();
+    let mut qos = Vec::new();
+    for (r, _, _) in &reserved {
+        if let Some(port) = &r.port {
+            ports.push(port.clone());
+            qos.push(qos_plan(&ctx, &pod, &r.planned).await);
+        }
+    }
+    let written = if ports.is_empty() {
+        Ok(Vec::new())
+    } else {
+        nb::ensure_attachments(
+            &ctx.nb,
+            &ports,
+            &qos,
+            format!("writing the ports of pod {namespace}/{name}"),
+        )
+        .await
+    };
+    let mut port_results = match &written {
+        Ok(results) => results
+            .iter()
+            .map(|e| e.as_ref().map(ToString::to_string))
+            .collect(),
+        Err(e) => vec![Some(e.to_string()); ports.len()],
+    }
+    .into_iter();
+    for (r, what, started) in reserved {
+        let failed = if r.port.is_some() {
+            port_results.next().flatten()
+        } else {
+            None
         };
-        ctx.metrics.observe_attachment(outcome, started.elapsed());
-        match attached {
-            Ok(a) => {
-                annotations.extend(a);
-                if planned.port
-                    && let Err(msg) = apply_qos(&ctx, &pod, &planned).await
-                {
-                    failures.push(format!(
-                        "{} ({}): {msg}",
-                        elements[position].nad_key(),
-                        planned.interface
-                    ));
-                }
+        match failed {
+            None => {
+                ctx.metrics
+                    .observe_attachment(Outcome::Ok, started.elapsed());
+                annotations.extend(r.annotations);
             }
-            Err(AttachError::SubnetNotReady(msg)) => {
-                subnet_not_ready = true;
-                failures.push(format!(
-                    "{} ({}): {msg}",
-                    elements[position].nad_key(),
-                    planned.interface
-                ));
+            Some(msg) => {
+                ctx.metrics
+                    .observe_attachment(Outcome::Error, started.elapsed());
+                failures.push(format!("{what}: {msg}"));
             }
-            Err(AttachError::Failed(msg)) => failures.push(format!(
-                "{} ({}): {msg}",
-                elements[position].nad_key(),
-                planned.interface
-            )),
         }
     }
     // An element that did not resolve (its NAD deleted, its subnet ambiguous) may be one the pod
     // runs with: its provider is unknown, so nothing can be proven unwanted. Releasing then would
     // hand a live address to the next pod.
     if !unresolved {
-        crate::gc::release_unwanted(&ctx, &namespace, &name, &wanted).await?;
+        crate::gc::release_unwanted(&ctx, &pod, &wanted).await?;
     }
     let current = pod.annotations();
     if annotations.iter().any(|(k, v)| current.get(k) != Some(v)) {
@@ -255,17 +353,20 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
             .await?;
         tracing::info!(pod = %format!("{namespace}/{name}"), "attachments allocated");
     }
+    let retry_key = crate::retry::key_of(pod.as_ref());
     if failures.is_empty() {
+        ctx.retries.reset(&retry_key);
         Ok(Action::await_change())
     } else {
         for f in failures {
             fail(&ctx, &pod, f).await;
         }
-        Ok(Action::requeue(if subnet_not_ready {
+        let base = if subnet_not_ready {
             RETRY_NOT_READY
         } else {
             RETRY
-        }))
+        };
+        Ok(Action::requeue(ctx.retries.next(&retry_key, base)))
     }
 }
 
@@ -291,12 +392,19 @@ impl From<String> for AttachError {
     }
 }
 
-/// Allocates, records and wires one attachment; returns its annotations.
-async fn attach(
-    ctx: &Context,
-    pod: &Pod,
-    planned: &Planned,
-) -> Result<BTreeMap<String, String>, AttachError> {
+/// One attachment with its address held and its IP CR written: what is left is its port.
+#[derive(Debug)]
+struct Reserved {
+    /// The element it serves.
+    planned: Planned,
+    /// Its port in NB (`None` for IPAM-only NADs).
+    port: Option<nb::PortPlan>,
+    /// The annotations to write once the port is in NB.
+    annotations: BTreeMap<String, String>,
+}
+
+/// Allocates and records one attachment, and plans its port.
+async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved, AttachError> {
     let namespace = pod.namespace().unwrap_or_default();
     let name = pod.name_any();
     let key = lsp_name(&name, &namespace, &planned.provider);
@@ -322,7 +430,7 @@ async fn attach(
     let ips = lease.ips();
 
     // The durable record first: after a restart the allocator is rebuilt from these.
-    let record = IP::new(
+    let mut record = IP::new(
         &key,
         IPSpec {
             pod_name: name.clone(),
@@ -332,6 +440,15 @@ async fn attach(
             v4_ip_address: lease.v4.map(|a| a.to_string()).unwrap_or_default(),
             v6_ip_address: lease.v6.map(|a| a.to_string()).unwrap_or_default(),
             mac_address: mac.clone(),
+            pod_type: if pod
+                .owner_references()
+                .iter()
+                .any(|o| o.kind == "StatefulSet" && o.controller == Some(true))
+            {
+                crate::gc::POD_TYPE_STATEFULSET.to_owned()
+            } else {
+                String::new()
+            },
             node_name: pod
                 .spec
                 .as_ref()
@@ -340,6 +457,7 @@ async fn attach(
             ..Default::default()
         },
     );
+    record.metadata.finalizers = Some(vec![crate::gc::IP_FINALIZER.to_owned()]);
     fn written(ctx: &Context) -> std::sync::MutexGuard<'_, HashMap<String, IPSpec>> {
         ctx.written_ips
             .lock()
@@ -350,13 +468,19 @@ async fn attach(
     let unchanged = existed && written(ctx).get(&key) == Some(&record.spec);
     if !unchanged {
         let api: Api<IP> = Api::all(ctx.client.clone());
-        let applied = api
-            .patch(
-                &key,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&record),
-            )
-            .await;
+        let (params, patch) = (PatchParams::apply(MANAGER).force(), Patch::Apply(&record));
+        let apply = || api.patch(&key, &params, &patch);
+        // A new lease almost always means a new record: a plain create is much cheaper for the
+        // apiserver than a server-side apply. A record already there (a lease rebuilt after a
+        // restart, a retried attach) is applied over.
+        let applied = if existed {
+            apply().await
+        } else {
+            match api.create(&PostParams::default(), &record).await {
+                Err(kube::Error::Api(e)) if e.code == 409 => apply().await,
+                other => other,
+            }
+        };
         if let Err(e) = applied {
             if !existed {
                 // Nothing half-done: without its record the address is not kept.
@@ -366,7 +490,7 @@ async fn attach(
         }
         written(ctx).insert(key.clone(), record.spec.clone());
     }
-    if planned.port {
+    let port = planned.port.then(|| {
         let port_security = pod
             .annotations()
             .get(&annotation_key(
@@ -374,7 +498,7 @@ async fn attach(
                 AnnotationKey::PortSecurity,
             ))
             .is_none_or(|v| v != "false");
-        let plan = nb::PortPlan {
+        nb::PortPlan {
             name: key.clone(),
             switch: subnet.clone(),
             mac: mac.clone(),
@@ -385,11 +509,9 @@ async fn attach(
                 (EXTERNAL_ID_LOGICAL_SWITCH, subnet),
                 (EXTERNAL_ID_PROVIDER, &planned.provider),
             ]),
-        };
-        nb::ensure_port(&ctx.nb, &plan)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+            dhcp: nb::dhcp::uuids_of(&ctx.nb, subnet),
+        }
+    });
     let vpc = ctx
         .subnets
         .state()
@@ -411,7 +533,11 @@ async fn attach(
     if !planned.element.default_route.is_empty() {
         out.insert(k(AnnotationKey::DefaultRoute), "true".to_owned());
     }
-    Ok(out)
+    Ok(Reserved {
+        planned: planned.clone(),
+        port,
+        annotations: out,
+    })
 }
 
 /// The largest rate annotation accepted, in Mbit/s: what OVN can store (its `bandwidth:rate` is
@@ -464,10 +590,10 @@ pub fn qos_limits(pod: &Pod, provider: &str) -> (nb::Limit, nb::Limit, Vec<Strin
     (egress, ingress, problems)
 }
 
-/// Brings one attachment's QoS rows in line with the pod's rate annotations. A bad value is a
-/// Warning Event (`InvalidQoS`), not a failure: the address and the port stay, and so does the
-/// last good limit. Only a failed NB write is an error (the pod is retried).
-async fn apply_qos(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<(), String> {
+/// The QoS rows one attachment needs from the pod's rate annotations. A bad value is a Warning
+/// Event (`InvalidQoS`), not a failure: the address and the port stay, and so does the last good
+/// limit ([`nb::Limit::Unchanged`]).
+async fn qos_plan(ctx: &Context, pod: &Pod, planned: &Planned) -> nb::QosPlan {
     let namespace = pod.namespace().unwrap_or_default();
     let name = pod.name_any();
     let (egress, ingress, problems) = qos_limits(pod, &planned.provider);
@@ -476,7 +602,7 @@ async fn apply_qos(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<(), St
         ctx.event(&pod.object_ref(&()), true, "InvalidQoS", msg)
             .await;
     }
-    let plan = nb::QosPlan {
+    nb::QosPlan {
         port: lsp_name(&name, &namespace, &planned.provider),
         switch: planned.subnet.clone(),
         egress,
@@ -486,16 +612,16 @@ async fn apply_qos(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<(), St
             (EXTERNAL_ID_PROVIDER, &planned.provider),
             (EXTERNAL_ID_LOGICAL_SWITCH, &planned.subnet),
         ]),
-    };
-    nb::ensure_qos(&ctx.nb, &plan)
-        .await
-        .map_err(|e| e.to_string())
+    }
 }
 
 /// Requeue policy after an error.
-pub fn error_policy(pod: Arc<Pod>, error: &Error, _: Arc<Context>) -> Action {
+pub fn error_policy(pod: Arc<Pod>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(pod = %format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()), %error, "reconcile failed");
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(ctx.retries.next(
+        &crate::retry::key_of(pod.as_ref()),
+        crate::retry::ERROR_RETRY,
+    ))
 }
 
 #[cfg(test)]
@@ -751,5 +877,97 @@ mod tests {
     fn pods_without_the_networks_annotation_are_filtered_out() {
         assert!(!wants_networks(&pod(&[])));
         assert!(wants_networks(&pod(&[(NETWORKS_ANNOTATION, "default/a")])));
+    }
+
+    #[test]
+    fn our_own_allocation_patch_does_not_trigger_a_reconcile() {
+        let created = pod(&[(NETWORKS_ANNOTATION, "default/a")]);
+        let mut allocated = created.clone();
+        let ours = [
+            ("ip_address", "10.0.0.2"),
+            ("mac_address", "00:00:00:00:00:01"),
+            ("cidr", "10.0.0.0/24"),
+            ("gateway", "10.0.0.1"),
+            ("logical_switch", "s1"),
+            ("logical_router", "vpc1"),
+            ("allocated", "true"),
+        ];
+        for (k, v) in ours {
+            allocated
+                .annotations_mut()
+                .insert(format!("a.default.ovn.kubernetes.io/{k}"), v.into());
+        }
+        assert_eq!(trigger_hash(&created), trigger_hash(&allocated));
+
+        // What the user changes still does: the networks, a rate, an annotation of another
+        // provider that is not allocated yet, deletion, phase, node.
+        let changed = |f: &dyn Fn(&mut Pod)| {
+            let mut p = allocated.clone();
+            f(&mut p);
+            assert_ne!(trigger_hash(&p), trigger_hash(&allocated));
+        };
+        changed(&|p| {
+            p.annotations_mut()
+                .insert(NETWORKS_ANNOTATION.into(), "default/a,default/b".into());
+        });
+        changed(&|p| {
+            p.annotations_mut()
+                .insert("ovn.kubernetes.io/ingress_rate".into(), "10".into());
+        });
+        changed(&|p| {
+            p.annotations_mut().insert(
+                "b.default.ovn.kubernetes.io/ip_address".into(),
+                "10.0.0.9".into(),
+            );
+        });
+        changed(&|p| {
+            p.metadata.deletion_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ));
+        });
+        changed(&|p| {
+            p.status = Some(k8s_openapi::api::core::v1::PodStatus {
+                phase: Some("Succeeded".into()),
+                ..Default::default()
+            });
+        });
+        changed(&|p| {
+            p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+                node_name: Some("n1".into()),
+                ..Default::default()
+            });
+        });
+        // Un-allocating (someone removed `allocated`) makes the outputs inputs again.
+        changed(&|p| {
+            p.annotations_mut()
+                .remove("a.default.ovn.kubernetes.io/allocated");
+        });
+    }
+
+    #[test]
+    fn slim_keeps_what_the_controller_reads() {
+        let mut p: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "p", "namespace": "default", "uid": "u1",
+                "annotations": {NETWORKS_ANNOTATION: "default/a"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": "s1"}],
+                "managedFields": [{"manager": "kubectl", "operation": "Update"}],
+            },
+            "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "nginx"}]},
+            "status": {"phase": "Running", "podIP": "10.244.0.5"},
+        }))
+        .unwrap();
+        slim(&mut p);
+        assert_eq!(p.metadata.managed_fields, None);
+        assert_eq!(p.annotations()[NETWORKS_ANNOTATION], "default/a");
+        assert_eq!(p.owner_references().len(), 1);
+        assert_eq!(p.uid().as_deref(), Some("u1"));
+        let spec = p.spec.unwrap();
+        assert_eq!(spec.node_name.as_deref(), Some("n1"));
+        assert!(spec.containers.is_empty());
+        let status = p.status.unwrap();
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        assert_eq!(status.pod_ip, None);
     }
 }

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
 use crate::context::Context;
@@ -232,16 +232,24 @@ fn observed<K, F, Fut>(
     reconcile: F,
 ) -> impl FnMut(Arc<K>, Arc<Context>) -> Reconciling
 where
+    K: kube::Resource<DynamicType = ()>,
     F: Fn(Arc<K>, Arc<Context>) -> Fut,
     Fut: Future<Output = Result<Action, Error>> + Send + 'static,
 {
     move |obj, ctx| {
-        let metrics = ctx.metrics.clone();
+        // A success starts the object's retry delays over. The pod controller keeps its own
+        // count: it returns Ok with a requeue when an attachment failed.
+        let reset = (controller != "pod").then(|| crate::retry::key_of(obj.as_ref()));
+        let ctx2 = ctx.clone();
         let run = reconcile(obj, ctx);
         Box::pin(async move {
             let started = std::time::Instant::now();
             let result = run.await;
-            metrics.observe_reconcile(controller, Outcome::of(&result), started.elapsed());
+            ctx2.metrics
+                .observe_reconcile(controller, Outcome::of(&result), started.elapsed());
+            if let (Ok(_), Some(key)) = (&result, reset) {
+                ctx2.retries.reset(&key);
+            }
             result
         })
     }
@@ -272,19 +280,37 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
             }
         }
     };
-    // Deleted pods with attachments wake the GC at once rather than at the next interval.
-    let pod_deletes = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .for_each(move |event| {
-            let deleted = deleted.clone();
+    // IP CRs being deleted (by anyone): release, or restore for a live attachment; then the
+    // finalizer goes. Metadata only: the controller keeps no IP cache.
+    let ip_deletions = watcher(
+        Api::<kube::core::PartialObjectMeta<crds::IP>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .applied_objects()
+    .for_each_concurrent(4, {
+        let ctx = ctx.clone();
+        move |ip| {
+            let ctx = ctx.clone();
             async move {
-                if let Ok(watcher::Event::Delete(p)) = event
-                    && pod::wants_networks(&p)
-                {
-                    deleted.notify_one();
+                let Ok(ip) = ip else { return };
+                let deleting = ip.metadata.deletion_timestamp.is_some()
+                    && ip
+                        .metadata
+                        .finalizers
+                        .iter()
+                        .flatten()
+                        .any(|f| f == gc::IP_FINALIZER);
+                if !deleting {
+                    return;
+                }
+                let name = ip.metadata.name.unwrap_or_default();
+                if let Err(e) = gc::handle_ip_deletion(&ctx, &name).await {
+                    tracing::warn!(ip = %name, error = %e, "handling the deletion of an IP record failed; retried at the next change or GC");
                 }
             }
-        });
+        }
+    });
     let workers = config.workers;
     let vpcs = Controller::new(Api::<Vpc>::all(client.clone()), watcher::Config::default())
         .with_config(kube::runtime::controller::Config::default().concurrency(workers))
@@ -307,7 +333,27 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
         ctx.clone(),
     )
     .for_each(|_| async {});
-    let pods = Controller::new(Api::<Pod>::all(client.clone()), watcher::Config::default())
+    // One pod watch serves the pod controller's cache and trigger, slimmed before it is cached,
+    // and wakes the GC at once when a pod with attachments is deleted.
+    let (pod_store, pod_writer) = reflector::store();
+    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(pod::slim)
+        .inspect({
+            let ctx = ctx.clone();
+            move |event| {
+                if let Ok(watcher::Event::Delete(p)) = event
+                    && pod::wants_networks(p)
+                {
+                    ctx.retries.reset(&crate::retry::key_of(p));
+                    deleted.notify_one();
+                }
+            }
+        })
+        .reflect(pod_writer)
+        .applied_objects()
+        .predicate_filter(pod::trigger_hash, PredicateConfig::default());
+    let pods = Controller::for_stream(pod_events, pod_store)
         .with_config(kube::runtime::controller::Config::default().concurrency(workers))
         .shutdown_on_signal()
         .run(
@@ -331,6 +377,6 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
     tokio::select! {
         () = async { tokio::join!(vpcs, subnets, pods, nads); } => {}
         () = gc_loop => {}
-        () = pod_deletes => {}
+        () = ip_deletions => {}
     }
 }

@@ -181,6 +181,39 @@ async fn apply(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
                 .and_then(|n| IpNet::new(*g, n.prefix_len()).ok())
         })
         .collect();
+    let dhcp = match dhcp_plan(subnet, &nets, &gateways) {
+        Ok(plan) => plan,
+        Err(msg) => {
+            let msg = format!("Subnet {name}: {msg}");
+            set_condition(
+                &mut conditions,
+                status::condition(
+                    VALIDATED,
+                    false,
+                    "InvalidDHCPOptions",
+                    msg.clone(),
+                    generation,
+                ),
+                status::now(),
+            );
+            set_condition(
+                &mut conditions,
+                status::condition(READY, false, "InvalidDHCPOptions", msg.clone(), generation),
+                status::now(),
+            );
+            status::patch_status(&api, &name, serde_json::json!({ "conditions": conditions }))
+                .await?;
+            ctx.event(
+                &subnet.object_ref(&()),
+                true,
+                "InvalidDHCPOptions",
+                msg.clone(),
+            )
+            .await;
+            tracing::warn!(subnet = %name, %msg, "subnet refused");
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+    };
     nb::ensure_switch(
         &ctx.nb,
         &nb::SwitchPlan {
@@ -190,6 +223,7 @@ async fn apply(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
         },
     )
     .await?;
+    let (dhcp_v4, dhcp_v6) = nb::dhcp::ensure_dhcp(&ctx.nb, &dhcp).await?;
     set_condition(
         &mut conditions,
         status::condition(
@@ -213,10 +247,66 @@ async fn apply(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
             "v4availableIPs": counters.v4_available as f64,
             "v6usingIPs": counters.v6_using as f64,
             "v6availableIPs": counters.v6_available as f64,
+            "dhcpV4OptionsUUID": dhcp_v4.map(|u| u.to_string()).unwrap_or_default(),
+            "dhcpV6OptionsUUID": dhcp_v6.map(|u| u.to_string()).unwrap_or_default(),
         }),
     )
     .await?;
     Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// The DHCP rows a Subnet needs: one per family with `enableDHCP`, none without.
+pub fn dhcp_plan(
+    subnet: &Subnet,
+    nets: &[IpNet],
+    gateways: &[std::net::IpAddr],
+) -> Result<nb::dhcp::DhcpPlan, String> {
+    let name = subnet.name_any();
+    let mut plan = nb::dhcp::DhcpPlan {
+        subnet: name.clone(),
+        v4: None,
+        v6: None,
+    };
+    if !subnet.spec.enable_dhcp {
+        return Ok(plan);
+    }
+    let server_mac = nb::router_port_mac(&format!("dhcp-{name}"));
+    for net in nets {
+        match net {
+            IpNet::V4(_) => {
+                let Some(gw) = gateways.iter().find(|g| net.contains(*g)) else {
+                    continue;
+                };
+                plan.v4 = Some(nb::dhcp::Family {
+                    cidr: *net,
+                    options: nb::dhcp::options_v4(
+                        *gw,
+                        &server_mac,
+                        subnet.spec.mtu,
+                        subnet
+                            .spec
+                            .dhcp_v4_options
+                            .as_deref()
+                            .filter(|o| !o.is_empty()),
+                    )?,
+                });
+            }
+            IpNet::V6(_) => {
+                plan.v6 = Some(nb::dhcp::Family {
+                    cidr: *net,
+                    options: nb::dhcp::options_v6(
+                        &server_mac,
+                        subnet
+                            .spec
+                            .dhcp_v6_options
+                            .as_deref()
+                            .filter(|o| !o.is_empty()),
+                    )?,
+                });
+            }
+        }
+    }
+    Ok(plan)
 }
 
 async fn cleanup(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
@@ -238,14 +328,18 @@ async fn cleanup(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
         return Err(Error::NotReady(msg));
     }
     nb::delete_switch(&ctx.nb, &name, subnet.spec.vpc.as_deref()).await?;
+    nb::dhcp::delete_dhcp(&ctx.nb, &name).await?;
     let _ = ctx.ipam.remove_subnet(&name);
     Ok(Action::await_change())
 }
 
 /// Requeue policy after an error.
-pub fn error_policy(subnet: Arc<Subnet>, error: &Error, _: Arc<Context>) -> Action {
+pub fn error_policy(subnet: Arc<Subnet>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(subnet = %subnet.name_any(), %error, "reconcile failed");
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(ctx.retries.next(
+        &crate::retry::key_of(subnet.as_ref()),
+        crate::retry::ERROR_RETRY,
+    ))
 }
 
 #[cfg(test)]

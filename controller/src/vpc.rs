@@ -119,7 +119,10 @@ async fn cleanup(vpc: &Vpc, ctx: &Context) -> Result<Action, Error> {
 }
 
 /// Requeue policy after an error.
-pub fn error_policy(vpc: Arc<Vpc>, error: &Error, _: Arc<Context>) -> Action {
+pub fn error_policy(vpc: Arc<Vpc>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(vpc = %vpc.name_any(), %error, "reconcile failed");
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(ctx.retries.next(
+        &crate::retry::key_of(vpc.as_ref()),
+        crate::retry::ERROR_RETRY,
+    ))
 }

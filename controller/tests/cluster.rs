@@ -3,10 +3,8 @@
 //! allocated, recorded and wired, errors reported as Events, and addresses freed on deletion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use controller::run::{self, RunConfig};
 use crds::{IP, NetworkAttachmentDefinition, Subnet, Vpc};
 use e2e::k8s::ControlPlane;
 use k8s_openapi::api::core::v1::{Event, Pod};
@@ -19,9 +17,8 @@ use ovn_api::testing::{OvsdbServer, SchemaKind};
 const PROVIDER: &str = "kube-ovn-vpc-network.default.ovn";
 const WAIT: Duration = Duration::from_secs(60);
 
-fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
-    serde_yaml::from_str(s).unwrap()
-}
+mod common;
+use common::yaml;
 
 fn pod(name: &str, networks: &str) -> Pod {
     let mut p: Pod = yaml(&format!(
@@ -131,14 +128,7 @@ spec:
         .await
         .unwrap();
 
-    let config = RunConfig {
-        nb_remotes: nb_server.remote(),
-        gc_interval: Duration::from_secs(30),
-        workers: 4,
-        metrics: Default::default(),
-    };
-    let ctx = run::start(client.clone(), &config).await.unwrap();
-    let controller = tokio::spawn(run::run(Arc::clone(&ctx), config));
+    let (_ctx, controller) = common::start_controller(&client, &nb_server, 4).await;
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     pods.create(

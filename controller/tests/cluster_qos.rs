@@ -4,17 +4,12 @@
 //! its last good limit alone, and deleting the pod removes the rows.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use controller::run::{self, RunConfig};
-use crds::{NetworkAttachmentDefinition, Subnet, Vpc};
 use e2e::k8s::ControlPlane;
 use k8s_openapi::api::core::v1::{Event, Pod};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
-use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, ResourceExt};
 use ovn_api::tables::nb::Qos;
 use ovn_api::testing::{OvsdbServer, SchemaKind};
@@ -23,26 +18,8 @@ const PROVIDER: &str = "kube-ovn-vpc-network.default.ovn";
 const LSP: &str = "qos-pod.default.kube-ovn-vpc-network.default.ovn";
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn install_crds(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let mut all = crds::generate::crds();
-    all.push(<NetworkAttachmentDefinition as kube::CustomResourceExt>::crd());
-    for crd in all {
-        let name = crd.name_any();
-        api.create(&PostParams::default(), &crd).await.unwrap();
-        tokio::time::timeout(
-            WAIT,
-            await_condition(api.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    }
-}
-
-fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
-    serde_yaml::from_str(s).unwrap()
-}
+mod common;
+use common::yaml;
 
 /// Our QoS rows as sorted (direction, match, rate kbit/s).
 fn rows(r: &ovn_api::replica::Replica) -> Vec<(String, String, i64)> {
@@ -105,42 +82,18 @@ async fn warning(client: &Client, pod: &str, needle: &str) -> Event {
 async fn the_seeds_qos_annotations_become_qos_rows_that_follow_the_pod() {
     let cp = ControlPlane::start().await.unwrap();
     let client = cp.client();
-    install_crds(&client).await;
+    e2e::cluster::install_crds(&client).await.unwrap();
     let nb_server = OvsdbServer::start(SchemaKind::Northbound).unwrap();
-    let nad: NetworkAttachmentDefinition = yaml(&format!(
-        r#"
-apiVersion: k8s.cni.cncf.io/v1
-kind: NetworkAttachmentDefinition
-metadata: {{name: kube-ovn-vpc-network, namespace: default}}
-spec:
-  config: '{{"cniVersion":"0.3.1","type":"kube-ovn","server_socket":"/run/openvswitch/kube-ovn-daemon.sock","provider":"{PROVIDER}"}}'
-"#
-    ));
-    Api::<NetworkAttachmentDefinition>::namespaced(client.clone(), "default")
-        .create(&PostParams::default(), &nad)
-        .await
-        .unwrap();
-    let vpc: Vpc =
-        yaml("apiVersion: kubeovn.io/v1\nkind: Vpc\nmetadata: {name: vpc-secondary}\nspec: {}\n");
-    Api::<Vpc>::all(client.clone())
-        .create(&PostParams::default(), &vpc)
-        .await
-        .unwrap();
-    let subnet: Subnet = yaml(&format!(
-        "apiVersion: kubeovn.io/v1\nkind: Subnet\nmetadata: {{name: subnet-secondary}}\nspec:\n  vpc: vpc-secondary\n  cidr: 10.100.0.0/16\n  provider: {PROVIDER}\n"
-    ));
-    Api::<Subnet>::all(client.clone())
-        .create(&PostParams::default(), &subnet)
-        .await
-        .unwrap();
-    let config = RunConfig {
-        nb_remotes: nb_server.remote(),
-        gc_interval: Duration::from_secs(30),
-        workers: 4,
-        metrics: Default::default(),
-    };
-    let ctx = run::start(client.clone(), &config).await.unwrap();
-    let controller = tokio::spawn(run::run(Arc::clone(&ctx), config));
+    common::network(
+        &client,
+        "kube-ovn-vpc-network",
+        PROVIDER,
+        "vpc-secondary",
+        "subnet-secondary",
+        "10.100.0.0/16",
+    )
+    .await;
+    let (_ctx, controller) = common::start_controller(&client, &nb_server, 4).await;
     let nb = controller::nb::connect(&nb_server.remote()).await.unwrap();
 
     // The seed's example: pod-wide rates apply to the kube-ovn attachment.

@@ -18,9 +18,8 @@ use e2e::k8s::ControlPlane;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
+use kube::runtime::wait::await_condition;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use ovn_api::tables::nb::LogicalSwitchPort;
@@ -52,7 +51,7 @@ impl Bed {
             .try_init();
         let cp = ControlPlane::start().await.unwrap();
         let client = cp.client();
-        install_crds(&client).await;
+        e2e::cluster::install_crds(&client).await.unwrap();
         let nb = OvsdbServer::start(SchemaKind::Northbound).unwrap();
         let nad = NetworkAttachmentDefinition::with_config(
             "default",
@@ -137,23 +136,6 @@ impl Bed {
         })
         .await
         .unwrap_or_else(|_| panic!("only {} of {n} pods allocated within {WAIT:?}", done.len()))
-    }
-}
-
-async fn install_crds(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let mut all = crds::generate::crds();
-    all.push(<NetworkAttachmentDefinition as kube::CustomResourceExt>::crd());
-    for crd in all {
-        let name = crd.name_any();
-        api.create(&PostParams::default(), &crd).await.unwrap();
-        tokio::time::timeout(
-            WAIT,
-            await_condition(api.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .unwrap()
-        .unwrap();
     }
 }
 

@@ -2,10 +2,10 @@
 //! uses it (real kube-apiserver and OVN NB).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use controller::run::{self, RunConfig};
 use crds::NetworkAttachmentDefinition;
 use e2e::k8s::ControlPlane;
 use futures::StreamExt;
@@ -33,14 +33,7 @@ async fn invalid_kube_ovn_nads_get_an_event_naming_the_problem() {
     let client = cp.client();
     e2e::cluster::install_crds(&client).await.unwrap();
     let nb = OvsdbServer::start(SchemaKind::Northbound).unwrap();
-    let config = RunConfig {
-        nb_remotes: nb.remote(),
-        gc_interval: Duration::from_secs(30),
-        workers: 2,
-        metrics: Default::default(),
-    };
-    let ctx = run::start(client.clone(), &config).await.unwrap();
-    let controller = tokio::spawn(run::run(Arc::clone(&ctx), config));
+    let (_ctx, controller) = common::start_controller(&client, &nb, 2).await;
 
     let nads: Api<NetworkAttachmentDefinition> = Api::namespaced(client.clone(), "default");
     let cases = [

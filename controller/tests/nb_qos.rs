@@ -25,6 +25,7 @@ fn port(switch: &str) -> PortPlan {
         ips: vec!["10.100.0.2".parse().unwrap()],
         port_security: true,
         external_ids: nb::owned_ids(&[("pod", "default/qos-pod")]),
+        dhcp: (None, None),
     }
 }
 

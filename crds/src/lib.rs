@@ -28,6 +28,7 @@ pub mod nat_gateway;
 pub mod networks;
 pub mod qos_policy;
 pub mod security_group;
+pub mod seed;
 pub mod subnet;
 pub mod validation;
 pub mod vpc;

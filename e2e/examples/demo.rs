@@ -57,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "$ kubectl apply -f seed.yaml   (the manual's NAD, Vpc, Subnet and pod; a peer pod on node-2)"
     );
-    print!("{}", cluster.apply_yaml(e2e::seed::FIRST_EXAMPLE)?);
+    print!("{}", cluster.apply_yaml(&crds::seed::first_example())?);
     print!("{}", cluster.apply_yaml(PEER)?);
     let wait = Duration::from_secs(90);
     let a = cluster

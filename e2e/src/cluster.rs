@@ -6,9 +6,10 @@
 //! No kubelet runs here, so a pod runner stands in for kubelet + Multus, and only that: for
 //! each Pod the scheduler binds to a harness node it creates the pod's network namespace,
 //! gives it `eth0` from a primary CNI (the reference `bridge` + `host-local` plugins, run in the
-//! node's namespace as a container runtime would), then calls our `kube-ovn` binary for each
-//! kube-ovn element of `k8s.v1.cni.cncf.io/networks` exactly as Multus does (CNI environment,
-//! the NAD's config on stdin with `name` and declared `runtimeConfig`, `net1`, `net2`...),
+//! node's namespace as a container runtime would), then calls the plugin of each element of
+//! `k8s.v1.cni.cncf.io/networks` exactly as Multus does: our `kube-ovn` binary, or a reference
+//! plugin (macvlan, ...) whose `ipam` may be our IPAM-only mode, found through `CNI_PATH` (CNI
+//! environment, the NAD's config on stdin with `name` and declared `runtimeConfig`, `net1`...),
 //! writes `k8s.v1.cni.cncf.io/network-status` from the results and sets the Pod Running. On
 //! deletion it calls CNI DEL for each attachment, removes the namespace and deletes the Pod.
 
@@ -124,8 +125,8 @@ struct Node {
 struct PodRuntime {
     netns: NetnsGuard,
     container_id: String,
-    /// (ifname, stdin config) of each kube-ovn attachment, for DEL.
-    attachments: Vec<(String, String)>,
+    /// (ifname, stdin config, plugin) of each attachment, for DEL.
+    attachments: Vec<(String, String, PathBuf)>,
 }
 
 type Pods = Arc<Mutex<HashMap<(String, String), PodRuntime>>>;
@@ -584,7 +585,17 @@ impl Runner {
                     pod.uid().unwrap_or_default()
                 ),
             ),
-            ("CNI_PATH".into(), "/usr/lib/cni".into()),
+            // Ours first, so a reference plugin's `ipam: {"type": "kube-ovn"}` finds it.
+            (
+                "CNI_PATH".into(),
+                format!(
+                    "{}:/usr/lib/cni",
+                    self.plugin
+                        .parent()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default()
+                ),
+            ),
         ]
     }
 
@@ -681,13 +692,27 @@ impl Runner {
                 let nad = nads.get(&element.name).await?;
                 let mut conf: Value = serde_json::from_str(&nad.spec.config)
                     .map_err(|e| ClusterError::Yaml(format!("NAD {}: {e}", element.nad_key())))?;
-                let is_ours = conf["type"] == "kube-ovn" || conf["ipam"]["type"] == "kube-ovn";
-                if !is_ours {
-                    return Err(ClusterError::Yaml(format!(
-                        "NAD {} is not a kube-ovn network; this harness delegates only to kube-ovn",
-                        element.nad_key()
-                    )));
-                }
+                // As Multus: the NAD's `type` is the plugin (ours, or a reference plugin such
+                // as macvlan whose `ipam` may delegate to ours through CNI_PATH).
+                let plugin = match conf["type"].as_str() {
+                    Some("kube-ovn") => self.plugin.clone(),
+                    Some(t) if !t.is_empty() && !t.contains('/') => {
+                        let p = Path::new("/usr/lib/cni").join(t);
+                        if !p.is_file() {
+                            return Err(ClusterError::Yaml(format!(
+                                "NAD {}: CNI plugin {t} is not installed in /usr/lib/cni",
+                                element.nad_key()
+                            )));
+                        }
+                        p
+                    }
+                    _ => {
+                        return Err(ClusterError::Yaml(format!(
+                            "NAD {}: config has no valid \"type\"",
+                            element.nad_key()
+                        )));
+                    }
+                };
                 if conf.get("name").is_none() {
                     conf["name"] = json!(element.name);
                 }
@@ -717,7 +742,6 @@ impl Runner {
                 let ifname = element.interface_name(position);
                 let stdin = conf.to_string();
                 let env = self.cni_env("ADD", pod, &container_id, &netns.path(), &ifname);
-                let plugin = self.plugin.clone();
                 let result = {
                     let this = self;
                     let (plugin, env, stdin) = (plugin.clone(), env.clone(), stdin.clone());
@@ -734,7 +758,7 @@ impl Runner {
                     }
                 };
                 statuses.push(network_status(&element.nad_key(), &ifname, &result, false));
-                attachments.push((ifname, stdin));
+                attachments.push((ifname, stdin, plugin));
             }
         }
         // Known to the harness (exec) before anyone can see the pod Running.
@@ -776,11 +800,11 @@ impl Runner {
         pod: &Pod,
         container_id: &str,
         netns: &Path,
-        attachments: &[(String, String)],
+        attachments: &[(String, String, PathBuf)],
     ) {
-        for (ifname, stdin) in attachments.iter().rev() {
+        for (ifname, stdin, plugin) in attachments.iter().rev() {
             let env = self.cni_env("DEL", pod, container_id, netns, ifname);
-            if let Err(e) = self.cni(&self.plugin, true, &env, stdin) {
+            if let Err(e) = self.cni(plugin, true, &env, stdin) {
                 tracing::warn!(error = %e, %ifname, "CNI DEL failed");
             }
         }

@@ -13,4 +13,3 @@ pub mod k8s;
 pub mod keep;
 pub mod ovn;
 pub mod programs;
-pub mod seed;

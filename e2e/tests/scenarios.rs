@@ -1,7 +1,8 @@
 //! The manual's use cases on the local cluster (L2), with YAML as a user writes it:
 //! network segmentation with explicit interface names, multi-tenancy with the same CIDR in two
-//! VPCs (isolated), static IPs and their reuse after deletion, and bad input that leaves the
-//! pod's other attachments working.
+//! VPCs (isolated), static IPs and their reuse after deletion, bad input that leaves the
+//! pod's other attachments working, OVN's DHCP on an `enableDHCP` subnet, and IPAM-only NADs
+//! (macvlan with kube-ovn IPAM) run as Multus runs them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
 
 use std::time::Duration;
@@ -274,6 +275,110 @@ async fn the_manuals_use_cases_work_on_a_two_node_cluster() {
         ))
         .unwrap();
     warning_event(&cluster, "unknown-nad", "default/no-such-network not found").await;
+    // 5. enableDHCP: OVN answers the pod's DHCP with the address the controller allocated.
+    let dhcp_net = network("dhcp-network", "vpc-secondary", "dhcp", "10.103.0.0/24").replace(
+        "  provider: dhcp-network",
+        "  enableDHCP: true\n  provider: dhcp-network",
+    );
+    assert!(dhcp_net.contains("enableDHCP: true"), "{dhcp_net}");
+    cluster.apply_yaml(&dhcp_net).unwrap();
+    cluster
+        .apply_yaml(&pod(
+            "dhcp-client",
+            "node-2",
+            "[{\"name\": \"default/dhcp-network\"}]",
+        ))
+        .unwrap();
+    cluster
+        .wait_running("default", "dhcp-client", WAIT)
+        .await
+        .unwrap();
+    let assigned = addr_of(&cluster, "dhcp-client", "net1");
+    let out = cluster
+        .exec(
+            "default",
+            "dhcp-client",
+            &[
+                "busybox",
+                "udhcpc",
+                "-i",
+                "net1",
+                "-f",
+                "-q",
+                "-n",
+                "-t",
+                "5",
+                "-T",
+                "2",
+                "-s",
+                "/bin/true",
+            ],
+        )
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let leased = assigned.split('/').next().unwrap();
+    assert!(
+        out.status.success() && text.contains(&format!("lease of {leased} obtained")),
+        "udhcpc on net1 (assigned {assigned}): {text}"
+    );
+
+    // 6. IPAM-only: a macvlan NAD whose `ipam` is kube-ovn (Multus runs macvlan, macvlan runs
+    // our plugin as its IPAM): addresses come from the Subnet bound to `<nad>.<namespace>`.
+    cluster
+        .apply_yaml(
+            r#"
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata:
+  name: macvlan-net
+  namespace: default
+spec:
+  config: |
+    {
+      "cniVersion": "0.3.1",
+      "type": "macvlan",
+      "master": "eth0",
+      "mode": "bridge",
+      "ipam": {
+        "type": "kube-ovn",
+        "server_socket": "/run/openvswitch/kube-ovn-daemon.sock",
+        "provider": "macvlan-net.default"
+      }
+    }
+---
+apiVersion: kubeovn.io/v1
+kind: Subnet
+metadata:
+  name: macvlan-subnet
+spec:
+  cidr: "10.104.0.0/24"
+  provider: macvlan-net.default
+"#,
+        )
+        .unwrap();
+    for name in ["ipam-a", "ipam-b"] {
+        cluster
+            .apply_yaml(&pod(
+                name,
+                "node-1",
+                "[{\"name\": \"default/macvlan-net\"}]",
+            ))
+            .unwrap();
+    }
+    for name in ["ipam-a", "ipam-b"] {
+        let p = cluster.wait_running("default", name, WAIT).await.unwrap();
+        let annotated = p.annotations()["macvlan-net.default.kubernetes.io/ip_address"].clone();
+        let addr = addr_of(&cluster, name, "net1");
+        assert_eq!(addr, format!("{annotated}/24"), "{name}");
+        assert!(addr.starts_with("10.104.0."), "{name}: {addr}");
+    }
+    let b = addr_of(&cluster, "ipam-b", "net1");
+    assert!(pings(&cluster, "ipam-a", b.split('/').next().unwrap(), 15));
+
     // Everyone else still talks.
     assert!(pings(&cluster, "tenant-a-app", "10.200.0.20", 15));
     assert!(pings(

@@ -10,8 +10,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::DeleteParams;
 use kube::{Api, ResourceExt};
 
-use e2e::seed::FIRST_EXAMPLE as SEED;
-
 const PEER: &str = r#"
 apiVersion: v1
 kind: Pod
@@ -57,7 +55,7 @@ async fn the_seed_example_gives_pods_net1_on_ovn_across_nodes() {
     let mut cluster = Cluster::start(e2e::cluster::node_count(2, 2))
         .await
         .unwrap();
-    cluster.apply_yaml(SEED).unwrap();
+    cluster.apply_yaml(&crds::seed::first_example()).unwrap();
     cluster.apply_yaml(PEER).unwrap();
     let a = cluster
         .wait_running("default", "multi-network-pod", WAIT)

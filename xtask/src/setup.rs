@@ -21,6 +21,8 @@ const APT_PACKAGES: &[&str] = &[
     "iperf3",
     "netcat-openbsd",
     "tcpdump",
+    // A DHCP client (busybox udhcpc) for the enableDHCP scenario.
+    "busybox",
     // The Kubernetes datastore.
     "etcd-server",
     // The primary CNI for pods' eth0 (reference bridge + host-local plugins, /usr/lib/cni).

@@ -9,8 +9,11 @@
 
 use std::collections::BTreeMap;
 
+use crds::naming::EXTERNAL_ID_VENDOR;
+use ovn_api::tables::Table;
 use ovn_api::tables::nb::{LogicalSwitch, Qos};
 use ovn_api::txn::Txn;
+use ovn_api::value::Atom;
 use ovn_api::value::Uuid;
 
 use super::{Nb, NbError, db, is_ours};
@@ -106,30 +109,49 @@ pub fn port_of(row: &Qos) -> Option<&str> {
     rest.strip_suffix('"')
 }
 
-/// Our rows for `port`, each with the switch that references it.
+/// Our rows for `port`, each with the switch that references it. Rows are matched on the raw
+/// replica (vendor tag and match string) and only ours are converted; their switches are found
+/// by a search of the sorted `qos_rules` sets.
 #[allow(clippy::result_large_err)] // The NbError every function of nb returns (async ones too).
 fn rows_of(nb: &Nb, port: &str) -> Result<Vec<(Qos, Option<Uuid>)>, NbError> {
     let r = nb.replica();
-    let rows: Vec<Qos> = r
-        .list::<Qos>()
-        .map_err(db(format!("reading QoS rows of {port}")))?
-        .into_iter()
-        .filter(|q| is_ours(&q.external_ids) && port_of(q) == Some(port))
-        .collect();
-    if rows.is_empty() {
+    let Some(table) = r.table(Qos::TABLE) else {
         return Ok(Vec::new());
-    }
-    let switches = r.list::<LogicalSwitch>().map_err(db("listing switches"))?;
-    Ok(rows
-        .into_iter()
-        .map(|q| {
-            let owner = switches
-                .iter()
-                .find(|s| s.qos_rules.contains(&q.uuid))
-                .map(|s| s.uuid);
-            (q, owner)
+    };
+    let (inport, outport) = (
+        QosDirection::Egress.match_for(port),
+        QosDirection::Ingress.match_for(port),
+    );
+    let uuids: Vec<Uuid> = table
+        .rows()
+        .filter(|row| {
+            row.external_id(EXTERNAL_ID_VENDOR.0) == Some(EXTERNAL_ID_VENDOR.1)
+                && row
+                    .get(Qos::MATCH.name())
+                    .and_then(|d| d.as_set().first())
+                    .and_then(Atom::as_str)
+                    .is_some_and(|m| m == inport || m == outport)
         })
-        .collect())
+        .map(|row| row.uuid)
+        .collect();
+    let mut rows = Vec::with_capacity(uuids.len());
+    for uuid in uuids {
+        let Some(q) = r
+            .get::<Qos>(uuid)
+            .map_err(db(format!("reading QoS rows of {port}")))?
+        else {
+            continue;
+        };
+        if !is_ours(&q.external_ids) || port_of(&q) != Some(port) {
+            continue;
+        }
+        let owner = r
+            .referrers::<LogicalSwitch>(LogicalSwitch::QOS_RULES.name(), &Atom::Uuid(uuid))
+            .first()
+            .copied();
+        rows.push((q, owner));
+    }
+    Ok(rows)
 }
 
 /// Adds the removal of `row` (referenced from `owner`) to `tx`.
@@ -159,13 +181,24 @@ pub(super) fn remove_rows_of(nb: &Nb, tx: &mut Txn<'_>, port: &str) -> Result<us
 /// (a new limit is inserted, a changed one updated in place, a lifted one removed, a row left
 /// on a switch the port moved away from is re-created on the new one).
 pub async fn ensure_qos(nb: &Nb, plan: &QosPlan) -> Result<(), NbError> {
+    let mut tx = nb.txn();
+    plan_qos(nb, &mut tx, plan)?;
+    nb.commit(tx, format!("writing QoS of port {}", plan.port))
+        .await
+}
+
+/// Adds to `tx` what [`ensure_qos`] would write (nothing when the rows already match). Every
+/// check comes before the first operation: on an error `tx` is unchanged.
+#[allow(clippy::result_large_err)] // The NbError every function of nb returns (async ones too).
+pub fn plan_qos(nb: &Nb, tx: &mut Txn<'_>, plan: &QosPlan) -> Result<(), NbError> {
+    if plan.egress == Limit::Unchanged && plan.ingress == Limit::Unchanged {
+        return Ok(());
+    }
     let rows = rows_of(nb, &plan.port)?;
     let switch = nb
         .replica()
-        .one_by_name::<LogicalSwitch>(&plan.switch)
-        .map_err(db(format!("reading switch {}", plan.switch)))?
+        .uuid_by_name::<LogicalSwitch>(&plan.switch)
         .ok_or_else(|| NbError::NoSwitch(plan.switch.clone()))?;
-    let mut tx = nb.txn();
     for direction in QosDirection::ALL {
         let wanted = match plan.limit(direction) {
             Limit::Unchanged => continue,
@@ -175,7 +208,7 @@ pub async fn ensure_qos(nb: &Nb, plan: &QosPlan) -> Result<(), NbError> {
         let mut kept = false;
         for (row, owner) in rows.iter().filter(|(q, _)| q.direction == direction.ovn()) {
             match &wanted {
-                Some(bw) if !kept && *owner == Some(switch.uuid) => {
+                Some(bw) if !kept && *owner == Some(switch) => {
                     kept = true;
                     if row.bandwidth != *bw
                         || row.priority != QOS_PRIORITY
@@ -193,7 +226,7 @@ pub async fn ensure_qos(nb: &Nb, plan: &QosPlan) -> Result<(), NbError> {
                         );
                     }
                 }
-                _ => remove_row(&mut tx, row.uuid, *owner),
+                _ => remove_row(tx, row.uuid, *owner),
             }
         }
         if let (Some(bw), false) = (wanted, kept) {
@@ -205,11 +238,10 @@ pub async fn ensure_qos(nb: &Nb, plan: &QosPlan) -> Result<(), NbError> {
                 external_ids: plan.external_ids.clone(),
                 ..Default::default()
             });
-            tx.mutate::<LogicalSwitch>(switch.uuid, [LogicalSwitch::QOS_RULES.insert(row)]);
+            tx.mutate::<LogicalSwitch>(switch, [LogicalSwitch::QOS_RULES.insert(row)]);
         }
     }
-    nb.commit(tx, format!("writing QoS of port {}", plan.port))
-        .await
+    Ok(())
 }
 
 /// Removes every row of ours for `port` (one transaction); returns how many there were.

@@ -451,6 +451,28 @@ impl Replica {
             .transpose()
     }
 
+    /// The UUID of the row named `name` (the first one if several share the name), without
+    /// converting the row: cheap even for a switch with thousands of ports.
+    pub fn uuid_by_name<T: Table>(&self, name: &str) -> Option<Uuid> {
+        self.table(T::TABLE)
+            .and_then(|t| t.by_name(name).next())
+            .map(|r| r.uuid)
+    }
+
+    /// The UUIDs of `T`'s rows whose set column `column` holds `member` (a binary search in
+    /// each row's sorted set, without converting the rows): e.g. the switch that owns a port.
+    pub fn referrers<T: Table>(&self, column: &str, member: &crate::value::Atom) -> Vec<Uuid> {
+        self.table(T::TABLE).map_or_else(Vec::new, |t| {
+            t.rows()
+                .filter(|r| {
+                    r.get(column)
+                        .is_some_and(|d| d.as_set().binary_search(member).is_ok())
+                })
+                .map(|r| r.uuid)
+                .collect()
+        })
+    }
+
     /// Rows with `external_ids:key=value` (index lookup).
     pub fn by_external_id<T: Table>(&self, key: &str, value: &str) -> Result<Vec<T>> {
         self.table(T::TABLE).map_or(Ok(Vec::new()), |t| {
@@ -563,6 +585,38 @@ mod tests {
                 check(&s).unwrap_or_else(|e| panic!("{t}: {e}"));
             }
         }
+    }
+
+    #[test]
+    fn raw_lookups_by_name_and_by_set_member() {
+        use crate::protocol::parse_table_updates;
+        use crate::replica::Replica;
+        use crate::value::Atom;
+        let schema = std::sync::Arc::new(
+            DatabaseSchema::from_file(Path::new("/usr/share/ovn/ovn-nb.ovsschema")).unwrap(),
+        );
+        let mut r = Replica::new(schema, &["Logical_Switch".into()]).unwrap();
+        let u = |i: u128| Uuid::from_u128(i).to_string();
+        let ports: Vec<_> = (10..20).map(|i| json!(["uuid", u(i)])).collect();
+        let init = json!({"Logical_Switch": {
+            u(1): {"initial": {"name": "a", "ports": ["set", ports]}},
+            u(2): {"initial": {"name": "b", "ports": ["uuid", u(30)]}},
+        }});
+        r.apply(&parse_table_updates(&init, true).unwrap()).unwrap();
+        assert_eq!(
+            r.uuid_by_name::<LogicalSwitch>("b"),
+            Some(Uuid::from_u128(2))
+        );
+        assert_eq!(r.uuid_by_name::<LogicalSwitch>("zz"), None);
+        let owner = |i| r.referrers::<LogicalSwitch>("ports", &Atom::Uuid(Uuid::from_u128(i)));
+        assert_eq!(owner(15), vec![Uuid::from_u128(1)]);
+        assert_eq!(owner(30), vec![Uuid::from_u128(2)]);
+        assert!(owner(99).is_empty());
+        assert!(
+            r.referrers::<LogicalSwitchPort>("ports", &Atom::Uuid(Uuid::from_u128(15)))
+                .is_empty(),
+            "an unmonitored table has no referrers"
+        );
     }
 
     #[test]

@@ -1,0 +1,70 @@
+//! What the controller's L2 tests share: YAML objects, a network (NAD → Subnet in a Vpc), and
+//! the controller running in-process against a real NB.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code, not every test uses every helper.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use controller::context::Context;
+use controller::run::{self, RunConfig};
+use crds::{NetworkAttachmentDefinition, Subnet, Vpc};
+use kube::api::PostParams;
+use kube::{Api, Client};
+use ovn_api::testing::OvsdbServer;
+
+/// An object from YAML.
+pub fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
+    serde_yaml::from_str(s).unwrap()
+}
+
+/// Creates a kube-ovn NAD `<nad>` in `default` with provider `<nad>.default.ovn` (or
+/// `provider`), the Vpc `vpc` (unless it exists) and the Subnet `subnet` with `cidr` bound to
+/// that provider.
+pub async fn network(
+    client: &Client,
+    nad: &str,
+    provider: &str,
+    vpc: &str,
+    subnet: &str,
+    cidr: &str,
+) {
+    let n: NetworkAttachmentDefinition = yaml(&format!(
+        "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\nmetadata: {{name: {nad}, namespace: default}}\nspec:\n  config: '{{\"cniVersion\":\"0.3.1\",\"type\":\"kube-ovn\",\"server_socket\":\"/run/openvswitch/kube-ovn-daemon.sock\",\"provider\":\"{provider}\"}}'\n"
+    ));
+    Api::<NetworkAttachmentDefinition>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &n)
+        .await
+        .unwrap();
+    let vpcs: Api<Vpc> = Api::all(client.clone());
+    if vpcs.get_opt(vpc).await.unwrap().is_none() {
+        let v: Vpc = yaml(&format!(
+            "apiVersion: kubeovn.io/v1\nkind: Vpc\nmetadata: {{name: {vpc}}}\nspec: {{}}\n"
+        ));
+        vpcs.create(&PostParams::default(), &v).await.unwrap();
+    }
+    let s: Subnet = yaml(&format!(
+        "apiVersion: kubeovn.io/v1\nkind: Subnet\nmetadata: {{name: {subnet}}}\nspec: {{vpc: {vpc}, cidr: \"{cidr}\", provider: {provider}}}\n"
+    ));
+    Api::<Subnet>::all(client.clone())
+        .create(&PostParams::default(), &s)
+        .await
+        .unwrap();
+}
+
+/// The controller, started (caches synced, IPAM rebuilt) and running with `workers` workers;
+/// abort the handle to stop it.
+pub async fn start_controller(
+    client: &Client,
+    nb: &OvsdbServer,
+    workers: u16,
+) -> (Arc<Context>, tokio::task::JoinHandle<()>) {
+    let config = RunConfig {
+        nb_remotes: nb.remote(),
+        gc_interval: Duration::from_secs(30),
+        workers,
+        metrics: Default::default(),
+    };
+    let ctx = run::start(client.clone(), &config).await.unwrap();
+    let handle = tokio::spawn(run::run(Arc::clone(&ctx), config));
+    (ctx, handle)
+}

@@ -1,0 +1,332 @@
+//! Lifecycles beyond one pod: StatefulSet pods keep their attachment addresses across
+//! recreation (upstream Kube-OVN's behaviour) and give them back when the StatefulSet scales
+//! below them or is deleted; the GC removes switches and routers whose Subnet or Vpc is gone.
+//! Real kube-apiserver + kube-controller-manager (its StatefulSet controller creates the pods),
+//! real NB ovsdb-server, the controller in-process.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a failed assertion is the report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crds::{IP, Subnet, Vpc};
+use e2e::k8s::ControlPlane;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::await_condition;
+use kube::{Api, Resource, ResourceExt};
+use ovn_api::testing::{OvsdbServer, SchemaKind};
+
+const PROVIDER: &str = "sts-net.default.ovn";
+const WAIT: Duration = Duration::from_secs(60);
+
+mod common;
+use common::yaml;
+
+/// Waits until pod `name` exists with a uid other than `not_uid` and has its attachment;
+/// returns (uid, address).
+async fn allocated(pods: &Api<Pod>, name: &str, not_uid: &str) -> (String, String) {
+    let key = format!("{PROVIDER}.kubernetes.io/allocated");
+    let not_uid = not_uid.to_owned();
+    let cond = move |p: Option<&Pod>| {
+        p.is_some_and(|p| {
+            p.uid().as_deref() != Some(not_uid.as_str())
+                && p.annotations().get(&key).is_some_and(|v| v == "true")
+        })
+    };
+    let p = tokio::time::timeout(WAIT, await_condition(pods.clone(), name, cond))
+        .await
+        .unwrap_or_else(|_| panic!("pod {name} never got its attachment"))
+        .unwrap()
+        .unwrap();
+    let ip = p.annotations()[&format!("{PROVIDER}.kubernetes.io/ip_address")].clone();
+    (p.uid().unwrap(), ip)
+}
+
+async fn gone(client: &kube::Client, key: &str) {
+    tokio::time::timeout(
+        WAIT,
+        await_condition(Api::<IP>::all(client.clone()), key, |o: Option<&IP>| {
+            o.is_none()
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("IP {key} was never released"))
+    .unwrap();
+}
+
+/// A control plane, NB, the network `sts-net` → Subnet `subnet-sts` in Vpc `vpc-sts`, and the
+/// controller running (Ready subnet).
+struct Bed {
+    _cp: ControlPlane,
+    client: kube::Client,
+    nb_server: OvsdbServer,
+    ctx: Arc<controller::context::Context>,
+    controller: tokio::task::JoinHandle<()>,
+}
+
+async fn bed() -> Bed {
+    let cp = ControlPlane::start().await.unwrap();
+    let client = cp.client();
+    e2e::cluster::install_crds(&client).await.unwrap();
+    let nb_server = OvsdbServer::start(SchemaKind::Northbound).unwrap();
+    common::network(
+        &client,
+        "sts-net",
+        PROVIDER,
+        "vpc-sts",
+        "subnet-sts",
+        "10.120.0.0/24",
+    )
+    .await;
+    let (ctx, controller) = common::start_controller(&client, &nb_server, 4).await;
+    Bed {
+        _cp: cp,
+        client,
+        nb_server,
+        ctx,
+        controller,
+    }
+}
+
+#[tokio::test]
+async fn statefulset_pods_get_their_addresses_back_until_scaled_away() {
+    let Bed {
+        _cp,
+        client,
+        nb_server,
+        ctx,
+        controller,
+    } = bed().await;
+    // No kubelet at this level: the pods stay Pending, which is all the StatefulSet controller
+    // and ours need. Parallel, so both pods are created without waiting for readiness.
+    let sts: StatefulSet = yaml(
+        r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 2
+  podManagementPolicy: Parallel
+  serviceName: web
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata:
+      labels: {app: web}
+      annotations: {k8s.v1.cni.cncf.io/networks: default/sts-net}
+    spec:
+      containers: [{name: app, image: nginx}]
+"#,
+    );
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
+    sets.create(&PostParams::default(), &sts).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let (uid0, ip0) = allocated(&pods, "web-0", "").await;
+    let (_, ip1) = allocated(&pods, "web-1", "").await;
+    assert_ne!(ip0, ip1);
+    let key0 = format!("web-0.default.{PROVIDER}");
+    let record = Api::<IP>::all(client.clone()).get(&key0).await.unwrap();
+    assert_eq!(record.spec.pod_type, "StatefulSet");
+
+    // A plain pod takes an address while web-0 is away: it must not get web-0's.
+    let plain: Pod = yaml(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: plain\n  namespace: default\n  annotations: {k8s.v1.cni.cncf.io/networks: default/sts-net}\nspec:\n  containers: [{name: app, image: nginx}]\n",
+    );
+    // web-0 is deleted; its StatefulSet recreates it and it gets the same address back.
+    pods.delete("web-0", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    pods.create(&PostParams::default(), &plain).await.unwrap();
+    let (new_uid0, again0) = allocated(&pods, "web-0", &uid0).await;
+    assert_ne!(new_uid0, uid0);
+    assert_eq!(again0, ip0, "web-0 lost its address across recreation");
+    let (_, plain_ip) = allocated(&pods, "plain", "").await;
+    assert!(plain_ip != ip0 && plain_ip != ip1, "{plain_ip}");
+    // A garbage collection in between keeps it too (its StatefulSet still wants web-0).
+    let report = controller::gc::collect(&ctx).await.unwrap();
+    assert_eq!(report.ips, 0, "{report:?}");
+    assert!(nb_server.nbctl(&["show"]).unwrap().contains(&key0));
+
+    // Scaled to 1: web-1 goes, and so do its address, record and port.
+    sets.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .unwrap();
+    let key1 = format!("web-1.default.{PROVIDER}");
+    gone(&client, &key1).await;
+    assert!(!nb_server.nbctl(&["show"]).unwrap().contains(&key1));
+    assert!(ctx.ipam.get(&key1).is_none());
+
+    // The StatefulSet deleted (its pods with it): web-0's address goes too.
+    sets.delete("web", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    gone(&client, &key0).await;
+    assert!(ctx.ipam.get(&key0).is_none());
+    assert!(!nb_server.nbctl(&["show"]).unwrap().contains(&key0));
+
+    controller.abort();
+}
+
+#[tokio::test]
+async fn the_gc_removes_switches_and_routers_whose_subnet_or_vpc_is_gone() {
+    let Bed {
+        _cp,
+        client,
+        nb_server,
+        ctx,
+        controller,
+    } = bed().await;
+    let subnets: Api<Subnet> = Api::all(client.clone());
+    tokio::time::timeout(WAIT, async {
+        while !controller::nb::switch_exists(&ctx.nb, "subnet-sts") {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the switch of subnet-sts never appeared");
+    // Someone else's rows are never touched.
+    nb_server.nbctl(&["ls-add", "foreign"]).unwrap();
+    nb_server.nbctl(&["lr-add", "foreign-router"]).unwrap();
+
+    // The controller is down while both objects are force-deleted (finalizers stripped).
+    controller.abort();
+    let strip = Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}}));
+    subnets
+        .patch("subnet-sts", &PatchParams::default(), &strip)
+        .await
+        .unwrap();
+    subnets
+        .delete("subnet-sts", &DeleteParams::default())
+        .await
+        .unwrap();
+    let vpcs: Api<Vpc> = Api::all(client.clone());
+    vpcs.patch("vpc-sts", &PatchParams::default(), &strip)
+        .await
+        .unwrap();
+    vpcs.delete("vpc-sts", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        WAIT,
+        await_condition(subnets.clone(), "subnet-sts", |o: Option<&Subnet>| {
+            o.is_none()
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    tokio::time::timeout(
+        WAIT,
+        await_condition(vpcs.clone(), "vpc-sts", |o: Option<&Vpc>| o.is_none()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+
+    let report = controller::gc::collect(&ctx).await.unwrap();
+    assert_eq!((report.switches, report.routers), (1, 1), "{report:?}");
+    let switches = nb_server.nbctl(&["ls-list"]).unwrap();
+    assert!(
+        !switches.contains("subnet-sts") && switches.contains("foreign"),
+        "{switches}"
+    );
+    let routers = nb_server.nbctl(&["lr-list"]).unwrap();
+    assert!(
+        !routers.contains("vpc-sts") && routers.contains("foreign-router"),
+        "{routers}"
+    );
+    let ports = nb_server
+        .nbctl(&["--bare", "--columns=name", "list", "Logical_Router_Port"])
+        .unwrap();
+    assert!(ports.trim().is_empty(), "router ports left: {ports}");
+    // Nothing more to collect the second time.
+    let again = controller::gc::collect(&ctx).await.unwrap();
+    assert_eq!(again, controller::gc::Report::default());
+}
+
+#[tokio::test]
+async fn an_ip_record_deleted_by_hand_while_its_pod_runs_comes_back() {
+    let Bed {
+        _cp,
+        client,
+        nb_server,
+        ctx,
+        controller,
+    } = bed().await;
+    let pod: Pod = yaml(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: keeper\n  namespace: default\n  annotations: {k8s.v1.cni.cncf.io/networks: default/sts-net}\nspec:\n  containers: [{name: app, image: nginx}]\n",
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let (_, ip) = allocated(&pods, "keeper", "").await;
+    let key = format!("keeper.default.{PROVIDER}");
+    let ips: Api<IP> = Api::all(client.clone());
+    let first = ips.get(&key).await.unwrap();
+    assert_eq!(
+        first.finalizers(),
+        [controller::gc::IP_FINALIZER.to_owned()],
+        "every record carries the finalizer"
+    );
+
+    // Deleted by hand while the pod runs: the finalizer holds it, the controller writes it again.
+    ips.delete(&key, &DeleteParams::default()).await.unwrap();
+    let old_uid = first.uid().unwrap();
+    let back = tokio::time::timeout(
+        WAIT,
+        await_condition(ips.clone(), &key, move |o: Option<&IP>| {
+            o.is_some_and(|ip| {
+                ip.uid().as_deref() != Some(old_uid.as_str())
+                    && ip.meta().deletion_timestamp.is_none()
+            })
+        }),
+    )
+    .await
+    .expect("the record never came back")
+    .unwrap()
+    .unwrap();
+    assert_eq!(back.spec.ip_address, ip);
+    assert_eq!(back.finalizers(), [controller::gc::IP_FINALIZER.to_owned()]);
+    assert_eq!(
+        ctx.ipam.get(&key).map(|l| l.ip_address()),
+        Some(ip.clone()),
+        "the address stays with its pod"
+    );
+    assert!(nb_server.nbctl(&["show"]).unwrap().contains(&key));
+
+    // With the controller down, someone strips the finalizer and deletes the record: the next
+    // garbage collection (of the controller that still holds the lease) writes it again.
+    controller.abort();
+    let strip = Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}}));
+    ips.patch(&key, &PatchParams::default(), &strip)
+        .await
+        .unwrap();
+    ips.delete(&key, &DeleteParams::default()).await.unwrap();
+    gone(&client, &key).await;
+    let report = controller::gc::collect(&ctx).await.unwrap();
+    assert_eq!(report.restored, 1, "{report:?}");
+    assert_eq!(ips.get(&key).await.unwrap().spec.ip_address, ip);
+    assert!(nb_server.nbctl(&["show"]).unwrap().contains(&key));
+    // Two more collections (an orphan lease is released at the second): nothing changes.
+    for _ in 0..2 {
+        assert_eq!(
+            controller::gc::collect(&ctx).await.unwrap(),
+            controller::gc::Report::default()
+        );
+    }
+    assert!(ctx.ipam.get(&key).is_some());
+
+    // The pod deleted: the record, its finalizer, the port and the address all go.
+    pods.delete("keeper", &DeleteParams::default())
+        .await
+        .unwrap();
+    let report = controller::gc::collect(&ctx).await.unwrap();
+    assert_eq!(report.ips, 1, "{report:?}");
+    gone(&client, &key).await;
+    assert!(ctx.ipam.get(&key).is_none());
+    assert!(!nb_server.nbctl(&["show"]).unwrap().contains(&key));
+}
