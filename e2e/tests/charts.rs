@@ -333,7 +333,7 @@ fn the_charts_run_our_binaries_with_flags_they_accept() {
     assert_eq!(c["ports"][0]["containerPort"], 10660);
 
     // The daemon's socket is the NAD's server_socket in the manual.
-    let nad = docs(e2e::seed::FIRST_EXAMPLE)
+    let nad = docs(crds::seed::NAD)
         .into_iter()
         .find(|d| d["kind"] == "NetworkAttachmentDefinition")
         .unwrap();
@@ -665,13 +665,8 @@ async fn helm_install_as_written(chart: &str) {
         daemonsets.get(name).await.unwrap();
     }
     // The manual's Vpc and Subnet are accepted once the chart's CRDs are in.
-    let vpc_subnet: String = e2e::seed::FIRST_EXAMPLE
-        .split("\n---\n")
-        .filter(|d| d.contains("kind: Vpc") || d.contains("kind: Subnet"))
-        .collect::<Vec<_>>()
-        .join("\n---\n");
     let file = dir.path().join("vpc-subnet.yaml");
-    std::fs::write(&file, vpc_subnet).unwrap();
+    std::fs::write(&file, crds::seed::VPC_AND_SUBNET).unwrap();
     let out = plane
         .kubectl(&["apply", "-f", file.to_str().unwrap()])
         .unwrap_or_else(|e| panic!("{e}"));

@@ -246,7 +246,7 @@ fn scenario(
             ]),
     )?;
 
-    apply_stdin(seed_first_example()?)?;
+    apply_stdin(&crds::seed::first_example())?;
     apply_stdin(PEER_POD)?;
     let mut checks = Vec::new();
     let ready = kubectl(&[
@@ -349,20 +349,6 @@ fn net1_of(network_status: &str) -> anyhow::Result<(String, String)> {
     Ok((ip, mac))
 }
 
-/// The manual's first example, from the e2e crate's copy (one copy of the manual's YAML).
-fn seed_first_example() -> anyhow::Result<&'static str> {
-    const SEED_RS: &str = include_str!("../../e2e/src/seed.rs");
-    const START: &str = "pub const FIRST_EXAMPLE: &str = r#\"";
-    let from = SEED_RS
-        .find(START)
-        .map(|i| i + START.len())
-        .context("e2e/src/seed.rs has no FIRST_EXAMPLE")?;
-    let len = SEED_RS[from..]
-        .find("\"#;")
-        .context("e2e/src/seed.rs: FIRST_EXAMPLE does not end")?;
-    Ok(&SEED_RS[from..from + len])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,20 +379,6 @@ mod tests {
         assert!(m[0].contains("docker info"), "{m:?}");
         assert!(missing(&path, true, &cached).is_empty());
         std::fs::remove_dir_all(&empty).unwrap_or_else(|e| panic!("{e}"));
-    }
-
-    #[test]
-    fn the_seed_example_is_found() {
-        let yaml = seed_first_example().unwrap_or_else(|e| panic!("{e}"));
-        for want in [
-            "kind: NetworkAttachmentDefinition",
-            "\"server_socket\": \"/run/openvswitch/kube-ovn-daemon.sock\"",
-            "kind: Vpc",
-            "kind: Subnet",
-            "name: multi-network-pod",
-        ] {
-            assert!(yaml.contains(want), "{want}");
-        }
     }
 
     #[test]
