@@ -271,12 +271,18 @@ pub fn static_busybox() -> anyhow::Result<PathBuf> {
     let work = Path::new(CACHE_DIR).join(format!("busybox-static.tmp-{}", std::process::id()));
     crate::k8s::remove_dir_if_present(&work)?;
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    cmd::run(
-        Command::new("apt-get")
-            .args(["download", "-q", "busybox-static"])
-            .current_dir(&work),
-    )
-    .context("downloading busybox-static (run `apt-get update` first if the lists are old)")?;
+    let download = || {
+        cmd::run(
+            Command::new("apt-get")
+                .args(["download", "-q", "busybox-static"])
+                .current_dir(&work),
+        )
+    };
+    if download().is_err() {
+        // Old package lists name a version the mirror no longer has: refresh them once.
+        cmd::run(Command::new("apt-get").args(["update", "-q"]))?;
+        download().context("downloading busybox-static")?;
+    }
     let deb = std::fs::read_dir(&work)?
         .filter_map(Result::ok)
         .map(|e| e.path())

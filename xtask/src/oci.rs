@@ -708,9 +708,15 @@ mod tests {
             "images ls: {listed}"
         );
         let id = format!("oci-test-{}", std::process::id());
+        // FIFOs and runc's state in the temp dir too, not under /run/containerd.
+        let (fifo, runc) = (dir.join("fifo"), dir.join("runc"));
         let out = containerd.ctr(&[
             "run",
             "--rm",
+            "--fifo-dir",
+            fifo.to_str().unwrap(),
+            "--runc-root",
+            runc.to_str().unwrap(),
             "docker.io/kube-ovn-rs/oci-test:v1",
             &id,
             "/kube-ovn/hello",
