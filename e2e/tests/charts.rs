@@ -659,6 +659,55 @@ async fn helm_install_as_written(chart: &str) {
         args.contains(&"--non-primary-cni-mode=true".to_owned()),
         "{args:?}"
     );
+    // What each binary does with the API is allowed to its service account (the NAD CRD is
+    // Multus', installed here as Multus would).
+    let nad_crd = <crds::NetworkAttachmentDefinition as kube::CustomResourceExt>::crd();
+    crds.create(&Default::default(), &nad_crd).await.unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        await_condition(
+            crds.clone(),
+            "network-attachment-definitions.k8s.cni.cncf.io",
+            conditions::is_crd_established(),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let can = |sa: &str, verb: &str, resource: &str, ns: Option<&str>| {
+        let who = format!("--as=system:serviceaccount:kube-system:{sa}");
+        let mut args = vec!["auth", "can-i", verb, resource, who.as_str()];
+        if let Some(ns) = ns {
+            args.extend(["-n", ns]);
+        }
+        let out = plane.kubectl(&args).unwrap_or_else(|e| format!("{e}"));
+        assert_eq!(out.trim(), "yes", "{sa} may not {verb} {resource}: {out}");
+    };
+    for (verb, resource) in [
+        ("watch", "pods"),
+        ("patch", "pods"),
+        ("create", "events"),
+        ("create", "events.events.k8s.io"),
+        ("create", "ips.kubeovn.io"),
+        ("patch", "ips.kubeovn.io"),
+        ("delete", "ips.kubeovn.io"),
+        ("patch", "subnets.kubeovn.io/status"),
+        ("patch", "vpcs.kubeovn.io/status"),
+        ("patch", "subnets.kubeovn.io"),
+        ("watch", "network-attachment-definitions.k8s.cni.cncf.io"),
+        ("get", "statefulsets.apps"),
+    ] {
+        can("kube-ovn-controller", verb, resource, None);
+    }
+    can(
+        "kube-ovn-controller",
+        "update",
+        "leases.coordination.k8s.io",
+        Some("kube-system"),
+    );
+    for (verb, resource) in [("watch", "pods"), ("get", "subnets.kubeovn.io")] {
+        can("kube-ovn-cni", verb, resource, None);
+    }
     deployments.get("ovn-central").await.unwrap();
     let daemonsets: Api<DaemonSet> = Api::namespaced(plane.client(), "kube-system");
     for name in ["kube-ovn-cni", "ovs-ovn"] {

@@ -100,6 +100,10 @@ rules:
 - apiGroups: [k8s.cni.cncf.io]
   resources: [network-attachment-definitions]
   verbs: [get, list, watch]
+# StatefulSet pods keep their addresses while their StatefulSet still wants them.
+- apiGroups: [apps]
+  resources: [statefulsets]
+  verbs: [get]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
