@@ -74,7 +74,7 @@ async fn two_plumbed_pods_exchange_packets_and_unplumb_leaves_nothing() {
     // The "node" is a namespace of its own, so the test never touches the host's interfaces.
     let node = TestNs::new("node");
     let (a, b) = (TestNs::new("a"), TestNs::new("b"));
-    let root = Netns::open(&node.path()).unwrap().rtnetlink().unwrap();
+    let root = Netns::open(&node.path()).unwrap();
 
     let pa = interface::plumb(&root, &spec("ctr-a", &a, "10.99.0.11/24", 0x11))
         .await
@@ -155,12 +155,12 @@ async fn two_plumbed_pods_exchange_packets_and_unplumb_leaves_nothing() {
 
     // Unplumb removes both ends; a second unplumb is a no-op.
     assert!(
-        interface::remove_link(&root, &pa.host_ifname)
+        interface::unplumb(&root, &pa.host_ifname)
             .await
             .unwrap()
     );
     assert!(
-        !interface::remove_link(&root, &pa.host_ifname)
+        !interface::unplumb(&root, &pa.host_ifname)
             .await
             .unwrap()
     );
@@ -175,7 +175,7 @@ async fn a_name_already_used_in_the_pod_is_refused_and_nothing_is_left() {
     sh(&[
         "ip", "-n", &a.0, "link", "add", "net1", "type", "veth", "peer", "name", "other1",
     ]);
-    let root = Netns::open(&node.path()).unwrap().rtnetlink().unwrap();
+    let root = Netns::open(&node.path()).unwrap();
     let err = interface::plumb(&root, &spec("ctr-x", &a, "10.99.0.11/24", 0x21))
         .await
         .unwrap_err();
@@ -195,7 +195,7 @@ async fn a_name_already_used_in_the_pod_is_refused_and_nothing_is_left() {
 #[tokio::test]
 async fn a_missing_netns_is_reported_as_gone() {
     let node = TestNs::new("node");
-    let root = Netns::open(&node.path()).unwrap().rtnetlink().unwrap();
+    let root = Netns::open(&node.path()).unwrap();
     let mut s = spec("ctr-y", &node, "10.99.0.11/24", 0x31);
     s.netns = PathBuf::from("/var/run/netns/kovn-it-does-not-exist");
     let err = interface::plumb(&root, &s).await.unwrap_err();
