@@ -274,7 +274,12 @@ fn create_veth(
     host_name: &str,
 ) -> Result<u32, InterfaceError> {
     let ns = spec.netns.display().to_string();
-    let step = || format!("creating veth pair {host_name} (host) / {} (in {ns})", spec.ifname);
+    let step = || {
+        format!(
+            "creating veth pair {host_name} (host) / {} (in {ns})",
+            spec.ifname
+        )
+    };
     // NLM_F_ECHO: the kernel answers with the host end, whose IFLA_LINK is the pod end's index,
     // which saves a lookup in the pod (kernels before 6.1 do not echo; then we look it up).
     let flags = NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO;

@@ -587,8 +587,7 @@ async fn add_and_del_are_recorded_in_the_metrics() {
         r#"kube_ovn_cni_op_duration_seconds_count{verb="DEL",result="ok"} 1"#.to_owned(),
         r#"kube_ovn_cni_add_phase_duration_seconds_count{phase="wait_allocation"} 2"#.to_owned(),
         r#"kube_ovn_cni_add_phase_duration_seconds_count{phase="plumbing"} 1"#.to_owned(),
-        r#"kube_ovn_cni_add_phase_duration_seconds_count{phase="wait_ovn_installed"} 1"#
-            .to_owned(),
+        r#"kube_ovn_cni_add_phase_duration_seconds_count{phase="wait_ovn_installed"} 1"#.to_owned(),
     ] {
         assert!(scraped.contains(&series), "{series} missing in:\n{scraped}");
     }
