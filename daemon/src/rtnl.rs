@@ -88,7 +88,12 @@ impl Rtnl {
         let mut pending = n;
         while pending > 0 {
             self.buf.clear();
-            self.socket.recv(&mut self.buf, 0)?;
+            match self.socket.recv(&mut self.buf, 0) {
+                Ok(_) => {}
+                // A signal landed on this thread before an answer did: the answer still comes.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
             let mut offset = 0;
             while offset < self.buf.len() {
                 let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[offset..])
