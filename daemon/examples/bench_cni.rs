@@ -51,6 +51,9 @@ struct Args {
     /// The floor script.
     #[arg(long)]
     floor: PathBuf,
+    /// Only the concurrent runs (quicker iterations on concurrency).
+    #[arg(long)]
+    skip_sequential: bool,
 }
 
 /// Per-ADD phase timings, from the daemon's "attachment added" log event.
@@ -58,8 +61,13 @@ struct Args {
 struct Phases {
     wait_allocation: Duration,
     plumbing: Duration,
-    /// The veth part of plumbing (the rest is the OVS port transaction).
+    /// The kernel part of plumbing (the rest is the OVS port transaction), and its steps.
+    kernel: Duration,
+    setup: Duration,
     veth: Duration,
+    ethtool: Duration,
+    configure: Duration,
+    handback: Duration,
     wait_installed: Duration,
 }
 
@@ -80,7 +88,12 @@ impl tracing::field::Visit for EventFields {
         match field.name() {
             "wait_allocation_us" => self.phases.wait_allocation = d,
             "plumbing_us" => self.phases.plumbing = d,
+            "kernel_us" => self.phases.kernel = d,
+            "setup_us" => self.phases.setup = d,
             "veth_us" => self.phases.veth = d,
+            "ethtool_us" => self.phases.ethtool = d,
+            "configure_us" => self.phases.configure = d,
+            "handback_us" => self.phases.handback = d,
             "wait_installed_us" => self.phases.wait_installed = d,
             _ => {}
         }
@@ -162,12 +175,12 @@ impl Bench {
         node.start_controller()?;
         let dir = tempfile::tempdir()?;
         let socket = dir.path().join("daemon.sock");
-        let root = Netns::open(&node.netns().path())?.rtnetlink()?;
+        let host = Netns::open(&node.netns().path())?;
         let pods = Arc::new(StaticPods::default());
         let service = Arc::new(CniService::new(
             pods.clone(),
             ovs,
-            root,
+            host,
             ServiceConfig {
                 bridge: "br-int".into(),
                 mtu: 1400,
@@ -398,10 +411,9 @@ impl Bench {
                 samples.push(Sample {
                     total: Duration::from_micros(t2 - t0),
                     phases: Phases {
-                        wait_allocation: Duration::ZERO,
                         plumbing: Duration::from_micros(t1 - t0),
-                        veth: Duration::ZERO,
                         wait_installed: Duration::from_micros(t2 - t1),
+                        ..Phases::default()
                     },
                 });
             }
@@ -447,29 +459,37 @@ fn ms(d: Duration) -> String {
 }
 
 /// p50 and p99 of: total, wait-for-annotation, plumbing, wait-for-ovn-installed, plumbing's
-/// two parts (veth, OVS port transaction), and the rest of the ADD outside the three phases
-/// (plugin, gRPC, result, the gratuitous ARP).
+/// two parts (kernel, OVS port transaction), the rest of the ADD outside the three phases
+/// (plugin, gRPC, result), and the kernel part's steps (setup, veth, ethtool, configure,
+/// handback).
 struct Summary {
-    p50: [Duration; 7],
-    p99: [Duration; 7],
+    p50: [Duration; STATS],
+    p99: [Duration; STATS],
 }
 
+const STATS: usize = 12;
+
 fn summarize(run: &Run) -> Summary {
-    let pick: [fn(&Sample) -> Duration; 7] = [
+    let pick: [fn(&Sample) -> Duration; STATS] = [
         |s| s.total,
         |s| s.phases.wait_allocation,
         |s| s.phases.plumbing,
         |s| s.phases.wait_installed,
-        |s| s.phases.veth,
-        |s| s.phases.plumbing.saturating_sub(s.phases.veth),
+        |s| s.phases.kernel,
+        |s| s.phases.plumbing.saturating_sub(s.phases.kernel),
         |s| {
             s.total
                 .saturating_sub(s.phases.wait_allocation + s.phases.plumbing)
                 .saturating_sub(s.phases.wait_installed)
         },
+        |s| s.phases.setup,
+        |s| s.phases.veth,
+        |s| s.phases.ethtool,
+        |s| s.phases.configure,
+        |s| s.phases.handback,
     ];
-    let mut p50 = [Duration::ZERO; 7];
-    let mut p99 = [Duration::ZERO; 7];
+    let mut p50 = [Duration::ZERO; STATS];
+    let mut p99 = [Duration::ZERO; STATS];
     for (i, f) in pick.iter().enumerate() {
         let mut v: Vec<Duration> = run.samples.iter().map(f).collect();
         v.sort();
@@ -544,18 +564,20 @@ async fn main() -> anyhow::Result<()> {
     let n = args.adds;
     let c = args.concurrency;
     let mut runs = Vec::new();
-    eprintln!("daemon: {n} sequential ADDs");
-    runs.push(
-        bench
-            .run_daemon("kube-ovn-daemon, sequential", n, 1)
-            .await?,
-    );
-    eprintln!("floor: {n} sequential ADDs");
-    runs.push(
-        bench
-            .run_floor("floor (ip + ovs-vsctl), sequential", n, 1, &args.floor)
-            .await?,
-    );
+    if !args.skip_sequential {
+        eprintln!("daemon: {n} sequential ADDs");
+        runs.push(
+            bench
+                .run_daemon("kube-ovn-daemon, sequential", n, 1)
+                .await?,
+        );
+        eprintln!("floor: {n} sequential ADDs");
+        runs.push(
+            bench
+                .run_floor("floor (ip + ovs-vsctl), sequential", n, 1, &args.floor)
+                .await?,
+        );
+    }
     eprintln!("daemon: {n} ADDs, {c} in flight");
     runs.push(
         bench
@@ -616,24 +638,29 @@ async fn main() -> anyhow::Result<()> {
         ms(percentile(&status_times, 0.50)),
         ms(percentile(&status_times, 0.99)),
     );
-    for (ours, floor) in [(0, 1), (2, 3)] {
+    // Runs come in pairs: ours, then the floor's.
+    for (ours, floor) in (0..runs.len()).step_by(2).map(|i| (i, i + 1)) {
         let ratio =
             summaries[ours].p50[0].as_secs_f64() / summaries[floor].p50[0].as_secs_f64().max(1e-9);
         let s = &summaries[ours];
+        let p = |i: usize| format!("{} (p99 {})", ms(s.p50[i]), ms(s.p99[i]));
         println!(
             "- {}: p50 {} ms vs floor {} ms = {ratio:.2}x (goal <= 1.1x); plumbing p50 {} ms \
-             (goal < 20 ms) = veth {} ms (p99 {}) + OVS port transaction {} ms (p99 {}); outside \
-             the phases {} ms (p99 {}).",
+             (goal < 20 ms) = kernel {} + OVS port transaction {}; kernel steps p50: thread + \
+             namespaces + sockets {}, veth {}, ethtool {}, addresses/up/routes batch {}, back on \
+             the runtime {}; outside the phases {} ms.",
             runs[ours].label,
             ms(s.p50[0]),
             ms(summaries[floor].p50[0]),
             ms(s.p50[2]),
-            ms(s.p50[4]),
-            ms(s.p99[4]),
-            ms(s.p50[5]),
-            ms(s.p99[5]),
-            ms(s.p50[6]),
-            ms(s.p99[6]),
+            p(4),
+            p(5),
+            p(7),
+            p(8),
+            p(9),
+            p(10),
+            p(11),
+            p(6),
         );
     }
     Ok(())

@@ -14,5 +14,6 @@ pub mod netns;
 pub mod options;
 pub mod ovs;
 pub mod pods;
+pub mod rtnl;
 pub mod server;
 pub mod sys;

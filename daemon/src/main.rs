@@ -63,18 +63,16 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
 
-    let root = match &opts.host_netns {
-        Some(path) => daemon::netns::Netns::open(path)?.rtnetlink()?,
-        None => {
-            let (connection, root, _) = rtnetlink::new_connection().context("opening rtnetlink")?;
-            tokio::spawn(connection);
-            root
-        }
-    };
+    // The daemon's own namespace unless told otherwise (read now, before any thread moves).
+    let host = daemon::netns::Netns::open(
+        opts.host_netns
+            .as_deref()
+            .unwrap_or(std::path::Path::new("/proc/self/ns/net")),
+    )?;
     let service = Arc::new(CniService::new(
         Arc::new(KubePods::new(client)),
         ovs,
-        root,
+        host,
         ServiceConfig {
             bridge: opts.bridge.clone(),
             mtu: opts.mtu,

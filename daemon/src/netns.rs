@@ -3,8 +3,8 @@
 //!
 //! A netlink socket belongs to the namespace it was created in. So a handle for a pod's namespace
 //! is made on a short-lived thread that has joined that namespace; the thread ends at once and
-//! the socket (driven by the tokio runtime) stays in the pod's namespace. The daemon's own threads
-//! never change namespace.
+//! the socket (driven by the tokio runtime) stays in the pod's namespace. The runtime's threads
+//! never change namespace; only short-lived threads of our own do.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -73,6 +73,28 @@ impl Netns {
     /// The open namespace file (for `IFLA_NET_NS_FD`).
     pub fn file(&self) -> &File {
         &self.file
+    }
+
+    /// Another handle on the same namespace (a duplicated descriptor), e.g. for a thread.
+    pub fn try_clone(&self) -> Result<Self, NetnsError> {
+        let file = self.file.try_clone().map_err(|source| NetnsError::Enter {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            path: self.path.clone(),
+            file,
+        })
+    }
+
+    /// Moves the calling thread into this namespace. Only for a thread of our own that ends
+    /// when its work is done (see [`crate::interface`]): a thread's namespace is never
+    /// restored, and a runtime's worker threads must stay where they are.
+    pub(crate) fn enter_this_thread(&self) -> Result<(), NetnsError> {
+        setns(&self.file, CloneFlags::CLONE_NEWNET).map_err(|e| NetnsError::Enter {
+            path: self.path.clone(),
+            source: std::io::Error::from(e),
+        })
     }
 
     /// Runs `f` on a fresh thread inside this namespace and returns its result.

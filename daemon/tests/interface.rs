@@ -74,7 +74,7 @@ async fn two_plumbed_pods_exchange_packets_and_unplumb_leaves_nothing() {
     // The "node" is a namespace of its own, so the test never touches the host's interfaces.
     let node = TestNs::new("node");
     let (a, b) = (TestNs::new("a"), TestNs::new("b"));
-    let root = Netns::open(&node.path()).unwrap().rtnetlink().unwrap();
+    let root = Netns::open(&node.path()).unwrap();
 
     let pa = interface::plumb(&root, &spec("ctr-a", &a, "10.99.0.11/24", 0x11))
         .await
@@ -154,16 +154,8 @@ async fn two_plumbed_pods_exchange_packets_and_unplumb_leaves_nothing() {
         .unwrap();
 
     // Unplumb removes both ends; a second unplumb is a no-op.
-    assert!(
-        interface::remove_link(&root, &pa.host_ifname)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !interface::remove_link(&root, &pa.host_ifname)
-            .await
-            .unwrap()
-    );
+    assert!(interface::unplumb(&root, &pa.host_ifname).await.unwrap());
+    assert!(!interface::unplumb(&root, &pa.host_ifname).await.unwrap());
     let links = String::from_utf8(a.exec(&["ip", "-o", "link"]).stdout).unwrap();
     assert!(!links.contains("net1"), "{links}");
 }
@@ -175,7 +167,7 @@ async fn a_name_already_used_in_the_pod_is_refused_and_nothing_is_left() {
     sh(&[
         "ip", "-n", &a.0, "link", "add", "net1", "type", "veth", "peer", "name", "other1",
     ]);
-    let root = Netns::open(&node.path()).unwrap().rtnetlink().unwrap();
+    let root = Netns::open(&node.path()).unwrap();
     let err = interface::plumb(&root, &spec("ctr-x", &a, "10.99.0.11/24", 0x21))
         .await
         .unwrap_err();
@@ -195,9 +187,92 @@ async fn a_name_already_used_in_the_pod_is_refused_and_nothing_is_left() {
 #[tokio::test]
 async fn a_missing_netns_is_reported_as_gone() {
     let node = TestNs::new("node");
-    let root = Netns::open(&node.path()).unwrap().rtnetlink().unwrap();
+    let root = Netns::open(&node.path()).unwrap();
     let mut s = spec("ctr-y", &node, "10.99.0.11/24", 0x31);
     s.netns = PathBuf::from("/var/run/netns/kovn-it-does-not-exist");
     let err = interface::plumb(&root, &s).await.unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
+}
+
+/// The pod end's index comes from the kernel's echo of the veth request (IFLA_LINK of the host
+/// end), which the kernel leaves out when both ends have the same index; then it is looked up.
+/// Both ways must configure the pod end and nothing else.
+#[tokio::test]
+async fn the_pod_end_is_found_whether_or_not_its_index_equals_the_host_ends() {
+    let node = TestNs::new("node");
+    let root = Netns::open(&node.path()).unwrap();
+    // Fresh namespaces hold only lo (1): both ends get index 2.
+    let same = TestNs::new("same");
+    // A veth pair of its own (indexes 2 and 3) pushes this pod's end to 4; the host end gets 3.
+    let other = TestNs::new("other");
+    sh(&[
+        "ip", "-n", &other.0, "link", "add", "d0", "type", "veth", "peer", "name", "d1",
+    ]);
+    for (ns, addr, mac) in [
+        (&same, "10.99.0.21/24", 0x41),
+        (&other, "10.99.0.22/24", 0x42),
+    ] {
+        interface::plumb(&root, &spec(&format!("ctr-{}", ns.0), ns, addr, mac))
+            .await
+            .unwrap();
+        let observed = interface::observe(&Netns::open(&ns.path()).unwrap(), "net1")
+            .await
+            .unwrap();
+        assert_eq!(observed.addresses, vec![addr.parse().unwrap()], "{}", ns.0);
+        let up = String::from_utf8(ns.exec(&["ip", "-o", "link", "show", "net1"]).stdout).unwrap();
+        assert!(up.contains(",UP"), "{up}");
+        // Nothing else in the pod got the address or a route.
+        let addrs = String::from_utf8(ns.exec(&["ip", "-o", "addr"]).stdout).unwrap();
+        let ours: Vec<&str> = addrs.lines().filter(|l| l.contains("10.99.")).collect();
+        assert!(ours.len() == 1 && ours[0].contains(" net1 "), "{addrs}");
+    }
+    let indexes = |ns: &TestNs, dev: &str| {
+        String::from_utf8(
+            ns.exec(&["cat", &format!("/sys/class/net/{dev}/ifindex")])
+                .stdout,
+        )
+        .unwrap()
+        .trim()
+        .to_owned()
+    };
+    let host_same = daemon::naming::host_ifname(&format!("ctr-{}", same.0), "net1");
+    let host_other = daemon::naming::host_ifname(&format!("ctr-{}", other.0), "net1");
+    assert_eq!(
+        indexes(&same, "net1"),
+        indexes(&node, &host_same),
+        "same index"
+    );
+    assert_ne!(
+        indexes(&other, "net1"),
+        indexes(&node, &host_other),
+        "different index"
+    );
+}
+
+/// A kernel request of the configuration batch that fails (a route via a gateway that is not
+/// on-link) is reported with its step, and the veth is gone again on both sides.
+#[tokio::test]
+async fn a_failed_configuration_step_is_named_and_rolled_back() {
+    let node = TestNs::new("node");
+    let a = TestNs::new("a");
+    let root = Netns::open(&node.path()).unwrap();
+    let mut s = spec("ctr-r", &a, "10.99.0.31/24", 0x51);
+    s.routes = vec![RouteSpec {
+        dst: "192.0.2.0/24".parse().unwrap(),
+        via: Some("203.0.113.1".parse::<IpAddr>().unwrap()),
+    }];
+    let err = interface::plumb(&root, &s).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("adding route") && msg.contains("203.0.113.1"),
+        "{msg}"
+    );
+    let host_links = String::from_utf8(node.exec(&["ip", "-o", "link"]).stdout).unwrap();
+    assert_eq!(
+        host_links.lines().count(),
+        1,
+        "only lo may remain: {host_links}"
+    );
+    let pod_links = String::from_utf8(a.exec(&["ip", "-o", "link"]).stdout).unwrap();
+    assert!(!pod_links.contains("net1"), "{pod_links}");
 }

@@ -82,14 +82,11 @@ fn serve_daemon(
     ovs: Arc<ovn_api::rpc::Client>,
     socket: &std::path::Path,
 ) -> (Arc<CniService<StaticPods>>, tokio::task::JoinHandle<()>) {
-    let root = Netns::open(&node.netns().path())
-        .unwrap()
-        .rtnetlink()
-        .unwrap();
+    let host = Netns::open(&node.netns().path()).unwrap();
     let service = Arc::new(CniService::new(
         pods.clone(),
         ovs,
-        root,
+        host,
         ServiceConfig {
             bridge: "br-int".into(),
             mtu: 1400,
@@ -570,6 +567,54 @@ async fn add_and_del_are_recorded_in_the_metrics() {
         text.contains(r#"kube_ovn_cni_add_phase_duration_seconds_count{phase="plumbing"} 1"#),
         "{text}"
     );
+
+    // The same figures as a Prometheus scrape of the daemon's endpoint sees them.
+    let listener = daemon::metrics::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = tokio::spawn(daemon::metrics::serve(
+        listener,
+        metrics.clone(),
+        std::future::pending(),
+    ));
+    let scraped = scrape(addr).await;
+    served.abort();
+    assert!(scraped.starts_with("HTTP/1.1 200 OK\r\n"), "{scraped}");
+    for series in [
+        r#"kube_ovn_cni_op_duration_seconds_count{verb="ADD",result="ok"} 1"#.to_owned(),
+        format!(r#"kube_ovn_cni_op_duration_seconds_count{{verb="ADD",result="{code}"}} 1"#),
+        r#"kube_ovn_cni_op_duration_seconds_count{verb="DEL",result="ok"} 1"#.to_owned(),
+        r#"kube_ovn_cni_add_phase_duration_seconds_count{phase="wait_allocation"} 2"#.to_owned(),
+        r#"kube_ovn_cni_add_phase_duration_seconds_count{phase="plumbing"} 1"#.to_owned(),
+        r#"kube_ovn_cni_add_phase_duration_seconds_count{phase="wait_ovn_installed"} 1"#.to_owned(),
+    ] {
+        assert!(scraped.contains(&series), "{series} missing in:\n{scraped}");
+    }
+    // In seconds, not milliseconds: a successful ADD cannot outlast the service's two waits
+    // (5 s allocation + 8 s ovn-installed), so this is a unit check, not a timing one.
+    let sum: f64 = scraped
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"kube_ovn_cni_op_duration_seconds_sum{verb="ADD",result="ok"} "#)
+        })
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(sum > 0.0 && sum < 13.0, "ADD took {sum} s");
+}
+
+/// `GET /metrics` over plain HTTP/1.1; the whole response.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    out
 }
 
 #[tokio::test]
