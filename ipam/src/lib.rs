@@ -29,8 +29,10 @@
 
 mod addr;
 mod error;
+mod index;
 mod ipam;
 mod layout;
+mod leases;
 mod range_tree;
 mod rng;
 mod shared;

@@ -101,6 +101,15 @@ impl Op {
     }
 }
 
+/// Which point a take removes.
+#[derive(Debug, Clone, Copy)]
+enum Take {
+    /// The k-th point in ascending order.
+    Rank(u128),
+    /// Point `p` of the range starting at `start`.
+    At { start: u128, p: u128 },
+}
+
 /// What a child reports to its parent after an [`Op`].
 struct Up {
     /// The child split: the separator and the new right sibling.
@@ -241,6 +250,7 @@ impl RangeTree {
     }
 
     /// The `k`-th point (0-based) in ascending order, or `None` if `k >= len()`.
+    #[cfg(test)]
     pub(crate) fn nth(&self, mut k: u128) -> Option<u128> {
         let mut t = self.root;
         loop {
@@ -403,7 +413,25 @@ impl RangeTree {
         {
             keys[i + 1] = to.0 + 1;
         }
-        let Some(entry) = split else {
+        match split {
+            None => Up {
+                split: None,
+                empty: false,
+            },
+            Some(entry) => self.attach(t, i, entry),
+        }
+    }
+
+    /// Inserts the new right sibling `entry` of child `i` into inner node `t`, splitting `t` if
+    /// it is full.
+    fn attach(&mut self, t: usize, i: usize, entry: (u128, u128, usize)) -> Up {
+        let Node::Inner {
+            len,
+            keys,
+            counts,
+            children,
+        } = &mut self.nodes[t]
+        else {
             return Up {
                 split: None,
                 empty: false,
@@ -521,6 +549,12 @@ impl RangeTree {
 
     fn apply(&mut self, op: Op) {
         let up = self.apply_in(self.root, op);
+        self.finish(up);
+    }
+
+    /// Fixes the root after a change: an emptied root becomes an empty leaf, a split root gets a
+    /// new parent, and a root with a single child gives way to it.
+    fn finish(&mut self, up: Up) {
         if up.empty {
             self.nodes[self.root] = Node::empty_leaf();
             return;
@@ -552,36 +586,165 @@ impl RangeTree {
         }
     }
 
+    /// Removes the point `target` designates in the subtree `t` and returns it with what the
+    /// parent must fix up, and the change in the number of ranges. One descent: counts along
+    /// the path drop by one instead of being summed again.
+    fn take_in(&mut self, t: usize, target: Take) -> Option<(u128, Up, isize)> {
+        let (i, child, target) = match &mut self.nodes[t] {
+            Node::Leaf { len, ranges } => {
+                let (at, p) = match target {
+                    Take::Rank(mut k) => {
+                        let mut found = None;
+                        for (at, &range) in ranges[..*len].iter().enumerate() {
+                            let size = own(range);
+                            if k < size {
+                                found = Some((at, range.0 + k));
+                                break;
+                            }
+                            k -= size;
+                        }
+                        found?
+                    }
+                    Take::At { start, p } => {
+                        let at = ranges[..*len].partition_point(|r| r.0 < start);
+                        if at >= *len || ranges[at].0 != start || ranges[at].1 < p || p < start {
+                            return None;
+                        }
+                        (at, p)
+                    }
+                };
+                let (start, end) = ranges[at];
+                let (right, ranges_delta) = if start == end {
+                    ranges.copy_within(at + 1..*len, at);
+                    *len -= 1;
+                    (None, -1)
+                } else if p == start {
+                    ranges[at].0 = start + 1;
+                    (None, 0)
+                } else if p == end {
+                    ranges[at].1 = end - 1;
+                    (None, 0)
+                } else {
+                    ranges[at].1 = p - 1;
+                    let right = Self::apply_leaf(
+                        len,
+                        ranges,
+                        Op::Insert {
+                            range: (p + 1, end),
+                        },
+                    );
+                    (right, 1)
+                };
+                let empty = *len == 0;
+                let up = match right {
+                    None => Up { split: None, empty },
+                    Some((r_len, r_ranges)) => {
+                        let separator = r_ranges[0].0;
+                        let sibling = self.alloc(Node::Leaf {
+                            len: r_len,
+                            ranges: r_ranges,
+                        });
+                        Up {
+                            split: Some((separator, sibling)),
+                            empty: false,
+                        }
+                    }
+                };
+                return Some((p, up, ranges_delta));
+            }
+            Node::Inner {
+                len,
+                keys,
+                counts,
+                children,
+            } => match target {
+                Take::Rank(mut k) => {
+                    let mut next = None;
+                    for i in 0..*len {
+                        if k < counts[i] {
+                            next = Some((i, children[i], Take::Rank(k)));
+                            break;
+                        }
+                        k -= counts[i];
+                    }
+                    next?
+                }
+                Take::At { start, .. } => {
+                    let i = Self::child_for(&keys[..*len], start);
+                    (i, children[i], target)
+                }
+            },
+        };
+        let (p, up, ranges_delta) = self.take_in(child, target)?;
+        let split = up
+            .split
+            .map(|(sep, right)| (sep, self.nodes[right].total(), right));
+        // A saturated count (a subtree of 2^128 points or more) is not exact: recount it.
+        let saturated = matches!(&self.nodes[t], Node::Inner { counts, .. } if counts[i] == u128::MAX);
+        let child_total = (split.is_some() || saturated).then(|| self.nodes[child].total());
+        if up.empty {
+            self.free(child);
+        }
+        let Node::Inner {
+            len,
+            keys,
+            counts,
+            children,
+        } = &mut self.nodes[t]
+        else {
+            return None;
+        };
+        if up.empty {
+            keys.copy_within(i + 1..*len, i);
+            counts.copy_within(i + 1..*len, i);
+            children.copy_within(i + 1..*len, i);
+            *len -= 1;
+            let up = Up {
+                split: None,
+                empty: *len == 0,
+            };
+            return Some((p, up, ranges_delta));
+        }
+        counts[i] = child_total.unwrap_or(counts[i] - 1);
+        // Child `i` may now hold a range starting at `p + 1`, above a loose separator; the next
+        // child's starts all lie above the end of `p`'s range, so at least at `p + 2`.
+        if i + 1 < *len {
+            keys[i + 1] = keys[i + 1].max(p.saturating_add(2));
+        }
+        let up = match split {
+            None => Up {
+                split: None,
+                empty: false,
+            },
+            Some(entry) => self.attach(t, i, entry),
+        };
+        Some((p, up, ranges_delta))
+    }
+
+    /// Removes the point `target` designates; the root is fixed up as after [`Self::apply`].
+    fn take(&mut self, target: Take) -> Option<u128> {
+        let (p, up, ranges_delta) = self.take_in(self.root, target)?;
+        self.finish(up);
+        self.range_count = self.range_count.saturating_add_signed(ranges_delta);
+        self.len = self.len.saturating_sub(1);
+        Some(p)
+    }
+
+    /// Removes and returns the `k`-th point (0-based), `None` if `k >= len()`: `nth` and
+    /// `remove` in one descent, the random allocation path.
+    pub(crate) fn take_nth(&mut self, k: u128) -> Option<u128> {
+        if k >= self.len {
+            return None;
+        }
+        self.take(Take::Rank(k))
+    }
+
     /// Removes `p`; returns whether it was present.
     pub(crate) fn remove(&mut self, p: u128) -> bool {
-        let Some((start, end)) = self.floor_range(p).filter(|&(_, end)| end >= p) else {
+        let Some((start, _)) = self.floor_range(p).filter(|&(_, end)| end >= p) else {
             return false;
         };
-        if start == end {
-            self.apply(Op::Delete { start });
-            self.range_count -= 1;
-        } else if p == start {
-            self.apply(Op::Modify {
-                start,
-                to: (start + 1, end),
-            });
-        } else if p == end {
-            self.apply(Op::Modify {
-                start,
-                to: (start, end - 1),
-            });
-        } else {
-            self.apply(Op::Modify {
-                start,
-                to: (start, p - 1),
-            });
-            self.apply(Op::Insert {
-                range: (p + 1, end),
-            });
-            self.range_count += 1;
-        }
-        self.len = self.len.saturating_sub(1);
-        true
+        self.take(Take::At { start, p }).is_some()
     }
 
     /// Adds `p`, merging it with adjacent ranges; returns whether it was absent.
@@ -677,8 +840,16 @@ mod tests {
             // Phases: mostly removing, then mostly inserting, so the tree grows and shrinks.
             let removing_phase = (step / (steps / 4).max(1)).is_multiple_of(2);
             let majority = !(r >> 40).is_multiple_of(4);
-            if removing_phase == majority {
+            if removing_phase == majority && (r >> 50).is_multiple_of(2) {
                 assert_eq!(tree.remove(p), model.remove(&p), "remove {p}");
+            } else if removing_phase == majority {
+                // Ranks just past the end too: those must take nothing.
+                let k = u128::from(r >> 8) % (model.len() as u128 + 2);
+                let expected = model.iter().nth(k as usize).copied();
+                if let Some(q) = expected {
+                    model.remove(&q);
+                }
+                assert_eq!(tree.take_nth(k), expected, "take_nth {k}");
             } else {
                 assert_eq!(tree.insert(p), model.insert(p), "insert {p}");
             }
@@ -719,6 +890,10 @@ mod tests {
         assert_eq!(tree.len(), u128::MAX); // saturated, never wraps
         assert_eq!(tree.nth(5), Some(5));
         assert_eq!(tree.first_at_or_after(u128::MAX), Some(u128::MAX));
+        assert_eq!(tree.take_nth(5), Some(5));
+        assert_eq!(tree.take_nth(u128::MAX - 3), Some(u128::MAX - 2));
+        assert!(!tree.contains(5) && !tree.contains(u128::MAX - 2));
+        assert_eq!(tree.ranges(), vec![(0, 4), (6, u128::MAX - 3), (u128::MAX - 1, u128::MAX)]);
     }
 
     #[test]
