@@ -58,11 +58,10 @@ impl Index {
     /// Adds `slot` under `tag`; the caller has checked that the thing is not indexed yet.
     pub(crate) fn insert(&mut self, tag: u32, slot: u32) {
         let state = &self.state;
-        self.table.insert_unique(
-            Self::hash(state, tag),
-            Entry { tag, slot },
-            |e| Self::hash(state, e.tag),
-        );
+        self.table
+            .insert_unique(Self::hash(state, tag), Entry { tag, slot }, |e| {
+                Self::hash(state, e.tag)
+            });
     }
 
     /// Removes the entry for `slot` under `tag`; returns whether there was one.
@@ -96,8 +95,7 @@ impl Index {
     /// Makes room for `additional` more entries at once (rebuild knows the count up front).
     pub(crate) fn reserve(&mut self, additional: usize) {
         let state = &self.state;
-        self.table
-            .reserve(additional, |e| Self::hash(state, e.tag));
+        self.table.reserve(additional, |e| Self::hash(state, e.tag));
     }
 }
 
@@ -117,7 +115,10 @@ mod tests {
             let found = index.find(index.tag(thing), |s| things[s as usize] == *thing);
             assert_eq!(found, Some(slot as u32));
         }
-        assert_eq!(index.find(index.tag("d"), |s| things[s as usize] == "d"), None);
+        assert_eq!(
+            index.find(index.tag("d"), |s| things[s as usize] == "d"),
+            None
+        );
         // Same tag, but `eq` says no: not found.
         assert_eq!(index.find(index.tag("a"), |_| false), None);
         assert!(index.remove(index.tag("b"), 1));

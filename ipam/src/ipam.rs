@@ -241,7 +241,8 @@ struct StaticIp {
 /// dual-stack form).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct IpList {
-    entries: Vec<[Option<IpAddr>; 2]>,
+    /// Each address with its text as given, which errors quote.
+    entries: Vec<[Option<(IpAddr, String)>; 2]>,
     /// `;` form: an entry is taken as a whole. Plain form: each family takes its own first free
     /// address.
     grouped: bool,
@@ -273,9 +274,9 @@ impl PartialEq for Ipam {
         {
             return false;
         }
-        let same_subnets = self.subnet_ids.keys().all(|name| {
-            matches!((self.subnet(name), other.subnet(name)), (Ok(a), Ok(b)) if a == b)
-        });
+        let same_subnets = self.subnet_ids.keys().all(
+            |name| matches!((self.subnet(name), other.subnet(name)), (Ok(a), Ok(b)) if a == b),
+        );
         same_subnets
             && self.leases.iter().all(|slot| {
                 let key = self.leases.key(slot);
@@ -652,10 +653,9 @@ impl Ipam {
             }
             let fixed = [held(Family::V4), held(Family::V6)];
             let skip = [statics[0].is_some(), statics[1].is_some()];
-            for (family, chosen) in
-                pick_from_list(state, leases, key, input, list, fixed, skip)?
-                    .into_iter()
-                    .enumerate()
+            for (family, chosen) in pick_from_list(state, leases, key, input, list, fixed, skip)?
+                .into_iter()
+                .enumerate()
             {
                 if chosen.is_some() {
                     picks[family] = chosen;
@@ -806,7 +806,11 @@ impl Ipam {
             };
             let taken = match (picks[i], ranks[i]) {
                 (Some(p), _) => {
-                    fam.take(p, slot, sequential && statics[i].is_none() && list.is_none());
+                    fam.take(
+                        p,
+                        slot,
+                        sequential && statics[i].is_none() && list.is_none(),
+                    );
                     Some(p)
                 }
                 (None, Some((zone, k))) => fam.take_rank(zone, k, slot),
@@ -835,8 +839,7 @@ impl Ipam {
             .and_then(Option::as_mut)
         {
             for family in Family::ALL {
-                if let (Some(p), Some(fam)) = (leases.ip(slot, family), subnet.family_mut(family))
-                {
+                if let (Some(p), Some(fam)) = (leases.ip(slot, family), subnet.family_mut(family)) {
                     fam.give_back(p, slot);
                 }
             }
@@ -1121,22 +1124,23 @@ fn parse_ip_list(key: &str, list: &str) -> Result<IpList, Error> {
         entry: entry.to_owned(),
         reason: reason.to_owned(),
     };
-    let parse = |entry: &str| -> Result<IpAddr, Error> {
+    let parse = |entry: &str| -> Result<(IpAddr, String), Error> {
         let entry = entry.trim();
         if entry.is_empty() {
             return Err(invalid(entry, "empty entry"));
         }
-        entry
+        let ip = entry
             .parse()
-            .map_err(|_| invalid(entry, "not an IP address"))
+            .map_err(|_| invalid(entry, "not an IP address"))?;
+        Ok((ip, entry.to_owned()))
     };
     let grouped = list.contains(';');
     let mut entries = Vec::new();
     if grouped {
         for group in list.split(';') {
-            let mut entry: [Option<IpAddr>; 2] = [None, None];
+            let mut entry: [Option<(IpAddr, String)>; 2] = [None, None];
             for address in group.split(',') {
-                let ip = parse(address)?;
+                let (ip, text) = parse(address)?;
                 let slot = &mut entry[Family::of(&ip).index()];
                 if slot.is_some() {
                     return Err(invalid(
@@ -1144,15 +1148,15 @@ fn parse_ip_list(key: &str, list: &str) -> Result<IpList, Error> {
                         &format!("two {} addresses in one entry", Family::of(&ip)),
                     ));
                 }
-                *slot = Some(ip);
+                *slot = Some((ip, text));
             }
             entries.push(entry);
         }
     } else {
         for address in list.split(',') {
-            let ip = parse(address)?;
-            let mut entry: [Option<IpAddr>; 2] = [None, None];
-            entry[Family::of(&ip).index()] = Some(ip);
+            let (ip, text) = parse(address)?;
+            let mut entry: [Option<(IpAddr, String)>; 2] = [None, None];
+            entry[Family::of(&ip).index()] = Some((ip, text));
             entries.push(entry);
         }
     }
@@ -1172,21 +1176,21 @@ fn pick_from_list(
     fixed: [Option<u128>; 2],
     skip: [bool; 2],
 ) -> Result<[Option<u128>; 2], Error> {
-    let invalid = |entry: IpAddr, reason: String| Error::InvalidIpList {
+    let invalid = |entry: &str, reason: String| Error::InvalidIpList {
         key: key.to_owned(),
         list: input.to_owned(),
-        entry: entry.to_string(),
+        entry: entry.to_owned(),
         reason,
     };
     let mut numbered: Vec<[Option<u128>; 2]> = Vec::with_capacity(list.entries.len());
     let mut has_family = [false; 2];
     for entry in &list.entries {
         let mut out: [Option<u128>; 2] = [None, None];
-        for ip in entry.iter().flatten() {
+        for (ip, text) in entry.iter().flatten() {
             let family = Family::of(ip);
             let Some(fam) = state.family(family) else {
                 return Err(invalid(
-                    *ip,
+                    text,
                     format!("subnet {} has no {family} CIDR", state.spec.name),
                 ));
             };
@@ -1196,14 +1200,12 @@ fn pick_from_list(
                 None => None,
                 Some(Blocked::Outside) => Some(format!("outside subnet {}", layout.cidr)),
                 Some(Blocked::Network) => Some("the network address of the subnet".to_owned()),
-                Some(Blocked::Broadcast) => {
-                    Some("the broadcast address of the subnet".to_owned())
-                }
+                Some(Blocked::Broadcast) => Some("the broadcast address of the subnet".to_owned()),
                 Some(Blocked::Gateway) => Some("the gateway of the subnet".to_owned()),
                 Some(Blocked::Excluded) => Some("excluded in the subnet".to_owned()),
             };
             if let Some(reason) = reason {
-                return Err(invalid(*ip, reason));
+                return Err(invalid(text, reason));
             }
             out[family.index()] = Some(p);
             has_family[family.index()] = true;

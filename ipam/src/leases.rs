@@ -153,7 +153,12 @@ impl Leases {
                 s.flags |= HAS_V4;
             }
             (Family::V6, Some(p)) => {
-                s.v6 = [(p >> 96) as u32, (p >> 64) as u32, (p >> 32) as u32, p as u32];
+                s.v6 = [
+                    (p >> 96) as u32,
+                    (p >> 64) as u32,
+                    (p >> 32) as u32,
+                    p as u32,
+                ];
                 s.flags |= HAS_V6;
             }
             (Family::V4, None) => s.flags &= !HAS_V4,
@@ -272,16 +277,26 @@ mod tests {
     #[test]
     fn the_key_arena_is_compacted_and_keys_survive_it() {
         let mut leases = Leases::new();
-        let keys: Vec<String> = (0..20_000).map(|i| format!("pod-{i}.ns.provider")).collect();
+        let keys: Vec<String> = (0..20_000)
+            .map(|i| format!("pod-{i}.ns.provider"))
+            .collect();
         let slots: Vec<u32> = keys.iter().map(|k| leases.insert(k, 0).unwrap()).collect();
         let full = leases.keys.len();
-        for &slot in slots.iter().step_by(4).chain(slots.iter().skip(1).step_by(4)) {
+        for &slot in slots
+            .iter()
+            .step_by(4)
+            .chain(slots.iter().skip(1).step_by(4))
+        {
             leases.remove(slot);
         }
         for &slot in slots.iter().skip(2).step_by(4) {
             leases.remove(slot);
         }
-        assert!(leases.keys.len() < full / 2, "{} of {full}", leases.keys.len());
+        assert!(
+            leases.keys.len() < full / 2,
+            "{} of {full}",
+            leases.keys.len()
+        );
         assert!(leases.garbage * 2 <= leases.keys.len());
         for (i, key) in keys.iter().enumerate() {
             let expected = (i % 4 == 3).then_some(slots[i]);

@@ -680,7 +680,8 @@ impl RangeTree {
             .split
             .map(|(sep, right)| (sep, self.nodes[right].total(), right));
         // A saturated count (a subtree of 2^128 points or more) is not exact: recount it.
-        let saturated = matches!(&self.nodes[t], Node::Inner { counts, .. } if counts[i] == u128::MAX);
+        let saturated =
+            matches!(&self.nodes[t], Node::Inner { counts, .. } if counts[i] == u128::MAX);
         let child_total = (split.is_some() || saturated).then(|| self.nodes[child].total());
         if up.empty {
             self.free(child);
@@ -893,7 +894,10 @@ mod tests {
         assert_eq!(tree.take_nth(5), Some(5));
         assert_eq!(tree.take_nth(u128::MAX - 3), Some(u128::MAX - 2));
         assert!(!tree.contains(5) && !tree.contains(u128::MAX - 2));
-        assert_eq!(tree.ranges(), vec![(0, 4), (6, u128::MAX - 3), (u128::MAX - 1, u128::MAX)]);
+        assert_eq!(
+            tree.ranges(),
+            vec![(0, 4), (6, u128::MAX - 3), (u128::MAX - 1, u128::MAX)]
+        );
     }
 
     #[test]

@@ -1090,7 +1090,11 @@ fn ip_list_entries_are_validated_and_named() {
         ("10.0.0.5", "10.0.0.5", "excluded"),
         ("fd00::5", "fd00::5", "no IPv6"),
         ("10.0.0.15;", "", "empty"),
-        ("10.0.0.15,10.0.0.16;10.0.0.17", "10.0.0.15,10.0.0.16", "two IPv4"),
+        (
+            "10.0.0.15,10.0.0.16;10.0.0.17",
+            "10.0.0.15,10.0.0.16",
+            "two IPv4",
+        ),
     ];
     for &(list, entry, reason) in cases {
         let result = ipam.allocate("s", "k", &Request::random().in_ip_list(list));
@@ -1100,14 +1104,15 @@ fn ip_list_entries_are_validated_and_named() {
         assert!(message.contains("k:"), "{message}");
     }
     // A later invalid entry is reported even when an earlier one is free.
-    let result = ipam.allocate("s", "k", &Request::random().in_ip_list("10.0.0.15,10.0.0.1"));
+    let result = ipam.allocate(
+        "s",
+        "k",
+        &Request::random().in_ip_list("10.0.0.15,10.0.0.1"),
+    );
     assert_eq!(list_err_entry(result), "10.0.0.1");
     // Not combined with an IPPool name.
     let both = Request::random().in_ip_list("10.0.0.15").in_pool("p");
-    assert_eq!(
-        list_err_entry(ipam.allocate("s", "k", &both)),
-        "10.0.0.15"
-    );
+    assert_eq!(list_err_entry(ipam.allocate("s", "k", &both)), "10.0.0.15");
     // Nothing was allocated by any of the failures.
     assert!(ipam.is_empty());
     // Addresses inside an IPPool's range are fine in a list (as static addresses are).
@@ -1125,7 +1130,11 @@ fn ip_pool_annotation_is_a_list_or_a_pool_name() {
         ("10.16.0.15", None, Some("10.16.0.15")),
         ("fd00::f", None, Some("fd00::f")),
         ("10.16.0.15,10.16.0.16", None, Some("10.16.0.15,10.16.0.16")),
-        ("10.16.0.15,fd00::f;10.16.0.16,fd00::10", None, Some("10.16.0.15,fd00::f;10.16.0.16,fd00::10")),
+        (
+            "10.16.0.15,fd00::f;10.16.0.16,fd00::10",
+            None,
+            Some("10.16.0.15,fd00::f;10.16.0.16,fd00::10"),
+        ),
         // Not an address and no separator: a pool name (whose lookup then fails clearly).
         ("10.16.0.300", Some("10.16.0.300"), None),
     ];
