@@ -1,5 +1,5 @@
 //! The allocation state of one subnet: per family, the free space of every zone as a
-//! [`RangeTree`] and the index from allocated addresses to their leases; the index of the
+//! [`FreeSpace`] tree and the index from allocated addresses to their leases; the index of the
 //! subnet's MACs. Leases themselves live in [`Leases`]; the indexes hold slot numbers.
 
 use crate::addr::{Family, MacAddr};
@@ -7,12 +7,12 @@ use crate::error::Error;
 use crate::index::Index;
 use crate::layout::{Blocked, FamilyLayout, Layout, PoolSpec, SubnetSpec, subtract};
 use crate::leases::Leases;
-use crate::range_tree::RangeTree;
+use crate::range_tree::FreeSpace;
 
 /// One allocation zone: the part of a family outside all pools (zone 0) or one pool.
 #[derive(Debug, Clone)]
 pub(crate) struct Zone {
-    pub(crate) free: RangeTree,
+    pub(crate) free: FreeSpace,
     /// Allocated addresses that lie in this zone (including ones excluded after allocation).
     pub(crate) using: u128,
     /// Where the sequential policy looks next.
@@ -92,7 +92,7 @@ impl FamilyState {
             .into_iter()
             .zip(&self.layout.zone_allowed)
             .map(|(used, allowed)| Zone {
-                free: RangeTree::from_sorted(subtract(allowed, &used)),
+                free: FreeSpace::from_sorted(family, subtract(allowed, &used)),
                 using: used.len() as u128,
                 cursor: used.last().map_or(0, |&(p, _)| p.saturating_add(1)),
             })
