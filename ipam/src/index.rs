@@ -216,12 +216,18 @@ mod tests {
             state ^= state << 17;
             let slot = (state % 3000) as u32;
             let tag = slot % 97; // 97 tags for 3000 slots: long collision chains
-            if model.contains_key(&slot) && (state >> 40) % 3 != 0 {
-                assert!(index.remove(tag, slot), "step {step}");
-                model.remove(&slot);
-            } else if !model.contains_key(&slot) {
-                index.insert(tag, slot);
-                model.insert(slot, tag);
+            match model.entry(slot) {
+                std::collections::hash_map::Entry::Occupied(held)
+                    if !(state >> 40).is_multiple_of(3) =>
+                {
+                    assert!(index.remove(tag, slot), "step {step}");
+                    held.remove();
+                }
+                std::collections::hash_map::Entry::Occupied(_) => {}
+                std::collections::hash_map::Entry::Vacant(free) => {
+                    index.insert(tag, slot);
+                    free.insert(tag);
+                }
             }
             assert_eq!(index.len(), model.len());
             let probe = ((state >> 20) % 3000) as u32;
