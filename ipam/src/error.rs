@@ -317,4 +317,35 @@ pub enum Error {
         /// Subnet of the rejected record.
         subnet: String,
     },
+    /// An `ip_pool` list of addresses is malformed, or an entry can never be handed out here
+    /// (outside the subnet, of a family it lacks, excluded, reserved, the gateway).
+    #[error("{key}: ip_pool {list:?}: invalid entry {entry:?}: {reason}")]
+    InvalidIpList {
+        /// Owner key.
+        key: String,
+        /// The whole list as given.
+        list: String,
+        /// The offending entry.
+        entry: String,
+        /// Why.
+        reason: String,
+    },
+    /// Every usable entry of an `ip_pool` list of addresses is held by other keys.
+    #[error("{key}: ip_pool {list:?} exhausted in subnet {subnet}: all its addresses are in use")]
+    IpListExhausted {
+        /// Owner key.
+        key: String,
+        /// The whole list as given.
+        list: String,
+        /// Subnet name.
+        subnet: String,
+    },
+    /// The allocator holds as many leases or key bytes as it can number (4 Gi).
+    #[error("{key}: the allocator is full ({leases} leases)")]
+    TooManyLeases {
+        /// Owner key.
+        key: String,
+        /// Leases held.
+        leases: usize,
+    },
 }

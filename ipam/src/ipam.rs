@@ -3,13 +3,13 @@
 use crate::Map;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
 
 use ipnet::IpNet;
 
 use crate::addr::{Family, MacAddr, from_u128, to_u128};
 use crate::error::Error;
 use crate::layout::{Blocked, PoolSpec, SubnetSpec};
+use crate::leases::Leases;
 use crate::rng::Rng;
 use crate::subnet::Subnet;
 
@@ -49,6 +49,13 @@ pub struct Request {
     pub mac: MacRequest,
     /// The IP pool to allocate from (`ip_pool` annotation naming an `IPPool`).
     pub pool: Option<String>,
+    /// The `ip_pool` annotation's other form, a list of addresses: `10.16.0.15,10.16.0.16`
+    /// (each family takes its first address that no other key holds) or, dual stack,
+    /// `10.16.0.15,fd00::f;10.16.0.16,fd00::10` (the first entry whose addresses are all free is
+    /// taken whole). Every entry must be an address the subnet can hand out. Families with a
+    /// static address in `ips` ignore the list; families the list has no address of are
+    /// allocated by `policy`. Cannot be combined with `pool`.
+    pub ip_list: Option<String>,
     /// How dynamic addresses are picked.
     pub policy: Policy,
 }
@@ -89,6 +96,25 @@ impl Request {
     pub fn in_pool(mut self, pool: impl Into<String>) -> Self {
         self.pool = Some(pool.into());
         self
+    }
+
+    /// Allocates from this list of addresses (see [`Request::ip_list`]).
+    pub fn in_ip_list(mut self, list: impl Into<String>) -> Self {
+        self.ip_list = Some(list.into());
+        self
+    }
+
+    /// Applies an `ip_pool` annotation value as upstream Kube-OVN reads it: a list of addresses
+    /// if it contains `,` or `;` or is itself an IP address ([`Request::in_ip_list`]), else the
+    /// name of an `IPPool` ([`Request::in_pool`]). IPPool names cannot be IP addresses for
+    /// this reason.
+    pub fn with_ip_pool(self, annotation: &str) -> Self {
+        let value = annotation.trim();
+        if value.contains([',', ';']) || value.parse::<IpAddr>().is_ok() {
+            self.in_ip_list(value)
+        } else {
+            self.in_pool(value)
+        }
     }
 }
 
@@ -203,49 +229,23 @@ fn join<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
     out
 }
 
-/// What one key holds. Kept small (48 bytes): there is one per lease.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Held {
-    subnet: Arc<str>,
-    v4: Option<Ipv4Addr>,
-    v6: Option<Ipv6Addr>,
-    mac: Option<MacAddr>,
-}
-
-impl Held {
-    fn new(subnet: Arc<str>, ips: [Option<u128>; 2], mac: Option<MacAddr>) -> Self {
-        let mut held = Held {
-            subnet,
-            v4: None,
-            v6: None,
-            mac,
-        };
-        for family in Family::ALL {
-            held.set(family, ips[family.index()]);
-        }
-        held
-    }
-
-    fn ip(&self, family: Family) -> Option<u128> {
-        match family {
-            Family::V4 => self.v4.map(|a| u128::from(u32::from(a))),
-            Family::V6 => self.v6.map(u128::from),
-        }
-    }
-
-    fn set(&mut self, family: Family, p: Option<u128>) {
-        match family {
-            Family::V4 => self.v4 = p.map(|p| Ipv4Addr::from(p as u32)),
-            Family::V6 => self.v6 = p.map(Ipv6Addr::from),
-        }
-    }
-}
-
 /// A parsed static address request.
 #[derive(Debug, Clone, Copy)]
 struct StaticIp {
     addr: IpAddr,
     prefix: Option<u8>,
+}
+
+/// A parsed `ip_pool` list of addresses: entries in order, each one address (a plain comma list)
+/// or one address per family (`;`-separated groups of comma-joined addresses, upstream's
+/// dual-stack form).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct IpList {
+    /// Each address with its text as given, which errors quote.
+    entries: Vec<[Option<(IpAddr, String)>; 2]>,
+    /// `;` form: an entry is taken as a whole. Plain form: each family takes its own first free
+    /// address.
+    grouped: bool,
 }
 
 const MAC_ATTEMPTS: u32 = 64;
@@ -256,16 +256,35 @@ const MAC_ATTEMPTS: u32 = 64;
 /// Every mutating call either fully succeeds or leaves the state as it was.
 #[derive(Debug, Clone)]
 pub struct Ipam {
-    subnets: Map<String, Subnet>,
-    held: Map<Arc<str>, Held>,
+    /// By subnet number; `None` is a removed subnet's number, free for the next one.
+    subnets: Vec<Option<Subnet>>,
+    subnet_ids: Map<String, u32>,
+    leases: Leases,
     rng: Rng,
 }
 
 impl PartialEq for Ipam {
-    /// Same subnets (spec, pools, free space, owners, MACs) and the same leases; the random
-    /// generator and sequential cursors are not compared.
+    /// Same subnets (spec, pools, free space, counts) and the same leases (key, subnet,
+    /// addresses, MAC); the random generator, sequential cursors and internal numbering are not
+    /// compared. Owner and MAC indexes are derived from the leases, so equal leases mean equal
+    /// owners.
     fn eq(&self, other: &Self) -> bool {
-        self.subnets == other.subnets && self.held == other.held
+        if self.subnet_ids.len() != other.subnet_ids.len()
+            || self.leases.len() != other.leases.len()
+        {
+            return false;
+        }
+        let same_subnets = self.subnet_ids.keys().all(
+            |name| matches!((self.subnet(name), other.subnet(name)), (Ok(a), Ok(b)) if a == b),
+        );
+        same_subnets
+            && self.leases.iter().all(|slot| {
+                let key = self.leases.key(slot);
+                other
+                    .leases
+                    .find(key)
+                    .is_some_and(|o| self.lease_at(slot) == other.lease_at(o))
+            })
     }
 }
 
@@ -278,19 +297,20 @@ impl Default for Ipam {
 impl Ipam {
     /// An empty allocator with a randomly seeded generator.
     pub fn new() -> Self {
-        Self {
-            subnets: Map::default(),
-            held: Map::default(),
-            rng: Rng::from_entropy(),
-        }
+        Self::with_rng(Rng::from_entropy())
     }
 
     /// An empty allocator whose random picks are reproducible (tests, benches).
     pub fn with_seed(seed: u64) -> Self {
+        Self::with_rng(Rng::seeded(seed))
+    }
+
+    fn with_rng(rng: Rng) -> Self {
         Self {
-            subnets: Map::default(),
-            held: Map::default(),
-            rng: Rng::seeded(seed),
+            subnets: Vec::new(),
+            subnet_ids: Map::default(),
+            leases: Leases::new(),
+            rng,
         }
     }
 
@@ -300,54 +320,65 @@ impl Ipam {
     /// [`Error::WouldOrphan`]; newly excluded addresses that are allocated stay with their owner
     /// and are not handed out again after release. Cost: `O(n log n)` in the subnet's leases.
     pub fn update_subnet(&mut self, spec: SubnetSpec) -> Result<(), Error> {
-        match self.subnets.get_mut(&spec.name) {
-            Some(subnet) => {
-                let pools = subnet.pools.clone();
-                subnet.reconfigure(spec, pools)
-            }
-            None => {
-                let subnet = Subnet::new(spec, Vec::new())?;
-                self.subnets.insert(subnet.spec.name.clone(), subnet);
-                Ok(())
-            }
+        if let Some(&id) = self.subnet_ids.get(&spec.name)
+            && let Some(Some(subnet)) = self.subnets.get_mut(id as usize)
+        {
+            let pools = subnet.pools.clone();
+            return subnet.reconfigure(spec, pools, &self.leases);
         }
+        let id = match self.subnets.iter().position(Option::is_none) {
+            Some(free) => free,
+            None => self.subnets.len(),
+        };
+        let subnet = Subnet::new(id as u32, spec, Vec::new())?;
+        self.subnet_ids.insert(subnet.spec.name.clone(), id as u32);
+        if id == self.subnets.len() {
+            self.subnets.push(Some(subnet));
+        } else {
+            self.subnets[id] = Some(subnet);
+        }
+        Ok(())
     }
 
     /// Removes a subnet that holds no allocation.
     pub fn remove_subnet(&mut self, name: &str) -> Result<(), Error> {
         let subnet = self.subnet(name)?;
-        let count = self.held.values().filter(|h| &*h.subnet == name).count();
-        if count > 0 {
-            let key = subnet
-                .some_owner()
-                .map(|k| k.to_string())
+        if subnet.lease_count > 0 {
+            let id = subnet.id;
+            let key = self
+                .leases
+                .iter()
+                .find(|&slot| self.leases.subnet(slot) == id)
+                .map(|slot| self.leases.key(slot).to_owned())
                 .unwrap_or_default();
             return Err(Error::SubnetInUse {
                 subnet: name.to_owned(),
-                count,
+                count: subnet.lease_count,
                 key,
             });
         }
-        self.subnets.remove(name);
+        if let Some(id) = self.subnet_ids.remove(name) {
+            self.subnets[id as usize] = None;
+        }
         Ok(())
     }
 
     /// Adds or replaces an IP pool of a subnet. Pool requests take addresses only from the pool;
     /// other dynamic requests never take pool addresses. Existing allocations stay.
     pub fn set_pool(&mut self, subnet: &str, pool: PoolSpec) -> Result<(), Error> {
-        let state = self.subnet_mut(subnet)?;
+        let (state, leases) = self.subnet_and_leases(subnet)?;
         let mut pools = state.pools.clone();
         match pools.binary_search_by(|p| p.name.cmp(&pool.name)) {
             Ok(i) => pools[i] = pool,
             Err(i) => pools.insert(i, pool),
         }
         let spec = state.spec.clone();
-        state.reconfigure(spec, pools)
+        state.reconfigure(spec, pools, leases)
     }
 
     /// Removes an IP pool; its addresses join the rest of the subnet, allocations stay.
     pub fn remove_pool(&mut self, subnet: &str, pool: &str) -> Result<(), Error> {
-        let state = self.subnet_mut(subnet)?;
+        let (state, leases) = self.subnet_and_leases(subnet)?;
         let mut pools = state.pools.clone();
         let Ok(i) = pools.binary_search_by(|p| p.name.as_str().cmp(pool)) else {
             return Err(Error::UnknownPool {
@@ -358,12 +389,12 @@ impl Ipam {
         };
         pools.remove(i);
         let spec = state.spec.clone();
-        state.reconfigure(spec, pools)
+        state.reconfigure(spec, pools, leases)
     }
 
     /// Names of all subnets, sorted.
     pub fn subnet_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.subnets.keys().cloned().collect();
+        let mut names: Vec<String> = self.subnet_ids.keys().cloned().collect();
         names.sort();
         names
     }
@@ -378,81 +409,117 @@ impl Ipam {
         })
     }
 
-    fn subnet(&self, name: &str) -> Result<&Subnet, Error> {
-        self.subnets.get(name).ok_or_else(|| Error::UnknownSubnet {
-            subnet: name.to_owned(),
-        })
-    }
-
-    fn subnet_mut(&mut self, name: &str) -> Result<&mut Subnet, Error> {
-        self.subnets
-            .get_mut(name)
+    fn subnet_id(&self, name: &str) -> Result<u32, Error> {
+        self.subnet_ids
+            .get(name)
+            .copied()
             .ok_or_else(|| Error::UnknownSubnet {
                 subnet: name.to_owned(),
             })
     }
 
-    fn lease(key: &str, held: &Held) -> Lease {
+    fn subnet(&self, name: &str) -> Result<&Subnet, Error> {
+        let id = self.subnet_id(name)?;
+        self.subnets
+            .get(id as usize)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| Error::UnknownSubnet {
+                subnet: name.to_owned(),
+            })
+    }
+
+    /// A subnet to change, and the leases to read while changing it.
+    fn subnet_and_leases(&mut self, name: &str) -> Result<(&mut Subnet, &Leases), Error> {
+        let id = self.subnet_id(name)?;
+        match self.subnets.get_mut(id as usize).and_then(Option::as_mut) {
+            Some(subnet) => Ok((subnet, &self.leases)),
+            None => Err(Error::UnknownSubnet {
+                subnet: name.to_owned(),
+            }),
+        }
+    }
+
+    fn subnet_name(&self, id: u32) -> &str {
+        self.subnets
+            .get(id as usize)
+            .and_then(Option::as_ref)
+            .map_or("", |s| s.spec.name.as_str())
+    }
+
+    /// The lease in a live slot.
+    fn lease_at(&self, slot: u32) -> Lease {
+        let leases = &self.leases;
         Lease {
-            key: key.to_owned(),
-            subnet: held.subnet.to_string(),
-            v4: held.v4,
-            v6: held.v6,
-            mac: held.mac,
+            key: leases.key(slot).to_owned(),
+            subnet: self.subnet_name(leases.subnet(slot)).to_owned(),
+            v4: leases
+                .ip(slot, Family::V4)
+                .map(|p| Ipv4Addr::from(p as u32)),
+            v6: leases.ip(slot, Family::V6).map(Ipv6Addr::from),
+            mac: leases.mac(slot),
         }
     }
 
     /// What `key` holds.
     pub fn get(&self, key: &str) -> Option<Lease> {
-        self.held.get(key).map(|held| Self::lease(key, held))
+        self.leases.find(key).map(|slot| self.lease_at(slot))
     }
 
     /// The key holding `ip` in `subnet` (reverse lookup).
     pub fn owner_of(&self, subnet: &str, ip: IpAddr) -> Option<&str> {
-        let state = self.subnets.get(subnet)?.family(Family::of(&ip))?;
-        state.owners.get(&to_u128(&ip)).map(|k| &**k)
+        let state = self.subnet(subnet).ok()?.family(Family::of(&ip))?;
+        state
+            .owner(to_u128(&ip), &self.leases)
+            .map(|slot| self.leases.key(slot))
     }
 
     /// Number of keys holding addresses.
     pub fn len(&self) -> usize {
-        self.held.len()
+        self.leases.len()
     }
 
     /// Whether no key holds anything.
     pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
+        self.leases.len() == 0
     }
 
     /// Allocates for `key` in `subnet`: one address per family of the subnet (static where the
-    /// request names one, else by `request.policy`, from `request.pool` if set) and a MAC.
+    /// request names one, else the first free one of `request.ip_list` if it has addresses of
+    /// that family, else by `request.policy`, from `request.pool` if set) and a MAC.
     ///
     /// Idempotent: if `key` already holds addresses here and they satisfy the request, the same
     /// lease comes back (with any family or MAC that is missing filled in, e.g. after the subnet
     /// became dual stack). A request that contradicts what the key holds is
-    /// [`Error::AllocationMismatch`]; release first to move. `O(log n)`.
+    /// [`Error::AllocationMismatch`]; release first to move. `O(log n)`, plus `O(list)` for an
+    /// address list.
     pub fn allocate(&mut self, subnet: &str, key: &str, request: &Request) -> Result<Lease, Error> {
         let statics = parse_statics(key, &request.ips)?;
-        let (existing, key_arc) = match self.held.get_key_value(key) {
-            Some((_, held)) if &*held.subnet != subnet => {
+        let list = match &request.ip_list {
+            Some(list) => Some(parse_ip_list(key, list)?),
+            None => None,
+        };
+        let id = self.subnet_id(subnet)?;
+        let existing = match self.leases.find(key) {
+            Some(slot) if self.leases.subnet(slot) != id => {
                 return Err(Error::KeyInOtherSubnet {
                     key: key.to_owned(),
-                    subnet: held.subnet.to_string(),
+                    subnet: self.subnet_name(self.leases.subnet(slot)).to_owned(),
                     requested: subnet.to_owned(),
                 });
             }
-            Some((k, held)) => (Some(held.clone()), Some(Arc::clone(k))),
-            None => (None, None),
+            found => found,
         };
-        // One lookup for the whole call; `rng` is a disjoint field.
-        let state = self
-            .subnets
-            .get_mut(subnet)
-            .ok_or_else(|| Error::UnknownSubnet {
+        // One lookup for the whole call; `rng` and `leases` are disjoint fields.
+        let Some(state) = self.subnets.get_mut(id as usize).and_then(Option::as_mut) else {
+            return Err(Error::UnknownSubnet {
                 subnet: subnet.into(),
-            })?;
+            });
+        };
+        let leases = &self.leases;
         let rng = &mut self.rng;
         let key_err = || key.to_owned();
         let sub_err = || subnet.to_owned();
+        let held = |family: Family| existing.and_then(|slot| leases.ip(slot, family));
 
         let pool = match &request.pool {
             None => None,
@@ -473,8 +540,9 @@ impl Ipam {
                 .any(|f| f.layout.pool_has_ranges(i))
         });
 
-        // Decide every address before changing anything.
+        // Decide every address before changing anything: a point, or a random rank in a zone.
         let mut picks: [Option<u128>; 2] = [None, None];
+        let mut ranks: [Option<(usize, u128)>; 2] = [None, None];
         for (slot, requested) in statics.iter().enumerate() {
             let Some(requested) = requested else { continue };
             let family = Family::of(&requested.addr);
@@ -499,8 +567,7 @@ impl Ipam {
                 });
             }
             let p = to_u128(&requested.addr);
-            let held_here = existing.as_ref().and_then(|h| h.ip(family));
-            if let Some(held_p) = held_here {
+            if let Some(held_p) = held(family) {
                 if held_p != p {
                     return Err(Error::AllocationMismatch {
                         key: key_err(),
@@ -553,12 +620,12 @@ impl Ipam {
                     });
                 }
             }
-            if let Some(owner) = fam.owners.get(&p) {
+            if let Some(owner) = fam.owner(p, leases) {
                 return Err(Error::AddressInUse {
                     key: key_err(),
                     address,
                     subnet: sub_err(),
-                    owner: owner.to_string(),
+                    owner: leases.key(owner).to_owned(),
                 });
             }
             if let Some((index, name)) = pool
@@ -575,12 +642,33 @@ impl Ipam {
             picks[slot] = Some(p);
         }
 
+        if let (Some(list), Some(input)) = (&list, &request.ip_list) {
+            if let Some((_, name)) = pool {
+                return Err(Error::InvalidIpList {
+                    key: key_err(),
+                    list: input.clone(),
+                    entry: input.clone(),
+                    reason: format!("an address list cannot be combined with IP pool {name}"),
+                });
+            }
+            let fixed = [held(Family::V4), held(Family::V6)];
+            let skip = [statics[0].is_some(), statics[1].is_some()];
+            for (family, chosen) in pick_from_list(state, leases, key, input, list, fixed, skip)?
+                .into_iter()
+                .enumerate()
+            {
+                if chosen.is_some() {
+                    picks[family] = chosen;
+                }
+            }
+        }
+
         for family in Family::ALL {
             let slot = family.index();
             let Some(fam) = state.family(family) else {
                 continue;
             };
-            if let Some(held_p) = existing.as_ref().and_then(|h| h.ip(family)) {
+            if let Some(held_p) = held(family) {
                 // Idempotent path: what is held must still fit the pool asked for.
                 if let Some((index, name)) = pool
                     && fam.zone_for(Some(index)) != 0
@@ -616,24 +704,26 @@ impl Ipam {
                 return Err(exhausted());
             }
             let zone = &fam.zones[zone_index];
-            let picked = match request.policy {
+            match request.policy {
+                // The rank is drawn now; the point is found and taken in one descent at commit.
                 Policy::Random => {
                     let free = zone.free.len();
                     if free == 0 {
-                        None
-                    } else {
-                        zone.free.nth(rng.below(free))
+                        return Err(exhausted());
                     }
+                    ranks[slot] = Some((zone_index, rng.below(free)));
                 }
-                Policy::Sequential => zone
-                    .free
-                    .first_at_or_after(zone.cursor)
-                    .or_else(|| zone.free.first_at_or_after(0)),
-            };
-            picks[slot] = Some(picked.ok_or_else(exhausted)?);
+                Policy::Sequential => {
+                    let picked = zone
+                        .free
+                        .first_at_or_after(zone.cursor)
+                        .or_else(|| zone.free.first_at_or_after(0));
+                    picks[slot] = Some(picked.ok_or_else(exhausted)?);
+                }
+            }
         }
 
-        let held_mac = existing.as_ref().and_then(|h| h.mac);
+        let held_mac = existing.and_then(|slot| leases.mac(slot));
         let mac = match (&request.mac, held_mac) {
             (MacRequest::Static(input), held) => {
                 let mac: MacAddr = input.parse().map_err(|_| Error::InvalidMac {
@@ -663,12 +753,12 @@ impl Ipam {
                     }
                     Some(_) => None,
                     None => {
-                        if let Some(owner) = state.macs.get(&mac) {
+                        if let Some(owner) = state.mac_owner(mac, leases) {
                             return Err(Error::MacInUse {
                                 key: key_err(),
                                 mac,
                                 subnet: sub_err(),
-                                owner: owner.to_string(),
+                                owner: leases.key(owner).to_owned(),
                             });
                         }
                         Some(mac)
@@ -679,7 +769,7 @@ impl Ipam {
                 let mut found = None;
                 for _ in 0..MAC_ATTEMPTS {
                     let candidate = MacAddr::local_unicast_from(rng.next_u64());
-                    if !state.macs.contains_key(&candidate) {
+                    if state.mac_owner(candidate, leases).is_none() {
                         found = Some(candidate);
                         break;
                     }
@@ -693,49 +783,81 @@ impl Ipam {
             (MacRequest::Random | MacRequest::None, _) => None,
         };
 
-        // Commit.
+        // Commit: the lease slot first, the only step that can still fail.
+        let slot = match existing {
+            Some(slot) => slot,
+            None => {
+                let slot = self
+                    .leases
+                    .insert(key, id)
+                    .map_err(|_| Error::TooManyLeases {
+                        key: key_err(),
+                        leases: self.leases.len(),
+                    })?;
+                state.lease_count += 1;
+                slot
+            }
+        };
         let sequential = request.policy == Policy::Sequential;
-        let key_arc: Arc<str> = key_arc.unwrap_or_else(|| Arc::from(key));
-        let mut held =
-            existing.unwrap_or_else(|| Held::new(Arc::clone(&state.name), [None, None], None));
         for family in Family::ALL {
-            if let (Some(p), Some(fam)) = (picks[family.index()], state.family_mut(family)) {
-                fam.take(p, &key_arc, sequential && statics[family.index()].is_none());
-                held.set(family, Some(p));
+            let i = family.index();
+            let Some(fam) = state.family_mut(family) else {
+                continue;
+            };
+            let taken = match (picks[i], ranks[i]) {
+                (Some(p), _) => {
+                    fam.take(
+                        p,
+                        slot,
+                        sequential && statics[i].is_none() && list.is_none(),
+                    );
+                    Some(p)
+                }
+                (None, Some((zone, k))) => fam.take_rank(zone, k, slot),
+                (None, None) => None,
+            };
+            if let Some(p) = taken {
+                self.leases.set_ip(slot, family, Some(p));
             }
         }
         if let Some(mac) = mac {
-            state.macs.insert(mac, Arc::clone(&key_arc));
-            held.mac = Some(mac);
+            state.set_mac_owner(mac, slot);
+            self.leases.set_mac(slot, mac);
         }
-        let lease = Self::lease(key, &held);
-        self.held.insert(key_arc, held);
-        Ok(lease)
+        Ok(self.lease_at(slot))
     }
 
     /// Releases everything `key` holds and returns it; `None` if it held nothing (release is
     /// idempotent). Released addresses are free again unless they were excluded meanwhile.
     pub fn release(&mut self, key: &str) -> Option<Lease> {
-        let held = self.held.remove(key)?;
-        if let Some(subnet) = self.subnets.get_mut(&*held.subnet) {
+        let slot = self.leases.find(key)?;
+        let lease = self.lease_at(slot);
+        let leases = &self.leases;
+        if let Some(subnet) = self
+            .subnets
+            .get_mut(leases.subnet(slot) as usize)
+            .and_then(Option::as_mut)
+        {
             for family in Family::ALL {
-                if let (Some(p), Some(fam)) = (held.ip(family), subnet.family_mut(family)) {
-                    fam.give_back(p);
+                if let (Some(p), Some(fam)) = (leases.ip(slot, family), subnet.family_mut(family)) {
+                    fam.give_back(p, slot);
                 }
             }
-            if let Some(mac) = held.mac {
-                subnet.macs.remove(&mac);
+            if let Some(mac) = leases.mac(slot) {
+                subnet.drop_mac_owner(mac, slot);
             }
+            subnet.lease_count = subnet.lease_count.saturating_sub(1);
         }
-        Some(Self::lease(key, &held))
+        self.leases.remove(slot);
+        Some(lease)
     }
 
     /// Every lease as a record, sorted by key: what the controller persists as `IP` resources.
     pub fn records(&self) -> Vec<Record> {
         let mut records: Vec<Record> = self
-            .held
+            .leases
             .iter()
-            .map(|(key, held)| Self::lease(key, held).into())
+            .map(|slot| self.lease_at(slot).into())
             .collect();
         records.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         records
@@ -748,10 +870,12 @@ impl Ipam {
     /// that are excluded now but were allocated before are kept, as [`Ipam::update_subnet`]
     /// keeps them.
     pub fn rebuild(&mut self, records: impl IntoIterator<Item = Record>) -> RebuildReport {
-        self.held.clear();
-        for subnet in self.subnets.values_mut() {
+        self.leases.clear();
+        for subnet in self.subnets.iter_mut().flatten() {
             subnet.clear_allocations();
         }
+        let records = records.into_iter();
+        self.leases.reserve(records.size_hint().0);
         let mut report = RebuildReport::default();
         for record in records {
             match self.load(record) {
@@ -759,8 +883,9 @@ impl Ipam {
                 Err(error) => report.rejected.push(error),
             }
         }
-        for subnet in self.subnets.values_mut() {
-            subnet.rebuild_zones();
+        let leases = &self.leases;
+        for subnet in self.subnets.iter_mut().flatten() {
+            subnet.rebuild_zones(leases);
         }
         report
     }
@@ -774,17 +899,23 @@ impl Ipam {
             ips,
             mac,
         } = record;
-        if self.held.contains_key(key.as_str()) {
+        if self.leases.find(&key).is_some() {
             return Err(Error::DuplicateKey {
                 key,
                 subnet: subnet_name,
             });
         }
-        let Some(subnet) = self.subnets.get_mut(&subnet_name) else {
+        let Some(&id) = self.subnet_ids.get(&subnet_name) else {
             return Err(Error::UnknownSubnet {
                 subnet: subnet_name,
             });
         };
+        let Some(subnet) = self.subnets.get_mut(id as usize).and_then(Option::as_mut) else {
+            return Err(Error::UnknownSubnet {
+                subnet: subnet_name,
+            });
+        };
+        let leases = &self.leases;
         let mut slots: [Option<u128>; 2] = [None, None];
         for address in ips {
             let family = Family::of(&address);
@@ -843,8 +974,8 @@ impl Ipam {
                     });
                 }
             }
-            if let Some(owner) = fam.owners.get(&p) {
-                let owner = owner.to_string();
+            if let Some(owner) = fam.owner(p, leases) {
+                let owner = leases.key(owner).to_owned();
                 return Err(Error::AddressInUse {
                     key,
                     address,
@@ -855,9 +986,9 @@ impl Ipam {
             slots[family.index()] = Some(p);
         }
         if let Some(mac) = mac
-            && let Some(owner) = subnet.macs.get(&mac)
+            && let Some(owner) = subnet.mac_owner(mac, leases)
         {
-            let owner = owner.to_string();
+            let owner = leases.key(owner).to_owned();
             return Err(Error::MacInUse {
                 key,
                 mac,
@@ -865,17 +996,24 @@ impl Ipam {
                 owner,
             });
         }
-        let key: Arc<str> = Arc::from(key);
+        let slot = self
+            .leases
+            .insert(&key, id)
+            .map_err(|_| Error::TooManyLeases {
+                leases: self.leases.len(),
+                key: key.clone(),
+            })?;
+        subnet.lease_count += 1;
         for family in Family::ALL {
             if let (Some(p), Some(fam)) = (slots[family.index()], subnet.family_mut(family)) {
-                fam.owners.insert(p, Arc::clone(&key));
+                fam.set_owner(p, slot);
+                self.leases.set_ip(slot, family, Some(p));
             }
         }
         if let Some(mac) = mac {
-            subnet.macs.insert(mac, Arc::clone(&key));
+            subnet.set_mac_owner(mac, slot);
+            self.leases.set_mac(slot, mac);
         }
-        let held = Held::new(Arc::clone(&subnet.name), slots, mac);
-        self.held.insert(key, held);
         Ok(())
     }
 
@@ -887,7 +1025,7 @@ impl Ipam {
             let Some(fam) = state.family(family) else {
                 continue;
             };
-            let using = fam.owners.len() as u128;
+            let using = fam.owner_count() as u128;
             let available = fam.zones.iter().map(|z| z.free.len()).sum();
             match family {
                 Family::V4 => (counters.v4_using, counters.v4_available) = (using, available),
@@ -976,4 +1114,168 @@ fn parse_statics(key: &str, inputs: &[String]) -> Result<[Option<StaticIp>; 2], 
         *slot = Some(StaticIp { addr, prefix });
     }
     Ok(out)
+}
+
+/// Parses an `ip_pool` list of addresses (see [`Request::ip_list`]).
+fn parse_ip_list(key: &str, list: &str) -> Result<IpList, Error> {
+    let invalid = |entry: &str, reason: &str| Error::InvalidIpList {
+        key: key.to_owned(),
+        list: list.to_owned(),
+        entry: entry.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let parse = |entry: &str| -> Result<(IpAddr, String), Error> {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            return Err(invalid(entry, "empty entry"));
+        }
+        let ip = entry
+            .parse()
+            .map_err(|_| invalid(entry, "not an IP address"))?;
+        Ok((ip, entry.to_owned()))
+    };
+    let grouped = list.contains(';');
+    let mut entries = Vec::new();
+    if grouped {
+        for group in list.split(';') {
+            let mut entry: [Option<(IpAddr, String)>; 2] = [None, None];
+            for address in group.split(',') {
+                let (ip, text) = parse(address)?;
+                let slot = &mut entry[Family::of(&ip).index()];
+                if slot.is_some() {
+                    return Err(invalid(
+                        group.trim(),
+                        &format!("two {} addresses in one entry", Family::of(&ip)),
+                    ));
+                }
+                *slot = Some((ip, text));
+            }
+            entries.push(entry);
+        }
+    } else {
+        for address in list.split(',') {
+            let (ip, text) = parse(address)?;
+            let mut entry: [Option<(IpAddr, String)>; 2] = [None, None];
+            entry[Family::of(&ip).index()] = Some((ip, text));
+            entries.push(entry);
+        }
+    }
+    Ok(IpList { entries, grouped })
+}
+
+/// Checks every address of `list` against the subnet, then picks the addresses to take: per
+/// family the first free one (plain list), or the first entry whose every address is free or
+/// already held by this key (grouped list). `fixed` are the addresses the key holds; `skip` the
+/// families with a static request. Returns the picks for families that hold nothing yet.
+fn pick_from_list(
+    state: &Subnet,
+    leases: &Leases,
+    key: &str,
+    input: &str,
+    list: &IpList,
+    fixed: [Option<u128>; 2],
+    skip: [bool; 2],
+) -> Result<[Option<u128>; 2], Error> {
+    let invalid = |entry: &str, reason: String| Error::InvalidIpList {
+        key: key.to_owned(),
+        list: input.to_owned(),
+        entry: entry.to_owned(),
+        reason,
+    };
+    let mut numbered: Vec<[Option<u128>; 2]> = Vec::with_capacity(list.entries.len());
+    let mut has_family = [false; 2];
+    for entry in &list.entries {
+        let mut out: [Option<u128>; 2] = [None, None];
+        for (ip, text) in entry.iter().flatten() {
+            let family = Family::of(ip);
+            let Some(fam) = state.family(family) else {
+                return Err(invalid(
+                    text,
+                    format!("subnet {} has no {family} CIDR", state.spec.name),
+                ));
+            };
+            let layout = &fam.layout;
+            let p = to_u128(ip);
+            let reason = match layout.blocked(p) {
+                None => None,
+                Some(Blocked::Outside) => Some(format!("outside subnet {}", layout.cidr)),
+                Some(Blocked::Network) => Some("the network address of the subnet".to_owned()),
+                Some(Blocked::Broadcast) => Some("the broadcast address of the subnet".to_owned()),
+                Some(Blocked::Gateway) => Some("the gateway of the subnet".to_owned()),
+                Some(Blocked::Excluded) => Some("excluded in the subnet".to_owned()),
+            };
+            if let Some(reason) = reason {
+                return Err(invalid(text, reason));
+            }
+            out[family.index()] = Some(p);
+            has_family[family.index()] = true;
+        }
+        numbered.push(out);
+    }
+    // The held address of a family the list covers must be one of the list.
+    for family in Family::ALL {
+        let i = family.index();
+        if let Some(held) = fixed[i]
+            && !skip[i]
+            && has_family[i]
+            && !numbered.iter().any(|e| e[i] == Some(held))
+        {
+            let addr = from_u128(family, held);
+            return Err(Error::AllocationMismatch {
+                key: key.to_owned(),
+                subnet: state.spec.name.clone(),
+                existing: addr.to_string(),
+                requested: format!("an address of ip_pool {input:?}"),
+            });
+        }
+    }
+    let free = |family: Family, p: u128| {
+        state
+            .family(family)
+            .is_some_and(|fam| fam.owner(p, leases).is_none())
+    };
+    let exhausted = || Error::IpListExhausted {
+        key: key.to_owned(),
+        list: input.to_owned(),
+        subnet: state.spec.name.clone(),
+    };
+    let wanted = |i: usize| !skip[i] && fixed[i].is_none() && has_family[i];
+    let mut picks: [Option<u128>; 2] = [None, None];
+    if list.grouped {
+        if !Family::ALL.iter().any(|f| wanted(f.index())) {
+            return Ok(picks);
+        }
+        let fits = |entry: &[Option<u128>; 2]| {
+            Family::ALL.iter().all(|&family| {
+                let i = family.index();
+                match (entry[i], fixed[i]) {
+                    _ if skip[i] => true,
+                    (None, _) => true,
+                    (Some(p), Some(held)) => p == held,
+                    (Some(p), None) => free(family, p),
+                }
+            })
+        };
+        let entry = numbered.iter().find(|e| fits(e)).ok_or_else(exhausted)?;
+        for family in Family::ALL {
+            let i = family.index();
+            if wanted(i) {
+                picks[i] = entry[i];
+            }
+        }
+    } else {
+        for family in Family::ALL {
+            let i = family.index();
+            if !wanted(i) {
+                continue;
+            }
+            let p = numbered
+                .iter()
+                .filter_map(|e| e[i])
+                .find(|&p| free(family, p))
+                .ok_or_else(exhausted)?;
+            picks[i] = Some(p);
+        }
+    }
+    Ok(picks)
 }

@@ -25,12 +25,21 @@
 //! Layout of the crate: [`SubnetSpec`] and [`PoolSpec`] are validated into per-family layouts
 //! (CIDR, gateway, network/broadcast, excludes, pools); each family is split into zones (the
 //! subnet outside all pools, and one zone per pool) whose free space is an order-statistic tree
-//! of ranges; [`Ipam`] maps owner keys to leases; [`SharedIpam`] puts it behind a mutex.
+//! of ranges (`u32` points for IPv4, `u128` for IPv6); every lease is a 40-byte slot of one slab,
+//! with the owner keys in one string arena, and the key, address and MAC indexes map to slot
+//! numbers, so nothing is allocated per lease; [`Ipam`] ties them together; [`SharedIpam`]
+//! puts it behind a mutex.
+//!
+//! The `ip_pool` annotation has two forms upstream: an `IPPool` name ([`Request::in_pool`]) or
+//! a list of addresses ([`Request::in_ip_list`]); [`Request::with_ip_pool`] tells them apart as
+//! upstream does.
 
 mod addr;
 mod error;
+mod index;
 mod ipam;
 mod layout;
+mod leases;
 mod range_tree;
 mod rng;
 mod shared;

@@ -24,6 +24,11 @@ enum Op {
         sequential: bool,
         static_v4: Option<u8>,
     },
+    /// An `ip_pool` list of IPv4 offsets.
+    AllocateFromList {
+        key: u8,
+        list: Vec<u8>,
+    },
     Release {
         key: u8,
     },
@@ -35,6 +40,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0u8..24, any::<bool>(), any::<bool>(), proptest::option::weighted(0.3, 0u8..32))
             .prop_map(|(key, pool, sequential, static_v4)| Op::Allocate { key, pool, sequential, static_v4 }),
+        2 => (0u8..24, proptest::collection::vec(0u8..32, 1..5))
+            .prop_map(|(key, list)| Op::AllocateFromList { key, list }),
         3 => (0u8..24).prop_map(|key| Op::Release { key }),
         1 => Just(Op::Rebuild),
         1 => Just(Op::ToggleExcludes),
@@ -239,6 +246,61 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         }
                         (Ok(lease), Some(kind)) => {
                             prop_assert!(false, "expected {}, got {:?}", kind, lease);
+                        }
+                    }
+                }
+            }
+            Op::AllocateFromList { key, list } => {
+                let key = format!("k{key}");
+                let text: Vec<String> = list.iter().map(|o| format!("10.0.0.{o}")).collect();
+                let request = Request::random().in_ip_list(text.join(","));
+                let result = ipam.allocate("s", &key, &request);
+                let offsets: Vec<u128> = list.iter().map(|&o| u128::from(o)).collect();
+                // Every entry must be allocatable now, else the list is refused whole (an
+                // excluded entry held by this very key is still refused: it cannot be handed
+                // out again).
+                let invalid = offsets.iter().any(|o| !model.allowed_v4().contains(o));
+                if invalid {
+                    prop_assert!(
+                        matches!(result, Err(Error::InvalidIpList { .. })),
+                        "{:?}",
+                        result
+                    );
+                } else if let Some(&(h4, h6)) = model.keys.get(&key) {
+                    if offsets.contains(&h4) {
+                        let lease = result.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                        prop_assert_eq!(
+                            lease.ips().into_iter().map(offset).collect::<Vec<_>>(),
+                            vec![h4, h6]
+                        );
+                    } else {
+                        prop_assert!(
+                            matches!(result, Err(Error::AllocationMismatch { .. })),
+                            "{:?}",
+                            result
+                        );
+                    }
+                } else {
+                    match offsets.iter().find(|o| !model.v4.contains_key(o)) {
+                        None => prop_assert!(
+                            matches!(result, Err(Error::IpListExhausted { .. })),
+                            "{:?}",
+                            result
+                        ),
+                        Some(&o4) if model.free_v6().is_empty() => prop_assert!(
+                            matches!(result, Err(Error::SubnetFull { .. })),
+                            "{:?} (would take {})",
+                            result,
+                            o4
+                        ),
+                        Some(&o4) => {
+                            let lease = result.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                            prop_assert_eq!(offset(IpAddr::V4(lease.v4.unwrap())), o4);
+                            let o6 = offset(IpAddr::V6(lease.v6.unwrap()));
+                            prop_assert!(model.free_v6().contains(&o6));
+                            model.v4.insert(o4, key.clone());
+                            model.v6.insert(o6, key.clone());
+                            model.keys.insert(key, (o4, o6));
                         }
                     }
                 }

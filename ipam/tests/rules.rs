@@ -1,7 +1,6 @@
 //! Table tests: one or more cases for every rule of the allocator.
 
-// clippy.toml allows unwrap inside #[test] functions; the fixture helpers here need it too.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a failed assertion is the report.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -963,4 +962,201 @@ fn sequential_inside_a_pool_and_rebuild_keeps_the_walk_going() {
         ipam.allocate("s", "o", &Request::sequential()).unwrap().v4,
         Some(v4("10.0.0.2"))
     );
+}
+
+fn list_err_entry(result: Result<ipam::Lease, Error>) -> String {
+    match result {
+        Err(Error::InvalidIpList { entry, .. }) => entry,
+        other => panic!("expected InvalidIpList, got {other:?}"),
+    }
+}
+
+#[test]
+fn ip_list_hands_out_the_first_free_address_in_list_order() {
+    let mut ipam = ipam_with(SubnetSpec::new("s", "10.0.0.0/24"));
+    let list = "10.0.0.17, 10.0.0.15,10.0.0.16";
+    let request = Request::random().in_ip_list(list);
+    let got: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|k| ipam.allocate("s", k, &request).unwrap().v4.unwrap())
+        .collect();
+    assert_eq!(got, [v4("10.0.0.17"), v4("10.0.0.15"), v4("10.0.0.16")]);
+    // Idempotent: the same key keeps its address.
+    assert_eq!(
+        ipam.allocate("s", "b", &request).unwrap().v4,
+        Some(v4("10.0.0.15"))
+    );
+    // All taken: an error naming the key and the list.
+    let err = ipam.allocate("s", "d", &request).unwrap_err();
+    assert!(
+        matches!(&err, Error::IpListExhausted { key, list: l, subnet } if key == "d" && l == list && subnet == "s"),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(message.contains("d:") && message.contains(list) && message.contains("exhausted"));
+    // A released address goes to the next pod that asks.
+    ipam.release("b");
+    assert_eq!(
+        ipam.allocate("s", "d", &request).unwrap().v4,
+        Some(v4("10.0.0.15"))
+    );
+    // An address held by a key that does not use the list counts as taken.
+    ipam.release("a");
+    ipam.allocate("s", "static", &Request::random().with_ips("10.0.0.17"))
+        .unwrap();
+    let err = ipam.allocate("s", "e", &request).unwrap_err();
+    assert!(matches!(err, Error::IpListExhausted { .. }), "{err:?}");
+    assert_eq!(ipam.counters("s").unwrap().v4_using, 3);
+    // A key holding an address outside a changed list is told so, not moved.
+    let other = Request::random().in_ip_list("10.0.0.20");
+    let err = ipam.allocate("s", "c", &other).unwrap_err();
+    assert!(
+        matches!(&err, Error::AllocationMismatch { key, existing, .. } if key == "c" && existing == "10.0.0.16"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn ip_list_dual_stack_forms() {
+    let spec = || SubnetSpec::new("s", "10.0.0.0/24,fd00::/120");
+    // `;`-separated entries are taken whole: the first entry with every address free.
+    let mut ipam = ipam_with(spec());
+    let grouped = Request::random().in_ip_list("10.0.0.15,fd00::f;10.0.0.16,fd00::10;10.0.0.17");
+    let a = ipam.allocate("s", "a", &grouped).unwrap();
+    assert_eq!(a.ip_address(), "10.0.0.15,fd00::f");
+    ipam.allocate("s", "x", &Request::random().with_ips("fd00::10"))
+        .unwrap();
+    // Entry 2 is half taken: skipped whole; entry 3 has no IPv6 address, so IPv6 is dynamic.
+    let b = ipam.allocate("s", "b", &grouped).unwrap();
+    assert_eq!(b.v4, Some(v4("10.0.0.17")));
+    assert!(b.v6.is_some() && b.v6 != Some("fd00::f".parse().unwrap()));
+    assert_eq!(ipam.allocate("s", "a", &grouped).unwrap(), a);
+    assert!(matches!(
+        ipam.allocate("s", "c", &grouped),
+        Err(Error::IpListExhausted { .. })
+    ));
+
+    // A plain list mixing families: each family takes its own first free address.
+    let mut ipam = ipam_with(spec());
+    let plain = Request::random().in_ip_list("10.0.0.15,fd00::f,10.0.0.16,fd00::10");
+    ipam.allocate("s", "x", &Request::random().with_ips("10.0.0.15"))
+        .unwrap();
+    let a = ipam.allocate("s", "a", &plain).unwrap();
+    assert_eq!(a.ip_address(), "10.0.0.16,fd00::f");
+    let b = ipam.allocate("s", "b", &plain).unwrap_err();
+    assert!(matches!(b, Error::IpListExhausted { .. }), "{b:?}");
+
+    // Only IPv4 listed: IPv6 is allocated as usual.
+    let mut ipam = ipam_with(spec());
+    let a = ipam
+        .allocate("s", "a", &Request::sequential().in_ip_list("10.0.0.9"))
+        .unwrap();
+    assert_eq!(a.v4, Some(v4("10.0.0.9")));
+    assert_eq!(a.v6, Some("fd00::2".parse().unwrap()));
+
+    // A static address wins over the list for its family.
+    let mut ipam = ipam_with(spec());
+    let a = ipam
+        .allocate(
+            "s",
+            "a",
+            &Request::random()
+                .with_ips("10.0.0.99")
+                .in_ip_list("10.0.0.15,fd00::f"),
+        )
+        .unwrap();
+    assert_eq!(a.ip_address(), "10.0.0.99,fd00::f");
+}
+
+#[test]
+fn ip_list_entries_are_validated_and_named() {
+    let spec = SubnetSpec::new("s", "10.0.0.0/24")
+        .with_excludes(["10.0.0.5"])
+        .with_gateway("10.0.0.1");
+    let mut ipam = ipam_with(spec);
+    ipam.set_pool("s", PoolSpec::new("p", ["10.0.0.200..10.0.0.210"]))
+        .unwrap();
+    // (list, the entry the error must name, a word of the reason)
+    let cases: &[(&str, &str, &str)] = &[
+        ("10.0.0.15,10.0.0.300", "10.0.0.300", "not an IP"),
+        ("10.0.0.15,,10.0.0.16", "", "empty"),
+        ("", "", "empty"),
+        ("10.0.0.15/24", "10.0.0.15/24", "not an IP"),
+        ("10.0.0.15,10.0.0.1", "10.0.0.1", "gateway"),
+        ("10.0.0.0", "10.0.0.0", "network"),
+        ("10.0.0.255", "10.0.0.255", "broadcast"),
+        ("10.0.1.5", "10.0.1.5", "outside"),
+        ("10.0.0.5", "10.0.0.5", "excluded"),
+        ("fd00::5", "fd00::5", "no IPv6"),
+        ("10.0.0.15;", "", "empty"),
+        (
+            "10.0.0.15,10.0.0.16;10.0.0.17",
+            "10.0.0.15,10.0.0.16",
+            "two IPv4",
+        ),
+    ];
+    for &(list, entry, reason) in cases {
+        let result = ipam.allocate("s", "k", &Request::random().in_ip_list(list));
+        let message = result.as_ref().map_err(ToString::to_string).unwrap_err();
+        assert_eq!(list_err_entry(result), entry, "{list:?}");
+        assert!(message.contains(reason), "{list:?}: {message}");
+        assert!(message.contains("k:"), "{message}");
+    }
+    // A later invalid entry is reported even when an earlier one is free.
+    let result = ipam.allocate(
+        "s",
+        "k",
+        &Request::random().in_ip_list("10.0.0.15,10.0.0.1"),
+    );
+    assert_eq!(list_err_entry(result), "10.0.0.1");
+    // Not combined with an IPPool name.
+    let both = Request::random().in_ip_list("10.0.0.15").in_pool("p");
+    assert_eq!(list_err_entry(ipam.allocate("s", "k", &both)), "10.0.0.15");
+    // Nothing was allocated by any of the failures.
+    assert!(ipam.is_empty());
+    // Addresses inside an IPPool's range are fine in a list (as static addresses are).
+    let lease = ipam
+        .allocate("s", "k", &Request::random().in_ip_list("10.0.0.200"))
+        .unwrap();
+    assert_eq!(lease.v4, Some(v4("10.0.0.200")));
+}
+
+#[test]
+fn ip_pool_annotation_is_a_list_or_a_pool_name() {
+    let cases: &[(&str, Option<&str>, Option<&str>)] = &[
+        ("pool-1", Some("pool-1"), None),
+        (" pool-1 ", Some("pool-1"), None),
+        ("10.16.0.15", None, Some("10.16.0.15")),
+        ("fd00::f", None, Some("fd00::f")),
+        ("10.16.0.15,10.16.0.16", None, Some("10.16.0.15,10.16.0.16")),
+        (
+            "10.16.0.15,fd00::f;10.16.0.16,fd00::10",
+            None,
+            Some("10.16.0.15,fd00::f;10.16.0.16,fd00::10"),
+        ),
+        // Not an address and no separator: a pool name (whose lookup then fails clearly).
+        ("10.16.0.300", Some("10.16.0.300"), None),
+    ];
+    for &(annotation, pool, list) in cases {
+        let request = Request::random().with_ip_pool(annotation);
+        assert_eq!(request.pool.as_deref(), pool, "{annotation:?}");
+        assert_eq!(request.ip_list.as_deref(), list, "{annotation:?}");
+    }
+}
+
+#[test]
+fn ip_list_leases_survive_rebuild() {
+    let mut ipam = ipam_with(SubnetSpec::new("s", "10.0.0.0/24,fd00::/120"));
+    let request = Request::random().in_ip_list("10.0.0.15,fd00::f;10.0.0.16,fd00::10");
+    ipam.allocate("s", "a", &request).unwrap();
+    ipam.allocate("s", "b", &request).unwrap();
+    let before = ipam.clone();
+    let report = ipam.rebuild(before.records());
+    assert!(report.rejected.is_empty());
+    assert!(ipam == before);
+    assert!(matches!(
+        ipam.allocate("s", "c", &request),
+        Err(Error::IpListExhausted { .. })
+    ));
+    assert_eq!(ipam.owner_of("s", ip("fd00::10")), Some("b"));
 }
