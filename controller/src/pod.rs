@@ -209,7 +209,7 @@ pub fn plan_element(
 }
 
 /// The IPAM request for an attachment: static addresses and MAC from the selection element,
-/// else from the provider's annotations; a named pool from `ip_pool`.
+/// else from the provider's annotations; `ip_pool` as a list of addresses or an IPPool name.
 pub fn request_for(pod: &Pod, planned: &Planned) -> ipam::Request {
     let a = pod.annotations();
     let key = |k| annotation_key(&planned.provider, k);
@@ -231,7 +231,8 @@ pub fn request_for(pod: &Pod, planned: &Planned) -> ipam::Request {
         req = req.with_mac(mac.clone());
     }
     if let Some(pool) = a.get(&key(AnnotationKey::IpPool)) {
-        req = req.in_pool(pool.clone());
+        // A list of addresses, or the name of an IPPool (upstream's two forms).
+        req = req.with_ip_pool(pool);
     }
     req
 }
@@ -804,6 +805,17 @@ mod tests {
         let req = request_for(&p, &planned);
         assert_eq!(req.ips, vec!["10.100.0.7".to_owned()]);
         assert_eq!(req.pool.as_deref(), Some("pool1"));
+        // The other form: a list of addresses.
+        let p = pod(&[
+            (NETWORKS_ANNOTATION, "default/a"),
+            (
+                "a.default.ovn.kubernetes.io/ip_pool",
+                "10.100.0.15,10.100.0.16",
+            ),
+        ]);
+        let req = request_for(&p, &planned);
+        assert_eq!(req.ip_list.as_deref(), Some("10.100.0.15,10.100.0.16"));
+        assert_eq!(req.pool, None);
     }
 
     #[test]

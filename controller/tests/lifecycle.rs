@@ -330,3 +330,60 @@ async fn an_ip_record_deleted_by_hand_while_its_pod_runs_comes_back() {
     assert!(ctx.ipam.get(&key).is_none());
     assert!(!nb_server.nbctl(&["show"]).unwrap().contains(&key));
 }
+
+#[tokio::test]
+async fn an_ip_pool_list_hands_out_its_addresses_in_order_then_says_exhausted() {
+    let Bed {
+        _cp,
+        client,
+        nb_server: _nb,
+        ctx: _ctx,
+        controller,
+    } = bed().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pooled = |name: &str| -> Pod {
+        yaml(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  annotations:\n    k8s.v1.cni.cncf.io/networks: default/sts-net\n    {PROVIDER}.kubernetes.io/ip_pool: 10.120.0.50,10.120.0.51\nspec:\n  containers: [{{name: app, image: nginx}}]\n"
+        ))
+    };
+    pods.create(&PostParams::default(), &pooled("pool-a"))
+        .await
+        .unwrap();
+    let (_, a) = allocated(&pods, "pool-a", "").await;
+    pods.create(&PostParams::default(), &pooled("pool-b"))
+        .await
+        .unwrap();
+    let (_, b) = allocated(&pods, "pool-b", "").await;
+    assert_eq!((a.as_str(), b.as_str()), ("10.120.0.50", "10.120.0.51"));
+    pods.create(&PostParams::default(), &pooled("pool-c"))
+        .await
+        .unwrap();
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    let found = tokio::time::timeout(WAIT, async {
+        loop {
+            let list = events
+                .list(&kube::api::ListParams::default().fields("involvedObject.name=pool-c"))
+                .await
+                .unwrap();
+            if let Some(m) = list
+                .items
+                .iter()
+                .filter_map(|e| e.message.clone())
+                .find(|m| m.contains("exhausted"))
+            {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("no Event saying the ip_pool list is exhausted");
+    assert!(found.contains("10.120.0.50,10.120.0.51"), "{found}");
+    // pool-a goes: pool-c gets its address on a retry.
+    pods.delete("pool-a", &DeleteParams::default())
+        .await
+        .unwrap();
+    let (_, c) = allocated(&pods, "pool-c", "").await;
+    assert_eq!(c, "10.120.0.50");
+    controller.abort();
+}
