@@ -866,9 +866,41 @@ fn network_status(name: &str, interface: &str, result: &Value, default: bool) ->
     status
 }
 
-/// The last `n` lines of a log file (for error messages: the run dir may not outlive them).
+/// The last `n` lines of a log file (for error messages: the run dir may not outlive them),
+/// without the frames of a backtrace (a program that exits with an error under
+/// `RUST_BACKTRACE` prints dozens of them after the one line that says why).
 fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
+    let lines: Vec<&str> = text.lines().filter(|l| !is_backtrace_line(l)).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Whether `line` is part of a Rust backtrace (`Stack backtrace:`, `  12: frame`, `at file`).
+fn is_backtrace_line(line: &str) -> bool {
+    let t = line.trim_start();
+    t == "Stack backtrace:"
+        || t == "stack backtrace:"
+        || t.starts_with("at ")
+        || t.split_once(": ")
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_tails_skip_backtrace_frames() {
+        let dir = std::env::temp_dir().join(format!("kovn-tail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("daemon.log");
+        std::fs::write(
+            &log,
+            "starting\nError: connecting to unix:/x: No such file\n\nStack backtrace:\n   0: std::rt\n             at /rustc/x.rs:1:2\n  12: main\n",
+        )
+        .unwrap();
+        let t = tail(&log, 3);
+        assert_eq!(t, "starting\nError: connecting to unix:/x: No such file\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
