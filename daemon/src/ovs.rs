@@ -309,6 +309,28 @@ pub struct NodeConfig {
 /// Creates or adopts the integration bridge and writes the `Open_vSwitch` external_ids that
 /// ovn-controller reads. Idempotent; one transaction.
 pub async fn init_node(ovs: &Client, cfg: &NodeConfig) -> Result<(), OvsError> {
+    // ovn-controller creates the integration bridge itself when it starts first. A transaction
+    // built on a replica that has not seen that bridge yet fails on the bridge's unique name
+    // (measured: "multiple rows in Interface ... identical values (br-int)"); by the next
+    // attempt the replica has caught up and the bridge is adopted.
+    const ATTEMPTS: u32 = 10;
+    let mut attempt = 1;
+    loop {
+        match init_node_once(ovs, cfg).await {
+            Ok(()) => return Ok(()),
+            Err(e @ OvsError::Db { .. }) if attempt < ATTEMPTS => {
+                tracing::info!(error = %e, attempt, "node init raced another writer; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt)))
+                    .await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One attempt of [`init_node`], from the replica as it is now.
+async fn init_node_once(ovs: &Client, cfg: &NodeConfig) -> Result<(), OvsError> {
     let has_root = ovs
         .replica()
         .table("Open_vSwitch")

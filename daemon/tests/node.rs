@@ -771,3 +771,59 @@ async fn the_subnet_mtu_applies_unless_the_nad_sets_one() {
     assert_eq!(mtu(&a), "1300", "the Subnet's spec.mtu");
     assert_eq!(mtu(&b), "1200", "the NAD's mtu wins");
 }
+
+/// ovn-controller creates br-int itself when it starts before the daemon: node init racing
+/// another writer that creates the bridge must adopt it, never fail (seen in e2e as a daemon
+/// exiting on a unique-name constraint violation).
+#[tokio::test]
+async fn node_init_survives_another_writer_creating_the_bridge_at_the_same_time() {
+    let node = OvnNode::start("kovn-race").unwrap();
+    let ovs = ovs::connect(&node.db_remote()).await.unwrap();
+    let config = NodeConfig {
+        bridge: "br-int".into(),
+        datapath_type: "netdev".into(),
+        system_id: unique("chassis-"),
+        ovn_remote: "tcp:127.0.0.1:6642".into(),
+        encap_type: "geneve".into(),
+        encap_ip: "127.0.0.1".into(),
+    };
+    let vsctl = |args: &[&str]| {
+        let out = std::process::Command::new("ovs-vsctl")
+            .arg(format!("--db={}", node.db_remote()))
+            .args(["--no-wait", "--timeout=30"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ovs-vsctl {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    for attempt in 0..12 {
+        let db = node.db_remote();
+        let other = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("ovs-vsctl")
+                .arg(format!("--db={db}"))
+                .args([
+                    "--no-wait",
+                    "--timeout=30",
+                    "--may-exist",
+                    "add-br",
+                    "br-int",
+                ])
+                .status()
+        });
+        ovs::init_node(&ovs, &config)
+            .await
+            .unwrap_or_else(|e| panic!("attempt {attempt}: {e}"));
+        assert!(other.await.unwrap().unwrap().success());
+        assert_eq!(vsctl(&["list-br"]), "br-int", "attempt {attempt}");
+        // Whoever created it, the bridge ends on the configured datapath.
+        ovs::init_node(&ovs, &config).await.unwrap();
+        assert_eq!(
+            vsctl(&["get", "bridge", "br-int", "datapath_type"]),
+            "netdev",
+            "attempt {attempt}"
+        );
+        vsctl(&["del-br", "br-int"]);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -14,20 +14,13 @@ use e2e::cluster::Cluster;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, ResourceExt};
 
-/// A second pod on the other node, to show net1 across nodes.
-const PEER: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata:
-  name: peer
-  annotations:
-    k8s.v1.cni.cncf.io/networks: default/kube-ovn-vpc-network
-spec:
-  nodeName: node-2
-  containers:
-  - name: app
-    image: nginx
-"#;
+/// A second pod on `node` (the one the manual's pod did not land on), to show net1 across
+/// nodes.
+fn peer(node: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: peer\n  annotations:\n    k8s.v1.cni.cncf.io/networks: default/kube-ovn-vpc-network\nspec:\n  nodeName: {node}\n  containers:\n  - name: app\n    image: nginx\n"
+    )
+}
 
 fn show(title: &str, out: &std::process::Output) {
     println!("$ {title}");
@@ -54,15 +47,24 @@ async fn main() -> anyhow::Result<()> {
         cluster.run_dir().display()
     );
 
-    println!(
-        "$ kubectl apply -f seed.yaml   (the manual's NAD, Vpc, Subnet and pod; a peer pod on node-2)"
-    );
+    println!("$ kubectl apply -f seed.yaml   (the manual's NAD, Vpc, Subnet and pod)");
     print!("{}", cluster.apply_yaml(&crds::seed::first_example())?);
-    print!("{}", cluster.apply_yaml(PEER)?);
     let wait = Duration::from_secs(90);
     let a = cluster
         .wait_running("default", "multi-network-pod", wait)
         .await?;
+    let node = a
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default();
+    let other = cluster
+        .node_names()
+        .into_iter()
+        .find(|n| *n != node)
+        .unwrap_or_default();
+    println!("$ kubectl apply -f peer.yaml   (a peer pod on {other}, the other node)");
+    print!("{}", cluster.apply_yaml(&peer(&other))?);
     cluster.wait_running("default", "peer", wait).await?;
     println!("\n$ kubectl get pod multi-network-pod -o yaml | grep -A 10 network-status");
     println!("    k8s.v1.cni.cncf.io/network-status: |-");
@@ -92,15 +94,10 @@ async fn main() -> anyhow::Result<()> {
         .get("kube-ovn-vpc-network.default.ovn.kubernetes.io/ip_address")
         .cloned()
         .unwrap_or_default();
-    let node = a
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_name.clone())
-        .unwrap_or_default();
     show(
         &format!(
             "kubectl exec multi-network-pod -- ping -c 3 {peer_ip}   (multi-network-pod on {node}, \
-             peer on node-2, over net1)"
+             peer on {other}, over net1)"
         ),
         &cluster.exec(
             "default",

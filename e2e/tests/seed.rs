@@ -10,20 +10,12 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::DeleteParams;
 use kube::{Api, ResourceExt};
 
-const PEER: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata:
-  name: peer-on-node-2
-  namespace: default
-  annotations:
-    k8s.v1.cni.cncf.io/networks: default/kube-ovn-vpc-network
-spec:
-  nodeName: node-2
-  containers:
-  - name: app
-    image: nginx
-"#;
+/// A second pod on `node` (the one the seed's pod did not land on).
+fn peer(node: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: peer\n  namespace: default\n  annotations:\n    k8s.v1.cni.cncf.io/networks: default/kube-ovn-vpc-network\nspec:\n  nodeName: {node}\n  containers:\n  - name: app\n    image: nginx\n"
+    )
+}
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -56,15 +48,19 @@ async fn the_seed_example_gives_pods_net1_on_ovn_across_nodes() {
         .await
         .unwrap();
     cluster.apply_yaml(&crds::seed::first_example()).unwrap();
-    cluster.apply_yaml(PEER).unwrap();
     let a = cluster
         .wait_running("default", "multi-network-pod", WAIT)
         .await
         .unwrap();
-    let b = cluster
-        .wait_running("default", "peer-on-node-2", WAIT)
-        .await
+    // The seed's pod has no nodeName: the scheduler picks its node; the peer goes elsewhere.
+    let node_a = a.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap();
+    let other = cluster
+        .node_names()
+        .into_iter()
+        .find(|n| *n != node_a)
         .unwrap();
+    cluster.apply_yaml(&peer(&other)).unwrap();
+    let b = cluster.wait_running("default", "peer", WAIT).await.unwrap();
     let (ip_a, ip_b) = (net1_ip(&a), net1_ip(&b));
     assert!(
         ip_a.starts_with("10.100.") && ip_b.starts_with("10.100."),
@@ -111,11 +107,17 @@ async fn the_seed_example_gives_pods_net1_on_ovn_across_nodes() {
         "net1 ping failed: {}",
         String::from_utf8_lossy(&ping.stdout)
     );
+    let gateway = routes
+        .lines()
+        .find(|l| l.starts_with("default") && l.contains("eth0"))
+        .and_then(|l| l.split_whitespace().skip_while(|w| *w != "via").nth(1))
+        .unwrap_or_else(|| panic!("no default route via a gateway on eth0: {routes}"))
+        .to_owned();
     let ping = cluster
         .exec(
             "default",
             "multi-network-pod",
-            &["ping", "-c", "1", "-w", "5", "10.244.1.1"],
+            &["ping", "-c", "1", "-w", "5", &gateway],
         )
         .unwrap();
     assert!(
