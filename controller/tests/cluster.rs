@@ -75,23 +75,7 @@ async fn the_seed_attachment_and_static_ip_work_and_errors_become_events() {
 
     // The seed's objects, as written in the manual.
     let nads: Api<NetworkAttachmentDefinition> = Api::namespaced(client.clone(), "default");
-    let nad: NetworkAttachmentDefinition = yaml(
-        r#"
-apiVersion: k8s.cni.cncf.io/v1
-kind: NetworkAttachmentDefinition
-metadata:
-  name: kube-ovn-vpc-network
-  namespace: default
-spec:
-  config: |
-    {
-      "cniVersion": "0.3.1",
-      "type": "kube-ovn",
-      "server_socket": "/run/openvswitch/kube-ovn-daemon.sock",
-      "provider": "kube-ovn-vpc-network.default.ovn"
-    }
-"#,
-    );
+    let nad: NetworkAttachmentDefinition = yaml(crds::seed::NAD);
     nads.create(&PostParams::default(), &nad).await.unwrap();
     let unbound: NetworkAttachmentDefinition = yaml(
         r#"
@@ -103,26 +87,12 @@ spec:
 "#,
     );
     nads.create(&PostParams::default(), &unbound).await.unwrap();
-    let vpc: Vpc = yaml(
-        "apiVersion: kubeovn.io/v1\nkind: Vpc\nmetadata:\n  name: vpc-secondary\nspec:\n  namespaces:\n  - default\n",
-    );
+    let docs: Vec<&str> = crds::seed::VPC_AND_SUBNET.split("\n---\n").collect();
+    let (vpc, subnet): (Vpc, Subnet) = (yaml(docs[0]), yaml(docs[1]));
     Api::<Vpc>::all(client.clone())
         .create(&PostParams::default(), &vpc)
         .await
         .unwrap();
-    let subnet: Subnet = yaml(
-        r#"
-apiVersion: kubeovn.io/v1
-kind: Subnet
-metadata:
-  name: subnet-secondary
-spec:
-  vpc: vpc-secondary
-  cidr: "10.100.0.0/16"
-  gateway: "10.100.0.1"
-  provider: kube-ovn-vpc-network.default.ovn
-"#,
-    );
     Api::<Subnet>::all(client.clone())
         .create(&PostParams::default(), &subnet)
         .await

@@ -111,27 +111,8 @@ fn ldflags(client_go_minor: u32) -> String {
 }
 
 fn client_go_minor(go: &Path) -> anyhow::Result<u32> {
-    let mut download = Command::new(go);
-    download
-        .args(["mod", "download", "-json"])
-        .arg(format!("{MODULE}@{HELM_VERSION}"));
-    go_env(&mut download);
-    let json = cmd::output_ok(&mut download)
-        .with_context(|| format!("`{}` failed", cmd::display(&download)))?;
-    let go_mod_path = json
-        .lines()
-        .find_map(|line| {
-            let rest = line.trim().strip_prefix("\"GoMod\":")?;
-            Some(
-                rest.trim()
-                    .trim_end_matches(',')
-                    .trim_matches('"')
-                    .to_owned(),
-            )
-        })
-        .context("`go mod download -json` printed no GoMod path")?;
-    let go_mod =
-        std::fs::read_to_string(&go_mod_path).with_context(|| format!("reading {go_mod_path}"))?;
+    let (go_mod_path, go_mod) =
+        crate::k8s::downloaded_go_mod(go, &format!("{MODULE}@{HELM_VERSION}"), false)?;
     match parse_client_go_minor(&go_mod) {
         Some(minor) => Ok(minor),
         None => bail!("{go_mod_path} requires no k8s.io/client-go v0.X.Y; cannot stamp helm"),

@@ -206,15 +206,21 @@ fn prepare_module(go: &Path, version_dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(mod_dir)
 }
 
-/// The `k8s.io/*` modules that kubernetes' own go.mod requires at `v0.0.0` (its staging dir),
-/// read from the release's go.mod so the list matches the release.
-fn staging_modules(go: &Path) -> anyhow::Result<Vec<String>> {
+/// Downloads `module@version` into the module cache (`go mod download -json`) and returns its
+/// go.mod: (path, text). `echo` prints the command first.
+pub fn downloaded_go_mod(
+    go: &Path,
+    module_at_version: &str,
+    echo: bool,
+) -> anyhow::Result<(String, String)> {
     let mut download = Command::new(go);
     download
         .args(["mod", "download", "-json"])
-        .arg(format!("k8s.io/kubernetes@{KUBERNETES_VERSION}"));
+        .arg(module_at_version);
     go_env(&mut download);
-    eprintln!("+ {}", cmd::display(&download));
+    if echo {
+        eprintln!("+ {}", cmd::display(&download));
+    }
     let json = cmd::output_ok(&mut download)
         .with_context(|| format!("`{}` failed", cmd::display(&download)))?;
     let go_mod_path = json
@@ -231,6 +237,14 @@ fn staging_modules(go: &Path) -> anyhow::Result<Vec<String>> {
         .context("`go mod download -json` printed no GoMod path")?;
     let go_mod =
         std::fs::read_to_string(&go_mod_path).with_context(|| format!("reading {go_mod_path}"))?;
+    Ok((go_mod_path, go_mod))
+}
+
+/// The `k8s.io/*` modules that kubernetes' own go.mod requires at `v0.0.0` (its staging dir),
+/// read from the release's go.mod so the list matches the release.
+fn staging_modules(go: &Path) -> anyhow::Result<Vec<String>> {
+    let (go_mod_path, go_mod) =
+        downloaded_go_mod(go, &format!("k8s.io/kubernetes@{KUBERNETES_VERSION}"), true)?;
     let modules = parse_staging(&go_mod);
     if modules.is_empty() {
         bail!("{go_mod_path} lists no k8s.io modules at v0.0.0; the method no longer applies");
