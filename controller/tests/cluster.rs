@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use crds::{IP, NetworkAttachmentDefinition, Subnet, Vpc};
 use e2e::k8s::ControlPlane;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, PostParams};
-use kube::runtime::WatchStreamExt;
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client, ResourceExt};
 use ovn_api::testing::{OvsdbServer, SchemaKind};
@@ -47,23 +46,9 @@ async fn allocated(pods: &Api<Pod>, name: &str, provider: &str) -> Pod {
 }
 
 async fn event_for(client: &Client, pod: &str, needle: &str) -> String {
-    use futures::StreamExt;
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    let config =
-        kube::runtime::watcher::Config::default().fields(&format!("involvedObject.name={pod}"));
-    let mut stream = std::pin::pin!(kube::runtime::watcher(events, config).applied_objects());
-    let found = tokio::time::timeout(WAIT, async {
-        while let Some(event) = stream.next().await {
-            let e = event.unwrap();
-            if e.message.as_deref().is_some_and(|m| m.contains(needle)) {
-                assert_eq!(e.reason.as_deref(), Some("AttachmentFailed"));
-                return e.message.unwrap_or_default();
-            }
-        }
-        panic!("event watch ended");
-    })
-    .await;
-    found.unwrap_or_else(|_| panic!("no Event for {pod} containing {needle:?}"))
+    let e = common::event_containing(client, pod, needle).await;
+    assert_eq!(e.reason.as_deref(), Some("AttachmentFailed"));
+    e.message.unwrap_or_default()
 }
 
 #[tokio::test]

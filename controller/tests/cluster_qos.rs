@@ -9,7 +9,6 @@ use std::time::Duration;
 use e2e::k8s::ControlPlane;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, ResourceExt};
 use ovn_api::tables::nb::Qos;
 use ovn_api::testing::{OvsdbServer, SchemaKind};
@@ -60,22 +59,7 @@ async fn annotate(pods: &Api<Pod>, key: &str, value: &str) {
 }
 
 async fn warning(client: &Client, pod: &str, needle: &str) -> Event {
-    use futures::StreamExt;
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    let config =
-        kube::runtime::watcher::Config::default().fields(&format!("involvedObject.name={pod}"));
-    let mut stream = std::pin::pin!(kube::runtime::watcher(events, config).applied_objects());
-    let found = tokio::time::timeout(WAIT, async {
-        while let Some(event) = stream.next().await {
-            let e = event.unwrap();
-            if e.message.as_deref().is_some_and(|m| m.contains(needle)) {
-                return e;
-            }
-        }
-        panic!("event watch ended");
-    })
-    .await;
-    found.unwrap_or_else(|_| panic!("no Event for {pod} containing {needle:?}"))
+    common::event_containing(client, pod, needle).await
 }
 
 #[tokio::test]

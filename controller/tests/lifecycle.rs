@@ -358,26 +358,10 @@ async fn an_ip_pool_list_hands_out_its_addresses_in_order_then_says_exhausted() 
     pods.create(&PostParams::default(), &pooled("pool-c"))
         .await
         .unwrap();
-    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
-    let found = tokio::time::timeout(WAIT, async {
-        loop {
-            let list = events
-                .list(&kube::api::ListParams::default().fields("involvedObject.name=pool-c"))
-                .await
-                .unwrap();
-            if let Some(m) = list
-                .items
-                .iter()
-                .filter_map(|e| e.message.clone())
-                .find(|m| m.contains("exhausted"))
-            {
-                return m;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await
-    .expect("no Event saying the ip_pool list is exhausted");
+    let found = common::event_containing(&client, "pool-c", "exhausted")
+        .await
+        .message
+        .unwrap_or_default();
     assert!(found.contains("10.120.0.50,10.120.0.51"), "{found}");
     // pool-a goes: pool-c gets its address on a retry.
     pods.delete("pool-a", &DeleteParams::default())

@@ -68,3 +68,29 @@ pub async fn start_controller(
     let handle = tokio::spawn(run::run(Arc::clone(&ctx), config));
     (ctx, handle)
 }
+
+/// The first Event on pod `pod` (namespace `default`) whose message contains `needle`, waiting
+/// up to a minute for it (a watch, no polling).
+pub async fn event_containing(
+    client: &Client,
+    pod: &str,
+    needle: &str,
+) -> k8s_openapi::api::core::v1::Event {
+    use futures::StreamExt;
+    use kube::runtime::WatchStreamExt;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    let config =
+        kube::runtime::watcher::Config::default().fields(&format!("involvedObject.name={pod}"));
+    let mut stream = std::pin::pin!(kube::runtime::watcher(events, config).applied_objects());
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(event) = stream.next().await {
+            let e = event.unwrap();
+            if e.message.as_deref().is_some_and(|m| m.contains(needle)) {
+                return e;
+            }
+        }
+        panic!("event watch ended");
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("no Event for {pod} containing {needle:?}"))
+}
