@@ -11,6 +11,7 @@ pub mod gc;
 pub mod leader;
 pub mod metrics;
 pub mod nad;
+pub mod nat_gateway;
 pub mod nb;
 pub mod options;
 pub mod pod;

@@ -20,7 +20,7 @@ use kube::{Api, ResourceExt};
 use crate::context::Context;
 use crate::error::Error;
 use crate::metrics::{Metrics, Outcome};
-use crate::{gc, leader, nad, nb, pod, subnet, vpc};
+use crate::{gc, leader, nad, nat_gateway, nb, pod, subnet, vpc};
 
 /// Knobs of a running controller.
 #[derive(Debug, Clone)]
@@ -374,8 +374,20 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
         ctx.clone(),
     )
     .for_each(|_| async {});
+    let gateways = Controller::new(
+        Api::<crds::VpcNatGateway>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(kube::runtime::controller::Config::default().concurrency(workers))
+    .shutdown_on_signal()
+    .run(
+        observed("vpc-nat-gateway", nat_gateway::reconcile),
+        nat_gateway::error_policy,
+        ctx.clone(),
+    )
+    .for_each(|_| async {});
     tokio::select! {
-        () = async { tokio::join!(vpcs, subnets, pods, nads); } => {}
+        () = async { tokio::join!(vpcs, subnets, pods, nads, gateways); } => {}
         () = gc_loop => {}
         () = ip_deletions => {}
     }

@@ -371,3 +371,91 @@ async fn an_ip_pool_list_hands_out_its_addresses_in_order_then_says_exhausted() 
     assert_eq!(c, "10.120.0.50");
     controller.abort();
 }
+
+#[tokio::test]
+async fn a_vpc_nat_gateway_is_validated_and_says_it_is_not_realised() {
+    use crds::VpcNatGateway;
+    use crds::condition::{READY, VALIDATED, find_condition};
+    let Bed {
+        _cp,
+        client,
+        nb_server: _nb,
+        ctx: _ctx,
+        controller,
+    } = bed().await;
+    let gateways: Api<VpcNatGateway> = Api::all(client.clone());
+    // The manual's example with this bed's Vpc and Subnet, and three broken ones.
+    // (name, vpc, subnet, lanIp, valid, Ready reason, a piece of the message)
+    let cases = [
+        (
+            "gw-ok",
+            "vpc-sts",
+            "subnet-sts",
+            "10.120.0.254",
+            true,
+            "NotImplemented",
+            "does not run VPC NAT gateways",
+        ),
+        (
+            "gw-outside",
+            "vpc-sts",
+            "subnet-sts",
+            "10.99.0.1",
+            false,
+            "InvalidLanIp",
+            "10.99.0.1 is outside Subnet subnet-sts",
+        ),
+        (
+            "gw-gateway",
+            "vpc-sts",
+            "subnet-sts",
+            "10.120.0.1",
+            false,
+            "InvalidLanIp",
+            "gateway address",
+        ),
+        (
+            "gw-novpc",
+            "nope",
+            "subnet-sts",
+            "10.120.0.254",
+            false,
+            "VpcNotFound",
+            "Vpc nope does not exist",
+        ),
+    ];
+    for (name, vpc, subnet, lan, _, _, _) in cases {
+        let gw: VpcNatGateway = yaml(&format!(
+            "apiVersion: kubeovn.io/v1\nkind: VpcNatGateway\nmetadata:\n  name: {name}\nspec:\n  vpc: {vpc}\n  subnet: {subnet}\n  lanIp: \"{lan}\"\n"
+        ));
+        gateways.create(&PostParams::default(), &gw).await.unwrap();
+    }
+    for (name, _, _, _, valid, reason, says) in cases {
+        let want = reason.to_owned();
+        let gw = tokio::time::timeout(
+            WAIT,
+            await_condition(gateways.clone(), name, move |g: Option<&VpcNatGateway>| {
+                g.and_then(|g| g.status.as_ref())
+                    .and_then(|s| find_condition(&s.conditions, READY))
+                    .is_some_and(|c| c.reason == want)
+            }),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{name}: no Ready condition with reason {reason}"))
+        .unwrap()
+        .unwrap();
+        let status = gw.status.unwrap();
+        let validated = find_condition(&status.conditions, VALIDATED).unwrap();
+        assert_eq!(
+            validated.status == crds::ConditionStatus::True,
+            valid,
+            "{name}: {validated:?}"
+        );
+        let ready = find_condition(&status.conditions, READY).unwrap();
+        assert_eq!(ready.status, crds::ConditionStatus::False, "{name}");
+        let event = common::event_containing_on(&client, "VpcNatGateway", name, says).await;
+        assert_eq!(event.type_.as_deref(), Some("Warning"), "{name}");
+        assert_eq!(event.reason.as_deref(), Some(reason), "{name}");
+    }
+    controller.abort();
+}

@@ -76,11 +76,24 @@ pub async fn event_containing(
     pod: &str,
     needle: &str,
 ) -> k8s_openapi::api::core::v1::Event {
+    event_containing_on(client, "Pod", pod, needle).await
+}
+
+/// The first Event on the `kind` object `name` whose message contains `needle` (Events of
+/// cluster-scoped objects land in `default`), waiting up to a minute for it.
+pub async fn event_containing_on(
+    client: &Client,
+    kind: &str,
+    name: &str,
+    needle: &str,
+) -> k8s_openapi::api::core::v1::Event {
     use futures::StreamExt;
     use kube::runtime::WatchStreamExt;
-    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
-    let config =
-        kube::runtime::watcher::Config::default().fields(&format!("involvedObject.name={pod}"));
+    let pod = name;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::all(client.clone());
+    let config = kube::runtime::watcher::Config::default().fields(&format!(
+        "involvedObject.name={name},involvedObject.kind={kind}"
+    ));
     let mut stream = std::pin::pin!(kube::runtime::watcher(events, config).applied_objects());
     let found = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(event) = stream.next().await {
