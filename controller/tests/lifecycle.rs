@@ -182,13 +182,21 @@ async fn the_gc_removes_switches_and_routers_whose_subnet_or_vpc_is_gone() {
         controller,
     } = bed().await;
     let subnets: Api<Subnet> = Api::all(client.clone());
-    tokio::time::timeout(WAIT, async {
-        while !controller::nb::switch_exists(&ctx.nb, "subnet-sts") {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
+    // Ready is set once its switch is in NB.
+    tokio::time::timeout(
+        WAIT,
+        await_condition(subnets.clone(), "subnet-sts", |s: Option<&Subnet>| {
+            s.and_then(|s| s.status.as_ref())
+                .and_then(|st| {
+                    crds::condition::find_condition(&st.conditions, crds::condition::READY)
+                })
+                .is_some_and(|c| c.status == crds::ConditionStatus::True)
+        }),
+    )
     .await
-    .expect("the switch of subnet-sts never appeared");
+    .expect("subnet-sts never became Ready")
+    .unwrap();
+    assert!(controller::nb::switch_exists(&ctx.nb, "subnet-sts"));
     // Someone else's rows are never touched.
     nb_server.nbctl(&["ls-add", "foreign"]).unwrap();
     nb_server.nbctl(&["lr-add", "foreign-router"]).unwrap();

@@ -823,7 +823,16 @@ async fn node_init_survives_another_writer_creating_the_bridge_at_the_same_time(
             "netdev",
             "attempt {attempt}"
         );
+        // Next round from a clean database: wait (on the replica's change stream) until the
+        // deletion has reached the replica.
+        let mut changes = ovs.subscribe();
         vsctl(&["del-br", "br-int"]);
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while ovs::bridge_exists(&ovs, "br-int") {
+                let _ = changes.recv().await;
+            }
+        })
+        .await
+        .expect("the bridge deletion never reached the replica");
     }
 }
