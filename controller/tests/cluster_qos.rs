@@ -6,12 +6,10 @@
 
 use std::time::Duration;
 
-use e2e::k8s::ControlPlane;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use ovn_api::tables::nb::Qos;
-use ovn_api::testing::{OvsdbServer, SchemaKind};
 
 const PROVIDER: &str = "kube-ovn-vpc-network.default.ovn";
 const LSP: &str = "qos-pod.default.kube-ovn-vpc-network.default.ovn";
@@ -64,12 +62,13 @@ async fn warning(client: &Client, pod: &str, needle: &str) -> Event {
 
 #[tokio::test]
 async fn the_seeds_qos_annotations_become_qos_rows_that_follow_the_pod() {
-    let cp = ControlPlane::start().await.unwrap();
-    let client = cp.client();
-    e2e::cluster::install_crds(&client).await.unwrap();
-    let nb_server = OvsdbServer::start(SchemaKind::Northbound).unwrap();
-    common::network(
-        &client,
+    let common::Bed {
+        _cp,
+        client,
+        nb_server,
+        ctx: _ctx,
+        controller,
+    } = common::Bed::start(
         "kube-ovn-vpc-network",
         PROVIDER,
         "vpc-secondary",
@@ -77,7 +76,6 @@ async fn the_seeds_qos_annotations_become_qos_rows_that_follow_the_pod() {
         "10.100.0.0/16",
     )
     .await;
-    let (_ctx, controller) = common::start_controller(&client, &nb_server, 4).await;
     let nb = controller::nb::connect(&nb_server.remote()).await.unwrap();
 
     // The seed's example: pod-wide rates apply to the kube-ovn attachment.

@@ -6,23 +6,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a failed assertion is the report.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crds::{IP, Subnet, Vpc};
-use e2e::k8s::ControlPlane;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::{Api, Resource, ResourceExt};
-use ovn_api::testing::{OvsdbServer, SchemaKind};
 
 const PROVIDER: &str = "sts-net.default.ovn";
 const WAIT: Duration = Duration::from_secs(60);
 
 mod common;
-use common::yaml;
+use common::{Bed, yaml};
 
 /// Waits until pod `name` exists with a uid other than `not_uid` and has its attachment;
 /// returns (uid, address).
@@ -56,38 +53,16 @@ async fn gone(client: &kube::Client, key: &str) {
     .unwrap();
 }
 
-/// A control plane, NB, the network `sts-net` → Subnet `subnet-sts` in Vpc `vpc-sts`, and the
-/// controller running (Ready subnet).
-struct Bed {
-    _cp: ControlPlane,
-    client: kube::Client,
-    nb_server: OvsdbServer,
-    ctx: Arc<controller::context::Context>,
-    controller: tokio::task::JoinHandle<()>,
-}
-
+/// The bed of these tests: the network `sts-net` → Subnet `subnet-sts` in Vpc `vpc-sts`.
 async fn bed() -> Bed {
-    let cp = ControlPlane::start().await.unwrap();
-    let client = cp.client();
-    e2e::cluster::install_crds(&client).await.unwrap();
-    let nb_server = OvsdbServer::start(SchemaKind::Northbound).unwrap();
-    common::network(
-        &client,
+    Bed::start(
         "sts-net",
         PROVIDER,
         "vpc-sts",
         "subnet-sts",
         "10.120.0.0/24",
     )
-    .await;
-    let (ctx, controller) = common::start_controller(&client, &nb_server, 4).await;
-    Bed {
-        _cp: cp,
-        client,
-        nb_server,
-        ctx,
-        controller,
-    }
+    .await
 }
 
 #[tokio::test]

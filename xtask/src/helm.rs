@@ -80,11 +80,7 @@ pub fn run() -> anyhow::Result<()> {
         .env("GOBIN", &tmp_bin);
     go_env(&mut install);
     cmd::run(&mut install).context("building helm")?;
-    std::fs::write(tmp_bin.join("BUILD-INFO"), &info)
-        .with_context(|| format!("writing {}/BUILD-INFO", tmp_bin.display()))?;
-    remove_dir_if_present(&bin_dir)?;
-    std::fs::rename(&tmp_bin, &bin_dir)
-        .with_context(|| format!("renaming {} to {}", tmp_bin.display(), bin_dir.display()))?;
+    crate::k8s::install_bin_dir(&tmp_bin, &bin_dir, &info)?;
     eprintln!(
         "setup: helm {HELM_VERSION} ready in {} after {:.0} s",
         bin_dir.display(),

@@ -86,11 +86,7 @@ pub fn run() -> anyhow::Result<()> {
         cmd::run(&mut build).with_context(|| format!("building {name}"))?;
         eprintln!("setup: built {name} in {:.0} s", t.elapsed().as_secs_f64());
     }
-    std::fs::write(tmp_bin.join("BUILD-INFO"), &info)
-        .with_context(|| format!("writing {}/BUILD-INFO", tmp_bin.display()))?;
-    remove_dir_if_present(&bin_dir)?;
-    std::fs::rename(&tmp_bin, &bin_dir)
-        .with_context(|| format!("renaming {} to {}", tmp_bin.display(), bin_dir.display()))?;
+    install_bin_dir(&tmp_bin, &bin_dir, &info)?;
     eprintln!(
         "setup: kubernetes {KUBERNETES_VERSION} binaries ready in {} after {:.0} s",
         bin_dir.display(),
@@ -274,6 +270,16 @@ pub fn remove_dir_if_present(dir: &Path) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e).with_context(|| format!("removing {}", dir.display())),
     }
+}
+
+/// Puts freshly built binaries in place: `BUILD-INFO` (what they were built from) written into
+/// `tmp_bin`, which then replaces `bin_dir` whole, so a half-finished build is never used.
+pub fn install_bin_dir(tmp_bin: &Path, bin_dir: &Path, info: &str) -> anyhow::Result<()> {
+    std::fs::write(tmp_bin.join("BUILD-INFO"), info)
+        .with_context(|| format!("writing {}/BUILD-INFO", tmp_bin.display()))?;
+    remove_dir_if_present(bin_dir)?;
+    std::fs::rename(tmp_bin, bin_dir)
+        .with_context(|| format!("renaming {} to {}", tmp_bin.display(), bin_dir.display()))
 }
 
 #[cfg(test)]

@@ -107,3 +107,37 @@ pub async fn event_containing_on(
     .await;
     found.unwrap_or_else(|_| panic!("no Event for {pod} containing {needle:?}"))
 }
+
+/// A control plane with our CRDs, an NB server, one network (NAD → Subnet in a Vpc) and the
+/// controller running.
+pub struct Bed {
+    /// The control plane (kept alive).
+    pub _cp: e2e::k8s::ControlPlane,
+    /// Admin client.
+    pub client: Client,
+    /// The NB server.
+    pub nb_server: OvsdbServer,
+    /// The controller's context.
+    pub ctx: Arc<Context>,
+    /// The running controller (abort to stop it).
+    pub controller: tokio::task::JoinHandle<()>,
+}
+
+impl Bed {
+    /// Starts it all with [`network`]`(nad, provider, vpc, subnet, cidr)`.
+    pub async fn start(nad: &str, provider: &str, vpc: &str, subnet: &str, cidr: &str) -> Bed {
+        let cp = e2e::k8s::ControlPlane::start().await.unwrap();
+        let client = cp.client();
+        e2e::cluster::install_crds(&client).await.unwrap();
+        let nb_server = OvsdbServer::start(ovn_api::testing::SchemaKind::Northbound).unwrap();
+        network(&client, nad, provider, vpc, subnet, cidr).await;
+        let (ctx, controller) = start_controller(&client, &nb_server, 4).await;
+        Bed {
+            _cp: cp,
+            client,
+            nb_server,
+            ctx,
+            controller,
+        }
+    }
+}
