@@ -504,13 +504,16 @@ impl Datum {
         Datum::scalar(default_atom(&ty.key))
     }
 
-    /// Applies an update2 `modify` diff: sets are toggled element-wise (symmetric difference);
-    /// map pairs with a new key are added, with an equal value removed, with another value
-    /// replaced; a scalar column is replaced.
+    /// Applies an update2 `modify` diff. A column that holds at most one element (a scalar, and
+    /// also an optional value or a map with `max: 1`) is replaced by the diff, which is its new
+    /// value: ovsdb-server only diffs "composite" types, those with `max` above 1
+    /// (`ovsdb_datum_diff`), so `up: [false] → [true]` arrives as `[true]`, not as the toggle
+    /// `{false, true}`. In larger sets elements are toggled (symmetric difference); map pairs
+    /// with a new key are added, with an equal value removed, with another value replaced.
     pub fn apply_diff(&self, diff: &Datum, ty: &ColumnType) -> Datum {
-        let scalar = ty.value.is_none() && ty.min == 1 && ty.max == Some(1);
+        let single = ty.max == Some(1);
         match (self, diff) {
-            _ if scalar => diff.clone(),
+            _ if single => diff.clone(),
             (Datum::Set(old), Datum::Set(d)) => {
                 let mut s: BTreeSet<Atom> = old.iter().cloned().collect();
                 for a in d.iter() {
@@ -667,6 +670,33 @@ mod tests {
             let new = Datum::map(b.iter().map(|(k, v)| (Atom::Integer(*k), Atom::Integer(*v))));
             prop_assert_eq!(old.apply_diff(&Datum::map(diff), &ty), new);
         }
+    }
+
+    /// What ovsdb-server sends for a column of at most one element is the new value itself
+    /// (the `Logical_Switch_Port.up` bug: `[false] → [true]` was toggled into `{false, true}`).
+    #[test]
+    fn single_element_columns_take_the_diff_as_their_new_value() {
+        let optional = ColumnType::parse(&json!({"key":"boolean","min":0,"max":1})).unwrap();
+        let empty = Datum::default();
+        let f = Datum::set([Atom::Boolean(false)]);
+        let t = Datum::set([Atom::Boolean(true)]);
+        assert_eq!(empty.apply_diff(&f, &optional), f);
+        assert_eq!(f.apply_diff(&t, &optional), t);
+        assert_eq!(t.apply_diff(&empty, &optional), empty);
+        let one_pair =
+            ColumnType::parse(&json!({"key":"string","value":"string","min":0,"max":1})).unwrap();
+        let a = Datum::map([(Atom::from("k"), Atom::from("a"))]);
+        let b = Datum::map([(Atom::from("j"), Atom::from("b"))]);
+        assert_eq!(a.apply_diff(&b, &one_pair), b);
+        assert_eq!(
+            a.apply_diff(&Datum::empty_map(), &one_pair),
+            Datum::empty_map()
+        );
+        let scalar = ColumnType::parse(&json!("integer")).unwrap();
+        assert_eq!(
+            Datum::scalar(Atom::Integer(1)).apply_diff(&Datum::scalar(Atom::Integer(2)), &scalar),
+            Datum::scalar(Atom::Integer(2))
+        );
     }
 
     #[test]
