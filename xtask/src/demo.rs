@@ -1,6 +1,8 @@
 //! `cargo xtask demo [--keep]`: the main job on this machine.
 //!
-//! Builds the binaries, then runs the `demo` example of the e2e crate: a 2-node local cluster
+//! Installs what it needs first (the same idempotent setup as `cargo xtask test`: on a fresh
+//! machine that is apt packages and the Kubernetes binaries built from their Go module, with a
+//! progress line per long step), builds the binaries, then runs the `demo` example of the e2e crate: a 2-node local cluster
 //! (real kube-apiserver and OVN, our daemon and controller as processes) with the manual's
 //! first example applied, printing what the manual's debug commands show.
 
@@ -10,7 +12,8 @@ use std::process::Command;
 use crate::cmd;
 
 /// Runs the demo; `keep` leaves the cluster up until Ctrl-C.
-pub fn run(root: &Path, keep: bool) -> anyhow::Result<()> {
+pub fn run(root: &Path, keep: bool, verbose: bool) -> anyhow::Result<()> {
+    crate::setup::run()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     cmd::run(
         Command::new(&cargo)
@@ -22,6 +25,9 @@ pub fn run(root: &Path, keep: bool) -> anyhow::Result<()> {
         .current_dir(root);
     if keep {
         demo.arg("--keep");
+    }
+    if verbose {
+        demo.arg("--verbose");
     }
     cmd::run(&mut demo)
 }

@@ -32,11 +32,15 @@ pub const KUBERNETES_VERSION: &str = "v1.35.4";
 pub const CACHE_DIR: &str = "/var/cache/kube-ovn-rs/k8s";
 
 /// The binaries built, all from `k8s.io/kubernetes/cmd/<name>`.
+/// `kubelet` and `kube-proxy` run the real nodes (L3): a kubelet per node with containerd, and
+/// kube-proxy beside it so Service addresses resolve to endpoints on this machine.
 pub const COMMANDS: &[&str] = &[
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
     "kubectl",
+    "kubelet",
+    "kube-proxy",
 ];
 
 /// Runs the step: prints what it does and how long each build took.
@@ -59,7 +63,7 @@ pub fn run() -> anyhow::Result<()> {
     }
     eprintln!(
         "setup: building kubernetes {KUBERNETES_VERSION} ({}) with {go_version} into {} \
-         (first build: ~20 min on 2 cores; later builds reuse Go's build cache)",
+         (first run only, about 25 min on 2 cores; later builds reuse Go's build cache)",
         COMMANDS.join(" "),
         bin_dir.display()
     );
@@ -73,6 +77,7 @@ pub fn run() -> anyhow::Result<()> {
     let ldflags = ldflags();
     for name in COMMANDS {
         let t = Instant::now();
+        eprintln!("setup: building {name} {KUBERNETES_VERSION} (first run only)");
         let out = tmp_bin.join(name);
         let mut build = Command::new("nice");
         build

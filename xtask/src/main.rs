@@ -10,6 +10,7 @@ mod helm;
 mod images;
 mod k8s;
 mod kind;
+mod multus;
 mod oci;
 mod setup;
 mod test;
@@ -19,6 +20,11 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", about = "Kube-OVN (Rust) task runner")]
 struct Cli {
+    /// On failure also print where the error came from (a backtrace). Without it only the
+    /// cause chain is printed, whatever `RUST_BACKTRACE` says: many shells set that for
+    /// other programs, and a screen of frames hides the one line that matters.
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,13 +57,35 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let verbose = cli.verbose;
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            report(&err, verbose);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints `err` and its causes one per line; the backtrace only when asked for with `-v`.
+fn report(err: &anyhow::Error, verbose: bool) {
+    eprintln!("error: {err}");
+    for cause in err.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+    if verbose {
+        eprintln!("backtrace:\n{}", err.backtrace());
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let root = workspace_root()?;
     match cli.command {
         Command::Setup => setup::run(),
         Command::Test(args) => test::run(&root, &args),
-        Command::Demo { keep } => demo::run(&root, keep),
+        Command::Demo { keep } => demo::run(&root, keep, cli.verbose),
         Command::E2e(args) => e2e::run(&root, &args),
         Command::Crds => crds::run(&root),
         Command::Charts { check: false } => charts::run(&root),
