@@ -1,0 +1,219 @@
+//! `Logical_Switch_Port.up` as OVN really sets it (L1): ovn-controller claims a port, ovn-northd
+//! turns `up` from `[false]` to `[true]`, and back when the port goes away. Our NB replica must
+//! equal the server after every step and read the typed row without error. Before the fix the
+//! replica toggled the optional column into `{false, true}` and every later reconcile of a
+//! running pod failed with "table Logical_Switch_Port column up: expected at most one value,
+//! got 2" (issue 19); the controller tests run without ovn-controller, so `up` never changed
+//! there.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use e2e::ovn::{OvnCentral, OvnNode, unique};
+use ovn_api::tables::nb;
+use ovn_api::value::{Atom, Datum, Uuid};
+use ovn_api::{Client, ClientConfig};
+use serde_json::Value as Json;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+type Rows = BTreeMap<Uuid, BTreeMap<String, Datum>>;
+
+/// `ovsdb-client dump` of one NB table, parsed with the replica's schema.
+fn dump(central: &OvnCentral, replica: &ovn_api::replica::Replica, table: &str) -> Rows {
+    let schema = replica.table(table).unwrap().schema().clone();
+    let out = Command::new("ovsdb-client")
+        .args([
+            "-f",
+            "json",
+            "dump",
+            &central.nb_remote(),
+            "OVN_Northbound",
+            table,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let headings: Vec<&str> = j["headings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    let mut rows = Rows::new();
+    for r in j["data"].as_array().unwrap() {
+        let mut uuid = Uuid::NIL;
+        let mut cols = BTreeMap::new();
+        for (h, v) in headings.iter().zip(r.as_array().unwrap()) {
+            if *h == "_uuid" {
+                uuid = Atom::from_json(v).unwrap().as_uuid().unwrap();
+            } else if *h != "_version" {
+                let ty = &schema.column(h).unwrap().ty;
+                cols.insert((*h).to_owned(), Datum::from_json_typed(v, ty).unwrap());
+            }
+        }
+        rows.insert(uuid, cols);
+    }
+    rows
+}
+
+fn replica_rows(r: &ovn_api::replica::Replica, table: &str) -> Rows {
+    r.table(table)
+        .unwrap()
+        .rows()
+        .map(|row| {
+            let cols = row
+                .columns()
+                .map(|(k, v)| (k.to_owned(), v.clone()))
+                .collect();
+            (row.uuid, cols)
+        })
+        .collect()
+}
+
+fn vsctl(node: &OvnNode, args: &[&str]) {
+    let out = Command::new("ovs-vsctl")
+        .arg(format!("--db={}", node.db_remote()))
+        .arg("--timeout=30")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ovs-vsctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The port's `up` in a dump: `None` when empty.
+fn up_of(rows: &Rows, port: &str) -> Option<Option<bool>> {
+    let row = rows.values().find(|r| r["name"] == Datum::scalar(port))?;
+    Some(match &row["up"] {
+        Datum::Set(s) if s.is_empty() => None,
+        Datum::Set(s) if s.len() == 1 => Some(s[0] == Atom::Boolean(true)),
+        other => panic!("the server holds up={other:?}"),
+    })
+}
+
+/// Waits (on the replica's updates, each of which may be northd's write) until the server has
+/// the port's `up` at `want` and the replica equals the server; then reads every port typed.
+async fn expect_up(central: &OvnCentral, client: &Client, port: &str, want: Option<bool>) {
+    let settled = client
+        .wait_until(WAIT, |r| {
+            let server = dump(central, r, "Logical_Switch_Port");
+            up_of(&server, port) == Some(want) && replica_rows(r, "Logical_Switch_Port") == server
+        })
+        .await;
+    let server = dump(central, &client.replica(), "Logical_Switch_Port");
+    let replica = replica_rows(&client.replica(), "Logical_Switch_Port");
+    assert!(
+        settled.is_ok(),
+        "port {port}: want up={want:?}; server has {:?}\nreplica {replica:?}\nserver {server:?}\n(logs: {})",
+        up_of(&server, port),
+        central.log_dir().display()
+    );
+    let ports = client.replica().list::<nb::LogicalSwitchPort>().unwrap();
+    let p = ports.iter().find(|p| p.name == port).unwrap();
+    assert_eq!(p.up, want, "typed read of {port}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lsp_up_set_by_ovn_controller_and_northd_reads_back_typed() {
+    let central = OvnCentral::start().unwrap();
+    let mut node = OvnNode::start("kovn-up").unwrap();
+    let chassis = unique("chassis");
+    vsctl(
+        &node,
+        &[
+            "set",
+            "Open_vSwitch",
+            ".",
+            &format!("external_ids:system-id={chassis}"),
+            &format!("external_ids:ovn-remote={}", central.sb_remote()),
+            "external_ids:ovn-encap-type=geneve",
+            "external_ids:ovn-encap-ip=127.0.0.1",
+            "external_ids:ovn-bridge-datapath-type=netdev",
+        ],
+    );
+    vsctl(
+        &node,
+        &[
+            "--may-exist",
+            "add-br",
+            "br-int",
+            "--",
+            "set",
+            "Bridge",
+            "br-int",
+            "datapath_type=netdev",
+            "fail-mode=secure",
+        ],
+    );
+    node.start_controller().unwrap();
+
+    let client = Client::connect(
+        ClientConfig::new(central.nb_remote(), "OVN_Northbound")
+            .typed::<nb::LogicalSwitch>()
+            .typed::<nb::LogicalSwitchPort>(),
+    )
+    .await
+    .unwrap();
+    let port = "p1.default.net.default.ovn";
+    central.nbctl(&["ls-add", "s1"]).unwrap();
+    central
+        .nbctl(&[
+            "lsp-add",
+            "s1",
+            port,
+            "--",
+            "lsp-set-addresses",
+            port,
+            "0a:00:00:00:00:01 10.0.0.2",
+        ])
+        .unwrap();
+    // northd writes `up: [false]` for a port nobody has claimed.
+    expect_up(&central, &client, port, Some(false)).await;
+
+    // ovn-controller claims it: `[false] → [true]`.
+    vsctl(
+        &node,
+        &[
+            "add-port",
+            "br-int",
+            "tap1",
+            "--",
+            "set",
+            "Interface",
+            "tap1",
+            "type=internal",
+            &format!("external_ids:iface-id={port}"),
+        ],
+    );
+    expect_up(&central, &client, port, Some(true)).await;
+
+    // The port leaves the node: `[true] → [false]`; and comes back.
+    vsctl(&node, &["del-port", "br-int", "tap1"]);
+    expect_up(&central, &client, port, Some(false)).await;
+    vsctl(
+        &node,
+        &[
+            "add-port",
+            "br-int",
+            "tap1",
+            "--",
+            "set",
+            "Interface",
+            "tap1",
+            "type=internal",
+            &format!("external_ids:iface-id={port}"),
+        ],
+    );
+    expect_up(&central, &client, port, Some(true)).await;
+}
