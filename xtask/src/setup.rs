@@ -27,6 +27,8 @@ const APT_PACKAGES: &[&str] = &[
     "etcd-server",
     // The primary CNI for pods' eth0 (reference bridge + host-local plugins, /usr/lib/cni).
     "containernetworking-plugins",
+    // Real nodes (L3): the fence around node namespaces, and kube-proxy's iptables mode.
+    "iptables",
     // The OCI archive test: containerd (with runc) imports and runs an image we write.
     "containerd",
 ];
@@ -46,6 +48,9 @@ pub fn run() -> anyhow::Result<()> {
     crate::k8s::run()?;
     // helm for the chart tests, from its Go module (see helm.rs).
     crate::helm::run()?;
+    // Multus' thin plugin for the real nodes, from the source snapshot beside the repository
+    // or its Go module (see multus.rs).
+    crate::multus::run(&workspace_root())?;
     eprintln!("setup: everything the tests need is installed");
     Ok(())
 }
@@ -115,4 +120,11 @@ fn cargo_deny() -> anyhow::Result<()> {
         CARGO_DENY_VERSION,
     ]))
     .context("installing cargo-deny")
+}
+
+/// The workspace root (xtask's manifest dir is `<root>/xtask`); the Multus snapshot is found
+/// relative to it.
+fn workspace_root() -> std::path::PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
 }
