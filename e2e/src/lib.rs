@@ -13,3 +13,4 @@ pub mod k8s;
 pub mod keep;
 pub mod ovn;
 pub mod programs;
+pub mod real;

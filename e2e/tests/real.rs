@@ -1,0 +1,340 @@
+//! Level L3, real nodes: the pieces a real-node cluster is built from, each proven on its own.
+//!
+//! First the fence (`e2e::real::fence`): nothing a real node or its pods send may leave this
+//! machine. It is proven here against an "outside" that is itself a namespace of this test, so
+//! no packet of the proof goes anywhere but our own namespaces. Needs root.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
+
+use std::net::IpAddr;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use e2e::ovn::{NetnsGuard, unique};
+use e2e::real::fence::{Fence, Scope};
+use e2e::real::net::{HostBridge, veth_between};
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `nc -z` (TCP connect, no data) from `ns` to `addr:port`, with its output and duration.
+fn connect(ns: &NetnsGuard, addr: &str, port: u16, wait_secs: u32) -> (Output, Duration) {
+    let started = Instant::now();
+    let out = ns
+        .exec(&[
+            "nc",
+            "-z",
+            "-v",
+            "-w",
+            &wait_secs.to_string(),
+            addr,
+            &port.to_string(),
+        ])
+        .unwrap();
+    (out, started.elapsed())
+}
+
+/// Packets received on `dev` in `ns` (the outside's view: did anything arrive?).
+fn rx_packets(ns: &NetnsGuard, dev: &str) -> u64 {
+    let out = ns
+        .exec(&[
+            "cat",
+            &format!("/sys/class/net/{dev}/statistics/rx_packets"),
+        ])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// A node namespace on the harness bridge, a pod namespace behind it (as the bridge CNI makes
+/// one) and an "outside" namespace the node can route to, whose address is in no allow-list.
+struct Lab {
+    outside: NetnsGuard,
+    pod: NetnsGuard,
+    node: NetnsGuard,
+    bridge: HostBridge,
+    outside_ip: String,
+    pod_gateway: String,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let bridge = HostBridge::create().unwrap();
+        let node = NetnsGuard::create(&unique("kovn-rn")).unwrap();
+        bridge.attach(&node).unwrap();
+        let pod = NetnsGuard::create(&unique("kovn-rp")).unwrap();
+        let outside = NetnsGuard::create(&unique("kovn-ro")).unwrap();
+        let pods = bridge.pod_subnet(0);
+        let [a, b, c, _] = pods.network().octets();
+        let pod_gateway = format!("{a}.{b}.{c}.1");
+        veth_between(
+            &node,
+            "cni-p",
+            &format!("{pod_gateway}/24"),
+            &pod,
+            "eth0",
+            &format!("{a}.{b}.{c}.2/24"),
+        )
+        .unwrap();
+        // 198.18.0.0/15 (benchmarking range), here only ever an address of our own namespace.
+        let third = bridge.subnet().network().octets()[2];
+        let outside_ip = format!("198.18.{third}.2");
+        veth_between(
+            &node,
+            "out0",
+            &format!("198.18.{third}.1/24"),
+            &outside,
+            "eth0",
+            &format!("{outside_ip}/24"),
+        )
+        .unwrap();
+        let ip = |ns: &NetnsGuard, args: &[&str]| {
+            let out = ns.exec(args).unwrap();
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        ip(
+            &pod,
+            &["ip", "route", "add", "default", "via", &pod_gateway],
+        );
+        ip(
+            &outside,
+            &[
+                "ip",
+                "route",
+                "add",
+                &pods.to_string(),
+                "via",
+                &format!("198.18.{third}.1"),
+            ],
+        );
+        ip(&node, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+        // Before anything is sent: the outside is reached through our own veth, and the node
+        // has no default route, so nothing here can leave the machine even without a fence.
+        let route = ip(&node, &["ip", "route", "get", &outside_ip]);
+        assert!(route.contains("dev out0"), "{route}");
+        assert!(
+            ip(&node, &["ip", "route", "show", "default"])
+                .trim()
+                .is_empty()
+        );
+        Lab {
+            outside,
+            pod,
+            node,
+            bridge,
+            outside_ip,
+            pod_gateway,
+        }
+    }
+
+    fn node_fence(&self) -> Fence {
+        let allowed = self.bridge.allow_list(&[self.bridge.pod_subnet(0)]);
+        Fence::install(Scope::Netns(self.node.name().to_owned()), &allowed).unwrap()
+    }
+}
+
+#[test]
+fn fence_stops_what_leaves_the_harness_counts_it_and_names_the_destination() {
+    let lab = Lab::new();
+    let outside_ip = lab.outside_ip.clone();
+
+    // Without the fence the outside is reachable: its TCP stack answers (refused, port 9 is
+    // closed), from the node and from the pod.
+    for ns in [&lab.node, &lab.pod] {
+        let (out, _) = connect(ns, &outside_ip, 9, 2);
+        assert!(
+            stderr(&out).contains("Connection refused"),
+            "{}: {}",
+            ns.name(),
+            stderr(&out)
+        );
+    }
+
+    let host_fence = Fence::install(
+        Scope::HostForward {
+            in_interface: lab.bridge.name().to_owned(),
+        },
+        &lab.bridge.allow_list(&[]),
+    )
+    .unwrap();
+    let fence = lab.node_fence();
+    assert!(fence.is_hooked() && host_fence.is_hooked());
+    assert!(fence.report().unwrap().is_clean());
+
+    // From the pod (routed by the node): rejected at once.
+    let (out, took) = connect(&lab.pod, &outside_ip, 9, 5);
+    assert!(
+        stderr(&out).contains("No route to host"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    let ping = lab
+        .pod
+        .exec(&["ping", "-c", "1", "-W", "5", &outside_ip])
+        .unwrap();
+    assert!(!ping.status.success());
+    assert!(
+        String::from_utf8_lossy(&ping.stdout).contains("Packet filtered"),
+        "{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+
+    // From the node itself: dropped before it leaves. Linux TCP retries a SYN after a local
+    // drop (only ECONNREFUSED aborts a connect), so the connect ends at nc's own timeout; what
+    // matters is that nothing arrived outside.
+    let before = rx_packets(&lab.outside, "eth0");
+    let (out, _) = connect(&lab.node, &outside_ip, 9, 1);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("refused"), "{}", stderr(&out));
+    // A Service address with no kube-proxy to translate it: stopped inside the node as well.
+    let (out, _) = connect(&lab.node, "10.96.0.1", 443, 1);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert_eq!(rx_packets(&lab.outside, "eth0"), before, "a packet got out");
+
+    // Anything else has no route at all: refused by routing, no packet made.
+    let unrouted = lab
+        .node
+        .exec(&["ip", "route", "get", "198.19.0.1"])
+        .unwrap();
+    assert!(
+        stderr(&unrouted).contains("Network is unreachable"),
+        "{}",
+        stderr(&unrouted)
+    );
+
+    // The harness itself stays reachable: the host's bridge address and the pod.
+    for (ns, target) in [
+        (&lab.node, lab.bridge.address().to_string()),
+        (&lab.pod, lab.pod_gateway.clone()),
+    ] {
+        let ping = ns.exec(&["ping", "-c", "1", "-W", "2", &target]).unwrap();
+        assert!(ping.status.success(), "{} -> {target}", ns.name());
+    }
+
+    // The count and the destinations.
+    let report = fence.report().unwrap();
+    eprintln!("fence report: {report}");
+    let outside: IpAddr = outside_ip.parse().unwrap();
+    let service: IpAddr = "10.96.0.1".parse().unwrap();
+    assert_eq!(report.destinations, vec![service, outside], "{report}");
+    let hooks: Vec<&str> = report.per_hook.iter().map(|(h, _)| h.as_str()).collect();
+    assert!(hooks.contains(&"filter OUTPUT"), "{report}");
+    assert!(hooks.contains(&"filter FORWARD"), "{report}");
+    assert!(report.packets >= 4, "{report}");
+    let breach = fence.check().unwrap_err().to_string();
+    assert!(
+        breach.contains(&outside_ip) && breach.contains("10.96.0.1"),
+        "{breach}"
+    );
+    assert!(breach.contains(lab.node.name()), "{breach}");
+    // The host forwarded nothing.
+    host_fence.check().unwrap();
+
+    // After a reset a clean run passes its end-of-run check.
+    fence.reset().unwrap();
+    fence.check().unwrap();
+
+    // An ACCEPT put above the fence (as kube-proxy and CNI plugins put theirs at the top of
+    // filter OUTPUT/FORWARD) does not open it: mangle POSTROUTING stops the packet last.
+    let accept = [
+        "iptables",
+        "-w",
+        "-I",
+        "OUTPUT",
+        "1",
+        "-d",
+        &outside_ip,
+        "-j",
+        "ACCEPT",
+    ];
+    assert!(lab.node.exec(&accept).unwrap().status.success());
+    let before = rx_packets(&lab.outside, "eth0");
+    let (out, _) = connect(&lab.node, &outside_ip, 9, 1);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert_eq!(rx_packets(&lab.outside, "eth0"), before, "a packet got out");
+    let report = fence.report().unwrap();
+    assert_eq!(report.destinations, vec![outside], "{report}");
+    assert!(
+        report
+            .per_hook
+            .iter()
+            .any(|(h, n)| h == "mangle POSTROUTING" && *n > 0),
+        "{report}"
+    );
+    let mut remove = accept;
+    remove[2] = "-D";
+    let remove: Vec<&str> = remove.iter().copied().filter(|a| *a != "1").collect();
+    assert!(lab.node.exec(&remove).unwrap().status.success());
+    fence.reset().unwrap();
+
+    // Take the fence down: the outside answers again, so it was the fence that stopped it.
+    drop(fence);
+    let (out, _) = connect(&lab.node, &outside_ip, 9, 2);
+    assert!(
+        stderr(&out).contains("Connection refused"),
+        "{}",
+        stderr(&out)
+    );
+    let host_chains = host_fence.host_chains();
+    drop(host_fence);
+    let rules = std::process::Command::new("iptables")
+        .args(["-w", "-S"])
+        .output()
+        .unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    for chain in host_chains {
+        assert!(
+            !rules.contains(&chain),
+            "{chain} left in the host:\n{rules}"
+        );
+    }
+}
+
+#[test]
+fn fence_and_namespaces_go_away_after_a_panic() {
+    let mut names = Vec::new();
+    let mut chains = Vec::new();
+    let mut bridge_name = String::new();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let lab = Lab::new();
+        let host_fence = Fence::install(
+            Scope::HostForward {
+                in_interface: lab.bridge.name().to_owned(),
+            },
+            &lab.bridge.allow_list(&[]),
+        )
+        .unwrap();
+        let _fence = lab.node_fence();
+        names = [&lab.node, &lab.pod, &lab.outside]
+            .iter()
+            .map(|ns| ns.name().to_owned())
+            .collect();
+        chains = host_fence.host_chains();
+        bridge_name = lab.bridge.name().to_owned();
+        panic!("a failing test");
+    }));
+    assert!(result.is_err());
+    let netns = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    let netns = String::from_utf8_lossy(&netns.stdout);
+    for name in &names {
+        assert!(!netns.contains(name.as_str()), "{name} left behind");
+    }
+    let rules = std::process::Command::new("iptables")
+        .args(["-w", "-S"])
+        .output()
+        .unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    for chain in &chains {
+        assert!(!rules.contains(chain.as_str()), "{chain} left behind");
+    }
+    let link = std::process::Command::new("ip")
+        .args(["link", "show", &bridge_name])
+        .output()
+        .unwrap();
+    assert!(!link.status.success(), "bridge {bridge_name} left behind");
+}
