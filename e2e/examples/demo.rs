@@ -28,8 +28,33 @@ fn show(title: &str, out: &std::process::Output) {
     println!();
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    let verbose = std::env::args().any(|a| a == "--verbose");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(rt) => rt.block_on(demo()),
+        Err(err) => Err(anyhow::Error::new(err).context("starting the tokio runtime")),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // The cause chain, one per line; frames only when asked for (`cargo xtask -v demo`).
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            if verbose {
+                eprintln!("backtrace:\n{}", err.backtrace());
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo() -> anyhow::Result<()> {
     let keep = std::env::args().any(|a| a == "--keep");
     println!(
         "Starting a 2-node local cluster: etcd, kube-apiserver, controller-manager, scheduler,"

@@ -63,6 +63,9 @@ pub enum ClusterError {
     /// A YAML document could not be applied.
     #[error("applying YAML: {0}")]
     Yaml(String),
+    /// Warnings or failed reconciles after the scenario had succeeded.
+    #[error("{0}")]
+    NotQuiet(String),
 }
 
 /// Result of cluster steps.
@@ -135,6 +138,7 @@ type Pods = Arc<Mutex<HashMap<(String, String), PodRuntime>>>;
 pub struct Cluster {
     runners: Vec<tokio::task::JoinHandle<()>>,
     controller: Mutex<Option<Child>>,
+    controller_bin: PathBuf,
     nodes: Arc<Vec<Node>>,
     pods: Pods,
     underlay: Underlay,
@@ -153,6 +157,74 @@ impl std::fmt::Debug for Cluster {
 
 fn log_file(dir: &Path, name: &str) -> Result<std::fs::File> {
     std::fs::File::create(dir.join(name)).map_err(io(format!("creating log {name}")))
+}
+
+/// Starts `kube-ovn-controller`, appending to `controller.log` in `run_dir` (a restart keeps
+/// the earlier lines).
+fn spawn_controller(
+    bin: &Path,
+    nb_remote: &str,
+    kubeconfig: &Path,
+    run_dir: &Path,
+) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run_dir.join("controller.log"))
+        .map_err(io("opening controller.log"))?;
+    Command::new(bin)
+        .arg(format!("--ovn-nb-addr={nb_remote}"))
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        // Metrics off: parallel tests (and other programs) would fight over one port.
+        .args([
+            "--gc-interval=30",
+            "--leader-elect-namespace=kube-system",
+            "--metrics-addr=",
+        ])
+        .env("POD_NAME", "kube-ovn-controller-e2e")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(io("log"))?)
+        .stderr(log)
+        .spawn()
+        .map_err(io("starting kube-ovn-controller"))
+}
+
+/// What [`Cluster::assert_quiet`] compares against: the Warning Events that existed (by name,
+/// with their resourceVersion) and how far the controller's log went when it was taken.
+#[derive(Debug, Clone)]
+pub struct QuietMark {
+    warnings: HashMap<(String, String), String>,
+    controller_log_len: u64,
+}
+
+/// Warning Events (all namespaces) by (namespace, name) with their resourceVersion, and a line
+/// describing each.
+async fn warning_events(client: &kube::Client) -> Result<Vec<((String, String), String, String)>> {
+    let api: Api<k8s_openapi::api::core::v1::Event> = Api::all(client.clone());
+    let list = api
+        .list(&kube::api::ListParams::default().fields("type=Warning"))
+        .await?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|e| {
+            let key = (e.namespace().unwrap_or_default(), e.name_any());
+            let version = e.resource_version().unwrap_or_default();
+            let obj = &e.involved_object;
+            let line = format!(
+                "{} {}/{} {}: {} (count {})",
+                obj.kind.as_deref().unwrap_or("?"),
+                obj.namespace.as_deref().unwrap_or(""),
+                obj.name.as_deref().unwrap_or("?"),
+                e.reason.as_deref().unwrap_or("?"),
+                e.message.as_deref().unwrap_or(""),
+                e.count.unwrap_or(1),
+            );
+            (key, version, line)
+        })
+        .collect())
 }
 
 impl Cluster {
@@ -221,27 +293,12 @@ impl Cluster {
                 index,
             });
         }
-        let log = log_file(&run_dir, "controller.log")?;
-        let controller = Command::new(&controller_bin)
-            .arg(format!("--ovn-nb-addr={}", central.nb_remote()))
-            .arg(format!(
-                "--kubeconfig={}",
-                control_plane.kubeconfig().display()
-            ))
-            // Metrics off: parallel tests (and other programs) would fight over one port.
-            .args([
-                "--gc-interval=30",
-                "--leader-elect-namespace=kube-system",
-                "--metrics-addr=",
-            ])
-            .env("POD_NAME", "kube-ovn-controller-e2e")
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(io("log"))?)
-            .stderr(log)
-            .spawn()
-            .map_err(io("starting kube-ovn-controller"))?;
+        let controller = spawn_controller(
+            &controller_bin,
+            &central.nb_remote(),
+            control_plane.kubeconfig(),
+            &run_dir,
+        )?;
         let nodes = Arc::new(started);
         let pods: Pods = Arc::default();
         let mut runners = Vec::new();
@@ -263,6 +320,7 @@ impl Cluster {
         let mut cluster = Self {
             runners,
             controller: Mutex::new(Some(controller)),
+            controller_bin,
             nodes,
             pods,
             underlay,
@@ -347,6 +405,11 @@ impl Cluster {
         ];
         paths.extend(self.nodes.iter().map(|n| n.ovn.log_dir().to_owned()));
         paths
+    }
+
+    /// The cluster's NB remote (`unix:...`), for an OVSDB client of its own.
+    pub fn nb_remote(&self) -> String {
+        self.central.nb_remote()
     }
 
     /// Runs `ovn-nbctl` against the cluster's NB.
@@ -442,6 +505,77 @@ impl Cluster {
             log.display(),
             tail(&log, 20)
         ))
+    }
+
+    /// Stops kube-ovn-controller and starts it again (same flags; its log goes on in the same
+    /// file). The new one rebuilds its state from the API and NB, as after a real restart.
+    pub fn restart_controller(&self) -> Result<()> {
+        let mut guard = self.controller.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut old) = guard.take() {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
+        *guard = Some(spawn_controller(
+            &self.controller_bin,
+            &self.central.nb_remote(),
+            self.control_plane.kubeconfig(),
+            &self.run_dir,
+        )?);
+        Ok(())
+    }
+
+    /// Marks the point after which the cluster must be quiet (see [`Cluster::assert_quiet`]).
+    pub async fn quiet_mark(&self) -> Result<QuietMark> {
+        let warnings = warning_events(&self.client())
+            .await?
+            .into_iter()
+            .map(|(key, version, _)| (key, version))
+            .collect();
+        let controller_log_len = std::fs::metadata(self.run_dir.join("controller.log"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        Ok(QuietMark {
+            warnings,
+            controller_log_len,
+        })
+    }
+
+    /// The quiet after success: no Warning Event recorded or repeated since `mark`, and no
+    /// failed reconcile in the controller's log since then, except about the objects named in
+    /// `expected` (a scenario's deliberately broken pods). Lists everything that broke it.
+    pub async fn assert_quiet(&self, mark: &QuietMark, expected: &[&str]) -> Result<()> {
+        let mentions_expected = |line: &str| {
+            expected
+                .iter()
+                .any(|name| line.contains(&format!("/{name}")))
+        };
+        let mut noise = Vec::new();
+        for (key, version, line) in warning_events(&self.client()).await? {
+            if mark.warnings.get(&key) == Some(&version) || mentions_expected(&line) {
+                continue;
+            }
+            noise.push(format!("Warning Event {line}"));
+        }
+        let log_path = self.run_dir.join("controller.log");
+        let log = std::fs::read(&log_path).map_err(io("reading controller.log"))?;
+        let start = usize::try_from(mark.controller_log_len)
+            .unwrap_or(usize::MAX)
+            .min(log.len());
+        for line in String::from_utf8_lossy(&log[start..]).lines() {
+            if line.contains("reconcile failed") && !mentions_expected(line) {
+                noise.push(format!("controller: {line}"));
+            }
+        }
+        if noise.is_empty() {
+            Ok(())
+        } else {
+            Err(ClusterError::NotQuiet(format!(
+                "the cluster was not quiet after success ({} findings; logs in {}):\n{}",
+                noise.len(),
+                self.run_dir.display(),
+                noise.join("\n")
+            )))
+        }
     }
 
     /// Whether every process is still running (a crashed daemon or controller fails a test).

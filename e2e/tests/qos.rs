@@ -131,6 +131,7 @@ async fn annotated_rates_limit_real_throughput_across_nodes() {
     for p in ["sink", "free", "limited"] {
         cluster.wait_running("default", p, WAIT).await.unwrap();
     }
+    let quiet = cluster.quiet_mark().await.unwrap();
     let qos = cluster.nbctl(&["qos-list", "qos-subnet"]).unwrap();
     assert!(qos.contains("rate=10000 burst=10000"), "{qos}");
     assert!(qos.contains("rate=20000 burst=20000"), "{qos}");
@@ -157,4 +158,5 @@ async fn annotated_rates_limit_real_throughput_across_nodes() {
         baseline > 3.0 * ingress.max(egress),
         "the unlimited pod ({baseline:.1} Mbit/s) should be far above the limits"
     );
+    cluster.assert_quiet(&quiet, &[]).await.unwrap();
 }

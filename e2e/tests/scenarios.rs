@@ -156,6 +156,8 @@ async fn the_manuals_use_cases_work_on_a_two_node_cluster() {
         .wait_running("default", "backend", WAIT)
         .await
         .unwrap();
+    // From here on only the deliberately broken pods of step 4 may warn (checked at the end).
+    let quiet = cluster.quiet_mark().await.unwrap();
     assert!(addr_of(&cluster, "frontend", "net1").starts_with("10.101."));
     assert!(addr_of(&cluster, "frontend", "net2").starts_with("10.102."));
     let backend = addr_of(&cluster, "backend", "net1");
@@ -387,4 +389,8 @@ spec:
         backend.split('/').next().unwrap(),
         15
     ));
+    cluster
+        .assert_quiet(&quiet, &["conflict", "outside", "unknown-nad"])
+        .await
+        .unwrap();
 }

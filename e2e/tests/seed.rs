@@ -52,6 +52,8 @@ async fn the_seed_example_gives_pods_net1_on_ovn_across_nodes() {
         .wait_running("default", "multi-network-pod", WAIT)
         .await
         .unwrap();
+    // From here on nothing may warn or fail (checked at the end).
+    let quiet = cluster.quiet_mark().await.unwrap();
     // The seed's pod has no nodeName: the scheduler picks its node; the peer goes elsewhere.
     let node_a = a.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap();
     let other = cluster
@@ -148,4 +150,5 @@ async fn the_seed_example_gives_pods_net1_on_ovn_across_nodes() {
     .unwrap()
     .unwrap();
     assert!(!cluster.nbctl(&["show"]).unwrap().contains(lsp));
+    cluster.assert_quiet(&quiet, &[]).await.unwrap();
 }
