@@ -93,6 +93,34 @@ pub enum Error {
         reason: String,
     },
 
+    /// The controller has not finished an attachment: `<provider>.kubernetes.io/allocated` is
+    /// not `"true"`.
+    #[error("annotation {key} is not \"true\" yet")]
+    NotAllocated {
+        /// The full `allocated` key.
+        key: String,
+    },
+
+    /// An annotation the controller writes is absent although the attachment is allocated.
+    #[error("annotation {key} is missing although {allocated} is \"true\"")]
+    MissingAnnotation {
+        /// The missing key.
+        key: String,
+        /// The `allocated` key.
+        allocated: String,
+    },
+
+    /// A pod annotation holds a value that is not allowed.
+    #[error("annotation {key}={value:?}: {reason}")]
+    InvalidAnnotation {
+        /// The full key.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A generated CustomResourceDefinition could not be rendered.
     #[error("rendering CustomResourceDefinition {name} as YAML: {reason}")]
     Render {

@@ -14,8 +14,11 @@
 //!   writes `cidr`); see [`subnet`] for the rules.
 //! - [`networks`] parses `k8s.v1.cni.cncf.io/networks`; [`nad`] classifies NADs and resolves a
 //!   pod's attachments to providers; [`naming`] holds every contract string.
+//! - [`attachment`] is the controller-daemon contract: the typed [`Allocation`] with
+//!   `to_annotations`/`from_annotations`, the user's route keys, and the one [`MacAddr`].
 //! - [`generate`] renders the CRD YAML committed under `charts/*/crds/` (`cargo xtask crds`).
 
+pub mod attachment;
 pub mod condition;
 pub mod error;
 pub mod generate;
@@ -33,6 +36,7 @@ pub mod subnet;
 pub mod validation;
 pub mod vpc;
 
+pub use attachment::{Allocation, MacAddr};
 pub use condition::{Condition, ConditionStatus};
 pub use error::{Error, Result};
 pub use ip::{IP, IPSpec};

@@ -103,18 +103,22 @@ impl AnnotationKey {
         }
     }
 
+    /// The keys the controller writes for every allocated attachment (DESIGN §3); every other
+    /// key is the user's. The controller's own-patch filter and [`crate::attachment::Allocation`]
+    /// both use this one list.
+    pub const WRITTEN_BY_CONTROLLER: [AnnotationKey; 7] = [
+        Self::Allocated,
+        Self::IpAddress,
+        Self::MacAddress,
+        Self::Cidr,
+        Self::Gateway,
+        Self::LogicalSwitch,
+        Self::LogicalRouter,
+    ];
+
     /// Whether the controller writes this key (as opposed to only reading it from users).
     pub fn written_by_controller(self) -> bool {
-        matches!(
-            self,
-            Self::Allocated
-                | Self::IpAddress
-                | Self::MacAddress
-                | Self::Cidr
-                | Self::Gateway
-                | Self::LogicalSwitch
-                | Self::LogicalRouter
-        )
+        Self::WRITTEN_BY_CONTROLLER.contains(&self)
     }
 }
 
@@ -164,6 +168,27 @@ pub fn validate_provider(field: &str, provider: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// FNV-1a, 64 bit, of `parts` joined by `/`: the one stable hash behind derived names (host
+/// veth names, router port MACs). Stable across Rust versions and platforms, which std's hasher
+/// is not; changing it would rename the ports of running pods across an upgrade.
+pub fn fnv1a64(parts: &[&str]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0100_0000_01b3;
+    let mut hash = OFFSET;
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            // A separator that cannot appear in a container id keeps ("ab","c") != ("a","bc").
+            hash ^= u64::from(b'/');
+            hash = hash.wrapping_mul(PRIME);
+        }
+        for byte in part.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(PRIME);
+        }
+    }
+    hash
 }
 
 /// The `Logical_Switch_Port` of an attachment, also the name of its `IP` CR:
