@@ -31,6 +31,61 @@ pub const REGISTRY: &str = "docker.io/kube-ovn-rs";
 /// The images, in build order.
 pub const IMAGES: [&str; 3] = ["kube-ovn-controller", "kube-ovn-cni", "kube-ovn-ovn"];
 
+/// Images for the real-node tests (L3), made from Debian's static busybox without a registry:
+/// `e2e-pause` is the sandbox (pause) image of each node's containerd (`sleep` forever; the
+/// runtime stops a sandbox with SIGKILL), `e2e-workload` the test pods' image (`sh`, `ip`,
+/// `ping`, `nc` and the other busybox applets; `sleep` forever unless the pod says otherwise).
+/// Not product images: built by `cargo xtask images` with the others, or alone with `--only`.
+pub const TEST_IMAGES: [&str; 2] = ["e2e-pause", "e2e-workload"];
+
+/// Busybox applets the workload image links (`busybox --list` of Debian's static build has
+/// them all; these are the ones the tests and a person debugging use).
+const WORKLOAD_APPLETS: &[&str] = &[
+    "sh",
+    "ash",
+    "ip",
+    "ping",
+    "ping6",
+    "nc",
+    "sleep",
+    "cat",
+    "ls",
+    "echo",
+    "ps",
+    "kill",
+    "hostname",
+    "ifconfig",
+    "route",
+    "udhcpc",
+    "wget",
+    "grep",
+    "sed",
+    "awk",
+    "head",
+    "tail",
+    "date",
+    "env",
+    "true",
+    "false",
+    "mkdir",
+    "rm",
+    "cp",
+    "mv",
+    "test",
+    "[",
+    "arping",
+    "traceroute",
+    "netstat",
+    "nslookup",
+    "timeout",
+    "wc",
+    "tr",
+    "seq",
+    "uname",
+    "id",
+    "mount",
+];
+
 /// Where the Debian root file systems are cached.
 pub const CACHE_DIR: &str = "/var/cache/kube-ovn-rs/images";
 
@@ -63,8 +118,11 @@ pub struct ImagesArgs {
     /// Where the archives go (default: `<cargo target dir>/images`).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Build only this image (repeatable): kube-ovn-controller, kube-ovn-cni, kube-ovn-ovn.
-    #[arg(long = "only", value_parser = clap::builder::PossibleValuesParser::new(IMAGES))]
+    /// Build only this image (repeatable): kube-ovn-controller, kube-ovn-cni, kube-ovn-ovn,
+    /// or the real-node test images e2e-pause, e2e-workload.
+    #[arg(long = "only", value_parser = clap::builder::PossibleValuesParser::new(
+        IMAGES.iter().chain(TEST_IMAGES.iter())
+    ))]
     only: Vec<String>,
 }
 
@@ -91,10 +149,11 @@ pub fn archive(out: &Path, image: &str) -> PathBuf {
 pub fn run(root: &Path, args: &ImagesArgs) -> anyhow::Result<()> {
     let out = args.out.clone().unwrap_or_else(|| default_out(root));
     let only: Vec<&str> = if args.only.is_empty() {
-        IMAGES.to_vec()
+        IMAGES.iter().chain(TEST_IMAGES.iter()).copied().collect()
     } else {
         IMAGES
             .iter()
+            .chain(TEST_IMAGES.iter())
             .copied()
             .filter(|i| args.only.iter().any(|o| o == i))
             .collect()
@@ -188,6 +247,34 @@ pub fn build(root: &Path, out: &Path, images: &[&str]) -> anyhow::Result<Vec<Pat
                     json!({
                         "Cmd": ["/kube-ovn/start-ovs.sh"],
                         "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                    }),
+                )
+            }
+            "e2e-pause" => {
+                let mut base = Layer::default();
+                base.copy("/bin/busybox", &static_busybox()?, 0o755)?
+                    .symlink("/bin/sleep", "busybox");
+                (
+                    vec![layout.layer("busybox-static (Debian): sleep", &base)?],
+                    json!({
+                        "Entrypoint": ["/bin/sleep", "2147483647"],
+                        "Env": ["PATH=/bin"],
+                    }),
+                )
+            }
+            "e2e-workload" => {
+                let mut base = Layer::default();
+                base.copy("/bin/busybox", &static_busybox()?, 0o755)?;
+                for applet in WORKLOAD_APPLETS {
+                    base.symlink(&format!("/bin/{applet}"), "busybox");
+                }
+                base.dir("/tmp").dir("/etc");
+                (
+                    vec![layout.layer("busybox-static (Debian) with its applets", &base)?],
+                    json!({
+                        "Entrypoint": ["/bin/sleep"],
+                        "Cmd": ["2147483647"],
+                        "Env": ["PATH=/bin"],
                     }),
                 )
             }
