@@ -357,7 +357,7 @@ fn cert_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> Error {
 }
 
 impl Pki {
-    fn generate(dir: &Path) -> Result<Self> {
+    fn generate(dir: &Path, address: Option<Ipv4Addr>) -> Result<Self> {
         let write = |name: &str, pem: String| -> Result<PathBuf> {
             let path = dir.join(name);
             std::fs::write(&path, pem).map_err(io(format!("writing {}", path.display())))?;
@@ -399,6 +399,11 @@ impl Pki {
         serving
             .subject_alt_names
             .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 1))));
+        if let Some(address) = address {
+            serving
+                .subject_alt_names
+                .push(SanType::IpAddress(IpAddr::V4(address)));
+        }
         serving
             .distinguished_name
             .push(DnType::CommonName, "kube-apiserver");
@@ -507,6 +512,16 @@ async fn get_text(client: &kube::Client, path: &str) -> std::result::Result<Stri
     }
 }
 
+/// Options of [`ControlPlane::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Serve the apiserver on this address instead of 127.0.0.1 (also in its certificate, the
+    /// kubeconfig and the `kubernetes` Service's endpoint), with `kubectl exec`/`logs` to
+    /// kubelets by InternalIP: for real nodes in network namespaces (`e2e::real`), which reach
+    /// the host only through the harness bridge.
+    pub address: Option<Ipv4Addr>,
+}
+
 /// A running control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler.
 pub struct ControlPlane {
     // Heartbeats stop before the processes; the processes before the run dir goes.
@@ -535,12 +550,17 @@ impl ControlPlane {
     /// controller-manager and scheduler healthy, and the `default` ServiceAccount created.
     /// Needs a Tokio runtime (node heartbeats run as tasks on it).
     pub async fn start() -> Result<Self> {
+        Self::start_with(Options::default()).await
+    }
+
+    /// [`ControlPlane::start`] with [`Options`].
+    pub async fn start_with(options: Options) -> Result<Self> {
         // Ports are picked free but handed over by number, so another process on the machine
         // can take one in between; that shows as a bind failure at start, and a fresh set of
         // ports fixes it.
         let mut attempt = 1;
         loop {
-            match Self::start_once().await {
+            match Self::start_once(&options).await {
                 Err(Error::Exited { ref tail, .. })
                     if attempt < 3 && tail.contains("address already in use") =>
                 {
@@ -551,7 +571,7 @@ impl ControlPlane {
         }
     }
 
-    async fn start_once() -> Result<Self> {
+    async fn start_once(options: &Options) -> Result<Self> {
         let started = Instant::now();
         let binaries = Binaries::locate()?;
         let etcd = programs::find_on_path(ETCD.name).ok_or(programs::MissingProgram {
@@ -560,7 +580,7 @@ impl ControlPlane {
         })?;
         let run_dir = make_run_dir()?;
         // From here on, `Drop` cleans up whatever was started if a step fails.
-        let pki = match Pki::generate(&run_dir) {
+        let pki = match Pki::generate(&run_dir, options.address) {
             Ok(pki) => pki,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&run_dir);
@@ -568,7 +588,8 @@ impl ControlPlane {
             }
         };
         let ports = Ports::pick()?;
-        let server = format!("https://127.0.0.1:{}", ports.apiserver);
+        let address = options.address.unwrap_or(Ipv4Addr::LOCALHOST);
+        let server = format!("https://{address}:{}", ports.apiserver);
         let kubeconfig = run_dir.join("admin.kubeconfig");
         let client = match write_kubeconfig(&kubeconfig, &server, &pki) {
             Ok(()) => client_from_kubeconfig(&kubeconfig).await,
@@ -591,7 +612,9 @@ impl ControlPlane {
             kubectl: binaries.path("kubectl"),
             startup: Duration::ZERO,
         };
-        plane.launch(&binaries, &etcd, &pki, &ports).await?;
+        plane
+            .launch(&binaries, &etcd, &pki, &ports, options)
+            .await?;
         plane.startup = started.elapsed();
         Ok(plane)
     }
@@ -602,6 +625,7 @@ impl ControlPlane {
         etcd: &Path,
         pki: &Pki,
         ports: &Ports,
+        options: &Options,
     ) -> Result<()> {
         let dir = self.run_dir.clone();
         let s = |p: &Path| p.display().to_string();
@@ -621,11 +645,9 @@ impl ControlPlane {
             .push(Process::spawn("etcd", etcd, &args, &dir)?);
 
         let kubeconfig = s(&self.kubeconfig);
-        let args = [
+        let mut args = vec![
             format!("--etcd-servers={etcd_client}"),
             format!("--secure-port={}", ports.apiserver),
-            "--bind-address=127.0.0.1".to_owned(),
-            "--advertise-address=127.0.0.1".to_owned(),
             format!("--tls-cert-file={}", s(&pki.serving_cert)),
             format!("--tls-private-key-file={}", s(&pki.serving_key)),
             format!("--client-ca-file={}", s(&pki.ca_cert)),
@@ -640,10 +662,26 @@ impl ControlPlane {
             "--allow-privileged=true".to_owned(),
             // Endpoints may not hold a loopback address, so the `kubernetes` service gets none
             // (nothing runs in-cluster here) instead of a reconcile error every few seconds.
-            "--endpoint-reconciler-type=none".to_owned(),
             format!("--cert-dir={}", s(&dir.join("apiserver-certs"))),
             "--profiling=false".to_owned(),
         ];
+        match options.address {
+            None => args.extend([
+                "--bind-address=127.0.0.1".to_owned(),
+                "--advertise-address=127.0.0.1".to_owned(),
+                "--endpoint-reconciler-type=none".to_owned(),
+            ]),
+            // Real nodes: the `kubernetes` Service's endpoint is this address (the default
+            // lease reconciler writes it), and `kubectl exec`/`logs` reach kubelets by their
+            // InternalIP with the admin certificate (the kubelets trust our CA).
+            Some(address) => args.extend([
+                format!("--bind-address={address}"),
+                format!("--advertise-address={address}"),
+                "--kubelet-preferred-address-types=InternalIP".to_owned(),
+                format!("--kubelet-client-certificate={}", s(&pki.admin_cert)),
+                format!("--kubelet-client-key={}", s(&pki.admin_key)),
+            ]),
+        }
         self.processes.push(Process::spawn(
             "kube-apiserver",
             &binaries.path("kube-apiserver"),

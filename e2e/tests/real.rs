@@ -338,3 +338,147 @@ fn fence_and_namespaces_go_away_after_a_panic() {
         .unwrap();
     assert!(!link.status.success(), "bridge {bridge_name} left behind");
 }
+
+/// The archives `cargo xtask images` writes (`<target>/images/<name>.oci.tar`).
+fn image_archive(name: &str) -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        std::path::PathBuf::from,
+    );
+    let path = target.join("images").join(format!("{name}.oci.tar"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo xtask images --only e2e-pause --only e2e-workload`",
+        path.display()
+    );
+    path
+}
+
+fn pod_yaml(name: &str, node: &str) -> String {
+    format!(
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","namespace":"default"}},
+"spec":{{"nodeName":"{node}","terminationGracePeriodSeconds":0,
+"containers":[{{"name":"main","image":"{image}","imagePullPolicy":"Never"}}]}}}}"#,
+        image = e2e::real::node::WORKLOAD_IMAGE
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_node_runs_a_pod_reaches_services_through_kube_proxy_and_stays_fenced() {
+    use e2e::k8s::{Binaries, ControlPlane, Options};
+    use e2e::real::node::{NodeConfig, RealNode};
+
+    let started = Instant::now();
+    let images = vec![image_archive("e2e-pause"), image_archive("e2e-workload")];
+    let k8s = Binaries::locate().unwrap();
+    let bridge = HostBridge::create().unwrap();
+    let host_fence = Fence::install(
+        Scope::HostForward {
+            in_interface: bridge.name().to_owned(),
+        },
+        &bridge.allow_list(&[]),
+    )
+    .unwrap();
+    let plane = ControlPlane::start_with(Options {
+        address: Some(bridge.address()),
+    })
+    .await
+    .unwrap();
+    eprintln!(
+        "control plane on {} in {:?}",
+        plane.server(),
+        started.elapsed()
+    );
+    let node = RealNode::start(
+        &plane,
+        &bridge,
+        &NodeConfig {
+            name: "real-1".to_owned(),
+            index: 0,
+            images,
+            k8s_bin_dir: k8s.path("kubelet").parent().unwrap().to_path_buf(),
+            extra_plugins: Vec::new(),
+        },
+    )
+    .await
+    .unwrap();
+    eprintln!(
+        "node {} Ready with kube-proxy after {:?}",
+        node.name(),
+        started.elapsed()
+    );
+
+    let manifest = std::env::temp_dir().join(unique("kovn-pod-").to_string() + ".json");
+    std::fs::write(&manifest, pod_yaml("plain", node.name())).unwrap();
+    plane
+        .kubectl(&["apply", "-f", &manifest.display().to_string()])
+        .unwrap();
+    let _ = std::fs::remove_file(&manifest);
+    let waited = plane.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/plain",
+        "--timeout=90s",
+    ]);
+    if let Err(e) = &waited {
+        let describe = plane
+            .kubectl(&["describe", "pod", "plain"])
+            .unwrap_or_default();
+        panic!("pod not Ready: {e}\n{describe}");
+    }
+    eprintln!("pod Running after {:?}", started.elapsed());
+
+    // eth0 from the bridge plugin, in this node's pod subnet.
+    let addr = plane
+        .kubectl(&["exec", "plain", "--", "ip", "-4", "addr", "show", "eth0"])
+        .unwrap();
+    let prefix = node.pod_subnet().network().to_string();
+    let prefix = prefix.trim_end_matches(".0");
+    assert!(addr.contains(&format!("inet {prefix}.")), "{addr}");
+
+    // The `kubernetes` ClusterIP, from the pod and from the node: kube-proxy turns it into the
+    // apiserver on the bridge, and the fence lets that through.
+    let from_pod = plane.kubectl(&[
+        // busybox nc has no -z: `-e true` (last) runs `true` on the connected socket and exits 0.
+        "exec",
+        "plain",
+        "--",
+        "nc",
+        "-w",
+        "3",
+        "10.96.0.1",
+        "443",
+        "-e",
+        "true",
+    ]);
+    assert!(from_pod.is_ok(), "{from_pod:?}");
+    let (out, _) = connect(node.netns(), "10.96.0.1", 443, 3);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    plane
+        .kubectl(&["delete", "pod", "plain", "--wait=true", "--timeout=60s"])
+        .unwrap();
+
+    // Nothing tried to leave the machine during the whole run.
+    node.fence().check().unwrap();
+    host_fence.check().unwrap();
+    eprintln!("whole run {:?}", started.elapsed());
+
+    // Teardown leaves no namespace, mount or process of the node.
+    let netns = node.netns().name().to_owned();
+    let dir = node.dir().display().to_string();
+    drop(node);
+    let list = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(!list.contains(&netns), "{list}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&dir), "mounts left under {dir}");
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        assert!(!cmdline.contains(&dir), "process left: {cmdline}");
+    }
+}

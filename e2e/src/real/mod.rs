@@ -18,6 +18,7 @@
 
 pub mod fence;
 pub mod net;
+pub mod node;
 pub mod proxy;
 
 use std::io::Write;
@@ -172,10 +173,14 @@ impl Process {
         let err = out
             .try_clone()
             .map_err(io(format!("opening {}", log.display())))?;
+        // `nsenter --net` enters the node's network namespace only. `ip netns exec` would also
+        // give the program a private mount namespace, and then the kubelet's volume mounts
+        // (service-account tokens) would be invisible to containerd, which bind-mounts them.
         let mut cmd = match netns {
             Some(ns) => {
-                let mut cmd = Command::new("ip");
-                cmd.args(["netns", "exec", ns, "setpriv"]);
+                let mut cmd = Command::new("nsenter");
+                cmd.arg(format!("--net=/var/run/netns/{ns}"))
+                    .args(["--", "setpriv"]);
                 cmd
             }
             None => Command::new("setpriv"),

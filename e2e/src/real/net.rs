@@ -144,6 +144,12 @@ impl HostBridge {
         Ipv4Net::new(Ipv4Addr::new(10, second, self.third_octet, 0), 24).unwrap_or(self.subnet)
     }
 
+    /// The range every node's pod subnet is in (kube-proxy's `clusterCIDR`, which takes one
+    /// CIDR per family): `10.200.0.0/13`, room for 8 nodes.
+    pub fn cluster_cidr(&self) -> Ipv4Net {
+        Ipv4Net::new(Ipv4Addr::new(10, 200, 0, 0), 13).unwrap_or(self.subnet)
+    }
+
     /// Cables `node` to the bridge: its `eth0` gets the next address (`.10`, `.11`, ...), a
     /// route for the Service range via the bridge, and no default route. IPv6 is switched off
     /// in the namespace (the harness is IPv4-only). Returns the node's address.

@@ -1,0 +1,618 @@
+//! One real node: containerd (Debian's 1.6 with runc) and a kubelet built with the control
+//! plane, both in the node's network namespace, kube-proxy beside them, pods' `eth0` from the
+//! reference `bridge` + `host-local` plugins. Settings are those measured in
+//! `shared/notes/containerd.md`.
+//!
+//! Start order: namespace on the harness bridge, **fence**, containerd, images, kubelet (the
+//! Node turns Ready), kube-proxy (the `kubernetes` Service is translated in the namespace).
+//! Programs enter only the network namespace (`nsenter --net`) and share the host's mount
+//! namespace, as a kubelet and its runtime must (the kubelet mounts volumes that containerd
+//! bind-mounts into containers).
+//!
+//! Teardown (`Drop`) in reverse: kube-proxy, kubelet, every container task killed through
+//! containerd, containerd, any shim of this node still running, mounts under the node's dir,
+//! the pod cgroups, the dir itself (kept with its logs when the thread panics), then the fence
+//! and the namespace.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::Api;
+
+use super::fence::{Fence, Scope};
+use super::net::HostBridge;
+use super::proxy::{KubeProxy, ProxyConfig};
+use super::{Error, Process, Result, io, run};
+use crate::k8s::ControlPlane;
+use crate::ovn::NetnsGuard;
+use crate::programs::{self, Program};
+
+/// Debian programs a real node runs.
+pub const PROGRAMS: &[Program] = &[
+    Program {
+        name: "containerd",
+        package: "containerd",
+    },
+    Program {
+        name: "ctr",
+        package: "containerd",
+    },
+    Program {
+        name: "runc",
+        package: "runc",
+    },
+    Program {
+        name: "nsenter",
+        package: "util-linux",
+    },
+];
+
+/// Where Debian's `containernetworking-plugins` puts the reference plugins.
+pub const CNI_PLUGINS_DIR: &str = "/usr/lib/cni";
+
+/// The pause (sandbox) image `cargo xtask images` makes.
+pub const PAUSE_IMAGE: &str = "docker.io/kube-ovn-rs/e2e-pause:v0.1.0";
+
+/// The test workload image (busybox: `sh`, `ip`, `ping`, `nc`).
+pub const WORKLOAD_IMAGE: &str = "docker.io/kube-ovn-rs/e2e-workload:v0.1.0";
+
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// What a node is made of.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The Node name.
+    pub name: String,
+    /// Index on the bridge (decides the pod subnet).
+    pub index: u8,
+    /// OCI archives imported into the node's containerd (the pause image among them).
+    pub images: Vec<PathBuf>,
+    /// The Kubernetes binaries (kubelet, kube-proxy).
+    pub k8s_bin_dir: PathBuf,
+    /// Extra CNI plugin binaries linked into the node's CNI bin dir (name, path), e.g. Multus.
+    pub extra_plugins: Vec<(String, PathBuf)>,
+}
+
+/// A running real node.
+#[derive(Debug)]
+pub struct RealNode {
+    name: String,
+    ip: Ipv4Addr,
+    pod_subnet: Ipv4Net,
+    dir: PathBuf,
+    socket: PathBuf,
+    proxy: Option<KubeProxy>,
+    kubelet: Option<Process>,
+    containerd: Option<Process>,
+    // Declared last: dropped after `Drop::drop` ran, the fence before the namespace.
+    fence: Fence,
+    netns: NetnsGuard,
+}
+
+impl RealNode {
+    /// Starts the node on `bridge`, joined to `plane` (which must serve on the bridge's
+    /// address). Returns once the Node is Ready and kube-proxy translates the `kubernetes`
+    /// Service.
+    pub async fn start(
+        plane: &ControlPlane,
+        bridge: &HostBridge,
+        config: &NodeConfig,
+    ) -> Result<Self> {
+        programs::require(PROGRAMS)?;
+        for name in ["kubelet", "kube-proxy"] {
+            let path = config.k8s_bin_dir.join(name);
+            if !path.is_file() {
+                return Err(Error::Command {
+                    command: path.display().to_string(),
+                    detail: format!("{name} is missing: run `cargo xtask setup`"),
+                });
+            }
+        }
+        let netns = NetnsGuard::create(&crate::ovn::unique("kovn-node"))?;
+        let ip = bridge.attach(&netns)?;
+        let pod_subnet = bridge.pod_subnet(config.index);
+        // The fence goes up before any program runs in the namespace.
+        let fence = Fence::install(
+            Scope::Netns(netns.name().to_owned()),
+            &bridge.allow_list(&[pod_subnet]),
+        )?;
+        let dir = plane.run_dir().join(format!("node-{}", config.name));
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let mut node = Self {
+            name: config.name.clone(),
+            ip,
+            pod_subnet,
+            socket: dir.join("containerd.sock"),
+            dir,
+            proxy: None,
+            kubelet: None,
+            containerd: None,
+            fence,
+            netns,
+        };
+        node.start_containerd(config)?;
+        for image in &config.images {
+            node.ctr(&["images", "import", &image.display().to_string()])?;
+        }
+        node.start_kubelet(plane, config)?;
+        node.wait_ready(plane).await?;
+        let proxy = KubeProxy::start(
+            &config.k8s_bin_dir.join("kube-proxy"),
+            &ProxyConfig {
+                node_name: node.name.clone(),
+                netns: node.netns.name().to_owned(),
+                node_ip: node.ip,
+                cluster_cidrs: vec![bridge.cluster_cidr()],
+                kubeconfig: plane.kubeconfig().to_path_buf(),
+                dir: node.dir.join("kube-proxy"),
+            },
+        )?;
+        node.proxy = Some(proxy);
+        Ok(node)
+    }
+
+    fn start_containerd(&mut self, config: &NodeConfig) -> Result<()> {
+        let dir = &self.dir;
+        let cni_bin = dir.join("cni/bin");
+        let cni_conf = dir.join("cni/net.d");
+        for d in [&cni_bin, &cni_conf, &dir.join("containerd")] {
+            std::fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
+        }
+        for plugin in ["bridge", "host-local", "loopback", "portmap"] {
+            let from = Path::new(CNI_PLUGINS_DIR).join(plugin);
+            if !from.is_file() {
+                return Err(programs::MissingProgram {
+                    name: "bridge/host-local/loopback CNI plugins",
+                    package: "containernetworking-plugins",
+                }
+                .into());
+            }
+            symlink(&from, &cni_bin.join(plugin))?;
+        }
+        for (name, path) in &config.extra_plugins {
+            symlink(path, &cni_bin.join(name))?;
+        }
+        let conflist = self.bridge_conflist();
+        let path = cni_conf.join("10-bridge.conflist");
+        std::fs::write(&path, conflist.to_string())
+            .map_err(io(format!("writing {}", path.display())))?;
+        let toml = containerd_config(dir, &self.socket, &cni_bin, &cni_conf);
+        let path = dir.join("containerd/config.toml");
+        std::fs::write(&path, toml).map_err(io(format!("writing {}", path.display())))?;
+        let containerd = programs::find_on_path("containerd").ok_or(programs::MissingProgram {
+            name: "containerd",
+            package: "containerd",
+        })?;
+        self.containerd = Some(Process::spawn(
+            "containerd",
+            Some(self.netns.name()),
+            &containerd,
+            &[format!("--config={}", path.display())],
+            &dir.join("containerd.log"),
+        )?);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(p) = self.containerd.as_mut() {
+                p.check_running()?;
+            }
+            match self.ctr(&["version"]) {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(Error::Timeout {
+                        what: "containerd to answer on its socket".to_owned(),
+                        secs: READY_TIMEOUT.as_secs(),
+                        last: e.to_string(),
+                    });
+                }
+                // containerd creates its socket when it serves; polling it is the signal.
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// The primary network: the reference bridge with host-local addresses from this node's
+    /// pod subnet (state in the node's dir, not the fixed `/var/lib/cni`).
+    pub fn bridge_conflist(&self) -> serde_json::Value {
+        serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": "e2e-primary",
+            "plugins": [{
+                "type": "bridge",
+                "bridge": "cni0",
+                "isGateway": true,
+                "ipMasq": true,
+                "hairpinMode": true,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": self.pod_subnet.to_string()}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": self.dir.join("cni/ipam"),
+                },
+            }],
+        })
+    }
+
+    fn start_kubelet(&mut self, plane: &ControlPlane, config: &NodeConfig) -> Result<()> {
+        let dir = &self.dir;
+        let resolv = dir.join("resolv.conf");
+        // No name server: a pod that resolves a name must not send the query off the machine.
+        std::fs::write(&resolv, "# kube-ovn e2e real node: no DNS\n")
+            .map_err(io(format!("writing {}", resolv.display())))?;
+        let kubelet_config = serde_json::json!({
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "cgroupDriver": "cgroupfs",
+            "failCgroupV1": false,
+            "containerRuntimeEndpoint": format!("unix://{}", self.socket.display()),
+            "failSwapOn": false,
+            "readOnlyPort": 0,
+            "address": self.ip.to_string(),
+            "port": 10250,
+            "healthzBindAddress": "127.0.0.1",
+            "healthzPort": 10248,
+            "enforceNodeAllocatable": [],
+            "evictionHard": {
+                "memory.available": "1Mi",
+                "nodefs.available": "1%",
+                "imagefs.available": "1%",
+            },
+            // Imported images cannot be pulled again: never collect them.
+            "imageGCHighThresholdPercent": 100,
+            "imageGCLowThresholdPercent": 99,
+            "resolvConf": resolv,
+            "podLogsDir": dir.join("pod-logs"),
+            "authentication": {
+                "anonymous": {"enabled": false},
+                "webhook": {"enabled": true},
+                "x509": {"clientCAFile": plane.run_dir().join("ca.crt")},
+            },
+            "authorization": {"mode": "Webhook"},
+            "registerNode": true,
+            "serializeImagePulls": false,
+        });
+        let path = dir.join("kubelet.json");
+        std::fs::write(&path, kubelet_config.to_string())
+            .map_err(io(format!("writing {}", path.display())))?;
+        let kubelet = config.k8s_bin_dir.join("kubelet");
+        self.kubelet = Some(Process::spawn(
+            "kubelet",
+            Some(self.netns.name()),
+            &kubelet,
+            &[
+                format!("--config={}", path.display()),
+                format!("--kubeconfig={}", plane.kubeconfig().display()),
+                format!("--root-dir={}", dir.join("kubelet").display()),
+                format!("--hostname-override={}", self.name),
+                format!("--node-ip={}", self.ip),
+                "--v=2".to_owned(),
+            ],
+            &dir.join("kubelet.log"),
+        )?);
+        Ok(())
+    }
+
+    async fn wait_ready(&mut self, plane: &ControlPlane) -> Result<()> {
+        let nodes: Api<Node> = Api::all(plane.client());
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(k) = self.kubelet.as_mut() {
+                k.check_running()?;
+            }
+            let ready = match nodes.get_opt(&self.name).await {
+                Ok(Some(node)) => node_ready(&node),
+                Ok(None) => Err("not registered yet".to_owned()),
+                Err(e) => Err(e.to_string()),
+            };
+            match ready {
+                Ok(()) => return Ok(()),
+                Err(last) if Instant::now() >= deadline => {
+                    return Err(Error::Timeout {
+                        what: format!("Node {} to be Ready", self.name),
+                        secs: READY_TIMEOUT.as_secs(),
+                        last,
+                    });
+                }
+                // The kubelet reports status every few seconds; a watch would see the same.
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+
+    /// `ctr -a <socket> -n k8s.io <args>` against this node's containerd.
+    pub fn ctr(&self, args: &[&str]) -> Result<String> {
+        run(Command::new("ctr")
+            .arg("-a")
+            .arg(&self.socket)
+            .args(["-n", "k8s.io"])
+            .args(args))
+    }
+
+    /// The Node name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The node's address (its InternalIP).
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    /// The node's pod subnet (primary network).
+    pub fn pod_subnet(&self) -> Ipv4Net {
+        self.pod_subnet
+    }
+
+    /// The node's namespace.
+    pub fn netns(&self) -> &NetnsGuard {
+        &self.netns
+    }
+
+    /// The node's fence.
+    pub fn fence(&self) -> &Fence {
+        &self.fence
+    }
+
+    /// The node's dir (configs and logs).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The node's CNI config dir (`net.d`), where Multus' `00-multus.conf` goes.
+    pub fn cni_conf_dir(&self) -> PathBuf {
+        self.dir.join("cni/net.d")
+    }
+
+    /// The node's CNI bin dir.
+    pub fn cni_bin_dir(&self) -> PathBuf {
+        self.dir.join("cni/bin")
+    }
+
+    fn teardown(&mut self) {
+        self.proxy = None;
+        if let Some(mut kubelet) = self.kubelet.take() {
+            kubelet.stop(Duration::from_secs(5));
+        }
+        // Every container of this node: its task killed through the node's own containerd.
+        // Sandboxes are not stopped through the CRI (no CNI DEL), so the pod namespaces
+        // containerd made (`/var/run/netns/cni-*`) are found by the namespace their tasks were
+        // in, and removed here, as are libcni's cached results in the fixed `/var/lib/cni`.
+        let containers: Vec<String> = self
+            .ctr(&["containers", "ls", "-q"])
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let mut pod_netns = Vec::new();
+        if let Ok(tasks) = self.ctr(&["tasks", "ls"]) {
+            for line in tasks.lines().skip(1) {
+                let mut words = line.split_whitespace();
+                let (Some(task), Some(pid)) = (words.next(), words.next()) else {
+                    continue;
+                };
+                if let Ok(meta) = std::fs::metadata(format!("/proc/{pid}/ns/net")) {
+                    use std::os::unix::fs::MetadataExt;
+                    pod_netns.push((meta.dev(), meta.ino()));
+                }
+                let _ = self.ctr(&["tasks", "kill", "-a", "-s", "SIGKILL", task]);
+                let _ = self.ctr(&["tasks", "delete", "-f", task]);
+            }
+        }
+        remove_pod_netns(&pod_netns, self.netns.name());
+        if let Some(mut containerd) = self.containerd.take() {
+            containerd.stop(Duration::from_secs(5));
+        }
+        kill_shims_of(&self.socket);
+        for id in &containers {
+            remove_runtime_leftovers(id);
+        }
+        unmount_under(&self.dir);
+        remove_pod_cgroups();
+        if std::thread::panicking() {
+            eprintln!(
+                "real node {} logs kept in {}",
+                self.name,
+                self.dir.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Drop for RealNode {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+fn node_ready(node: &Node) -> std::result::Result<(), String> {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+    match ready {
+        Some(c) if c.status == "True" => Ok(()),
+        Some(c) => Err(format!(
+            "Ready={} {}",
+            c.status,
+            c.message.clone().unwrap_or_default()
+        )),
+        None => Err("no Ready condition yet".to_owned()),
+    }
+}
+
+fn symlink(from: &Path, to: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(to);
+    std::os::unix::fs::symlink(from, to).map_err(io(format!(
+        "linking {} to {}",
+        to.display(),
+        from.display()
+    )))
+}
+
+/// containerd 1.6's config for one node: root, state, sockets and CNI dirs in the node's dir;
+/// CRI with `restrict_oom_score_adj` (no CAP_SYS_RESOURCE here) and our pause image.
+fn containerd_config(dir: &Path, socket: &Path, cni_bin: &Path, cni_conf: &Path) -> String {
+    let d = |p: &str| dir.join(p).display().to_string();
+    format!(
+        r#"version = 2
+root = "{root}"
+state = "{state}"
+
+[grpc]
+  address = "{socket}"
+
+[ttrpc]
+  address = "{socket}.ttrpc"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{opt}"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{pause}"
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  enable_selinux = false
+  stream_server_address = "127.0.0.1"
+
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{cni_bin}"
+    conf_dir = "{cni_conf}"
+"#,
+        root = d("containerd/root"),
+        state = d("containerd/state"),
+        socket = socket.display(),
+        opt = d("containerd/opt"),
+        pause = PAUSE_IMAGE,
+        cni_bin = cni_bin.display(),
+        cni_conf = cni_conf.display(),
+    )
+}
+
+/// Kills `containerd-shim-runc-v2` processes started by the containerd on `socket` (their
+/// command line names it), and what runs under them.
+fn kill_shims_of(socket: &Path) {
+    let needle = socket.display().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains("containerd-shim") && cmdline.contains(&needle) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Deletes the `/var/run/netns/cni-*` namespaces whose (device, inode) is in `namespaces`
+/// (never the node's own).
+fn remove_pod_netns(namespaces: &[(u64, u64)], node_netns: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir("/var/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == node_netns || !name.starts_with("cni-") {
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(entry.path()) else {
+            continue;
+        };
+        if namespaces.contains(&(meta.dev(), meta.ino())) {
+            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        }
+    }
+}
+
+/// Removes what containerd and runc keep for container `id` in the fixed host paths
+/// (`/var/lib/cni/results/<net>-<id>-<if>`, `/run/containerd/runc/k8s.io/<id>`).
+fn remove_runtime_leftovers(id: &str) {
+    if let Ok(entries) = std::fs::read_dir("/var/lib/cni/results") {
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .contains(&format!("-{id}-"))
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(Path::new("/run/containerd/runc/k8s.io").join(id));
+}
+
+/// Unmounts everything mounted under `dir` (deepest first): the kubelet's root dir bind mount,
+/// volume tmpfs, containerd's rootfs and shm mounts.
+fn unmount_under(dir: &Path) {
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let prefix = dir.display().to_string();
+    let mut points: Vec<String> = mountinfo
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(4))
+        .map(|p| p.replace("\\040", " "))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let _ = nix::mount::umount2(point.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Removes the kubelet's pod cgroups (`kubepods` in every v1 hierarchy), deepest first; a
+/// cgroup with processes left stays (rmdir fails) and is reported by the leftover check.
+fn remove_pod_cgroups() {
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for h in hierarchies.flatten() {
+        let root = h.path().join("kubepods");
+        if root.is_dir() {
+            remove_cgroup_tree(&root);
+        }
+    }
+}
+
+fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(children) = std::fs::read_dir(dir) {
+        for child in children.flatten() {
+            if child.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup_tree(&child.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
