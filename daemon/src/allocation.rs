@@ -1,72 +1,29 @@
-//! What the controller decided for one attachment, read from the pod's annotations, and the
-//! pure translation of it (plus the CNI request) into an interface spec and a CNI answer.
-//!
-//! Annotations are outside input: every value is validated, and a bad one is an error that
-//! names the annotation and the value.
+//! What the controller decided for one attachment, read from the pod's annotations through the
+//! contract in [`crds::attachment`] (the one parser of those keys), plus the user's route keys,
+//! and the pure translation of it (plus the CNI request) into an interface spec and a CNI answer.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use crds::naming::{AnnotationKey, annotation_key};
+use crds::attachment;
 use ipnet::IpNet;
-use serde::Deserialize;
 
 use crate::interface::{InterfaceSpec, RouteSpec};
 
-/// The controller's allocation for one (pod, provider).
+/// An annotation that is missing or malformed: the contract's error, which names the key and
+/// the value.
+pub type AllocationError = crds::Error;
+
+/// One attachment as the daemon plumbs it: the controller's allocation and the user's routes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allocation {
-    /// Addresses with the subnet's prefix length (one per family).
-    pub addresses: Vec<IpNet>,
-    /// Gateways, one per family where the subnet has one.
-    pub gateways: Vec<IpAddr>,
-    /// MAC address.
-    pub mac: [u8; 6],
-    /// Logical switch (subnet) name.
-    pub logical_switch: String,
+    /// What the controller wrote.
+    pub allocated: crds::Allocation,
     /// Route everything through this attachment.
     pub default_route: bool,
     /// Extra routes from the `routes` annotation.
     pub routes: Vec<RouteSpec>,
-}
-
-/// An annotation that is missing or malformed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AllocationError {
-    /// The controller has not finished (no `allocated: "true"`).
-    #[error("annotation {key} is not \"true\" yet")]
-    NotAllocated {
-        /// The full annotation key.
-        key: String,
-    },
-    /// A required annotation is absent.
-    #[error("annotation {key} is missing although {allocated} is \"true\"")]
-    Missing {
-        /// The missing key.
-        key: String,
-        /// The `allocated` key.
-        allocated: String,
-    },
-    /// An annotation has a bad value.
-    #[error("annotation {key}={value:?}: {reason}")]
-    Invalid {
-        /// The key.
-        key: String,
-        /// Its value.
-        value: String,
-        /// What is wrong.
-        reason: String,
-    },
-}
-
-/// One element of the `routes` annotation (upstream's shape: `dst` and `gw`).
-#[derive(Debug, Deserialize)]
-struct RouteAnnotation {
-    #[serde(default)]
-    dst: String,
-    #[serde(default)]
-    gw: String,
 }
 
 impl Allocation {
@@ -75,143 +32,30 @@ impl Allocation {
         annotations: &BTreeMap<String, String>,
         provider: &str,
     ) -> Result<Self, AllocationError> {
-        let key = |k| annotation_key(provider, k);
-        let allocated = key(AnnotationKey::Allocated);
-        if annotations.get(&allocated).map(String::as_str) != Some("true") {
-            return Err(AllocationError::NotAllocated { key: allocated });
-        }
-        let get = |k: AnnotationKey| {
-            let name = key(k);
-            annotations
-                .get(&name)
-                .map(|v| (name.clone(), v.as_str()))
-                .ok_or_else(|| AllocationError::Missing {
-                    key: name,
-                    allocated: allocated.clone(),
-                })
-        };
-        let invalid = |key: &str, value: &str, reason: String| AllocationError::Invalid {
-            key: key.to_owned(),
-            value: value.to_owned(),
-            reason,
-        };
-
-        let (ip_key, ips) = get(AnnotationKey::IpAddress)?;
-        let (cidr_key, cidrs) = get(AnnotationKey::Cidr)?;
-        let cidrs: Vec<IpNet> = split(cidrs)
-            .map(|c| {
-                c.parse::<IpNet>()
-                    .map_err(|e| invalid(&cidr_key, cidrs, e.to_string()))
+        let allocated = crds::Allocation::from_annotations(annotations, provider)?;
+        let default_route = attachment::default_route(annotations, provider, None)?;
+        let routes = attachment::routes(annotations, provider)?
+            .into_iter()
+            .map(|r| RouteSpec {
+                dst: r.dst,
+                via: r.via,
             })
-            .collect::<Result<_, _>>()?;
-        let mut addresses = Vec::new();
-        for ip in split(ips) {
-            // Accept `10.0.0.5` and `10.0.0.5/16`; the prefix always comes from the subnet.
-            let bare = ip.split_once('/').map_or(ip, |(a, _)| a);
-            let addr: IpAddr = bare
-                .parse()
-                .map_err(|_| invalid(&ip_key, ips, format!("{ip} is not an IP")))?;
-            let cidr = cidrs.iter().find(|c| c.contains(&addr)).ok_or_else(|| {
-                invalid(
-                    &ip_key,
-                    ips,
-                    format!("{addr} is in none of the subnet CIDRs {cidrs:?}"),
-                )
-            })?;
-            let net = IpNet::new(addr, cidr.prefix_len())
-                .map_err(|e| invalid(&ip_key, ips, e.to_string()))?;
-            if addresses
-                .iter()
-                .any(|a: &IpNet| a.addr().is_ipv4() == addr.is_ipv4())
-            {
-                return Err(invalid(
-                    &ip_key,
-                    ips,
-                    "more than one address per family".into(),
-                ));
-            }
-            addresses.push(net);
-        }
-        if addresses.is_empty() {
-            return Err(invalid(&ip_key, ips, "no address".into()));
-        }
-
-        let (mac_key, mac) = get(AnnotationKey::MacAddress)?;
-        let mac = parse_mac(mac).map_err(|reason| invalid(&mac_key, mac, reason))?;
-
-        let mut gateways = Vec::new();
-        if let Ok((gw_key, gws)) = get(AnnotationKey::Gateway) {
-            for gw in split(gws) {
-                let addr: IpAddr = gw
-                    .parse()
-                    .map_err(|_| invalid(&gw_key, gws, format!("{gw} is not an IP")))?;
-                if !cidrs.iter().any(|c| c.contains(&addr)) {
-                    return Err(invalid(
-                        &gw_key,
-                        gws,
-                        format!("{addr} is outside {cidrs:?}"),
-                    ));
-                }
-                gateways.push(addr);
-            }
-        }
-        let logical_switch = get(AnnotationKey::LogicalSwitch)?.1.to_owned();
-
-        let default_route = match annotations.get(&key(AnnotationKey::DefaultRoute)) {
-            None => false,
-            Some(v) if v == "true" => true,
-            Some(v) if v == "false" || v.is_empty() => false,
-            Some(v) => {
-                return Err(invalid(
-                    &key(AnnotationKey::DefaultRoute),
-                    v,
-                    "must be \"true\" or \"false\"".into(),
-                ));
-            }
-        };
-        let mut routes = Vec::new();
-        if let Some(raw) = annotations.get(&key(AnnotationKey::Routes)) {
-            let routes_key = key(AnnotationKey::Routes);
-            let parsed: Vec<RouteAnnotation> = serde_json::from_str(raw).map_err(|e| {
-                invalid(&routes_key, raw, format!("not a JSON list of routes: {e}"))
-            })?;
-            for r in parsed {
-                let dst: IpNet = if r.dst.is_empty() {
-                    return Err(invalid(&routes_key, raw, "a route has no dst".into()));
-                } else {
-                    r.dst.parse().map_err(|_| {
-                        invalid(&routes_key, raw, format!("dst {:?} is not a CIDR", r.dst))
-                    })?
-                };
-                let via = if r.gw.is_empty() {
-                    None
-                } else {
-                    let gw: IpAddr = r.gw.parse().map_err(|_| {
-                        invalid(&routes_key, raw, format!("gw {:?} is not an IP", r.gw))
-                    })?;
-                    if gw.is_ipv4() != dst.addr().is_ipv4() {
-                        return Err(invalid(
-                            &routes_key,
-                            raw,
-                            format!("gw {gw} and dst {dst} differ in family"),
-                        ));
-                    }
-                    Some(gw)
-                };
-                routes.push(RouteSpec {
-                    dst: dst.trunc(),
-                    via,
-                });
-            }
-        }
+            .collect();
         Ok(Self {
-            addresses,
-            gateways,
-            mac,
-            logical_switch,
+            allocated,
             default_route,
             routes,
         })
+    }
+
+    /// The addresses, each with its subnet's prefix length.
+    pub fn addresses(&self) -> &[IpNet] {
+        &self.allocated.addresses
+    }
+
+    /// The MAC as the kernel takes it.
+    pub fn mac(&self) -> [u8; 6] {
+        self.allocated.mac.0
     }
 
     /// Every route the pod gets for this attachment: the custom ones, then a default route per
@@ -219,7 +63,7 @@ impl Allocation {
     pub fn pod_routes(&self) -> Vec<RouteSpec> {
         let mut routes = self.routes.clone();
         if self.default_route {
-            for gw in &self.gateways {
+            for gw in &self.allocated.gateways {
                 let dst = if gw.is_ipv4() {
                     IpNet::V4(ipnet::Ipv4Net::default())
                 } else {
@@ -247,9 +91,9 @@ impl Allocation {
             container_id: container_id.to_owned(),
             ifname: ifname.to_owned(),
             netns,
-            mac: self.mac,
+            mac: self.mac(),
             mtu,
-            addresses: self.addresses.clone(),
+            addresses: self.allocated.addresses.clone(),
             routes: self.pod_routes(),
             disable_tx_checksum,
         }
@@ -257,45 +101,8 @@ impl Allocation {
 
     /// The gateway of the family of `addr`, if the subnet has one.
     pub fn gateway_for(&self, addr: &IpAddr) -> Option<IpAddr> {
-        self.gateways
-            .iter()
-            .copied()
-            .find(|g| g.is_ipv4() == addr.is_ipv4())
+        self.allocated.gateway_for(addr)
     }
-}
-
-fn split(s: &str) -> impl Iterator<Item = &str> {
-    s.split(',').map(str::trim).filter(|p| !p.is_empty())
-}
-
-/// Parses `aa:bb:cc:dd:ee:ff` (unicast only).
-pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let mut out = [0u8; 6];
-    let mut parts = s.split(':');
-    for byte in &mut out {
-        let part = parts
-            .next()
-            .ok_or("must be six hex octets separated by ':'")?;
-        if part.len() != 2 {
-            return Err("must be six hex octets separated by ':'".into());
-        }
-        *byte = u8::from_str_radix(part, 16).map_err(|_| format!("{part:?} is not hex"))?;
-    }
-    if parts.next().is_some() {
-        return Err("must be six hex octets separated by ':'".into());
-    }
-    if out[0] & 1 == 1 {
-        return Err("is a multicast address".into());
-    }
-    Ok(out)
-}
-
-/// Formats a MAC as lower-case `aa:bb:cc:dd:ee:ff`.
-pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 #[cfg(test)]
@@ -326,14 +133,14 @@ mod tests {
     fn a_dual_stack_allocation_reads_with_prefixes_from_the_subnet() {
         let a = Allocation::from_annotations(&annotations(&[]), P).unwrap();
         assert_eq!(
-            a.addresses,
+            a.addresses(),
             vec![
                 "10.100.0.5/16".parse::<IpNet>().unwrap(),
                 "fd00::5/64".parse().unwrap()
             ]
         );
-        assert_eq!(a.mac, [0, 0, 0, 0xaa, 0xbb, 0xcc]);
-        assert_eq!(a.logical_switch, "subnet-secondary");
+        assert_eq!(a.mac(), [0, 0, 0, 0xaa, 0xbb, 0xcc]);
+        assert_eq!(a.allocated.logical_switch, "subnet-secondary");
         // No default route unless asked: eth0 belongs to the primary CNI.
         assert!(a.pod_routes().is_empty());
     }

@@ -21,12 +21,13 @@ use ipnet::IpNet;
 use ovn_api::rpc::Client;
 use tonic::{Request, Response, Status};
 
-use crate::allocation::{Allocation, format_mac, parse_mac};
+use crate::allocation::Allocation;
 use crate::interface::{self, InterfaceError};
 use crate::metrics::{AddPhase, Metrics, Verb};
 use crate::netns::{Netns, NetnsError};
 use crate::ovs::{self, PortSpec, keys};
 use crate::pods::PodSource;
+use crds::MacAddr;
 
 /// Plugin-specific CNI code: CHECK found the attachment different from its previous result.
 pub const CHECK_MISMATCH: u32 = 100;
@@ -159,16 +160,16 @@ impl<P: PodSource> CniService<P> {
         let mtu = if r.mtu != 0 {
             r.mtu
         } else {
-            match self.pods.subnet_mtu(&alloc.logical_switch).await {
+            match self.pods.subnet_mtu(&alloc.allocated.logical_switch).await {
                 Some(m) if (68..=65535).contains(&m) => m,
                 _ => self.config.mtu,
             }
         };
         let mut response = AddResponse {
-            mac: format_mac(&alloc.mac),
+            mac: alloc.allocated.mac.to_string(),
             mtu,
             ips: alloc
-                .addresses
+                .addresses()
                 .iter()
                 .map(|a| IpConfig {
                     address: a.to_string(),
@@ -215,7 +216,7 @@ impl<P: PodSource> CniService<P> {
             pod_namespace: r.pod_namespace.clone(),
             netns: r.netns.clone(),
             ips: alloc
-                .addresses
+                .addresses()
                 .iter()
                 .map(|a| a.addr().to_string())
                 .collect::<Vec<_>>()
@@ -256,8 +257,8 @@ impl<P: PodSource> CniService<P> {
         let (netns, ifname, mac, addresses) = (
             r.netns.clone(),
             r.ifname.clone(),
-            alloc.mac,
-            alloc.addresses.clone(),
+            alloc.mac(),
+            alloc.addresses().to_vec(),
         );
         tokio::task::spawn_blocking(move || announce(&netns, &ifname, mac, &addresses));
         // The phase timings (µs) per attachment, for the one slow pod that a histogram hides;
@@ -334,12 +335,12 @@ impl<P: PodSource> CniService<P> {
         let want_mac = prev["interfaces"]
             .as_array()
             .and_then(|ifs| ifs.iter().find(|i| i["name"].as_str() == Some(&r.ifname)))
-            .and_then(|i| parse_mac(i["mac"].as_str()?).ok());
-        if want_mac.is_some() && seen.mac != want_mac {
+            .and_then(|i| i["mac"].as_str()?.parse::<MacAddr>().ok());
+        if want_mac.is_some() && seen.mac.map(MacAddr) != want_mac {
             return Err(mismatch(format!(
                 "MAC is {}, prevResult has {}",
-                seen.mac.map(|m| format_mac(&m)).unwrap_or_default(),
-                want_mac.map(|m| format_mac(&m)).unwrap_or_default()
+                seen.mac.map(|m| MacAddr(m).to_string()).unwrap_or_default(),
+                want_mac.map(|m| m.to_string()).unwrap_or_default()
             )));
         }
         let host = crate::naming::host_ifname(&r.container_id, &r.ifname);
@@ -368,11 +369,11 @@ fn check_static_requests(r: &AttachmentRequest, alloc: &Allocation) -> Result<()
         let addr: IpAddr = bare
             .parse()
             .map_err(|_| format!("requested IP {ip:?} is not an IP"))?;
-        if !alloc.addresses.iter().any(|a| a.addr() == addr) {
+        if !alloc.addresses().iter().any(|a| a.addr() == addr) {
             return Err(format!(
                 "requested IP {ip} but kube-ovn-controller allocated {:?}",
                 alloc
-                    .addresses
+                    .addresses()
                     .iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
@@ -380,12 +381,14 @@ fn check_static_requests(r: &AttachmentRequest, alloc: &Allocation) -> Result<()
         }
     }
     if !r.mac.is_empty() {
-        let mac = parse_mac(&r.mac).map_err(|e| format!("requested MAC {:?}: {e}", r.mac))?;
-        if mac != alloc.mac {
+        let mac: MacAddr = r
+            .mac
+            .parse()
+            .map_err(|e| format!("requested MAC {:?}: {e}", r.mac))?;
+        if mac != alloc.allocated.mac {
             return Err(format!(
                 "requested MAC {} but kube-ovn-controller allocated {}",
-                r.mac,
-                format_mac(&alloc.mac)
+                r.mac, alloc.allocated.mac
             ));
         }
     }
