@@ -398,6 +398,7 @@ async fn a_real_node_runs_a_pod_reaches_services_through_kube_proxy_and_stays_fe
             images,
             k8s_bin_dir: k8s.path("kubelet").parent().unwrap().to_path_buf(),
             extra_plugins: Vec::new(),
+            multus: None,
         },
     )
     .await
@@ -481,4 +482,153 @@ async fn a_real_node_runs_a_pod_reaches_services_through_kube_proxy_and_stays_fe
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         assert!(!cmdline.contains(&dir), "process left: {cmdline}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multus_on_a_real_node_gives_net1_from_a_nad_and_writes_network_status() {
+    use e2e::k8s::{Binaries, ControlPlane, Options};
+    use e2e::real::node::{MULTUS_BIN, NodeConfig, RealNode};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::runtime::wait::{await_condition, conditions};
+
+    let started = Instant::now();
+    let images = vec![image_archive("e2e-pause"), image_archive("e2e-workload")];
+    let k8s = Binaries::locate().unwrap();
+    let bridge = HostBridge::create().unwrap();
+    let host_fence = Fence::install(
+        Scope::HostForward {
+            in_interface: bridge.name().to_owned(),
+        },
+        &bridge.allow_list(&[]),
+    )
+    .unwrap();
+    let plane = ControlPlane::start_with(Options {
+        address: Some(bridge.address()),
+    })
+    .await
+    .unwrap();
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(plane.client());
+    let nad_crd = <crds::NetworkAttachmentDefinition as kube::CustomResourceExt>::crd();
+    crds.create(&Default::default(), &nad_crd).await.unwrap();
+    let name = kube::ResourceExt::name_any(&nad_crd);
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        await_condition(crds, &name, conditions::is_crd_established()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let node = RealNode::start(
+        &plane,
+        &bridge,
+        &NodeConfig {
+            name: "real-m".to_owned(),
+            index: 0,
+            images,
+            k8s_bin_dir: k8s.path("kubelet").parent().unwrap().to_path_buf(),
+            extra_plugins: Vec::new(),
+            multus: Some(MULTUS_BIN.into()),
+        },
+    )
+    .await
+    .unwrap();
+    eprintln!("node with Multus Ready after {:?}", started.elapsed());
+
+    // The kernel has no dummy links: the macvlan master is a veth in the node namespace.
+    for args in [
+        &[
+            "ip", "link", "add", "mvl0", "type", "veth", "peer", "name", "mvl0p",
+        ][..],
+        &["ip", "link", "set", "mvl0", "up"],
+        &["ip", "link", "set", "mvl0p", "up"],
+    ] {
+        let out = node.netns().exec(args).unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    let third = bridge.subnet().network().octets()[2];
+    let nad_config = serde_json::json!({
+        "cniVersion": "0.3.1",
+        "type": "macvlan",
+        "master": "mvl0",
+        "mode": "bridge",
+        "ipam": {
+            "type": "host-local",
+            "subnet": format!("10.210.{third}.0/24"),
+            "dataDir": node.dir().join("macvlan-ipam"),
+        },
+    });
+    let nad = serde_json::json!({
+        "apiVersion": "k8s.cni.cncf.io/v1",
+        "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": "macvlan-conf", "namespace": "default"},
+        "spec": {"config": nad_config.to_string()},
+    });
+    let pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "multi",
+            "namespace": "default",
+            "annotations": {"k8s.v1.cni.cncf.io/networks": "macvlan-conf"},
+        },
+        "spec": {
+            "nodeName": node.name(),
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{
+                "name": "main",
+                "image": e2e::real::node::WORKLOAD_IMAGE,
+                "imagePullPolicy": "Never",
+            }],
+        },
+    });
+    for (what, object) in [("nad", nad), ("pod", pod)] {
+        let manifest = std::env::temp_dir().join(format!("{}-{what}.json", unique("kovn-m-")));
+        std::fs::write(&manifest, object.to_string()).unwrap();
+        plane
+            .kubectl(&["apply", "-f", &manifest.display().to_string()])
+            .unwrap();
+        let _ = std::fs::remove_file(&manifest);
+    }
+    let waited = plane.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/multi",
+        "--timeout=90s",
+    ]);
+    if let Err(e) = &waited {
+        let describe = plane
+            .kubectl(&["describe", "pod", "multi"])
+            .unwrap_or_default();
+        let log = std::fs::read_to_string(node.dir().join("multus.log")).unwrap_or_default();
+        panic!("pod not Ready: {e}\n{describe}\nmultus.log:\n{log}");
+    }
+    eprintln!("pod with net1 Running after {:?}", started.elapsed());
+
+    let addr = plane
+        .kubectl(&["exec", "multi", "--", "ip", "-4", "addr", "show"])
+        .unwrap();
+    assert!(addr.contains(&format!("inet 10.210.{third}.")), "{addr}");
+    assert!(addr.contains("net1"), "{addr}");
+    let status = plane
+        .kubectl(&[
+            "get",
+            "pod",
+            "multi",
+            "-o",
+            "jsonpath={.metadata.annotations.k8s\\.v1\\.cni\\.cncf\\.io/network-status}",
+        ])
+        .unwrap();
+    eprintln!("network-status: {status}");
+    assert!(status.contains("default/macvlan-conf"), "{status}");
+    assert!(
+        status.contains("\"interface\": \"net1\"") || status.contains("\"interface\":\"net1\""),
+        "{status}"
+    );
+
+    plane
+        .kubectl(&["delete", "pod", "multi", "--wait=true", "--timeout=60s"])
+        .unwrap();
+    node.fence().check().unwrap();
+    host_fence.check().unwrap();
+    eprintln!("whole run {:?}", started.elapsed());
 }

@@ -60,6 +60,10 @@ pub const PAUSE_IMAGE: &str = "docker.io/kube-ovn-rs/e2e-pause:v0.1.0";
 /// The test workload image (busybox: `sh`, `ip`, `ping`, `nc`).
 pub const WORKLOAD_IMAGE: &str = "docker.io/kube-ovn-rs/e2e-workload:v0.1.0";
 
+/// Where `cargo xtask setup` puts Multus' thin plugin. Keep in step with `xtask/src/multus.rs`
+/// (a test checks).
+pub const MULTUS_BIN: &str = "/var/cache/kube-ovn-rs/multus/v4.3.0-42-g95a0932/bin/multus";
+
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// What a node is made of.
@@ -73,8 +77,12 @@ pub struct NodeConfig {
     pub images: Vec<PathBuf>,
     /// The Kubernetes binaries (kubelet, kube-proxy).
     pub k8s_bin_dir: PathBuf,
-    /// Extra CNI plugin binaries linked into the node's CNI bin dir (name, path), e.g. Multus.
+    /// Extra CNI plugin binaries linked into the node's CNI bin dir (name, path).
     pub extra_plugins: Vec<(String, PathBuf)>,
+    /// Multus' thin plugin (`cargo xtask setup` builds it): when given, the node's first CNI
+    /// config is `00-multus.conf`, as Multus' installer writes it, with the bridge conflist as
+    /// its only delegate (the primary network).
+    pub multus: Option<PathBuf>,
 }
 
 /// A running real node.
@@ -85,6 +93,7 @@ pub struct RealNode {
     pod_subnet: Ipv4Net,
     dir: PathBuf,
     socket: PathBuf,
+    kubeconfig: PathBuf,
     proxy: Option<KubeProxy>,
     kubelet: Option<Process>,
     containerd: Option<Process>,
@@ -127,6 +136,7 @@ impl RealNode {
             ip,
             pod_subnet,
             socket: dir.join("containerd.sock"),
+            kubeconfig: plane.kubeconfig().to_path_buf(),
             dir,
             proxy: None,
             kubelet: None,
@@ -162,7 +172,7 @@ impl RealNode {
         for d in [&cni_bin, &cni_conf, &dir.join("containerd")] {
             std::fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
         }
-        for plugin in ["bridge", "host-local", "loopback", "portmap"] {
+        for plugin in ["bridge", "host-local", "loopback", "portmap", "macvlan"] {
             let from = Path::new(CNI_PLUGINS_DIR).join(plugin);
             if !from.is_file() {
                 return Err(programs::MissingProgram {
@@ -180,6 +190,31 @@ impl RealNode {
         let path = cni_conf.join("10-bridge.conflist");
         std::fs::write(&path, conflist.to_string())
             .map_err(io(format!("writing {}", path.display())))?;
+        if let Some(multus) = &config.multus {
+            if !multus.is_file() {
+                return Err(Error::Command {
+                    command: multus.display().to_string(),
+                    detail: "Multus is missing: run `cargo xtask setup`, which builds it"
+                        .to_owned(),
+                });
+            }
+            symlink(multus, &cni_bin.join("multus"))?;
+            let multus_conf = serde_json::json!({
+                "cniVersion": "1.0.0",
+                "name": "multus-cni-network",
+                "type": "multus",
+                "kubeconfig": self.kubeconfig,
+                "binDir": cni_bin,
+                "confDir": cni_conf,
+                "cniDir": dir.join("multus"),
+                "logFile": dir.join("multus.log"),
+                "logLevel": "verbose",
+                "delegates": [conflist],
+            });
+            let path = cni_conf.join("00-multus.conf");
+            std::fs::write(&path, multus_conf.to_string())
+                .map_err(io(format!("writing {}", path.display())))?;
+        }
         let toml = containerd_config(dir, &self.socket, &cni_bin, &cni_conf);
         let path = dir.join("containerd/config.toml");
         std::fs::write(&path, toml).map_err(io(format!("writing {}", path.display())))?;
@@ -615,4 +650,19 @@ fn remove_cgroup_tree(dir: &Path) {
         }
     }
     let _ = std::fs::remove_dir(dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multus_path_matches_xtask() {
+        let xtask = include_str!("../../../xtask/src/multus.rs");
+        let version = MULTUS_BIN
+            .trim_start_matches("/var/cache/kube-ovn-rs/multus/")
+            .trim_end_matches("/bin/multus");
+        assert!(xtask.contains(&format!("pub const MULTUS_VERSION: &str = \"{version}\";")));
+        assert!(xtask.contains("pub const CACHE_DIR: &str = \"/var/cache/kube-ovn-rs/multus\";"));
+    }
 }
