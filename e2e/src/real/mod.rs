@@ -169,6 +169,18 @@ impl Process {
         args: &[String],
         log: &std::path::Path,
     ) -> Result<Self> {
+        Self::spawn_in(name, netns, None, program, args, log)
+    }
+
+    /// [`Process::spawn`], also in the mount namespace bound at `mount` when given.
+    pub fn spawn_in(
+        name: &str,
+        netns: Option<&str>,
+        mount: Option<&std::path::Path>,
+        program: &std::path::Path,
+        args: &[String],
+        log: &std::path::Path,
+    ) -> Result<Self> {
         let out = std::fs::File::create(log).map_err(io(format!("creating {}", log.display())))?;
         let err = out
             .try_clone()
@@ -176,14 +188,18 @@ impl Process {
         // `nsenter --net` enters the node's network namespace only. `ip netns exec` would also
         // give the program a private mount namespace, and then the kubelet's volume mounts
         // (service-account tokens) would be invisible to containerd, which bind-mounts them.
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut cmd = Command::new("nsenter");
-                cmd.arg(format!("--net=/var/run/netns/{ns}"))
-                    .args(["--", "setpriv"]);
-                cmd
+        let mut cmd = if netns.is_some() || mount.is_some() {
+            let mut cmd = Command::new("nsenter");
+            if let Some(ns) = netns {
+                cmd.arg(format!("--net=/var/run/netns/{ns}"));
             }
-            None => Command::new("setpriv"),
+            if let Some(mount) = mount {
+                cmd.arg(format!("--mount={}", mount.display()));
+            }
+            cmd.args(["--", "setpriv"]);
+            cmd
+        } else {
+            Command::new("setpriv")
         };
         cmd.args(["--pdeathsig", "KILL", "--"])
             .arg(program)

@@ -94,6 +94,7 @@ pub struct RealNode {
     dir: PathBuf,
     socket: PathBuf,
     kubeconfig: PathBuf,
+    mounts: Option<NodeMounts>,
     proxy: Option<KubeProxy>,
     kubelet: Option<Process>,
     containerd: Option<Process>,
@@ -137,6 +138,7 @@ impl RealNode {
             pod_subnet,
             socket: dir.join("containerd.sock"),
             kubeconfig: plane.kubeconfig().to_path_buf(),
+            mounts: None,
             dir,
             proxy: None,
             kubelet: None,
@@ -144,6 +146,7 @@ impl RealNode {
             fence,
             netns,
         };
+        node.mounts = Some(NodeMounts::create(&node.dir)?);
         node.start_containerd(config)?;
         for image in &config.images {
             node.ctr(&["images", "import", &image.display().to_string()])?;
@@ -222,9 +225,10 @@ impl RealNode {
             name: "containerd",
             package: "containerd",
         })?;
-        self.containerd = Some(Process::spawn(
+        self.containerd = Some(Process::spawn_in(
             "containerd",
             Some(self.netns.name()),
+            self.mounts.as_ref().map(NodeMounts::file),
             &containerd,
             &[format!("--config={}", path.display())],
             &dir.join("containerd.log"),
@@ -313,9 +317,10 @@ impl RealNode {
         std::fs::write(&path, kubelet_config.to_string())
             .map_err(io(format!("writing {}", path.display())))?;
         let kubelet = config.k8s_bin_dir.join("kubelet");
-        self.kubelet = Some(Process::spawn(
+        self.kubelet = Some(Process::spawn_in(
             "kubelet",
             Some(self.netns.name()),
+            self.mounts.as_ref().map(NodeMounts::file),
             &kubelet,
             &[
                 format!("--config={}", path.display()),
@@ -412,39 +417,20 @@ impl RealNode {
             kubelet.stop(Duration::from_secs(5));
         }
         // Every container of this node: its task killed through the node's own containerd.
-        // Sandboxes are not stopped through the CRI (no CNI DEL), so the pod namespaces
-        // containerd made (`/var/run/netns/cni-*`) are found by the namespace their tasks were
-        // in, and removed here, as are libcni's cached results in the fixed `/var/lib/cni`.
-        let containers: Vec<String> = self
-            .ctr(&["containers", "ls", "-q"])
-            .unwrap_or_default()
-            .lines()
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(str::to_owned)
-            .collect();
-        let mut pod_netns = Vec::new();
-        if let Ok(tasks) = self.ctr(&["tasks", "ls"]) {
-            for line in tasks.lines().skip(1) {
-                let mut words = line.split_whitespace();
-                let (Some(task), Some(pid)) = (words.next(), words.next()) else {
-                    continue;
-                };
-                if let Ok(meta) = std::fs::metadata(format!("/proc/{pid}/ns/net")) {
-                    use std::os::unix::fs::MetadataExt;
-                    pod_netns.push((meta.dev(), meta.ino()));
-                }
+        // Their pod namespaces, libcni's results and runc's state live in the node's mount
+        // namespace (bound over the fixed paths) and go with it.
+        if let Ok(tasks) = self.ctr(&["tasks", "ls", "-q"]) {
+            for task in tasks.lines().map(str::trim).filter(|t| !t.is_empty()) {
                 let _ = self.ctr(&["tasks", "kill", "-a", "-s", "SIGKILL", task]);
                 let _ = self.ctr(&["tasks", "delete", "-f", task]);
             }
         }
-        remove_pod_netns(&pod_netns, self.netns.name());
         if let Some(mut containerd) = self.containerd.take() {
             containerd.stop(Duration::from_secs(5));
         }
         kill_shims_of(&self.socket);
-        for id in &containers {
-            remove_runtime_leftovers(id);
+        if let Some(mounts) = self.mounts.take() {
+            mounts.remove();
         }
         unmount_under(&self.dir);
         remove_pod_cgroups();
@@ -570,42 +556,106 @@ fn kill_shims_of(socket: &Path) {
     }
 }
 
-/// Deletes the `/var/run/netns/cni-*` namespaces whose (device, inode) is in `namespaces`
-/// (never the node's own).
-fn remove_pod_netns(namespaces: &[(u64, u64)], node_netns: &str) {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(entries) = std::fs::read_dir("/var/run/netns") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name == node_netns || !name.starts_with("cni-") {
-            continue;
-        }
-        let Ok(meta) = std::fs::metadata(entry.path()) else {
-            continue;
+/// Host paths that the kubelet, containerd, CNI plugins and the chart's hostPath volumes use
+/// at fixed places. Each node binds its own dir over them in its mount namespace, so two nodes
+/// on one machine do not share `/run/openvswitch` (OVS' and our daemon's sockets),
+/// `/opt/cni/bin`, pod namespaces or runc state, and nothing is left in the host's.
+pub const NODE_PRIVATE_PATHS: &[&str] = &[
+    "/run/netns",
+    "/run/containerd",
+    "/run/openvswitch",
+    "/run/ovn",
+    "/var/lib/cni",
+    "/etc/cni/net.d",
+    "/opt/cni/bin",
+    "/etc/origin",
+    "/var/log/ovn",
+    "/var/log/openvswitch",
+    "/var/log/kube-ovn",
+    "/var/log/containers",
+];
+
+/// The node's mount namespace: a slave of the host's (host mounts show up inside, nothing made
+/// inside shows up outside, and hostPath volumes with `mountPropagation` accept it without
+/// `mount --make-rshared /` on the host), bound at `<node dir>/mntns/ns`, with
+/// [`NODE_PRIVATE_PATHS`] bound to `<node dir>/host/...`.
+#[derive(Debug)]
+struct NodeMounts {
+    dir: PathBuf,
+    file: PathBuf,
+    /// Host dirs created as mount points (removed again when empty).
+    created: Vec<PathBuf>,
+}
+
+impl NodeMounts {
+    fn create(node_dir: &Path) -> Result<Self> {
+        let dir = node_dir.join("mntns");
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let file = dir.join("ns");
+        let mut mounts = Self {
+            dir: dir.clone(),
+            file: file.clone(),
+            created: Vec::new(),
         };
-        if namespaces.contains(&(meta.dev(), meta.ino())) {
-            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        // A namespace can only be bound on a private mount: make the dir one.
+        run(Command::new("mount").arg("--bind").arg(&dir).arg(&dir))?;
+        run(Command::new("mount").arg("--make-private").arg(&dir))?;
+        std::fs::write(&file, "").map_err(io(format!("creating {}", file.display())))?;
+        run(Command::new("unshare")
+            .arg(format!("--mount={}", file.display()))
+            .args(["--propagation", "slave", "true"]))?;
+        for path in NODE_PRIVATE_PATHS {
+            let target = Path::new(path);
+            let source = node_dir.join("host").join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(&source)
+                .map_err(io(format!("creating {}", source.display())))?;
+            if !target.exists() {
+                let mut missing = Vec::new();
+                let mut p = Some(target);
+                while let Some(dir) = p.filter(|d| !d.exists()) {
+                    missing.push(dir.to_path_buf());
+                    p = dir.parent();
+                }
+                std::fs::create_dir_all(target)
+                    .map_err(io(format!("creating {}", target.display())))?;
+                mounts.created.extend(missing);
+            }
+            run(Command::new("nsenter")
+                .arg(format!("--mount={}", file.display()))
+                .args(["--", "mount", "--bind"])
+                .arg(&source)
+                .arg(target))?;
+        }
+        // The pod namespaces' dir must be shared for `mountPropagation` (runc checks it).
+        run(Command::new("nsenter")
+            .arg(format!("--mount={}", file.display()))
+            .args(["--", "mount", "--make-rshared", "/run/netns"]))?;
+        Ok(mounts)
+    }
+
+    fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// Unbinds the namespace (it ends with its last process, and its mounts with it), then the
+    /// private dir, then the mount points created in the host (deepest first, when empty).
+    fn remove(mut self) {
+        self.remove_mounts();
+    }
+
+    fn remove_mounts(&mut self) {
+        let _ = nix::mount::umount2(&self.file, nix::mount::MntFlags::MNT_DETACH);
+        let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
+        for dir in self.created.drain(..) {
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }
 
-/// Removes what containerd and runc keep for container `id` in the fixed host paths
-/// (`/var/lib/cni/results/<net>-<id>-<if>`, `/run/containerd/runc/k8s.io/<id>`).
-fn remove_runtime_leftovers(id: &str) {
-    if let Ok(entries) = std::fs::read_dir("/var/lib/cni/results") {
-        for entry in entries.flatten() {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .contains(&format!("-{id}-"))
-            {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
+impl Drop for NodeMounts {
+    fn drop(&mut self) {
+        self.remove_mounts();
     }
-    let _ = std::fs::remove_dir_all(Path::new("/run/containerd/runc/k8s.io").join(id));
 }
 
 /// Unmounts everything mounted under `dir` (deepest first): the kubelet's root dir bind mount,
