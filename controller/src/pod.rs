@@ -404,6 +404,43 @@ struct Reserved {
     annotations: BTreeMap<String, String>,
 }
 
+/// The contract value of a lease: what the annotations will say, checked before anything is
+/// written (an address outside the subnet's CIDRs or a lease without a MAC is refused here, not
+/// found by the daemon).
+fn allocation_of(
+    lease: &ipam::Lease,
+    info: &ipam::SubnetInfo,
+    subnet: &str,
+    vpc: Option<String>,
+) -> Result<crds::Allocation, String> {
+    let addresses = lease
+        .ips()
+        .into_iter()
+        .map(|ip| {
+            info.cidrs
+                .iter()
+                .find(|c| c.contains(&ip))
+                .and_then(|c| ipnet::IpNet::new(ip, c.prefix_len()).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "address {ip} of {} is in none of {:?}",
+                        lease.key, info.cidrs
+                    )
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(crds::Allocation {
+        addresses,
+        cidrs: info.cidrs.clone(),
+        gateways: info.gateways.clone(),
+        mac: lease
+            .mac
+            .ok_or_else(|| format!("the allocator gave {} no MAC", lease.key))?,
+        logical_switch: subnet.to_owned(),
+        logical_router: vpc,
+    })
+}
+
 /// Allocates and records one attachment, and plans its port.
 async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved, AttachError> {
     let namespace = pod.namespace().unwrap_or_default();
@@ -429,6 +466,24 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
         .map_err(|e| e.to_string())?;
     let mac = lease.mac.map(|m| m.to_string()).unwrap_or_default();
     let ips = lease.ips();
+    // The annotations' values, checked before anything is written: the contract type holds
+    // only what the daemon can read back.
+    let vpc = ctx
+        .subnets
+        .state()
+        .iter()
+        .find(|s| &s.name_any() == subnet)
+        .and_then(|s| s.spec.vpc.clone());
+    let allocation = allocation_of(&lease, &info, subnet, vpc);
+    let allocation = match allocation {
+        Ok(a) => a,
+        Err(e) => {
+            if !existed {
+                ctx.ipam.release(&key);
+            }
+            return Err(e.into());
+        }
+    };
 
     // The durable record first: after a restart the allocator is rebuilt from these.
     let mut record = IP::new(
@@ -513,26 +568,12 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
             dhcp: nb::dhcp::uuids_of(&ctx.nb, subnet),
         }
     });
-    let vpc = ctx
-        .subnets
-        .state()
-        .iter()
-        .find(|s| &s.name_any() == subnet)
-        .and_then(|s| s.spec.vpc.clone());
-    let k = |key| annotation_key(&planned.provider, key);
-    let mut out = BTreeMap::from([
-        (k(AnnotationKey::IpAddress), lease.ip_address()),
-        (k(AnnotationKey::MacAddress), mac),
-        (k(AnnotationKey::Cidr), info.cidr_annotation()),
-        (k(AnnotationKey::Gateway), info.gateway_annotation()),
-        (k(AnnotationKey::LogicalSwitch), subnet.clone()),
-        (k(AnnotationKey::Allocated), "true".to_owned()),
-    ]);
-    if let Some(vpc) = vpc {
-        out.insert(k(AnnotationKey::LogicalRouter), vpc);
-    }
+    let mut out = allocation.to_annotations(&planned.provider);
     if !planned.element.default_route.is_empty() {
-        out.insert(k(AnnotationKey::DefaultRoute), "true".to_owned());
+        out.insert(
+            annotation_key(&planned.provider, AnnotationKey::DefaultRoute),
+            "true".to_owned(),
+        );
     }
     Ok(Reserved {
         planned: planned.clone(),
