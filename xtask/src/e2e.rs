@@ -32,6 +32,11 @@ pub struct E2eArgs {
     /// kind; not available on machines without a Docker engine).
     #[arg(long)]
     kind: bool,
+    /// Real nodes (L3): kubelet + containerd + kube-proxy per node in fenced namespaces, real
+    /// Multus, our images and chart (`e2e/tests/real.rs`, notes in `e2e/REAL-NODES.md`). Runs
+    /// setup and `cargo xtask images` first. Needs root.
+    #[arg(long, conflicts_with = "kind")]
+    real: bool,
 }
 
 /// Runs the scenarios.
@@ -46,14 +51,30 @@ pub fn run(root: &Path, args: &E2eArgs) -> anyhow::Result<()> {
         );
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    cmd::run(
-        Command::new(&cargo)
-            .args(["build", "--bins"])
-            .current_dir(root),
-    )?;
+    if args.real {
+        // Multus and kubelet/kube-proxy come from setup; the nodes import every image.
+        crate::setup::run()?;
+        let all: Vec<&str> = crate::images::IMAGES
+            .iter()
+            .chain(crate::images::TEST_IMAGES.iter())
+            .copied()
+            .collect();
+        crate::images::build(root, &crate::images::default_out(root), &all)?;
+    } else {
+        cmd::run(
+            Command::new(&cargo)
+                .args(["build", "--bins"])
+                .current_dir(root),
+        )?;
+    }
     let mut test = Command::new(&cargo);
-    test.args(["test", "-p", "e2e", "--tests", "--", "--test-threads=1"])
-        .current_dir(root);
+    test.args(["test", "-p", "e2e"]);
+    if args.real {
+        test.args(["--test", "real"]);
+    } else {
+        test.arg("--tests");
+    }
+    test.args(["--", "--test-threads=1"]).current_dir(root);
     if let Some(f) = &args.filter {
         test.arg(f);
     }
