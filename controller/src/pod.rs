@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crds::naming::{
     AnnotationKey, EXTERNAL_ID_LOGICAL_SWITCH, EXTERNAL_ID_POD, EXTERNAL_ID_PROVIDER,
-    NETWORKS_ANNOTATION, POD_WIDE_PROVIDER, annotation_key, lsp_name, per_interface_provider,
+    NETWORKS_ANNOTATION, POD_WIDE_PROVIDER, annotation_key, lsp_name,
 };
 use crds::{
     IP, IPSpec, NadClass, NetworkAttachmentDefinition, NetworkSelectionElement, Subnet,
@@ -66,17 +66,7 @@ fn is_own_output(key: &str, annotations: &BTreeMap<String, String>) -> bool {
     let Some((provider, k)) = crds::naming::parse_annotation_key(key) else {
         return false;
     };
-    let output = matches!(
-        k,
-        AnnotationKey::IpAddress
-            | AnnotationKey::MacAddress
-            | AnnotationKey::Cidr
-            | AnnotationKey::Gateway
-            | AnnotationKey::LogicalSwitch
-            | AnnotationKey::LogicalRouter
-            | AnnotationKey::DefaultRoute
-            | AnnotationKey::Allocated
-    );
+    let output = k.written_by_controller();
     output
         && annotations
             .get(&annotation_key(provider, AnnotationKey::Allocated))
@@ -139,36 +129,14 @@ pub fn plan_element(
     elements: &[NetworkSelectionElement],
     position: usize,
 ) -> Result<Option<Planned>, String> {
-    let e = &elements[position];
-    let nad = nads
-        .iter()
-        .find(|n| {
-            n.metadata.name.as_deref() == Some(&e.name)
-                && n.metadata.namespace.as_deref() == Some(&e.namespace)
-        })
-        .ok_or_else(|| {
-            format!(
-                "NetworkAttachmentDefinition {}/{} not found",
-                e.namespace, e.name
-            )
-        })?;
-    let class = nad.classify().map_err(|err| err.to_string())?;
-    let (nad_provider, port) = match &class {
-        NadClass::Attachment { provider, .. } => (provider.clone(), true),
-        NadClass::IpamOnly { provider, .. } => (provider.clone(), false),
-        NadClass::NotOurs => return Ok(None),
+    let Some(resolved) =
+        crds::nad::resolve_element(elements, position, nads).map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
     };
-    let interface = e.interface_name(position);
-    let twice = elements
-        .iter()
-        .filter(|o| o.nad_key() == e.nad_key())
-        .count()
-        > 1;
-    let provider = if twice {
-        per_interface_provider(&nad_provider, &interface)
-    } else {
-        nad_provider.clone()
-    };
+    let port = matches!(resolved.class, NadClass::Attachment { .. });
+    let (provider, nad_provider, interface) =
+        (resolved.provider, resolved.nad_provider, resolved.interface);
     let chosen = pod
         .annotations()
         .get(&annotation_key(&provider, AnnotationKey::LogicalSwitch))
@@ -204,7 +172,7 @@ pub fn plan_element(
         interface,
         subnet,
         port,
-        element: e.clone(),
+        element: resolved.element,
     }))
 }
 
@@ -568,13 +536,9 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
             dhcp: nb::dhcp::uuids_of(&ctx.nb, subnet),
         }
     });
-    let mut out = allocation.to_annotations(&planned.provider);
-    if !planned.element.default_route.is_empty() {
-        out.insert(
-            annotation_key(&planned.provider, AnnotationKey::DefaultRoute),
-            "true".to_owned(),
-        );
-    }
+    // Exactly the keys DESIGN §3 gives the controller: the element's `default-route` is the
+    // user's, and the daemon reads it from the element itself.
+    let out = allocation.to_annotations(&planned.provider);
     Ok(Reserved {
         planned: planned.clone(),
         port,
@@ -996,6 +960,34 @@ mod tests {
             p.annotations_mut()
                 .remove("a.default.ovn.kubernetes.io/allocated");
         });
+    }
+
+    /// Issue 12: the own-output filter listed `default_route` as the controller's while the
+    /// contract (DESIGN §3) says it is the user's; now both read one list, and a user's
+    /// `default_route` edit is an input like any other.
+    #[test]
+    fn the_own_output_filter_is_the_contracts_key_list() {
+        let mut allocated = pod(&[(NETWORKS_ANNOTATION, "default/a")]);
+        allocated.annotations_mut().insert(
+            "a.default.ovn.kubernetes.io/allocated".into(),
+            "true".into(),
+        );
+        for key in AnnotationKey::ALL {
+            let k = annotation_key("a.default.ovn", key);
+            let mut edited = allocated.clone();
+            edited.annotations_mut().insert(k.clone(), "true".into());
+            assert_eq!(
+                is_own_output(&k, edited.annotations()),
+                key.written_by_controller(),
+                "{k}"
+            );
+        }
+        let mut edited = allocated.clone();
+        edited.annotations_mut().insert(
+            "a.default.ovn.kubernetes.io/default_route".into(),
+            "true".into(),
+        );
+        assert_ne!(trigger_hash(&edited), trigger_hash(&allocated));
     }
 
     #[test]

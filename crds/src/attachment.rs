@@ -7,6 +7,9 @@
 //! property test keeps the two inverse. Annotations are outside input (anyone who may edit the
 //! pod may edit them): every value is checked, and a bad one is an error that names the key and
 //! the value.
+//!
+//! Provider resolution lives here too ([`element_provider`]): which provider an attachment's
+//! annotations are keyed by is part of the contract, and the two sides must compute it alike.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -15,8 +18,8 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::naming::{AnnotationKey, annotation_key};
-use crate::networks::NetworkSelectionElement;
+use crate::naming::{AnnotationKey, NETWORKS_ANNOTATION, annotation_key, per_interface_provider};
+use crate::networks::{NetworkSelectionElement, parse_networks_annotation};
 
 /// The one MAC type of the project: six octets, written `aa:bb:cc:dd:ee:ff`. It lives in the
 /// allocator, which hands it out; the contract re-exports it so both sides speak it.
@@ -273,6 +276,59 @@ pub fn default_route(
     Ok(from_element || from_annotation)
 }
 
+/// The provider of the attachment at `position` among a pod's `elements`, whose NAD has
+/// provider `nad_provider` (DESIGN §3): the NAD's own, or `<p>.<ifname>` when the pod selects
+/// the same NAD more than once, so each attachment gets its own annotations, port and `IP`.
+/// The controller (through [`crate::nad::resolve_element`]) and the daemon (through
+/// [`provider_of_interface`]) both compute it here.
+pub fn element_provider(
+    elements: &[NetworkSelectionElement],
+    position: usize,
+    nad_provider: &str,
+) -> String {
+    let Some(e) = elements.get(position) else {
+        return nad_provider.to_owned();
+    };
+    let uses = elements
+        .iter()
+        .filter(|o| o.name == e.name && o.namespace == e.namespace)
+        .count();
+    if uses > 1 {
+        per_interface_provider(nad_provider, &e.interface_name(position))
+    } else {
+        nad_provider.to_owned()
+    }
+}
+
+/// The daemon's side of [`element_provider`]: a CNI request knows its NAD's provider and the
+/// interface name, not the element, so the element is the one on `ifname` in the pod's networks
+/// annotation (interface names are unique per pod). Returns the provider and that element;
+/// without an annotation, or with one that does not parse or has no element on `ifname`, the
+/// NAD's provider and `None` (the controller allocates nothing for a pod whose annotation does
+/// not parse, so the daemon's wait then ends in its timeout, which names the key).
+pub fn provider_of_interface(
+    annotations: &BTreeMap<String, String>,
+    pod_namespace: &str,
+    nad_provider: &str,
+    ifname: &str,
+) -> (String, Option<NetworkSelectionElement>) {
+    let elements = annotations
+        .get(NETWORKS_ANNOTATION)
+        .and_then(|raw| parse_networks_annotation(raw, pod_namespace).ok())
+        .unwrap_or_default();
+    let found = elements
+        .iter()
+        .enumerate()
+        .find(|(position, e)| e.interface_name(*position) == ifname);
+    match found {
+        Some((position, e)) => (
+            element_provider(&elements, position, nad_provider),
+            Some(e.clone()),
+        ),
+        None => (nad_provider.to_owned(), None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +399,71 @@ mod tests {
         assert!(default_route(&none, P, Some(&element)).unwrap());
         let set = BTreeMap::from([(format!("{P}.kubernetes.io/default_route"), "true".into())]);
         assert!(default_route(&set, P, None).unwrap());
+    }
+
+    fn kube_ovn_nads() -> Vec<crate::NetworkAttachmentDefinition> {
+        ["a", "b"]
+            .iter()
+            .map(|n| {
+                crate::NetworkAttachmentDefinition::with_config(
+                    "default",
+                    n,
+                    &format!(r#"{{"type":"kube-ovn","provider":"{n}.default.ovn"}}"#),
+                )
+            })
+            .collect()
+    }
+
+    /// Both sides' view of every kube-ovn attachment of a pod: the controller's provider (from
+    /// the NADs) and the daemon's (from the request's NAD provider and ifname).
+    fn both_sides(networks: &str) -> Vec<(String, String)> {
+        let elements = parse_networks_annotation(networks, "default").unwrap();
+        let annotations = BTreeMap::from([(NETWORKS_ANNOTATION.to_owned(), networks.to_owned())]);
+        crate::resolve_attachments(&elements, &kube_ovn_nads())
+            .unwrap()
+            .into_iter()
+            .map(|a| {
+                let (daemon, element) =
+                    provider_of_interface(&annotations, "default", &a.nad_provider, &a.interface);
+                assert_eq!(element.as_ref(), Some(&a.element));
+                (a.provider, daemon)
+            })
+            .collect()
+    }
+
+    /// The disagreement of issue 12: for the same NAD attached twice the controller wrote
+    /// `<p>.<ifname>.kubernetes.io/*` while the daemon waited for `<p>.kubernetes.io/allocated`,
+    /// so ADD hung until its timeout.
+    #[test]
+    fn the_same_nad_twice_resolves_alike_on_both_sides() {
+        let got =
+            both_sides(r#"[{"name":"a","interface":"net1"},{"name":"a","interface":"net2"}]"#);
+        assert_eq!(
+            got,
+            [
+                (
+                    "a.default.ovn.net1".to_owned(),
+                    "a.default.ovn.net1".to_owned()
+                ),
+                (
+                    "a.default.ovn.net2".to_owned(),
+                    "a.default.ovn.net2".to_owned()
+                ),
+            ]
+        );
+        // Once: the NAD's provider on both sides.
+        assert_eq!(
+            both_sides("a,b"),
+            [
+                ("a.default.ovn".to_owned(), "a.default.ovn".to_owned()),
+                ("b.default.ovn".to_owned(), "b.default.ovn".to_owned()),
+            ]
+        );
+        // No networks annotation (a pod set up by hand): the NAD's provider, no element.
+        assert_eq!(
+            provider_of_interface(&BTreeMap::new(), "default", "a.default.ovn", "net1"),
+            ("a.default.ovn".to_owned(), None)
+        );
     }
 
     fn v4_net() -> impl Strategy<Value = (IpNet, IpNet, Option<IpAddr>)> {
@@ -416,6 +537,24 @@ mod tests {
         fn to_then_from_annotations_is_identity(a in allocation(), provider in "[a-z]{1,8}\\.[a-z]{1,8}\\.ovn") {
             let written = a.to_annotations(&provider);
             prop_assert_eq!(Allocation::from_annotations(&written, &provider), Ok(a));
+        }
+
+        /// Whatever a pod selects, the daemon keys an attachment as the controller does.
+        #[test]
+        fn controller_and_daemon_resolve_the_same_provider(
+            items in proptest::collection::vec(("[ab]", any::<bool>()), 1..6)
+        ) {
+            let networks = items
+                .iter()
+                .enumerate()
+                .map(|(i, (name, explicit))| {
+                    if *explicit { format!("{name}@if{i}") } else { name.clone() }
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            for (controller, daemon) in both_sides(&networks) {
+                prop_assert_eq!(controller, daemon);
+            }
         }
 
         /// Any value under any of our keys gives an allocation or an error, never a panic.

@@ -8,16 +8,18 @@
 //!   addresses only. `ipam.provider` defaults to `<nad>.<ns>`.
 //! - [`NadClass::NotOurs`]: anything else.
 //!
-//! [`resolve_attachments`] joins a pod's selection elements with the NADs and yields the
+//! [`resolve_element`] and [`resolve_attachments`] join a pod's selection elements with the NADs and yields the
 //! provider of each kube-ovn attachment, applying the rule that the same NAD attached twice gets
 //! one provider per interface (`<p>.<ifname>`).
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::attachment;
 use crate::error::{Error, Result};
 use crate::naming;
 use crate::networks::NetworkSelectionElement;
@@ -251,46 +253,53 @@ pub struct ResolvedAttachment {
     pub provider: String,
 }
 
-/// Resolves a pod's parsed selection elements against `nads` (all NADs the pod may reference).
-/// Elements naming a missing NAD are [`Error::UnknownNad`]; NADs that are not ours are skipped.
-pub fn resolve_attachments(
+/// Resolves the element at `position` of a pod's parsed `elements` against `nads` (all NADs the
+/// pod may reference): its NAD, class and provider ([`crate::attachment::element_provider`]).
+/// `Ok(None)` for a NAD that is not ours (or a position past the end); a missing NAD is
+/// [`Error::UnknownNad`]. The controller resolves each element with this, alone, so one bad
+/// element does not hold back the others.
+pub fn resolve_element<N: Borrow<NetworkAttachmentDefinition>>(
     elements: &[NetworkSelectionElement],
-    nads: &[NetworkAttachmentDefinition],
-) -> Result<Vec<ResolvedAttachment>> {
-    let find = |e: &NetworkSelectionElement| {
-        nads.iter().find(|n| {
+    position: usize,
+    nads: &[N],
+) -> Result<Option<ResolvedAttachment>> {
+    let Some(e) = elements.get(position) else {
+        return Ok(None);
+    };
+    let nad = nads
+        .iter()
+        .map(Borrow::borrow)
+        .find(|n| {
             n.metadata.name.as_deref() == Some(e.name.as_str())
                 && n.metadata.namespace.as_deref() == Some(e.namespace.as_str())
         })
-    };
-    let mut uses: BTreeMap<String, usize> = BTreeMap::new();
-    for e in elements {
-        *uses.entry(e.nad_key()).or_default() += 1;
-    }
-    let mut out = Vec::new();
-    for (position, e) in elements.iter().enumerate() {
-        let nad = find(e).ok_or_else(|| Error::UnknownNad {
+        .ok_or_else(|| Error::UnknownNad {
             namespace: e.namespace.clone(),
             name: e.name.clone(),
         })?;
-        let class = nad.classify()?;
-        let Some(nad_provider) = class.provider().map(str::to_owned) else {
-            continue;
-        };
-        let interface = e.interface_name(position);
-        let provider = if uses.get(&e.nad_key()).copied().unwrap_or(0) > 1 {
-            naming::per_interface_provider(&nad_provider, &interface)
-        } else {
-            nad_provider.clone()
-        };
-        out.push(ResolvedAttachment {
-            element: e.clone(),
-            position,
-            interface,
-            class,
-            nad_provider,
-            provider,
-        });
+    let class = nad.classify()?;
+    let Some(nad_provider) = class.provider().map(str::to_owned) else {
+        return Ok(None);
+    };
+    Ok(Some(ResolvedAttachment {
+        element: e.clone(),
+        position,
+        interface: e.interface_name(position),
+        provider: attachment::element_provider(elements, position, &nad_provider),
+        class,
+        nad_provider,
+    }))
+}
+
+/// Resolves a pod's parsed selection elements against `nads` (all NADs the pod may reference).
+/// Elements naming a missing NAD are [`Error::UnknownNad`]; NADs that are not ours are skipped.
+pub fn resolve_attachments<N: Borrow<NetworkAttachmentDefinition>>(
+    elements: &[NetworkSelectionElement],
+    nads: &[N],
+) -> Result<Vec<ResolvedAttachment>> {
+    let mut out = Vec::new();
+    for position in 0..elements.len() {
+        out.extend(resolve_element(elements, position, nads)?);
     }
     Ok(out)
 }

@@ -27,13 +27,15 @@ pub struct Allocation {
 }
 
 impl Allocation {
-    /// Reads the allocation of `provider` from `annotations`.
+    /// Reads the allocation of `provider` from `annotations`; `element` is the attachment's
+    /// selection element, whose `default-route` asks for the default route too.
     pub fn from_annotations(
         annotations: &BTreeMap<String, String>,
         provider: &str,
+        element: Option<&crds::NetworkSelectionElement>,
     ) -> Result<Self, AllocationError> {
         let allocated = crds::Allocation::from_annotations(annotations, provider)?;
-        let default_route = attachment::default_route(annotations, provider, None)?;
+        let default_route = attachment::default_route(annotations, provider, element)?;
         let routes = attachment::routes(annotations, provider)?
             .into_iter()
             .map(|r| RouteSpec {
@@ -131,7 +133,7 @@ mod tests {
 
     #[test]
     fn a_dual_stack_allocation_reads_with_prefixes_from_the_subnet() {
-        let a = Allocation::from_annotations(&annotations(&[]), P).unwrap();
+        let a = Allocation::from_annotations(&annotations(&[]), P, None).unwrap();
         assert_eq!(
             a.addresses(),
             vec![
@@ -156,6 +158,7 @@ mod tests {
                 ),
             ]),
             P,
+            None,
         )
         .unwrap();
         let routes = a.pod_routes();
@@ -191,7 +194,7 @@ mod tests {
             ),
         ];
         for (extra, want) in cases {
-            let err = Allocation::from_annotations(&annotations(extra), P)
+            let err = Allocation::from_annotations(&annotations(extra), P, None)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(want), "{extra:?}: {err:?} lacks {want:?}");
@@ -199,7 +202,7 @@ mod tests {
         }
         let mut missing = annotations(&[]);
         missing.remove(&format!("{P}.kubernetes.io/mac_address"));
-        let err = Allocation::from_annotations(&missing, P)
+        let err = Allocation::from_annotations(&missing, P, None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("mac_address is missing"), "{err}");

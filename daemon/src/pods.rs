@@ -21,7 +21,8 @@ pub enum PodError {
     #[error(
         "timed out after {}s waiting for kube-ovn-controller to allocate provider {provider} \
          for pod {namespace}/{name} (annotation {key} is not \"true\"); check the pod's events \
-         (kubectl describe pod -n {namespace} {name}) and that a Subnet has provider {provider}",
+         (kubectl describe pod -n {namespace} {name}) and that a Subnet has provider \
+         {nad_provider}",
         waited.as_secs()
     )]
     Timeout {
@@ -29,8 +30,10 @@ pub enum PodError {
         namespace: String,
         /// Pod name.
         name: String,
-        /// The provider waited for.
+        /// The provider waited for (the attachment's: `<p>.<ifname>` for a NAD attached twice).
         provider: String,
+        /// The NAD's provider, the one a Subnet binds.
+        nad_provider: String,
         /// The annotation waited for.
         key: String,
         /// How long.
@@ -50,13 +53,16 @@ pub enum PodError {
 
 /// A source of pod annotations.
 pub trait PodSource: Send + Sync + 'static {
-    /// Waits until `<provider>.kubernetes.io/allocated` is `"true"` on the pod and returns all of
-    /// its annotations then.
+    /// Waits until the attachment of the NAD with provider `nad_provider` on interface `ifname`
+    /// is allocated (`<provider>.kubernetes.io/allocated` is `"true"`, the provider resolved from
+    /// the pod's networks annotation by [`crds::attachment::provider_of_interface`], as the
+    /// controller resolves it) and returns all of the pod's annotations then.
     fn wait_allocated(
         &self,
         namespace: &str,
         name: &str,
-        provider: &str,
+        nad_provider: &str,
+        ifname: &str,
         timeout: Duration,
     ) -> impl Future<Output = Result<BTreeMap<String, String>, PodError>> + Send;
 
@@ -71,8 +77,35 @@ pub trait PodSource: Send + Sync + 'static {
     fn subnet_mtu(&self, subnet: &str) -> impl Future<Output = Option<u32>> + Send;
 }
 
-fn is_allocated(annotations: &BTreeMap<String, String>, key: &str) -> bool {
-    annotations.get(key).is_some_and(|v| v == "true")
+/// The provider of the attachment on `ifname` in `annotations`, and whether it is allocated.
+fn resolve(
+    annotations: &BTreeMap<String, String>,
+    namespace: &str,
+    nad_provider: &str,
+    ifname: &str,
+) -> (String, bool) {
+    let (provider, _) =
+        crds::attachment::provider_of_interface(annotations, namespace, nad_provider, ifname);
+    let allocated = crds::attachment::is_allocated(annotations, &provider);
+    (provider, allocated)
+}
+
+/// The timeout error for `provider` (the last one resolved).
+fn timeout_error(
+    namespace: &str,
+    name: &str,
+    provider: String,
+    nad_provider: &str,
+    waited: Duration,
+) -> PodError {
+    PodError::Timeout {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        key: annotation_key(&provider, AnnotationKey::Allocated),
+        provider,
+        nad_provider: nad_provider.to_owned(),
+        waited,
+    }
 }
 
 /// Pods from the Kubernetes API server.
@@ -99,15 +132,30 @@ impl PodSource for KubePods {
         &self,
         namespace: &str,
         name: &str,
-        provider: &str,
+        nad_provider: &str,
+        ifname: &str,
         timeout: Duration,
     ) -> Result<BTreeMap<String, String>, PodError> {
-        let key = annotation_key(provider, AnnotationKey::Allocated);
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let cond_key = key.clone();
-        let condition = move |pod: Option<&Pod>| {
-            pod.and_then(|p| p.metadata.annotations.as_ref())
-                .is_some_and(|a| is_allocated(a, &cond_key))
+        // The provider last resolved, for the timeout's message.
+        let last = std::sync::Arc::new(Mutex::new(nad_provider.to_owned()));
+        let condition = {
+            let (last, namespace, nad_provider, ifname) = (
+                last.clone(),
+                namespace.to_owned(),
+                nad_provider.to_owned(),
+                ifname.to_owned(),
+            );
+            move |pod: Option<&Pod>| {
+                let Some(a) = pod.and_then(|p| p.metadata.annotations.as_ref()) else {
+                    return false;
+                };
+                let (provider, allocated) = resolve(a, &namespace, &nad_provider, &ifname);
+                if let Ok(mut last) = last.lock() {
+                    *last = provider;
+                }
+                allocated
+            }
         };
         let waited = tokio::time::timeout(
             timeout,
@@ -123,13 +171,18 @@ impl PodSource for KubePods {
             Ok(Ok(Some(pod))) => Ok(pod.metadata.annotations.unwrap_or_default()),
             Ok(Ok(None)) => Err(api_err("the pod was deleted while waiting".into())),
             Ok(Err(e)) => Err(api_err(Box::new(e))),
-            Err(_) => Err(PodError::Timeout {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                provider: provider.to_owned(),
-                key,
-                waited: timeout,
-            }),
+            Err(_) => {
+                let provider = last
+                    .lock()
+                    .map_or_else(|_| nad_provider.to_owned(), |p| p.clone());
+                Err(timeout_error(
+                    namespace,
+                    name,
+                    provider,
+                    nad_provider,
+                    timeout,
+                ))
+            }
         }
     }
 
@@ -215,16 +268,19 @@ impl PodSource for StaticPods {
         &self,
         namespace: &str,
         name: &str,
-        provider: &str,
+        nad_provider: &str,
+        ifname: &str,
         timeout: Duration,
     ) -> Result<BTreeMap<String, String>, PodError> {
-        let key = annotation_key(provider, AnnotationKey::Allocated);
         let mut changes = self.changed.subscribe();
         let wait = async {
             loop {
                 // Subscribed before reading, so a change between the read and the wait is seen.
                 changes.borrow_and_update();
-                if let Some(a) = self.get(namespace, name).filter(|a| is_allocated(a, &key)) {
+                if let Some(a) = self
+                    .get(namespace, name)
+                    .filter(|a| resolve(a, namespace, nad_provider, ifname).1)
+                {
                     return a;
                 }
                 if changes.changed().await.is_err() {
@@ -233,15 +289,13 @@ impl PodSource for StaticPods {
                 }
             }
         };
-        tokio::time::timeout(timeout, wait)
-            .await
-            .map_err(|_| PodError::Timeout {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                provider: provider.to_owned(),
-                key: key.clone(),
-                waited: timeout,
-            })
+        tokio::time::timeout(timeout, wait).await.map_err(|_| {
+            let provider = self.get(namespace, name).map_or_else(
+                || nad_provider.to_owned(),
+                |a| resolve(&a, namespace, nad_provider, ifname).0,
+            );
+            timeout_error(namespace, name, provider, nad_provider, timeout)
+        })
     }
 
     async fn exists(&self, namespace: &str, name: &str) -> Result<bool, PodError> {
@@ -265,7 +319,7 @@ mod tests {
         let waiter = {
             let pods = pods.clone();
             tokio::spawn(async move {
-                pods.wait_allocated("ns", "p", "a.ns.ovn", Duration::from_secs(10))
+                pods.wait_allocated("ns", "p", "a.ns.ovn", "net1", Duration::from_secs(10))
                     .await
             })
         };
@@ -279,11 +333,46 @@ mod tests {
         assert_eq!(waiter.await.unwrap().unwrap(), a);
     }
 
+    /// Issue 12: the same NAD attached twice is allocated as `<p>.<ifname>`; the daemon used to
+    /// wait for `<p>.kubernetes.io/allocated`, which never comes, and ADD hung to its timeout.
+    #[tokio::test]
+    async fn the_same_nad_twice_waits_for_the_per_interface_provider() {
+        let pods = StaticPods::default();
+        let networks = r#"[{"name":"a","interface":"net1"},{"name":"a","interface":"net2"}]"#;
+        let allocation = crds::Allocation {
+            addresses: vec!["10.0.0.5/24".parse().unwrap()],
+            cidrs: vec!["10.0.0.0/24".parse().unwrap()],
+            gateways: vec![],
+            mac: crds::MacAddr([2, 0, 0, 0, 0, 5]),
+            logical_switch: "s1".into(),
+            logical_router: None,
+        };
+        // What the controller writes: only the second interface is done so far.
+        let mut a = allocation.to_annotations("a.ns.ovn.net2");
+        a.insert(crds::naming::NETWORKS_ANNOTATION.into(), networks.into());
+        pods.set("ns", "p", a.clone());
+        let got = pods
+            .wait_allocated("ns", "p", "a.ns.ovn", "net2", Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(got, a);
+        let err = pods
+            .wait_allocated("ns", "p", "a.ns.ovn", "net1", Duration::from_millis(20))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a.ns.ovn.net1.kubernetes.io/allocated")
+                && err.contains("a Subnet has provider a.ns.ovn"),
+            "{err}"
+        );
+    }
+
     #[tokio::test]
     async fn a_timeout_names_the_provider_and_the_pod() {
         let pods = StaticPods::default();
         let err = pods
-            .wait_allocated("ns", "p", "a.ns.ovn", Duration::from_millis(20))
+            .wait_allocated("ns", "p", "a.ns.ovn", "net1", Duration::from_millis(20))
             .await
             .unwrap_err()
             .to_string();

@@ -143,6 +143,7 @@ impl<P: PodSource> CniService<P> {
                 &r.pod_namespace,
                 &r.pod_name,
                 &r.provider,
+                &r.ifname,
                 self.config.allocation_timeout,
             )
             .await;
@@ -151,7 +152,15 @@ impl<P: PodSource> CniService<P> {
             .observe_phase(AddPhase::WaitAllocation, wait_allocation);
         let annotations =
             annotations.map_err(|e| cni_status(code::TRY_AGAIN_LATER, format!("{what}: {e}")))?;
-        let alloc = Allocation::from_annotations(&annotations, &r.provider)
+        // The attachment's provider as the controller resolved it: `<p>.<ifname>` when the pod
+        // attaches this NAD more than once.
+        let (provider, element) = crds::attachment::provider_of_interface(
+            &annotations,
+            &r.pod_namespace,
+            &r.provider,
+            &r.ifname,
+        );
+        let alloc = Allocation::from_annotations(&annotations, &provider, element.as_ref())
             .map_err(|e| cni_status(code::INVALID_CONFIG, format!("{what}: {e}")))?;
         check_static_requests(r, &alloc)
             .map_err(|e| cni_status(code::INVALID_CONFIG, format!("{what}: {e}")))?;
@@ -211,7 +220,7 @@ impl<P: PodSource> CniService<P> {
         let port = PortSpec {
             bridge: self.config.bridge.clone(),
             name: plumbed.host_ifname.clone(),
-            iface_id: crds::naming::lsp_name(&r.pod_name, &r.pod_namespace, &r.provider),
+            iface_id: crds::naming::lsp_name(&r.pod_name, &r.pod_namespace, &provider),
             pod_name: r.pod_name.clone(),
             pod_namespace: r.pod_namespace.clone(),
             netns: r.netns.clone(),
