@@ -7,12 +7,20 @@ use anyhow::Context as _;
 use clap::Parser;
 use controller::leader;
 use controller::metrics::{self, Metrics};
-use controller::options::{LogFormat, Options};
+use controller::options::{LogFormat, Options, translate_upstream_flags};
 use controller::run::{self, RunConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let options = Options::parse();
+    // Upstream's flags (copied manifests) are renamed, dropped with a warning, or refused.
+    let translated = match translate_upstream_flags(std::env::args_os()) {
+        Ok(t) => t,
+        Err(err) => {
+            eprintln!("kube-ovn-controller: {err}");
+            std::process::exit(2);
+        }
+    };
+    let options = Options::parse_from(translated.args);
     if let Err(err) = options.validate() {
         eprintln!("kube-ovn-controller: {err}");
         std::process::exit(2);
@@ -24,7 +32,14 @@ async fn main() -> anyhow::Result<()> {
             .json()
             .with_env_filter(filter)
             .init(),
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        // No colour escapes when not on a terminal (`kubectl logs` showed them).
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init(),
+    }
+    for warning in &translated.warnings {
+        tracing::warn!("{warning}");
     }
     let kube_config = match &options.kubeconfig {
         Some(path) => {

@@ -1,6 +1,9 @@
 //! Command-line flags and environment of `kube-ovn-controller`.
 
 use clap::Parser;
+use crds::upstream::{
+    Disposition, PRIMARY_CNI_OWNS, PRIMARY_NETWORK, UpstreamFlag, enable_metrics,
+};
 
 /// Flags of `kube-ovn-controller`. Every flag can also be set by the environment variable shown.
 #[derive(Debug, Clone, Parser)]
@@ -58,6 +61,121 @@ pub struct Options {
     pub workers: u16,
 }
 
+const NOT_APPLICABLE: &str = "an upstream feature this implementation does not have; no effect";
+
+/// Upstream `kube-ovn-controller` flags (what its v1.17 charts render) and what each becomes;
+/// see [`crds::upstream`]. `--gc-interval`, `--non-primary-cni-mode` and `--ovn-nb-addr` have
+/// the same name and meaning here and need no entry.
+pub const UPSTREAM_FLAGS: &[UpstreamFlag] = &[
+    UpstreamFlag::value("worker-num", Disposition::Rename("workers")),
+    UpstreamFlag::boolean("enable-metrics", Disposition::Translate(enable_metrics)),
+    UpstreamFlag::value("default-ls", Disposition::Ignore(PRIMARY_NETWORK)),
+    UpstreamFlag::value("default-cidr", Disposition::Ignore(PRIMARY_NETWORK)),
+    UpstreamFlag::value("default-gateway", Disposition::Ignore(PRIMARY_NETWORK)),
+    UpstreamFlag::boolean(
+        "default-gateway-check",
+        Disposition::Ignore(PRIMARY_NETWORK),
+    ),
+    UpstreamFlag::boolean(
+        "default-logical-gateway",
+        Disposition::Ignore(PRIMARY_NETWORK),
+    ),
+    UpstreamFlag::boolean(
+        "default-u2o-interconnection",
+        Disposition::Ignore(PRIMARY_NETWORK),
+    ),
+    UpstreamFlag::value("default-exclude-ips", Disposition::Ignore(PRIMARY_NETWORK)),
+    UpstreamFlag::value("cluster-router", Disposition::Ignore(PRIMARY_NETWORK)),
+    UpstreamFlag::value("node-switch", Disposition::Ignore(PRIMARY_NETWORK)),
+    UpstreamFlag::value("node-switch-cidr", Disposition::Ignore(PRIMARY_NETWORK)),
+    UpstreamFlag::value("network-type", Disposition::Ignore(PRIMARY_NETWORK)),
+    UpstreamFlag::value(
+        "default-provider-name",
+        Disposition::Ignore(PRIMARY_NETWORK),
+    ),
+    UpstreamFlag::value(
+        "default-interface-name",
+        Disposition::Ignore(PRIMARY_NETWORK),
+    ),
+    UpstreamFlag::value(
+        "default-exchange-link-name",
+        Disposition::Ignore(PRIMARY_NETWORK),
+    ),
+    UpstreamFlag::value("default-vlan-name", Disposition::Ignore(PRIMARY_NETWORK)),
+    UpstreamFlag::value("default-vlan-id", Disposition::Ignore(PRIMARY_NETWORK)),
+    UpstreamFlag::value("pod-nic-type", Disposition::Ignore(PRIMARY_NETWORK)),
+    UpstreamFlag::value("node-local-dns-ip", Disposition::Ignore(PRIMARY_NETWORK)),
+    UpstreamFlag::value(
+        "service-cluster-ip-range",
+        Disposition::Ignore(PRIMARY_CNI_OWNS),
+    ),
+    UpstreamFlag::boolean("enable-lb", Disposition::Ignore(PRIMARY_CNI_OWNS)),
+    UpstreamFlag::boolean("enable-lb-svc", Disposition::Ignore(PRIMARY_CNI_OWNS)),
+    UpstreamFlag::boolean(
+        "enable-ovn-lb-prefer-local",
+        Disposition::Ignore(PRIMARY_CNI_OWNS),
+    ),
+    UpstreamFlag::boolean("enable-np", Disposition::Ignore(PRIMARY_CNI_OWNS)),
+    UpstreamFlag::boolean("enable-anp", Disposition::Ignore(PRIMARY_CNI_OWNS)),
+    UpstreamFlag::value("np-enforcement", Disposition::Ignore(PRIMARY_CNI_OWNS)),
+    UpstreamFlag::boolean("ls-dnat-mod-dl-dst", Disposition::Ignore(PRIMARY_CNI_OWNS)),
+    UpstreamFlag::value(
+        "ls-ct-skip-dst-lport-ips",
+        Disposition::Ignore(PRIMARY_CNI_OWNS),
+    ),
+    UpstreamFlag::value(
+        "skip-conntrack-dst-cidrs",
+        Disposition::Ignore(PRIMARY_CNI_OWNS),
+    ),
+    UpstreamFlag::boolean(
+        "enable-dns-name-resolver",
+        Disposition::Ignore(PRIMARY_CNI_OWNS),
+    ),
+    UpstreamFlag::boolean("enable-ecmp", Disposition::Ignore(NOT_APPLICABLE)),
+    UpstreamFlag::boolean("enable-eip-snat", Disposition::Ignore(NOT_APPLICABLE)),
+    UpstreamFlag::boolean("enable-external-vpc", Disposition::Ignore(NOT_APPLICABLE)),
+    UpstreamFlag::boolean("keep-vm-ip", Disposition::Ignore(NOT_APPLICABLE)),
+    UpstreamFlag::boolean(
+        "enable-live-migration-optimize",
+        Disposition::Ignore(NOT_APPLICABLE),
+    ),
+    UpstreamFlag::value("inspect-interval", Disposition::Ignore(NOT_APPLICABLE)),
+    UpstreamFlag::value(
+        "external-acl-parent-keys",
+        Disposition::Ignore(NOT_APPLICABLE),
+    ),
+    UpstreamFlag::value("ovsdb-con-timeout", Disposition::Ignore(NOT_APPLICABLE)),
+    UpstreamFlag::value(
+        "ovsdb-inactivity-timeout",
+        Disposition::Ignore(NOT_APPLICABLE),
+    ),
+    UpstreamFlag::value("image", Disposition::Ignore(NOT_APPLICABLE)),
+    UpstreamFlag::boolean(
+        "secure-serving",
+        Disposition::Refuse {
+            unless: &["false"],
+            why: "metrics and probes over HTTPS are not implemented: serve them over HTTP \
+                  (secure-serving=false) and keep the port off untrusted networks",
+        },
+    ),
+    UpstreamFlag::boolean(
+        "enable-ovn-ipsec",
+        Disposition::Refuse {
+            unless: &["false"],
+            why: "IPsec between nodes is not implemented; refusing rather than carrying \
+                  traffic unencrypted that was meant to be encrypted",
+        },
+    ),
+];
+
+/// Translates upstream's flags in a command line (program name first) for [`Options`]'s
+/// parser; see [`crds::upstream::translate`].
+pub fn translate_upstream_flags(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Result<crds::upstream::Translated, String> {
+    crds::upstream::translate(args, &[UPSTREAM_FLAGS, crds::upstream::KLOG])
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -92,6 +210,116 @@ impl Options {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn upstream(args: &[&str]) -> Result<(Options, Vec<String>), String> {
+        let t = translate_upstream_flags(
+            std::iter::once("kube-ovn-controller")
+                .chain(args.iter().copied())
+                .map(std::ffi::OsString::from),
+        )?;
+        let opts = Options::try_parse_from(t.args).map_err(|e| e.to_string())?;
+        Ok((opts, t.warnings))
+    }
+
+    /// The flags upstream's v1.17 `kube-ovn-v2` chart renders into kube-ovn-controller's `args`
+    /// with its default values and `cni.nonPrimaryCNI=true` (its template
+    /// `controller/controller-deployment.yaml`, rendered by hand), plus what its
+    /// `start-controller.sh` adds.
+    const UPSTREAM_V1_17_ARGS: &[&str] = &[
+        "--default-ls=ovn-default",
+        "--default-cidr=10.16.0.0/16",
+        "--default-gateway=10.16.0.1",
+        "--default-gateway-check=true",
+        "--default-logical-gateway=false",
+        "--default-u2o-interconnection=false",
+        "--default-exclude-ips=",
+        "--cluster-router=ovn-cluster",
+        "--node-switch=join",
+        "--node-switch-cidr=100.64.0.0/16",
+        "--service-cluster-ip-range=10.96.0.0/12",
+        "--network-type=geneve",
+        "--default-provider-name=provider",
+        "--default-interface-name=",
+        "--default-exchange-link-name=false",
+        "--default-vlan-name=ovn-vlan",
+        "--default-vlan-id=1",
+        "--ls-dnat-mod-dl-dst=true",
+        "--ls-ct-skip-dst-lport-ips=true",
+        "--pod-nic-type=veth-pair",
+        "--enable-lb=true",
+        "--enable-np=true",
+        "--enable-eip-snat=true",
+        "--enable-external-vpc=true",
+        "--enable-ecmp=false",
+        "--logtostderr=false",
+        "--alsologtostderr=true",
+        "--gc-interval=360",
+        "--inspect-interval=20",
+        "--external-acl-parent-keys=",
+        "--log_file=/var/log/kube-ovn/kube-ovn-controller.log",
+        "--log_file_max_size=200",
+        "--enable-lb-svc=false",
+        "--keep-vm-ip=true",
+        "--enable-metrics=true",
+        "--node-local-dns-ip=",
+        "--skip-conntrack-dst-cidrs=",
+        "--secure-serving=false",
+        "--enable-ovn-ipsec=false",
+        "--enable-anp=false",
+        "--enable-dns-name-resolver=false",
+        "--ovsdb-con-timeout=3",
+        "--ovsdb-inactivity-timeout=10",
+        "--enable-live-migration-optimize=true",
+        "--enable-ovn-lb-prefer-local=false",
+        "--image=docker.io/kubeovn/kube-ovn:v1.17.0",
+        "--non-primary-cni-mode=true",
+        "--np-enforcement=standard",
+        // start-controller.sh
+        "--ovn-nb-addr=tcp:[10.0.0.2]:6641",
+        "--worker-num=3",
+        "--v=3",
+    ];
+
+    #[test]
+    fn upstream_v1_17_controller_args_run_with_a_warning_per_ignored_flag() {
+        let (opts, warnings) = upstream(UPSTREAM_V1_17_ARGS).unwrap();
+        assert!(opts.validate().is_ok());
+        assert_eq!(opts.workers, 3);
+        assert_eq!(opts.gc_interval, 360);
+        assert_eq!(opts.ovn_nb_addr, "tcp:[10.0.0.2]:6641");
+        assert_eq!(opts.metrics_addr, "0.0.0.0:10660");
+        // Every upstream flag is named in a warning but the three we share, the two we
+        // translate and the two refusable ones set to false.
+        assert_eq!(
+            warnings.len(),
+            UPSTREAM_V1_17_ARGS.len() - 5 - 2,
+            "{warnings:#?}"
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("--default-cidr=10.16.0.0/16") && w.contains("primary network")),
+            "{warnings:#?}"
+        );
+    }
+
+    #[test]
+    fn upstream_flags_that_ask_for_what_we_do_not_do_are_refused_by_name() {
+        let err = upstream(&["--enable-ovn-ipsec=true"]).unwrap_err();
+        assert!(
+            err.contains("--enable-ovn-ipsec=true is refused") && err.contains("IPsec"),
+            "{err}"
+        );
+        let err = upstream(&["--secure-serving=true"]).unwrap_err();
+        assert!(err.contains("HTTPS"), "{err}");
+        let (opts, _) = upstream(&["--enable-metrics=false"]).unwrap();
+        assert_eq!(opts.metrics_addr, "");
+        let (opts, _) = upstream(&["--non-primary-cni-mode=false"]).unwrap();
+        assert!(opts.validate().is_err());
+        // A flag neither side knows is still an error naming it.
+        let err = upstream(&["--no-such-flag=1"]).unwrap_err();
+        assert!(err.contains("--no-such-flag"), "{err}");
+    }
 
     #[test]
     fn non_primary_mode_is_the_default_and_false_is_refused() {

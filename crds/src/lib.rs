@@ -33,6 +33,7 @@ pub mod qos_policy;
 pub mod security_group;
 pub mod seed;
 pub mod subnet;
+pub mod upstream;
 pub mod validation;
 pub mod vpc;
 

@@ -5,14 +5,26 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use daemon::metrics::{self, Metrics};
-use daemon::options::Options;
+use daemon::options::{Options, translate_upstream_flags};
 use daemon::ovs::{self, NodeConfig};
 use daemon::pods::KubePods;
 use daemon::server::{self, CniService, ServiceConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let opts = Options::parse();
+    // Upstream's flags (copied manifests) are renamed, dropped with a warning, or refused.
+    let translated = match translate_upstream_flags(std::env::args_os()) {
+        Ok(t) => t,
+        Err(err) => {
+            eprintln!("kube-ovn-daemon: {err}");
+            std::process::exit(2);
+        }
+    };
+    let opts = Options::parse_from(translated.args);
+    if let Err(err) = opts.validate() {
+        eprintln!("kube-ovn-daemon: {err}");
+        std::process::exit(2);
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     if opts.log_json {
@@ -21,7 +33,13 @@ async fn main() -> anyhow::Result<()> {
             .with_env_filter(filter)
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init();
+    }
+    for warning in &translated.warnings {
+        tracing::warn!("{warning}");
     }
 
     let kube_config = match &opts.kubeconfig {

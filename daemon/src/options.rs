@@ -4,6 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use crds::upstream::{
+    Disposition, PRIMARY_CNI_OWNS, PRIMARY_NETWORK, UpstreamFlag, enable_metrics,
+};
 
 /// Flags of `kube-ovn-daemon`. Every flag can also be set by the environment variable shown.
 #[derive(Debug, Clone, Parser)]
@@ -74,9 +77,152 @@ pub struct Options {
     /// Log lines as JSON.
     #[arg(long, env = "LOG_JSON")]
     pub log_json: bool,
+
+    /// Run as an attached (non-primary) CNI beside another CNI that owns `eth0` (upstream's
+    /// charts pass it). Only `true` is implemented: primary mode is not part of this
+    /// implementation.
+    #[arg(long, env = "NON_PRIMARY_CNI_MODE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub non_primary_cni_mode: bool,
+}
+
+/// Why the given options cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum OptionsError {
+    /// `--non-primary-cni-mode=false` was asked for.
+    #[error(
+        "--non-primary-cni-mode=false: primary CNI mode is not part of this implementation; \
+         Kube-OVN here runs only as an attached CNI beside the cluster's primary CNI \
+         (drop the flag or set it to true)"
+    )]
+    PrimaryModeUnsupported,
+}
+
+const NOT_APPLICABLE: &str = "an upstream feature this implementation does not have; no effect";
+
+/// `--ovs-socket=<path>`: our `--ovs-db` takes an OVSDB remote.
+fn ovs_socket(path: &str) -> Result<Vec<String>, String> {
+    if path.is_empty() {
+        return Err("empty path".to_owned());
+    }
+    Ok(vec![format!("--ovs-db=unix:{path}")])
+}
+
+/// `--network-type`: the tunnel of upstream's overlay; `vlan` is its underlay primary network.
+fn network_type(value: &str) -> Result<Vec<String>, String> {
+    match value {
+        "geneve" | "vxlan" | "stt" => Ok(vec![format!("--encap-type={value}")]),
+        "vlan" => Err(
+            "a VLAN underlay as the default network is upstream's primary mode; attached \
+             networks here run over a geneve overlay (--network-type=geneve)"
+                .to_owned(),
+        ),
+        other => Err(format!(
+            "unknown network type {other:?} (geneve, vxlan or stt)"
+        )),
+    }
+}
+
+/// `--mtu`: the same flag, except upstream's `0` (automatic).
+fn mtu(value: &str) -> Result<Vec<String>, String> {
+    if value == "0" {
+        return Err(
+            "0 (automatic: underlay MTU minus the tunnel overhead) is not implemented; give the \
+             pod MTU, e.g. --mtu=1400 for a 1500-byte underlay with geneve"
+                .to_owned(),
+        );
+    }
+    Ok(vec![format!("--mtu={value}")])
+}
+
+/// Upstream `kube-ovn-daemon` flags (what its v1.17 charts and `start-cniserver.sh` pass) and
+/// what each becomes; see [`crds::upstream`]. `--bind-socket`, `--encap-ip` and
+/// `--non-primary-cni-mode` have the same name and meaning here and need no entry.
+pub const UPSTREAM_FLAGS: &[UpstreamFlag] = &[
+    UpstreamFlag::value("ovn-sb-addr", Disposition::Rename("ovn-remote")),
+    UpstreamFlag::value("ovs-socket", Disposition::Translate(ovs_socket)),
+    UpstreamFlag::value("network-type", Disposition::Translate(network_type)),
+    UpstreamFlag::value("mtu", Disposition::Translate(mtu)),
+    UpstreamFlag::boolean("enable-metrics", Disposition::Translate(enable_metrics)),
+    UpstreamFlag::value("node-switch", Disposition::Ignore(PRIMARY_NETWORK)),
+    UpstreamFlag::value(
+        "default-interface-name",
+        Disposition::Ignore(PRIMARY_NETWORK),
+    ),
+    UpstreamFlag::value(
+        "external-gateway-switch",
+        Disposition::Ignore(PRIMARY_NETWORK),
+    ),
+    UpstreamFlag::value(
+        "service-cluster-ip-range",
+        Disposition::Ignore(PRIMARY_CNI_OWNS),
+    ),
+    UpstreamFlag::value(
+        "gateway-netfilter-mode",
+        Disposition::Ignore(PRIMARY_CNI_OWNS),
+    ),
+    UpstreamFlag::value(
+        "kube-proxy-mode-endpoint",
+        Disposition::Ignore(PRIMARY_CNI_OWNS),
+    ),
+    UpstreamFlag::value(
+        "gateway-netfilter-detect-timeout",
+        Disposition::Ignore(PRIMARY_CNI_OWNS),
+    ),
+    UpstreamFlag::boolean("enable-tproxy", Disposition::Ignore(PRIMARY_CNI_OWNS)),
+    UpstreamFlag::value(
+        "iface",
+        Disposition::Ignore("the tunnel endpoint is --encap-ip (ENCAP_IP), not an interface name"),
+    ),
+    UpstreamFlag::boolean("enable-mirror", Disposition::Ignore(NOT_APPLICABLE)),
+    UpstreamFlag::value("mirror-iface", Disposition::Ignore(NOT_APPLICABLE)),
+    UpstreamFlag::boolean("encap-checksum", Disposition::Ignore(NOT_APPLICABLE)),
+    UpstreamFlag::value("dpdk-tunnel-iface", Disposition::Ignore(NOT_APPLICABLE)),
+    UpstreamFlag::value("kubelet-dir", Disposition::Ignore(NOT_APPLICABLE)),
+    UpstreamFlag::boolean("host-tunnel-src", Disposition::Ignore(NOT_APPLICABLE)),
+    UpstreamFlag::boolean("enable-acl-sampling", Disposition::Ignore(NOT_APPLICABLE)),
+    UpstreamFlag::value("acl-sampling-set-id", Disposition::Ignore(NOT_APPLICABLE)),
+    UpstreamFlag::value(
+        "acl-sampling-local-group-id",
+        Disposition::Ignore(NOT_APPLICABLE),
+    ),
+    UpstreamFlag::value("tls-min-version", Disposition::Ignore(NOT_APPLICABLE)),
+    UpstreamFlag::value("tls-max-version", Disposition::Ignore(NOT_APPLICABLE)),
+    UpstreamFlag::value("tls-cipher-suites", Disposition::Ignore(NOT_APPLICABLE)),
+    UpstreamFlag::boolean(
+        "secure-serving",
+        Disposition::Refuse {
+            unless: &["false"],
+            why: "metrics and probes over HTTPS are not implemented: serve them over HTTP \
+                  (secure-serving=false) and keep the port off untrusted networks",
+        },
+    ),
+    UpstreamFlag::boolean(
+        "enable-ovn-ipsec",
+        Disposition::Refuse {
+            unless: &["false"],
+            why: "IPsec between nodes is not implemented; refusing rather than carrying \
+                  traffic unencrypted that was meant to be encrypted",
+        },
+    ),
+];
+
+/// Translates upstream's flags in a command line (program name first) for [`Options`]'s
+/// parser; see [`crds::upstream::translate`].
+pub fn translate_upstream_flags(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Result<crds::upstream::Translated, String> {
+    crds::upstream::translate(args, &[UPSTREAM_FLAGS, crds::upstream::KLOG])
 }
 
 impl Options {
+    /// Checks the combination of options before anything starts.
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        if !self.non_primary_cni_mode {
+            return Err(OptionsError::PrimaryModeUnsupported);
+        }
+        Ok(())
+    }
+
     /// The allocation wait.
     pub fn allocation_timeout(&self) -> Duration {
         Duration::from_secs(self.allocation_timeout_secs)
@@ -85,5 +231,117 @@ impl Options {
     /// The install wait.
     pub fn install_timeout(&self) -> Duration {
         Duration::from_secs(self.install_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(args: &[&str]) -> Result<(Options, Vec<String>), String> {
+        let t = translate_upstream_flags(
+            std::iter::once("kube-ovn-daemon")
+                .chain(args.iter().copied())
+                .map(std::ffi::OsString::from),
+        )?;
+        let opts = Options::try_parse_from(t.args).map_err(|e| e.to_string())?;
+        Ok((opts, t.warnings))
+    }
+
+    /// The flags upstream's v1.17 `kube-ovn-v2` chart renders into the `cni-server` container
+    /// of `kube-ovn-cni` with its default values and `cni.nonPrimaryCNI=true` (template
+    /// `agent/agent-daemonset.yaml`, rendered by hand), plus what its `start-cniserver.sh` adds;
+    /// with our required flags (node name, encap IP) given as the chart's env would.
+    const UPSTREAM_V1_17_ARGS: &[&str] = &[
+        "--enable-mirror=false",
+        "--mirror-iface=mirror0",
+        "--node-switch=join",
+        "--encap-checksum=true",
+        "--iface=",
+        "--service-cluster-ip-range=10.96.0.0/12",
+        "--dpdk-tunnel-iface=br-phy",
+        "--network-type=geneve",
+        "--default-interface-name=",
+        "--logtostderr=false",
+        "--alsologtostderr=true",
+        "--log_file=/var/log/kube-ovn/kube-ovn-cni.log",
+        "--log_file_max_size=200",
+        "--enable-metrics=true",
+        "--kubelet-dir=/var/lib/kubelet",
+        "--enable-tproxy=false",
+        "--secure-serving=false",
+        "--enable-ovn-ipsec=false",
+        "--host-tunnel-src=false",
+        "--non-primary-cni-mode=true",
+        // start-cniserver.sh
+        "--ovs-socket=/run/openvswitch/db.sock",
+        "--bind-socket=/run/openvswitch/kube-ovn-daemon.sock",
+        "--ovn-sb-addr=tcp:[10.0.0.2]:6642",
+        "--v=3",
+        // the env of our chart
+        "--node-name=node-1",
+        "--encap-ip=10.0.0.3",
+    ];
+
+    #[test]
+    fn upstream_v1_17_daemon_args_run_with_a_warning_per_ignored_flag() {
+        let (opts, warnings) = upstream(UPSTREAM_V1_17_ARGS).unwrap();
+        assert!(opts.validate().is_ok());
+        assert_eq!(opts.ovs_db, "unix:/run/openvswitch/db.sock");
+        assert_eq!(opts.ovn_remote, "tcp:[10.0.0.2]:6642");
+        assert_eq!(opts.encap_type, "geneve");
+        assert_eq!(opts.metrics_addr, "0.0.0.0:10665");
+        // Warned: all but the renamed/translated four (network-type, enable-metrics,
+        // ovs-socket, ovn-sb-addr, and the quiet refusables secure-serving and
+        // enable-ovn-ipsec), the shared bind-socket, non-primary-cni-mode, node-name and
+        // encap-ip.
+        assert_eq!(
+            warnings.len(),
+            UPSTREAM_V1_17_ARGS.len() - 4 - 2 - 4,
+            "{warnings:#?}"
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("--log_file=") && w.contains("RUST_LOG")),
+            "{warnings:#?}"
+        );
+    }
+
+    #[test]
+    fn upstream_daemon_flags_we_cannot_honour_are_refused_by_name() {
+        let base = [
+            "--node-name=n",
+            "--ovn-sb-addr=tcp:1.2.3.4:6642",
+            "--encap-ip=1.2.3.4",
+        ];
+        let with = |extra: &str| {
+            let mut v: Vec<&str> = base.to_vec();
+            v.push(extra);
+            upstream(&v)
+        };
+        let err = with("--network-type=vlan").unwrap_err();
+        assert!(
+            err.contains("--network-type=vlan") && err.contains("primary mode"),
+            "{err}"
+        );
+        let err = with("--mtu=0").unwrap_err();
+        assert!(
+            err.contains("--mtu=0") && err.contains("not implemented"),
+            "{err}"
+        );
+        let (opts, _) = with("--mtu=1300").unwrap();
+        assert_eq!(opts.mtu, 1300);
+        let err = with("--enable-ovn-ipsec=true").unwrap_err();
+        assert!(err.contains("IPsec"), "{err}");
+        let (opts, _) = with("--non-primary-cni-mode=false").unwrap();
+        assert!(
+            opts.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("primary CNI mode")
+        );
+        let (opts, _) = with("--enable-metrics=false").unwrap();
+        assert_eq!(opts.metrics_addr, "");
     }
 }

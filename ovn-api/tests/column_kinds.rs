@@ -118,7 +118,7 @@ fn value(column: &str, seed: u8, rows: &[Uuid]) -> Json {
         },
         "opt_ref" => match rows {
             [] => set(vec![]),
-            _ if s % 3 == 0 => set(vec![]),
+            _ if s.is_multiple_of(3) => set(vec![]),
             _ => json!(["uuid", rows[s as usize % rows.len()].to_string()]),
         },
         "set_str" => set(subset(&[json!("w"), json!("x"), json!("y"), json!("z")], s)),
