@@ -136,16 +136,8 @@ fn is_ours(ids: &BTreeMap<String, String>) -> bool {
 /// A deterministic, locally administered unicast MAC for a router port (stable across
 /// restarts, so re-reconciling never flaps the port).
 pub fn router_port_mac(name: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    let b = hash.to_be_bytes();
-    format!(
-        "0a:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        b[3], b[4], b[5], b[6], b[7]
-    )
+    let b = crds::naming::fnv1a64(&[name]).to_be_bytes();
+    crds::MacAddr([0x0a, b[3], b[4], b[5], b[6], b[7]]).to_string()
 }
 
 /// Ensures the logical router of VPC `vpc`.
@@ -570,4 +562,13 @@ pub fn owned_routers(nb: &Nb) -> Vec<(String, String)> {
     t.by_external_id(EXTERNAL_ID_VENDOR.0, EXTERNAL_ID_VENDOR.1)
         .filter_map(|row| Some((row.name()?.to_owned(), row.external_id("vpc")?.to_owned())))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn router_port_macs_are_pinned() {
+        // Computed outside Rust: a changed MAC would flap every router port after an upgrade.
+        assert_eq!(super::router_port_mac("vpc1-s1"), "0a:29:46:9f:d4:d6");
+    }
 }

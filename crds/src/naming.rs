@@ -65,15 +65,20 @@ pub enum AnnotationKey {
 }
 
 impl AnnotationKey {
-    /// Every key, in declaration order.
-    pub const ALL: [AnnotationKey; 14] = [
-        Self::Allocated,
-        Self::IpAddress,
-        Self::MacAddress,
-        Self::Cidr,
-        Self::Gateway,
-        Self::LogicalSwitch,
-        Self::LogicalRouter,
+    /// Every key: the controller's, then the users' alone.
+    pub const ALL: [AnnotationKey; 14] = {
+        let mut all = [Self::Allocated; 14];
+        let mut i = 0;
+        while i < 7 {
+            all[i] = Self::WRITTEN_BY_CONTROLLER[i];
+            all[i + 7] = Self::ONLY_FROM_USERS[i];
+            i += 1;
+        }
+        all
+    };
+
+    /// The keys only users write (the controller reads them, never writes them).
+    pub const ONLY_FROM_USERS: [AnnotationKey; 7] = [
         Self::IpPool,
         Self::Routes,
         Self::DefaultRoute,
@@ -286,6 +291,19 @@ mod tests {
                 .count(),
             7
         );
+        let mut distinct = AnnotationKey::ALL.to_vec();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), AnnotationKey::ALL.len());
+    }
+
+    #[test]
+    fn fnv1a64_is_the_published_function() {
+        // FNV-1a test vectors (Fowler/Noll/Vo): "" and "a".
+        assert_eq!(fnv1a64(&[""]), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(&["a"]), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(&["a", "b"]), fnv1a64(&["a/b"]));
+        assert_ne!(fnv1a64(&["ab", "c"]), fnv1a64(&["a", "bc"]));
     }
 
     #[test]

@@ -1,22 +1,7 @@
 //! Host-side interface names: deterministic from (container id, interface name), so DEL, CHECK
 //! and a restarted daemon find the same port without any stored state.
 
-/// FNV-1a, 64 bit: stable across Rust versions and platforms (std's hasher is not).
-fn fnv1a64(parts: &[&str]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for (i, part) in parts.iter().enumerate() {
-        if i > 0 {
-            // A separator that cannot appear in a container id keeps ("ab","c") != ("a","bc").
-            hash ^= u64::from(b'/');
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        for byte in part.bytes() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    hash
-}
+use crds::naming::fnv1a64;
 
 /// The host end of the pod's veth: 12 hex digits of a hash and `_h` (14 bytes, within the
 /// kernel's 15). 48 bits make a collision on one node vanishingly unlikely; the daemon still
@@ -44,6 +29,8 @@ mod tests {
             format!("{:012x}_h", fnv1a64(&["c1", "net1"]) & 0xffff_ffff_ffff)
         );
         assert_ne!(host_ifname("ab", "c"), host_ifname("a", "bc"));
+        // The value itself, computed outside Rust: moving the hash into crds kept it.
+        assert_eq!(host_ifname("c1", "net1"), "eed53f7a1e9c_h");
     }
 
     proptest! {

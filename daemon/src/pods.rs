@@ -333,6 +333,14 @@ mod tests {
         assert_eq!(waiter.await.unwrap().unwrap(), a);
     }
 
+    /// The message of a wait for NAD provider `a.ns.ovn` on `net1` of pod `ns/p` that times out.
+    async fn timeout_message(pods: &StaticPods) -> String {
+        pods.wait_allocated("ns", "p", "a.ns.ovn", "net1", Duration::from_millis(20))
+            .await
+            .unwrap_err()
+            .to_string()
+    }
+
     /// Issue 12: the same NAD attached twice is allocated as `<p>.<ifname>`; the daemon used to
     /// wait for `<p>.kubernetes.io/allocated`, which never comes, and ADD hung to its timeout.
     #[tokio::test]
@@ -356,11 +364,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(got, a);
-        let err = pods
-            .wait_allocated("ns", "p", "a.ns.ovn", "net1", Duration::from_millis(20))
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = timeout_message(&pods).await;
         assert!(
             err.contains("a.ns.ovn.net1.kubernetes.io/allocated")
                 && err.contains("a Subnet has provider a.ns.ovn"),
@@ -370,12 +374,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_timeout_names_the_provider_and_the_pod() {
-        let pods = StaticPods::default();
-        let err = pods
-            .wait_allocated("ns", "p", "a.ns.ovn", "net1", Duration::from_millis(20))
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = timeout_message(&StaticPods::default()).await;
         assert!(
             err.contains("provider a.ns.ovn") && err.contains("ns/p"),
             "{err}"
