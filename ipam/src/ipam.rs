@@ -187,25 +187,14 @@ pub struct Counters {
     pub v6_available: u128,
 }
 
-/// A subnet's addressing, for the `cidr` and `gateway` annotations.
+/// A subnet's addressing, for the `cidr` and `gateway` annotations (their text is the
+/// attachment contract's, `crds::attachment::Allocation`, not this crate's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubnetInfo {
     /// CIDRs, IPv4 first.
     pub cidrs: Vec<IpNet>,
     /// Gateways, IPv4 first.
     pub gateways: Vec<IpAddr>,
-}
-
-impl SubnetInfo {
-    /// The `cidr` annotation value.
-    pub fn cidr_annotation(&self) -> String {
-        join(&self.cidrs)
-    }
-
-    /// The `gateway` annotation value.
-    pub fn gateway_annotation(&self) -> String {
-        join(&self.gateways)
-    }
 }
 
 /// The outcome of [`Ipam::rebuild`].

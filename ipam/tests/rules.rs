@@ -17,6 +17,15 @@ fn v4(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
+/// Values comma-joined, as the `cidr` and `gateway` annotations carry them.
+fn joined<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn ipam_with(spec: SubnetSpec) -> Ipam {
     let mut ipam = Ipam::with_seed(1);
     ipam.update_subnet(spec).unwrap();
@@ -89,8 +98,8 @@ fn dual_stack_returns_one_address_per_family() {
     );
     assert_eq!(lease.ip_address(), format!("{a4},{a6}"));
     let info = ipam.subnet_info("d").unwrap();
-    assert_eq!(info.cidr_annotation(), "10.16.0.0/16,fd00:10:16::/64");
-    assert_eq!(info.gateway_annotation(), "10.16.0.1,fd00:10:16::1");
+    assert_eq!(joined(&info.cidrs), "10.16.0.0/16,fd00:10:16::/64");
+    assert_eq!(joined(&info.gateways), "10.16.0.1,fd00:10:16::1");
     let c = ipam.counters("d").unwrap();
     assert_eq!(
         c,
@@ -866,7 +875,7 @@ fn ipv6_statics_gateways_and_huge_counts() {
     let mut ipam = ipam_with(spec);
     let info = ipam.subnet_info("d").unwrap();
     // A family without an explicit gateway gets its first host address.
-    assert_eq!(info.gateway_annotation(), "10.16.0.254,fd00:10:16::1");
+    assert_eq!(joined(&info.gateways), "10.16.0.254,fd00:10:16::1");
     let lease = ipam
         .allocate(
             "d",
