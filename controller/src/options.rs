@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use crds::upstream::{
-    Disposition, PRIMARY_CNI_OWNS, PRIMARY_NETWORK, UpstreamFlag, enable_metrics,
+    Disposition, NOT_APPLICABLE, PRIMARY_CNI_OWNS, PRIMARY_NETWORK, UpstreamFlag,
 };
 
 /// Flags of `kube-ovn-controller`. Every flag can also be set by the environment variable shown.
@@ -61,14 +61,11 @@ pub struct Options {
     pub workers: u16,
 }
 
-const NOT_APPLICABLE: &str = "an upstream feature this implementation does not have; no effect";
-
 /// Upstream `kube-ovn-controller` flags (what its v1.17 charts render) and what each becomes;
-/// see [`crds::upstream`]. `--gc-interval`, `--non-primary-cni-mode` and `--ovn-nb-addr` have
+/// see [`crds::upstream`] (which also holds the flags both binaries share). `--gc-interval`, `--non-primary-cni-mode` and `--ovn-nb-addr` have
 /// the same name and meaning here and need no entry.
 pub const UPSTREAM_FLAGS: &[UpstreamFlag] = &[
     UpstreamFlag::value("worker-num", Disposition::Rename("workers")),
-    UpstreamFlag::boolean("enable-metrics", Disposition::Translate(enable_metrics)),
     UpstreamFlag::value("default-ls", Disposition::Ignore(PRIMARY_NETWORK)),
     UpstreamFlag::value("default-cidr", Disposition::Ignore(PRIMARY_NETWORK)),
     UpstreamFlag::value("default-gateway", Disposition::Ignore(PRIMARY_NETWORK)),
@@ -150,22 +147,6 @@ pub const UPSTREAM_FLAGS: &[UpstreamFlag] = &[
         Disposition::Ignore(NOT_APPLICABLE),
     ),
     UpstreamFlag::value("image", Disposition::Ignore(NOT_APPLICABLE)),
-    UpstreamFlag::boolean(
-        "secure-serving",
-        Disposition::Refuse {
-            unless: &["false"],
-            why: "metrics and probes over HTTPS are not implemented: serve them over HTTP \
-                  (secure-serving=false) and keep the port off untrusted networks",
-        },
-    ),
-    UpstreamFlag::boolean(
-        "enable-ovn-ipsec",
-        Disposition::Refuse {
-            unless: &["false"],
-            why: "IPsec between nodes is not implemented; refusing rather than carrying \
-                  traffic unencrypted that was meant to be encrypted",
-        },
-    ),
 ];
 
 /// Translates upstream's flags in a command line (program name first) for [`Options`]'s
@@ -173,7 +154,7 @@ pub const UPSTREAM_FLAGS: &[UpstreamFlag] = &[
 pub fn translate_upstream_flags(
     args: impl IntoIterator<Item = std::ffi::OsString>,
 ) -> Result<crds::upstream::Translated, String> {
-    crds::upstream::translate(args, &[UPSTREAM_FLAGS, crds::upstream::KLOG])
+    crds::upstream::translate_with(args, UPSTREAM_FLAGS)
 }
 
 /// How log lines are written.
@@ -189,11 +170,7 @@ pub enum LogFormat {
 #[derive(Debug, thiserror::Error)]
 pub enum OptionsError {
     /// `--non-primary-cni-mode=false` was asked for.
-    #[error(
-        "--non-primary-cni-mode=false: primary CNI mode is not part of this implementation; \
-         Kube-OVN here runs only as an attached CNI beside the cluster's primary CNI \
-         (drop the flag or set it to true)"
-    )]
+    #[error("{}", crds::upstream::PRIMARY_MODE_UNSUPPORTED)]
     PrimaryModeUnsupported,
 }
 

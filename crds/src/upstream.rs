@@ -92,6 +92,44 @@ pub const PRIMARY_NETWORK: &str = "configures upstream's primary network (defaul
 pub const PRIMARY_CNI_OWNS: &str =
     "applies to the pods' primary network, which the primary CNI owns in attached mode";
 
+/// Reason for upstream features this implementation does not have.
+pub const NOT_APPLICABLE: &str = "an upstream feature this implementation does not have; no effect";
+
+/// Why `--non-primary-cni-mode=false` stops either binary.
+pub const PRIMARY_MODE_UNSUPPORTED: &str = "--non-primary-cni-mode=false: primary CNI mode is not part of this implementation; \
+     Kube-OVN here runs only as an attached CNI beside the cluster's primary CNI \
+     (drop the flag or set it to true)";
+
+/// Flags both upstream binaries take with the same meaning here: metrics on/off, and the two
+/// security features we refuse rather than silently not provide.
+pub const COMMON: &[UpstreamFlag] = &[
+    UpstreamFlag::boolean("enable-metrics", Disposition::Translate(enable_metrics)),
+    UpstreamFlag::boolean(
+        "secure-serving",
+        Disposition::Refuse {
+            unless: &["false"],
+            why: "metrics and probes over HTTPS are not implemented: serve them over HTTP \
+                  (secure-serving=false) and keep the port off untrusted networks",
+        },
+    ),
+    UpstreamFlag::boolean(
+        "enable-ovn-ipsec",
+        Disposition::Refuse {
+            unless: &["false"],
+            why: "IPsec between nodes is not implemented; refusing rather than carrying \
+                  traffic unencrypted that was meant to be encrypted",
+        },
+    ),
+];
+
+/// [`translate`] with a binary's own `table`, then [`COMMON`] and [`KLOG`].
+pub fn translate_with(
+    args: impl IntoIterator<Item = OsString>,
+    table: &[UpstreamFlag],
+) -> Result<Translated, String> {
+    translate(args, &[table, COMMON, KLOG])
+}
+
 /// `--enable-metrics=<bool>`: `false` turns our metrics listener off.
 pub fn enable_metrics(value: &str) -> Result<Vec<String>, String> {
     match parse_go_bool(value) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use crds::upstream::{
-    Disposition, PRIMARY_CNI_OWNS, PRIMARY_NETWORK, UpstreamFlag, enable_metrics,
+    Disposition, NOT_APPLICABLE, PRIMARY_CNI_OWNS, PRIMARY_NETWORK, UpstreamFlag,
 };
 
 /// Flags of `kube-ovn-daemon`. Every flag can also be set by the environment variable shown.
@@ -89,15 +89,9 @@ pub struct Options {
 #[derive(Debug, thiserror::Error)]
 pub enum OptionsError {
     /// `--non-primary-cni-mode=false` was asked for.
-    #[error(
-        "--non-primary-cni-mode=false: primary CNI mode is not part of this implementation; \
-         Kube-OVN here runs only as an attached CNI beside the cluster's primary CNI \
-         (drop the flag or set it to true)"
-    )]
+    #[error("{}", crds::upstream::PRIMARY_MODE_UNSUPPORTED)]
     PrimaryModeUnsupported,
 }
-
-const NOT_APPLICABLE: &str = "an upstream feature this implementation does not have; no effect";
 
 /// `--ovs-socket=<path>`: our `--ovs-db` takes an OVSDB remote.
 fn ovs_socket(path: &str) -> Result<Vec<String>, String> {
@@ -135,14 +129,13 @@ fn mtu(value: &str) -> Result<Vec<String>, String> {
 }
 
 /// Upstream `kube-ovn-daemon` flags (what its v1.17 charts and `start-cniserver.sh` pass) and
-/// what each becomes; see [`crds::upstream`]. `--bind-socket`, `--encap-ip` and
+/// what each becomes; see [`crds::upstream`] (which also holds the flags both binaries share). `--bind-socket`, `--encap-ip` and
 /// `--non-primary-cni-mode` have the same name and meaning here and need no entry.
 pub const UPSTREAM_FLAGS: &[UpstreamFlag] = &[
     UpstreamFlag::value("ovn-sb-addr", Disposition::Rename("ovn-remote")),
     UpstreamFlag::value("ovs-socket", Disposition::Translate(ovs_socket)),
     UpstreamFlag::value("network-type", Disposition::Translate(network_type)),
     UpstreamFlag::value("mtu", Disposition::Translate(mtu)),
-    UpstreamFlag::boolean("enable-metrics", Disposition::Translate(enable_metrics)),
     UpstreamFlag::value("node-switch", Disposition::Ignore(PRIMARY_NETWORK)),
     UpstreamFlag::value(
         "default-interface-name",
@@ -188,22 +181,6 @@ pub const UPSTREAM_FLAGS: &[UpstreamFlag] = &[
     UpstreamFlag::value("tls-min-version", Disposition::Ignore(NOT_APPLICABLE)),
     UpstreamFlag::value("tls-max-version", Disposition::Ignore(NOT_APPLICABLE)),
     UpstreamFlag::value("tls-cipher-suites", Disposition::Ignore(NOT_APPLICABLE)),
-    UpstreamFlag::boolean(
-        "secure-serving",
-        Disposition::Refuse {
-            unless: &["false"],
-            why: "metrics and probes over HTTPS are not implemented: serve them over HTTP \
-                  (secure-serving=false) and keep the port off untrusted networks",
-        },
-    ),
-    UpstreamFlag::boolean(
-        "enable-ovn-ipsec",
-        Disposition::Refuse {
-            unless: &["false"],
-            why: "IPsec between nodes is not implemented; refusing rather than carrying \
-                  traffic unencrypted that was meant to be encrypted",
-        },
-    ),
 ];
 
 /// Translates upstream's flags in a command line (program name first) for [`Options`]'s
@@ -211,7 +188,7 @@ pub const UPSTREAM_FLAGS: &[UpstreamFlag] = &[
 pub fn translate_upstream_flags(
     args: impl IntoIterator<Item = std::ffi::OsString>,
 ) -> Result<crds::upstream::Translated, String> {
-    crds::upstream::translate(args, &[UPSTREAM_FLAGS, crds::upstream::KLOG])
+    crds::upstream::translate_with(args, UPSTREAM_FLAGS)
 }
 
 impl Options {

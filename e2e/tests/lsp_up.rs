@@ -7,75 +7,21 @@
 //! there.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
 
-use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
 use e2e::ovn::{OvnCentral, OvnNode, unique};
 use ovn_api::tables::nb;
-use ovn_api::value::{Atom, Datum, Uuid};
+use ovn_api::testing::{Rows, dump_rows, replica_rows};
+use ovn_api::value::{Atom, Datum};
 use ovn_api::{Client, ClientConfig};
-use serde_json::Value as Json;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-type Rows = BTreeMap<Uuid, BTreeMap<String, Datum>>;
 
 /// `ovsdb-client dump` of one NB table, parsed with the replica's schema.
 fn dump(central: &OvnCentral, replica: &ovn_api::replica::Replica, table: &str) -> Rows {
     let schema = replica.table(table).unwrap().schema().clone();
-    let out = Command::new("ovsdb-client")
-        .args([
-            "-f",
-            "json",
-            "dump",
-            &central.nb_remote(),
-            "OVN_Northbound",
-            table,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let j: Json = serde_json::from_slice(&out.stdout).unwrap();
-    let headings: Vec<&str> = j["headings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h.as_str().unwrap())
-        .collect();
-    let mut rows = Rows::new();
-    for r in j["data"].as_array().unwrap() {
-        let mut uuid = Uuid::NIL;
-        let mut cols = BTreeMap::new();
-        for (h, v) in headings.iter().zip(r.as_array().unwrap()) {
-            if *h == "_uuid" {
-                uuid = Atom::from_json(v).unwrap().as_uuid().unwrap();
-            } else if *h != "_version" {
-                let ty = &schema.column(h).unwrap().ty;
-                cols.insert((*h).to_owned(), Datum::from_json_typed(v, ty).unwrap());
-            }
-        }
-        rows.insert(uuid, cols);
-    }
-    rows
-}
-
-fn replica_rows(r: &ovn_api::replica::Replica, table: &str) -> Rows {
-    r.table(table)
-        .unwrap()
-        .rows()
-        .map(|row| {
-            let cols = row
-                .columns()
-                .map(|(k, v)| (k.to_owned(), v.clone()))
-                .collect();
-            (row.uuid, cols)
-        })
-        .collect()
+    dump_rows(&central.nb_remote(), "OVN_Northbound", &schema).unwrap()
 }
 
 fn vsctl(node: &OvnNode, args: &[&str]) {

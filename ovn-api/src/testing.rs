@@ -601,3 +601,64 @@ impl TestPki {
         }
     }
 }
+
+/// Rows of one table by UUID, each column by name: what [`dump_rows`] and [`replica_rows`]
+/// return, so a test can compare the replica with the server.
+pub type Rows = std::collections::BTreeMap<
+    crate::value::Uuid,
+    std::collections::BTreeMap<String, crate::value::Datum>,
+>;
+
+/// One table as `ovsdb-client dump` prints it from `remote` (an implementation independent of
+/// ours), parsed with `schema`.
+pub fn dump_rows(
+    remote: &str,
+    database: &str,
+    schema: &crate::schema::TableSchema,
+) -> Result<Rows> {
+    use crate::value::{Atom, Datum, Uuid};
+    use serde_json::Value as Json;
+    let c = require_program("ovsdb-client", "openvswitch-common")?;
+    let text = run(Command::new(c).args(["-f", "json", "dump", remote, database, &schema.name]))?;
+    let bad = |what: &str| Error::Testing(format!("ovsdb-client dump of {}: {what}", schema.name));
+    let j: Json = serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
+    let headings: Vec<&str> = j["headings"]
+        .as_array()
+        .ok_or_else(|| bad("no headings"))?
+        .iter()
+        .filter_map(Json::as_str)
+        .collect();
+    let mut rows = Rows::new();
+    for r in j["data"].as_array().ok_or_else(|| bad("no data"))? {
+        let mut uuid = Uuid::NIL;
+        let mut cols = std::collections::BTreeMap::new();
+        for (h, v) in headings.iter().zip(r.as_array().ok_or_else(|| bad("row"))?) {
+            if *h == "_uuid" {
+                uuid = Atom::from_json(v)?.as_uuid().ok_or_else(|| bad("_uuid"))?;
+            } else if *h != "_version" {
+                let ty = &schema.column(h).ok_or_else(|| bad(h))?.ty;
+                cols.insert((*h).to_owned(), Datum::from_json_typed(v, ty)?);
+            }
+        }
+        rows.insert(uuid, cols);
+    }
+    Ok(rows)
+}
+
+/// One table of a replica, in the shape of [`dump_rows`] (empty when not monitored).
+pub fn replica_rows(replica: &crate::replica::Replica, table: &str) -> Rows {
+    replica
+        .table(table)
+        .map(|t| {
+            t.rows()
+                .map(|row| {
+                    let cols = row
+                        .columns()
+                        .map(|(k, v)| (k.to_owned(), v.clone()))
+                        .collect();
+                    (row.uuid, cols)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

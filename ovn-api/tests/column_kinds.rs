@@ -14,15 +14,14 @@
 // Helpers outside #[test] fns are test code too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ovn_api::protocol::MonitorMethod;
-use ovn_api::testing::OvsdbServer;
-use ovn_api::value::{Atom, Datum, Uuid};
+use ovn_api::testing::{OvsdbServer, Rows, dump_rows, replica_rows};
+use ovn_api::value::{Atom, Uuid};
 use ovn_api::{Client, ClientConfig};
 use proptest::prelude::*;
 use serde_json::{Value as Json, json};
@@ -191,58 +190,9 @@ fn eq_uuid(u: Uuid) -> Json {
     json!([["_uuid", "==", ["uuid", u.to_string()]]])
 }
 
-/// The server's rows as `ovsdb-client dump` prints them, parsed with the replica's schema.
-type Rows = BTreeMap<Uuid, BTreeMap<String, Datum>>;
-
 fn dump(server: &OvsdbServer, client: &Client) -> Rows {
     let schema = client.replica().table(TABLE).unwrap().schema().clone();
-    let text = server
-        .client(&[
-            "-f",
-            "json",
-            "dump",
-            &server.remote(),
-            server.database(),
-            TABLE,
-        ])
-        .unwrap();
-    let j: Json = serde_json::from_str(&text).unwrap();
-    let headings: Vec<&str> = j["headings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h.as_str().unwrap())
-        .collect();
-    let mut out = Rows::new();
-    for r in j["data"].as_array().unwrap() {
-        let mut uuid = Uuid::NIL;
-        let mut cols = BTreeMap::new();
-        for (h, v) in headings.iter().zip(r.as_array().unwrap()) {
-            if *h == "_uuid" {
-                uuid = Atom::from_json(v).unwrap().as_uuid().unwrap();
-            } else if *h != "_version" {
-                let ty = &schema.column(h).unwrap().ty;
-                cols.insert((*h).to_owned(), Datum::from_json_typed(v, ty).unwrap());
-            }
-        }
-        out.insert(uuid, cols);
-    }
-    out
-}
-
-fn replica_rows(r: &ovn_api::replica::Replica) -> Rows {
-    r.table(TABLE)
-        .unwrap()
-        .rows()
-        .map(|row| {
-            (
-                row.uuid,
-                row.columns()
-                    .map(|(k, v)| (k.to_owned(), v.clone()))
-                    .collect(),
-            )
-        })
-        .collect()
+    dump_rows(&server.remote(), server.database(), &schema).unwrap()
 }
 
 /// A unix-socket proxy in front of the server whose server → client direction can be paused.
@@ -475,10 +425,10 @@ impl Bed {
         let want = dump(&self.server, &self.client);
         let ok = self
             .client
-            .wait_until(Duration::from_secs(10), |r| replica_rows(r) == want)
+            .wait_until(Duration::from_secs(10), |r| replica_rows(r, TABLE) == want)
             .await;
         if ok.is_err() {
-            let got = replica_rows(&self.client.replica());
+            let got = replica_rows(&self.client.replica(), TABLE);
             for (u, cols) in &want {
                 match got.get(u) {
                     None => panic!("after {after}: replica lacks row {u}: {cols:?}"),
