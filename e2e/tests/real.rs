@@ -632,3 +632,317 @@ async fn multus_on_a_real_node_gives_net1_from_a_nad_and_writes_network_status()
     host_fence.check().unwrap();
     eprintln!("whole run {:?}", started.elapsed());
 }
+
+/// `kubectl` output for a failure report (never fails itself).
+fn debug_dump(plane: &e2e::k8s::ControlPlane) -> String {
+    let mut out = String::new();
+    for args in [
+        &["get", "pods", "-A", "-o", "wide"][..],
+        &["get", "events", "-A", "--sort-by=.lastTimestamp"],
+    ] {
+        out.push_str(&format!("$ kubectl {}\n", args.join(" ")));
+        out.push_str(&plane.kubectl(args).unwrap_or_else(|e| e.to_string()));
+    }
+    for target in [
+        "daemonset/ovs-ovn",
+        "daemonset/kube-ovn-cni",
+        "deployment/ovn-central",
+        "deployment/kube-ovn-controller",
+    ] {
+        out.push_str(&format!(
+            "$ kubectl -n kube-system logs {target} --all-containers --tail=30\n"
+        ));
+        out.push_str(
+            &plane
+                .kubectl(&[
+                    "-n",
+                    "kube-system",
+                    "logs",
+                    target,
+                    "--all-containers",
+                    "--tail=30",
+                ])
+                .unwrap_or_else(|e| e.to_string()),
+        );
+    }
+    out
+}
+
+/// The README's install on one real node, then the manual's first example by kubectl only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_installs_on_a_real_node_and_runs_the_manuals_first_example() {
+    use e2e::helm::Helm;
+    use e2e::k8s::{Binaries, ControlPlane, Options};
+    use e2e::real::node::{MULTUS_BIN, NodeConfig, RealNode, WORKLOAD_IMAGE};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::runtime::wait::{await_condition, conditions};
+
+    let started = Instant::now();
+    let images: Vec<_> = [
+        "e2e-pause",
+        "e2e-workload",
+        "kube-ovn-controller",
+        "kube-ovn-cni",
+        "kube-ovn-ovn",
+    ]
+    .iter()
+    .map(|name| {
+        let path = image_archive(name);
+        assert!(path.is_file(), "run `cargo xtask images`");
+        path
+    })
+    .collect();
+    let k8s = Binaries::locate().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let helm = Helm::locate(state.path()).unwrap();
+    let bridge = HostBridge::create().unwrap();
+    let host_fence = Fence::install(
+        Scope::HostForward {
+            in_interface: bridge.name().to_owned(),
+        },
+        &bridge.allow_list(&[]),
+    )
+    .unwrap();
+    let plane = ControlPlane::start_with(Options {
+        address: Some(bridge.address()),
+    })
+    .await
+    .unwrap();
+    // Multus' installer brings the NAD CRD; here the test does.
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(plane.client());
+    let nad_crd = <crds::NetworkAttachmentDefinition as kube::CustomResourceExt>::crd();
+    crds.create(&Default::default(), &nad_crd).await.unwrap();
+    let name = kube::ResourceExt::name_any(&nad_crd);
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        await_condition(crds, &name, conditions::is_crd_established()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let node = RealNode::start(
+        &plane,
+        &bridge,
+        &NodeConfig {
+            name: "real-c".to_owned(),
+            index: 0,
+            images,
+            k8s_bin_dir: k8s.path("kubelet").parent().unwrap().to_path_buf(),
+            extra_plugins: Vec::new(),
+            multus: Some(MULTUS_BIN.into()),
+        },
+    )
+    .await
+    .unwrap();
+    // The kubelet refuses this label in --node-labels; users label control-plane nodes so.
+    plane
+        .kubectl(&[
+            "label",
+            "node",
+            node.name(),
+            "node-role.kubernetes.io/control-plane=",
+        ])
+        .unwrap();
+    eprintln!("node Ready after {:?}", started.elapsed());
+
+    // The README's command, plus only what this machine needs: the userspace datapath.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    helm.run(
+        &root,
+        &[
+            "install",
+            "kube-ovn",
+            "./charts/kube-ovn-v2",
+            "--namespace",
+            "kube-system",
+            "--set",
+            "cni.nonPrimaryCNI=true",
+            "--set",
+            "networking.datapathType=netdev",
+        ],
+        Some(plane.kubeconfig()),
+    )
+    .unwrap();
+    for target in [
+        "deployment/ovn-central",
+        "daemonset/ovs-ovn",
+        "daemonset/kube-ovn-cni",
+        "deployment/kube-ovn-controller",
+    ] {
+        let rolled = plane.kubectl(&[
+            "-n",
+            "kube-system",
+            "rollout",
+            "status",
+            target,
+            "--timeout=180s",
+        ]);
+        if let Err(e) = rolled {
+            panic!(
+                "{target} not rolled out: {e}\n{}\nfence: {:?}",
+                debug_dump(&plane),
+                node.fence().report()
+            );
+        }
+        eprintln!("{target} rolled out after {:?}", started.elapsed());
+    }
+    node.fence().check().unwrap();
+
+    // The manual's first example, the pod's image swapped for the test workload.
+    let example = crds::seed::first_example().replace(
+        "    image: nginx\n",
+        &format!("    image: {WORKLOAD_IMAGE}\n    imagePullPolicy: Never\n"),
+    );
+    let manifest = std::env::temp_dir().join(format!("{}-seed.yaml", unique("kovn-c-")));
+    std::fs::write(&manifest, example).unwrap();
+    plane
+        .kubectl(&["apply", "-f", &manifest.display().to_string()])
+        .unwrap();
+    let _ = std::fs::remove_file(&manifest);
+    let waited = plane.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/multi-network-pod",
+        "--timeout=120s",
+    ]);
+    if let Err(e) = waited {
+        panic!(
+            "multi-network-pod not Ready: {e}\n{}\n{}",
+            plane
+                .kubectl(&["describe", "pod", "multi-network-pod"])
+                .unwrap_or_default(),
+            debug_dump(&plane)
+        );
+    }
+    eprintln!("multi-network-pod Ready after {:?}", started.elapsed());
+    let addr = plane
+        .kubectl(&["exec", "multi-network-pod", "--", "ip", "addr", "show"])
+        .unwrap();
+    eprintln!("ip addr show:\n{addr}");
+    assert!(addr.contains("inet 10.100."), "{addr}");
+    let logs = plane
+        .kubectl(&["logs", "-n", "kube-system", "daemonset/kube-ovn-cni"])
+        .unwrap();
+    assert!(logs.contains("multi-network-pod"), "{logs}");
+
+    plane
+        .kubectl(&[
+            "delete",
+            "pod",
+            "multi-network-pod",
+            "--wait=true",
+            "--timeout=60s",
+        ])
+        .unwrap();
+    helm.run(
+        &root,
+        &[
+            "uninstall",
+            "kube-ovn",
+            "--namespace",
+            "kube-system",
+            "--wait",
+        ],
+        Some(plane.kubeconfig()),
+    )
+    .unwrap();
+    node.fence().check().unwrap();
+    host_fence.check().unwrap();
+    eprintln!("whole run {:?}", started.elapsed());
+}
+
+/// Two kubelets, each with its own containerd, namespace, mount namespace and cgroup root, in
+/// one cluster: pods on both, and a ping between them over their eth0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_real_nodes_share_this_machine_and_their_pods_reach_each_other() {
+    use e2e::k8s::{Binaries, ControlPlane, Options};
+    use e2e::real::node::{NodeConfig, RealNode};
+
+    let started = Instant::now();
+    let images = vec![image_archive("e2e-pause"), image_archive("e2e-workload")];
+    let k8s = Binaries::locate().unwrap();
+    let bin_dir = k8s.path("kubelet").parent().unwrap().to_path_buf();
+    let bridge = HostBridge::create().unwrap();
+    let host_fence = Fence::install(
+        Scope::HostForward {
+            in_interface: bridge.name().to_owned(),
+        },
+        // Pods' traffic between nodes is bridged by the host (br_netfilter shows it to FORWARD).
+        &bridge.allow_list(&[bridge.cluster_cidr()]),
+    )
+    .unwrap();
+    let plane = ControlPlane::start_with(Options {
+        address: Some(bridge.address()),
+    })
+    .await
+    .unwrap();
+    let mut nodes = Vec::new();
+    for (index, name) in ["real-a", "real-b"].into_iter().enumerate() {
+        let node = RealNode::start(
+            &plane,
+            &bridge,
+            &NodeConfig {
+                name: name.to_owned(),
+                index: u8::try_from(index).unwrap(),
+                images: images.clone(),
+                k8s_bin_dir: bin_dir.clone(),
+                extra_plugins: Vec::new(),
+                multus: None,
+            },
+        )
+        .await
+        .unwrap();
+        eprintln!("{name} Ready after {:?}", started.elapsed());
+        nodes.push(node);
+    }
+    nodes[0].route_pods_to(&nodes[1]).unwrap();
+    nodes[1].route_pods_to(&nodes[0]).unwrap();
+    for (pod, node) in [("pod-a", &nodes[0]), ("pod-b", &nodes[1])] {
+        let manifest = std::env::temp_dir().join(format!("{}-{pod}.json", unique("kovn-2-")));
+        std::fs::write(&manifest, pod_yaml(pod, node.name())).unwrap();
+        plane
+            .kubectl(&["apply", "-f", &manifest.display().to_string()])
+            .unwrap();
+        let _ = std::fs::remove_file(&manifest);
+    }
+    for pod in ["pod-a", "pod-b"] {
+        let waited = plane.kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            &format!("pod/{pod}"),
+            "--timeout=90s",
+        ]);
+        if let Err(e) = waited {
+            let describe = plane.kubectl(&["describe", "pod", pod]).unwrap_or_default();
+            panic!("{pod} not Ready: {e}\n{describe}");
+        }
+    }
+    eprintln!("both pods Running after {:?}", started.elapsed());
+    let ip_b = plane
+        .kubectl(&["get", "pod", "pod-b", "-o", "jsonpath={.status.podIP}"])
+        .unwrap();
+    assert!(
+        nodes[1]
+            .pod_subnet()
+            .contains(&ip_b.parse::<std::net::Ipv4Addr>().unwrap())
+    );
+    let ping = plane
+        .kubectl(&["exec", "pod-a", "--", "ping", "-c", "1", "-W", "3", &ip_b])
+        .unwrap();
+    assert!(ping.contains("1 packets received"), "{ping}");
+    plane
+        .kubectl(&[
+            "delete",
+            "pod",
+            "pod-a",
+            "pod-b",
+            "--wait=true",
+            "--timeout=60s",
+        ])
+        .unwrap();
+    for node in &nodes {
+        node.fence().check().unwrap();
+    }
+    host_fence.check().unwrap();
+    eprintln!("whole run {:?}", started.elapsed());
+}

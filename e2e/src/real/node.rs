@@ -95,6 +95,7 @@ pub struct RealNode {
     socket: PathBuf,
     kubeconfig: PathBuf,
     mounts: Option<NodeMounts>,
+    cgroup_root: String,
     proxy: Option<KubeProxy>,
     kubelet: Option<Process>,
     containerd: Option<Process>,
@@ -128,7 +129,8 @@ impl RealNode {
         // The fence goes up before any program runs in the namespace.
         let fence = Fence::install(
             Scope::Netns(netns.name().to_owned()),
-            &bridge.allow_list(&[pod_subnet]),
+            // Every node's pod subnet: pods talk across nodes over their eth0.
+            &bridge.allow_list(&[bridge.cluster_cidr()]),
         )?;
         let dir = plane.run_dir().join(format!("node-{}", config.name));
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
@@ -139,6 +141,7 @@ impl RealNode {
             socket: dir.join("containerd.sock"),
             kubeconfig: plane.kubeconfig().to_path_buf(),
             mounts: None,
+            cgroup_root: netns.name().to_owned(),
             dir,
             proxy: None,
             kubelet: None,
@@ -147,6 +150,7 @@ impl RealNode {
             netns,
         };
         node.mounts = Some(NodeMounts::create(&node.dir)?);
+        create_cgroup_root(&node.cgroup_root)?;
         node.start_containerd(config)?;
         for image in &config.images {
             node.ctr(&["images", "import", &image.display().to_string()])?;
@@ -170,7 +174,10 @@ impl RealNode {
 
     fn start_containerd(&mut self, config: &NodeConfig) -> Result<()> {
         let dir = &self.dir;
-        let cni_bin = dir.join("cni/bin");
+        // The node's `/opt/cni/bin` (bound there in its mount namespace): the chart's
+        // kube-ovn-cni installs the `kube-ovn` plugin into the hostPath `/opt/cni/bin`, and
+        // Multus and containerd must find it beside the reference plugins.
+        let cni_bin = dir.join("host/opt/cni/bin");
         let cni_conf = dir.join("cni/net.d");
         for d in [&cni_bin, &cni_conf, &dir.join("containerd")] {
             std::fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
@@ -312,6 +319,7 @@ impl RealNode {
             "authorization": {"mode": "Webhook"},
             "registerNode": true,
             "serializeImagePulls": false,
+            "cgroupRoot": format!("/{}", self.cgroup_root),
         });
         let path = dir.join("kubelet.json");
         std::fs::write(&path, kubelet_config.to_string())
@@ -362,9 +370,27 @@ impl RealNode {
         }
     }
 
+    /// Routes `other`'s pod subnet via `other` (pods' eth0 across nodes, as a primary CNI's
+    /// routes would).
+    pub fn route_pods_to(&self, other: &RealNode) -> Result<()> {
+        run(Command::new("ip").args([
+            "-n",
+            self.netns.name(),
+            "route",
+            "add",
+            &other.pod_subnet.to_string(),
+            "via",
+            &other.ip.to_string(),
+        ]))?;
+        Ok(())
+    }
+
     /// `ctr -a <socket> -n k8s.io <args>` against this node's containerd.
     pub fn ctr(&self, args: &[&str]) -> Result<String> {
-        run(Command::new("ctr")
+        // Bounded: a containerd that hangs must not hang the teardown (seen once: a two-node
+        // test's teardown stalled for minutes and left a shim and its containers behind).
+        run(Command::new("timeout")
+            .args(["20", "ctr"])
             .arg("-a")
             .arg(&self.socket)
             .args(["-n", "k8s.io"])
@@ -408,7 +434,7 @@ impl RealNode {
 
     /// The node's CNI bin dir.
     pub fn cni_bin_dir(&self) -> PathBuf {
-        self.dir.join("cni/bin")
+        self.dir.join("host/opt/cni/bin")
     }
 
     fn teardown(&mut self) {
@@ -433,7 +459,7 @@ impl RealNode {
             mounts.remove();
         }
         unmount_under(&self.dir);
-        remove_pod_cgroups();
+        remove_cgroup_root(&self.cgroup_root);
         if std::thread::panicking() {
             eprintln!(
                 "real node {} logs kept in {}",
@@ -548,6 +574,13 @@ fn kill_shims_of(socket: &Path) {
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         if cmdline.contains("containerd-shim") && cmdline.contains(&needle) {
+            // The containers are the shim's children; they outlive it when it dies first.
+            for child in children_of(pid) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(child),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
@@ -583,8 +616,46 @@ pub const NODE_PRIVATE_PATHS: &[&str] = &[
 struct NodeMounts {
     dir: PathBuf,
     file: PathBuf,
-    /// Host dirs created as mount points (removed again when empty).
-    created: Vec<PathBuf>,
+}
+
+/// Host mount points real nodes created (one path a line), shared by every node of every test
+/// process: removing one while another node's namespace has it bound would detach that bind.
+const CREATED_LIST: &str = "/run/kube-ovn-e2e-real-created";
+
+fn remember_created(dirs: &[PathBuf]) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(CREATED_LIST)
+    {
+        for d in dirs {
+            let _ = writeln!(f, "{}", d.display());
+        }
+    }
+}
+
+/// Removes the created mount points (deepest first, when empty) once no node mount namespace
+/// is bound any more on this machine.
+fn remove_created_if_last() {
+    let others = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .any(|p| p.ends_with("/mntns/ns"));
+    if others {
+        return;
+    }
+    let Ok(list) = std::fs::read_to_string(CREATED_LIST) else {
+        return;
+    };
+    let mut dirs: Vec<&str> = list.lines().collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
+    dirs.dedup();
+    for d in dirs {
+        let _ = std::fs::remove_dir(d);
+    }
+    let _ = std::fs::remove_file(CREATED_LIST);
 }
 
 impl NodeMounts {
@@ -592,10 +663,9 @@ impl NodeMounts {
         let dir = node_dir.join("mntns");
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         let file = dir.join("ns");
-        let mut mounts = Self {
+        let mounts = Self {
             dir: dir.clone(),
             file: file.clone(),
-            created: Vec::new(),
         };
         // A namespace can only be bound on a private mount: make the dir one.
         run(Command::new("mount").arg("--bind").arg(&dir).arg(&dir))?;
@@ -618,7 +688,7 @@ impl NodeMounts {
                 }
                 std::fs::create_dir_all(target)
                     .map_err(io(format!("creating {}", target.display())))?;
-                mounts.created.extend(missing);
+                remember_created(&missing);
             }
             run(Command::new("nsenter")
                 .arg(format!("--mount={}", file.display()))
@@ -626,10 +696,15 @@ impl NodeMounts {
                 .arg(&source)
                 .arg(target))?;
         }
-        // The pod namespaces' dir must be shared for `mountPropagation` (runc checks it).
+        // hostPath volumes with `mountPropagation` must sit on a shared or slave mount, and the
+        // CRI looks up `/var/run/netns` without following `/var/run -> /run`, so it checks `/`.
+        // The host's `/` is private here (no systemd), so `--propagation slave` left it private
+        // in the node's namespace too (measured: the chart's kube-ovn-cni failed with `path
+        // "/var/run/netns" is mounted on "/" but it is not a shared or slave mount`). Making `/`
+        // rshared inside the node's own namespace fixes that and leaves the host's untouched.
         run(Command::new("nsenter")
             .arg(format!("--mount={}", file.display()))
-            .args(["--", "mount", "--make-rshared", "/run/netns"]))?;
+            .args(["--", "mount", "--make-rshared", "/"]))?;
         Ok(mounts)
     }
 
@@ -646,9 +721,7 @@ impl NodeMounts {
     fn remove_mounts(&mut self) {
         let _ = nix::mount::umount2(&self.file, nix::mount::MntFlags::MNT_DETACH);
         let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
-        for dir in self.created.drain(..) {
-            let _ = std::fs::remove_dir(dir);
-        }
+        remove_created_if_last();
     }
 }
 
@@ -656,6 +729,22 @@ impl Drop for NodeMounts {
     fn drop(&mut self) {
         self.remove_mounts();
     }
+}
+
+/// Direct children of `pid` (from `/proc/<pid>/task/*/children`).
+fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
 }
 
 /// Unmounts everything mounted under `dir` (deepest first): the kubelet's root dir bind mount,
@@ -677,14 +766,37 @@ fn unmount_under(dir: &Path) {
     }
 }
 
-/// Removes the kubelet's pod cgroups (`kubepods` in every v1 hierarchy), deepest first; a
-/// cgroup with processes left stays (rmdir fails) and is reported by the leftover check.
-fn remove_pod_cgroups() {
+/// The node's cgroup root (the kubelet's `cgroupRoot`): `/<name>` in every hierarchy, so two
+/// kubelets on one machine never see each other's pod cgroups (each removes pod cgroups it
+/// does not know, with their processes). A new v1 cpuset cgroup starts with no CPUs and no
+/// memory nodes: they are copied from the root.
+fn create_cgroup_root(name: &str) -> Result<()> {
+    let hierarchies =
+        std::fs::read_dir("/sys/fs/cgroup").map_err(io("listing /sys/fs/cgroup".to_owned()))?;
+    for h in hierarchies.flatten() {
+        if !h.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let dir = h.path().join(name);
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            if let Ok(value) = std::fs::read_to_string(h.path().join(file)) {
+                std::fs::write(dir.join(file), value.trim())
+                    .map_err(io(format!("writing {}", dir.join(file).display())))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes the node's cgroup root in every hierarchy, deepest first; a cgroup with processes
+/// left stays (rmdir fails).
+fn remove_cgroup_root(name: &str) {
     let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
         return;
     };
     for h in hierarchies.flatten() {
-        let root = h.path().join("kubepods");
+        let root = h.path().join(name);
         if root.is_dir() {
             remove_cgroup_tree(&root);
         }
