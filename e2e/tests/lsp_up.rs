@@ -38,6 +38,24 @@ fn vsctl(node: &OvnNode, args: &[&str]) {
     );
 }
 
+/// An internal port `tap1` on br-int for the logical port `port` (ovn-controller claims it).
+fn plug(node: &OvnNode, port: &str) {
+    vsctl(
+        node,
+        &[
+            "add-port",
+            "br-int",
+            "tap1",
+            "--",
+            "set",
+            "Interface",
+            "tap1",
+            "type=internal",
+            &format!("external_ids:iface-id={port}"),
+        ],
+    );
+}
+
 /// The port's `up` in a dump: `None` when empty.
 fn up_of(rows: &Rows, port: &str) -> Option<Option<bool>> {
     let row = rows.values().find(|r| r["name"] == Datum::scalar(port))?;
@@ -128,38 +146,12 @@ async fn lsp_up_set_by_ovn_controller_and_northd_reads_back_typed() {
     expect_up(&central, &client, port, Some(false)).await;
 
     // ovn-controller claims it: `[false] → [true]`.
-    vsctl(
-        &node,
-        &[
-            "add-port",
-            "br-int",
-            "tap1",
-            "--",
-            "set",
-            "Interface",
-            "tap1",
-            "type=internal",
-            &format!("external_ids:iface-id={port}"),
-        ],
-    );
+    plug(&node, port);
     expect_up(&central, &client, port, Some(true)).await;
 
     // The port leaves the node: `[true] → [false]`; and comes back.
     vsctl(&node, &["del-port", "br-int", "tap1"]);
     expect_up(&central, &client, port, Some(false)).await;
-    vsctl(
-        &node,
-        &[
-            "add-port",
-            "br-int",
-            "tap1",
-            "--",
-            "set",
-            "Interface",
-            "tap1",
-            "type=internal",
-            &format!("external_ids:iface-id={port}"),
-        ],
-    );
+    plug(&node, port);
     expect_up(&central, &client, port, Some(true)).await;
 }
