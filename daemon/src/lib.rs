@@ -17,3 +17,5 @@ pub mod pods;
 pub mod rtnl;
 pub mod server;
 pub mod sys;
+pub mod tunnel;
+pub mod uninstall;

@@ -9,6 +9,8 @@ use daemon::options::{Options, translate_upstream_flags};
 use daemon::ovs::{self, NodeConfig};
 use daemon::pods::KubePods;
 use daemon::server::{self, CniService, ServiceConfig};
+use daemon::tunnel::{self, TunnelConfig};
+use daemon::uninstall;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -53,8 +55,16 @@ async fn main() -> anyhow::Result<()> {
             .context("no in-cluster config and no --kubeconfig")?,
     };
     let client = kube::Client::try_from(kube_config)?;
+    let kube_client = client.clone();
 
     let ovs = Arc::new(ovs::connect(&opts.ovs_db).await?);
+    // The daemon's own namespace unless told otherwise (read now, before any thread moves).
+    let host = daemon::netns::Netns::open(
+        opts.host_netns
+            .as_deref()
+            .unwrap_or(std::path::Path::new("/proc/self/ns/net")),
+    )?;
+    let encap_ip = tunnel_endpoint(&opts, &ovs, &host).await?;
     ovs::init_node(
         &ovs,
         &NodeConfig {
@@ -63,12 +73,12 @@ async fn main() -> anyhow::Result<()> {
             system_id: opts.node_name.clone(),
             ovn_remote: opts.ovn_remote.clone(),
             encap_type: opts.encap_type.clone(),
-            encap_ip: opts.encap_ip.clone(),
+            encap_ip: encap_ip.clone(),
         },
     )
     .await?;
     tracing::info!(node = %opts.node_name, bridge = %opts.bridge, datapath = %opts.datapath_type,
-        "node initialised");
+        %encap_ip, "node initialised");
 
     let metrics = Arc::new(Metrics::new());
     if let Some(addr) = metrics::parse_addr(&opts.metrics_addr)? {
@@ -81,16 +91,30 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
 
-    // The daemon's own namespace unless told otherwise (read now, before any thread moves).
-    let host = daemon::netns::Netns::open(
-        opts.host_netns
-            .as_deref()
-            .unwrap_or(std::path::Path::new("/proc/self/ns/net")),
-    )?;
+    if let Some(nic) = opts.tunnel_nic().filter(|_| opts.datapath_type == "netdev") {
+        // ovs-vswitchd recreates the bridge's interface empty when it restarts: put the
+        // addresses back soon after.
+        let cfg = tunnel_config(&opts, nic);
+        let (ovs, host) = (ovs.clone(), host.try_clone()?);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                match tunnel::ensure(&ovs, &host, &cfg).await {
+                    Ok(ep) if ep.changed > 0 => tracing::info!(bridge = %cfg.bridge,
+                        addresses = ?ep.addresses, changed = ep.changed,
+                        "tunnel endpoint restored on its bridge"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(bridge = %cfg.bridge, error = %e,
+                        "tunnel endpoint check failed"),
+                }
+            }
+        });
+    }
     let service = Arc::new(CniService::new(
         Arc::new(KubePods::new(client)),
-        ovs,
-        host,
+        ovs.clone(),
+        host.try_clone()?,
         ServiceConfig {
             bridge: opts.bridge.clone(),
             mtu: opts.mtu,
@@ -115,10 +139,116 @@ async fn main() -> anyhow::Result<()> {
     });
 
     let listener = server::bind(&opts.bind_socket)?;
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    // The kubelet stops the pod with SIGTERM; a terminal gives SIGINT.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
         tracing::info!("shutting down");
     };
     server::serve(listener, service, shutdown).await?;
+    if let Some(owner) = &opts.owner_daemonset {
+        undo_if_uninstalled(&opts, owner, &kube_client, &ovs, &host).await;
+    }
     Ok(())
+}
+
+/// On uninstall (not on a restart), gives the node back what the install changed.
+async fn undo_if_uninstalled(
+    opts: &Options,
+    owner: &uninstall::Owner,
+    client: &kube::Client,
+    ovs: &ovn_api::rpc::Client,
+    host: &daemon::netns::Netns,
+) {
+    match uninstall::verdict(client, owner).await {
+        uninstall::Verdict::Staying => {
+            tracing::info!(daemonset = %format!("{}/{}", owner.namespace, owner.name),
+                "restart, not an uninstall: leaving the node as it is");
+            return;
+        }
+        uninstall::Verdict::Unknown(why) => {
+            tracing::warn!(%why, "could not tell a restart from an uninstall: leaving the node as it is");
+            return;
+        }
+        uninstall::Verdict::Uninstalled(why) => {
+            tracing::info!(%why, "Kube-OVN is being uninstalled: cleaning up this node");
+        }
+    }
+    if let Some(dir) = &opts.cni_bin_dir {
+        match uninstall::remove_plugin(dir) {
+            Ok(true) => tracing::info!(path = %uninstall::plugin_path(dir).display(),
+                "removed the kube-ovn CNI plugin"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(path = %uninstall::plugin_path(dir).display(), error = %e,
+                "could not remove the kube-ovn CNI plugin"),
+        }
+    }
+    if let Some(nic) = opts.tunnel_nic().filter(|_| opts.datapath_type == "netdev") {
+        let cfg = tunnel_config(opts, nic);
+        match tunnel::release(ovs, host, &cfg).await {
+            Ok(moved) => tracing::info!(nic, bridge = %cfg.bridge, moved,
+                "tunnel NIC has its addresses and routes back"),
+            Err(e) => tracing::warn!(nic, bridge = %cfg.bridge, error = %e,
+                "could not give the tunnel NIC its addresses back"),
+        }
+    }
+}
+
+fn tunnel_config(opts: &Options, nic: &str) -> TunnelConfig {
+    TunnelConfig {
+        nic: nic.to_owned(),
+        bridge: opts.dpdk_tunnel_iface.clone(),
+        timeout: std::time::Duration::from_secs(30),
+    }
+}
+
+/// This node's `ovn-encap-ip`: `--encap-ip`, else the address of `--iface`. With the userspace
+/// datapath and `--iface`, the NIC goes onto its OVS bridge first ([`tunnel::ensure`]).
+async fn tunnel_endpoint(
+    opts: &Options,
+    ovs: &ovn_api::rpc::Client,
+    host: &daemon::netns::Netns,
+) -> anyhow::Result<String> {
+    let netdev = opts.datapath_type == "netdev";
+    let from_nic = match opts.tunnel_nic() {
+        Some(nic) if netdev => {
+            let cfg = tunnel_config(opts, nic);
+            let ep = tunnel::ensure(ovs, host, &cfg).await.with_context(|| {
+                format!("putting tunnel interface {nic} on bridge {}", cfg.bridge)
+            })?;
+            tracing::info!(nic, bridge = %cfg.bridge, addresses = ?ep.addresses,
+                changed = ep.changed, "tunnel endpoint on its OVS bridge");
+            ep.encap_ip()
+        }
+        Some(nic) => Some(
+            tunnel::nic_address(host, nic)
+                .await
+                .with_context(|| format!("reading the address of tunnel interface {nic}"))?,
+        ),
+        None => None,
+    };
+    let encap_ip = match (opts.encap_ip(), from_nic) {
+        (Some(ip), _) => ip.to_owned(),
+        (None, Some(ip)) => ip.to_string(),
+        (None, None) => anyhow::bail!("{}", daemon::options::OptionsError::NoTunnelEndpoint),
+    };
+    if netdev && opts.tunnel_nic().is_none() {
+        if let Ok(ip) = encap_ip.parse() {
+            let holder = tunnel::holder_of(host, ip).await.ok().flatten();
+            let on_ovs = holder
+                .as_deref()
+                .is_some_and(|name| ovs::bridge_exists(ovs, name));
+            if !on_ovs {
+                tracing::warn!(%encap_ip, interface = ?holder,
+                    "with the userspace datapath (netdev) geneve and vxlan between nodes need \
+                     the tunnel address on an OVS bridge; set --iface (IFACE, chart value \
+                     agent.interface) to a NIC that carries only the tunnel");
+            }
+        }
+    }
+    Ok(encap_ip)
 }

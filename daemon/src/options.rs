@@ -28,9 +28,22 @@ pub struct Options {
     #[arg(long, env = "OVN_SB_ADDR")]
     pub ovn_remote: String,
 
-    /// This node's tunnel endpoint address (`external_ids:ovn-encap-ip`).
+    /// This node's tunnel endpoint address (`external_ids:ovn-encap-ip`). When unset, the
+    /// first address of `--iface` (IPv4 first).
     #[arg(long, env = "ENCAP_IP")]
-    pub encap_ip: String,
+    pub encap_ip: Option<String>,
+
+    /// The NIC that carries the tunnel between nodes (upstream's `--iface`). With the userspace
+    /// datapath it becomes a port of the OVS bridge `--dpdk-tunnel-iface` and its addresses and
+    /// routes move to that bridge (ovs-vswitchd's tunnels route only over its own bridges);
+    /// give a NIC that carries nothing else. Empty: the tunnel uses `--encap-ip` as it is.
+    #[arg(long, env = "IFACE")]
+    pub iface: Option<String>,
+
+    /// The OVS bridge that takes the tunnel NIC's addresses with the userspace datapath
+    /// (upstream's name for it).
+    #[arg(long, env = "DPDK_TUNNEL_IFACE", default_value = "br-phy")]
+    pub dpdk_tunnel_iface: String,
 
     /// Tunnel type.
     #[arg(long, env = "ENCAP_TYPE", default_value = "geneve")]
@@ -78,6 +91,17 @@ pub struct Options {
     #[arg(long, env = "LOG_JSON")]
     pub log_json: bool,
 
+    /// The DaemonSet this daemon runs in, as `<namespace>/<name>`. At SIGTERM the daemon asks
+    /// whether it still exists: when it is gone (an uninstall, not a restart), the daemon
+    /// removes the plugin from `--cni-bin-dir` and gives the tunnel NIC its addresses back.
+    /// Unset: nothing is undone.
+    #[arg(long, env = "OWNER_DAEMONSET")]
+    pub owner_daemonset: Option<crate::uninstall::Owner>,
+
+    /// The CNI bin dir the `kube-ovn` plugin was installed into (removed from it on uninstall).
+    #[arg(long, env = "CNI_BIN_DIR")]
+    pub cni_bin_dir: Option<PathBuf>,
+
     /// Run as an attached (non-primary) CNI beside another CNI that owns `eth0` (upstream's
     /// charts pass it). Only `true` is implemented: primary mode is not part of this
     /// implementation.
@@ -91,6 +115,12 @@ pub enum OptionsError {
     /// `--non-primary-cni-mode=false` was asked for.
     #[error("{}", crds::upstream::PRIMARY_MODE_UNSUPPORTED)]
     PrimaryModeUnsupported,
+    /// Nothing says where the tunnel ends on this node.
+    #[error(
+        "no tunnel endpoint: give --encap-ip (ENCAP_IP) or --iface (IFACE), the NIC whose address \
+         other nodes reach"
+    )]
+    NoTunnelEndpoint,
 }
 
 /// `--ovs-socket=<path>`: our `--ovs-db` takes an OVSDB remote.
@@ -162,14 +192,9 @@ pub const UPSTREAM_FLAGS: &[UpstreamFlag] = &[
         Disposition::Ignore(PRIMARY_CNI_OWNS),
     ),
     UpstreamFlag::boolean("enable-tproxy", Disposition::Ignore(PRIMARY_CNI_OWNS)),
-    UpstreamFlag::value(
-        "iface",
-        Disposition::Ignore("the tunnel endpoint is --encap-ip (ENCAP_IP), not an interface name"),
-    ),
     UpstreamFlag::boolean("enable-mirror", Disposition::Ignore(NOT_APPLICABLE)),
     UpstreamFlag::value("mirror-iface", Disposition::Ignore(NOT_APPLICABLE)),
     UpstreamFlag::boolean("encap-checksum", Disposition::Ignore(NOT_APPLICABLE)),
-    UpstreamFlag::value("dpdk-tunnel-iface", Disposition::Ignore(NOT_APPLICABLE)),
     UpstreamFlag::value("kubelet-dir", Disposition::Ignore(NOT_APPLICABLE)),
     UpstreamFlag::boolean("host-tunnel-src", Disposition::Ignore(NOT_APPLICABLE)),
     UpstreamFlag::boolean("enable-acl-sampling", Disposition::Ignore(NOT_APPLICABLE)),
@@ -197,7 +222,20 @@ impl Options {
         if !self.non_primary_cni_mode {
             return Err(OptionsError::PrimaryModeUnsupported);
         }
+        if self.encap_ip().is_none() && self.tunnel_nic().is_none() {
+            return Err(OptionsError::NoTunnelEndpoint);
+        }
         Ok(())
+    }
+
+    /// `--encap-ip`, unless empty.
+    pub fn encap_ip(&self) -> Option<&str> {
+        self.encap_ip.as_deref().filter(|s| !s.is_empty())
+    }
+
+    /// `--iface`, unless empty (upstream's charts pass `--iface=`).
+    pub fn tunnel_nic(&self) -> Option<&str> {
+        self.iface.as_deref().filter(|s| !s.is_empty())
     }
 
     /// The allocation wait.
@@ -270,11 +308,13 @@ mod tests {
         assert_eq!(opts.metrics_addr, "0.0.0.0:10665");
         // Warned: all but the renamed/translated four (network-type, enable-metrics,
         // ovs-socket, ovn-sb-addr, and the quiet refusables secure-serving and
-        // enable-ovn-ipsec), the shared bind-socket, non-primary-cni-mode, node-name and
-        // encap-ip.
+        // enable-ovn-ipsec), the shared bind-socket, non-primary-cni-mode, node-name,
+        // encap-ip, iface and dpdk-tunnel-iface.
+        assert_eq!(opts.tunnel_nic(), None);
+        assert_eq!(opts.dpdk_tunnel_iface, "br-phy");
         assert_eq!(
             warnings.len(),
-            UPSTREAM_V1_17_ARGS.len() - 4 - 2 - 4,
+            UPSTREAM_V1_17_ARGS.len() - 4 - 2 - 6,
             "{warnings:#?}"
         );
         assert!(
@@ -320,5 +360,32 @@ mod tests {
         );
         let (opts, _) = with("--enable-metrics=false").unwrap();
         assert_eq!(opts.metrics_addr, "");
+    }
+
+    #[test]
+    fn the_tunnel_endpoint_is_an_address_or_a_nic() {
+        let parse = |args: &[&str]| {
+            Options::try_parse_from(
+                [
+                    "kube-ovn-daemon",
+                    "--node-name=n",
+                    "--ovn-remote=tcp:1.2.3.4:6642",
+                ]
+                .iter()
+                .chain(args),
+            )
+            .unwrap()
+        };
+        let err = parse(&[]).validate().unwrap_err().to_string();
+        assert!(
+            err.contains("--encap-ip") && err.contains("--iface"),
+            "{err}"
+        );
+        assert!(parse(&["--encap-ip=", "--iface="]).validate().is_err());
+        let nic = parse(&["--iface=eth1"]);
+        assert!(nic.validate().is_ok());
+        assert_eq!(nic.tunnel_nic(), Some("eth1"));
+        assert_eq!(nic.encap_ip(), None);
+        assert!(parse(&["--encap-ip=10.0.0.3"]).validate().is_ok());
     }
 }

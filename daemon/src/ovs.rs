@@ -74,7 +74,7 @@ pub enum OvsError {
     },
 }
 
-fn db(what: impl Into<String>) -> impl FnOnce(ovn_api::error::Error) -> OvsError {
+pub(crate) fn db(what: impl Into<String>) -> impl FnOnce(ovn_api::error::Error) -> OvsError {
     let what = what.into();
     move |source| OvsError::Db { what, source }
 }
@@ -91,7 +91,7 @@ pub async fn connect(remote: &str) -> Result<Client, OvsError> {
         .map_err(db(format!("connecting to Open vSwitch at {remote}")))
 }
 
-fn string_map<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Datum {
+pub(crate) fn string_map<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Datum {
     Datum::map(
         pairs
             .into_iter()
@@ -99,7 +99,7 @@ fn string_map<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Datum 
     )
 }
 
-fn named(name: &str) -> Datum {
+pub(crate) fn named(name: &str) -> Datum {
     Datum::scalar(Atom::NamedUuid(name.into()))
 }
 
@@ -329,14 +329,14 @@ pub async fn init_node(ovs: &Client, cfg: &NodeConfig) -> Result<(), OvsError> {
     }
 }
 
-/// One attempt of [`init_node`], from the replica as it is now.
-async fn init_node_once(ovs: &Client, cfg: &NodeConfig) -> Result<(), OvsError> {
+/// Creates the `Open_vSwitch` root row everything hangs off in a fresh database (what
+/// `ovs-vsctl init` would do); nothing when it exists.
+pub async fn ensure_root(ovs: &Client) -> Result<(), OvsError> {
     let has_root = ovs
         .replica()
         .table("Open_vSwitch")
         .is_some_and(|t| !t.is_empty());
     if !has_root {
-        // A fresh database (what `ovs-vsctl init` would do): the root row everything hangs off.
         ovs.transact(vec![Operation::Insert {
             table: "Open_vSwitch".into(),
             row: BTreeMap::new(),
@@ -345,6 +345,12 @@ async fn init_node_once(ovs: &Client, cfg: &NodeConfig) -> Result<(), OvsError> 
         .await
         .map_err(db("creating the Open_vSwitch root row"))?;
     }
+    Ok(())
+}
+
+/// One attempt of [`init_node`], from the replica as it is now.
+async fn init_node_once(ovs: &Client, cfg: &NodeConfig) -> Result<(), OvsError> {
+    ensure_root(ovs).await?;
     let (root, bridge) = {
         let replica = ovs.replica();
         let root = replica

@@ -13,6 +13,7 @@ use daemon::netns::Netns;
 use daemon::ovs::{self, NodeConfig};
 use daemon::pods::StaticPods;
 use daemon::server::{self, CniService, ServiceConfig};
+use daemon::tunnel::{self, TunnelConfig};
 use e2e::ovn::{NetnsGuard, OvnCentral, OvnNode, Underlay, unique};
 
 const PROVIDER: &str = "net-a.default.ovn";
@@ -36,18 +37,44 @@ struct Lab {
     pods: Arc<StaticPods>,
 }
 
+/// How a node's tunnel NIC gets onto `br-phy`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TunnelNic {
+    /// The harness builds `br-phy` and puts the address on it.
+    Harness,
+    /// The address is on the plain `eth0`; the daemon's `--iface` path ([`tunnel::ensure`])
+    /// moves it.
+    Daemon,
+}
+
+/// The daemon's tunnel settings for the lab's nodes.
+fn tunnel_config() -> TunnelConfig {
+    TunnelConfig {
+        nic: "eth0".into(),
+        bridge: "br-phy".into(),
+        timeout: Duration::from_secs(30),
+    }
+}
+
 /// One node on `central`; with an underlay, tunnels go over it (geneve between nodes).
 async fn start_node(
     central: &OvnCentral,
     pods: &Arc<StaticPods>,
     underlay: Option<&Underlay>,
+    nic: TunnelNic,
 ) -> Node {
     let mut node = OvnNode::start("kovn-n").unwrap();
+    let ovs = Arc::new(ovs::connect(&node.db_remote()).await.unwrap());
     let encap_ip = match underlay {
+        Some(ul) if nic == TunnelNic::Daemon => {
+            ul.attach_plain(&node).unwrap();
+            let host = Netns::open(&node.netns().path()).unwrap();
+            let endpoint = tunnel::ensure(&ovs, &host, &tunnel_config()).await.unwrap();
+            endpoint.encap_ip().unwrap().to_string()
+        }
         Some(ul) => ul.attach(&node).unwrap(),
         None => "127.0.0.1".to_owned(),
     };
-    let ovs = Arc::new(ovs::connect(&node.db_remote()).await.unwrap());
     let config = NodeConfig {
         bridge: "br-int".into(),
         datapath_type: "netdev".into(),
@@ -107,13 +134,17 @@ fn serve_daemon(
 }
 
 async fn lab_with(nodes: usize) -> Lab {
+    lab_with_nic(nodes, TunnelNic::Harness).await
+}
+
+async fn lab_with_nic(nodes: usize, nic: TunnelNic) -> Lab {
     let central = OvnCentral::start().unwrap();
     central.nbctl(&["ls-add", "ls1"]).unwrap();
     let pods = Arc::new(StaticPods::default());
     let underlay = (nodes > 1).then(|| Underlay::create().unwrap());
     let mut started = Vec::new();
     for _ in 0..nodes {
-        started.push(start_node(&central, &pods, underlay.as_ref()).await);
+        started.push(start_node(&central, &pods, underlay.as_ref(), nic).await);
     }
     Lab {
         nodes: started,
@@ -533,6 +564,82 @@ async fn pods_on_two_nodes_talk_across_the_geneve_tunnel() {
         })
         .count();
     assert_eq!(tunnels, 1, "expected one geneve tunnel port on node 1");
+}
+
+/// `ip -n <node> <args>` output.
+fn ip_in(node: &OvnNode, args: &[&str]) -> String {
+    let out = node.netns().exec(&[&["ip"][..], args].concat()).unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The tunnel NIC as a user's node has it (address and a route on a plain `eth0`): the
+/// daemon's `--iface` path moves both to `br-phy`, geneve then carries pods across nodes, a
+/// second pass changes nothing, and addresses lost with the bridge's interface (what an
+/// ovs-vswitchd restart does) come back from the bridge's record.
+#[tokio::test]
+async fn the_daemon_moves_the_tunnel_nic_onto_br_phy_and_geneve_works_over_it() {
+    let lab = lab_with_nic(2, TunnelNic::Daemon).await;
+    for node in &lab.nodes {
+        let on_nic = ip_in(&node.node, &["-4", "addr", "show", "dev", "eth0"]);
+        assert!(!on_nic.contains("inet "), "eth0 kept an address:\n{on_nic}");
+        let on_bridge = ip_in(&node.node, &["-4", "addr", "show", "dev", "br-phy"]);
+        assert!(on_bridge.contains("inet 172.31.0."), "{on_bridge}");
+        let routes = ip_in(&node.node, &["-4", "route", "show", "172.31.200.0/24"]);
+        assert!(
+            routes.contains("dev br-phy") && routes.contains("metric 77"),
+            "{routes}"
+        );
+        let arp_ignore = node
+            .node
+            .netns()
+            .exec(&["cat", "/proc/sys/net/ipv4/conf/eth0/arp_ignore"])
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&arp_ignore.stdout).trim(), "8");
+        let host = Netns::open(&node.node.netns().path()).unwrap();
+        let again = tunnel::ensure(&node.ovs, &host, &tunnel_config())
+            .await
+            .unwrap();
+        assert_eq!(again.changed, 0, "a second pass changed something");
+        assert_eq!(node.config.encap_ip, again.encap_ip().unwrap().to_string());
+    }
+    let (a, b) = (
+        NetnsGuard::create(&unique("kovn-tx")).unwrap(),
+        NetnsGuard::create(&unique("kovn-ty")).unwrap(),
+    );
+    lab.allocate("tx", "10.100.0.61", "00:00:00:00:00:61", &[]);
+    lab.allocate("ty", "10.100.0.62", "00:00:00:00:00:62", &[]);
+    lab.cni_on(0, "ADD", "tx", "ctr-tx", a.path().to_str().unwrap(), "")
+        .await
+        .unwrap();
+    lab.cni_on(1, "ADD", "ty", "ctr-ty", b.path().to_str().unwrap(), "")
+        .await
+        .unwrap();
+    assert!(
+        ping(&a, "10.100.0.62"),
+        "tx on node 1 cannot ping ty on node 2"
+    );
+
+    // The bridge's interface loses its addresses and routes (as when ovs-vswitchd restarts).
+    let node = &lab.nodes[1];
+    ip_in(&node.node, &["addr", "flush", "dev", "br-phy"]);
+    let flushed = ip_in(&node.node, &["-4", "addr", "show", "dev", "br-phy"]);
+    assert!(!flushed.contains("inet "), "{flushed}");
+    let host = Netns::open(&node.node.netns().path()).unwrap();
+    let restored = tunnel::ensure(&node.ovs, &host, &tunnel_config())
+        .await
+        .unwrap();
+    assert!(restored.changed >= 2, "restored {}", restored.changed);
+    let routes = ip_in(&node.node, &["-4", "route", "show", "172.31.200.0/24"]);
+    assert!(routes.contains("dev br-phy"), "{routes}");
+    assert!(
+        ping(&b, "10.100.0.61"),
+        "ty cannot ping tx after the restore"
+    );
 }
 
 #[tokio::test]

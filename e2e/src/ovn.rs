@@ -381,20 +381,9 @@ impl Underlay {
     /// Cables `node` to the underlay and gives it the next address. Returns the address (the
     /// node's `ovn-encap-ip`).
     pub fn attach(&self, node: &OvnNode) -> Result<String> {
-        let index = self.attached.fetch_add(1, Ordering::Relaxed) + 1;
-        let ul = self.netns.name();
-        let nn = node.netns().name();
-        let port = format!("ul-n{index}");
-        let ip = format!("{UNDERLAY_NET}.{index}");
+        let (ip, nn) = self.cable(node)?;
+        let nn = nn.as_str();
         let ip_cmd = |args: &[&str]| run(Command::new("ip").args(args));
-        ip_cmd(&[
-            "-n", ul, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", nn,
-        ])?;
-        ip_cmd(&["-n", ul, "link", "set", &port, "master", "ulbr", "up"])?;
-        ip_cmd(&["-n", nn, "link", "set", "eth0", "up"])?;
-        // Partial checksums must not reach the userspace datapath (TCP would break).
-        run(Command::new("ip").args(["netns", "exec", ul, "ethtool", "-K", &port, "tx", "off"]))?;
-        run(Command::new("ip").args(["netns", "exec", nn, "ethtool", "-K", "eth0", "tx", "off"]))?;
         // eth0 is an OVS port but keeps a kernel stack: without these, the kernel answers ARP
         // for br-phy's address with eth0's MAC and tunnel traffic gets lost.
         run(Command::new("ip").args([
@@ -431,5 +420,46 @@ impl Underlay {
         ])?;
         ip_cmd(&["-n", nn, "link", "set", "br-phy", "up"])?;
         Ok(ip)
+    }
+
+    /// Cables `node` to the underlay with the next address on its plain `eth0` (no OVS
+    /// bridge), plus a route `172.31.200.0/24 dev eth0 metric 77`: what a node looks like
+    /// before kube-ovn-daemon's `--iface` moves the tunnel NIC onto `br-phy`. Returns the address.
+    pub fn attach_plain(&self, node: &OvnNode) -> Result<String> {
+        let (ip, nn) = self.cable(node)?;
+        let ip_cmd = |args: &[&str]| run(Command::new("ip").args(args));
+        ip_cmd(&["-n", &nn, "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+        ip_cmd(&[
+            "-n",
+            &nn,
+            "route",
+            "add",
+            "172.31.200.0/24",
+            "dev",
+            "eth0",
+            "metric",
+            "77",
+        ])?;
+        Ok(ip)
+    }
+
+    /// The veth from the underlay bridge to `node`'s `eth0`, checksum offload off; returns the
+    /// node's next address (not yet configured) and the node's namespace name.
+    fn cable(&self, node: &OvnNode) -> Result<(String, String)> {
+        let index = self.attached.fetch_add(1, Ordering::Relaxed) + 1;
+        let ul = self.netns.name();
+        let nn = node.netns().name();
+        let port = format!("ul-n{index}");
+        let ip = format!("{UNDERLAY_NET}.{index}");
+        let ip_cmd = |args: &[&str]| run(Command::new("ip").args(args));
+        ip_cmd(&[
+            "-n", ul, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", nn,
+        ])?;
+        ip_cmd(&["-n", ul, "link", "set", &port, "master", "ulbr", "up"])?;
+        ip_cmd(&["-n", nn, "link", "set", "eth0", "up"])?;
+        // Partial checksums must not reach the userspace datapath (TCP would break).
+        run(Command::new("ip").args(["netns", "exec", ul, "ethtool", "-K", &port, "tx", "off"]))?;
+        run(Command::new("ip").args(["netns", "exec", nn, "ethtool", "-K", "eth0", "tx", "off"]))?;
+        Ok((ip, nn.to_owned()))
     }
 }
