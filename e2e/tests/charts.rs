@@ -199,6 +199,8 @@ controller:
   metrics: {port: 20660}
   resources: {requests: {cpu: 1}}
 agent:
+  interface: eth1
+  dpdkTunnelInterface: br-tun
   metrics: {port: 20665}
   resources: {requests: {cpu: 2}}
 ovnCentral:
@@ -221,7 +223,7 @@ global:
 image: {pullPolicy: Always}
 MASTER_NODES_LABEL: kube-ovn/role=master
 LOG_LEVEL: debug
-networking: {TUNNEL_TYPE: vxlan, DATAPATH_TYPE: netdev, MTU: 1300}
+networking: {TUNNEL_TYPE: vxlan, DATAPATH_TYPE: netdev, MTU: 1300, IFACE: eth1, DPDK_TUNNEL_IFACE: br-tun}
 cni_conf:
   NON_PRIMARY_CNI: true
   CNI_BIN_DIR: /usr/libexec/cni
@@ -275,9 +277,21 @@ resources:
         "--datapath-type=netdev",
         "--mtu=1300",
         "--metrics-addr=0.0.0.0:20665",
+        "--iface=eth1",
+        "--dpdk-tunnel-iface=br-tun",
     ] {
         assert!(args.iter().any(|a| a == want), "{want} not in {args:?}");
     }
+    // With a tunnel NIC the endpoint is that NIC's address, not the node's.
+    assert!(!env_from_field(server, "ENCAP_IP", "status.hostIP"));
+    let mut with_node = args.clone();
+    with_node.push("--node-name=node-1".to_owned());
+    let opts = daemon::options::Options::try_parse_from(
+        std::iter::once("kube-ovn-daemon".to_owned()).chain(with_node),
+    )
+    .unwrap();
+    opts.validate().unwrap();
+    assert_eq!(opts.tunnel_nic(), Some("eth1"));
     assert_eq!(host_path(cni, "cni-bin"), "/usr/libexec/cni");
     assert_eq!(host_path(cni, "host-socket-dir"), "/var/run/kube-ovn");
     let central = object(&custom, "Deployment/default/ovn-central");

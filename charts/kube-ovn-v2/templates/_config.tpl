@@ -44,6 +44,8 @@ cni:
   datapathType: {{ $v.networking.datapathType | quote }}
   encapType: {{ $v.networking.tunnelType | quote }}
   mtu: {{ $v.networking.mtu | toJson }}
+  iface: {{ $v.agent.interface | default "" | quote }}
+  dpdkTunnelIface: {{ $v.agent.dpdkTunnelInterface | default "br-phy" | quote }}
   metricsPort: {{ $v.agent.metrics.port | toJson }}
   resources: {{ $v.agent.resources | default dict | toJson }}
 ovnCentral:

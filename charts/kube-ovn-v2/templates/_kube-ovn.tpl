@@ -163,6 +163,10 @@ rules:
 - apiGroups: [kubeovn.io]
   resources: [subnets, ips]
   verbs: [get, list, watch]
+# At SIGTERM: is our DaemonSet still there (a restart) or gone (an uninstall: clean the node)?
+- apiGroups: [apps]
+  resources: [daemonsets]
+  verbs: [get]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -303,13 +307,13 @@ spec:
           exec:
             command: [/kube-ovn/ovn-healthcheck.sh, central]
           periodSeconds: 10
-          timeoutSeconds: 5
+          timeoutSeconds: 10
         livenessProbe:
           exec:
             command: [/kube-ovn/ovn-healthcheck.sh, central]
           initialDelaySeconds: 30
           periodSeconds: 10
-          timeoutSeconds: 5
+          timeoutSeconds: 10
           failureThreshold: 5
         {{- with $cfg.ovnCentral.resources }}
         resources:
@@ -389,13 +393,13 @@ spec:
           exec:
             command: [/kube-ovn/ovn-healthcheck.sh, ovs]
           periodSeconds: 10
-          timeoutSeconds: 5
+          timeoutSeconds: 10
         livenessProbe:
           exec:
             command: [/kube-ovn/ovn-healthcheck.sh, ovs]
           initialDelaySeconds: 30
           periodSeconds: 10
-          timeoutSeconds: 5
+          timeoutSeconds: 10
           failureThreshold: 5
         {{- with $cfg.ovsOvn.resources }}
         resources:
@@ -584,16 +588,25 @@ spec:
         - --encap-type={{ $cfg.cni.encapType }}
         - --datapath-type={{ $cfg.cni.datapathType }}
         - --mtu={{ int $cfg.cni.mtu }}
+        {{- with $cfg.cni.iface }}
+        - --iface={{ . }}
+        - --dpdk-tunnel-iface={{ $cfg.cni.dpdkTunnelIface }}
+        {{- end }}
         - --metrics-addr=0.0.0.0:{{ int $cfg.cni.metricsPort }}
+        # On uninstall (the DaemonSet gone at SIGTERM) the plugin leaves the node with us.
+        - --owner-daemonset={{ $ns }}/kube-ovn-cni
+        - --cni-bin-dir=/opt/cni/bin
         env:
         - name: NODE_NAME
           valueFrom:
             fieldRef:
               fieldPath: spec.nodeName
+        {{- if not $cfg.cni.iface }}
         - name: ENCAP_IP
           valueFrom:
             fieldRef:
               fieldPath: status.hostIP
+        {{- end }}
         - name: RUST_LOG
           value: {{ $cfg.logLevel | quote }}
         securityContext:
@@ -616,6 +629,8 @@ spec:
           {{- toYaml . | nindent 10 }}
         {{- end }}
         volumeMounts:
+        - name: cni-bin
+          mountPath: /opt/cni/bin
         - name: host-run-ovs
           mountPath: /run/openvswitch
         {{- if ne $socketDir "/run/openvswitch" }}

@@ -50,6 +50,8 @@ cni:
   datapathType: {{ $v.networking.DATAPATH_TYPE | quote }}
   encapType: {{ $v.networking.TUNNEL_TYPE | quote }}
   mtu: {{ $v.networking.MTU | toJson }}
+  iface: {{ $v.networking.IFACE | default "" | quote }}
+  dpdkTunnelIface: {{ $v.networking.DPDK_TUNNEL_IFACE | default "br-phy" | quote }}
   metricsPort: {{ $v.cni_conf.METRICS_PORT | toJson }}
   resources: {{ index $res "kube-ovn-cni" | default dict | toJson }}
 ovnCentral:
