@@ -36,6 +36,11 @@ pub const RETRY: Duration = Duration::from_secs(2);
 /// created together with its pods and becomes ready within a second.
 pub const RETRY_NOT_READY: Duration = Duration::from_secs(1);
 
+/// How long a pod may wait for its subnet's switch before the wait is a Warning
+/// (`AttachmentFailed`); before that it is a Normal `WaitingForSubnet` event.
+pub const SUBNET_WAIT_GRACE: k8s_openapi::jiff::SignedDuration =
+    k8s_openapi::jiff::SignedDuration::from_secs(60);
+
 /// Whether `pod` asks for any secondary network at all: the cheap filter before any work.
 pub fn wants_networks(pod: &Pod) -> bool {
     pod.annotations().contains_key(NETWORKS_ANNOTATION)
@@ -227,6 +232,7 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
     let (nads, subnets) = (ctx.nads.state(), ctx.subnets.state());
     let mut annotations = BTreeMap::new();
     let mut failures = Vec::new();
+    let mut waits = Vec::new();
     let mut wanted = BTreeSet::new();
     let mut unresolved = false;
     let mut subnet_not_ready = false;
@@ -257,8 +263,10 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
                     AttachError::Failed(_) => Outcome::Error,
                 };
                 ctx.metrics.observe_attachment(outcome, started.elapsed());
-                let (AttachError::SubnetNotReady(msg) | AttachError::Failed(msg)) = e;
-                failures.push(format!("{what}: {msg}"));
+                match e {
+                    AttachError::SubnetNotReady(msg) => waits.push(format!("{what}: {msg}")),
+                    AttachError::Failed(msg) => failures.push(format!("{what}: {msg}")),
+                }
             }
         }
     }
@@ -323,12 +331,26 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
         tracing::info!(pod = %format!("{namespace}/{name}"), "attachments allocated");
     }
     let retry_key = crate::retry::key_of(pod.as_ref());
-    if failures.is_empty() {
+    if failures.is_empty() && waits.is_empty() {
         ctx.retries.reset(&retry_key);
         Ok(Action::await_change())
     } else {
         for f in failures {
             fail(&ctx, &pod, f).await;
+        }
+        // A pod applied together with its Subnet (the manual's first example is one file)
+        // waits a moment for the switch: that is no failure until it lasts.
+        let young = pod.creation_timestamp().is_none_or(|t| {
+            k8s_openapi::jiff::Timestamp::now().duration_since(t.0) < SUBNET_WAIT_GRACE
+        });
+        for w in waits {
+            if young {
+                tracing::info!(pod = %format!("{namespace}/{name}"), msg = %w, "waiting for the subnet");
+                ctx.event(&pod.object_ref(&()), false, "WaitingForSubnet", w)
+                    .await;
+            } else {
+                fail(&ctx, &pod, w).await;
+            }
         }
         let base = if subnet_not_ready {
             RETRY_NOT_READY
