@@ -27,6 +27,10 @@ pub const HARNESS_RANGE: &str = "172.30.0.0/16";
 /// fence (the Service range is not in any allow-list).
 pub const SERVICE_RANGE: &str = "10.96.0.0/12";
 
+/// The range of the nodes' tunnel NICs (`eth1`, `172.29.<k>.0/24` with the same `<k>` as the
+/// harness subnet). Configured only inside node namespaces, never in the host.
+pub const TUNNEL_RANGE: &str = "172.29.0.0/16";
+
 /// Subnets handed out by this process.
 static TAKEN: Mutex<BTreeSet<u8>> = Mutex::new(BTreeSet::new());
 
@@ -144,6 +148,11 @@ impl HostBridge {
         Ipv4Net::new(Ipv4Addr::new(10, second, self.third_octet, 0), 24).unwrap_or(self.subnet)
     }
 
+    /// The subnet of the nodes' tunnel NICs (`eth1`): `172.29.<k>.0/24`.
+    pub fn tunnel_subnet(&self) -> Ipv4Net {
+        Ipv4Net::new(Ipv4Addr::new(172, 29, self.third_octet, 0), 24).unwrap_or(self.subnet)
+    }
+
     /// The range every node's pod subnet is in (kube-proxy's `clusterCIDR`, which takes one
     /// CIDR per family): `10.200.0.0/13`, room for 8 nodes.
     pub fn cluster_cidr(&self) -> Ipv4Net {
@@ -151,8 +160,11 @@ impl HostBridge {
     }
 
     /// Cables `node` to the bridge: its `eth0` gets the next address (`.10`, `.11`, ...), a
-    /// route for the Service range via the bridge, and no default route. IPv6 is switched off
-    /// in the namespace (the harness is IPv4-only). Returns the node's address.
+    /// route for the Service range via the bridge, and no default route; a second NIC `eth1`
+    /// gets the same host part in [`Self::tunnel_subnet`], a NIC for the overlay alone (what
+    /// kube-ovn's `agent.interface` takes with the userspace datapath), checksum offload off
+    /// on both its ends. IPv6 is switched off in the namespace (the harness is IPv4-only).
+    /// Returns the node's address.
     pub fn attach(&self, node: &NetnsGuard) -> Result<Ipv4Addr> {
         let index = self.attached.fetch_add(1, Ordering::Relaxed);
         let [a, b, c, _] = self.subnet.network().octets();
@@ -170,6 +182,33 @@ impl HostBridge {
         let in_ns = |args: &[&str]| run(Command::new("ip").args(["-n", ns]).args(args));
         in_ns(&["addr", "add", &format!("{address}/24"), "dev", "eth0"])?;
         in_ns(&["link", "set", "eth0", "up"])?;
+        let tunnel_port = interface_name("kt");
+        let [ta, tb, tc, _] = self.tunnel_subnet().network().octets();
+        let tunnel_address = Ipv4Addr::new(ta, tb, tc, host_octet);
+        run(Command::new("ip").args([
+            "link",
+            "add",
+            &tunnel_port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth1",
+            "netns",
+            ns,
+        ]))?;
+        run(Command::new("ip").args(["link", "set", &tunnel_port, "master", &self.name, "up"]))?;
+        in_ns(&[
+            "addr",
+            "add",
+            &format!("{tunnel_address}/24"),
+            "dev",
+            "eth1",
+        ])?;
+        in_ns(&["link", "set", "eth1", "up"])?;
+        // Partial checksums must not reach the userspace datapath (`notes/ovn-lab`).
+        run(Command::new("ethtool").args(["-K", &tunnel_port, "tx", "off"]))?;
+        run(Command::new("ip").args(["netns", "exec", ns, "ethtool", "-K", "eth1", "tx", "off"]))?;
         in_ns(&[
             "route",
             "add",
@@ -190,10 +229,11 @@ impl HostBridge {
         Ok(address)
     }
 
-    /// What a node namespace on this bridge may reach besides loopback: the harness subnet and
-    /// the given pod subnets.
+    /// What a node namespace on this bridge may reach besides loopback: the harness subnet,
+    /// the tunnel subnet and the given pod subnets.
     pub fn allow_list(&self, pod_subnets: &[Ipv4Net]) -> Vec<IpNet> {
-        std::iter::once(self.subnet)
+        [self.subnet, self.tunnel_subnet()]
+            .into_iter()
             .chain(pod_subnets.iter().copied())
             .map(IpNet::V4)
             .collect()

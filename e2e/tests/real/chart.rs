@@ -1,0 +1,603 @@
+//! The chart on real nodes: the README's install, then the manual's walkthrough by `kubectl`
+//! only, as a user does it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use e2e::helm::Helm;
+use e2e::k8s::{Binaries, ControlPlane, Options};
+use e2e::real::fence::{Fence, Scope};
+use e2e::real::net::HostBridge;
+use e2e::real::node::{MULTUS_BIN, NodeConfig, RealNode, WORKLOAD_IMAGE};
+
+use super::image_archive;
+
+/// The workloads the chart runs, as `kubectl rollout status` names them.
+const ROLLOUTS: [&str; 4] = [
+    "deployment/ovn-central",
+    "daemonset/ovs-ovn",
+    "daemonset/kube-ovn-cni",
+    "deployment/kube-ovn-controller",
+];
+
+/// Warning events that are this harness's and not the product's: kubelet warns on every pod
+/// that it has no cluster DNS (the nodes have none on purpose: no query may leave), and on
+/// every node that this machine's cgroups are v1.
+const HARNESS_WARNINGS: &[&str] = &["MissingClusterDNS", "CgroupV1"];
+
+/// A control plane, real nodes with Multus, and the chart installed on them.
+pub struct ChartCluster {
+    // Field order is drop order: nodes before the control plane, the fence and the bridge.
+    nodes: Vec<RealNode>,
+    plane: ControlPlane,
+    host_fence: Fence,
+    _bridge: HostBridge,
+    helm: Helm,
+    _state: tempfile::TempDir,
+    root: PathBuf,
+    started: Instant,
+}
+
+impl ChartCluster {
+    /// Starts nodes `names` (the first labelled control-plane, where OVN central runs) and
+    /// installs `chart` with `values` (`--set`), then waits for every workload to roll out.
+    pub async fn install(names: &[&str], chart: &str, values: &[&str]) -> Self {
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+        use kube::runtime::wait::{await_condition, conditions};
+
+        let started = Instant::now();
+        let images: Vec<_> = [
+            "e2e-pause",
+            "e2e-workload",
+            "kube-ovn-controller",
+            "kube-ovn-cni",
+            "kube-ovn-ovn",
+        ]
+        .iter()
+        .map(|name| image_archive(name))
+        .collect();
+        let k8s = Binaries::locate().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let helm = Helm::locate(state.path()).unwrap();
+        let bridge = HostBridge::create().unwrap();
+        let host_fence = Fence::install(
+            Scope::HostForward {
+                in_interface: bridge.name().to_owned(),
+            },
+            // Pods' eth0 traffic between nodes is bridged by the host (br_netfilter shows it
+            // to FORWARD), and so is the tunnel between the nodes' eth1.
+            &bridge.allow_list(&[bridge.cluster_cidr()]),
+        )
+        .unwrap();
+        let plane = ControlPlane::start_with(Options {
+            address: Some(bridge.address()),
+        })
+        .await
+        .unwrap();
+        // Multus' installer brings the NAD CRD; here the harness does.
+        let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(plane.client());
+        let nad_crd = <crds::NetworkAttachmentDefinition as kube::CustomResourceExt>::crd();
+        crds.create(&Default::default(), &nad_crd).await.unwrap();
+        let name = kube::ResourceExt::name_any(&nad_crd);
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            await_condition(crds, &name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let mut nodes = Vec::new();
+        for (index, name) in names.iter().enumerate() {
+            let node = RealNode::start(
+                &plane,
+                &bridge,
+                &NodeConfig {
+                    name: (*name).to_owned(),
+                    index: u8::try_from(index).unwrap(),
+                    images: images.clone(),
+                    k8s_bin_dir: k8s.path("kubelet").parent().unwrap().to_path_buf(),
+                    extra_plugins: Vec::new(),
+                    multus: Some(MULTUS_BIN.into()),
+                },
+            )
+            .await
+            .unwrap();
+            eprintln!("{name} Ready after {:?}", started.elapsed());
+            nodes.push(node);
+        }
+        for (i, a) in nodes.iter().enumerate() {
+            for b in nodes.iter().skip(i + 1) {
+                a.route_pods_to(b).unwrap();
+                b.route_pods_to(a).unwrap();
+            }
+        }
+        // The kubelet refuses this label in --node-labels; users label control-plane nodes so.
+        plane
+            .kubectl(&[
+                "label",
+                "node",
+                nodes[0].name(),
+                "node-role.kubernetes.io/control-plane=",
+            ])
+            .unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let cluster = Self {
+            nodes,
+            plane,
+            host_fence,
+            _bridge: bridge,
+            helm,
+            _state: state,
+            root,
+            started,
+        };
+        let mut args = vec!["install", "kube-ovn", chart, "--namespace", "kube-system"];
+        for value in values {
+            args.extend(["--set", value]);
+        }
+        cluster.helm(&args);
+        for target in ROLLOUTS {
+            cluster.kubectl(&[
+                "-n",
+                "kube-system",
+                "rollout",
+                "status",
+                target,
+                "--timeout=180s",
+            ]);
+            eprintln!("{target} rolled out after {:?}", cluster.started.elapsed());
+        }
+        cluster.check_fences();
+        cluster
+    }
+
+    /// The real nodes.
+    pub fn nodes(&self) -> &[RealNode] {
+        &self.nodes
+    }
+
+    /// Time since [`Self::install`] began.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// `kubectl <args>`; on failure the test fails with the cluster's state.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        match self.plane.kubectl(args) {
+            Ok(out) => out,
+            Err(e) => panic!("kubectl {}: {e}\n{}", args.join(" "), self.debug_dump()),
+        }
+    }
+
+    /// `helm <args>` against the cluster, from the workspace root.
+    pub fn helm(&self, args: &[&str]) -> String {
+        match self
+            .helm
+            .run(&self.root, args, Some(self.plane.kubeconfig()))
+        {
+            Ok(out) => out,
+            Err(e) => panic!("helm {}: {e}\n{}", args.join(" "), self.debug_dump()),
+        }
+    }
+
+    /// `kubectl apply -f` of `yaml`.
+    pub fn apply(&self, yaml: &str) {
+        let manifest = std::env::temp_dir().join(format!("{}.yaml", e2e::ovn::unique("kovn-m-")));
+        std::fs::write(&manifest, yaml).unwrap();
+        let out = self
+            .plane
+            .kubectl(&["apply", "-f", &manifest.display().to_string()]);
+        let _ = std::fs::remove_file(&manifest);
+        if let Err(e) = out {
+            panic!("kubectl apply:\n{yaml}\n{e}\n{}", self.debug_dump());
+        }
+    }
+
+    /// Waits for `pod` (in `default`) to be Ready.
+    pub fn wait_ready(&self, pod: &str) {
+        let waited = self.plane.kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            &format!("pod/{pod}"),
+            "--timeout=120s",
+        ]);
+        if let Err(e) = waited {
+            panic!(
+                "{pod} not Ready: {e}\n{}\n{}",
+                self.plane
+                    .kubectl(&["describe", "pod", pod])
+                    .unwrap_or_default(),
+                self.debug_dump()
+            );
+        }
+        eprintln!("{pod} Ready after {:?}", self.started.elapsed());
+    }
+
+    /// Every fence at zero packets stopped.
+    pub fn check_fences(&self) {
+        for node in &self.nodes {
+            node.fence().check().unwrap();
+        }
+        self.host_fence.check().unwrap();
+    }
+
+    /// The Warning events of the whole cluster, except the harness's own.
+    pub fn warnings(&self) -> Vec<String> {
+        self.kubectl(&[
+            "get",
+            "events",
+            "-A",
+            "--field-selector=type=Warning",
+            "-o",
+            "custom-columns=NS:.metadata.namespace,OBJ:.involvedObject.name,REASON:.reason,MSG:.message",
+            "--no-headers",
+        ])
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !HARNESS_WARNINGS.iter().any(|r| l.contains(r)))
+        .map(str::to_owned)
+        .collect()
+    }
+
+    /// Pods, events and the chart's logs, for a failure message.
+    pub fn debug_dump(&self) -> String {
+        let mut out = String::new();
+        for args in [
+            &["get", "pods", "-A", "-o", "wide"][..],
+            &["get", "events", "-A", "--sort-by=.lastTimestamp"],
+        ] {
+            out.push_str(&format!("$ kubectl {}\n", args.join(" ")));
+            out.push_str(&self.plane.kubectl(args).unwrap_or_else(|e| e.to_string()));
+        }
+        for target in ROLLOUTS {
+            out.push_str(&format!(
+                "$ kubectl -n kube-system logs {target} --all-containers --tail=30\n"
+            ));
+            out.push_str(
+                &self
+                    .plane
+                    .kubectl(&[
+                        "-n",
+                        "kube-system",
+                        "logs",
+                        target,
+                        "--all-containers",
+                        "--tail=30",
+                    ])
+                    .unwrap_or_else(|e| e.to_string()),
+            );
+        }
+        for node in &self.nodes {
+            out.push_str(&format!(
+                "fence of {}: {:?}\n",
+                node.name(),
+                node.fence().report()
+            ));
+        }
+        out
+    }
+}
+
+/// The manual's first example with the pod's image swapped for the test workload.
+fn first_example() -> String {
+    crds::seed::first_example().replace("    image: nginx\n", &workload_image())
+}
+
+fn workload_image() -> String {
+    format!("    image: {WORKLOAD_IMAGE}\n    imagePullPolicy: Never\n")
+}
+
+/// The manual's pod under another name, on `node`.
+fn manual_pod_on(name: &str, node: &str) -> String {
+    crds::seed::POD
+        .replace("name: multi-network-pod", &format!("name: {name}"))
+        .replace("spec:\n", &format!("spec:\n  nodeName: {node}\n"))
+        .replace("    image: nginx\n", &workload_image())
+}
+
+/// The kube-ovn entry of a pod's `network-status` (written by Multus): interface and IPs.
+fn kube_ovn_status(cluster: &ChartCluster, pod: &str) -> (String, Vec<String>) {
+    let raw = cluster.kubectl(&[
+        "get",
+        "pod",
+        pod,
+        "-o",
+        r"jsonpath={.metadata.annotations.k8s\.v1\.cni\.cncf\.io/network-status}",
+    ]);
+    let status: Vec<serde_json::Value> =
+        serde_json::from_str(&raw).unwrap_or_else(|e| panic!("network-status {raw:?}: {e}"));
+    let entry = status
+        .iter()
+        .find(|e| e["name"] == "default/kube-ovn-vpc-network")
+        .unwrap_or_else(|| panic!("no kube-ovn entry in network-status: {raw}"));
+    let ips = entry["ips"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    (
+        entry["interface"].as_str().unwrap_or_default().to_owned(),
+        ips,
+    )
+}
+
+/// The v1 chart (`cni_conf.NON_PRIMARY_CNI=true`) on one real node, with the manual's first
+/// example; the manual's debugging command `kubectl logs -n kube-system
+/// daemonset/kube-ovn-cni` names the pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_v1_chart_installs_on_a_real_node_and_runs_the_manuals_first_example() {
+    let cluster = ChartCluster::install(
+        &["real-c"],
+        "./charts/kube-ovn",
+        &[
+            "cni_conf.NON_PRIMARY_CNI=true",
+            "networking.DATAPATH_TYPE=netdev",
+            "networking.IFACE=eth1",
+        ],
+    )
+    .await;
+    cluster.apply(&first_example());
+    cluster.wait_ready("multi-network-pod");
+    let addr = cluster.kubectl(&["exec", "multi-network-pod", "--", "ip", "addr", "show"]);
+    eprintln!("ip addr show:\n{addr}");
+    assert!(addr.contains("inet 10.100."), "{addr}");
+    let logs = cluster.kubectl(&["logs", "-n", "kube-system", "daemonset/kube-ovn-cni"]);
+    assert!(logs.contains("multi-network-pod"), "{logs}");
+    cluster.kubectl(&[
+        "delete",
+        "pod",
+        "multi-network-pod",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    cluster.helm(&[
+        "uninstall",
+        "kube-ovn",
+        "--namespace",
+        "kube-system",
+        "--wait",
+    ]);
+    cluster.check_fences();
+    eprintln!("whole run {:?}", cluster.elapsed());
+}
+
+/// The README's install on two real nodes (geneve over their `eth1`), then the manual's first
+/// example as a user checks it: Multus' network-status, `ip addr`/`ip route` in the pod, a
+/// ping over net1 to a pod on the other node, the logs, the quiet after success, DEL freeing
+/// the IP and the port, and `helm uninstall` leaving no plugin, port or process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_on_two_real_nodes_carries_net1_across_nodes() {
+    let cluster = ChartCluster::install(
+        &["real-a", "real-b"],
+        "./charts/kube-ovn-v2",
+        &[
+            "cni.nonPrimaryCNI=true",
+            "networking.datapathType=netdev",
+            "agent.interface=eth1",
+        ],
+    )
+    .await;
+    cluster.apply(&first_example());
+    cluster.wait_ready("multi-network-pod");
+    let here = cluster.kubectl(&[
+        "get",
+        "pod",
+        "multi-network-pod",
+        "-o",
+        "jsonpath={.spec.nodeName}",
+    ]);
+    let there = cluster
+        .nodes()
+        .iter()
+        .map(RealNode::name)
+        .find(|n| *n != here)
+        .unwrap()
+        .to_owned();
+    cluster.apply(&manual_pod_on("multi-network-peer", &there));
+    cluster.wait_ready("multi-network-peer");
+
+    // What Multus wrote: net1 from kube-ovn in the manual's subnet.
+    let subnet: ipnet::Ipv4Net = "10.100.0.0/16".parse().unwrap();
+    let (ifname, ips) = kube_ovn_status(&cluster, "multi-network-pod");
+    assert_eq!(ifname, "net1");
+    assert!(
+        ips.iter().any(|ip| ip
+            .parse()
+            .is_ok_and(|ip: std::net::Ipv4Addr| subnet.contains(&ip))),
+        "{ips:?}"
+    );
+    let (_, peer_ips) = kube_ovn_status(&cluster, "multi-network-peer");
+    let peer_ip = peer_ips.first().unwrap().clone();
+
+    // The pod as the manual's debugging commands show it: net1 beside an untouched eth0.
+    let addr = cluster.kubectl(&["exec", "multi-network-pod", "--", "ip", "addr", "show"]);
+    eprintln!("ip addr show:\n{addr}");
+    assert!(
+        addr.contains("net1") && addr.contains(&format!("inet {}/16", ips[0])),
+        "{addr}"
+    );
+    assert!(
+        addr.contains("eth0") && addr.contains("inet 10.20"),
+        "{addr}"
+    );
+    let routes = cluster.kubectl(&["exec", "multi-network-pod", "--", "ip", "route", "show"]);
+    eprintln!("ip route show:\n{routes}");
+    assert!(routes.contains("10.100.0.0/16 dev net1"), "{routes}");
+    let defaults: Vec<&str> = routes
+        .lines()
+        .filter(|l| l.starts_with("default"))
+        .collect();
+    assert!(
+        defaults.len() <= 1 && defaults.iter().all(|l| l.contains("dev eth0")),
+        "the default route is eth0's alone: {routes}"
+    );
+
+    // The daemon put each node's tunnel NIC on br-phy (agent.interface=eth1, netdev).
+    for node in cluster.nodes() {
+        let out = node
+            .netns()
+            .exec(&["ip", "-4", "addr", "show", "dev", "br-phy"])
+            .unwrap();
+        let out = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.contains("inet 172.29."),
+            "{}: br-phy: {out}",
+            node.name()
+        );
+    }
+    // Across nodes over net1: geneve between the nodes' ovs-vswitchd.
+    let ping = cluster.kubectl(&[
+        "exec",
+        "multi-network-pod",
+        "--",
+        "ping",
+        "-c",
+        "3",
+        "-W",
+        "2",
+        &peer_ip,
+    ]);
+    eprintln!("{ping}");
+    assert!(!ping.contains(" 0 packets received"), "{ping}");
+    eprintln!("cross-node ping over net1 after {:?}", cluster.elapsed());
+
+    let logs = cluster.kubectl(&[
+        "logs",
+        "-n",
+        "kube-system",
+        "-l",
+        "app=kube-ovn-cni",
+        "--prefix",
+        "--tail=-1",
+    ]);
+    assert!(
+        logs.contains("multi-network-pod") && logs.contains("multi-network-peer"),
+        "{logs}"
+    );
+    // The quiet after success.
+    let warnings = cluster.warnings();
+    assert!(warnings.is_empty(), "Warning events: {warnings:#?}");
+
+    // DEL: the IP records and the OVS ports go with the pods (one on each node until then).
+    for node in cluster.nodes() {
+        assert_eq!(attached_interfaces(node).len(), 1, "{}", node.name());
+    }
+    cluster.kubectl(&[
+        "delete",
+        "pod",
+        "multi-network-pod",
+        "multi-network-peer",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    let ips_left = cluster.kubectl(&["get", "ips", "-o", "name"]);
+    assert!(!ips_left.contains("multi-network"), "{ips_left}");
+    for node in cluster.nodes() {
+        let ports = attached_interfaces(node);
+        assert!(
+            ports.is_empty(),
+            "{}: ports left after DEL: {ports:?}",
+            node.name()
+        );
+    }
+
+    cluster.helm(&[
+        "uninstall",
+        "kube-ovn",
+        "--namespace",
+        "kube-system",
+        "--wait",
+    ]);
+    for node in cluster.nodes() {
+        let plugin = node.cni_bin_dir().join("kube-ovn");
+        assert!(!plugin.exists(), "{} left behind", plugin.display());
+        // The tunnel NIC has its address back (the daemon moved it onto br-phy at start).
+        let eth1 = node
+            .netns()
+            .exec(&["ip", "-4", "addr", "show", "dev", "eth1"])
+            .unwrap();
+        let eth1 = String::from_utf8_lossy(&eth1.stdout);
+        assert!(
+            eth1.contains("inet 172.29."),
+            "{}: eth1 after uninstall: {eth1}",
+            node.name()
+        );
+    }
+    for node in cluster.nodes() {
+        let left = chart_processes_in(node);
+        assert!(
+            left.is_empty(),
+            "{}: left after helm uninstall: {left:?}",
+            node.name()
+        );
+    }
+    cluster.check_fences();
+    eprintln!("whole run {:?}", cluster.elapsed());
+}
+
+/// The interfaces of `node`'s OVS bound to a logical switch port (`external_ids:iface-id`):
+/// the pods' attachments.
+fn attached_interfaces(node: &RealNode) -> Vec<String> {
+    let db = node.dir().join("host/run/openvswitch/db.sock");
+    let out = std::process::Command::new("ovs-vsctl")
+        .arg(format!("--db=unix:{}", db.display()))
+        .args([
+            "--timeout=10",
+            "--format=json",
+            "--columns=name,external_ids",
+            "list",
+            "Interface",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ovs-vsctl list Interface on {}: {}",
+        node.name(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    table["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| {
+            row[1][1]
+                .as_array()
+                .is_some_and(|pairs| pairs.iter().any(|kv| kv[0] == "iface-id"))
+        })
+        .map(|row| row[0].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The chart's programs still running in `node`'s network namespace (its pods are all
+/// hostNetwork, so that is where they ran).
+fn chart_processes_in(node: &RealNode) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    const CHART: &[&str] = &[
+        "ovs-vswitchd",
+        "ovsdb-server",
+        "ovn-controller",
+        "ovn-northd",
+        "kube-ovn-daemon",
+        "kube-ovn-contro",
+    ];
+    let netns = std::fs::metadata(node.netns().path()).unwrap().ino();
+    let mut left = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.path();
+        let in_node = std::fs::metadata(pid.join("ns/net")).is_ok_and(|m| m.ino() == netns);
+        if !in_node {
+            continue;
+        }
+        let comm = std::fs::read_to_string(pid.join("comm")).unwrap_or_default();
+        let comm = comm.trim();
+        if CHART.contains(&comm) {
+            left.push(format!("{} ({comm})", entry.file_name().to_string_lossy()));
+        }
+    }
+    left
+}
