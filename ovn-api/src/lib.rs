@@ -64,7 +64,6 @@ pub mod schema;
 pub mod tables;
 #[cfg(feature = "testing")]
 pub mod testing;
-mod tls;
 pub mod txn;
 pub mod value;
 
