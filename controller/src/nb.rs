@@ -86,12 +86,12 @@ impl Nb {
     }
 
     /// Sends `tx` (nothing for an empty one), recording its latency and result.
-    async fn commit(&self, tx: ovn_api::txn::Txn<'_>, what: String) -> Result<(), NbError> {
+    async fn commit(&self, tx: ovn_api::txn::Txn, what: String) -> Result<(), NbError> {
         if tx.is_empty() {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        let committed = tx.commit().await;
+        let committed = self.client.commit(tx).await;
         self.metrics
             .observe_transaction(Outcome::of(&committed), started.elapsed());
         committed.map(drop).map_err(db(what))
@@ -153,7 +153,7 @@ pub async fn ensure_router(nb: &Nb, vpc: &str) -> Result<(), NbError> {
             name: vpc.to_owned(),
         }),
         None => {
-            let mut tx = nb.txn();
+            let mut tx = Txn::new();
             tx.insert(&LogicalRouter {
                 name: vpc.to_owned(),
                 external_ids: owned_ids(&[("vpc", vpc)]),
@@ -172,7 +172,7 @@ pub async fn delete_router(nb: &Nb, vpc: &str) -> Result<(), NbError> {
         .one_by_name::<LogicalRouter>(vpc)
         .map_err(db(format!("reading router {vpc}")))?;
     if let Some(lr) = existing.filter(|lr| is_ours(&lr.external_ids)) {
-        let mut tx = nb.txn();
+        let mut tx = Txn::new();
         tx.delete::<LogicalRouter>(lr.uuid);
         nb.commit(tx, format!("deleting router {vpc}")).await?;
     }
@@ -221,7 +221,7 @@ pub async fn ensure_switch(nb: &Nb, plan: &SwitchPlan) -> Result<(), NbError> {
             name: subnet.to_owned(),
         });
     }
-    let mut tx = nb.txn();
+    let mut tx = Txn::new();
     let ls_ref: ovn_api::tables::Where<LogicalSwitch>;
     let ls_named;
     match &ls {
@@ -291,7 +291,7 @@ pub async fn ensure_switch(nb: &Nb, plan: &SwitchPlan) -> Result<(), NbError> {
 }
 
 fn add_port_to_switch(
-    tx: &mut ovn_api::txn::Txn<'_>,
+    tx: &mut ovn_api::txn::Txn,
     existing: &ovn_api::tables::Where<LogicalSwitch>,
     inserted: Option<&ovn_api::txn::NamedUuid>,
     port: ovn_api::txn::NamedUuid,
@@ -332,7 +332,7 @@ pub async fn delete_switch(nb: &Nb, subnet: &str, vpc: Option<&str>) -> Result<(
         };
         (ls, lrp)
     };
-    let mut tx = nb.txn();
+    let mut tx = Txn::new();
     if let Some(ls) = ls.filter(|ls| is_ours(&ls.external_ids)) {
         tx.delete::<LogicalSwitch>(ls.uuid);
     }
@@ -384,7 +384,7 @@ impl PortPlan {
 
 /// Ensures the attachment's LSP on its switch: one transaction when anything differs.
 pub async fn ensure_port(nb: &Nb, plan: &PortPlan) -> Result<(), NbError> {
-    let mut tx = nb.txn();
+    let mut tx = Txn::new();
     plan_port(nb, &mut tx, plan)?;
     nb.commit(tx, format!("writing port {} on {}", plan.name, plan.switch))
         .await
@@ -398,7 +398,7 @@ pub async fn ensure_port(nb: &Nb, plan: &PortPlan) -> Result<(), NbError> {
 /// by a search of the sorted `ports` sets, never by converting switches that may hold
 /// thousands of ports.
 #[allow(clippy::result_large_err)] // The NbError every function of nb returns (async ones too).
-pub fn plan_port(nb: &Nb, tx: &mut Txn<'_>, plan: &PortPlan) -> Result<(), NbError> {
+pub fn plan_port(nb: &Nb, tx: &mut Txn, plan: &PortPlan) -> Result<(), NbError> {
     let addresses = plan.addresses();
     let port_security = if plan.port_security {
         addresses.clone()
@@ -478,7 +478,7 @@ pub async fn ensure_attachments(
     qos: &[QosPlan],
     what: String,
 ) -> Result<Vec<Option<NbError>>, NbError> {
-    let mut tx = nb.txn();
+    let mut tx = Txn::new();
     let mut outcome = Vec::with_capacity(ports.len());
     for plan in ports {
         let planned = plan_port(nb, &mut tx, plan).err();
@@ -513,7 +513,7 @@ pub async fn delete_port(nb: &Nb, name: &str) -> Result<bool, NbError> {
             .find(|s| s.ports.contains(&port.uuid));
         (port, owner)
     };
-    let mut tx = nb.txn();
+    let mut tx = Txn::new();
     match owner {
         Some(ls) => tx.mutate::<LogicalSwitch>(ls.uuid, [LogicalSwitch::PORTS.delete(port.uuid)]),
         None => tx.delete::<LogicalSwitchPort>(port.uuid),

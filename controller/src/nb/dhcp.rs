@@ -15,6 +15,7 @@ use crds::naming::EXTERNAL_ID_VENDOR;
 use ipnet::IpNet;
 use ovn_api::tables::nb::{DhcpOptions, LogicalSwitchPort};
 use ovn_api::tables::{Table, set_raw};
+use ovn_api::txn::Txn;
 use ovn_api::value::{Datum, Uuid};
 
 use super::{Nb, NbError, db, is_ours, owned_ids};
@@ -188,7 +189,7 @@ pub async fn ensure_dhcp(
 ) -> Result<(Option<Uuid>, Option<Uuid>), NbError> {
     let subnet = plan.subnet.as_str();
     let existing = rows_of(nb, subnet);
-    let mut tx = nb.txn();
+    let mut tx = Txn::new();
     // Per family: the reference ports get.
     let mut refs = [Ref::Clear, Ref::Clear];
     for (i, (protocol, wanted)) in [(PROTOCOL_V4, &plan.v4), (PROTOCOL_V6, &plan.v6)]
@@ -272,7 +273,7 @@ pub async fn ensure_dhcp(
 /// Deletes every row of ours for `subnet` (its references on ports go with them).
 pub async fn delete_dhcp(nb: &Nb, subnet: &str) -> Result<usize, NbError> {
     let rows = rows_of(nb, subnet);
-    let mut tx = nb.txn();
+    let mut tx = Txn::new();
     for (u, _) in &rows {
         tx.delete::<DhcpOptions>(*u);
     }

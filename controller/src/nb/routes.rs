@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use crds::vpc::{PolicyRoute, PolicyRouteAction, RoutePolicy, StaticRoute};
 use ipnet::IpNet;
 use ovn_api::tables::nb::{LogicalRouter, LogicalRouterPolicy, LogicalRouterStaticRoute};
+use ovn_api::txn::Txn;
 
 use super::{Nb, NbError, db, is_ours, owned_ids};
 
@@ -148,7 +149,7 @@ pub async fn sync(
         }
         (lr, have_routes, have_policies)
     };
-    let mut tx = nb.txn();
+    let mut tx = Txn::new();
     let as_route = |row: &LogicalRouterStaticRoute| Route {
         ip_prefix: row.ip_prefix.clone(),
         nexthop: row.nexthop.clone(),

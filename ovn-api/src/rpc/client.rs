@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::protocol::{OpResult, Operation, parse_transact_result, transact_params};
 use crate::replica::Replica;
 use crate::schema::DatabaseSchema;
+use crate::txn::{Committed, Txn};
 
 /// A client of one database: a supervised session plus the replica.
 #[derive(Debug)]
@@ -224,6 +225,17 @@ impl Client {
     pub async fn call(&self, method: &str, params: Json) -> Result<Json> {
         let (c, _) = self.session().await?;
         c.call(method, params).await
+    }
+
+    /// Commits a typed transaction. An empty one succeeds without a round trip; otherwise as
+    /// [`Client::transact`].
+    pub async fn commit(&self, tx: Txn) -> Result<Committed> {
+        let (ops, inserts) = tx.into_parts();
+        if ops.is_empty() {
+            return Ok(Committed::new(inserts, Vec::new()));
+        }
+        let results = self.transact(ops).await?;
+        Ok(Committed::new(inserts, results))
     }
 
     /// Runs a transaction. Values are first checked against the live schema
