@@ -33,6 +33,9 @@ pub mod router;
 pub mod routes;
 pub mod switch;
 
+#[cfg(test)]
+mod plan_tests;
+
 pub use port::{
     PortPlan, attachment_ports, delete_port, ensure_attachments, ensure_port, plan_attachments,
     plan_delete_port, plan_port,
