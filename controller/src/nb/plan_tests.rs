@@ -1,6 +1,6 @@
 //! The NB planners on in-memory fixture replicas: every case reads a replica built from rows
 //! and checks the operations planned, without an `ovsdb-server` (the same planners run against
-//! a real server in `controller/tests/nb.rs` and `nb_qos.rs`).
+//! a real server in `controller/tests/nb.rs`, `nb_qos.rs` and `routes.rs`).
 
 use std::collections::BTreeMap;
 
@@ -60,7 +60,11 @@ fn summary(tx: &Txn) -> Vec<String> {
                 row,
                 uuid_name,
             } => {
-                let name = row.get("name").or_else(|| row.get("match"));
+                // The column that names the row: ports, switches, routers by `name`, the others
+                // by what they match or cover.
+                let name = ["name", "match", "ip_prefix", "cidr"]
+                    .iter()
+                    .find_map(|c| row.get(*c));
                 format!(
                     "insert {table} {} as {}",
                     name.map(values).unwrap_or_default(),
@@ -494,4 +498,146 @@ fn qos_rows_follow_the_plan_one_per_direction() {
         summary(&tx),
         ["mutate Logical_Switch #4 qos_rules delete #2"]
     );
+}
+
+#[test]
+fn routes_follow_the_spec_among_our_rows_only() {
+    use super::routes::{Policy, Route, plan_routes};
+    use ovn_api::tables::nb::{LogicalRouterPolicy, LogicalRouterStaticRoute};
+    use std::collections::BTreeSet;
+
+    let route = |prefix: &str| Route {
+        ip_prefix: prefix.into(),
+        nexthop: "10.0.0.254".into(),
+        policy: "dst-ip".into(),
+        route_table: String::new(),
+    };
+    let wanted = BTreeSet::from([route("192.168.0.0/24"), route("192.168.2.0/24")]);
+    let policy = Policy {
+        priority: 100,
+        match_: "ip4.src == 10.0.0.0/24".into(),
+        action: "allow".into(),
+        nexthops: Vec::new(),
+    };
+    let mut r = nb();
+    let mut tx = Txn::new();
+    let err = plan_routes(&r, &mut tx, "vpc1", &wanted, &BTreeSet::new()).unwrap_err();
+    assert!(err.to_string().contains("does not exist yet"), "{err}");
+    assert!(tx.is_empty());
+
+    let static_route = |prefix: &str, ids: BTreeMap<String, String>| LogicalRouterStaticRoute {
+        ip_prefix: prefix.into(),
+        nexthop: "10.0.0.254".into(),
+        policy: Some("dst-ip".into()),
+        external_ids: ids,
+        ..Default::default()
+    };
+    let kept = r
+        .add(&static_route(
+            "192.168.0.0/24",
+            owned_ids(&[("vpc", "vpc1")]),
+        ))
+        .unwrap();
+    let stale = r
+        .add(&static_route(
+            "192.168.1.0/24",
+            owned_ids(&[("vpc", "vpc1")]),
+        ))
+        .unwrap();
+    let foreign = r.add(&static_route("172.16.0.0/16", theirs())).unwrap();
+    let their_policy = r
+        .add(&LogicalRouterPolicy {
+            priority: 1,
+            match_: "1".into(),
+            action: "drop".into(),
+            external_ids: theirs(),
+            ..Default::default()
+        })
+        .unwrap();
+    r.add(&LogicalRouter {
+        name: "vpc1".into(),
+        static_routes: vec![kept, stale, foreign],
+        policies: vec![their_policy],
+        external_ids: owned_ids(&[("vpc", "vpc1")]),
+        ..Default::default()
+    })
+    .unwrap();
+    plan_routes(&r, &mut tx, "vpc1", &wanted, &BTreeSet::from([policy])).unwrap();
+    assert_eq!(
+        summary(&tx),
+        [
+            "mutate Logical_Router #5 static_routes delete #2",
+            "insert Logical_Router_Static_Route 192.168.2.0/24 as row0",
+            "mutate Logical_Router #5 static_routes insert row0",
+            "insert Logical_Router_Policy ip4.src == 10.0.0.0/24 as row1",
+            "mutate Logical_Router #5 policies insert row1",
+        ]
+    );
+}
+
+#[test]
+fn dhcp_rows_per_family_and_every_port_of_the_subnet_points_at_them() {
+    use super::dhcp::{DhcpPlan, Family, plan_delete_dhcp, plan_dhcp};
+    use ovn_api::tables::nb::DhcpOptions;
+
+    let mut r = nb();
+    let v4 = Family {
+        cidr: "10.0.0.0/24".parse().unwrap(),
+        options: BTreeMap::from([("router".to_owned(), "10.0.0.1".to_owned())]),
+    };
+    let plan = DhcpPlan {
+        subnet: "s1".into(),
+        v4: Some(v4.clone()),
+        v6: None,
+    };
+    let port = r
+        .add(&LogicalSwitchPort {
+            name: PORT.into(),
+            external_ids: owned_ids(&[("pod", "default/p1"), ("ls", "s1")]),
+            ..Default::default()
+        })
+        .unwrap();
+    let mut tx = Txn::new();
+    plan_dhcp(&r, &mut tx, &plan).unwrap();
+    assert_eq!(
+        summary(&tx),
+        [
+            "insert DHCP_Options 10.0.0.0/24 as row0",
+            "update Logical_Switch_Port #1 dhcpv4_options,dhcpv6_options",
+        ]
+    );
+
+    // As committed: nothing; changed options update the row in place.
+    let row = r
+        .add(&DhcpOptions {
+            cidr: "10.0.0.0/24".into(),
+            options: v4.options.clone(),
+            external_ids: owned_ids(&[("subnet", "s1"), ("protocol", "IPv4")]),
+            ..Default::default()
+        })
+        .unwrap();
+    r.add(&LogicalSwitchPort {
+        uuid: port,
+        name: PORT.into(),
+        dhcpv4_options: Some(row),
+        external_ids: owned_ids(&[("pod", "default/p1"), ("ls", "s1")]),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut tx = Txn::new();
+    plan_dhcp(&r, &mut tx, &plan).unwrap();
+    assert!(tx.is_empty(), "{:?}", summary(&tx));
+    let changed = DhcpPlan {
+        v4: Some(Family {
+            options: BTreeMap::new(),
+            ..v4
+        }),
+        ..plan.clone()
+    };
+    plan_dhcp(&r, &mut tx, &changed).unwrap();
+    assert_eq!(summary(&tx), ["update DHCP_Options #2 cidr,options"]);
+
+    let mut tx = Txn::new();
+    assert_eq!(plan_delete_dhcp(&r, &mut tx, "s1"), 1);
+    assert_eq!(summary(&tx), ["delete DHCP_Options #2"]);
 }
