@@ -641,3 +641,44 @@ fn dhcp_rows_per_family_and_every_port_of_the_subnet_points_at_them() {
     assert_eq!(plan_delete_dhcp(&r, &mut tx, "s1"), 1);
     assert_eq!(summary(&tx), ["delete DHCP_Options #2"]);
 }
+
+proptest::proptest! {
+    /// Idempotent reconcile: the row a port plan inserts, once in the replica (as the commit
+    /// leaves it), plans nothing more, whatever the MAC, addresses, port security and DHCP
+    /// references.
+    #[test]
+    fn a_written_port_plans_nothing(
+        mac in proptest::prelude::any::<[u8; 6]>(),
+        v4 in proptest::prelude::any::<[u8; 4]>(),
+        v6 in proptest::option::of(proptest::prelude::any::<u128>()),
+        port_security in proptest::prelude::any::<bool>(),
+        dhcp in (proptest::option::of(1u128..4), proptest::option::of(4u128..8)),
+    ) {
+        let mut ips = vec![std::net::IpAddr::from(v4)];
+        ips.extend(v6.map(|v6| std::net::IpAddr::from(std::net::Ipv6Addr::from(v6))));
+        let plan = PortPlan {
+            mac: crds::MacAddr(mac).to_string(),
+            ips,
+            port_security,
+            dhcp: (dhcp.0.map(Uuid::from_u128), dhcp.1.map(Uuid::from_u128)),
+            ..port_plan("s1")
+        };
+        let mut r = nb();
+        let s1 = add_switch(&mut r, Uuid::NIL, "s1", Vec::new(), Vec::new());
+        let mut tx = Txn::new();
+        plan_port(&r, &mut tx, &plan).unwrap();
+        let Some(Operation::Insert { row, .. }) = tx.operations().first() else {
+            panic!("no insert: {:?}", summary(&tx));
+        };
+        let lsp = Uuid::from_u128(100);
+        r.add_rows(
+            LogicalSwitchPort::TABLE,
+            &ovn_api::testing::Rows::from([(lsp, row.clone())]),
+        )
+        .unwrap();
+        add_switch(&mut r, s1, "s1", vec![lsp], Vec::new());
+        let mut again = Txn::new();
+        plan_port(&r, &mut again, &plan).unwrap();
+        proptest::prop_assert!(again.is_empty(), "{:?}", summary(&again));
+    }
+}
