@@ -19,6 +19,7 @@ use ovn_api::replica::Replica;
 use ovn_api::schema::DatabaseSchema;
 use ovn_api::tables::nb::{LogicalSwitch, LogicalSwitchPort};
 use ovn_api::testing::{OvsdbServer, SchemaKind};
+use ovn_api::txn::Txn;
 use ovn_api::value::Uuid;
 use ovn_api::{Client, ClientConfig};
 use serde_json::{Value as Json, json};
@@ -59,12 +60,12 @@ async fn client(server: &OvsdbServer, read_your_writes: bool) -> (Client, Uuid) 
     cfg.read_your_writes = read_your_writes;
     let c = Client::connect(cfg).await.unwrap();
 
-    let mut tx = c.txn();
+    let mut tx = Txn::new();
     let ls = tx.insert(&LogicalSwitch {
         name: "ls".into(),
         ..Default::default()
     });
-    let ls = tx.commit().await.unwrap().uuid(&ls).unwrap();
+    let ls = c.commit(tx).await.unwrap().uuid(&ls).unwrap();
     (c, ls)
 }
 
@@ -75,7 +76,7 @@ async fn ours(n: usize, batch: usize, read_your_writes: bool) -> Duration {
     let start = Instant::now();
     let mut i = 0;
     while i < n {
-        let mut tx = c.txn();
+        let mut tx = Txn::new();
         let mut ports = Vec::with_capacity(batch);
         for j in i..(i + batch).min(n) {
             ports.push(tx.insert(&lsp(j)));
@@ -89,7 +90,7 @@ async fn ours(n: usize, batch: usize, read_your_writes: bool) -> Duration {
                     .collect::<Vec<_>>(),
             )],
         );
-        tx.commit().await.unwrap();
+        c.commit(tx).await.unwrap();
         i += batch;
     }
     // Done when the replica has every row (immediate with read_your_writes).

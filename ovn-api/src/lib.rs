@@ -5,6 +5,7 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use ovn_api::tables::nb::{LogicalSwitch, LogicalSwitchPort};
+//! use ovn_api::txn::Txn;
 //! use ovn_api::{Client, ClientConfig};
 //!
 //! # async fn demo() -> ovn_api::Result<()> {
@@ -12,9 +13,9 @@
 //! // A comma-separated list is a RAFT cluster: the client keeps to its leader.
 //! let nb = Client::connect(ClientConfig::northbound("tcp:10.0.0.1:6641,tcp:10.0.0.2:6641")).await?;
 //!
-//! // Typed transaction: insert a port and add it to a switch, in one round trip.
+//! // Typed transaction, a plain value: insert a port and add it to a switch, in one round trip.
 //! let Some(ls) = nb.replica().one_by_name::<LogicalSwitch>("net1")? else { return Ok(()) };
-//! let mut tx = nb.txn();
+//! let mut tx = Txn::new();
 //! let port = tx.insert(&LogicalSwitchPort {
 //!     name: "pod1.default.net1.default.ovn".into(),
 //!     addresses: vec!["0a:58:0a:00:00:05 10.0.0.5".into()],
@@ -22,7 +23,7 @@
 //!     ..Default::default()
 //! });
 //! tx.mutate(ls.uuid, [LogicalSwitch::PORTS.insert(&port)]);
-//! let done = tx.commit().await?; // errors name the table, the op and the server's details
+//! let done = nb.commit(tx).await?; // errors name the table, the op and the server's details
 //!
 //! // The replica already holds the new row (read-your-writes), with indexes.
 //! let ours = nb.replica().by_external_id::<LogicalSwitchPort>("vendor", "kube-ovn")?;
@@ -50,7 +51,8 @@
 //! - [`rpc`]: the only module that owns a socket: connection, reconnect with backoff, inactivity
 //!   probe, RAFT leader tracking, `monitor_cond_since` with resume, read-your-writes;
 //! - [`tables`] and [`txn`]: typed rows for NB, SB and `Open_vSwitch` (generated from the
-//!   schemas) and the typed transaction builder.
+//!   schemas) and the typed transaction: a plain value, built without a connection and
+//!   committed by [`Client::commit`].
 //!
 //! With the `testing` feature, `testing` starts real `ovsdb-server` processes (standalone, TLS
 //! or RAFT clusters) for tests in this and other crates.
@@ -64,7 +66,6 @@ pub mod schema;
 pub mod tables;
 #[cfg(feature = "testing")]
 pub mod testing;
-mod tls;
 pub mod txn;
 pub mod value;
 

@@ -1,4 +1,5 @@
-//! Test support (feature `testing`): real `ovsdb-server` processes in temp dirs.
+//! Test support (feature `testing`): real `ovsdb-server` processes in temp dirs, and
+//! [`FixtureReplica`]: in-memory replicas built from rows for tests that need no server.
 //!
 //! Every server gets its own temp dir, unix socket, control socket and (for clusters) TCP ports
 //! on 127.0.0.1, so tests run in parallel; processes are killed in `Drop`. A missing program is
@@ -19,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::rpc::TlsConfig;
+
+mod fixture;
+pub use fixture::FixtureReplica;
 
 /// Which schema a test server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

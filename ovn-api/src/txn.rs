@@ -1,13 +1,15 @@
-//! A typed transaction builder:
+//! A typed transaction: a plain value, built without a connection (so planners and their
+//! tests need no server) and sent by [`Client::commit`](crate::Client::commit):
 //!
 //! ```no_run
 //! # async fn demo(nb: &ovn_api::Client, ls: ovn_api::value::Uuid) -> ovn_api::Result<()> {
 //! use ovn_api::tables::nb::{LogicalSwitch, LogicalSwitchPort};
+//! use ovn_api::txn::Txn;
 //! let lsp = LogicalSwitchPort { name: "pod1.ns.ovn".into(), addresses: vec!["0a:00:00:00:00:01 10.0.0.2".into()], ..Default::default() };
-//! let mut tx = nb.txn();
+//! let mut tx = Txn::new();
 //! let port = tx.insert(&lsp);
 //! tx.mutate(ls, [LogicalSwitch::PORTS.insert(port.clone())]);
-//! let done = tx.commit().await?;
+//! let done = nb.commit(tx).await?;
 //! let port_uuid = done.uuid(&port);
 //! # Ok(()) }
 //! ```
@@ -15,9 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::error::Result;
 use crate::protocol::{Condition, OpResult, Operation};
-use crate::rpc::Client;
 use crate::tables::{Mutate, Set, Table, Where};
 use crate::value::{Atom, Datum, Uuid};
 
@@ -53,10 +53,10 @@ impl From<&NamedUuid> for Datum {
     }
 }
 
-/// A transaction under construction. Nothing is sent until [`Txn::commit`].
-#[derive(Debug)]
-pub struct Txn<'c> {
-    client: &'c Client,
+/// A transaction under construction: operations in order, plus the rows it inserts. Nothing
+/// is sent until a [`Client`](crate::Client) commits it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Txn {
     ops: Vec<Operation>,
     inserts: Vec<(NamedUuid, usize)>,
 }
@@ -74,20 +74,23 @@ impl Committed {
     pub fn uuid(&self, n: &NamedUuid) -> Option<Uuid> {
         self.named.get(n).copied()
     }
-}
 
-impl Client {
-    /// Starts a typed transaction.
-    pub fn txn(&self) -> Txn<'_> {
-        Txn {
-            client: self,
-            ops: Vec::new(),
-            inserts: Vec::new(),
-        }
+    /// The outcome of `inserts` (from [`Txn::into_parts`]) given the server's `results`.
+    pub(crate) fn new(inserts: Vec<(NamedUuid, usize)>, results: Vec<OpResult>) -> Committed {
+        let named = inserts
+            .into_iter()
+            .filter_map(|(n, i)| results.get(i).and_then(OpResult::uuid).map(|u| (n, u)))
+            .collect();
+        Committed { results, named }
     }
 }
 
-impl<'c> Txn<'c> {
+impl Txn {
+    /// An empty transaction.
+    pub fn new() -> Txn {
+        Txn::default()
+    }
+
     /// Inserts a row; the returned name can be used as a reference in later operations.
     pub fn insert<T: Table>(&mut self, row: &T) -> NamedUuid {
         self.insert_with(row, std::iter::empty())
@@ -220,20 +223,33 @@ impl<'c> Txn<'c> {
         &self.ops
     }
 
-    /// Sends the transaction. An empty transaction succeeds without a round trip.
-    pub async fn commit(self) -> Result<Committed> {
-        if self.ops.is_empty() {
-            return Ok(Committed {
-                results: Vec::new(),
-                named: HashMap::new(),
-            });
-        }
-        let results = self.client.transact(self.ops).await?;
-        let named = self
-            .inserts
-            .into_iter()
-            .filter_map(|(n, i)| results.get(i).and_then(OpResult::uuid).map(|u| (n, u)))
-            .collect();
-        Ok(Committed { results, named })
+    /// The operations and, per inserted row, its name and the index of its operation.
+    pub(crate) fn into_parts(self) -> (Vec<Operation>, Vec<(NamedUuid, usize)>) {
+        (self.ops, self.inserts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::nb::{LogicalSwitch, LogicalSwitchPort};
+
+    #[test]
+    fn a_transaction_is_a_value_and_named_rows_resolve_from_the_results() {
+        let mut tx = Txn::new();
+        assert!(tx.is_empty());
+        let port = tx.insert(&LogicalSwitchPort::default());
+        tx.comment("between");
+        let switch = tx.insert(&LogicalSwitch::default());
+        assert_eq!((port.name(), switch.name()), ("row0", "row1"));
+        assert_eq!(tx.clone(), tx, "plain data: clone and compare");
+        let (ops, inserts) = tx.into_parts();
+        assert_eq!(ops.len(), 3);
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let done = Committed::new(
+            inserts,
+            vec![OpResult::Insert(a), OpResult::Empty, OpResult::Insert(b)],
+        );
+        assert_eq!((done.uuid(&port), done.uuid(&switch)), (Some(a), Some(b)));
     }
 }

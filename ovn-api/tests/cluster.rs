@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use ovn_api::tables::nb;
 use ovn_api::testing::{OvsdbCluster, SchemaKind};
+use ovn_api::txn::Txn;
 use ovn_api::{Client, ClientConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,9 +60,9 @@ async fn follows_the_leader_and_keeps_acknowledged_writes() {
                 start.elapsed() < Duration::from_secs(120),
                 "write loop took too long"
             );
-            let mut tx = c.txn();
+            let mut tx = Txn::new();
             let n = tx.insert(&ls);
-            match tx.commit().await {
+            match c.commit(tx).await {
                 Ok(done) => {
                     acked.insert(done.uuid(&n).unwrap());
                     break;
@@ -123,12 +124,12 @@ async fn leader_only_skips_followers() {
         ClientConfig::new(cluster.remote(follower), "OVN_Northbound").typed::<nb::LogicalSwitch>();
     cfg.leader_only = false;
     let c = Client::connect(cfg).await.unwrap();
-    let mut tx = c.txn();
+    let mut tx = Txn::new();
     tx.insert(&nb::LogicalSwitch {
         name: "via-follower".into(),
         ..Default::default()
     });
-    tx.commit().await.unwrap();
+    c.commit(tx).await.unwrap();
     assert_eq!(
         c.replica()
             .by_name::<nb::LogicalSwitch>("via-follower")
@@ -161,12 +162,12 @@ async fn moves_when_leadership_moves_without_a_disconnect() {
     // The next write goes to the new leader (commit waits for the new session).
     let mut errors = Vec::new();
     let moved = loop {
-        let mut tx = c.txn();
+        let mut tx = Txn::new();
         tx.insert(&nb::LogicalSwitch {
             name: "after-leave".into(),
             ..Default::default()
         });
-        match tx.commit().await {
+        match c.commit(tx).await {
             Ok(_) => break c.current_remote().unwrap(),
             Err(e) if e.is_transient() && errors.len() < 5 => errors.push(e.to_string()),
             Err(e) => panic!("{e} (earlier: {errors:?})"),

@@ -10,6 +10,7 @@ use std::time::Duration;
 use ovn_api::protocol::MonitorMethod;
 use ovn_api::tables::nb;
 use ovn_api::testing::{OvsdbServer, SchemaKind};
+use ovn_api::txn::Txn;
 use ovn_api::value::{Datum, Uuid};
 use ovn_api::{Client, ClientConfig};
 use proptest::prelude::*;
@@ -120,7 +121,7 @@ async fn apply(c: &Client, s: &Step, n: usize) {
         lsp.sort_by_key(|x| x.uuid);
         (ls, lsp)
     };
-    let mut tx = c.txn();
+    let mut tx = Txn::new();
     match *s {
         Step::AddSwitch(a) => {
             tx.insert(&nb::LogicalSwitch {
@@ -186,7 +187,7 @@ async fn apply(c: &Client, s: &Step, n: usize) {
             });
         }
     }
-    tx.commit().await.unwrap_or_else(|e| panic!("{s:?}: {e}"));
+    c.commit(tx).await.unwrap_or_else(|e| panic!("{s:?}: {e}"));
 }
 
 fn run_random(method: MonitorMethod, steps: Vec<Step>) {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ovn_api::tables::nb;
 use ovn_api::testing::{OvsdbServer, SchemaKind, TestPki};
+use ovn_api::txn::Txn;
 use ovn_api::{Client, ClientConfig, Error};
 
 #[tokio::test]
@@ -16,12 +17,12 @@ async fn transact_and_monitor_over_tls() {
         .typed::<nb::LogicalSwitch>();
     cfg.tls = Some(server.pki().unwrap().client_config());
     let c = Client::connect(cfg).await.unwrap();
-    let mut tx = c.txn();
+    let mut tx = Txn::new();
     tx.insert(&nb::LogicalSwitch {
         name: "over-tls".into(),
         ..Default::default()
     });
-    tx.commit().await.unwrap();
+    c.commit(tx).await.unwrap();
     assert_eq!(
         c.replica()
             .by_name::<nb::LogicalSwitch>("over-tls")

@@ -23,15 +23,15 @@ fn ids(k: &str, v: &str) -> BTreeMap<String, String> {
 async fn round_trip<T: Table + Clone + PartialEq + Debug>(
     c: &Client,
     row: T,
-    link: impl FnOnce(&mut Txn<'_>, &NamedUuid),
-    unlink: impl FnOnce(&mut Txn<'_>, Uuid),
+    link: impl FnOnce(&mut Txn, &NamedUuid),
+    unlink: impl FnOnce(&mut Txn, Uuid),
     map_column: &str,
 ) {
-    let mut tx = c.txn();
+    let mut tx = Txn::new();
     let n = tx.insert(&row);
     link(&mut tx, &n);
-    let done = tx
-        .commit()
+    let done = c
+        .commit(tx)
         .await
         .unwrap_or_else(|e| panic!("{}: insert: {e}", T::TABLE));
     let uuid = done.uuid(&n).unwrap();
@@ -51,7 +51,7 @@ async fn round_trip<T: Table + Clone + PartialEq + Debug>(
     }
     want = got;
 
-    let mut tx = c.txn();
+    let mut tx = Txn::new();
     tx.update::<T>(
         uuid,
         [set_raw(
@@ -59,7 +59,7 @@ async fn round_trip<T: Table + Clone + PartialEq + Debug>(
             Datum::map([(Atom::from("test"), Atom::from("yes"))]),
         )],
     );
-    tx.commit()
+    c.commit(tx)
         .await
         .unwrap_or_else(|e| panic!("{}: update: {e}", T::TABLE));
     {
@@ -77,9 +77,9 @@ async fn round_trip<T: Table + Clone + PartialEq + Debug>(
         assert_ne!(T::from_row(r).unwrap(), want);
     }
 
-    let mut tx = c.txn();
+    let mut tx = Txn::new();
     unlink(&mut tx, uuid);
-    tx.commit()
+    c.commit(tx)
         .await
         .unwrap_or_else(|e| panic!("{}: delete: {e}", T::TABLE));
     assert!(
@@ -89,7 +89,7 @@ async fn round_trip<T: Table + Clone + PartialEq + Debug>(
     );
 }
 
-fn delete<T: Table>(tx: &mut Txn<'_>, u: Uuid) {
+fn delete<T: Table>(tx: &mut Txn, u: Uuid) {
     tx.delete::<T>(u);
 }
 
@@ -172,7 +172,7 @@ async fn northbound_crud_round_trips() {
     .await;
 
     // Parents for non-root rows.
-    let mut tx = c.txn();
+    let mut tx = Txn::new();
     let ls = tx.insert(&nb::LogicalSwitch {
         name: "parent".into(),
         ..Default::default()
@@ -181,7 +181,7 @@ async fn northbound_crud_round_trips() {
         name: "parent".into(),
         ..Default::default()
     });
-    let done = tx.commit().await.unwrap();
+    let done = c.commit(tx).await.unwrap();
     let (ls, lr) = (done.uuid(&ls).unwrap(), done.uuid(&lr).unwrap());
 
     round_trip(
@@ -342,7 +342,7 @@ async fn southbound_crud_round_trips() {
     .await;
 
     // Chassis needs at least one Encap (non-root, strongly referenced).
-    let mut tx = c.txn();
+    let mut tx = Txn::new();
     let encap = tx.insert(&sb::Encap {
         type_: "geneve".into(),
         ip: "172.30.0.1".into(),
@@ -357,7 +357,7 @@ async fn southbound_crud_round_trips() {
         },
         [sb::Chassis::ENCAPS.set(&encap)],
     );
-    let done = tx.commit().await.unwrap();
+    let done = c.commit(tx).await.unwrap();
     let (encap, ch) = (done.uuid(&encap).unwrap(), done.uuid(&ch).unwrap());
     let got: sb::Chassis = c.replica().get(ch).unwrap().unwrap();
     assert_eq!(got.encaps, vec![encap]);
@@ -383,9 +383,9 @@ async fn southbound_crud_round_trips() {
     )
     .await;
     // Deleting the chassis collects its encaps.
-    let mut tx = c.txn();
+    let mut tx = Txn::new();
     tx.delete::<sb::Chassis>(ch);
-    tx.commit().await.unwrap();
+    c.commit(tx).await.unwrap();
     assert!(c.replica().table("Encap").unwrap().is_empty());
 }
 
@@ -407,9 +407,9 @@ async fn open_vswitch_crud_round_trips() {
         "other_config",
     )
     .await;
-    let mut tx = c.txn();
+    let mut tx = Txn::new();
     let root = tx.insert(&vswitch::OpenVswitch::default());
-    let root = tx.commit().await.unwrap().uuid(&root).unwrap();
+    let root = c.commit(tx).await.unwrap().uuid(&root).unwrap();
     round_trip(
         &c,
         vswitch::Queue {
@@ -434,7 +434,7 @@ async fn open_vswitch_crud_round_trips() {
     .await;
 
     // br-int with one port and interface, built in one transaction with named refs.
-    let mut tx = c.txn();
+    let mut tx = Txn::new();
     let iface = tx.insert(&vswitch::Interface {
         name: "br-int".into(),
         type_: "internal".into(),
@@ -457,7 +457,7 @@ async fn open_vswitch_crud_round_trips() {
         [vswitch::Bridge::PORTS.set(&port)],
     );
     tx.mutate(root, [vswitch::OpenVswitch::BRIDGES.insert(&br)]);
-    let done = tx.commit().await.unwrap();
+    let done = c.commit(tx).await.unwrap();
     let br = done.uuid(&br).unwrap();
     let bridge = c
         .replica()
@@ -560,7 +560,7 @@ async fn typed_where_and_update_row() {
     let c = Client::connect(ClientConfig::northbound(server.remote()))
         .await
         .unwrap();
-    let mut tx = c.txn();
+    let mut tx = Txn::new();
     for i in 0..3 {
         tx.insert(&nb::LogicalSwitch {
             name: format!("ls{i}"),
@@ -568,7 +568,7 @@ async fn typed_where_and_update_row() {
             ..Default::default()
         });
     }
-    tx.commit().await.unwrap();
+    c.commit(tx).await.unwrap();
     assert_eq!(
         c.replica()
             .by_external_id::<nb::LogicalSwitch>("vendor", "kube-ovn")
@@ -578,9 +578,9 @@ async fn typed_where_and_update_row() {
     );
 
     // delete where external_ids includes vendor=kube-ovn
-    let mut tx = c.txn();
+    let mut tx = Txn::new();
     tx.delete(nb::LogicalSwitch::EXTERNAL_IDS.includes([("vendor", "kube-ovn")]));
-    let r = tx.commit().await.unwrap();
+    let r = c.commit(tx).await.unwrap();
     assert_eq!(r.results[0].count(), Some(2));
     let mut left = c.replica().list::<nb::LogicalSwitch>().unwrap();
     assert_eq!(left.len(), 1);
@@ -589,9 +589,9 @@ async fn typed_where_and_update_row() {
     let mut ls = left.remove(0);
     ls.external_ids.clear();
     ls.other_config = ids("subnet", "10.0.0.0/24");
-    let mut tx = c.txn();
+    let mut tx = Txn::new();
     tx.update_row(&ls);
-    tx.commit().await.unwrap();
+    c.commit(tx).await.unwrap();
     assert_eq!(
         c.replica()
             .get::<nb::LogicalSwitch>(ls.uuid)
@@ -601,12 +601,12 @@ async fn typed_where_and_update_row() {
     );
 
     // name condition
-    let mut tx = c.txn();
+    let mut tx = Txn::new();
     tx.update(
         nb::LogicalSwitch::NAME.eq("ls2"),
         [nb::LogicalSwitch::NAME.to(&"renamed".to_string())],
     );
-    assert_eq!(tx.commit().await.unwrap().results[0].count(), Some(1));
+    assert_eq!(c.commit(tx).await.unwrap().results[0].count(), Some(1));
     assert_eq!(
         c.replica()
             .one_by_name::<nb::LogicalSwitch>("renamed")
@@ -686,12 +686,12 @@ async fn schema_that_loses_a_column_on_reconnect_stops_the_client() {
     // fail as disconnected first).
     let mut transient = Vec::new();
     let e = loop {
-        let mut tx = c.txn();
+        let mut tx = Txn::new();
         tx.insert(&nb::LogicalSwitch {
             name: "x".into(),
             ..Default::default()
         });
-        match tx.commit().await {
+        match c.commit(tx).await {
             Err(e) if !e.is_transient() => break e,
             other => {
                 transient.push(format!("{other:?}"));

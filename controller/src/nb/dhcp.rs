@@ -13,8 +13,10 @@ use std::net::IpAddr;
 
 use crds::naming::EXTERNAL_ID_VENDOR;
 use ipnet::IpNet;
+use ovn_api::replica::Replica;
 use ovn_api::tables::nb::{DhcpOptions, LogicalSwitchPort};
 use ovn_api::tables::{Table, set_raw};
+use ovn_api::txn::Txn;
 use ovn_api::value::{Datum, Uuid};
 
 use super::{Nb, NbError, db, is_ours, owned_ids};
@@ -157,8 +159,7 @@ impl Ref {
 }
 
 /// Our rows of `subnet`: (uuid, protocol).
-fn rows_of(nb: &Nb, subnet: &str) -> Vec<(Uuid, String)> {
-    let r = nb.replica();
+fn rows_of(r: &Replica, subnet: &str) -> Vec<(Uuid, String)> {
     let Some(t) = r.table(DhcpOptions::TABLE) else {
         return Vec::new();
     };
@@ -175,20 +176,18 @@ fn rows_of(nb: &Nb, subnet: &str) -> Vec<(Uuid, String)> {
 
 /// The rows attachment ports of `subnet` should reference: (IPv4, IPv6).
 pub fn uuids_of(nb: &Nb, subnet: &str) -> (Option<Uuid>, Option<Uuid>) {
-    let rows = rows_of(nb, subnet);
+    let rows = rows_of(&nb.replica(), subnet);
     let find = |p: &str| rows.iter().find(|(_, proto)| proto == p).map(|(u, _)| *u);
     (find(PROTOCOL_V4), find(PROTOCOL_V6))
 }
 
-/// Brings the subnet's rows and its attachment ports' references in line with `plan`, in one
-/// transaction (nothing when all is as planned). Returns the rows now in use (IPv4, IPv6).
-pub async fn ensure_dhcp(
-    nb: &Nb,
-    plan: &DhcpPlan,
-) -> Result<(Option<Uuid>, Option<Uuid>), NbError> {
+/// Adds to `tx` what brings the subnet's rows and its attachment ports' references in line
+/// with `plan` (nothing when all is as planned). An error (a row that does not convert) can
+/// come after operations were added: drop `tx` then.
+#[allow(clippy::result_large_err)] // The NbError every function of nb returns (async ones too).
+pub fn plan_dhcp(r: &Replica, tx: &mut Txn, plan: &DhcpPlan) -> Result<(), NbError> {
     let subnet = plan.subnet.as_str();
-    let existing = rows_of(nb, subnet);
-    let mut tx = nb.txn();
+    let existing = rows_of(r, subnet);
     // Per family: the reference ports get.
     let mut refs = [Ref::Clear, Ref::Clear];
     for (i, (protocol, wanted)) in [(PROTOCOL_V4, &plan.v4), (PROTOCOL_V6, &plan.v6)]
@@ -211,7 +210,7 @@ pub async fn ensure_dhcp(
         let cidr = family.cidr.trunc().to_string();
         let current = mine
             .first()
-            .map(|u| nb.replica().get::<DhcpOptions>(*u))
+            .map(|u| r.get::<DhcpOptions>(*u))
             .transpose()
             .map_err(db(format!("reading DHCP options of {subnet}")))?
             .flatten();
@@ -244,8 +243,7 @@ pub async fn ensure_dhcp(
         }
     }
     // Every attachment port of the subnet points at the rows.
-    let ports: Vec<LogicalSwitchPort> = nb
-        .replica()
+    let ports: Vec<LogicalSwitchPort> = r
         .by_external_id::<LogicalSwitchPort>(crds::naming::EXTERNAL_ID_LOGICAL_SWITCH, subnet)
         .map_err(db(format!("reading ports of {subnet}")))?
         .into_iter()
@@ -264,21 +262,42 @@ pub async fn ensure_dhcp(
             ],
         );
     }
-    nb.commit(tx, format!("writing DHCP options of subnet {subnet}"))
-        .await?;
-    Ok(uuids_of(nb, subnet))
+    Ok(())
 }
 
-/// Deletes every row of ours for `subnet` (its references on ports go with them).
-pub async fn delete_dhcp(nb: &Nb, subnet: &str) -> Result<usize, NbError> {
-    let rows = rows_of(nb, subnet);
-    let mut tx = nb.txn();
+/// Brings the subnet's rows and its attachment ports' references in line with `plan`, in one
+/// transaction (nothing when all is as planned). Returns the rows now in use (IPv4, IPv6).
+pub async fn ensure_dhcp(
+    nb: &Nb,
+    plan: &DhcpPlan,
+) -> Result<(Option<Uuid>, Option<Uuid>), NbError> {
+    let mut tx = Txn::new();
+    plan_dhcp(&nb.replica(), &mut tx, plan)?;
+    nb.commit(
+        tx,
+        format!("writing DHCP options of subnet {}", plan.subnet),
+    )
+    .await?;
+    Ok(uuids_of(nb, &plan.subnet))
+}
+
+/// Adds to `tx` the deletion of every row of ours for `subnet` (its references on ports go
+/// with them); returns how many.
+pub fn plan_delete_dhcp(r: &Replica, tx: &mut Txn, subnet: &str) -> usize {
+    let rows = rows_of(r, subnet);
     for (u, _) in &rows {
         tx.delete::<DhcpOptions>(*u);
     }
+    rows.len()
+}
+
+/// Deletes every row of ours for `subnet`, in one transaction.
+pub async fn delete_dhcp(nb: &Nb, subnet: &str) -> Result<usize, NbError> {
+    let mut tx = Txn::new();
+    let removed = plan_delete_dhcp(&nb.replica(), &mut tx, subnet);
     nb.commit(tx, format!("deleting DHCP options of subnet {subnet}"))
         .await?;
-    Ok(rows.len())
+    Ok(removed)
 }
 
 /// The subnets our rows belong to.

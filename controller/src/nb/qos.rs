@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use crds::naming::EXTERNAL_ID_VENDOR;
+use ovn_api::replica::Replica;
 use ovn_api::tables::Table;
 use ovn_api::tables::nb::{LogicalSwitch, Qos};
 use ovn_api::txn::Txn;
@@ -113,8 +114,7 @@ pub fn port_of(row: &Qos) -> Option<&str> {
 /// replica (vendor tag and match string) and only ours are converted; their switches are found
 /// by a search of the sorted `qos_rules` sets.
 #[allow(clippy::result_large_err)] // The NbError every function of nb returns (async ones too).
-fn rows_of(nb: &Nb, port: &str) -> Result<Vec<(Qos, Option<Uuid>)>, NbError> {
-    let r = nb.replica();
+fn rows_of(r: &Replica, port: &str) -> Result<Vec<(Qos, Option<Uuid>)>, NbError> {
     let Some(table) = r.table(Qos::TABLE) else {
         return Ok(Vec::new());
     };
@@ -155,7 +155,7 @@ fn rows_of(nb: &Nb, port: &str) -> Result<Vec<(Qos, Option<Uuid>)>, NbError> {
 }
 
 /// Adds the removal of `row` (referenced from `owner`) to `tx`.
-fn remove_row(tx: &mut Txn<'_>, row: Uuid, owner: Option<Uuid>) {
+fn remove_row(tx: &mut Txn, row: Uuid, owner: Option<Uuid>) {
     match owner {
         Some(ls) => {
             tx.mutate::<LogicalSwitch>(ls, [LogicalSwitch::QOS_RULES.delete(row)]);
@@ -166,11 +166,11 @@ fn remove_row(tx: &mut Txn<'_>, row: Uuid, owner: Option<Uuid>) {
     }
 }
 
-/// Adds the removal of every row of ours for `port` to `tx` (used by port deletion, so the
+/// Adds the removal of every row of ours for `port` to `tx` (port deletion uses it too, so the
 /// port and its limits go in one transaction); returns how many.
 #[allow(clippy::result_large_err)] // The NbError every function of nb returns (async ones too).
-pub(super) fn remove_rows_of(nb: &Nb, tx: &mut Txn<'_>, port: &str) -> Result<usize, NbError> {
-    let rows = rows_of(nb, port)?;
+pub fn plan_delete_qos(r: &Replica, tx: &mut Txn, port: &str) -> Result<usize, NbError> {
+    let rows = rows_of(r, port)?;
     for (row, owner) in &rows {
         remove_row(tx, row.uuid, *owner);
     }
@@ -181,8 +181,8 @@ pub(super) fn remove_rows_of(nb: &Nb, tx: &mut Txn<'_>, port: &str) -> Result<us
 /// (a new limit is inserted, a changed one updated in place, a lifted one removed, a row left
 /// on a switch the port moved away from is re-created on the new one).
 pub async fn ensure_qos(nb: &Nb, plan: &QosPlan) -> Result<(), NbError> {
-    let mut tx = nb.txn();
-    plan_qos(nb, &mut tx, plan)?;
+    let mut tx = Txn::new();
+    plan_qos(&nb.replica(), &mut tx, plan)?;
     nb.commit(tx, format!("writing QoS of port {}", plan.port))
         .await
 }
@@ -190,13 +190,12 @@ pub async fn ensure_qos(nb: &Nb, plan: &QosPlan) -> Result<(), NbError> {
 /// Adds to `tx` what [`ensure_qos`] would write (nothing when the rows already match). Every
 /// check comes before the first operation: on an error `tx` is unchanged.
 #[allow(clippy::result_large_err)] // The NbError every function of nb returns (async ones too).
-pub fn plan_qos(nb: &Nb, tx: &mut Txn<'_>, plan: &QosPlan) -> Result<(), NbError> {
+pub fn plan_qos(r: &Replica, tx: &mut Txn, plan: &QosPlan) -> Result<(), NbError> {
     if plan.egress == Limit::Unchanged && plan.ingress == Limit::Unchanged {
         return Ok(());
     }
-    let rows = rows_of(nb, &plan.port)?;
-    let switch = nb
-        .replica()
+    let rows = rows_of(r, &plan.port)?;
+    let switch = r
         .uuid_by_name::<LogicalSwitch>(&plan.switch)
         .ok_or_else(|| NbError::NoSwitch(plan.switch.clone()))?;
     for direction in QosDirection::ALL {
@@ -246,8 +245,8 @@ pub fn plan_qos(nb: &Nb, tx: &mut Txn<'_>, plan: &QosPlan) -> Result<(), NbError
 
 /// Removes every row of ours for `port` (one transaction); returns how many there were.
 pub async fn delete_qos(nb: &Nb, port: &str) -> Result<usize, NbError> {
-    let mut tx = nb.txn();
-    let removed = remove_rows_of(nb, &mut tx, port)?;
+    let mut tx = Txn::new();
+    let removed = plan_delete_qos(&nb.replica(), &mut tx, port)?;
     nb.commit(tx, format!("deleting QoS of port {port}"))
         .await?;
     Ok(removed)

@@ -10,7 +10,9 @@ use std::net::IpAddr;
 
 use crds::vpc::{PolicyRoute, PolicyRouteAction, RoutePolicy, StaticRoute};
 use ipnet::IpNet;
+use ovn_api::replica::Replica;
 use ovn_api::tables::nb::{LogicalRouter, LogicalRouterPolicy, LogicalRouterStaticRoute};
+use ovn_api::txn::Txn;
 
 use super::{Nb, NbError, db, is_ours, owned_ids};
 
@@ -112,15 +114,17 @@ pub fn plan(
     Ok((routes, policies))
 }
 
-/// Makes the router of `vpc` carry exactly `routes` and `policies` among our rows.
-pub async fn sync(
-    nb: &Nb,
+/// Adds to `tx` what makes the router of `vpc` carry exactly `routes` and `policies` among our
+/// rows. Every check comes before the first operation: on an error `tx` is unchanged.
+#[allow(clippy::result_large_err)] // The NbError every function of nb returns (async ones too).
+pub fn plan_routes(
+    r: &Replica,
+    tx: &mut Txn,
     vpc: &str,
     routes: &BTreeSet<Route>,
     policies: &BTreeSet<Policy>,
 ) -> Result<(), NbError> {
     let (lr, have_routes, have_policies) = {
-        let r = nb.replica();
         let read = |what: &str| db(format!("reading {what} of router {vpc}"));
         let Some(lr) = r
             .one_by_name::<LogicalRouter>(vpc)
@@ -148,7 +152,6 @@ pub async fn sync(
         }
         (lr, have_routes, have_policies)
     };
-    let mut tx = nb.txn();
     let as_route = |row: &LogicalRouterStaticRoute| Route {
         ip_prefix: row.ip_prefix.clone(),
         nexthop: row.nexthop.clone(),
@@ -195,6 +198,19 @@ pub async fn sync(
         });
         tx.mutate::<LogicalRouter>(lr.uuid, [LogicalRouter::POLICIES.insert(row)]);
     }
+    Ok(())
+}
+
+/// Makes the router of `vpc` carry exactly `routes` and `policies` among our rows, in one
+/// transaction.
+pub async fn sync(
+    nb: &Nb,
+    vpc: &str,
+    routes: &BTreeSet<Route>,
+    policies: &BTreeSet<Policy>,
+) -> Result<(), NbError> {
+    let mut tx = Txn::new();
+    plan_routes(&nb.replica(), &mut tx, vpc, routes, policies)?;
     nb.commit(tx, format!("routes of Vpc {vpc}")).await
 }
 

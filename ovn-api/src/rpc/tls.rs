@@ -7,10 +7,11 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
+use super::remote::{Remote, TlsConfig};
 use crate::error::{Error, Result};
-use crate::rpc::{Remote, TlsConfig};
 
 fn tls_err(remote: &Remote, reason: impl std::fmt::Display) -> Error {
     Error::Tls {
@@ -51,12 +52,11 @@ pub(crate) async fn connect(
     host: &str,
     tcp: TcpStream,
     cfg: &TlsConfig,
-) -> Result<Box<dyn crate::rpc::StreamTrait>> {
+) -> Result<TlsStream<TcpStream>> {
     let config = client_config(remote, cfg)?;
     let name = ServerName::try_from(host.to_owned()).map_err(|e| tls_err(remote, e))?;
-    let s = TlsConnector::from(Arc::new(config))
+    TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
-        .map_err(|e| tls_err(remote, format!("handshake: {e}")))?;
-    Ok(Box::new(s))
+        .map_err(|e| tls_err(remote, format!("handshake: {e}")))
 }
