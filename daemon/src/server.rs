@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cni::client::cni_status;
+use cni::api::cni_status;
 use cni::error::code;
-use cni::proto::cni_daemon_server::{CniDaemon, CniDaemonServer};
-use cni::proto::{
+use cni::api::proto::cni_daemon_server::{CniDaemon, CniDaemonServer};
+use cni::api::proto::{
     AddResponse, AttachmentRequest, CheckResponse, DelResponse, GcRequest, GcResponse, IpConfig,
     Route, StatusRequest, StatusResponse,
 };
@@ -91,7 +91,7 @@ impl<P: PodSource> CniService<P> {
 
 /// The CNI error code a status carries (as the plugin will read it).
 fn status_code(status: &Status) -> u32 {
-    cni::client::status_to_cni(status, cni::version::LATEST, "").code
+    cni::api::status_to_cni(status, cni::version::LATEST, "").code
 }
 
 fn describe(r: &AttachmentRequest, verb: &str) -> String {
