@@ -6,7 +6,9 @@
 //! into a status with [`cni_status`] at its edge, the plugin turns a status back into a CNI error
 //! with [`status_to_cni`]. The plugin's transport ([`crate::client`]) is not part of the API.
 
-use crate::error::{CniError, code};
+use crate::error::CniError;
+/// The CNI error codes both sides speak (the daemon sets them, the plugin prints them).
+pub use crate::error::code;
 
 /// The messages and the `CniDaemon` service, generated from `proto/daemon.proto`.
 #[allow(clippy::all, missing_docs, missing_debug_implementations)]

@@ -7,7 +7,7 @@
 //!
 //! - [`api`]: the gRPC API both sides import (messages, service, CNI codes in a status);
 //!   `kube-ovn-daemon` depends on this crate for it and for nothing of the plugin's client.
-//! - [`plugin`], [`env`], [`netconf`], [`result`], [`version`]: one invocation, from the CNI
+//! - [`plugin`], [`mod@env`], [`netconf`], [`result`], [`version`]: one invocation, from the CNI
 //!   environment and stdin to the result JSON; [`client`]: the plugin's channel to the daemon.
 //! - [`error`]: the CNI error result and the well-known codes, shared with the daemon.
 

@@ -2,7 +2,7 @@
 //! reports for it ([`DaemonError::cni_code`]). It becomes a gRPC status only at the edge
 //! ([`DaemonError::into_status`], in [`crate::server`]); the metrics read the code from here.
 
-use cni::error::code;
+use cni::api::code;
 
 use crate::interface::InterfaceError;
 use crate::netns::NetnsError;
