@@ -4,7 +4,14 @@
 //! reads the CNI environment and stdin, forwards the request over gRPC to the node daemon (unix
 //! socket from the NAD's `server_socket`), and prints the result or a CNI error in the shape the
 //! requested `cniVersion` expects. The daemon does the work.
+//!
+//! - [`api`]: the gRPC API both sides import (messages, service, CNI codes in a status);
+//!   `kube-ovn-daemon` depends on this crate for it and for nothing of the plugin's client.
+//! - [`plugin`], [`mod@env`], [`netconf`], [`result`], [`version`]: one invocation, from the CNI
+//!   environment and stdin to the result JSON; [`client`]: the plugin's channel to the daemon.
+//! - [`error`]: the CNI error result and the well-known codes, shared with the daemon.
 
+pub mod api;
 pub mod client;
 pub mod env;
 pub mod error;
@@ -12,9 +19,3 @@ pub mod netconf;
 pub mod plugin;
 pub mod result;
 pub mod version;
-
-/// The gRPC API between the plugin and the daemon, generated from `proto/daemon.proto`.
-#[allow(clippy::all, missing_docs, missing_debug_implementations)]
-pub mod proto {
-    tonic::include_proto!("kubeovn.daemon.v1");
-}

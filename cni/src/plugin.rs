@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
+use crate::api::{self, proto, proto::AttachmentRequest};
 use crate::client;
 use crate::env::{CniEnv, Command};
 use crate::error::{CniError, code};
 use crate::netconf::NetConf;
-use crate::proto::{self, AttachmentRequest};
 use crate::result;
 use crate::version;
 
@@ -60,7 +60,7 @@ pub async fn run(
                 }
                 e
             })?;
-        let status = |s: tonic::Status| client::status_to_cni(&s, v, &what);
+        let status = |s: tonic::Status| api::status_to_cni(&s, v, &what);
         match env.command {
             Command::Add => {
                 let resp = daemon

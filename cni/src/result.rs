@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::proto::AddResponse;
+use crate::api::proto::AddResponse;
 
 /// Renders `resp` as the CNI result for `cni_version`. `ifname` and `sandbox` (the netns path)
 /// describe the pod interface; IPAM-only results list no interface.
@@ -71,7 +71,7 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{IpConfig, Route};
+    use crate::api::proto::{IpConfig, Route};
 
     fn dual_stack() -> AddResponse {
         AddResponse {

@@ -183,31 +183,32 @@ pub fn plan_element(
 
 /// The IPAM request for an attachment: static addresses and MAC from the selection element,
 /// else from the provider's annotations; `ip_pool` as a list of addresses or an IPPool name.
-pub fn request_for(pod: &Pod, planned: &Planned) -> ipam::Request {
+/// The annotations are text anyone who may edit the pod can write: they are parsed here, and a
+/// bad value is an error that names the attachment's key and the value.
+pub fn request_for(pod: &Pod, planned: &Planned) -> Result<ipam::Request, ipam::Error> {
     let a = pod.annotations();
+    let owner = lsp_name(
+        &pod.name_any(),
+        &pod.namespace().unwrap_or_default(),
+        &planned.provider,
+    );
     let key = |k| annotation_key(&planned.provider, k);
     let mut req = ipam::Request::random();
     if !planned.element.ips.is_empty() {
-        let ips: Vec<String> = planned
-            .element
-            .ips
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        req = req.with_ips(ips.join(","));
+        req = req.with_ips(planned.element.ips.iter().copied());
     } else if let Some(ips) = a.get(&key(AnnotationKey::IpAddress)) {
-        req = req.with_ips(ips.clone());
+        req = req.with_ips(ipam::parse_ips(&owner, ips)?);
     }
     if let Some(mac) = &planned.element.mac {
-        req = req.with_mac(mac.to_string());
+        req = req.with_mac(ipam::parse_mac(&owner, &mac.to_string())?);
     } else if let Some(mac) = a.get(&key(AnnotationKey::MacAddress)) {
-        req = req.with_mac(mac.clone());
+        req = req.with_mac(ipam::parse_mac(&owner, mac)?);
     }
     if let Some(pool) = a.get(&key(AnnotationKey::IpPool)) {
         // A list of addresses, or the name of an IPPool (upstream's two forms).
-        req = req.with_ip_pool(pool);
+        req = req.with_ip_pool(&owner, pool)?;
     }
-    req
+    Ok(req)
 }
 
 /// Reconciles one pod's attachments.
@@ -450,9 +451,10 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
         )));
     }
     let existed = ctx.ipam.get(&key).is_some();
+    let request = request_for(pod, planned).map_err(|e| e.to_string())?;
     let lease = ctx
         .ipam
-        .allocate(subnet, &key, &request_for(pod, planned))
+        .allocate(subnet, &key, &request)
         .map_err(|e| e.to_string())?;
     let mac = lease.mac.map(|m| m.to_string()).unwrap_or_default();
     let ips = lease.ips();
@@ -694,6 +696,19 @@ mod tests {
             .collect()
     }
 
+    /// The pod's first element planned with NAD `default/a` (provider `a.default.ovn`) bound
+    /// by Subnet `s1`.
+    fn plan_first_on_a(pod: &Pod) -> Planned {
+        plan(
+            pod,
+            &[nad("default", "a", OVN)],
+            &[subnet("s1", "a.default.ovn")],
+        )[0]
+        .clone()
+        .unwrap()
+        .unwrap()
+    }
+
     #[test]
     fn an_element_resolves_to_its_subnet_by_provider() {
         let p = pod(&[(NETWORKS_ANNOTATION, "default/a")]);
@@ -802,35 +817,21 @@ mod tests {
             NETWORKS_ANNOTATION,
             r#"[{"name":"a","ips":["10.100.0.100/16"],"mac":"02:00:00:00:00:01"}]"#,
         )]);
-        let planned = plan(
-            &p,
-            &[nad("default", "a", OVN)],
-            &[subnet("s1", "a.default.ovn")],
-        )[0]
-        .clone()
-        .unwrap()
-        .unwrap();
-        let req = request_for(&p, &planned);
-        assert_eq!(req.ips, vec!["10.100.0.100/16".to_owned()]);
+        let planned = plan_first_on_a(&p);
+        let req = request_for(&p, &planned).unwrap();
+        assert_eq!(req.ips, vec!["10.100.0.100/16".parse().unwrap()]);
         assert_eq!(
             req.mac,
-            ipam::MacRequest::Static("02:00:00:00:00:01".into())
+            ipam::MacRequest::Static("02:00:00:00:00:01".parse().unwrap())
         );
         let p = pod(&[
             (NETWORKS_ANNOTATION, "default/a"),
             ("a.default.ovn.kubernetes.io/ip_address", "10.100.0.7"),
             ("a.default.ovn.kubernetes.io/ip_pool", "pool1"),
         ]);
-        let planned = plan(
-            &p,
-            &[nad("default", "a", OVN)],
-            &[subnet("s1", "a.default.ovn")],
-        )[0]
-        .clone()
-        .unwrap()
-        .unwrap();
-        let req = request_for(&p, &planned);
-        assert_eq!(req.ips, vec!["10.100.0.7".to_owned()]);
+        let planned = plan_first_on_a(&p);
+        let req = request_for(&p, &planned).unwrap();
+        assert_eq!(req.ips, vec!["10.100.0.7".parse().unwrap()]);
         assert_eq!(req.pool.as_deref(), Some("pool1"));
         // The other form: a list of addresses.
         let p = pod(&[
@@ -840,9 +841,45 @@ mod tests {
                 "10.100.0.15,10.100.0.16",
             ),
         ]);
-        let req = request_for(&p, &planned);
-        assert_eq!(req.ip_list.as_deref(), Some("10.100.0.15,10.100.0.16"));
+        let req = request_for(&p, &planned).unwrap();
+        assert_eq!(
+            req.ip_list.as_ref().map(ipam::IpList::as_str),
+            Some("10.100.0.15,10.100.0.16")
+        );
         assert_eq!(req.pool, None);
+    }
+
+    /// Each class of malformed static request is refused where the annotation is read, naming
+    /// the attachment and the value, before the allocator sees it.
+    #[test]
+    fn malformed_static_requests_name_the_attachment_and_the_value() {
+        let cases = [
+            (
+                "ip_address",
+                "10.100.0.300",
+                "invalid IP address request \"10.100.0.300\"",
+            ),
+            (
+                "ip_address",
+                "10.100.0.5/33",
+                "the prefix length is not valid",
+            ),
+            (
+                "mac_address",
+                "02:00:00",
+                "invalid MAC address \"02:00:00\"",
+            ),
+            ("mac_address", "01:00:5e:00:00:01", "multicast"),
+            ("ip_pool", "10.100.0.15,ten", "invalid entry \"ten\""),
+        ];
+        for (annotation, value, want) in cases {
+            let key = format!("a.default.ovn.kubernetes.io/{annotation}");
+            let p = pod(&[(NETWORKS_ANNOTATION, "default/a"), (key.as_str(), value)]);
+            let planned = plan_first_on_a(&p);
+            let err = request_for(&p, &planned).unwrap_err().to_string();
+            assert!(err.contains(want), "{annotation}: {err:?} lacks {want:?}");
+            assert!(err.starts_with("p.default.a.default.ovn: "), "{err}");
+        }
     }
 
     #[test]

@@ -16,62 +16,40 @@
 //! holds. A `namespace` field that disagrees with the prefix is an error.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
 use crate::validation::{self, MacAddress};
 
-/// An address asked for in `ips`: a bare address or one in CIDR form (`10.100.0.100/16`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct IpRequest {
-    /// The address.
-    pub addr: IpAddr,
-    /// The prefix length, when written in CIDR form.
-    pub prefix_len: Option<u8>,
-}
+/// An address asked for in `ips`: a bare address or one in CIDR form (`10.100.0.100/16`). The
+/// allocator's own request type, so the element's `ips` reach it without a second parser.
+pub use ipam::IpRequest;
 
-impl fmt::Display for IpRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.prefix_len {
-            Some(p) => write!(f, "{}/{p}", self.addr),
-            None => write!(f, "{}", self.addr),
-        }
+/// `ips` as the NPWG element writes it: a list of address strings.
+mod ip_requests {
+    use super::IpRequest;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        ips: &[IpRequest],
+        s: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(ips.iter().map(ToString::to_string))
     }
-}
 
-impl FromStr for IpRequest {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let bad = || format!("{s:?} is not an IP address or CIDR");
-        let (addr, prefix_len) = match s.split_once('/') {
-            None => (s, None),
-            Some((a, p)) => (a, Some(p.parse::<u8>().map_err(|_| bad())?)),
-        };
-        let addr = IpAddr::from_str(addr).map_err(|_| bad())?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        if prefix_len.is_some_and(|p| p > max) {
-            return Err(bad());
-        }
-        Ok(Self { addr, prefix_len })
-    }
-}
-
-impl Serialize for IpRequest {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for IpRequest {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse()
-            .map_err(|e: String| serde::de::Error::custom(format!("ips: {e}")))
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<Vec<IpRequest>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|s| {
+                s.parse().map_err(|e: ipam::ParseIpRequestError| {
+                    serde::de::Error::custom(format!("ips: {e}"))
+                })
+            })
+            .collect()
     }
 }
 
@@ -121,7 +99,7 @@ pub struct NetworkSelectionElement {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
     /// Requested addresses (static IPs).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "ip_requests")]
     pub ips: Vec<IpRequest>,
     /// Requested MAC address.
     #[serde(

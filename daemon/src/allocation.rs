@@ -1,15 +1,14 @@
 //! What the controller decided for one attachment, read from the pod's annotations through the
-//! contract in [`crds::attachment`] (the one parser of those keys), plus the user's route keys,
-//! and the pure translation of it (plus the CNI request) into an interface spec and a CNI answer.
+//! contract in [`crds::attachment`] (the one parser of those keys), plus the user's route keys.
+//! [`crate::plan`] turns it and the CNI request into what ADD does.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use crds::attachment;
 use ipnet::IpNet;
 
-use crate::interface::{InterfaceSpec, RouteSpec};
+use crate::interface::RouteSpec;
 
 /// An annotation that is missing or malformed: the contract's error, which names the key and
 /// the value.
@@ -18,6 +17,8 @@ pub type AllocationError = crds::Error;
 /// One attachment as the daemon plumbs it: the controller's allocation and the user's routes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allocation {
+    /// The attachment's provider, whose annotations these are (it names the LSP).
+    pub provider: String,
     /// What the controller wrote.
     pub allocated: crds::Allocation,
     /// Route everything through this attachment.
@@ -44,6 +45,7 @@ impl Allocation {
             })
             .collect();
         Ok(Self {
+            provider: provider.to_owned(),
             allocated,
             default_route,
             routes,
@@ -78,27 +80,6 @@ impl Allocation {
             }
         }
         routes
-    }
-
-    /// The interface spec for the CNI request's container, netns and ifname.
-    pub fn interface_spec(
-        &self,
-        container_id: &str,
-        ifname: &str,
-        netns: PathBuf,
-        mtu: u32,
-        disable_tx_checksum: bool,
-    ) -> InterfaceSpec {
-        InterfaceSpec {
-            container_id: container_id.to_owned(),
-            ifname: ifname.to_owned(),
-            netns,
-            mac: self.mac(),
-            mtu,
-            addresses: self.allocated.addresses.clone(),
-            routes: self.pod_routes(),
-            disable_tx_checksum,
-        }
     }
 
     /// The gateway of the family of `addr`, if the subnet has one.

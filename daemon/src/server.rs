@@ -1,36 +1,34 @@
 //! The gRPC service the `kube-ovn` plugin calls, and the unix-socket server around it.
 //!
-//! ADD: wait for the controller's allocation (watch), plumb the veth (rtnetlink), add the OVS
-//! port (one OVSDB transaction), wait for `ovn-installed` (monitor), answer. Any failure undoes
-//! what this ADD made. DEL removes the port and the veth and succeeds when they are already gone.
+//! ADD: wait for the controller's allocation (watch), read it ([`Allocation`]), make a plan
+//! ([`plan::plan`]), apply it ([`Applier::apply`]: veth, OVS port, `ovn-installed`; undone on
+//! failure), answer. DEL removes the port and the veth and succeeds when they are already gone.
+//! Every verb fails with a [`DaemonError`]; it becomes a gRPC status here, at the edge.
 
-use std::net::IpAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cni::client::cni_status;
-use cni::error::code;
-use cni::proto::cni_daemon_server::{CniDaemon, CniDaemonServer};
-use cni::proto::{
-    AddResponse, AttachmentRequest, CheckResponse, DelResponse, GcRequest, GcResponse, IpConfig,
-    Route, StatusRequest, StatusResponse,
+use cni::api::proto::cni_daemon_server::{CniDaemon, CniDaemonServer};
+use cni::api::proto::{
+    AddResponse, AttachmentRequest, CheckResponse, DelResponse, GcRequest, GcResponse,
+    StatusRequest, StatusResponse,
 };
 use ipnet::IpNet;
 use ovn_api::rpc::Client;
 use tonic::{Request, Response, Status};
 
 use crate::allocation::Allocation;
-use crate::interface::{self, InterfaceError};
+use crate::apply::Applier;
+use crate::error::DaemonError;
+use crate::interface;
 use crate::metrics::{AddPhase, Metrics, Verb};
-use crate::netns::{Netns, NetnsError};
-use crate::ovs::{self, PortSpec, keys};
+use crate::netns::Netns;
+use crate::ovs::{self, keys};
+use crate::plan;
 use crate::pods::PodSource;
 use crds::MacAddr;
-
-/// Plugin-specific CNI code: CHECK found the attachment different from its previous result.
-pub const CHECK_MISMATCH: u32 = 100;
 
 /// Settings of the CNI service.
 #[derive(Debug, Clone)]
@@ -82,16 +80,28 @@ impl<P: PodSource> CniService<P> {
         &self.metrics
     }
 
-    /// Records one operation's latency and result.
-    fn observe<T>(&self, verb: Verb, started: Instant, result: &Result<T, Status>) {
-        let code = result.as_ref().err().map(status_code);
+    /// Records one operation's latency and result, and turns the result into the gRPC answer.
+    fn answer<T>(
+        &self,
+        verb: Verb,
+        started: Instant,
+        result: Result<T, DaemonError>,
+    ) -> Result<Response<T>, Status> {
+        let code = result.as_ref().err().map(DaemonError::cni_code);
         self.metrics.observe_op(verb, code, started.elapsed());
+        result.map(Response::new).map_err(DaemonError::into_status)
     }
-}
 
-/// The CNI error code a status carries (as the plugin will read it).
-fn status_code(status: &Status) -> u32 {
-    cni::client::status_to_cni(status, cni::version::LATEST, "").code
+    /// The node as [`Applier`] changes it.
+    fn applier(&self) -> Applier<'_> {
+        Applier {
+            host: &self.host,
+            ovs: &self.ovs,
+            bridge: &self.config.bridge,
+            install_timeout: self.config.install_timeout,
+            metrics: &self.metrics,
+        }
+    }
 }
 
 fn describe(r: &AttachmentRequest, verb: &str) -> String {
@@ -102,8 +112,11 @@ fn describe(r: &AttachmentRequest, verb: &str) -> String {
 }
 
 /// Checks a request from the plugin: the daemon does not trust its client's validation.
-fn validate(r: &AttachmentRequest, verb: &str) -> Result<(), Status> {
-    let bad = |msg: String| cni_status(code::INVALID_ENV, format!("{}: {msg}", describe(r, verb)));
+fn validate(r: &AttachmentRequest, verb: &str) -> Result<(), DaemonError> {
+    let bad = |reason: String| DaemonError::InvalidRequest {
+        what: describe(r, verb),
+        reason,
+    };
     if r.pod_name.is_empty() || r.pod_namespace.is_empty() {
         return Err(bad("pod name and namespace are required".into()));
     }
@@ -115,25 +128,16 @@ fn validate(r: &AttachmentRequest, verb: &str) -> Result<(), Status> {
         return Err(bad(format!("netns {:?} must be an absolute path", r.netns)));
     }
     if r.provider.is_empty() {
-        return Err(cni_status(
-            code::INVALID_CONFIG,
-            format!("{}: provider is empty", describe(r, verb)),
-        ));
+        return Err(DaemonError::InvalidConfig {
+            what: describe(r, verb),
+            reason: "provider is empty".into(),
+        });
     }
     Ok(())
 }
 
-fn iface_error(what: &str, e: InterfaceError) -> Status {
-    let c = match &e {
-        InterfaceError::Netns(NetnsError::Gone { .. }) => code::UNKNOWN_CONTAINER,
-        InterfaceError::NameTaken { .. } => code::INVALID_CONFIG,
-        _ => code::IO_FAILURE,
-    };
-    cni_status(c, format!("{what}: {e}"))
-}
-
 impl<P: PodSource> CniService<P> {
-    async fn do_add(&self, r: &AttachmentRequest) -> Result<AddResponse, Status> {
+    async fn do_add(&self, r: &AttachmentRequest) -> Result<AddResponse, DaemonError> {
         let what = describe(r, "ADD");
         validate(r, "ADD")?;
         let phase = Instant::now();
@@ -150,8 +154,10 @@ impl<P: PodSource> CniService<P> {
         let wait_allocation = phase.elapsed();
         self.metrics
             .observe_phase(AddPhase::WaitAllocation, wait_allocation);
-        let annotations =
-            annotations.map_err(|e| cni_status(code::TRY_AGAIN_LATER, format!("{what}: {e}")))?;
+        let annotations = annotations.map_err(|source| DaemonError::NotAllocated {
+            what: what.clone(),
+            source: Box::new(source),
+        })?;
         // The attachment's provider as the controller resolved it: `<p>.<ifname>` when the pod
         // attaches this NAD more than once.
         let (provider, element) = crds::attachment::provider_of_interface(
@@ -161,164 +167,56 @@ impl<P: PodSource> CniService<P> {
             &r.ifname,
         );
         let alloc = Allocation::from_annotations(&annotations, &provider, element.as_ref())
-            .map_err(|e| cni_status(code::INVALID_CONFIG, format!("{what}: {e}")))?;
-        check_static_requests(r, &alloc)
-            .map_err(|e| cni_status(code::INVALID_CONFIG, format!("{what}: {e}")))?;
-
-        // The NAD's mtu wins, then the Subnet's spec.mtu, then the daemon's flag.
-        let mtu = if r.mtu != 0 {
-            r.mtu
+            .map_err(|source| DaemonError::Allocation {
+                what: what.clone(),
+                source,
+            })?;
+        plan::check_static_requests(r, &alloc).map_err(|reason| DaemonError::InvalidConfig {
+            what: what.clone(),
+            reason,
+        })?;
+        let subnet_mtu = if r.mtu == 0 {
+            self.pods.subnet_mtu(&alloc.allocated.logical_switch).await
         } else {
-            match self.pods.subnet_mtu(&alloc.allocated.logical_switch).await {
-                Some(m) if (68..=65535).contains(&m) => m,
-                _ => self.config.mtu,
-            }
+            None
         };
-        let mut response = AddResponse {
-            mac: alloc.allocated.mac.to_string(),
-            mtu,
-            ips: alloc
-                .addresses()
-                .iter()
-                .map(|a| IpConfig {
-                    address: a.to_string(),
-                    gateway: alloc
-                        .gateway_for(&a.addr())
-                        .map(|g| g.to_string())
-                        .unwrap_or_default(),
-                })
-                .collect(),
-            routes: alloc
-                .pod_routes()
-                .iter()
-                .map(|rt| Route {
-                    dst: rt.dst.to_string(),
-                    gw: rt.via.map(|g| g.to_string()).unwrap_or_default(),
-                })
-                .collect(),
-            host_ifname: String::new(),
+        let mtu = plan::pod_mtu(r.mtu, subnet_mtu, self.config.mtu);
+        let node = plan::Node {
+            bridge: &self.config.bridge,
+            disable_tx_checksum: self.config.disable_tx_checksum,
         };
-        if r.ipam_only {
-            return Ok(response);
-        }
-        let spec = alloc.interface_spec(
-            &r.container_id,
-            &r.ifname,
-            PathBuf::from(&r.netns),
-            mtu,
-            self.config.disable_tx_checksum,
-        );
-        let phase = Instant::now();
-        let plumbed = match interface::plumb(&self.host, &spec).await {
-            Ok(plumbed) => plumbed,
-            Err(e) => {
-                self.metrics
-                    .observe_phase(AddPhase::Plumbing, phase.elapsed());
-                return Err(iface_error(&what, e));
-            }
+        let plan = plan::plan(&alloc, r, mtu, node);
+        let Some(attach) = &plan.attach else {
+            return Ok(plan.response);
         };
-        let port = PortSpec {
-            bridge: self.config.bridge.clone(),
-            name: plumbed.host_ifname.clone(),
-            iface_id: crds::naming::lsp_name(&r.pod_name, &r.pod_namespace, &provider),
-            pod_name: r.pod_name.clone(),
-            pod_namespace: r.pod_namespace.clone(),
-            netns: r.netns.clone(),
-            ips: alloc
-                .addresses()
-                .iter()
-                .map(|a| a.addr().to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-            container_id: r.container_id.clone(),
-            ifname: r.ifname.clone(),
-        };
-        let kernel = phase.elapsed();
-        let added = ovs::add_port(&self.ovs, &port).await;
-        let plumbing = phase.elapsed();
-        self.metrics.observe_phase(AddPhase::Plumbing, plumbing);
-        let phase = Instant::now();
-        let wired = match added {
-            Ok(()) => {
-                let installed = ovs::wait_installed(
-                    &self.ovs,
-                    &port.name,
-                    &port.iface_id,
-                    self.config.install_timeout,
-                )
-                .await;
-                self.metrics
-                    .observe_phase(AddPhase::WaitOvnInstalled, phase.elapsed());
-                installed
-            }
-            Err(e) => Err(e),
-        };
-        let wait_installed = phase.elapsed();
-        if let Err(e) = wired {
-            // Undo: the port (if it was added) and the veth. Report the original failure.
-            let _ = self.remove_attachment(&r.container_id, &r.ifname).await;
-            return Err(cni_status(code::TRY_AGAIN_LATER, format!("{what}: {e}")));
-        }
-        // Off the ADD's path: closing the AF_PACKET socket waits for an RCU grace period
-        // (`synchronize_net` in the kernel's packet_release, ~10 ms measured here, a tenth of
-        // a sequential ADD), and peers need the announcement soon, not before the runtime's
-        // answer. It still goes out within milliseconds of ovn-installed.
-        let (netns, ifname, mac, addresses) = (
-            r.netns.clone(),
-            r.ifname.clone(),
-            alloc.mac(),
-            alloc.addresses().to_vec(),
-        );
-        tokio::task::spawn_blocking(move || announce(&netns, &ifname, mac, &addresses));
+        let applied = self.applier().apply(attach, &what).await?;
         // The phase timings (µs) per attachment, for the one slow pod that a histogram hides;
         // plumbing = the kernel part (`kernel_us`: setup + veth + ethtool + configure +
         // handback) + the OVS port transaction.
-        let steps = plumbed.timings;
+        let (port, steps) = (&attach.port, applied.steps);
         tracing::info!(pod = %format!("{}/{}", r.pod_namespace, r.pod_name), ifname = %r.ifname,
             port = %port.name, lsp = %port.iface_id, ips = %port.ips,
-            wait_allocation_us = micros(wait_allocation), plumbing_us = micros(plumbing),
-            kernel_us = micros(kernel), setup_us = micros(steps.setup),
+            wait_allocation_us = micros(wait_allocation), plumbing_us = micros(applied.plumbing),
+            kernel_us = micros(applied.kernel), setup_us = micros(steps.setup),
             veth_us = micros(steps.veth), ethtool_us = micros(steps.ethtool),
             configure_us = micros(steps.configure), handback_us = micros(steps.handback),
-            wait_installed_us = micros(wait_installed),
+            wait_installed_us = micros(applied.wait_installed),
             "attachment added");
-        response.host_ifname = plumbed.host_ifname;
-        Ok(response)
+        Ok(plan.response)
     }
 
-    /// Removes the OVS port and the veth of one attachment, collecting errors and carrying on.
-    async fn remove_attachment(&self, container_id: &str, ifname: &str) -> Result<(), Vec<String>> {
-        let mut errors = Vec::new();
-        let matches = |ids: &std::collections::BTreeMap<&str, &str>| {
-            ids.get(keys::CONTAINER_ID) == Some(&container_id)
-                && ids.get(keys::IFNAME) == Some(&ifname)
-        };
-        if let Err(e) =
-            ovs::remove_ports(&self.ovs, &self.config.bridge, matches, "attachment port").await
-        {
-            errors.push(e.to_string());
-        }
-        let host = crate::naming::host_ifname(container_id, ifname);
-        if let Err(e) = interface::unplumb(&self.host, &host).await {
-            errors.push(e.to_string());
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
-    }
-
-    async fn do_check(&self, r: &AttachmentRequest) -> Result<(), Status> {
+    async fn do_check(&self, r: &AttachmentRequest) -> Result<(), DaemonError> {
         let what = describe(r, "CHECK");
         validate(r, "CHECK")?;
-        let prev: serde_json::Value = serde_json::from_str(&r.prev_result_json).map_err(|e| {
-            cni_status(
-                code::DECODE_FAILURE,
-                format!("{what}: prevResult is not valid JSON: {e}"),
-            )
-        })?;
-        let mismatch = |msg: String| cni_status(CHECK_MISMATCH, format!("{what}: {msg}"));
+        let prev: serde_json::Value =
+            serde_json::from_str(&r.prev_result_json).map_err(|e| DaemonError::Decode {
+                what: what.clone(),
+                reason: format!("prevResult is not valid JSON: {e}"),
+            })?;
+        let mismatch = |reason: String| DaemonError::CheckMismatch {
+            what: what.clone(),
+            reason,
+        };
         let mut want_addrs: Vec<IpNet> = prev["ips"]
             .as_array()
             .map(|ips| {
@@ -331,7 +229,10 @@ impl<P: PodSource> CniService<P> {
         if r.ipam_only {
             return Ok(());
         }
-        let netns = Netns::open(Path::new(&r.netns)).map_err(|e| iface_error(&what, e.into()))?;
+        let netns = Netns::open(Path::new(&r.netns)).map_err(|e| DaemonError::Interface {
+            what: what.clone(),
+            source: e.into(),
+        })?;
         let seen = interface::observe(&netns, &r.ifname)
             .await
             .map_err(|e| mismatch(e.to_string()))?;
@@ -370,40 +271,6 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Checks the runtime's static requests (`runtimeConfig.ips`/`mac`) against what the controller
-/// allocated: both come from the same networks annotation, so a difference is a real conflict.
-fn check_static_requests(r: &AttachmentRequest, alloc: &Allocation) -> Result<(), String> {
-    for ip in &r.ips {
-        let bare = ip.split_once('/').map_or(ip.as_str(), |(a, _)| a);
-        let addr: IpAddr = bare
-            .parse()
-            .map_err(|_| format!("requested IP {ip:?} is not an IP"))?;
-        if !alloc.addresses().iter().any(|a| a.addr() == addr) {
-            return Err(format!(
-                "requested IP {ip} but kube-ovn-controller allocated {:?}",
-                alloc
-                    .addresses()
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-            ));
-        }
-    }
-    if !r.mac.is_empty() {
-        let mac: MacAddr = r
-            .mac
-            .parse()
-            .map_err(|e| format!("requested MAC {:?}: {e}", r.mac))?;
-        if mac != alloc.allocated.mac {
-            return Err(format!(
-                "requested MAC {} but kube-ovn-controller allocated {}",
-                r.mac, alloc.allocated.mac
-            ));
-        }
-    }
-    Ok(())
-}
-
 #[tonic::async_trait]
 impl<P: PodSource> CniDaemon for CniService<P> {
     async fn add(
@@ -413,11 +280,10 @@ impl<P: PodSource> CniDaemon for CniService<P> {
         let started = Instant::now();
         let r = request.into_inner();
         let result = self.do_add(&r).await;
-        self.observe(Verb::Add, started, &result);
         if let Err(e) = &result {
-            tracing::warn!(error = %e.message(), "ADD failed");
+            tracing::warn!(error = %e, "ADD failed");
         }
-        result.map(Response::new)
+        self.answer(Verb::Add, started, result)
     }
 
     async fn del(
@@ -426,9 +292,8 @@ impl<P: PodSource> CniDaemon for CniService<P> {
     ) -> Result<Response<DelResponse>, Status> {
         let started = Instant::now();
         let r = request.into_inner();
-        let result = self.do_del(&r).await;
-        self.observe(Verb::Del, started, &result);
-        result.map(|()| Response::new(DelResponse {}))
+        let result = self.do_del(&r).await.map(|()| DelResponse {});
+        self.answer(Verb::Del, started, result)
     }
 
     async fn check(
@@ -437,58 +302,52 @@ impl<P: PodSource> CniDaemon for CniService<P> {
     ) -> Result<Response<CheckResponse>, Status> {
         let started = Instant::now();
         let r = request.into_inner();
-        let result = self.do_check(&r).await;
-        self.observe(Verb::Check, started, &result);
-        result.map(|()| Response::new(CheckResponse {}))
+        let result = self.do_check(&r).await.map(|()| CheckResponse {});
+        self.answer(Verb::Check, started, result)
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let started = Instant::now();
         let result = self.do_status();
-        self.observe(Verb::Status, started, &result);
-        result.map(Response::new)
+        self.answer(Verb::Status, started, result)
     }
 
     async fn gc(&self, request: Request<GcRequest>) -> Result<Response<GcResponse>, Status> {
         let started = Instant::now();
         let result = self.do_gc(request.into_inner()).await;
-        self.observe(Verb::Gc, started, &result);
-        result.map(Response::new)
+        self.answer(Verb::Gc, started, result)
     }
 }
 
 impl<P: PodSource> CniService<P> {
-    async fn do_del(&self, r: &AttachmentRequest) -> Result<(), Status> {
+    async fn do_del(&self, r: &AttachmentRequest) -> Result<(), DaemonError> {
         validate(r, "DEL")?;
         if r.ipam_only {
             // Addresses are released by the controller when the pod goes; nothing on the node.
             return Ok(());
         }
-        self.remove_attachment(&r.container_id, &r.ifname)
+        self.applier()
+            .remove(&r.container_id, &r.ifname)
             .await
-            .map_err(|errors| {
-                cni_status(
-                    code::TRY_AGAIN_LATER,
-                    format!("{}: {}", describe(r, "DEL"), errors.join("; ")),
-                )
+            .map_err(|errors| DaemonError::Teardown {
+                what: describe(r, "DEL"),
+                errors,
             })
     }
 
-    fn do_status(&self) -> Result<StatusResponse, Status> {
+    fn do_status(&self) -> Result<StatusResponse, DaemonError> {
         let Some(remote) = self.ovs.current_remote() else {
-            return Err(cni_status(
-                code::PLUGIN_NOT_AVAILABLE,
-                "kube-ovn-daemon has no session to the local Open vSwitch database",
-            ));
+            return Err(DaemonError::NotAvailable {
+                reason: "kube-ovn-daemon has no session to the local Open vSwitch database".into(),
+            });
         };
         if !ovs::bridge_exists(&self.ovs, &self.config.bridge) {
-            return Err(cni_status(
-                code::PLUGIN_NOT_AVAILABLE,
-                format!(
+            return Err(DaemonError::NotAvailable {
+                reason: format!(
                     "integration bridge {} does not exist in {remote}",
                     self.config.bridge
                 ),
-            ));
+            });
         }
         Ok(StatusResponse {
             detail: format!(
@@ -498,7 +357,7 @@ impl<P: PodSource> CniService<P> {
         })
     }
 
-    async fn do_gc(&self, request: GcRequest) -> Result<GcResponse, Status> {
+    async fn do_gc(&self, request: GcRequest) -> Result<GcResponse, DaemonError> {
         let valid: Vec<(String, String)> = request
             .valid
             .into_iter()
@@ -506,9 +365,13 @@ impl<P: PodSource> CniService<P> {
             .collect();
         let stale =
             self.attachments(|cid, ifname| !valid.iter().any(|(c, i)| c == cid && i == ifname));
-        let removed = self.remove_all(&stale).await.map_err(|errors| {
-            cni_status(code::TRY_AGAIN_LATER, format!("GC: {}", errors.join("; ")))
-        })?;
+        let removed = self
+            .remove_all(&stale)
+            .await
+            .map_err(|errors| DaemonError::Teardown {
+                what: "GC".into(),
+                errors,
+            })?;
         Ok(GcResponse { removed })
     }
 }
@@ -537,7 +400,7 @@ impl<P: PodSource> CniService<P> {
         let mut errors = Vec::new();
         let mut removed = 0;
         for (cid, ifname) in attachments {
-            match self.remove_attachment(cid, ifname).await {
+            match self.applier().remove(cid, ifname).await {
                 Ok(()) => removed += 1,
                 Err(e) => errors.extend(e),
             }
@@ -664,35 +527,4 @@ pub async fn serve<P: PodSource>(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
-}
-
-/// Sends a gratuitous ARP for each IPv4 address from the pod's interface, once OVN forwards
-/// for it: a peer that cached the MAC of an earlier owner of a static IP learns the new one at
-/// once instead of after its neighbour entry expires. Best effort: failure is only logged.
-fn announce(netns: &str, ifname: &str, mac: [u8; 6], addresses: &[IpNet]) {
-    let v4: Vec<std::net::Ipv4Addr> = addresses
-        .iter()
-        .filter_map(|a| match a.addr() {
-            IpAddr::V4(v4) => Some(v4),
-            IpAddr::V6(_) => None,
-        })
-        .collect();
-    if v4.is_empty() {
-        return;
-    }
-    let sent = Netns::open(Path::new(netns))
-        .map_err(|e| e.to_string())
-        .and_then(|ns| {
-            ns.run(|| -> Result<(), String> {
-                let index = nix::net::if_::if_nametoindex(ifname).map_err(|e| e.to_string())?;
-                for ip in &v4 {
-                    crate::sys::send_gratuitous_arp(index, mac, *ip).map_err(|e| e.to_string())?;
-                }
-                Ok(())
-            })
-            .map_err(|e| e.to_string())?
-        });
-    if let Err(e) = sent {
-        tracing::warn!(%netns, %ifname, error = %e, "gratuitous ARP not sent");
-    }
 }

@@ -357,7 +357,7 @@ async fn two_pods_on_one_switch_talk_over_net1_and_del_cleans_up() {
         .cni("CHECK", "pa", "ctr-a", a.path().to_str().unwrap(), &prev)
         .await
         .unwrap_err();
-    assert_eq!(err.code, server::CHECK_MISMATCH, "{err}");
+    assert_eq!(err.code, daemon::error::CHECK_MISMATCH, "{err}");
     assert!(err.msg.contains("addresses"), "{err}");
 
     // DEL twice; the second finds nothing and still succeeds.

@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use ipam::{Ipam, Request, SharedIpam, SubnetSpec};
+use ipam::{IpRequest, Ipam, Request, SharedIpam, SubnetSpec};
 
 const SLASH16_FREE: u64 = 65_536 - 3; // minus network, broadcast, gateway
 
@@ -139,7 +139,13 @@ fn static_16(c: &mut Criterion) {
     }
     let requests: Vec<Request> = offsets
         .iter()
-        .map(|o| Request::random().with_ips(format!("10.0.{}.{}/16", o >> 8, o & 0xff)))
+        .map(|o| {
+            let addr = std::net::Ipv4Addr::from(0x0a00_0000 | o).into();
+            Request::random().with_ips([IpRequest {
+                addr,
+                prefix_len: Some(16),
+            }])
+        })
         .collect();
     group.bench_function("shuffled", |b| {
         b.iter_batched(

@@ -10,113 +10,9 @@ use crate::addr::{Family, MacAddr, from_u128, to_u128};
 use crate::error::Error;
 use crate::layout::{Blocked, PoolSpec, SubnetSpec};
 use crate::leases::Leases;
+use crate::request::{IpList, IpRequest, MacRequest, Policy, Request, check_interface_mac};
 use crate::rng::Rng;
 use crate::subnet::Subnet;
-
-/// How a dynamic address is chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Policy {
-    /// Uniformly at random over the free addresses of the zone (`O(log n)`).
-    #[default]
-    Random,
-    /// The next free address after the one this policy handed out last in the zone, wrapping
-    /// around at the end; on a fresh subnet that is the lowest free address. A just-released
-    /// address is therefore not reused at once (stale ARP and conntrack entries of the previous
-    /// owner age out first).
-    Sequential,
-}
-
-/// How the MAC address is chosen.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum MacRequest {
-    /// A random locally administered unicast MAC, unique in the subnet.
-    #[default]
-    Random,
-    /// This MAC (`aa:bb:cc:dd:ee:ff` or with `-`); must be unicast, non-zero, unique in the subnet.
-    Static(String),
-    /// No MAC (IPAM-only attachments such as macvlan get theirs from the kernel).
-    None,
-}
-
-/// What an attachment asks for.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Request {
-    /// Static addresses, at most one per family, each `10.0.0.5` or `10.0.0.5/24` (the prefix
-    /// must be the subnet's). An element may itself be comma-joined, as the `ip_address`
-    /// annotation is. Families without a static address get a dynamic one.
-    pub ips: Vec<String>,
-    /// The MAC.
-    pub mac: MacRequest,
-    /// The IP pool to allocate from (`ip_pool` annotation naming an `IPPool`).
-    pub pool: Option<String>,
-    /// The `ip_pool` annotation's other form, a list of addresses: `10.16.0.15,10.16.0.16`
-    /// (each family takes its first address that no other key holds) or, dual stack,
-    /// `10.16.0.15,fd00::f;10.16.0.16,fd00::10` (the first entry whose addresses are all free is
-    /// taken whole). Every entry must be an address the subnet can hand out. Families with a
-    /// static address in `ips` ignore the list; families the list has no address of are
-    /// allocated by `policy`. Cannot be combined with `pool`.
-    pub ip_list: Option<String>,
-    /// How dynamic addresses are picked.
-    pub policy: Policy,
-}
-
-impl Request {
-    /// Random addresses and a random MAC.
-    pub fn random() -> Self {
-        Self::default()
-    }
-
-    /// Sequential addresses and a random MAC.
-    pub fn sequential() -> Self {
-        Self {
-            policy: Policy::Sequential,
-            ..Self::default()
-        }
-    }
-
-    /// Adds static addresses (`"10.0.0.5"`, `"10.0.0.5/24,fd00::5"`).
-    pub fn with_ips(mut self, ips: impl Into<String>) -> Self {
-        self.ips.push(ips.into());
-        self
-    }
-
-    /// Asks for this MAC.
-    pub fn with_mac(mut self, mac: impl Into<String>) -> Self {
-        self.mac = MacRequest::Static(mac.into());
-        self
-    }
-
-    /// Asks for no MAC.
-    pub fn without_mac(mut self) -> Self {
-        self.mac = MacRequest::None;
-        self
-    }
-
-    /// Allocates from this IP pool.
-    pub fn in_pool(mut self, pool: impl Into<String>) -> Self {
-        self.pool = Some(pool.into());
-        self
-    }
-
-    /// Allocates from this list of addresses (see [`Request::ip_list`]).
-    pub fn in_ip_list(mut self, list: impl Into<String>) -> Self {
-        self.ip_list = Some(list.into());
-        self
-    }
-
-    /// Applies an `ip_pool` annotation value as upstream Kube-OVN reads it: a list of addresses
-    /// if it contains `,` or `;` or is itself an IP address ([`Request::in_ip_list`]), else the
-    /// name of an `IPPool` ([`Request::in_pool`]). IPPool names cannot be IP addresses for
-    /// this reason.
-    pub fn with_ip_pool(self, annotation: &str) -> Self {
-        let value = annotation.trim();
-        if value.contains([',', ';']) || value.parse::<IpAddr>().is_ok() {
-            self.in_ip_list(value)
-        } else {
-            self.in_pool(value)
-        }
-    }
-}
 
 /// What one key holds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -216,25 +112,6 @@ fn join<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
         let _ = write!(out, "{item}");
     }
     out
-}
-
-/// A parsed static address request.
-#[derive(Debug, Clone, Copy)]
-struct StaticIp {
-    addr: IpAddr,
-    prefix: Option<u8>,
-}
-
-/// A parsed `ip_pool` list of addresses: entries in order, each one address (a plain comma list)
-/// or one address per family (`;`-separated groups of comma-joined addresses, upstream's
-/// dual-stack form).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct IpList {
-    /// Each address with its text as given, which errors quote.
-    entries: Vec<[Option<(IpAddr, String)>; 2]>,
-    /// `;` form: an entry is taken as a whole. Plain form: each family takes its own first free
-    /// address.
-    grouped: bool,
 }
 
 const MAC_ATTEMPTS: u32 = 64;
@@ -482,11 +359,7 @@ impl Ipam {
     /// [`Error::AllocationMismatch`]; release first to move. `O(log n)`, plus `O(list)` for an
     /// address list.
     pub fn allocate(&mut self, subnet: &str, key: &str, request: &Request) -> Result<Lease, Error> {
-        let statics = parse_statics(key, &request.ips)?;
-        let list = match &request.ip_list {
-            Some(list) => Some(parse_ip_list(key, list)?),
-            None => None,
-        };
+        let statics = one_per_family(key, &request.ips)?;
         let id = self.subnet_id(subnet)?;
         let existing = match self.leases.find(key) {
             Some(slot) if self.leases.subnet(slot) != id => {
@@ -544,7 +417,7 @@ impl Ipam {
                 });
             };
             let layout = &fam.layout;
-            if let Some(prefix) = requested.prefix
+            if let Some(prefix) = requested.prefix_len
                 && prefix != layout.cidr.prefix_len()
             {
                 return Err(Error::PrefixMismatch {
@@ -631,12 +504,13 @@ impl Ipam {
             picks[slot] = Some(p);
         }
 
-        if let (Some(list), Some(input)) = (&list, &request.ip_list) {
+        if let Some(list) = &request.ip_list {
+            let input = list.as_str();
             if let Some((_, name)) = pool {
                 return Err(Error::InvalidIpList {
                     key: key_err(),
-                    list: input.clone(),
-                    entry: input.clone(),
+                    list: input.to_owned(),
+                    entry: input.to_owned(),
                     reason: format!("an address list cannot be combined with IP pool {name}"),
                 });
             }
@@ -714,23 +588,8 @@ impl Ipam {
 
         let held_mac = existing.and_then(|slot| leases.mac(slot));
         let mac = match (&request.mac, held_mac) {
-            (MacRequest::Static(input), held) => {
-                let mac: MacAddr = input.parse().map_err(|_| Error::InvalidMac {
-                    key: key_err(),
-                    input: input.clone(),
-                    reason: "not six hex octets separated by ':' or '-'".to_owned(),
-                })?;
-                let invalid = |reason: &str| Error::InvalidMac {
-                    key: key_err(),
-                    input: input.clone(),
-                    reason: reason.to_owned(),
-                };
-                if mac.is_multicast() {
-                    return Err(invalid("a multicast MAC cannot be an interface address"));
-                }
-                if mac.is_zero() {
-                    return Err(invalid("the all-zero MAC is not an interface address"));
-                }
+            (&MacRequest::Static(mac), held) => {
+                check_interface_mac(key, mac, &mac.to_string())?;
                 match held {
                     Some(held) if held != mac => {
                         return Err(Error::AllocationMismatch {
@@ -798,7 +657,7 @@ impl Ipam {
                     fam.take(
                         p,
                         slot,
-                        sequential && statics[i].is_none() && list.is_none(),
+                        sequential && statics[i].is_none() && request.ip_list.is_none(),
                     );
                     Some(p)
                 }
@@ -1064,92 +923,23 @@ impl Ipam {
     }
 }
 
-/// Parses static requests into at most one per family.
-fn parse_statics(key: &str, inputs: &[String]) -> Result<[Option<StaticIp>; 2], Error> {
-    let mut out: [Option<StaticIp>; 2] = [None, None];
-    for entry in inputs
-        .iter()
-        .flat_map(|s| s.split(','))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        let invalid = |reason: &str| Error::InvalidAddress {
-            key: key.to_owned(),
-            input: entry.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let (addr, prefix) = match entry.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (entry, None),
-        };
-        let addr: IpAddr = addr.parse().map_err(|_| invalid("not an IP address"))?;
-        let family = Family::of(&addr);
-        let prefix = match prefix {
-            None => None,
-            Some(prefix) => match prefix.parse::<u8>() {
-                Ok(prefix) if prefix <= family.bits() => Some(prefix),
-                _ => return Err(invalid("the prefix length is not valid for the family")),
-            },
-        };
+/// The static requests by family (IPv4, IPv6): at most one per family.
+fn one_per_family(key: &str, requests: &[IpRequest]) -> Result<[Option<IpRequest>; 2], Error> {
+    let mut out: [Option<IpRequest>; 2] = [None, None];
+    for &requested in requests {
+        let family = requested.family();
         let slot = &mut out[family.index()];
         if let Some(first) = slot {
             return Err(Error::DuplicateFamily {
                 key: key.to_owned(),
                 family,
                 first: first.addr,
-                second: addr,
+                second: requested.addr,
             });
         }
-        *slot = Some(StaticIp { addr, prefix });
+        *slot = Some(requested);
     }
     Ok(out)
-}
-
-/// Parses an `ip_pool` list of addresses (see [`Request::ip_list`]).
-fn parse_ip_list(key: &str, list: &str) -> Result<IpList, Error> {
-    let invalid = |entry: &str, reason: &str| Error::InvalidIpList {
-        key: key.to_owned(),
-        list: list.to_owned(),
-        entry: entry.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let parse = |entry: &str| -> Result<(IpAddr, String), Error> {
-        let entry = entry.trim();
-        if entry.is_empty() {
-            return Err(invalid(entry, "empty entry"));
-        }
-        let ip = entry
-            .parse()
-            .map_err(|_| invalid(entry, "not an IP address"))?;
-        Ok((ip, entry.to_owned()))
-    };
-    let grouped = list.contains(';');
-    let mut entries = Vec::new();
-    if grouped {
-        for group in list.split(';') {
-            let mut entry: [Option<(IpAddr, String)>; 2] = [None, None];
-            for address in group.split(',') {
-                let (ip, text) = parse(address)?;
-                let slot = &mut entry[Family::of(&ip).index()];
-                if slot.is_some() {
-                    return Err(invalid(
-                        group.trim(),
-                        &format!("two {} addresses in one entry", Family::of(&ip)),
-                    ));
-                }
-                *slot = Some((ip, text));
-            }
-            entries.push(entry);
-        }
-    } else {
-        for address in list.split(',') {
-            let (ip, text) = parse(address)?;
-            let mut entry: [Option<(IpAddr, String)>; 2] = [None, None];
-            entry[Family::of(&ip).index()] = Some((ip, text));
-            entries.push(entry);
-        }
-    }
-    Ok(IpList { entries, grouped })
 }
 
 /// Checks every address of `list` against the subnet, then picks the addresses to take: per

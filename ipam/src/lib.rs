@@ -16,7 +16,7 @@
 //! assert!(lease.v4.is_some() && lease.v6.is_some() && lease.mac.is_some());
 //! // Idempotent: the same key gets the same lease back.
 //! assert_eq!(ipam.allocate("net1", "pod1.default.net1.default.ovn", &Request::random())?, lease);
-//! let fixed = ipam.allocate("net1", "pod2.default.net1.default.ovn", &Request::random().with_ips("10.16.0.10/16"))?;
+//! let fixed = ipam.allocate("net1", "pod2.default.net1.default.ovn", &Request::random().with_ips(["10.16.0.10/16".parse()?]))?;
 //! assert_eq!(fixed.v4, Some("10.16.0.10".parse()?));
 //! assert_eq!(ipam.counters("net1")?.v4_using, 2);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -30,9 +30,12 @@
 //! numbers, so nothing is allocated per lease; [`Ipam`] ties them together; [`SharedIpam`]
 //! puts it behind a mutex.
 //!
-//! The `ip_pool` annotation has two forms upstream: an `IPPool` name ([`Request::in_pool`]) or
-//! a list of addresses ([`Request::in_ip_list`]); [`Request::with_ip_pool`] tells them apart as
-//! upstream does.
+//! A [`Request`] holds typed values only ([`IpRequest`], [`MacAddr`], [`IpList`]); the text
+//! forms users write (the `ip_address`, `mac_address` and `ip_pool` annotations) are parsed at the
+//! caller's edge by [`parse_ips`], [`parse_mac`] and [`Request::with_ip_pool`], whose errors name
+//! the owner key like every other error here. The `ip_pool` annotation has two forms upstream:
+//! an `IPPool` name ([`Request::in_pool`]) or a list of addresses ([`Request::in_ip_list`]);
+//! [`Request::with_ip_pool`] tells them apart as upstream does.
 
 mod addr;
 mod error;
@@ -41,6 +44,7 @@ mod ipam;
 mod layout;
 mod leases;
 mod range_tree;
+mod request;
 mod rng;
 mod shared;
 mod subnet;
@@ -51,8 +55,9 @@ pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::Rand
 
 pub use addr::{Family, MacAddr, ParseMacError};
 pub use error::Error;
-pub use ipam::{
-    Counters, Ipam, Lease, MacRequest, Policy, RebuildReport, Record, Request, SubnetInfo,
-};
+pub use ipam::{Counters, Ipam, Lease, RebuildReport, Record, SubnetInfo};
 pub use layout::{PoolSpec, SubnetSpec};
+pub use request::{
+    IpList, IpRequest, MacRequest, ParseIpRequestError, Policy, Request, parse_ips, parse_mac,
+};
 pub use shared::SharedIpam;

@@ -7,8 +7,9 @@ use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::error::Error;
-use crate::ipam::{Counters, Ipam, Lease, RebuildReport, Record, Request};
+use crate::ipam::{Counters, Ipam, Lease, RebuildReport, Record};
 use crate::layout::{PoolSpec, SubnetSpec};
+use crate::request::Request;
 
 /// A thread-safe [`Ipam`]. Each method takes the lock for one operation.
 #[derive(Debug, Default)]

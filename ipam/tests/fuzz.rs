@@ -132,7 +132,10 @@ proptest! {
     #[test]
     fn static_ip_requests(text in input()) {
         let mut ipam = subnet();
-        match ipam.allocate("s", "k", &Request::random().with_ips(text.clone())) {
+        // Parsed at the caller's edge, then allocated: the same outcomes as one call.
+        let result = ipam::parse_ips("k", &text)
+            .and_then(|ips| ipam.allocate("s", "k", &Request::random().with_ips(ips)));
+        match result {
             Ok(lease) => prop_assert_eq!(ipam.get("k"), Some(lease)),
             Err(Error::InvalidAddress { key, input, .. }) => {
                 prop_assert_eq!(key, "k");
@@ -157,7 +160,9 @@ proptest! {
             }
         }
         let mut ipam = subnet();
-        match ipam.allocate("s", "k", &Request::random().with_mac(text.clone())) {
+        let result = ipam::parse_mac("k", &text)
+            .and_then(|mac| ipam.allocate("s", "k", &Request::random().with_mac(mac)));
+        match result {
             Ok(lease) => prop_assert_eq!(lease.mac, text.parse().ok()),
             Err(Error::InvalidMac { key, input, .. }) => {
                 prop_assert_eq!(key, "k");
@@ -170,7 +175,9 @@ proptest! {
     #[test]
     fn ip_lists(text in input()) {
         let mut ipam = subnet();
-        match ipam.allocate("s", "k", &Request::random().in_ip_list(text.clone())) {
+        let result = ipam::IpList::parse("k", &text)
+            .and_then(|list| ipam.allocate("s", "k", &Request::random().in_ip_list(list)));
+        match result {
             Ok(lease) => {
                 // Each listed family's address comes from the list.
                 let listed: Vec<String> = text.split([',', ';']).map(|e| e.trim().to_owned()).collect();
@@ -192,10 +199,13 @@ proptest! {
     #[test]
     fn ip_pool_annotations(text in input()) {
         let mut ipam = subnet();
-        let request = Request::random().with_ip_pool(&text);
-        prop_assert!(request.pool.is_some() != request.ip_list.is_some());
-        match ipam.allocate("s", "k", &request) {
-            Ok(_) => prop_assert!(request.ip_list.is_some()),
+        let request = Request::random().with_ip_pool("k", &text);
+        if let Ok(request) = &request {
+            prop_assert!(request.pool.is_some() != request.ip_list.is_some());
+        }
+        let result = request.clone().and_then(|request| ipam.allocate("s", "k", &request));
+        match result {
+            Ok(_) => prop_assert!(request.is_ok_and(|r| r.ip_list.is_some())),
             Err(Error::UnknownPool { key, pool, .. }) => {
                 prop_assert_eq!(key, "k");
                 prop_assert_eq!(pool, text.trim());

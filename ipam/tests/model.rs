@@ -172,7 +172,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     request = request.in_pool("p");
                 }
                 if let Some(o) = static_v4 {
-                    request = request.with_ips(format!("10.0.0.{o}/27"));
+                    request = request.with_ips([format!("10.0.0.{o}/27").parse().unwrap()]);
                 }
                 let result = ipam.allocate("s", &key, &request);
                 if let Some(&(h4, h6)) = model.keys.get(&key) {
@@ -253,7 +253,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::AllocateFromList { key, list } => {
                 let key = format!("k{key}");
                 let text: Vec<String> = list.iter().map(|o| format!("10.0.0.{o}")).collect();
-                let request = Request::random().in_ip_list(text.join(","));
+                let parsed = ipam::IpList::parse(&key, &text.join(",")).unwrap();
+                let request = Request::random().in_ip_list(parsed);
                 let result = ipam.allocate("s", &key, &request);
                 let offsets: Vec<u128> = list.iter().map(|&o| u128::from(o)).collect();
                 // Every entry must be allocatable now, else the list is refused whole (an

@@ -6,8 +6,24 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipam::{
-    Counters, Error, Family, Ipam, MacAddr, PoolSpec, Record, Request, SharedIpam, SubnetSpec,
+    Counters, Error, Family, IpList, IpRequest, Ipam, MacAddr, PoolSpec, Record, Request,
+    SharedIpam, SubnetSpec,
 };
+
+/// Static addresses as the controller parses an `ip_address` annotation (valid text only).
+fn ips(text: impl AsRef<str>) -> Vec<IpRequest> {
+    ipam::parse_ips("", text.as_ref()).unwrap()
+}
+
+/// A MAC as the controller parses a `mac_address` annotation (valid text only).
+fn mac(text: impl AsRef<str>) -> MacAddr {
+    ipam::parse_mac("", text.as_ref()).unwrap()
+}
+
+/// An `ip_pool` list of addresses, parsed (valid text only).
+fn list(text: impl AsRef<str>) -> IpList {
+    IpList::parse("", text.as_ref()).unwrap()
+}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -151,7 +167,7 @@ fn excludes_accept_addresses_ranges_and_cidrs() {
     assert_eq!(got, expected);
     for (address, want_excluded) in [("10.0.0.5", true), ("10.0.0.9", true), ("10.0.0.1", false)] {
         let err = ipam
-            .allocate("s", "static", &Request::random().with_ips(address))
+            .allocate("s", "static", &Request::random().with_ips(ips(address)))
             .unwrap_err();
         if want_excluded {
             assert!(matches!(err, Error::Excluded { .. }), "{address}: {err}");
@@ -300,10 +316,11 @@ fn static_requests() {
     for &(input, check) in cases {
         let spec = SubnetSpec::new("s", "10.0.0.0/24").with_excludes(["10.0.0.20"]);
         let mut ipam = ipam_with(spec);
-        ipam.allocate("s", "holder", &Request::random().with_ips("10.0.0.9"))
+        ipam.allocate("s", "holder", &Request::random().with_ips(ips("10.0.0.9")))
             .unwrap();
         let before = ipam.clone();
-        let result = ipam.allocate("s", "key1", &Request::random().with_ips(input));
+        let result = ipam::parse_ips("key1", input)
+            .and_then(|ips| ipam.allocate("s", "key1", &Request::random().with_ips(ips)));
         assert!(check(&result), "{input}: {result:?}");
         match result {
             Ok(lease) => assert_eq!(
@@ -322,8 +339,12 @@ fn static_requests() {
 #[test]
 fn errors_carry_key_and_address() {
     let mut ipam = ipam_with(SubnetSpec::new("s", "10.0.0.0/24").with_excludes(["10.0.0.20"]));
-    ipam.allocate("s", "holder.ns.p", &Request::random().with_ips("10.0.0.9"))
-        .unwrap();
+    ipam.allocate(
+        "s",
+        "holder.ns.p",
+        &Request::random().with_ips(ips("10.0.0.9")),
+    )
+    .unwrap();
     for (input, needles) in [
         (
             "10.0.0.9",
@@ -333,7 +354,7 @@ fn errors_carry_key_and_address() {
         ("10.0.1.1", &["pod.ns.p", "10.0.1.1", "10.0.0.0/24"][..]),
     ] {
         let msg = ipam
-            .allocate("s", "pod.ns.p", &Request::random().with_ips(input))
+            .allocate("s", "pod.ns.p", &Request::random().with_ips(ips(input)))
             .unwrap_err()
             .to_string();
         for needle in needles {
@@ -353,9 +374,9 @@ fn allocation_is_idempotent_per_key() {
         ipam.allocate("s", "k", &Request::sequential()).unwrap(),
         first
     );
-    let same_static = Request::random().with_ips(first.ip_address());
+    let same_static = Request::random().with_ips(ips(first.ip_address()));
     assert_eq!(ipam.allocate("s", "k", &same_static).unwrap(), first);
-    let same_mac = Request::random().with_mac(first.mac.unwrap().to_string());
+    let same_mac = Request::random().with_mac(first.mac.unwrap());
     assert_eq!(ipam.allocate("s", "k", &same_mac).unwrap(), first);
     assert_eq!(ipam.counters("s").unwrap().v4_using, 1);
 
@@ -365,11 +386,15 @@ fn allocation_is_idempotent_per_key() {
         "10.0.0.77"
     };
     let err = ipam
-        .allocate("s", "k", &Request::random().with_ips(other))
+        .allocate("s", "k", &Request::random().with_ips(ips(other)))
         .unwrap_err();
     assert!(matches!(err, Error::AllocationMismatch { .. }), "{err}");
     let err = ipam
-        .allocate("s", "k", &Request::random().with_mac("0a:00:00:00:00:01"))
+        .allocate(
+            "s",
+            "k",
+            &Request::random().with_mac(mac("0a:00:00:00:00:01")),
+        )
         .unwrap_err();
     assert!(matches!(err, Error::AllocationMismatch { .. }), "{err}");
     let err = ipam.allocate("t", "k", &Request::random()).unwrap_err();
@@ -392,7 +417,7 @@ fn release_makes_addresses_reusable() {
         .allocate(
             "s",
             "static",
-            &Request::random().with_ips(released.ip_address()),
+            &Request::random().with_ips(ips(released.ip_address())),
         )
         .unwrap();
     assert_eq!(fixed.v4, released.v4);
@@ -470,7 +495,11 @@ fn macs_are_unique_local_unicast_or_validated_static() {
         assert!(macs.insert(mac));
     }
     let fixed = ipam
-        .allocate("s", "m1", &Request::random().with_mac("00:16:3E:00:00:01"))
+        .allocate(
+            "s",
+            "m1",
+            &Request::random().with_mac(mac("00:16:3E:00:00:01")),
+        )
         .unwrap();
     assert_eq!(fixed.mac, Some(MacAddr([0x00, 0x16, 0x3e, 0, 0, 1])));
     type Check = fn(&Error) -> bool;
@@ -492,8 +521,8 @@ fn macs_are_unique_local_unicast_or_validated_static() {
     ];
     for &(mac, check) in cases {
         let before = ipam.clone();
-        let err = ipam
-            .allocate("s", "m2", &Request::random().with_mac(mac))
+        let err = ipam::parse_mac("m2", mac)
+            .and_then(|mac| ipam.allocate("s", "m2", &Request::random().with_mac(mac)))
             .unwrap_err();
         assert!(check(&err), "{mac}: {err}");
         assert!(err.to_string().contains("m2"), "{err}");
@@ -501,13 +530,21 @@ fn macs_are_unique_local_unicast_or_validated_static() {
     }
     // Unique per subnet, not globally.
     let t = ipam
-        .allocate("t", "m3", &Request::random().with_mac("00:16:3e:00:00:01"))
+        .allocate(
+            "t",
+            "m3",
+            &Request::random().with_mac(mac("00:16:3e:00:00:01")),
+        )
         .unwrap();
     assert_eq!(t.mac, fixed.mac);
     // A released MAC is free again; IPAM-only attachments can ask for none.
     ipam.release("m1");
-    ipam.allocate("s", "m4", &Request::random().with_mac("00:16:3e:00:00:01"))
-        .unwrap();
+    ipam.allocate(
+        "s",
+        "m4",
+        &Request::random().with_mac(mac("00:16:3e:00:00:01")),
+    )
+    .unwrap();
     assert_eq!(
         ipam.allocate("s", "m5", &Request::random().without_mac())
             .unwrap()
@@ -572,21 +609,21 @@ fn pool_rules() {
     let mut ipam = pooled();
     let in_pool = Request::random().in_pool("p");
     let err = ipam
-        .allocate("s", "a", &in_pool.clone().with_ips("10.0.0.9"))
+        .allocate("s", "a", &in_pool.clone().with_ips(ips("10.0.0.9")))
         .unwrap_err();
     assert!(matches!(err, Error::NotInPool { .. }), "{err}");
     let lease = ipam
-        .allocate("s", "a", &in_pool.clone().with_ips("10.0.0.4"))
+        .allocate("s", "a", &in_pool.clone().with_ips(ips("10.0.0.4")))
         .unwrap();
     assert_eq!(lease.v4, Some(v4("10.0.0.4")));
     // The pool has no IPv6 entries: the IPv6 address comes from the rest of the subnet.
     assert!(lease.v6.is_some());
     // A static request outside any pool may name a pool address explicitly.
     let err = ipam
-        .allocate("s", "b", &Request::random().with_ips("10.0.0.4"))
+        .allocate("s", "b", &Request::random().with_ips(ips("10.0.0.4")))
         .unwrap_err();
     assert!(matches!(err, Error::AddressInUse { .. }), "{err}");
-    ipam.allocate("s", "b", &Request::random().with_ips("10.0.0.5"))
+    ipam.allocate("s", "b", &Request::random().with_ips(ips("10.0.0.5")))
         .unwrap();
     let err = ipam
         .allocate("s", "c", &Request::random().in_pool("nope"))
@@ -638,9 +675,9 @@ fn pool_rules() {
 #[test]
 fn subnet_changes_keep_allocations_and_refuse_orphans() {
     let mut ipam = ipam_with(SubnetSpec::new("s", "10.0.0.0/24"));
-    ipam.allocate("s", "a", &Request::random().with_ips("10.0.0.200"))
+    ipam.allocate("s", "a", &Request::random().with_ips(ips("10.0.0.200")))
         .unwrap();
-    ipam.allocate("s", "b", &Request::random().with_ips("10.0.0.10"))
+    ipam.allocate("s", "b", &Request::random().with_ips(ips("10.0.0.10")))
         .unwrap();
 
     // Expansion keeps both.
@@ -668,7 +705,7 @@ fn subnet_changes_keep_allocations_and_refuse_orphans() {
         matches!(&err, Error::WouldOrphan { key, .. } if key == "b"),
         "{err}"
     );
-    ipam.allocate("s", "z", &Request::random().with_ips("10.0.0.255"))
+    ipam.allocate("s", "z", &Request::random().with_ips(ips("10.0.0.255")))
         .unwrap();
     let err = ipam
         .update_subnet(SubnetSpec::new("s", "10.0.0.0/24"))
@@ -686,7 +723,7 @@ fn subnet_changes_keep_allocations_and_refuse_orphans() {
     assert_eq!(ipam.counters("s").unwrap().v4_using, 2);
     ipam.release("b");
     let err = ipam
-        .allocate("s", "c", &Request::random().with_ips("10.0.0.10"))
+        .allocate("s", "c", &Request::random().with_ips(ips("10.0.0.10")))
         .unwrap_err();
     assert!(matches!(err, Error::Excluded { .. }), "{err}");
     assert_eq!(ipam.counters("s").unwrap().v4_available, 512 - 128 - 1 - 1);
@@ -815,11 +852,15 @@ fn rebuild_restores_state_and_reports_bad_records() {
     assert_eq!(ipam.pool_counters("s", "p").unwrap().v4_using, 1);
     // A rebuilt allocator refuses what it holds, and hands out the rest.
     let err = ipam
-        .allocate("s", "x", &Request::random().with_ips("10.0.0.101"))
+        .allocate("s", "x", &Request::random().with_ips(ips("10.0.0.101")))
         .unwrap_err();
     assert!(matches!(err, Error::AddressInUse { .. }), "{err}");
     let err = ipam
-        .allocate("s", "x", &Request::random().with_mac("0a:00:00:00:00:01"))
+        .allocate(
+            "s",
+            "x",
+            &Request::random().with_mac(mac("0a:00:00:00:00:01")),
+        )
         .unwrap_err();
     assert!(matches!(err, Error::MacInUse { .. }), "{err}");
 
@@ -880,7 +921,7 @@ fn ipv6_statics_gateways_and_huge_counts() {
         .allocate(
             "d",
             "k",
-            &Request::random().with_ips("fd00:10:16::abcd/64,10.16.0.1"),
+            &Request::random().with_ips(ips("fd00:10:16::abcd/64,10.16.0.1")),
         )
         .unwrap();
     assert_eq!(lease.ip_address(), "10.16.0.1,fd00:10:16::abcd");
@@ -892,7 +933,7 @@ fn ipv6_statics_gateways_and_huge_counts() {
         ("fd00:10:17::5", "outside"),
     ] {
         let err = ipam
-            .allocate("d", "x", &Request::random().with_ips(input))
+            .allocate("d", "x", &Request::random().with_ips(ips(input)))
             .unwrap_err();
         let ok = match check {
             "in use" => matches!(err, Error::AddressInUse { .. }),
@@ -920,7 +961,7 @@ fn ipv6_statics_gateways_and_huge_counts() {
         .allocate(
             "d",
             "last",
-            &Request::random().with_ips("fd00:10:16::ffff:ffff:ffff:ffff"),
+            &Request::random().with_ips(ips("fd00:10:16::ffff:ffff:ffff:ffff")),
         )
         .unwrap();
     assert!(last.v6.is_some());
@@ -984,7 +1025,7 @@ fn list_err_entry(result: Result<ipam::Lease, Error>) -> String {
 fn ip_list_hands_out_the_first_free_address_in_list_order() {
     let mut ipam = ipam_with(SubnetSpec::new("s", "10.0.0.0/24"));
     let list = "10.0.0.17, 10.0.0.15,10.0.0.16";
-    let request = Request::random().in_ip_list(list);
+    let request = Request::random().in_ip_list(IpList::parse("", list).unwrap());
     let got: Vec<_> = ["a", "b", "c"]
         .iter()
         .map(|k| ipam.allocate("s", k, &request).unwrap().v4.unwrap())
@@ -1011,13 +1052,13 @@ fn ip_list_hands_out_the_first_free_address_in_list_order() {
     );
     // An address held by a key that does not use the list counts as taken.
     ipam.release("a");
-    ipam.allocate("s", "static", &Request::random().with_ips("10.0.0.17"))
+    ipam.allocate("s", "static", &Request::random().with_ips(ips("10.0.0.17")))
         .unwrap();
     let err = ipam.allocate("s", "e", &request).unwrap_err();
     assert!(matches!(err, Error::IpListExhausted { .. }), "{err:?}");
     assert_eq!(ipam.counters("s").unwrap().v4_using, 3);
     // A key holding an address outside a changed list is told so, not moved.
-    let other = Request::random().in_ip_list("10.0.0.20");
+    let other = Request::random().in_ip_list(IpList::parse("", "10.0.0.20").unwrap());
     let err = ipam.allocate("s", "c", &other).unwrap_err();
     assert!(
         matches!(&err, Error::AllocationMismatch { key, existing, .. } if key == "c" && existing == "10.0.0.16"),
@@ -1030,10 +1071,11 @@ fn ip_list_dual_stack_forms() {
     let spec = || SubnetSpec::new("s", "10.0.0.0/24,fd00::/120");
     // `;`-separated entries are taken whole: the first entry with every address free.
     let mut ipam = ipam_with(spec());
-    let grouped = Request::random().in_ip_list("10.0.0.15,fd00::f;10.0.0.16,fd00::10;10.0.0.17");
+    let grouped =
+        Request::random().in_ip_list(list("10.0.0.15,fd00::f;10.0.0.16,fd00::10;10.0.0.17"));
     let a = ipam.allocate("s", "a", &grouped).unwrap();
     assert_eq!(a.ip_address(), "10.0.0.15,fd00::f");
-    ipam.allocate("s", "x", &Request::random().with_ips("fd00::10"))
+    ipam.allocate("s", "x", &Request::random().with_ips(ips("fd00::10")))
         .unwrap();
     // Entry 2 is half taken: skipped whole; entry 3 has no IPv6 address, so IPv6 is dynamic.
     let b = ipam.allocate("s", "b", &grouped).unwrap();
@@ -1047,8 +1089,8 @@ fn ip_list_dual_stack_forms() {
 
     // A plain list mixing families: each family takes its own first free address.
     let mut ipam = ipam_with(spec());
-    let plain = Request::random().in_ip_list("10.0.0.15,fd00::f,10.0.0.16,fd00::10");
-    ipam.allocate("s", "x", &Request::random().with_ips("10.0.0.15"))
+    let plain = Request::random().in_ip_list(list("10.0.0.15,fd00::f,10.0.0.16,fd00::10"));
+    ipam.allocate("s", "x", &Request::random().with_ips(ips("10.0.0.15")))
         .unwrap();
     let a = ipam.allocate("s", "a", &plain).unwrap();
     assert_eq!(a.ip_address(), "10.0.0.16,fd00::f");
@@ -1058,7 +1100,11 @@ fn ip_list_dual_stack_forms() {
     // Only IPv4 listed: IPv6 is allocated as usual.
     let mut ipam = ipam_with(spec());
     let a = ipam
-        .allocate("s", "a", &Request::sequential().in_ip_list("10.0.0.9"))
+        .allocate(
+            "s",
+            "a",
+            &Request::sequential().in_ip_list(list("10.0.0.9")),
+        )
         .unwrap();
     assert_eq!(a.v4, Some(v4("10.0.0.9")));
     assert_eq!(a.v6, Some("fd00::2".parse().unwrap()));
@@ -1070,8 +1116,8 @@ fn ip_list_dual_stack_forms() {
             "s",
             "a",
             &Request::random()
-                .with_ips("10.0.0.99")
-                .in_ip_list("10.0.0.15,fd00::f"),
+                .with_ips(ips("10.0.0.99"))
+                .in_ip_list(list("10.0.0.15,fd00::f")),
         )
         .unwrap();
     assert_eq!(a.ip_address(), "10.0.0.99,fd00::f");
@@ -1105,7 +1151,8 @@ fn ip_list_entries_are_validated_and_named() {
         ),
     ];
     for &(list, entry, reason) in cases {
-        let result = ipam.allocate("s", "k", &Request::random().in_ip_list(list));
+        let result = IpList::parse("k", list)
+            .and_then(|list| ipam.allocate("s", "k", &Request::random().in_ip_list(list)));
         let message = result.as_ref().map_err(ToString::to_string).unwrap_err();
         assert_eq!(list_err_entry(result), entry, "{list:?}");
         assert!(message.contains(reason), "{list:?}: {message}");
@@ -1115,17 +1162,17 @@ fn ip_list_entries_are_validated_and_named() {
     let result = ipam.allocate(
         "s",
         "k",
-        &Request::random().in_ip_list("10.0.0.15,10.0.0.1"),
+        &Request::random().in_ip_list(list("10.0.0.15,10.0.0.1")),
     );
     assert_eq!(list_err_entry(result), "10.0.0.1");
     // Not combined with an IPPool name.
-    let both = Request::random().in_ip_list("10.0.0.15").in_pool("p");
+    let both = Request::random().in_ip_list(list("10.0.0.15")).in_pool("p");
     assert_eq!(list_err_entry(ipam.allocate("s", "k", &both)), "10.0.0.15");
     // Nothing was allocated by any of the failures.
     assert!(ipam.is_empty());
     // Addresses inside an IPPool's range are fine in a list (as static addresses are).
     let lease = ipam
-        .allocate("s", "k", &Request::random().in_ip_list("10.0.0.200"))
+        .allocate("s", "k", &Request::random().in_ip_list(list("10.0.0.200")))
         .unwrap();
     assert_eq!(lease.v4, Some(v4("10.0.0.200")));
 }
@@ -1147,16 +1194,20 @@ fn ip_pool_annotation_is_a_list_or_a_pool_name() {
         ("10.16.0.300", Some("10.16.0.300"), None),
     ];
     for &(annotation, pool, list) in cases {
-        let request = Request::random().with_ip_pool(annotation);
+        let request = Request::random().with_ip_pool("k", annotation).unwrap();
         assert_eq!(request.pool.as_deref(), pool, "{annotation:?}");
-        assert_eq!(request.ip_list.as_deref(), list, "{annotation:?}");
+        assert_eq!(
+            request.ip_list.as_ref().map(IpList::as_str),
+            list,
+            "{annotation:?}"
+        );
     }
 }
 
 #[test]
 fn ip_list_leases_survive_rebuild() {
     let mut ipam = ipam_with(SubnetSpec::new("s", "10.0.0.0/24,fd00::/120"));
-    let request = Request::random().in_ip_list("10.0.0.15,fd00::f;10.0.0.16,fd00::10");
+    let request = Request::random().in_ip_list(list("10.0.0.15,fd00::f;10.0.0.16,fd00::10"));
     ipam.allocate("s", "a", &request).unwrap();
     ipam.allocate("s", "b", &request).unwrap();
     let before = ipam.clone();
