@@ -64,7 +64,9 @@ async fn main() -> anyhow::Result<()> {
             .as_deref()
             .unwrap_or(std::path::Path::new("/proc/self/ns/net")),
     )?;
-    let encap_ip = tunnel_endpoint(&opts, &ovs, &host).await?;
+    let (encap_ip, record) = tunnel_endpoint(&opts, &ovs, &host).await?;
+    // What the tunnel bridge holds, as last seen: uninstall puts it back on the NIC.
+    let record = Arc::new(std::sync::Mutex::new(record));
     ovs::init_node(
         &ovs,
         &NodeConfig {
@@ -91,25 +93,31 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
 
+    let mut tunnel_task = None;
     if let Some(nic) = opts.tunnel_nic().filter(|_| opts.datapath_type == "netdev") {
         // ovs-vswitchd recreates the bridge's interface empty when it restarts: put the
         // addresses back soon after.
         let cfg = tunnel_config(&opts, nic);
-        let (ovs, host) = (ovs.clone(), host.try_clone()?);
-        tokio::spawn(async move {
+        let (ovs, host, record) = (ovs.clone(), host.try_clone()?, record.clone());
+        tunnel_task = Some(tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
             loop {
                 tick.tick().await;
                 match tunnel::ensure(&ovs, &host, &cfg).await {
-                    Ok(ep) if ep.changed > 0 => tracing::info!(bridge = %cfg.bridge,
-                        addresses = ?ep.addresses, changed = ep.changed,
-                        "tunnel endpoint restored on its bridge"),
-                    Ok(_) => {}
+                    Ok(ep) => {
+                        if ep.changed > 0 {
+                            tracing::info!(bridge = %cfg.bridge, addresses = ?ep.addresses,
+                                changed = ep.changed, "tunnel endpoint restored on its bridge");
+                        }
+                        *record
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = ep.record;
+                    }
                     Err(e) => tracing::warn!(bridge = %cfg.bridge, error = %e,
                         "tunnel endpoint check failed"),
                 }
             }
-        });
+        }));
     }
     let service = Arc::new(CniService::new(
         Arc::new(KubePods::new(client)),
@@ -150,8 +158,16 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("shutting down");
     };
     server::serve(listener, service, shutdown).await?;
+    // Nothing may put the tunnel NIC back on its bridge while uninstall takes it off.
+    if let Some(task) = tunnel_task {
+        task.abort();
+    }
     if let Some(owner) = &opts.owner_daemonset {
-        undo_if_uninstalled(&opts, owner, &kube_client, &ovs, &host).await;
+        let known = record
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        undo_if_uninstalled(&opts, owner, &kube_client, &ovs, &host, &known).await;
     }
     Ok(())
 }
@@ -163,8 +179,15 @@ async fn undo_if_uninstalled(
     client: &kube::Client,
     ovs: &ovn_api::rpc::Client,
     host: &daemon::netns::Netns,
+    known: &tunnel::Recorded,
 ) {
-    match uninstall::verdict(client, owner).await {
+    let asked = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        uninstall::verdict(client, owner),
+    )
+    .await
+    .unwrap_or_else(|_| uninstall::Verdict::Unknown("no answer from the API server in 5 s".into()));
+    match asked {
         uninstall::Verdict::Staying => {
             tracing::info!(daemonset = %format!("{}/{}", owner.namespace, owner.name),
                 "restart, not an uninstall: leaving the node as it is");
@@ -189,7 +212,7 @@ async fn undo_if_uninstalled(
     }
     if let Some(nic) = opts.tunnel_nic().filter(|_| opts.datapath_type == "netdev") {
         let cfg = tunnel_config(opts, nic);
-        match tunnel::release(ovs, host, &cfg).await {
+        match tunnel::release(ovs, host, &cfg, known).await {
             Ok(moved) => tracing::info!(nic, bridge = %cfg.bridge, moved,
                 "tunnel NIC has its addresses and routes back"),
             Err(e) => tracing::warn!(nic, bridge = %cfg.bridge, error = %e,
@@ -212,8 +235,9 @@ async fn tunnel_endpoint(
     opts: &Options,
     ovs: &ovn_api::rpc::Client,
     host: &daemon::netns::Netns,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, tunnel::Recorded)> {
     let netdev = opts.datapath_type == "netdev";
+    let mut record = tunnel::Recorded::default();
     let from_nic = match opts.tunnel_nic() {
         Some(nic) if netdev => {
             let cfg = tunnel_config(opts, nic);
@@ -222,6 +246,7 @@ async fn tunnel_endpoint(
             })?;
             tracing::info!(nic, bridge = %cfg.bridge, addresses = ?ep.addresses,
                 changed = ep.changed, "tunnel endpoint on its OVS bridge");
+            record = ep.record.clone();
             ep.encap_ip()
         }
         Some(nic) => Some(
@@ -250,5 +275,5 @@ async fn tunnel_endpoint(
             }
         }
     }
-    Ok(encap_ip)
+    Ok((encap_ip, record))
 }

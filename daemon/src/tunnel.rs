@@ -236,6 +236,9 @@ pub struct Endpoint {
     pub addresses: Vec<IpNet>,
     /// How many addresses and routes this call moved or restored (0 when all was in place).
     pub changed: usize,
+    /// What the bridge records as belonging on it (for [`release`] when the OVS database is
+    /// already gone).
+    pub record: Recorded,
 }
 
 impl Endpoint {
@@ -352,7 +355,11 @@ pub async fn ensure(
             bridge: cfg.bridge.clone(),
         });
     }
-    Ok(Endpoint { addresses, changed })
+    Ok(Endpoint {
+        addresses,
+        changed,
+        record: recorded,
+    })
 }
 
 /// The first global address of `nic` in `host` (IPv4 first): the endpoint with the kernel
@@ -367,6 +374,7 @@ pub async fn nic_address(host: &Netns, nic: &str) -> Result<IpAddr, TunnelError>
     let endpoint = Endpoint {
         addresses: global_addresses(&nl, link.index).await?,
         changed: 0,
+        record: Recorded::default(),
     };
     endpoint.encap_ip().ok_or_else(|| TunnelError::NoAddress {
         nic: nic.to_owned(),
@@ -407,10 +415,16 @@ pub async fn holder_of(host: &Netns, ip: IpAddr) -> Result<Option<String>, Tunne
 
 /// Undoes [`ensure`] (on uninstall): the recorded addresses and routes go back onto the NIC,
 /// off the bridge's interface, the NIC answers ARP again, and the bridge (ours: it carries the
-/// record) leaves the OVS database. Works from the replica's last state when ovsdb-server is
-/// already gone; the database step is then skipped with a warning. Returns how many addresses
+/// record) leaves the OVS database. When the database is already gone (ovs-ovn stops with us),
+/// `known` (the record of the last [`ensure`]) says what to put back and the database step is
+/// skipped. Returns how many addresses
 /// and routes moved back.
-pub async fn release(ovs: &Client, host: &Netns, cfg: &TunnelConfig) -> Result<usize, TunnelError> {
+pub async fn release(
+    ovs: &Client,
+    host: &Netns,
+    cfg: &TunnelConfig,
+    known: &Recorded,
+) -> Result<usize, TunnelError> {
     let (record, bridge_uuid, root) = {
         let replica = ovs.replica();
         let bridge = replica
@@ -419,19 +433,24 @@ pub async fn release(ovs: &Client, host: &Netns, cfg: &TunnelConfig) -> Result<u
         let ids = bridge
             .map(|b| crate::ovs::external_ids(b.get("external_ids")))
             .unwrap_or_default();
-        if ids.get(keys::NIC) != Some(&cfg.nic.as_str()) {
-            // Not ours (or already released): nothing to undo.
-            return Ok(0);
-        }
         let root = replica
             .table("Open_vSwitch")
             .and_then(|t| t.rows().next().map(|r| r.uuid));
-        (
-            Recorded::from_external_ids(&ids),
-            bridge.map(|b| b.uuid),
-            root,
-        )
+        if ids.get(keys::NIC) == Some(&cfg.nic.as_str()) {
+            (
+                Recorded::from_external_ids(&ids),
+                bridge.map(|b| b.uuid),
+                root,
+            )
+        } else {
+            // The database is gone with ovs-ovn (stopped at the same time as us), or the
+            // replica was reset by the lost connection: what this daemon last saw.
+            (known.clone(), None, None)
+        }
     };
+    if record.addresses.is_empty() && record.routes.is_empty() {
+        return Ok(0);
+    }
     let nl = host.rtnetlink()?;
     let nic = link_by_name(&nl, &cfg.nic)
         .await?
@@ -479,19 +498,26 @@ pub async fn release(ovs: &Client, host: &Netns, cfg: &TunnelConfig) -> Result<u
         }
     })?;
     if let (Some(bridge), Some(root)) = (bridge_uuid, root) {
-        let removed = ovs
-            .transact(vec![Operation::Mutate {
+        // ovs-ovn stops with us: a database that is going away gets 3 s, not the client's
+        // reconnect loop.
+        let removed = tokio::time::timeout(
+            Duration::from_secs(3),
+            ovs.transact(vec![Operation::Mutate {
                 table: "Open_vSwitch".into(),
                 conditions: vec![Condition::uuid(root)],
                 mutations: vec![Mutation::delete(
                     "bridges",
                     Datum::scalar(Atom::Uuid(bridge)),
                 )],
-            }])
-            .await;
-        if let Err(e) = removed {
-            tracing::warn!(bridge = %cfg.bridge, error = %e,
-                "could not remove the tunnel bridge from the OVS database (ovsdb-server gone?)");
+            }]),
+        )
+        .await;
+        match removed {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(bridge = %cfg.bridge, error = %e,
+                "could not remove the tunnel bridge from the OVS database"),
+            Err(_) => tracing::warn!(bridge = %cfg.bridge,
+                "could not remove the tunnel bridge from the OVS database: no answer in 3 s"),
         }
     }
     Ok(moved)
@@ -906,6 +932,7 @@ mod tests {
                 "172.30.1.10/24".parse().unwrap(),
             ],
             changed: 0,
+            record: Recorded::default(),
         };
         assert_eq!(ep.encap_ip(), Some("172.30.1.10".parse().unwrap()));
     }

@@ -640,6 +640,42 @@ async fn the_daemon_moves_the_tunnel_nic_onto_br_phy_and_geneve_works_over_it() 
         ping(&b, "10.100.0.61"),
         "ty cannot ping tx after the restore"
     );
+
+    // Uninstall on node 1: the NIC gets its address and route back, br-phy leaves OVS.
+    let host0 = Netns::open(&lab.nodes[0].node.netns().path()).unwrap();
+    let moved = tunnel::release(
+        &lab.nodes[0].ovs,
+        &host0,
+        &tunnel_config(),
+        &tunnel::Recorded::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(moved, 2, "one address and one route");
+    let on_nic = ip_in(&lab.nodes[0].node, &["-4", "addr", "show", "dev", "eth0"]);
+    assert!(on_nic.contains("inet 172.31.0."), "{on_nic}");
+    let routes = ip_in(
+        &lab.nodes[0].node,
+        &["-4", "route", "show", "172.31.200.0/24"],
+    );
+    assert!(routes.contains("dev eth0"), "{routes}");
+    // Uninstall on node 2 with its OVS database already gone (ovs-ovn stops with the
+    // daemon): the record of the last ensure says what goes back.
+    let out = std::process::Command::new("ovs-vsctl")
+        .arg(format!("--db={}", node.node.db_remote()))
+        .args(["--timeout=10", "del-br", "br-phy"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tunnel::release(&node.ovs, &host, &tunnel_config(), &restored.record)
+        .await
+        .unwrap();
+    let on_nic = ip_in(&node.node, &["-4", "addr", "show", "dev", "eth0"]);
+    assert!(on_nic.contains("inet 172.31.0."), "{on_nic}");
 }
 
 #[tokio::test]

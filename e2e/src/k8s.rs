@@ -846,6 +846,14 @@ impl ControlPlane {
             .try_for_each(Process::check_running)
     }
 
+    /// A `kubectl` command against this control plane, to spawn (e.g. `logs -f`).
+    pub fn kubectl_command(&self) -> Command {
+        let mut cmd = Command::new(&self.kubectl);
+        cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .stdin(Stdio::null());
+        cmd
+    }
+
     /// Runs the `kubectl` built by setup against this control plane; returns its stdout.
     pub fn kubectl(&self, args: &[&str]) -> Result<String> {
         let mut cmd = Command::new(&self.kubectl);

@@ -1,8 +1,9 @@
 //! `cargo xtask test`: the whole check that CI runs (`.ci/run`).
 //!
 //! Steps: setup, `cargo fmt --check`, `cargo clippy -D warnings`, `cargo deny check bans licenses
-//! sources`, and `cargo test --workspace` (unit tests, integration tests against the real
-//! programs, e2e scenarios). Every step runs even after an earlier one failed, so one run shows
+//! sources`, `cargo test --workspace` (unit tests, integration tests against the real
+//! programs, e2e scenarios), and last the real nodes (L3): the images (`cargo xtask images`),
+//! then `e2e/tests/real.rs` one test at a time, as `cargo xtask e2e --real` runs them. Every step runs even after an earlier one failed, so one run shows
 //! every problem; the summary names the failed steps and the exit code is non-zero.
 
 use std::io::{BufRead, BufReader, Write};
@@ -123,6 +124,36 @@ pub fn run(root: &Path, args: &TestArgs) -> anyhow::Result<()> {
         Ok(detail)
     }));
 
+    steps.push(timed("images", || {
+        let all: Vec<&str> = crate::images::IMAGES
+            .iter()
+            .chain(crate::images::TEST_IMAGES.iter())
+            .copied()
+            .collect();
+        let built = crate::images::build(root, &crate::images::default_out(root), &all)?;
+        Ok(format!("{} archives", built.len()))
+    }));
+    let images_ok = steps.last().is_some_and(|s| s.ok);
+    steps.push(timed("real", || {
+        if !images_ok {
+            anyhow::bail!("skipped: the images did not build");
+        }
+        let real = cargo_test_args(
+            root,
+            &["test", "-p", "e2e", "--test", "real"],
+            &["--test-threads=1"],
+            args.filter.as_deref(),
+        )?;
+        counts.passed += real.passed;
+        counts.failed += real.failed;
+        counts.ignored += real.ignored;
+        let detail = format!("{} passed, {} failed", real.passed, real.failed);
+        if real.failed > 0 || real.passed == 0 && args.filter.is_none() {
+            anyhow::bail!("{detail}");
+        }
+        Ok(detail)
+    }));
+
     let failed_steps: Vec<&str> = steps.iter().filter(|s| !s.ok).map(|s| s.name).collect();
     println!();
     println!("== cargo xtask test: summary ==");
@@ -137,8 +168,9 @@ pub fn run(root: &Path, args: &TestArgs) -> anyhow::Result<()> {
         );
     }
     // Checks (fmt, clippy, ...) count as one each beside the individual tests.
-    let checks_ok = steps.iter().filter(|s| s.ok && s.name != "tests").count() as u64;
-    let checks_failed = steps.iter().filter(|s| !s.ok && s.name != "tests").count() as u64;
+    let is_check = |s: &&Step| !matches!(s.name, "tests" | "real");
+    let checks_ok = steps.iter().filter(|s| s.ok).filter(is_check).count() as u64;
+    let checks_failed = steps.iter().filter(|s| !s.ok).filter(is_check).count() as u64;
     println!(
         "(tests: {} passed, {} failed; checks: {checks_ok} passed, {checks_failed} failed)",
         counts.passed, counts.failed
@@ -190,12 +222,24 @@ fn cargo_ok(root: &Path, args: &[&str], hint: &str) -> anyhow::Result<String> {
 
 /// Runs `cargo test --workspace`, streaming its output and summing its result lines.
 fn cargo_test(root: &Path, filter: Option<&str>) -> anyhow::Result<Counts> {
+    cargo_test_args(root, &["test", "--workspace", "--no-fail-fast"], &[], filter)
+}
+
+/// Runs `cargo <args> -- <harness args> [filter]`, streaming its output and summing its result
+/// lines.
+fn cargo_test_args(
+    root: &Path,
+    args: &[&str],
+    harness: &[&str],
+    filter: Option<&str>,
+) -> anyhow::Result<Counts> {
     let mut command = Command::new(cargo());
-    command
-        .args(["test", "--workspace", "--no-fail-fast"])
-        .current_dir(root);
+    command.args(args).current_dir(root);
+    if !harness.is_empty() || filter.is_some() {
+        command.arg("--").args(harness);
+    }
     if let Some(f) = filter {
-        command.args(["--", f]);
+        command.arg(f);
     }
     eprintln!("+ {}", cmd::display(&command));
     let mut child = command

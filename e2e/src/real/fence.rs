@@ -236,12 +236,24 @@ pub struct Fence {
     /// `recent` list-name stem.
     list: String,
     allowed: Vec<IpNet>,
+    /// Let through the filter hooks but not the last one (see [`Fence::install_deferring`]).
+    deferred: Vec<IpNet>,
     installed: bool,
 }
 
 impl Fence {
     /// Puts a fence at `scope` that lets through only [`ALWAYS_ALLOWED`] and `allowed`.
     pub fn install(scope: Scope, allowed: &[IpNet]) -> Result<Self> {
+        Self::install_deferring(scope, allowed, &[])
+    }
+
+    /// As [`Fence::install`], and destinations in `deferred` pass the filter hooks of a node
+    /// namespace (`OUTPUT`, `FORWARD`) to be judged only at the last hook (mangle
+    /// `POSTROUTING`, after every rewrite). For the Service range: kube-proxy translates a
+    /// cluster IP before the filter hooks, or REJECTs it there itself when the Service has no
+    /// endpoints yet (a client started before its server: it never leaves, and is not ours to
+    /// count); one it does not know at all is still stopped and counted at the last hook.
+    pub fn install_deferring(scope: Scope, allowed: &[IpNet], deferred: &[IpNet]) -> Result<Self> {
         programs::require(PROGRAMS)?;
         let (stem, list) = match &scope {
             Scope::Netns(_) => ("KOVN-FENCE".to_owned(), "kovn-fence".to_owned()),
@@ -265,6 +277,7 @@ impl Fence {
             stem,
             list,
             allowed: allowed_all,
+            deferred: deferred.iter().map(IpNet::trunc).collect(),
             installed: false,
         };
         for family in FAMILIES {
@@ -354,6 +367,11 @@ impl Fence {
                 }
                 for net in self.allowed.iter().filter(|n| family.matches(n)) {
                     out.push_str(&format!("-A {chain} -d {net} -j RETURN\n"));
+                }
+                if matches!(self.scope, Scope::Netns(_)) && hook.table == "filter" {
+                    for net in self.deferred.iter().filter(|n| family.matches(n)) {
+                        out.push_str(&format!("-A {chain} -d {net} -j RETURN\n"));
+                    }
                 }
                 let verdict = if hook.reject {
                     format!("REJECT --reject-with {}", family.reject_with())

@@ -127,10 +127,18 @@ impl RealNode {
         let ip = bridge.attach(&netns)?;
         let pod_subnet = bridge.pod_subnet(config.index);
         // The fence goes up before any program runs in the namespace.
-        let fence = Fence::install(
+        let fence = Fence::install_deferring(
             Scope::Netns(netns.name().to_owned()),
             // Every node's pod subnet: pods talk across nodes over their eth0.
             &bridge.allow_list(&[bridge.cluster_cidr()]),
+            // Cluster IPs: kube-proxy's to translate or reject; untranslated ones are stopped
+            // and counted at the last hook.
+            &[super::net::SERVICE_RANGE
+                .parse()
+                .map_err(|_| Error::Parse {
+                    command: "SERVICE_RANGE".to_owned(),
+                    detail: super::net::SERVICE_RANGE.to_owned(),
+                })?],
         )?;
         let dir = plane.run_dir().join(format!("node-{}", config.name));
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;

@@ -180,6 +180,70 @@ impl ChartCluster {
         }
     }
 
+    /// `helm uninstall --wait`, then until the chart's pods are gone (helm waits for the
+    /// objects it deletes, not for the pods the garbage collector stops after them).
+    pub fn uninstall(&self) {
+        // The daemons' last words (their cleanup at SIGTERM), shown after the pods are gone.
+        let log = std::env::temp_dir().join(format!("{}.log", e2e::ovn::unique("kovn-cni-")));
+        let follow = std::fs::File::create(&log).ok().and_then(|file| {
+            self.plane
+                .kubectl_command()
+                .args([
+                    "logs",
+                    "-f",
+                    "-n",
+                    "kube-system",
+                    "-l",
+                    "app=kube-ovn-cni",
+                    "--prefix",
+                    "--tail=3",
+                ])
+                .stdout(file)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .ok()
+        });
+        self.helm(&[
+            "uninstall",
+            "kube-ovn",
+            "--namespace",
+            "kube-system",
+            "--wait",
+        ]);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut shown = String::new();
+        loop {
+            let left = self.kubectl(&["get", "pods", "--namespace", "kube-system", "-o", "name"]);
+            if left.trim().is_empty() {
+                break;
+            }
+            if left != shown {
+                eprintln!(
+                    "after {:?} still: {}",
+                    self.started.elapsed(),
+                    left.trim().replace('\n', " ")
+                );
+                shown = left.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chart pods still there 120 s after helm uninstall: {left}\n{}",
+                self.debug_dump()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        eprintln!("uninstalled after {:?}", self.started.elapsed());
+        if let Some(mut follow) = follow {
+            let _ = follow.kill();
+            let _ = follow.wait();
+        }
+        eprintln!(
+            "kube-ovn-cni logs at uninstall:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let _ = std::fs::remove_file(&log);
+    }
+
     /// `kubectl apply -f` of `yaml`.
     pub fn apply(&self, yaml: &str) {
         let manifest = std::env::temp_dir().join(format!("{}.yaml", e2e::ovn::unique("kovn-m-")));
@@ -353,13 +417,7 @@ async fn the_v1_chart_installs_on_a_real_node_and_runs_the_manuals_first_example
         "--wait=true",
         "--timeout=60s",
     ]);
-    cluster.helm(&[
-        "uninstall",
-        "kube-ovn",
-        "--namespace",
-        "kube-system",
-        "--wait",
-    ]);
+    cluster.uninstall();
     cluster.check_fences();
     eprintln!("whole run {:?}", cluster.elapsed());
 }
@@ -504,13 +562,7 @@ async fn the_chart_on_two_real_nodes_carries_net1_across_nodes() {
         );
     }
 
-    cluster.helm(&[
-        "uninstall",
-        "kube-ovn",
-        "--namespace",
-        "kube-system",
-        "--wait",
-    ]);
+    cluster.uninstall();
     for node in cluster.nodes() {
         let plugin = node.cni_bin_dir().join("kube-ovn");
         assert!(!plugin.exists(), "{} left behind", plugin.display());
