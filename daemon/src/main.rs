@@ -261,18 +261,19 @@ async fn tunnel_endpoint(
         (None, Some(ip)) => ip.to_string(),
         (None, None) => anyhow::bail!("{}", daemon::options::OptionsError::NoTunnelEndpoint),
     };
-    if netdev && opts.tunnel_nic().is_none() {
-        if let Ok(ip) = encap_ip.parse() {
-            let holder = tunnel::holder_of(host, ip).await.ok().flatten();
-            let on_ovs = holder
-                .as_deref()
-                .is_some_and(|name| ovs::bridge_exists(ovs, name));
-            if !on_ovs {
-                tracing::warn!(%encap_ip, interface = ?holder,
+    if netdev
+        && opts.tunnel_nic().is_none()
+        && let Ok(ip) = encap_ip.parse()
+    {
+        let holder = tunnel::holder_of(host, ip).await.ok().flatten();
+        let on_ovs = holder
+            .as_deref()
+            .is_some_and(|name| ovs::bridge_exists(ovs, name));
+        if !on_ovs {
+            tracing::warn!(%encap_ip, interface = ?holder,
                     "with the userspace datapath (netdev) geneve and vxlan between nodes need \
                      the tunnel address on an OVS bridge; set --iface (IFACE, chart value \
                      agent.interface) to a NIC that carries only the tunnel");
-            }
         }
     }
     Ok((encap_ip, record))

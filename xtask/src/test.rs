@@ -222,7 +222,12 @@ fn cargo_ok(root: &Path, args: &[&str], hint: &str) -> anyhow::Result<String> {
 
 /// Runs `cargo test --workspace`, streaming its output and summing its result lines.
 fn cargo_test(root: &Path, filter: Option<&str>) -> anyhow::Result<Counts> {
-    cargo_test_args(root, &["test", "--workspace", "--no-fail-fast"], &[], filter)
+    cargo_test_args(
+        root,
+        &["test", "--workspace", "--no-fail-fast"],
+        &[],
+        filter,
+    )
 }
 
 /// Runs `cargo <args> -- <harness args> [filter]`, streaming its output and summing its result

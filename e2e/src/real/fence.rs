@@ -628,8 +628,26 @@ mod tests {
                 "127.0.0.0/8".parse().unwrap(),
                 "172.30.7.0/24".parse().unwrap(),
             ],
+            deferred: Vec::new(),
             installed: false,
         }
+    }
+
+    #[test]
+    fn deferred_destinations_pass_the_filter_hooks_only() {
+        let mut f = fence(Scope::Netns("n".to_owned()));
+        f.deferred = vec!["10.96.0.0/12".parse().unwrap()];
+        let input = f.restore_input(Family::V4);
+        for chain in ["KOVN-FENCE-OUT", "KOVN-FENCE-FWD"] {
+            assert!(
+                input.contains(&format!("-A {chain} -d 10.96.0.0/12 -j RETURN")),
+                "{input}"
+            );
+        }
+        assert!(
+            !input.contains("-A KOVN-FENCE-LAST -d 10.96.0.0/12"),
+            "the last hook must still judge cluster IPs:\n{input}"
+        );
     }
 
     #[test]
