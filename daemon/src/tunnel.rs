@@ -289,18 +289,7 @@ pub async fn ensure(
         .await
         .map_err(netlink(format!("setting {} up", cfg.nic)))?;
 
-    let mut changed = 0;
-    let on_bridge = global_addresses(&nl, bridge.index).await?;
-    for net in &recorded.addresses {
-        if !on_bridge.contains(net) {
-            nl.address()
-                .add(bridge.index, net.addr(), net.prefix_len())
-                .execute()
-                .await
-                .map_err(netlink(format!("adding {net} to {}", cfg.bridge)))?;
-            changed += 1;
-        }
-    }
+    let mut changed = add_missing(&nl, bridge.index, &cfg.bridge, &recorded.addresses).await?;
     let bridge_routes = routes_of(&nl, bridge.index).await?;
     for route in &recorded.routes {
         if !bridge_routes.contains(route) {
@@ -457,18 +446,7 @@ pub async fn release(
         .ok_or_else(|| TunnelError::NoNic {
             nic: cfg.nic.clone(),
         })?;
-    let mut moved = 0;
-    let on_nic = global_addresses(&nl, nic.index).await?;
-    for net in &record.addresses {
-        if !on_nic.contains(net) {
-            nl.address()
-                .add(nic.index, net.addr(), net.prefix_len())
-                .execute()
-                .await
-                .map_err(netlink(format!("putting {net} back on {}", cfg.nic)))?;
-            moved += 1;
-        }
-    }
+    let mut moved = add_missing(&nl, nic.index, &cfg.nic, &record.addresses).await?;
     for route in &record.routes {
         nl.route()
             .add(route_message(route, nic.index))
@@ -584,40 +562,10 @@ async fn ensure_bridge(
         (keys::ROUTES, record.routes_value()),
     ];
     let mut ops = Vec::new();
-    let nic_port_ops = |ops: &mut Vec<Operation>| {
-        ops.push(Operation::Insert {
-            table: "Interface".into(),
-            row: BTreeMap::from([("name".into(), Datum::scalar(cfg.nic.as_str()))]),
-            uuid_name: Some("nic_iface".into()),
-        });
-        ops.push(Operation::Insert {
-            table: "Port".into(),
-            row: BTreeMap::from([
-                ("name".into(), Datum::scalar(cfg.nic.as_str())),
-                ("interfaces".into(), named("nic_iface")),
-            ]),
-            uuid_name: Some("nic_port".into()),
-        });
-    };
     match &bridge_row {
         None => {
-            nic_port_ops(&mut ops);
-            ops.push(Operation::Insert {
-                table: "Interface".into(),
-                row: BTreeMap::from([
-                    ("name".into(), Datum::scalar(cfg.bridge.as_str())),
-                    ("type".into(), Datum::scalar("internal")),
-                ]),
-                uuid_name: Some("br_iface".into()),
-            });
-            ops.push(Operation::Insert {
-                table: "Port".into(),
-                row: BTreeMap::from([
-                    ("name".into(), Datum::scalar(cfg.bridge.as_str())),
-                    ("interfaces".into(), named("br_iface")),
-                ]),
-                uuid_name: Some("br_port".into()),
-            });
+            insert_port(&mut ops, &cfg.nic, None, "nic_port");
+            insert_port(&mut ops, &cfg.bridge, Some("internal"), "br_port");
             let mut ids: Vec<(&str, &str)> = vec![crds::naming::EXTERNAL_ID_VENDOR];
             ids.extend(record_ids.iter().map(|(k, v)| (*k, v.as_str())));
             ops.push(Operation::Insert {
@@ -644,7 +592,7 @@ async fn ensure_bridge(
         }
         Some((uuid, _)) => {
             if !port_exists {
-                nic_port_ops(&mut ops);
+                insert_port(&mut ops, &cfg.nic, None, "nic_port");
                 ops.push(Operation::Mutate {
                     table: "Bridge".into(),
                     conditions: vec![Condition::uuid(*uuid)],
@@ -676,6 +624,49 @@ async fn ensure_bridge(
         )))?;
     }
     Ok(record)
+}
+
+/// Appends the insertion of port `name` with one interface of that name (of `kind`, when not a
+/// plain system interface), the port known in the transaction as `port_uuid`.
+fn insert_port(ops: &mut Vec<Operation>, name: &str, kind: Option<&str>, port_uuid: &str) {
+    let iface_uuid = format!("{port_uuid}_iface");
+    let mut iface = BTreeMap::from([("name".into(), Datum::scalar(name))]);
+    if let Some(kind) = kind {
+        iface.insert("type".into(), Datum::scalar(kind));
+    }
+    ops.push(Operation::Insert {
+        table: "Interface".into(),
+        row: iface,
+        uuid_name: Some(iface_uuid.clone()),
+    });
+    ops.push(Operation::Insert {
+        table: "Port".into(),
+        row: BTreeMap::from([
+            ("name".into(), Datum::scalar(name)),
+            ("interfaces".into(), named(&iface_uuid)),
+        ]),
+        uuid_name: Some(port_uuid.to_owned()),
+    });
+}
+
+/// Adds those of `wanted` that link `index` (named `name`) lacks; returns how many.
+async fn add_missing(
+    nl: &Handle,
+    index: u32,
+    name: &str,
+    wanted: &[IpNet],
+) -> Result<usize, TunnelError> {
+    let present = global_addresses(nl, index).await?;
+    let mut added = 0;
+    for net in wanted.iter().filter(|n| !present.contains(n)) {
+        nl.address()
+            .add(index, net.addr(), net.prefix_len())
+            .execute()
+            .await
+            .map_err(netlink(format!("adding {net} to {name}")))?;
+        added += 1;
+    }
+    Ok(added)
 }
 
 /// A link's index, MTU and MAC.

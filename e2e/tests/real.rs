@@ -368,6 +368,45 @@ fn fence_and_namespaces_go_away_after_a_panic() {
 }
 
 /// The archives `cargo xtask images` writes (`<target>/images/<name>.oci.tar`).
+/// The harness bridge, the host's fence on it (pods' traffic between nodes and the tunnel
+/// between their eth1 are bridged by the host, and br_netfilter shows them to FORWARD), and a
+/// control plane serving the bridge address. Bind them in this order: the plane goes first.
+async fn fenced_plane() -> (HostBridge, Fence, e2e::k8s::ControlPlane) {
+    let bridge = HostBridge::create().unwrap();
+    let host_fence = Fence::install(
+        Scope::HostForward {
+            in_interface: bridge.name().to_owned(),
+        },
+        &bridge.allow_list(&[bridge.cluster_cidr()]),
+    )
+    .unwrap();
+    let plane = e2e::k8s::ControlPlane::start_with(e2e::k8s::Options {
+        address: Some(bridge.address()),
+    })
+    .await
+    .unwrap();
+    (bridge, host_fence, plane)
+}
+
+/// The NetworkAttachmentDefinition CRD, established (Multus' installer brings it; here the
+/// harness does).
+async fn create_nad_crd(plane: &e2e::k8s::ControlPlane) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::runtime::wait::{await_condition, conditions};
+
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(plane.client());
+    let nad_crd = <crds::NetworkAttachmentDefinition as kube::CustomResourceExt>::crd();
+    crds.create(&Default::default(), &nad_crd).await.unwrap();
+    let name = kube::ResourceExt::name_any(&nad_crd);
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        await_condition(crds, &name, conditions::is_crd_established()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+}
+
 fn image_archive(name: &str) -> std::path::PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
         || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
@@ -516,8 +555,6 @@ async fn a_real_node_runs_a_pod_reaches_services_through_kube_proxy_and_stays_fe
 async fn multus_on_a_real_node_gives_net1_from_a_nad_and_writes_network_status() {
     use e2e::k8s::{Binaries, ControlPlane, Options};
     use e2e::real::node::{MULTUS_BIN, NodeConfig, RealNode};
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    use kube::runtime::wait::{await_condition, conditions};
 
     let started = Instant::now();
     let images = vec![image_archive("e2e-pause"), image_archive("e2e-workload")];
@@ -535,17 +572,7 @@ async fn multus_on_a_real_node_gives_net1_from_a_nad_and_writes_network_status()
     })
     .await
     .unwrap();
-    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(plane.client());
-    let nad_crd = <crds::NetworkAttachmentDefinition as kube::CustomResourceExt>::crd();
-    crds.create(&Default::default(), &nad_crd).await.unwrap();
-    let name = kube::ResourceExt::name_any(&nad_crd);
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        await_condition(crds, &name, conditions::is_crd_established()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    create_nad_crd(&plane).await;
     let node = RealNode::start(
         &plane,
         &bridge,
@@ -666,27 +693,14 @@ async fn multus_on_a_real_node_gives_net1_from_a_nad_and_writes_network_status()
 /// one cluster: pods on both, and a ping between them over their eth0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_real_nodes_share_this_machine_and_their_pods_reach_each_other() {
-    use e2e::k8s::{Binaries, ControlPlane, Options};
+    use e2e::k8s::Binaries;
     use e2e::real::node::{NodeConfig, RealNode};
 
     let started = Instant::now();
     let images = vec![image_archive("e2e-pause"), image_archive("e2e-workload")];
     let k8s = Binaries::locate().unwrap();
     let bin_dir = k8s.path("kubelet").parent().unwrap().to_path_buf();
-    let bridge = HostBridge::create().unwrap();
-    let host_fence = Fence::install(
-        Scope::HostForward {
-            in_interface: bridge.name().to_owned(),
-        },
-        // Pods' traffic between nodes is bridged by the host (br_netfilter shows it to FORWARD).
-        &bridge.allow_list(&[bridge.cluster_cidr()]),
-    )
-    .unwrap();
-    let plane = ControlPlane::start_with(Options {
-        address: Some(bridge.address()),
-    })
-    .await
-    .unwrap();
+    let (bridge, host_fence, plane) = fenced_plane().await;
     let mut nodes = Vec::new();
     for (index, name) in ["real-a", "real-b"].into_iter().enumerate() {
         let node = RealNode::start(

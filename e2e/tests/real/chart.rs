@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use e2e::helm::Helm;
-use e2e::k8s::{Binaries, ControlPlane, Options};
-use e2e::real::fence::{Fence, Scope};
+use e2e::k8s::{Binaries, ControlPlane};
+use e2e::real::fence::Fence;
 use e2e::real::net::HostBridge;
 use e2e::real::node::{MULTUS_BIN, NodeConfig, RealNode, WORKLOAD_IMAGE};
 
@@ -42,9 +42,6 @@ impl ChartCluster {
     /// Starts nodes `names` (the first labelled control-plane, where OVN central runs) and
     /// installs `chart` with `values` (`--set`), then waits for every workload to roll out.
     pub async fn install(names: &[&str], chart: &str, values: &[&str]) -> Self {
-        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-        use kube::runtime::wait::{await_condition, conditions};
-
         let started = Instant::now();
         let images: Vec<_> = [
             "e2e-pause",
@@ -59,33 +56,8 @@ impl ChartCluster {
         let k8s = Binaries::locate().unwrap();
         let state = tempfile::tempdir().unwrap();
         let helm = Helm::locate(state.path()).unwrap();
-        let bridge = HostBridge::create().unwrap();
-        let host_fence = Fence::install(
-            Scope::HostForward {
-                in_interface: bridge.name().to_owned(),
-            },
-            // Pods' eth0 traffic between nodes is bridged by the host (br_netfilter shows it
-            // to FORWARD), and so is the tunnel between the nodes' eth1.
-            &bridge.allow_list(&[bridge.cluster_cidr()]),
-        )
-        .unwrap();
-        let plane = ControlPlane::start_with(Options {
-            address: Some(bridge.address()),
-        })
-        .await
-        .unwrap();
-        // Multus' installer brings the NAD CRD; here the harness does.
-        let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(plane.client());
-        let nad_crd = <crds::NetworkAttachmentDefinition as kube::CustomResourceExt>::crd();
-        crds.create(&Default::default(), &nad_crd).await.unwrap();
-        let name = kube::ResourceExt::name_any(&nad_crd);
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            await_condition(crds, &name, conditions::is_crd_established()),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+        let (bridge, host_fence, plane) = super::fenced_plane().await;
+        super::create_nad_crd(&plane).await;
         let mut nodes = Vec::new();
         for (index, name) in names.iter().enumerate() {
             let node = RealNode::start(
