@@ -83,15 +83,10 @@ pub const UPSTREAM_FLAGS: &[UpstreamFlag] = &[
     ),
     UpstreamFlag::value("default-exclude-ips", Disposition::Ignore(PRIMARY_NETWORK)),
     UpstreamFlag::value("cluster-router", Disposition::Ignore(PRIMARY_NETWORK)),
-    UpstreamFlag::value("node-switch", Disposition::Ignore(PRIMARY_NETWORK)),
     UpstreamFlag::value("node-switch-cidr", Disposition::Ignore(PRIMARY_NETWORK)),
     UpstreamFlag::value("network-type", Disposition::Ignore(PRIMARY_NETWORK)),
     UpstreamFlag::value(
         "default-provider-name",
-        Disposition::Ignore(PRIMARY_NETWORK),
-    ),
-    UpstreamFlag::value(
-        "default-interface-name",
         Disposition::Ignore(PRIMARY_NETWORK),
     ),
     UpstreamFlag::value(
@@ -102,10 +97,6 @@ pub const UPSTREAM_FLAGS: &[UpstreamFlag] = &[
     UpstreamFlag::value("default-vlan-id", Disposition::Ignore(PRIMARY_NETWORK)),
     UpstreamFlag::value("pod-nic-type", Disposition::Ignore(PRIMARY_NETWORK)),
     UpstreamFlag::value("node-local-dns-ip", Disposition::Ignore(PRIMARY_NETWORK)),
-    UpstreamFlag::value(
-        "service-cluster-ip-range",
-        Disposition::Ignore(PRIMARY_CNI_OWNS),
-    ),
     UpstreamFlag::boolean("enable-lb", Disposition::Ignore(PRIMARY_CNI_OWNS)),
     UpstreamFlag::boolean("enable-lb-svc", Disposition::Ignore(PRIMARY_CNI_OWNS)),
     UpstreamFlag::boolean(

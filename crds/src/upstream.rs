@@ -100,9 +100,19 @@ pub const PRIMARY_MODE_UNSUPPORTED: &str = "--non-primary-cni-mode=false: primar
      Kube-OVN here runs only as an attached CNI beside the cluster's primary CNI \
      (drop the flag or set it to true)";
 
-/// Flags both upstream binaries take with the same meaning here: metrics on/off, and the two
-/// security features we refuse rather than silently not provide.
+/// Flags both upstream binaries take with the same meaning here: metrics on/off, the two
+/// security features we refuse rather than silently not provide, and the settings of the
+/// primary network that both ignore.
 pub const COMMON: &[UpstreamFlag] = &[
+    UpstreamFlag::value("node-switch", Disposition::Ignore(PRIMARY_NETWORK)),
+    UpstreamFlag::value(
+        "default-interface-name",
+        Disposition::Ignore(PRIMARY_NETWORK),
+    ),
+    UpstreamFlag::value(
+        "service-cluster-ip-range",
+        Disposition::Ignore(PRIMARY_CNI_OWNS),
+    ),
     UpstreamFlag::boolean("enable-metrics", Disposition::Translate(enable_metrics)),
     UpstreamFlag::boolean(
         "secure-serving",

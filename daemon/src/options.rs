@@ -159,25 +159,17 @@ fn mtu(value: &str) -> Result<Vec<String>, String> {
 }
 
 /// Upstream `kube-ovn-daemon` flags (what its v1.17 charts and `start-cniserver.sh` pass) and
-/// what each becomes; see [`crds::upstream`] (which also holds the flags both binaries share). `--bind-socket`, `--encap-ip` and
-/// `--non-primary-cni-mode` have the same name and meaning here and need no entry.
+/// what each becomes; see [`crds::upstream`] (which also holds the flags both binaries share).
+/// `--bind-socket`, `--encap-ip`, `--iface`, `--dpdk-tunnel-iface` and `--non-primary-cni-mode`
+/// have the same name and meaning here and need no entry.
 pub const UPSTREAM_FLAGS: &[UpstreamFlag] = &[
     UpstreamFlag::value("ovn-sb-addr", Disposition::Rename("ovn-remote")),
     UpstreamFlag::value("ovs-socket", Disposition::Translate(ovs_socket)),
     UpstreamFlag::value("network-type", Disposition::Translate(network_type)),
     UpstreamFlag::value("mtu", Disposition::Translate(mtu)),
-    UpstreamFlag::value("node-switch", Disposition::Ignore(PRIMARY_NETWORK)),
-    UpstreamFlag::value(
-        "default-interface-name",
-        Disposition::Ignore(PRIMARY_NETWORK),
-    ),
     UpstreamFlag::value(
         "external-gateway-switch",
         Disposition::Ignore(PRIMARY_NETWORK),
-    ),
-    UpstreamFlag::value(
-        "service-cluster-ip-range",
-        Disposition::Ignore(PRIMARY_CNI_OWNS),
     ),
     UpstreamFlag::value(
         "gateway-netfilter-mode",

@@ -313,9 +313,11 @@ pub async fn ensure(
     }
     let nic_name = cfg.nic.clone();
     let bridge_mac = bridge.mac;
+    // Announced only when something moved: the periodic check must not ARP every 5 s.
     let announce: Vec<std::net::Ipv4Addr> = recorded
         .addresses
         .iter()
+        .filter(|_| changed > 0)
         .filter_map(|n| match n.addr() {
             IpAddr::V4(v4) => Some(v4),
             IpAddr::V6(_) => None,

@@ -661,16 +661,12 @@ async fn the_daemon_moves_the_tunnel_nic_onto_br_phy_and_geneve_works_over_it() 
     assert!(routes.contains("dev eth0"), "{routes}");
     // Uninstall on node 2 with its OVS database already gone (ovs-ovn stops with the
     // daemon): the record of the last ensure says what goes back.
-    let out = std::process::Command::new("ovs-vsctl")
-        .arg(format!("--db={}", node.node.db_remote()))
-        .args(["--timeout=10", "del-br", "br-phy"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    e2e::ovn::run(
+        std::process::Command::new("ovs-vsctl")
+            .arg(format!("--db={}", node.node.db_remote()))
+            .args(["--timeout=10", "del-br", "br-phy"]),
+    )
+    .unwrap();
     tunnel::release(&node.ovs, &host, &tunnel_config(), &restored.record)
         .await
         .unwrap();
