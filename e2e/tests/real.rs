@@ -286,16 +286,22 @@ fn fence_stops_what_leaves_the_harness_counts_it_and_names_the_destination() {
     let (out, _) = connect(&lab.pod, "10.96.0.1", 443, 1);
     assert!(!out.status.success(), "{}", stderr(&out));
     let report = fence.report().unwrap();
-    assert_eq!(report.destinations, vec![service], "{report}");
+    assert_eq!(report.untranslated, vec![service], "{report}");
+    assert!(report.destinations.is_empty(), "{report}");
     assert!(
         report
             .per_hook
             .iter()
             .all(|(h, n)| h == "mangle POSTROUTING" || *n == 0)
-            && report.packets > 0,
+            && report.packets > 0
+            && report.untranslated_packets == report.packets,
         "{report}"
     );
+    // A breach unless a Service has that cluster IP (kube-proxy had not programmed it yet).
+    assert!(fence.check().is_err());
+    fence.check_allowing(&[service]).unwrap();
     fence.reset().unwrap();
+    assert!(fence.report().unwrap().is_clean());
 
     // Take the fence down: the outside answers again, so it was the fence that stopped it.
     drop(fence);
