@@ -20,3 +20,4 @@ pub mod run;
 pub mod status;
 pub mod subnet;
 pub mod vpc;
+pub mod webhook;

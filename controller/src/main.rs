@@ -63,6 +63,17 @@ async fn main() -> anyhow::Result<()> {
             std::future::pending(),
         ));
     }
+    // Every replica answers admission requests, leader or not (the Service picks any).
+    if let Some(addr) = controller::webhook::parse_addr(&options.webhook_addr)? {
+        let tls = controller::webhook::acceptor(&options.webhook_cert_dir)?;
+        let listener = controller::webhook::bind(addr).await?;
+        tracing::info!(%addr, path = controller::webhook::PATH, "serving the pod admission webhook");
+        tokio::spawn(controller::webhook::serve(
+            listener,
+            tls,
+            std::future::pending(),
+        ));
+    }
     let config = RunConfig {
         metrics,
         nb_remotes: options.ovn_nb_addr.clone(),

@@ -54,6 +54,20 @@ pub struct Options {
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:10660")]
     pub metrics_addr: String,
 
+    /// Where to serve the pods' mutating admission webhook (HTTPS, `POST /mutate-pods`), as
+    /// `host:port`; empty disables. The chart enables it (it rewrites the manual's JSON
+    /// networks elements, `{"name": "ns/nad"}`, to the form Multus reads).
+    #[arg(long, env = "WEBHOOK_ADDR", default_value = "")]
+    pub webhook_addr: String,
+
+    /// Directory holding the webhook's `tls.crt` and `tls.key`.
+    #[arg(
+        long,
+        env = "WEBHOOK_CERT_DIR",
+        default_value = "/etc/kube-ovn/webhook"
+    )]
+    pub webhook_cert_dir: std::path::PathBuf,
+
     /// Concurrent reconciles per controller. A pod reconcile mostly waits for the apiserver
     /// (two IP CR creates and one patch), so more in flight than cores pays: 16 attached 5,000
     /// pods in 21.8-22.5 s where 8 took 23.3-25.8 s (BENCHMARKS.md).

@@ -231,6 +231,53 @@ pub fn parse_networks_annotation(
     Ok(elements)
 }
 
+/// The networks annotation as Multus reads it, when `value` needs rewriting for that; `None`
+/// when Multus reads it as it is (or it is not a JSON list: errors are the controller's to
+/// report, with [`parse_networks_annotation`]).
+///
+/// Multus takes a JSON element's `name` as the NAD's bare name: `{"name": "default/net"}`, the
+/// form the manual uses, fails there with `invalid resource name "default/net": [may not
+/// contain '/']` although the comma form `default/net` works. This moves the namespace of such
+/// a name into `namespace` (when that is absent, empty or the same), leaving every other field
+/// and element as it is.
+pub fn multus_form(value: &str) -> Option<String> {
+    if !value.contains(['[', '{', '"']) {
+        return None;
+    }
+    let mut list: serde_json::Value = serde_json::from_str(value).ok()?;
+    let mut changed = false;
+    for element in list.as_array_mut()?.iter_mut() {
+        let Some(fields) = element.as_object_mut() else {
+            continue;
+        };
+        let Some((ns, name)) = fields
+            .get("name")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|n| n.split_once('/'))
+            .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
+            .map(|(ns, name)| (ns.to_owned(), name.to_owned()))
+        else {
+            continue;
+        };
+        let same_namespace = match fields.get("namespace") {
+            None | Some(serde_json::Value::Null) => true,
+            Some(serde_json::Value::String(given)) => given.is_empty() || *given == ns,
+            Some(_) => false,
+        };
+        if !same_namespace {
+            continue;
+        }
+        fields.insert("namespace".to_owned(), serde_json::Value::String(ns));
+        fields.insert("name".to_owned(), serde_json::Value::String(name));
+        changed = true;
+    }
+    if changed {
+        serde_json::to_string(&list).ok()
+    } else {
+        None
+    }
+}
+
 fn parse_json(value: &str) -> Result<Vec<NetworkSelectionElement>> {
     let parsed: serde_json::Value =
         serde_json::from_str(value).map_err(|e| Error::NetworksJson(e.to_string()))?;

@@ -340,3 +340,69 @@ proptest! {
         prop_assert_eq!(parse_networks_annotation(&json, "other").unwrap(), parsed);
     }
 }
+
+/// The manual's JSON elements name the NAD as `namespace/name`, which Multus refuses; the
+/// webhook rewrites them to what Multus reads, and the controller reads both the same way.
+#[test]
+fn multus_form_moves_the_namespace_out_of_the_name_and_nothing_else() {
+    use crds::networks::multus_form;
+    for snippet in [
+        crds::seed::SEGMENTATION,
+        crds::seed::MULTI_PROVIDER,
+        crds::seed::STATIC_IP,
+    ] {
+        // The block scalar under the networks key (six spaces in, as the manual has it).
+        let annotation: String = snippet
+            .lines()
+            .skip_while(|l| !l.contains("k8s.v1.cni.cncf.io/networks: |"))
+            .skip(1)
+            .take_while(|l| l.starts_with("      "))
+            .map(|l| format!("{}\n", &l[6..]))
+            .collect();
+        let annotation = annotation.as_str();
+        assert!(annotation.starts_with('['), "{snippet}");
+        let rewritten = multus_form(annotation).expect("the manual's form needs rewriting");
+        let list: serde_json::Value = serde_json::from_str(&rewritten).unwrap();
+        for element in list.as_array().unwrap() {
+            assert_eq!(element["namespace"], "default", "{rewritten}");
+            assert!(
+                !element["name"].as_str().unwrap().contains('/'),
+                "{rewritten}"
+            );
+        }
+        assert_eq!(
+            parse_networks_annotation(annotation, "pod-ns").unwrap(),
+            parse_networks_annotation(&rewritten, "pod-ns").unwrap(),
+            "{annotation} vs {rewritten}"
+        );
+        // Rewritten once, read as it is from then on.
+        assert_eq!(multus_form(&rewritten), None);
+    }
+    // Every other field kept, unknown ones included.
+    let out = multus_form(
+        r#"[{"name":"ns1/a","interface":"net7","ips":["10.0.0.5/24"],"x-extra":{"k":1}},{"name":"b"}]"#,
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!([
+            {"name": "a", "namespace": "ns1", "interface": "net7", "ips": ["10.0.0.5/24"], "x-extra": {"k": 1}},
+            {"name": "b"}
+        ])
+    );
+    // Same namespace given twice: still moved; a different one is left for the controller to
+    // report (it refuses the element with a message naming both).
+    assert!(multus_form(r#"[{"name":"ns1/a","namespace":"ns1"}]"#).is_some());
+    assert_eq!(multus_form(r#"[{"name":"ns1/a","namespace":"ns2"}]"#), None);
+    // Already Multus' form, the comma form, and what is not a list: untouched.
+    for untouched in [
+        r#"[{"name":"a","namespace":"ns1"}]"#,
+        "ns1/a@net1, b",
+        r#"{"name":"ns1/a"}"#,
+        "[not json",
+        r#"[{"name":"/a"},{"name":"ns/"},{"name":"a/b/c"},7]"#,
+    ] {
+        assert_eq!(multus_form(untouched), None, "{untouched}");
+    }
+}

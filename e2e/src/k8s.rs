@@ -664,6 +664,10 @@ impl ControlPlane {
             // (nothing runs in-cluster here) instead of a reconcile error every few seconds.
             format!("--cert-dir={}", s(&dir.join("apiserver-certs"))),
             "--profiling=false".to_owned(),
+            // Admission webhooks (the chart registers one) are called at their endpoints, as
+            // the aggregator's APIServices are: a Service's cluster IP routes nowhere in the
+            // host namespace, where no kube-proxy runs, and would leave the machine.
+            "--enable-aggregator-routing=true".to_owned(),
         ];
         match options.address {
             None => args.extend([

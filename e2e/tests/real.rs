@@ -16,6 +16,8 @@ use e2e::real::net::{HostBridge, veth_between};
 
 #[path = "real/chart.rs"]
 mod chart;
+#[path = "real/walkthrough.rs"]
+mod walkthrough;
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

@@ -503,6 +503,8 @@ spec:
         - --log-format={{ $cfg.controller.logFormat }}
         - --gc-interval={{ int $cfg.controller.gcInterval }}
         - --workers={{ int $cfg.controller.workers }}
+        - --webhook-addr=0.0.0.0:8443
+        - --webhook-cert-dir=/etc/kube-ovn/webhook
         env:
         - name: POD_NAME
           valueFrom:
@@ -517,15 +519,97 @@ spec:
         ports:
         - name: metrics
           containerPort: {{ int $cfg.controller.metricsPort }}
+        - name: webhook
+          containerPort: 8443
         livenessProbe:
           tcpSocket:
             port: metrics
           initialDelaySeconds: 10
           periodSeconds: 10
+        volumeMounts:
+        - name: webhook-tls
+          mountPath: /etc/kube-ovn/webhook
+          readOnly: true
         {{- with $cfg.controller.resources }}
         resources:
           {{- toYaml . | nindent 10 }}
         {{- end }}
+      volumes:
+      - name: webhook-tls
+        secret:
+          secretName: kube-ovn-webhook-tls
+{{- /*
+The pods' admission webhook (the controller's /mutate-pods). The manual names NADs in JSON
+networks elements as "namespace/name", which Multus refuses ("may not contain '/'"); the
+webhook rewrites such elements to Multus' form at pod creation. failurePolicy Ignore: a
+controller that is down never blocks a pod. Its certificate is made at install and kept on
+upgrade (lookup finds the Secret; `helm template` always makes a new one).
+*/}}
+{{- $svc := printf "kube-ovn-webhook.%s.svc" $ns }}
+{{- $tls := dict }}
+{{- $existing := lookup "v1" "Secret" $ns "kube-ovn-webhook-tls" }}
+{{- if and $existing $existing.data (hasKey $existing.data "ca.crt") (hasKey $existing.data "tls.crt") (hasKey $existing.data "tls.key") }}
+{{- $tls = dict "ca" (index $existing.data "ca.crt") "crt" (index $existing.data "tls.crt") "key" (index $existing.data "tls.key") }}
+{{- else }}
+{{- $ca := genCA "kube-ovn-webhook-ca" 3650 }}
+{{- $cert := genSignedCert $svc nil (list $svc (printf "kube-ovn-webhook.%s" $ns) "kube-ovn-webhook") 3650 $ca }}
+{{- $tls = dict "ca" ($ca.Cert | b64enc) "crt" ($cert.Cert | b64enc) "key" ($cert.Key | b64enc) }}
+{{- end }}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: kube-ovn-webhook-tls
+  namespace: {{ $ns }}
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+type: kubernetes.io/tls
+data:
+  ca.crt: {{ $tls.ca }}
+  tls.crt: {{ $tls.crt }}
+  tls.key: {{ $tls.key }}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-ovn-webhook
+  namespace: {{ $ns }}
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+spec:
+  selector:
+    app: kube-ovn-controller
+  ports:
+  - name: webhook
+    port: 443
+    targetPort: webhook
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: kube-ovn-webhook
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+webhooks:
+- name: pod-networks.kube-ovn.io
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  failurePolicy: Ignore
+  timeoutSeconds: 5
+  reinvocationPolicy: Never
+  clientConfig:
+    service:
+      name: kube-ovn-webhook
+      namespace: {{ $ns }}
+      path: /mutate-pods
+      port: 443
+    caBundle: {{ $tls.ca }}
+  rules:
+  - apiGroups: [""]
+    apiVersions: [v1]
+    operations: [CREATE]
+    resources: [pods]
+    scope: Namespaced
 ---
 # Every node: kube-ovn-daemon (the CNI server), and the `kube-ovn` CNI plugin installed into
 # the host's CNI bin dir, where Multus finds it. No conflist is written: Multus reads NADs.

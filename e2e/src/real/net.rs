@@ -153,6 +153,21 @@ impl HostBridge {
         Ipv4Net::new(Ipv4Addr::new(172, 29, self.third_octet, 0), 24).unwrap_or(self.subnet)
     }
 
+    /// Routes `subnet` from the host via `via` on the bridge, as a primary CNI's routes would
+    /// (the apiserver calls webhooks at their pods' addresses). The route goes with the bridge.
+    pub fn route_from_host(&self, subnet: Ipv4Net, via: Ipv4Addr) -> Result<()> {
+        run(Command::new("ip").args([
+            "route",
+            "add",
+            &subnet.to_string(),
+            "via",
+            &via.to_string(),
+            "dev",
+            &self.name,
+        ]))?;
+        Ok(())
+    }
+
     /// The range every node's pod subnet is in (kube-proxy's `clusterCIDR`, which takes one
     /// CIDR per family): `10.200.0.0/13`, room for 8 nodes.
     pub fn cluster_cidr(&self) -> Ipv4Net {

@@ -82,6 +82,12 @@ impl ChartCluster {
             eprintln!("{name} Ready after {:?}", started.elapsed());
             nodes.push(node);
         }
+        for node in &nodes {
+            // Before the chart: the apiserver calls its webhook at the controller pod's address.
+            bridge
+                .route_from_host(node.pod_subnet(), node.ip())
+                .unwrap();
+        }
         for (i, a) in nodes.iter().enumerate() {
             for b in nodes.iter().skip(i + 1) {
                 a.route_pods_to(b).unwrap();
@@ -145,6 +151,11 @@ impl ChartCluster {
             Ok(out) => out,
             Err(e) => panic!("kubectl {}: {e}\n{}", args.join(" "), self.debug_dump()),
         }
+    }
+
+    /// `kubectl <args>`, its failure returned (for what is expected to fail).
+    pub fn try_kubectl(&self, args: &[&str]) -> Result<String, e2e::k8s::Error> {
+        self.plane.kubectl(args)
     }
 
     /// `helm <args>` against the cluster, from the workspace root.
@@ -355,7 +366,7 @@ fn first_example() -> String {
     crds::seed::first_example().replace("    image: nginx\n", &workload_image())
 }
 
-fn workload_image() -> String {
+pub fn workload_image() -> String {
     format!("    image: {WORKLOAD_IMAGE}\n    imagePullPolicy: Never\n")
 }
 
@@ -566,6 +577,17 @@ async fn the_chart_on_two_real_nodes_carries_net1_across_nodes() {
         assert!(
             ports.is_empty(),
             "{}: ports left after DEL: {ports:?}",
+            node.name()
+        );
+    }
+
+    super::walkthrough::the_manuals_use_cases(&cluster, &here, &there);
+    eprintln!("the manual's use cases done after {:?}", cluster.elapsed());
+    for node in cluster.nodes() {
+        let ports = attached_interfaces(node);
+        assert!(
+            ports.is_empty(),
+            "{}: ports left after the use cases: {ports:?}",
             node.name()
         );
     }
