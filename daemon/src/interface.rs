@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
-use rtnetlink::packet_core::{ErrorMessage, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL};
+use rtnetlink::packet_core::{ErrorMessage, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REPLACE};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage};
@@ -435,11 +435,26 @@ fn configure_batch(
     for route in &spec.routes {
         requests.push((
             RouteNetlinkMessage::NewRoute(route_message(route, index)),
-            NLM_F_CREATE | NLM_F_EXCL,
+            route_flags(route),
         ));
         steps.push(format!("adding route {route:?} via {ifname} in {ns}"));
     }
     (requests, steps)
+}
+
+/// Netlink flags for adding `route`. A default route is asked for only when the attachment
+/// is to carry the pod's default route (its element's `default-route`, or the
+/// `default_route` annotation), and the primary CNI's default route is there already: Multus
+/// is to remove it first, but its removal matches only routes without a destination, which
+/// netlink v1.3 (Multus v4.3) no longer returns for default routes. So the default route
+/// replaces the one in place (one default route, through this attachment, whoever comes
+/// first); every other route is new or an error (`EEXIST` names a real conflict).
+fn route_flags(route: &RouteSpec) -> u16 {
+    if route.dst.prefix_len() == 0 {
+        NLM_F_CREATE | NLM_F_REPLACE
+    } else {
+        NLM_F_CREATE | NLM_F_EXCL
+    }
 }
 
 fn route_message(route: &RouteSpec, index: u32) -> rtnetlink::packet_route::route::RouteMessage {

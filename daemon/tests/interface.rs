@@ -276,3 +276,61 @@ async fn a_failed_configuration_step_is_named_and_rolled_back() {
     let pod_links = String::from_utf8(a.exec(&["ip", "-o", "link"]).stdout).unwrap();
     assert!(!pod_links.contains("net1"), "{pod_links}");
 }
+
+/// An attachment that carries the pod's default route takes it over from the primary CNI's,
+/// as Multus' `default-route` means (Multus v4.3 does not remove eth0's default route first:
+/// its netlink no longer reports default routes without a destination): one default route,
+/// through net1, and no `EEXIST`.
+#[tokio::test]
+async fn a_default_route_attachment_replaces_the_primary_default_route() {
+    let node = TestNs::new("node");
+    let pod = TestNs::new("pod");
+    // The primary CNI's eth0 and its default route.
+    // No dummy module here: a veth pair inside the pod stands in for eth0.
+    sh(&[
+        "ip", "-n", &pod.0, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+    ]);
+    sh(&["ip", "-n", &pod.0, "link", "set", "eth0p", "up"]);
+    sh(&[
+        "ip",
+        "-n",
+        &pod.0,
+        "addr",
+        "add",
+        "10.98.0.5/24",
+        "dev",
+        "eth0",
+    ]);
+    sh(&["ip", "-n", &pod.0, "link", "set", "eth0", "up"]);
+    sh(&[
+        "ip",
+        "-n",
+        &pod.0,
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.98.0.1",
+        "dev",
+        "eth0",
+    ]);
+    let root = Netns::open(&node.path()).unwrap();
+    let mut with_default = spec("ctr-d", &pod, "10.99.0.21/24", 0x21);
+    with_default.routes.push(RouteSpec {
+        dst: "0.0.0.0/0".parse().unwrap(),
+        via: Some("10.99.0.1".parse::<IpAddr>().unwrap()),
+    });
+    interface::plumb(&root, &with_default).await.unwrap();
+    let routes = String::from_utf8(pod.exec(&["ip", "route"]).stdout).unwrap();
+    let defaults: Vec<&str> = routes
+        .lines()
+        .filter(|l| l.starts_with("default"))
+        .collect();
+    assert_eq!(defaults.len(), 1, "{routes}");
+    assert!(defaults[0].contains("via 10.99.0.1 dev net1"), "{routes}");
+    // Other routes are still exclusive: the custom route is there once.
+    assert!(
+        routes.contains("192.0.2.0/24 via 10.99.0.1 dev net1"),
+        "{routes}"
+    );
+}

@@ -583,6 +583,11 @@ async fn the_chart_on_two_real_nodes_carries_net1_across_nodes() {
 
     super::walkthrough::the_manuals_use_cases(&cluster, &here, &there);
     eprintln!("the manual's use cases done after {:?}", cluster.elapsed());
+    super::walkthrough::what_only_real_multus_shows(&cluster, &here, &there);
+    eprintln!(
+        "default-route, same NAD twice, IPAM-only done after {:?}",
+        cluster.elapsed()
+    );
     for node in cluster.nodes() {
         let ports = attached_interfaces(node);
         assert!(

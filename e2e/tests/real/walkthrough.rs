@@ -234,3 +234,107 @@ pub fn the_manuals_use_cases(cluster: &ChartCluster, a: &str, b: &str) {
         assert!(!ips_left.contains(name), "{name}: {ips_left}");
     }
 }
+
+/// What only real Multus shows (issue 11, item 5): an element with `default-route` (Multus
+/// moves the default route from eth0 itself), the same NAD twice under two interface names,
+/// and an IPAM-only macvlan NAD (Multus runs macvlan, macvlan runs our plugin as its IPAM).
+pub fn what_only_real_multus_shows(cluster: &ChartCluster, a: &str, b: &str) {
+    cluster.apply(
+        r#"apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata:
+  name: macvlan-net
+  namespace: default
+spec:
+  config: |
+    {
+      "cniVersion": "0.3.1",
+      "type": "macvlan",
+      "master": "eth0",
+      "mode": "bridge",
+      "ipam": {
+        "type": "kube-ovn",
+        "server_socket": "/run/openvswitch/kube-ovn-daemon.sock",
+        "provider": "macvlan-net.default"
+      }
+    }
+---
+apiVersion: kubeovn.io/v1
+kind: Subnet
+metadata:
+  name: macvlan-subnet
+spec:
+  cidr: "10.105.0.0/24"
+  provider: macvlan-net.default
+"#,
+    );
+    let element = |extra: &str| {
+        format!(
+            r#"k8s.v1.cni.cncf.io/networks: '[{{"name": "kube-ovn-vpc-network", "namespace": "default"{extra}}}]'"#
+        )
+    };
+    let twice = r#"k8s.v1.cni.cncf.io/networks: '[{"name": "kube-ovn-vpc-network", "namespace": "default", "interface": "net1"}, {"name": "kube-ovn-vpc-network", "namespace": "default", "interface": "net2"}]'"#;
+    let macvlan =
+        r#"k8s.v1.cni.cncf.io/networks: '[{"name": "macvlan-net", "namespace": "default"}]'"#;
+    let base = "metadata:\n  annotations:\n";
+    let pods = [
+        (
+            "default-route",
+            complete(
+                base,
+                "default-route",
+                a,
+                &[&element(r#", "default-route": ["10.100.0.1"]"#)],
+            ),
+        ),
+        (
+            "same-nad-twice",
+            complete(base, "same-nad-twice", b, &[twice]),
+        ),
+        ("macvlan-a", complete(base, "macvlan-a", a, &[macvlan])),
+        ("macvlan-b", complete(base, "macvlan-b", a, &[macvlan])),
+    ];
+    for (_, yaml) in &pods {
+        cluster.apply(yaml);
+    }
+    for (name, _) in &pods {
+        cluster.wait_ready(name);
+    }
+
+    // default-route: exactly one default route, via net1 and the subnet's gateway.
+    let routes = cluster.kubectl(&["exec", "default-route", "--", "ip", "route", "show"]);
+    eprintln!("default-route pod routes:\n{routes}");
+    let defaults: Vec<&str> = routes
+        .lines()
+        .filter(|l| l.starts_with("default"))
+        .collect();
+    assert_eq!(
+        defaults,
+        vec!["default via 10.100.0.1 dev net1 "],
+        "one default route, via net1: {routes}"
+    );
+
+    // The same NAD twice: two ports on the same switch, two addresses, talking to each other.
+    let one = addr_of(cluster, "same-nad-twice", "net1");
+    let two = addr_of(cluster, "same-nad-twice", "net2");
+    assert!(one.starts_with("10.100.") && two.starts_with("10.100.") && one != two);
+
+    // IPAM-only macvlan: addresses from the Subnet bound to `macvlan-net.default`.
+    let first = addr_of(cluster, "macvlan-a", "net1");
+    let second = addr_of(cluster, "macvlan-b", "net1");
+    assert!(first.starts_with("10.105.0.") && second.starts_with("10.105.0."));
+    let to = second.split('/').next().unwrap_or_default().to_owned();
+    assert!(pings(cluster, "macvlan-a", &to), "macvlan-a -> macvlan-b");
+
+    let warnings = cluster.warnings();
+    assert!(warnings.is_empty(), "Warning events: {warnings:#?}");
+    let names: Vec<&str> = pods.iter().map(|(n, _)| *n).collect();
+    let mut delete = vec!["delete", "pod"];
+    delete.extend(&names);
+    delete.extend(["--wait=true", "--timeout=90s"]);
+    cluster.kubectl(&delete);
+    let ips_left = cluster.kubectl(&["get", "ips", "-o", "name"]);
+    for name in &names {
+        assert!(!ips_left.contains(name), "{name}: {ips_left}");
+    }
+}
