@@ -59,7 +59,7 @@ fn template(helm: &Helm, chart: &str, args: &[&str]) -> String {
 
 /// Every non-empty document of a multi-document YAML stream.
 fn docs(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
+    yaml_serde::Deserializer::from_str(yaml)
         .map(|d| <Value as k8s_openapi::serde::Deserialize>::deserialize(d).unwrap())
         .filter(|v: &Value| !v.is_null())
         .collect()
