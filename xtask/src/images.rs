@@ -514,7 +514,7 @@ mod tests {
     fn the_scripts_the_images_and_charts_use_exist() {
         let root = crate::workspace_root().unwrap_or_else(|e| panic!("{e}"));
         let shared =
-            std::fs::read_to_string(root.join("charts/kube-ovn-v2/templates/_kube-ovn.tpl"))
+            std::fs::read_to_string(root.join("charts/kube-ovn-lib/templates/_kube-ovn.tpl"))
                 .unwrap_or_else(|e| panic!("{e}"));
         for (dir, script) in [
             ("kube-ovn-ovn", "start-ovn-central.sh"),
