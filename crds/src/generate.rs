@@ -48,7 +48,7 @@ pub fn crd_files() -> Result<Vec<CrdFile>> {
         .into_iter()
         .map(|crd| {
             let name = crd.metadata.name.clone().unwrap_or_default();
-            let yaml = serde_yaml::to_string(&crd).map_err(|e| Error::Render {
+            let yaml = yaml_serde::to_string(&crd).map_err(|e| Error::Render {
                 name: name.clone(),
                 reason: e.to_string(),
             })?;

@@ -18,9 +18,9 @@ where
         obj,
         "json: {json}"
     );
-    let yaml = serde_yaml::to_string(obj).unwrap();
+    let yaml = yaml_serde::to_string(obj).unwrap();
     assert_eq!(
-        &serde_yaml::from_str::<T>(&yaml).unwrap(),
+        &yaml_serde::from_str::<T>(&yaml).unwrap(),
         obj,
         "yaml: {yaml}"
     );

@@ -24,9 +24,9 @@ struct Fragment {
     metadata: ObjectMeta,
 }
 
-fn docs(yaml: &str) -> Vec<serde_yaml::Value> {
-    serde_yaml::Deserializer::from_str(yaml)
-        .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+fn docs(yaml: &str) -> Vec<yaml_serde::Value> {
+    yaml_serde::Deserializer::from_str(yaml)
+        .map(|d| yaml_serde::Value::deserialize(d).unwrap())
         .collect()
 }
 
@@ -53,12 +53,12 @@ fn cel_check<K: CustomResourceExt>(object: &serde_json::Value) -> Result<(), Str
 }
 
 fn subnet_secondary() -> Subnet {
-    serde_yaml::from_value(docs(VPC_AND_SUBNET)[1].clone()).unwrap()
+    yaml_serde::from_value(docs(VPC_AND_SUBNET)[1].clone()).unwrap()
 }
 
 #[test]
 fn nad_is_a_kube_ovn_attachment() {
-    let nad: NetworkAttachmentDefinition = serde_yaml::from_str(NAD).unwrap();
+    let nad: NetworkAttachmentDefinition = yaml_serde::from_str(NAD).unwrap();
     assert_eq!(
         nad.classify().unwrap(),
         NadClass::Attachment {
@@ -75,7 +75,7 @@ fn nad_is_a_kube_ovn_attachment() {
 #[test]
 fn vpc_and_subnet_validate_and_pass_cel() {
     let d = docs(VPC_AND_SUBNET);
-    let vpc: Vpc = serde_yaml::from_value(d[0].clone()).unwrap();
+    let vpc: Vpc = yaml_serde::from_value(d[0].clone()).unwrap();
     vpc.validate().unwrap();
     assert_eq!(vpc.spec.namespaces, ["default"]);
     cel_check::<Vpc>(&serde_json::to_value(&d[0]).unwrap()).unwrap();
@@ -88,7 +88,7 @@ fn vpc_and_subnet_validate_and_pass_cel() {
     cel_check::<Subnet>(&serde_json::to_value(&d[1]).unwrap()).unwrap();
 
     // The subnet binds the NAD's provider.
-    let nad: NetworkAttachmentDefinition = serde_yaml::from_str(NAD).unwrap();
+    let nad: NetworkAttachmentDefinition = yaml_serde::from_str(NAD).unwrap();
     assert_eq!(
         subnet.spec.provider.as_deref(),
         nad.classify().unwrap().provider()
@@ -97,7 +97,7 @@ fn vpc_and_subnet_validate_and_pass_cel() {
 
 #[test]
 fn nat_gateway_lan_ip_is_in_its_subnet() {
-    let gw: VpcNatGateway = serde_yaml::from_str(NAT_GW).unwrap();
+    let gw: VpcNatGateway = yaml_serde::from_str(NAT_GW).unwrap();
     gw.validate().unwrap();
     cel_check::<VpcNatGateway>(&serde_json::to_value(docs(NAT_GW)[0].clone()).unwrap()).unwrap();
     let lan: std::net::IpAddr = gw.spec.lan_ip.as_deref().unwrap().parse().unwrap();
@@ -106,7 +106,7 @@ fn nat_gateway_lan_ip_is_in_its_subnet() {
 
 #[test]
 fn pod_string_form() {
-    let pod: Pod = serde_yaml::from_str(POD).unwrap();
+    let pod: Pod = yaml_serde::from_str(POD).unwrap();
     let nets = parse_networks_annotation(networks_of(&pod.metadata), "default").unwrap();
     assert_eq!(nets.len(), 1);
     assert_eq!(
@@ -115,7 +115,7 @@ fn pod_string_form() {
     );
     assert_eq!(nets[0].interface_name(0), "net1");
 
-    let nad: NetworkAttachmentDefinition = serde_yaml::from_str(NAD).unwrap();
+    let nad: NetworkAttachmentDefinition = yaml_serde::from_str(NAD).unwrap();
     let att = resolve_attachments(&nets, &[nad]).unwrap();
     assert_eq!(att[0].provider, "kube-ovn-vpc-network.default.ovn");
     assert_eq!(
@@ -126,7 +126,7 @@ fn pod_string_form() {
 
 #[test]
 fn segmentation_json_list_with_namespace_in_name() {
-    let pod: Pod = serde_yaml::from_str(SEGMENTATION).unwrap();
+    let pod: Pod = yaml_serde::from_str(SEGMENTATION).unwrap();
     let nets = parse_networks_annotation(networks_of(&pod.metadata), "default").unwrap();
     let got: Vec<(String, String, String)> = nets
         .iter()
@@ -148,7 +148,7 @@ fn tenant_pods() {
         .into_iter()
         .zip(["tenant-a-network", "tenant-b-network"])
     {
-        let pod: Pod = serde_yaml::from_value(doc).unwrap();
+        let pod: Pod = yaml_serde::from_value(doc).unwrap();
         let nets = parse_networks_annotation(networks_of(&pod.metadata), "default").unwrap();
         assert_eq!(nets[0].nad_key(), format!("default/{nad}"));
     }
@@ -156,7 +156,7 @@ fn tenant_pods() {
 
 #[test]
 fn multiple_providers_with_explicit_interfaces() {
-    let f: Fragment = serde_yaml::from_str(MULTI_PROVIDER).unwrap();
+    let f: Fragment = yaml_serde::from_str(MULTI_PROVIDER).unwrap();
     let nets = parse_networks_annotation(networks_of(&f.metadata), "default").unwrap();
     assert_eq!(nets[0].interface.as_deref(), Some("net1"));
     assert_eq!(nets[1].interface.as_deref(), Some("net2"));
@@ -165,7 +165,7 @@ fn multiple_providers_with_explicit_interfaces() {
 
 #[test]
 fn static_ip_inside_the_subnet() {
-    let f: Fragment = serde_yaml::from_str(STATIC_IP).unwrap();
+    let f: Fragment = yaml_serde::from_str(STATIC_IP).unwrap();
     let nets = parse_networks_annotation(networks_of(&f.metadata), "default").unwrap();
     let ip = nets[0].ips[0];
     assert_eq!(ip.to_string(), "10.100.0.100/16");
@@ -175,7 +175,7 @@ fn static_ip_inside_the_subnet() {
 
 #[test]
 fn qos_annotations_are_pod_wide_rates() {
-    let f: Fragment = serde_yaml::from_str(QOS).unwrap();
+    let f: Fragment = yaml_serde::from_str(QOS).unwrap();
     let ann = f.metadata.annotations.unwrap();
     let mut keys: Vec<_> = ann
         .iter()

@@ -1,5 +1,7 @@
 //! The Helm charts (`charts/kube-ovn-v2`, `charts/kube-ovn`) with the real helm that
-//! `cargo xtask setup` builds: lint, render with the manual's values and with defaults, the same
+//! `cargo xtask setup` builds: both resolve the library chart with their templates
+//! (`charts/kube-ovn-lib`) from the repository as checked in, and package with it; lint, render
+//! with the manual's values and with defaults, the same
 //! objects from both charts for equivalent values, clear failures for values this
 //! implementation refuses (primary mode first), our binaries accepting the flags the charts give
 //! them, the rendered objects accepted by a real kube-apiserver (server-side dry run), and the
@@ -7,7 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a failed assertion is the report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,6 +24,8 @@ use serde_json::Value;
 
 const V2: &str = "charts/kube-ovn-v2";
 const V1: &str = "charts/kube-ovn";
+/// The library chart both take their templates from.
+const LIB: &str = "charts/kube-ovn-lib";
 /// The manual's values for each chart.
 const SEED_V2: &[&str] = &[
     "--namespace",
@@ -59,7 +63,7 @@ fn template(helm: &Helm, chart: &str, args: &[&str]) -> String {
 
 /// Every non-empty document of a multi-document YAML stream.
 fn docs(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
+    yaml_serde::Deserializer::from_str(yaml)
         .map(|d| <Value as k8s_openapi::serde::Deserialize>::deserialize(d).unwrap())
         .filter(|v: &Value| !v.is_null())
         .collect()
@@ -165,6 +169,77 @@ fn mount<'a>(c: &'a Value, volume: &str) -> &'a str {
         .find(|m| m["name"] == volume)
         .and_then(|m| m["mountPath"].as_str())
         .unwrap_or_else(|| panic!("no mount of {volume} in {c}"))
+}
+
+fn chart_yaml(chart: &str) -> Value {
+    let text = std::fs::read_to_string(root().join(chart).join("Chart.yaml")).unwrap();
+    yaml_serde::from_str(&text).unwrap()
+}
+
+/// Both charts render the templates of the library chart, found from the repository as checked
+/// in: each chart's `charts/kube-ovn-lib` is a symlink to it, which helm follows when it loads a
+/// chart and when it packages one, so the README's `helm install ./charts/<chart>` needs no
+/// `helm dependency build`. Each chart keeps only its value mapping and two entry points.
+#[test]
+fn both_charts_take_their_templates_from_the_library_chart() {
+    let (dir, helm) = helm();
+    let lib = chart_yaml(LIB);
+    assert_eq!(lib["type"], "library", "{LIB}/Chart.yaml");
+    for (chart, seed) in [(V2, SEED_V2), (V1, SEED_V1)] {
+        let meta = chart_yaml(chart);
+        let deps = meta["dependencies"].as_array().unwrap();
+        let [dep] = deps.as_slice() else {
+            panic!("{chart}: one dependency expected, found {deps:?}");
+        };
+        assert_eq!(dep["name"], lib["name"], "{chart}");
+        assert_eq!(dep["version"], lib["version"], "{chart}");
+        assert_eq!(dep["repository"], "file://../kube-ovn-lib", "{chart}");
+
+        let link = root().join(chart).join("charts/kube-ovn-lib");
+        let kind = std::fs::symlink_metadata(&link).unwrap().file_type();
+        assert!(kind.is_symlink(), "{} is not a symlink", link.display());
+        assert_eq!(
+            std::fs::canonicalize(&link).unwrap(),
+            std::fs::canonicalize(root().join(LIB)).unwrap()
+        );
+        let deps = helm
+            .run(&root(), &["dependency", "list", chart], None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            deps.lines()
+                .any(|l| l.starts_with("kube-ovn-lib") && l.trim_end().ends_with("unpacked")),
+            "{chart}: helm does not see the library chart:\n{deps}"
+        );
+
+        let own: BTreeSet<String> = std::fs::read_dir(root().join(chart).join("templates"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            own,
+            BTreeSet::from(["NOTES.txt", "_config.tpl", "kube-ovn.yaml"].map(str::to_owned)),
+            "{chart}/templates: shared templates belong in {LIB}"
+        );
+
+        // A packaged chart carries the library (as files, not a link) and renders the same.
+        let out = dir.path().join("packages");
+        helm.run(
+            &root(),
+            &["package", chart, "--destination", out.to_str().unwrap()],
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let package = out.join(format!(
+            "{}-{}.tgz",
+            meta["name"].as_str().unwrap(),
+            meta["version"].as_str().unwrap()
+        ));
+        assert_eq!(
+            template(&helm, package.to_str().unwrap(), seed),
+            template(&helm, chart, seed),
+            "{chart}: the packaged chart renders differently"
+        );
+    }
 }
 
 #[test]

@@ -20,10 +20,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use serde_json::json;
+use oci_spec::image::ConfigBuilder;
 
 use crate::cmd;
-use crate::oci::{Layer, Layout};
+use crate::oci::{Layer, Layout, strings};
 
 /// Registry and namespace of the image names, as the charts' values give them.
 pub const REGISTRY: &str = "docker.io/kube-ovn-rs";
@@ -186,11 +186,10 @@ pub fn build(root: &Path, out: &Path, images: &[&str]) -> anyhow::Result<Vec<Pat
                 )?;
                 (
                     vec![layout.layer("kube-ovn-controller (static release build)", &app)?],
-                    json!({
-                        "Entrypoint": ["/kube-ovn/kube-ovn-controller"],
-                        "User": "65534:65534",
-                        "Env": ["PATH=/kube-ovn"],
-                    }),
+                    ConfigBuilder::default()
+                        .entrypoint(strings(&["/kube-ovn/kube-ovn-controller"]))
+                        .user("65534:65534")
+                        .env(strings(&["PATH=/kube-ovn"])),
                 )
             }
             "kube-ovn-cni" => {
@@ -220,10 +219,9 @@ pub fn build(root: &Path, out: &Path, images: &[&str]) -> anyhow::Result<Vec<Pat
                         layout.layer("busybox-static (Debian)", &base)?,
                         layout.layer("kube-ovn-daemon, kube-ovn, install-cni.sh", &app)?,
                     ],
-                    json!({
-                        "Entrypoint": ["/kube-ovn/kube-ovn-daemon"],
-                        "Env": ["PATH=/bin:/kube-ovn"],
-                    }),
+                    ConfigBuilder::default()
+                        .entrypoint(strings(&["/kube-ovn/kube-ovn-daemon"]))
+                        .env(strings(&["PATH=/bin:/kube-ovn"])),
                 )
             }
             "kube-ovn-ovn" => {
@@ -244,10 +242,11 @@ pub fn build(root: &Path, out: &Path, images: &[&str]) -> anyhow::Result<Vec<Pat
                         )?,
                         layout.layer("start scripts", &scripts)?,
                     ],
-                    json!({
-                        "Cmd": ["/kube-ovn/start-ovs.sh"],
-                        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                    }),
+                    ConfigBuilder::default()
+                        .cmd(strings(&["/kube-ovn/start-ovs.sh"]))
+                        .env(strings(&[
+                            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                        ])),
                 )
             }
             "e2e-pause" => {
@@ -256,10 +255,9 @@ pub fn build(root: &Path, out: &Path, images: &[&str]) -> anyhow::Result<Vec<Pat
                     .symlink("/bin/sleep", "busybox");
                 (
                     vec![layout.layer("busybox-static (Debian): sleep", &base)?],
-                    json!({
-                        "Entrypoint": ["/bin/sleep", "2147483647"],
-                        "Env": ["PATH=/bin"],
-                    }),
+                    ConfigBuilder::default()
+                        .entrypoint(strings(&["/bin/sleep", "2147483647"]))
+                        .env(strings(&["PATH=/bin"])),
                 )
             }
             "e2e-workload" => {
@@ -271,27 +269,33 @@ pub fn build(root: &Path, out: &Path, images: &[&str]) -> anyhow::Result<Vec<Pat
                 base.dir("/tmp").dir("/etc");
                 (
                     vec![layout.layer("busybox-static (Debian) with its applets", &base)?],
-                    json!({
-                        "Entrypoint": ["/bin/sleep"],
-                        "Cmd": ["2147483647"],
-                        "Env": ["PATH=/bin"],
-                    }),
+                    ConfigBuilder::default()
+                        .entrypoint(strings(&["/bin/sleep"]))
+                        .cmd(strings(&["2147483647"]))
+                        .env(strings(&["PATH=/bin"])),
                 )
             }
             other => bail!("unknown image {other}"),
         };
-        layout.finish(&format!("{REGISTRY}/{image}"), &tag(), &layers, config)?;
+        layout.finish(
+            &format!("{REGISTRY}/{image}"),
+            &tag(),
+            &layers,
+            config.build()?,
+        )?;
         layout.pack(&archive)?;
         std::fs::remove_dir_all(&layout_dir)
             .with_context(|| format!("removing {}", layout_dir.display()))?;
         let verified = crate::oci::verify(&archive)
             .with_context(|| format!("reading back {}", archive.display()))?;
         // What the image runs must be in it.
-        let program = verified.config["Entrypoint"]
-            .get(0)
-            .or_else(|| verified.config["Cmd"].get(0))
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
+        let program = verified
+            .config
+            .entrypoint()
+            .as_ref()
+            .and_then(|e| e.first())
+            .or_else(|| verified.config.cmd().as_ref().and_then(|c| c.first()))
+            .map_or("", String::as_str)
             .trim_start_matches('/');
         if !verified.paths.iter().any(|p| p == program) {
             bail!(
@@ -510,7 +514,7 @@ mod tests {
     fn the_scripts_the_images_and_charts_use_exist() {
         let root = crate::workspace_root().unwrap_or_else(|e| panic!("{e}"));
         let shared =
-            std::fs::read_to_string(root.join("charts/kube-ovn-v2/templates/_kube-ovn.tpl"))
+            std::fs::read_to_string(root.join("charts/kube-ovn-lib/templates/_kube-ovn.tpl"))
                 .unwrap_or_else(|e| panic!("{e}"));
         for (dir, script) in [
             ("kube-ovn-ovn", "start-ovn-central.sh"),

@@ -1,7 +1,6 @@
 //! `cargo xtask`: the one entry point for setting up, testing and demonstrating the project.
 
 mod bench;
-mod charts;
 mod cmd;
 mod crds;
 mod demo;
@@ -45,12 +44,6 @@ enum Command {
     E2e(e2e::E2eArgs),
     /// Regenerate the CRD YAML in charts/*/crds/ from the `crds` crate.
     Crds,
-    /// Copy the templates shared by both charts from charts/kube-ovn-v2 into charts/kube-ovn.
-    Charts {
-        /// Only check that the copies are current (exit non-zero naming the stale ones).
-        #[arg(long)]
-        check: bool,
-    },
     /// Build the three container images as OCI archives, without Docker (release builds).
     Images(images::ImagesArgs),
     /// Benchmarks on real programs (`cni`: ADD latency vs an ip + ovs-vsctl floor); needs root.
@@ -88,8 +81,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { keep } => demo::run(&root, keep, cli.verbose),
         Command::E2e(args) => e2e::run(&root, &args),
         Command::Crds => crds::run(&root),
-        Command::Charts { check: false } => charts::run(&root),
-        Command::Charts { check: true } => charts::check(&root),
         Command::Bench(args) => bench::run(&root, &args),
         Command::Images(args) => images::run(&root, &args),
     }

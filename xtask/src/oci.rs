@@ -3,23 +3,38 @@
 //! packed as one tar archive that `ctr images import`, `kind load image-archive`, `skopeo` and
 //! `podman load` read (image-spec v1.1, `image-layout.md`).
 //!
+//! The documents are `oci-spec`'s image types (youki's), so field names, media types and digest
+//! syntax come from the spec's types rather than from hand-written JSON; [`verify`] reads them
+//! back through the same types.
+//!
 //! Layers are reproducible: entries sorted, owner root, a fixed mtime, so the same inputs give
-//! the same digests.
+//! the same digests; documents are written with sorted keys for the same reason.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use anyhow::{Context, bail};
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use oci_spec::image::{
+    ANNOTATION_REF_NAME, Arch, Config, Descriptor, Digest, HistoryBuilder, ImageConfiguration,
+    ImageConfigurationBuilder, ImageIndex, ImageIndexBuilder, ImageManifest, ImageManifestBuilder,
+    MediaType, OciLayout, OciLayoutBuilder, Os, RootFsBuilder, SCHEMA_VERSION, Sha256Digest,
+};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
 
-pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const MEDIA_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// The index annotation containerd's importer names the image from (`ctr images import`);
+/// the OCI ref.name annotation beside it carries the tag, as `docker save` writes it.
+pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
+
+/// `imageLayoutVersion` of the `oci-layout` file (image-spec v1.x).
+const LAYOUT_VERSION: &str = "1.0.0";
+
+/// The creation time of the image and of every layer's history entry (reproducible digests).
+const CREATED: &str = "1970-01-01T00:00:00Z";
 
 /// The mtime of every file we put in a layer (reproducible digests).
 const MTIME: u64 = 0;
@@ -154,26 +169,127 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
 }
 
-/// A blob written into a layout.
-#[derive(Debug, Clone)]
-pub struct Descriptor {
-    pub media_type: &'static str,
-    pub digest: String,
-    pub size: u64,
+/// The `sha256:<hex>` digest of a lowercase hex sha256.
+fn sha256_digest(hex: &str) -> anyhow::Result<Digest> {
+    Ok(Sha256Digest::from_str(hex)
+        .with_context(|| format!("{hex} is not a sha256"))?
+        .into())
 }
 
-impl Descriptor {
-    fn json(&self) -> Value {
-        json!({"mediaType": self.media_type, "digest": self.digest, "size": self.size})
-    }
+/// Owned strings for the list fields of a [`Config`] (entrypoint, cmd, env).
+pub fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|&s| s.to_owned()).collect()
+}
+
+/// The descriptor of a blob given in full.
+fn descriptor_of(media_type: MediaType, data: &[u8]) -> anyhow::Result<Descriptor> {
+    Ok(Descriptor::new(
+        media_type,
+        data.len() as u64,
+        sha256_digest(&sha256_hex(data))?,
+    ))
+}
+
+/// A document as written into a layout: compact JSON with every object's keys sorted.
+/// oci-spec keeps annotations and labels in `HashMap`s, whose order changes from run to run;
+/// sorting keeps the digests of the same image equal (and equal to what the hand-written
+/// `serde_json::json!` documents gave before these types).
+fn document_bytes(document: &impl Serialize) -> anyhow::Result<Vec<u8>> {
+    let mut value = serde_json::to_value(document)?;
+    value.sort_all_objects();
+    Ok(serde_json::to_vec(&value)?)
 }
 
 /// A layer blob and the digest of its uncompressed tar (the config's `diff_id`).
 #[derive(Debug, Clone)]
 pub struct LayerBlob {
     pub descriptor: Descriptor,
-    pub diff_id: String,
+    pub diff_id: Digest,
     pub comment: String,
+}
+
+/// The three documents of one image, as the bytes that go into the layout.
+#[derive(Debug)]
+pub struct ImageDocuments {
+    /// The image configuration blob.
+    pub config: Vec<u8>,
+    /// The manifest blob.
+    pub manifest: Vec<u8>,
+    /// Its descriptor (what `index.json` lists, without the index annotations).
+    pub manifest_descriptor: Descriptor,
+    /// `index.json`.
+    pub index: Vec<u8>,
+}
+
+/// Builds the config, manifest and index of one image named `name:tag` from its layers and
+/// run-time config. Pure: the layers are already written, only their descriptors are used.
+pub fn image_documents(
+    name: &str,
+    tag: &str,
+    layers: &[LayerBlob],
+    config: Config,
+) -> anyhow::Result<ImageDocuments> {
+    let history = layers
+        .iter()
+        .map(|l| {
+            HistoryBuilder::default()
+                .created(CREATED)
+                .created_by(l.comment.as_str())
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let rootfs = RootFsBuilder::default()
+        .typ("layers")
+        .diff_ids(
+            layers
+                .iter()
+                .map(|l| l.diff_id.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .build()?;
+    let image_config = ImageConfigurationBuilder::default()
+        .created(CREATED)
+        .architecture(Arch::Amd64)
+        .os(Os::Linux)
+        .config(config)
+        .rootfs(rootfs)
+        .history(history)
+        .build()?;
+    let config = document_bytes(&image_config)?;
+    let reference = format!("{name}:{tag}");
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageManifest)
+        .config(descriptor_of(MediaType::ImageConfig, &config)?)
+        .layers(
+            layers
+                .iter()
+                .map(|l| l.descriptor.clone())
+                .collect::<Vec<_>>(),
+        )
+        .annotations(HashMap::from([(
+            ANNOTATION_REF_NAME.to_owned(),
+            reference.clone(),
+        )]))
+        .build()?;
+    let manifest = document_bytes(&manifest)?;
+    let manifest_descriptor = descriptor_of(MediaType::ImageManifest, &manifest)?;
+    let mut entry = manifest_descriptor.clone();
+    entry.set_annotations(Some(HashMap::from([
+        (ANNOTATION_CONTAINERD_NAME.to_owned(), reference),
+        (ANNOTATION_REF_NAME.to_owned(), tag.to_owned()),
+    ])));
+    let index = ImageIndexBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![entry])
+        .build()?;
+    Ok(ImageDocuments {
+        config,
+        manifest,
+        manifest_descriptor,
+        index: document_bytes(&index)?,
+    })
 }
 
 /// An OCI image layout directory being written.
@@ -190,10 +306,10 @@ impl Layout {
         }
         std::fs::create_dir_all(dir.join("blobs/sha256"))
             .with_context(|| format!("creating {}", dir.display()))?;
-        std::fs::write(
-            dir.join("oci-layout"),
-            json!({"imageLayoutVersion": "1.0.0"}).to_string(),
-        )?;
+        let layout = OciLayoutBuilder::default()
+            .image_layout_version(LAYOUT_VERSION)
+            .build()?;
+        std::fs::write(dir.join("oci-layout"), document_bytes(&layout)?)?;
         Ok(Self {
             dir: dir.to_owned(),
         })
@@ -204,15 +320,11 @@ impl Layout {
     }
 
     /// Writes a blob given in full.
-    pub fn blob(&self, media_type: &'static str, data: &[u8]) -> anyhow::Result<Descriptor> {
-        let digest = sha256_hex(data);
-        let path = self.blobs().join(&digest);
+    pub fn blob(&self, media_type: MediaType, data: &[u8]) -> anyhow::Result<Descriptor> {
+        let descriptor = descriptor_of(media_type, data)?;
+        let path = self.blobs().join(descriptor.digest().digest());
         std::fs::write(&path, data).with_context(|| format!("writing {}", path.display()))?;
-        Ok(Descriptor {
-            media_type,
-            digest: format!("sha256:{digest}"),
-            size: data.len() as u64,
-        })
+        Ok(descriptor)
     }
 
     /// Writes a gzip'd layer from a tar stream produced by `write_tar`.
@@ -235,12 +347,8 @@ impl Layout {
         drop(file);
         std::fs::rename(&tmp, self.blobs().join(&digest))?;
         Ok(LayerBlob {
-            descriptor: Descriptor {
-                media_type: MEDIA_LAYER,
-                digest: format!("sha256:{digest}"),
-                size,
-            },
-            diff_id: format!("sha256:{diff_id}"),
+            descriptor: Descriptor::new(MediaType::ImageLayerGzip, size, sha256_digest(&digest)?),
+            diff_id: sha256_digest(&diff_id)?,
             comment: comment.to_owned(),
         })
     }
@@ -265,47 +373,20 @@ impl Layout {
     }
 
     /// Writes the config and manifest of one image and `index.json` naming it `name:tag`
-    /// (`name` fully qualified, e.g. `docker.io/kube-ovn-rs/kube-ovn-cni`).
+    /// (`name` fully qualified, e.g. `docker.io/kube-ovn-rs/kube-ovn-cni`); returns the
+    /// manifest's descriptor.
     pub fn finish(
         &self,
         name: &str,
         tag: &str,
         layers: &[LayerBlob],
-        config: Value,
+        config: Config,
     ) -> anyhow::Result<Descriptor> {
-        let diff_ids: Vec<&str> = layers.iter().map(|l| l.diff_id.as_str()).collect();
-        let history: Vec<Value> = layers
-            .iter()
-            .map(|l| json!({"created": "1970-01-01T00:00:00Z", "created_by": l.comment}))
-            .collect();
-        let config = json!({
-            "created": "1970-01-01T00:00:00Z",
-            "architecture": "amd64",
-            "os": "linux",
-            "config": config,
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-            "history": history,
-        });
-        let config = self.blob(MEDIA_CONFIG, config.to_string().as_bytes())?;
-        let reference = format!("{name}:{tag}");
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": MEDIA_MANIFEST,
-            "config": config.json(),
-            "layers": layers.iter().map(|l| l.descriptor.json()).collect::<Vec<_>>(),
-            "annotations": {"org.opencontainers.image.ref.name": reference},
-        });
-        let manifest = self.blob(MEDIA_MANIFEST, manifest.to_string().as_bytes())?;
-        let mut entry = manifest.json();
-        // containerd's importer names the image from io.containerd.image.name; the OCI
-        // ref.name annotation carries the tag, as `docker save` writes it.
-        entry["annotations"] = json!({
-            "io.containerd.image.name": reference,
-            "org.opencontainers.image.ref.name": tag,
-        });
-        let index = json!({"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": [entry]});
-        std::fs::write(self.dir.join("index.json"), index.to_string())?;
-        Ok(manifest)
+        let documents = image_documents(name, tag, layers, config)?;
+        self.blob(MediaType::ImageConfig, &documents.config)?;
+        self.blob(MediaType::ImageManifest, &documents.manifest)?;
+        std::fs::write(self.dir.join("index.json"), &documents.index)?;
+        Ok(documents.manifest_descriptor)
     }
 
     /// Packs the layout into one tar archive at `archive`.
@@ -395,15 +476,16 @@ fn copy_tar(input: impl Read, out: &mut dyn Write) -> anyhow::Result<()> {
 pub struct Verified {
     /// `io.containerd.image.name` of the one image.
     pub name: String,
-    /// The image config (`config` object of the config blob).
-    pub config: Value,
+    /// The image's run-time config (`config` of the config blob).
+    pub config: Config,
     /// Every path in every layer, in order (without a leading `/`).
     pub paths: Vec<String>,
 }
 
 /// Reads an archive back and checks it the way a runtime would: `oci-layout`, `index.json` ->
-/// manifest -> config and layers, every blob's sha256 and size equal to its descriptor, every
-/// layer's uncompressed sha256 equal to the config's `diff_id`.
+/// manifest -> config and layers, each parsed as its oci-spec type, every blob's media type,
+/// sha256 and size equal to its descriptor, every layer's uncompressed sha256 equal to the
+/// config's `diff_id`.
 pub fn verify(archive: &Path) -> anyhow::Result<Verified> {
     let file =
         std::fs::File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
@@ -418,72 +500,81 @@ pub fn verify(archive: &Path) -> anyhow::Result<Verified> {
         entry.read_to_end(&mut data)?;
         files.insert(name, data);
     }
-    let layout: Value = serde_json::from_slice(files.get("oci-layout").context("no oci-layout")?)?;
-    if layout["imageLayoutVersion"] != "1.0.0" {
-        bail!("oci-layout: {layout}");
+    let file = |name: &str| -> anyhow::Result<&[u8]> {
+        files
+            .get(name)
+            .map(Vec::as_slice)
+            .with_context(|| format!("no {name}"))
+    };
+    let layout = OciLayout::from_reader(file("oci-layout")?).context("oci-layout")?;
+    if layout.image_layout_version() != LAYOUT_VERSION {
+        bail!(
+            "oci-layout: imageLayoutVersion {}",
+            layout.image_layout_version()
+        );
     }
-    let blob = |desc: &Value, want_type: &str| -> anyhow::Result<Vec<u8>> {
-        if desc["mediaType"] != want_type {
-            bail!("descriptor {desc} is not a {want_type}");
+    let blob = |desc: &Descriptor, want: MediaType| -> anyhow::Result<&[u8]> {
+        let digest = desc.digest();
+        if *desc.media_type() != want {
+            bail!(
+                "descriptor {digest} is a {}, not a {want}",
+                desc.media_type()
+            );
         }
-        let digest = desc["digest"]
-            .as_str()
-            .context("descriptor without digest")?;
-        let hex = digest
-            .strip_prefix("sha256:")
+        let hex = desc
+            .as_digest_sha256()
             .with_context(|| format!("{digest} is not sha256"))?;
-        let data = files
-            .get(&format!("blobs/sha256/{hex}"))
+        let data = file(&format!("blobs/sha256/{hex}"))
             .with_context(|| format!("blob {digest} missing"))?;
         if sha256_hex(data) != hex {
             bail!("blob {digest} has sha256 {}", sha256_hex(data));
         }
-        if desc["size"].as_u64() != Some(data.len() as u64) {
+        if desc.size() != data.len() as u64 {
             bail!(
                 "blob {digest}: size {} in the descriptor, {} in the blob",
-                desc["size"],
+                desc.size(),
                 data.len()
             );
         }
-        Ok(data.clone())
+        Ok(data)
     };
-    let index: Value = serde_json::from_slice(files.get("index.json").context("no index.json")?)?;
-    if index["schemaVersion"] != 2 {
-        bail!("index.json: schemaVersion {}", index["schemaVersion"]);
+    let index = ImageIndex::from_reader(file("index.json")?).context("index.json")?;
+    if index.schema_version() != SCHEMA_VERSION {
+        bail!("index.json: schemaVersion {}", index.schema_version());
     }
-    let manifests = index["manifests"]
-        .as_array()
-        .context("index without manifests")?;
-    let [entry] = manifests.as_slice() else {
-        bail!("index.json lists {} images, expected 1", manifests.len());
+    let [entry] = index.manifests().as_slice() else {
+        bail!(
+            "index.json lists {} images, expected 1",
+            index.manifests().len()
+        );
     };
-    let name = entry["annotations"]["io.containerd.image.name"]
-        .as_str()
-        .context("index entry without io.containerd.image.name")?
-        .to_owned();
-    let manifest: Value = serde_json::from_slice(&blob(entry, MEDIA_MANIFEST)?)?;
-    let config: Value = serde_json::from_slice(&blob(&manifest["config"], MEDIA_CONFIG)?)?;
-    let diff_ids = config["rootfs"]["diff_ids"]
-        .as_array()
-        .context("config without rootfs.diff_ids")?;
-    let layers = manifest["layers"]
-        .as_array()
-        .context("manifest without layers")?;
+    let name = entry
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_CONTAINERD_NAME))
+        .with_context(|| format!("index entry without {ANNOTATION_CONTAINERD_NAME}"))?
+        .clone();
+    let manifest = ImageManifest::from_reader(blob(entry, MediaType::ImageManifest)?)
+        .context("the manifest")?;
+    let config = ImageConfiguration::from_reader(blob(manifest.config(), MediaType::ImageConfig)?)
+        .context("the image config")?;
+    let diff_ids = config.rootfs().diff_ids();
+    let layers = manifest.layers();
     if layers.len() != diff_ids.len() {
         bail!("{} layers but {} diff_ids", layers.len(), diff_ids.len());
     }
     let mut paths = Vec::new();
     for (layer, diff_id) in layers.iter().zip(diff_ids) {
-        let gz = blob(layer, MEDIA_LAYER)?;
+        let gz = blob(layer, MediaType::ImageLayerGzip)?;
         let mut tar = Vec::new();
-        flate2::read::GzDecoder::new(gz.as_slice())
+        flate2::read::GzDecoder::new(gz)
             .read_to_end(&mut tar)
             .context("layer is not gzip")?;
         let got = format!("sha256:{}", sha256_hex(&tar));
-        if diff_id.as_str() != Some(got.as_str()) {
+        if *diff_id != got {
             bail!(
                 "layer {}: diff_id {diff_id} but content {got}",
-                layer["digest"]
+                layer.digest()
             );
         }
         for e in tar::Archive::new(tar.as_slice()).entries()? {
@@ -497,13 +588,15 @@ pub fn verify(archive: &Path) -> anyhow::Result<Verified> {
     }
     Ok(Verified {
         name,
-        config: config["config"].clone(),
+        config: config.config().clone().unwrap_or_default(),
         paths,
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use oci_spec::image::ConfigBuilder;
+
     use super::*;
 
     fn temp(name: &str) -> PathBuf {
@@ -530,7 +623,10 @@ mod tests {
                 "docker.io/kube-ovn-rs/test",
                 "v1",
                 &layers,
-                json!({"Cmd": ["/kube-ovn/app"]}),
+                ConfigBuilder::default()
+                    .cmd(strings(&["/kube-ovn/app"]))
+                    .build()
+                    .unwrap(),
             )
             .unwrap();
         let archive = dir.join("test.oci.tar");
@@ -538,12 +634,198 @@ mod tests {
         archive
     }
 
+    fn controller_config() -> Config {
+        ConfigBuilder::default()
+            .entrypoint(strings(&["/kube-ovn/kube-ovn-controller"]))
+            .user("65534:65534")
+            .env(strings(&["PATH=/kube-ovn"]))
+            .build()
+            .unwrap()
+    }
+
+    /// Two layers as `Layout::layer` described them for a fixture image (real digests).
+    fn fixture_layers() -> [LayerBlob; 2] {
+        let layer = |digest: &str, size, diff_id: &str, comment: &str| LayerBlob {
+            descriptor: Descriptor::new(
+                MediaType::ImageLayerGzip,
+                size,
+                sha256_digest(digest).unwrap(),
+            ),
+            diff_id: sha256_digest(diff_id).unwrap(),
+            comment: comment.to_owned(),
+        };
+        [
+            layer(
+                "7643ea6eca21f186eb63bb8c79066d13cbce8005c46198eeb8ac155cac46205f",
+                130,
+                "86ca54fce52d95dbf95ae637ed38f5aba5c334cabc27306d25bf3da79bcbc217",
+                "base",
+            ),
+            layer(
+                "5d357f60c873b8ad1a36a172e211c6e5750074988c269e9e8be47c04f304313f",
+                107,
+                "3b2078c9eb95fb8f3c624ddf680769e59a8ed1ec23ac24e8a0f0d417b12bd707",
+                "app layer",
+            ),
+        ]
+    }
+
+    /// The documents are byte for byte those the hand-written `json!` documents gave before
+    /// the oci-spec types (captured from that code for the same inputs), so every archive
+    /// keeps its digests and what containerd imported before it imports now.
+    #[test]
+    fn documents_are_those_the_hand_written_json_gave() {
+        let docs = image_documents(
+            "docker.io/kube-ovn-rs/test",
+            "v1",
+            &fixture_layers(),
+            controller_config(),
+        )
+        .unwrap();
+        let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+        assert_eq!(
+            text(&docs.config),
+            concat!(
+                r#"{"architecture":"amd64","config":{"Entrypoint":["/kube-ovn/kube-ovn-controller"],"#,
+                r#""Env":["PATH=/kube-ovn"],"User":"65534:65534"},"created":"1970-01-01T00:00:00Z","#,
+                r#""history":[{"created":"1970-01-01T00:00:00Z","created_by":"base"},"#,
+                r#"{"created":"1970-01-01T00:00:00Z","created_by":"app layer"}],"os":"linux","#,
+                r#""rootfs":{"diff_ids":["#,
+                r#""sha256:86ca54fce52d95dbf95ae637ed38f5aba5c334cabc27306d25bf3da79bcbc217","#,
+                r#""sha256:3b2078c9eb95fb8f3c624ddf680769e59a8ed1ec23ac24e8a0f0d417b12bd707"],"#,
+                r#""type":"layers"}}"#,
+            )
+        );
+        assert_eq!(
+            text(&docs.manifest),
+            concat!(
+                r#"{"annotations":{"org.opencontainers.image.ref.name":"docker.io/kube-ovn-rs/test:v1"},"#,
+                r#""config":{"digest":"sha256:83a99bb2f64473e14bc55a1f64137b2e21a320d6fb32717df02647d0af22c90f","#,
+                r#""mediaType":"application/vnd.oci.image.config.v1+json","size":489},"#,
+                r#""layers":[{"digest":"sha256:7643ea6eca21f186eb63bb8c79066d13cbce8005c46198eeb8ac155cac46205f","#,
+                r#""mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","size":130},"#,
+                r#"{"digest":"sha256:5d357f60c873b8ad1a36a172e211c6e5750074988c269e9e8be47c04f304313f","#,
+                r#""mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","size":107}],"#,
+                r#""mediaType":"application/vnd.oci.image.manifest.v1+json","schemaVersion":2}"#,
+            )
+        );
+        assert_eq!(
+            text(&docs.index),
+            concat!(
+                r#"{"manifests":[{"annotations":{"io.containerd.image.name":"docker.io/kube-ovn-rs/test:v1","#,
+                r#""org.opencontainers.image.ref.name":"v1"},"#,
+                r#""digest":"sha256:5d46a5620ecd25ef38c4448c43273b6c33ae0c5e205b73ebd5e8bc2b83fa7b9f","#,
+                r#""mediaType":"application/vnd.oci.image.manifest.v1+json","size":639}],"#,
+                r#""mediaType":"application/vnd.oci.image.index.v1+json","schemaVersion":2}"#,
+            )
+        );
+    }
+
+    /// Read back through the oci-spec types: each descriptor names its document by media type,
+    /// sha256 and size, and the config carries what the image runs.
+    #[test]
+    fn descriptors_name_their_documents() {
+        let layers = fixture_layers();
+        let docs = image_documents(
+            "docker.io/kube-ovn-rs/kube-ovn-controller",
+            "v0.1.0",
+            &layers,
+            controller_config(),
+        )
+        .unwrap();
+        let named = |d: &Descriptor, media: MediaType, bytes: &[u8]| {
+            assert_eq!(*d.media_type(), media);
+            assert_eq!(d.as_digest_sha256(), Some(sha256_hex(bytes).as_str()));
+            assert_eq!(d.size(), bytes.len() as u64);
+        };
+        let index = ImageIndex::from_reader(docs.index.as_slice()).unwrap();
+        assert_eq!(index.schema_version(), 2);
+        assert_eq!(index.media_type(), &Some(MediaType::ImageIndex));
+        let [entry] = index.manifests().as_slice() else {
+            panic!("one manifest expected: {index:?}");
+        };
+        named(entry, MediaType::ImageManifest, &docs.manifest);
+        let annotations = entry.annotations().clone().unwrap();
+        assert_eq!(
+            annotations[ANNOTATION_CONTAINERD_NAME],
+            "docker.io/kube-ovn-rs/kube-ovn-controller:v0.1.0"
+        );
+        assert_eq!(annotations[ANNOTATION_REF_NAME], "v0.1.0");
+        assert_eq!(docs.manifest_descriptor.annotations(), &None);
+
+        let manifest = ImageManifest::from_reader(docs.manifest.as_slice()).unwrap();
+        assert_eq!(manifest.media_type(), &Some(MediaType::ImageManifest));
+        named(manifest.config(), MediaType::ImageConfig, &docs.config);
+        assert_eq!(
+            manifest.layers(),
+            &layers
+                .iter()
+                .map(|l| l.descriptor.clone())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            manifest.annotations().clone().unwrap()[ANNOTATION_REF_NAME],
+            "docker.io/kube-ovn-rs/kube-ovn-controller:v0.1.0"
+        );
+
+        let config = ImageConfiguration::from_reader(docs.config.as_slice()).unwrap();
+        assert_eq!(config.architecture(), &Arch::Amd64);
+        assert_eq!(config.os(), &Os::Linux);
+        assert_eq!(config.created().as_deref(), Some(CREATED));
+        assert_eq!(config.config(), &Some(controller_config()));
+        let run = config.config().clone().unwrap();
+        assert_eq!(
+            run.entrypoint().as_deref(),
+            Some(&strings(&["/kube-ovn/kube-ovn-controller"])[..])
+        );
+        assert_eq!(run.user().as_deref(), Some("65534:65534"));
+        assert_eq!(
+            run.env().as_deref(),
+            Some(&strings(&["PATH=/kube-ovn"])[..])
+        );
+        assert_eq!(run.labels(), &None);
+        assert_eq!(config.rootfs().typ(), "layers");
+        assert_eq!(
+            config.rootfs().diff_ids(),
+            &layers
+                .iter()
+                .map(|l| l.diff_id.to_string())
+                .collect::<Vec<_>>()
+        );
+        let history = config.history().clone().unwrap();
+        assert_eq!(
+            history
+                .iter()
+                .map(|h| h.created_by().clone().unwrap())
+                .collect::<Vec<_>>(),
+            ["base", "app layer"]
+        );
+    }
+
+    #[test]
+    fn documents_do_not_depend_on_hash_map_order() {
+        // Two annotations in a HashMap: the index bytes must not change from one build to the
+        // next (std's HashMap seeds its order per map).
+        let build = || {
+            image_documents("r/x", "t", &fixture_layers(), controller_config())
+                .unwrap()
+                .index
+        };
+        let first = build();
+        for _ in 0..32 {
+            assert_eq!(build(), first);
+        }
+    }
+
     #[test]
     fn a_written_archive_reads_back_with_matching_digests() {
         let dir = temp("roundtrip");
         let v = verify(&image(&dir)).unwrap();
         assert_eq!(v.name, "docker.io/kube-ovn-rs/test:v1");
-        assert_eq!(v.config["Cmd"][0], "/kube-ovn/app");
+        assert_eq!(
+            v.config.cmd().as_deref(),
+            Some(&strings(&["/kube-ovn/app"])[..])
+        );
         assert_eq!(
             v.paths,
             [
@@ -686,7 +968,11 @@ mod tests {
                 "docker.io/kube-ovn-rs/oci-test",
                 "v1",
                 &layers,
-                json!({"Entrypoint": ["/kube-ovn/hello"], "Env": ["PATH=/bin"]}),
+                ConfigBuilder::default()
+                    .entrypoint(strings(&["/kube-ovn/hello"]))
+                    .env(strings(&["PATH=/bin"]))
+                    .build()
+                    .unwrap(),
             )
             .unwrap();
         let archive = dir.join("oci-test.oci.tar");

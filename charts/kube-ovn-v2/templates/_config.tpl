@@ -1,12 +1,7 @@
 {{- /*
-kube-ovn-v2: maps this chart's values onto the settings that the shared templates
-(_kube-ovn.tpl) render. charts/kube-ovn has its own _config.tpl for the v1 value names.
+kube-ovn-v2: maps this chart's values onto the settings that the templates of the kube-ovn-lib
+library chart render. charts/kube-ovn has its own _config.tpl for the v1 value names.
 */ -}}
-{{- define "kube-ovn.image" -}}
-{{- $registry := .registry | trimSuffix "/" -}}
-{{- if $registry -}}{{ $registry }}/{{ end -}}{{ .repository }}:{{ .tag | default .appVersion }}
-{{- end }}
-
 {{- define "kube-ovn.config" -}}
 {{- $v := .Values -}}
 {{- $np := $v.cni.nonPrimaryCNI -}}

@@ -1,12 +1,7 @@
 {{- /*
-kube-ovn (chart v1 value names): maps this chart's values onto the settings that the shared
-templates (_kube-ovn.tpl, the same file as in kube-ovn-v2) render.
+kube-ovn (chart v1 value names): maps this chart's values onto the settings that the templates
+of the kube-ovn-lib library chart render (the same as for kube-ovn-v2).
 */ -}}
-{{- define "kube-ovn.image" -}}
-{{- $registry := .registry | trimSuffix "/" -}}
-{{- if $registry -}}{{ $registry }}/{{ end -}}{{ .repository }}:{{ .tag | default .appVersion }}
-{{- end }}
-
 {{- define "kube-ovn.config" -}}
 {{- $v := .Values -}}
 {{- $np := $v.cni_conf.NON_PRIMARY_CNI -}}

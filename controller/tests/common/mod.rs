@@ -14,7 +14,7 @@ use ovn_api::testing::OvsdbServer;
 
 /// An object from YAML.
 pub fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
-    serde_yaml::from_str(s).unwrap()
+    yaml_serde::from_str(s).unwrap()
 }
 
 /// Creates a kube-ovn NAD `<nad>` in `default` with provider `<nad>.default.ovn` (or

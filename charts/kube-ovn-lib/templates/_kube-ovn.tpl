@@ -1,10 +1,50 @@
 {{- /*
-Shared by charts/kube-ovn-v2 and charts/kube-ovn: `cargo xtask charts` copies this file from
-kube-ovn-v2 into kube-ovn, and a test fails when the copies differ. Edit it in kube-ovn-v2 only.
-
-Each chart's own templates/_config.tpl maps its values onto one settings dict (the "cfg" below):
-both charts render these same objects from it.
+The templates both charts render (charts/kube-ovn-v2 and charts/kube-ovn depend on this library
+chart). Each chart's own templates/_config.tpl defines "kube-ovn.config", which maps that
+chart's values onto one settings dict (the "cfg" below): both charts render these same objects
+from it. Their templates/kube-ovn.yaml and NOTES.txt only include "kube-ovn.manifest" and
+"kube-ovn.notes".
 */ -}}
+
+{{- define "kube-ovn.image" -}}
+{{- $registry := .registry | trimSuffix "/" -}}
+{{- if $registry -}}{{ $registry }}/{{ end -}}{{ .repository }}:{{ .tag | default .appVersion }}
+{{- end }}
+
+{{- define "kube-ovn.manifest" -}}
+{{- $cfg := include "kube-ovn.config" . | fromYaml -}}
+{{- if hasKey $cfg "Error" -}}
+{{- fail (printf "internal error: the chart's settings are not valid YAML: %s" $cfg.Error) -}}
+{{- end -}}
+{{- include "kube-ovn.objects" (dict "cfg" $cfg "namespace" .Release.Namespace) }}
+{{- end }}
+
+{{- define "kube-ovn.notes" -}}
+Kube-OVN (Rust) is installed in namespace {{ .Release.Namespace }} as an attached (non-primary) CNI.
+
+Check that it runs:
+  kubectl -n {{ .Release.Namespace }} get pods -l app.kubernetes.io/part-of=kube-ovn
+
+Multus must be installed: Kube-OVN gives pods extra interfaces (net1, net2, ...) through
+NetworkAttachmentDefinitions of type kube-ovn, for example:
+
+  apiVersion: k8s.cni.cncf.io/v1
+  kind: NetworkAttachmentDefinition
+  metadata:
+    name: kube-ovn-vpc-network
+    namespace: default
+  spec:
+    config: |
+      {
+        "cniVersion": "0.3.1",
+        "type": "kube-ovn",
+        "server_socket": "{{ (include "kube-ovn.config" . | fromYaml).cni.socket }}",
+        "provider": "kube-ovn-vpc-network.default.ovn"
+      }
+
+then a Vpc and a Subnet whose spec.provider is that provider, and pods annotated with
+k8s.v1.cni.cncf.io/networks: default/kube-ovn-vpc-network
+{{- end }}
 
 {{- define "kube-ovn.labels" -}}
 app.kubernetes.io/part-of: kube-ovn
