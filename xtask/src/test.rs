@@ -140,7 +140,9 @@ pub fn run(root: &Path, args: &TestArgs) -> anyhow::Result<()> {
         }
         let real = cargo_test_args(
             root,
-            &["test", "-p", "e2e", "--test", "real"],
+            // `--workspace`, as the tests step: the same feature set, so nothing is rebuilt
+            // (with `-p e2e` cargo resolved features for e2e alone and rebuilt four crates).
+            &["test", "--workspace", "--test", "real"],
             &["--test-threads=1"],
             args.filter.as_deref(),
         )?;

@@ -588,6 +588,21 @@ async fn the_chart_on_two_real_nodes_carries_net1_across_nodes() {
         "default-route, same NAD twice, IPAM-only done after {:?}",
         cluster.elapsed()
     );
+    // The CNI verbs this runtime (containerd 1.6 through Multus) called, all answered ok.
+    let served = super::walkthrough::verbs_served(&cluster);
+    eprintln!("CNI verbs served (verb, result) -> count: {served:?}");
+    assert!(
+        served.keys().all(|(_, result)| result == "ok"),
+        "a CNI call failed: {served:?}"
+    );
+    for verb in ["ADD", "DEL"] {
+        assert!(
+            served
+                .get(&(verb.to_owned(), "ok".to_owned()))
+                .is_some_and(|n| *n > 0),
+            "{verb}: {served:?}"
+        );
+    }
     for node in cluster.nodes() {
         let ports = attached_interfaces(node);
         assert!(

@@ -338,3 +338,41 @@ spec:
         assert!(!ips_left.contains(name), "{name}: {ips_left}");
     }
 }
+
+/// The CNI verbs each node's daemon served, from its metrics
+/// (`kube_ovn_cni_op_duration_seconds_count{verb, result}`): which ones this runtime calls.
+pub fn verbs_served(cluster: &ChartCluster) -> std::collections::BTreeMap<(String, String), u64> {
+    let mut served = std::collections::BTreeMap::new();
+    for node in cluster.nodes() {
+        let out = node
+            .netns()
+            .exec(&[
+                "curl",
+                "-sf",
+                "--max-time",
+                "5",
+                "http://127.0.0.1:10665/metrics",
+            ])
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}: metrics: {text}", node.name());
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("kube_ovn_cni_op_duration_seconds_count{") else {
+                continue;
+            };
+            let Some((labels, count)) = rest.split_once("} ") else {
+                continue;
+            };
+            let label = |name: &str| {
+                labels
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
+                    .map(|v| v.trim_end_matches('"').to_owned())
+                    .unwrap_or_default()
+            };
+            let count: u64 = count.trim().parse().unwrap_or(0);
+            *served.entry((label("verb"), label("result"))).or_insert(0) += count;
+        }
+    }
+    served
+}
