@@ -153,6 +153,12 @@ impl ChartCluster {
         }
     }
 
+    /// A client of the cluster's apiserver (for the startup benchmark's watch).
+    #[allow(dead_code)] // Used by e2e/examples/bench_startup.rs, which includes this file.
+    pub fn client(&self) -> kube::Client {
+        self.plane.client()
+    }
+
     /// `kubectl <args>`, its failure returned (for what is expected to fail).
     pub fn try_kubectl(&self, args: &[&str]) -> Result<String, e2e::k8s::Error> {
         self.plane.kubectl(args)

@@ -1,0 +1,213 @@
+//! `cargo xtask bench startup`: what a kube-ovn attachment adds to a pod's start on a real
+//! node (L3: kubelet, containerd, Multus, the chart). N pods are created at once on one real
+//! node without an attachment, then N with one (the manual's first example), same image, same
+//! node, same run; for each pod the time from its create request to the watch showing it
+//! Ready. Prints p50/p99 of both and the attachment's overhead as a Markdown table.
+//!
+//! Needs root and what the real-node tests need: `cargo xtask setup` and `cargo xtask images`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // A driver: a panic is a failed run.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::{WatchStreamExt as _, watcher};
+
+#[path = "../tests/real/common.rs"]
+mod common;
+use common::{create_nad_crd, fenced_plane, image_archive};
+
+// The tests' chart cluster; its test functions are compiled out here.
+#[allow(dead_code)]
+#[path = "../tests/real/chart.rs"]
+mod chart;
+
+const LABEL: &str = "kube-ovn-bench=startup";
+
+fn pod(name: &str, node: &str, attached: bool) -> Pod {
+    let mut annotations = serde_json::Map::new();
+    if attached {
+        annotations.insert(
+            "k8s.v1.cni.cncf.io/networks".into(),
+            "default/kube-ovn-vpc-network".into(),
+        );
+    }
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "labels": {"kube-ovn-bench": "startup"},
+            "annotations": annotations,
+        },
+        "spec": {
+            "nodeName": node,
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{
+                "name": "app",
+                "image": e2e::real::node::WORKLOAD_IMAGE,
+                "imagePullPolicy": "Never",
+            }],
+        },
+    }))
+    .unwrap()
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Creates `n` pods at once and returns each one's create → Ready time, sorted.
+async fn batch(
+    client: &kube::Client,
+    node: &str,
+    prefix: &str,
+    n: usize,
+    attached: bool,
+) -> Vec<Duration> {
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), "default");
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let watch = {
+        let pods = pods.clone();
+        let prefix = prefix.to_owned();
+        tokio::spawn(async move {
+            let mut stream = watcher(pods, watcher::Config::default().labels(LABEL))
+                .applied_objects()
+                .boxed();
+            while let Some(Ok(p)) = stream.next().await {
+                let name = p.metadata.name.clone().unwrap_or_default();
+                if name.starts_with(&prefix) && is_ready(&p) {
+                    let _ = ready_tx.send((name, Instant::now()));
+                }
+            }
+        })
+    };
+    // Let the watch start before the first create.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut created = BTreeMap::new();
+    let creates = (0..n).map(|i| {
+        let pods = pods.clone();
+        let name = format!("{prefix}-{i}");
+        let spec = pod(&name, node, attached);
+        async move {
+            let at = Instant::now();
+            pods.create(&PostParams::default(), &spec).await.unwrap();
+            (name, at)
+        }
+    });
+    for (name, at) in futures::future::join_all(creates).await {
+        created.insert(name, at);
+    }
+    let mut ready: BTreeMap<String, Instant> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    while ready.len() < n {
+        match tokio::time::timeout_at(deadline, ready_rx.recv()).await {
+            Ok(Some((name, at))) => {
+                ready.entry(name).or_insert(at);
+            }
+            _ => panic!("{prefix}: {} of {n} pods Ready after 600 s", ready.len()),
+        }
+    }
+    watch.abort();
+    let mut times: Vec<Duration> = ready
+        .iter()
+        .map(|(name, at)| at.duration_since(created[name]))
+        .collect();
+    times.sort();
+    // Gone before the next batch, so each batch has the node to itself.
+    pods.delete_collection(
+        &DeleteParams::default().grace_period(0),
+        &ListParams::default().labels(LABEL),
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !pods
+        .list(&ListParams::default().labels(LABEL))
+        .await
+        .unwrap()
+        .items
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{prefix}: pods not gone after 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    times
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0}", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .skip_while(|a| a != "--pods")
+        .nth(1)
+        .map_or(50, |v| v.parse().expect("--pods N"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let cluster = chart::ChartCluster::install(
+            &["bench-a"],
+            "./charts/kube-ovn-v2",
+            &[
+                "cni.nonPrimaryCNI=true",
+                "networking.datapathType=netdev",
+                "agent.interface=eth1",
+            ],
+        )
+        .await;
+        cluster.apply(&[crds::seed::NAD, crds::seed::VPC_AND_SUBNET].join("---\n"));
+        let client = cluster.client();
+        let node = cluster.nodes()[0].name().to_owned();
+        // One of each first: images, sandboxes and the subnet warm, not measured.
+        batch(&client, &node, "warm-plain", 1, false).await;
+        batch(&client, &node, "warm-attached", 1, true).await;
+        let plain = batch(&client, &node, "plain", n, false).await;
+        let attached = batch(&client, &node, "attached", n, true).await;
+        let (p50, a50) = (percentile(&plain, 50.0), percentile(&attached, 50.0));
+        let (p99, a99) = (percentile(&plain, 99.0), percentile(&attached, 99.0));
+        println!("\n{n} pods created at once on one real node, create -> Ready (ms)\n");
+        println!("| pods | p50 | p99 | max |");
+        println!("|---|---:|---:|---:|");
+        for (label, t) in [
+            ("without attachment", &plain),
+            ("one kube-ovn attachment", &attached),
+        ] {
+            println!(
+                "| {label} | {} | {} | {} |",
+                ms(percentile(t, 50.0)),
+                ms(percentile(t, 99.0)),
+                ms(*t.last().unwrap())
+            );
+        }
+        println!(
+            "| overhead of the attachment | {} | {} | |",
+            ms(a50.saturating_sub(p50)),
+            ms(a99.saturating_sub(p99))
+        );
+        let warnings = cluster.warnings();
+        if !warnings.is_empty() {
+            println!("\nWarning events during the run: {warnings:#?}");
+        }
+        cluster.uninstall();
+        cluster.check_fences();
+    });
+}
