@@ -8,6 +8,7 @@
 pub mod context;
 pub mod error;
 pub mod gc;
+pub mod ip;
 pub mod leader;
 pub mod metrics;
 pub mod nad;

@@ -20,7 +20,7 @@ use kube::{Api, ResourceExt};
 use crate::context::Context;
 use crate::error::Error;
 use crate::metrics::{Metrics, Outcome};
-use crate::{gc, leader, nad, nat_gateway, nb, pod, subnet, vpc};
+use crate::{gc, ip, leader, nad, nat_gateway, nb, pod, subnet, vpc};
 
 /// Knobs of a running controller.
 #[derive(Debug, Clone)]
@@ -199,16 +199,11 @@ async fn rebuild(
         .list(&ListParams::default())
         .await?
         .items;
-    let records = ips.iter().filter_map(|ip| {
-        let parsed: Result<Vec<std::net::IpAddr>, _> =
-            ip.spec.ip_address.split(',').filter(|s| !s.is_empty()).map(str::parse).collect();
-        let mac = ip.spec.mac_address.parse().ok();
-        match parsed {
-            Ok(addrs) => Some(ipam::Record { key: ip.name_any(), subnet: ip.spec.subnet.clone(), ips: addrs, mac }),
-            Err(e) => {
-                tracing::warn!(ip = %ip.name_any(), error = %e, "IP CR with an unreadable address skipped");
-                None
-            }
+    let records = ips.iter().filter_map(|record| match ip::to_lease_record(record) {
+        Ok(lease) => Some(lease),
+        Err(e) => {
+            tracing::warn!(ip = %record.name_any(), error = %e, "IP CR with an unreadable address skipped");
+            None
         }
     });
     let report = ipam.rebuild(records);
@@ -300,12 +295,12 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
                         .finalizers
                         .iter()
                         .flatten()
-                        .any(|f| f == gc::IP_FINALIZER);
+                        .any(|f| f == ip::FINALIZER);
                 if !deleting {
                     return;
                 }
                 let name = ip.metadata.name.unwrap_or_default();
-                if let Err(e) = gc::handle_ip_deletion(&ctx, &name).await {
+                if let Err(e) = ip::handle_deletion(&ctx, &name).await {
                     tracing::warn!(ip = %name, error = %e, "handling the deletion of an IP record failed; retried at the next change or GC");
                 }
             }
