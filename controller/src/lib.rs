@@ -16,6 +16,7 @@ pub mod nat_gateway;
 pub mod nb;
 pub mod options;
 pub mod pod;
+pub mod reconciler;
 pub mod retry;
 pub mod run;
 pub mod status;

@@ -135,12 +135,3 @@ pub async fn reconcile(gw: Arc<VpcNatGateway>, ctx: Arc<Context>) -> Result<Acti
     // Level-triggered: a Vpc or Subnet appearing later changes the answer.
     Ok(Action::requeue(Duration::from_secs(60)))
 }
-
-/// Requeue policy after an error.
-pub fn error_policy(gw: Arc<VpcNatGateway>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(gateway = %gw.name_any(), %error, "reconcile failed");
-    Action::requeue(ctx.retries.next(
-        &crate::retry::key_of(gw.as_ref()),
-        crate::retry::ERROR_RETRY,
-    ))
-}

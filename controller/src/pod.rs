@@ -593,15 +593,6 @@ async fn qos_plan(ctx: &Context, pod: &Pod, planned: &Planned) -> nb::QosPlan {
     }
 }
 
-/// Requeue policy after an error.
-pub fn error_policy(pod: Arc<Pod>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(pod = %format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()), %error, "reconcile failed");
-    Action::requeue(ctx.retries.next(
-        &crate::retry::key_of(pod.as_ref()),
-        crate::retry::ERROR_RETRY,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

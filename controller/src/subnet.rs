@@ -333,15 +333,6 @@ async fn cleanup(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
-/// Requeue policy after an error.
-pub fn error_policy(subnet: Arc<Subnet>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(subnet = %subnet.name_any(), %error, "reconcile failed");
-    Action::requeue(ctx.retries.next(
-        &crate::retry::key_of(subnet.as_ref()),
-        crate::retry::ERROR_RETRY,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -117,12 +117,3 @@ async fn cleanup(vpc: &Vpc, ctx: &Context) -> Result<Action, Error> {
     nb::delete_router(&ctx.nb, &name).await?;
     Ok(Action::await_change())
 }
-
-/// Requeue policy after an error.
-pub fn error_policy(vpc: Arc<Vpc>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(vpc = %vpc.name_any(), %error, "reconcile failed");
-    Action::requeue(ctx.retries.next(
-        &crate::retry::key_of(vpc.as_ref()),
-        crate::retry::ERROR_RETRY,
-    ))
-}
