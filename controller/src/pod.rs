@@ -22,7 +22,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
-use crate::context::Context;
+use crate::context::{Context, MANAGER};
 use crate::error::Error;
 use crate::metrics::Outcome;
 use crate::nb;
@@ -327,8 +327,12 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
     if annotations.iter().any(|(k, v)| current.get(k) != Some(v)) {
         let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
         let patch = serde_json::json!({ "metadata": { "annotations": annotations } });
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+        // Under our name, so `managedFields` says which annotations are the controller's.
+        let params = PatchParams {
+            field_manager: Some(MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        api.patch(&name, &params, &Patch::Merge(&patch)).await?;
         tracing::info!(pod = %format!("{namespace}/{name}"), "attachments allocated");
     }
     let retry_key = crate::retry::key_of(pod.as_ref());
