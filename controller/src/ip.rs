@@ -4,16 +4,20 @@
 //! ([`record`], from a lease by [`spec_for`]; read back by [`to_lease_record`]), written
 //! ([`write`]), restored when deleted by hand while its pod uses the address ([`restore`]),
 //! released with the address and the port ([`release`]), and its finalizer
-//! ([`FINALIZER`]), run by [`handle_deletion`] when a record is being deleted.
+//! ([`FINALIZER`]), run by the IP controller ([`controller`], [`reconcile`]) when a record is being deleted.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crds::{IP, IPSpec};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{self, Event as Finalizer};
+use kube::runtime::reflector;
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 
 use crate::context::{Context, MANAGER};
@@ -205,6 +209,44 @@ fn releasing(meta: &kube::api::ObjectMeta) -> bool {
     meta.deletion_timestamp.is_some() && meta.finalizers.iter().flatten().any(|f| f == FINALIZER)
 }
 
+/// Whether `event` shows a record that is not being deleted (which the IP controller neither
+/// caches nor reconciles).
+fn is_live_record(event: &watcher::Result<watcher::Event<PartialObjectMeta<IP>>>) -> bool {
+    matches!(
+        event,
+        Ok(watcher::Event::Apply(ip) | watcher::Event::InitApply(ip))
+            if ip.metadata.deletion_timestamp.is_none()
+    )
+}
+
+/// The IP controller's trigger: a `Controller` over IP metadata whose cache holds only the
+/// records being deleted. The controller keeps no cache of live records (one per attachment, so
+/// most of its memory at scale would be this): nothing is done to a live record, and a record
+/// never stops being deleted once it is.
+pub fn controller(client: kube::Client) -> Controller<PartialObjectMeta<IP>> {
+    let (store, writer) = reflector::store();
+    let api = Api::<PartialObjectMeta<IP>>::all(client);
+    let deletions = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .filter(|event| std::future::ready(!is_live_record(event)))
+        .modify(|ip| ip.metadata.managed_fields = None)
+        .reflect(writer)
+        .applied_objects();
+    Controller::for_stream(deletions, store)
+}
+
+/// The IP controller's reconcile: a record being deleted (by anyone) is written again if its pod
+/// still runs with the address, otherwise its attachment is released; then the finalizer goes.
+/// It sees only records being deleted (see [`controller`]), by their metadata: the full record
+/// is read when one is.
+pub async fn reconcile(ip: Arc<PartialObjectMeta<IP>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !releasing(&ip.metadata) {
+        return Ok(Action::await_change());
+    }
+    handle_deletion(&ctx, &ip.name_any()).await?;
+    Ok(Action::await_change())
+}
+
 /// An IP CR is being deleted (its finalizer holds it). If its pod still runs with the address
 /// the record is written again (the address stays with the pod: releasing it would hand it to
 /// the next pod while this one uses it); otherwise the attachment is released. Then the
@@ -251,5 +293,128 @@ pub async fn handle_deletion(ctx: &Context, name: &str) -> Result<(), Error> {
         }
         Err(finalizer::Error::CleanupFailed(e)) => Err(e),
         Err(e) => Err(Error::Finalizer(format!("IP {name}: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pod(owner_kind: Option<&str>) -> Pod {
+        let mut p = Pod::default();
+        p.metadata.name = Some("web-0".into());
+        p.metadata.namespace = Some("ns".into());
+        p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            node_name: Some("n1".into()),
+            ..Default::default()
+        });
+        if let Some(kind) = owner_kind {
+            p.metadata.owner_references = Some(vec![
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                    api_version: "apps/v1".into(),
+                    kind: kind.into(),
+                    name: "web".into(),
+                    uid: "u".into(),
+                    controller: Some(true),
+                    ..Default::default()
+                },
+            ]);
+        }
+        p
+    }
+
+    proptest! {
+        /// What the allocator is rebuilt from at start is what the record was written from.
+        #[test]
+        fn a_record_reads_back_as_its_lease(
+            v4 in proptest::option::of(any::<[u8; 4]>()),
+            v6 in proptest::option::of(any::<[u8; 16]>()),
+            mac in proptest::option::of(any::<[u8; 6]>()),
+        ) {
+            let lease = ipam::Lease {
+                key: "web-0.ns.a.ns.ovn".into(),
+                subnet: "s1".into(),
+                v4: v4.map(std::net::Ipv4Addr::from),
+                v6: v6.map(std::net::Ipv6Addr::from),
+                mac: mac.map(ipam::MacAddr),
+            };
+            let ip = record(&lease.key, spec_for(&pod(None), "s1", &lease));
+            prop_assert_eq!(to_lease_record(&ip), Ok(ipam::Record::from(lease)));
+        }
+    }
+
+    #[test]
+    fn a_record_names_its_pod_node_and_statefulset_and_carries_the_finalizer() {
+        let lease = ipam::Lease {
+            key: "web-0.ns.a.ns.ovn".into(),
+            subnet: "s1".into(),
+            v4: Some("10.0.0.2".parse().unwrap()),
+            v6: Some("fd00::2".parse().unwrap()),
+            mac: Some(ipam::MacAddr([2, 0, 0, 0, 0, 1])),
+        };
+        let ip = record(
+            &lease.key,
+            spec_for(&pod(Some("StatefulSet")), "s1", &lease),
+        );
+        assert_eq!(ip.finalizers(), [FINALIZER.to_owned()]);
+        let s = &ip.spec;
+        assert_eq!(
+            (
+                s.pod_name.as_str(),
+                s.namespace.as_str(),
+                s.node_name.as_str(),
+                s.pod_type.as_str()
+            ),
+            ("web-0", "ns", "n1", POD_TYPE_STATEFULSET)
+        );
+        assert_eq!(
+            (
+                s.ip_address.as_str(),
+                s.v4_ip_address.as_str(),
+                s.v6_ip_address.as_str(),
+                s.mac_address.as_str()
+            ),
+            (
+                "10.0.0.2,fd00::2",
+                "10.0.0.2",
+                "fd00::2",
+                "02:00:00:00:00:01"
+            )
+        );
+        let plain = spec_for(&pod(Some("ReplicaSet")), "s1", &lease);
+        assert_eq!(plain.pod_type, "");
+    }
+
+    #[test]
+    fn an_unreadable_address_is_an_error_naming_it() {
+        let mut ip = record("k", IPSpec::default());
+        ip.spec.ip_address = "10.0.0.300".into();
+        let err = to_lease_record(&ip).unwrap_err();
+        assert!(err.contains("10.0.0.300"), "{err}");
+    }
+
+    #[test]
+    fn the_ip_controller_sees_only_records_being_deleted() {
+        let meta = |deleting: bool| {
+            let mut m = PartialObjectMeta::<IP>::default();
+            m.metadata.name = Some("k".into());
+            if deleting {
+                m.metadata.deletion_timestamp =
+                    Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                    ));
+            }
+            m
+        };
+        use watcher::Event;
+        assert!(is_live_record(&Ok(Event::Apply(meta(false)))));
+        assert!(is_live_record(&Ok(Event::InitApply(meta(false)))));
+        assert!(!is_live_record(&Ok(Event::Apply(meta(true)))));
+        assert!(!is_live_record(&Ok(Event::InitApply(meta(true)))));
+        // Deletions and the list's boundaries reach the cache, so it forgets and swaps.
+        assert!(!is_live_record(&Ok(Event::Delete(meta(false)))));
+        assert!(!is_live_record(&Ok(Event::Init)));
+        assert!(!is_live_record(&Ok(Event::InitDone)));
     }
 }

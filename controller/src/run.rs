@@ -240,37 +240,6 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
             }
         }
     };
-    // IP CRs being deleted (by anyone): release, or restore for a live attachment; then the
-    // finalizer goes. Metadata only: the controller keeps no IP cache.
-    let ip_deletions = watcher(
-        Api::<kube::core::PartialObjectMeta<crds::IP>>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .applied_objects()
-    .for_each_concurrent(4, {
-        let ctx = ctx.clone();
-        move |ip| {
-            let ctx = ctx.clone();
-            async move {
-                let Ok(ip) = ip else { return };
-                let deleting = ip.metadata.deletion_timestamp.is_some()
-                    && ip
-                        .metadata
-                        .finalizers
-                        .iter()
-                        .flatten()
-                        .any(|f| f == ip::FINALIZER);
-                if !deleting {
-                    return;
-                }
-                let name = ip.metadata.name.unwrap_or_default();
-                if let Err(e) = ip::handle_deletion(&ctx, &name).await {
-                    tracing::warn!(ip = %name, error = %e, "handling the deletion of an IP record failed; retried at the next change or GC");
-                }
-            }
-        }
-    });
     let workers = config.workers;
     let vpcs = reconciler::run(
         Controller::new(Api::<Vpc>::all(client.clone()), watcher::Config::default()),
@@ -336,9 +305,16 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
         ctx.clone(),
         workers,
     );
+    // IP CRs being deleted (by anyone): released, or restored for a live attachment.
+    let ips = reconciler::run(
+        ip::controller(client.clone()),
+        "ip",
+        ip::reconcile,
+        ctx.clone(),
+        workers,
+    );
     tokio::select! {
-        () = async { tokio::join!(vpcs, subnets, pods, nads, gateways); } => {}
+        () = async { tokio::join!(vpcs, subnets, pods, nads, gateways, ips); } => {}
         () = gc_loop => {}
-        () = ip_deletions => {}
     }
 }
