@@ -128,7 +128,13 @@ pub async fn reconcile(gw: Arc<VpcNatGateway>, ctx: Arc<Context>) -> Result<Acti
     );
     if changed {
         let api: Api<VpcNatGateway> = Api::all(ctx.client.clone());
-        status::patch_status(&api, &name, serde_json::json!({ "conditions": conditions })).await?;
+        status::apply(
+            &api,
+            gw.as_ref(),
+            [("conditions", serde_json::json!(conditions))],
+            &[],
+        )
+        .await?;
         tracing::warn!(gateway = %name, %reason, %msg, "VpcNatGateway not realised");
         ctx.event(&gw.object_ref(&()), true, &reason, msg).await;
     }
