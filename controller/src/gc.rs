@@ -134,7 +134,7 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
         let key = record.name_any();
         recorded.insert(key.clone());
         if record.meta().deletion_timestamp.is_some() {
-            // Normally handled at once by the IP watch; this is the retry.
+            // Normally handled at once by the IP controller (`ip::reconcile`); this is the retry.
             ip::handle_deletion(ctx, &key).await?;
             continue;
         }
