@@ -30,10 +30,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Allocator keys without an IP CR at the last GC (released if still so at the next).
     pub gc_suspects: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
-    /// The IP CR spec this controller last wrote per attachment key: a reconcile that would
-    /// write the same record for a lease it already held (typically the one triggered by our
-    /// own annotation patch) skips the API write. Forgotten when the lease is released.
-    pub written_ips: std::sync::Mutex<std::collections::HashMap<String, crds::IPSpec>>,
+    /// The IP CR spec this controller last wrote per attachment key.
+    pub written_ips: crate::ip::Written,
     /// Consecutive failures per object, for growing retry delays.
     pub retries: crate::retry::Retries,
     /// Tasks that feed this context (the caches' watches); they stop when the context is
@@ -84,7 +82,7 @@ impl Context {
             metrics,
             recorder,
             gc_suspects: Arc::default(),
-            written_ips: std::sync::Mutex::default(),
+            written_ips: crate::ip::Written::default(),
             retries: crate::retry::Retries::default(),
             background: Vec::new(),
         }
@@ -94,14 +92,6 @@ impl Context {
     pub fn own_tasks(mut self, tasks: impl IntoIterator<Item = tokio::task::AbortHandle>) -> Self {
         self.background.extend(tasks);
         self
-    }
-
-    /// Forgets the IP CR written for `key` (its lease was released).
-    pub fn forget_ip(&self, key: &str) {
-        self.written_ips
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(key);
     }
 
     /// Publishes an Event on `object` (best effort: a failed Event is logged, not fatal).

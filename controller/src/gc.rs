@@ -5,9 +5,8 @@
 //! our own objects are touched (IP CRs, and NB rows with `external_ids:vendor=kube-ovn`).
 //! Two things are kept on purpose: the records of StatefulSet pods their StatefulSet will
 //! recreate (they get their addresses back), and an IP CR deleted by hand while its pod still
-//! uses the address is written again rather than its address released. That is why IP CRs carry
-//! no finalizer: a deleted record of a live attachment is restored from the controller's own
-//! copy, and deleting records of gone pods needs no extra API call.
+//! uses the address is written again rather than its address released (by the IP record's
+//! finalizer, see [`crate::ip`]; here for a record whose finalizer was stripped).
 
 use std::collections::BTreeSet;
 
@@ -15,12 +14,12 @@ use crds::naming::{AnnotationKey, parse_annotation_key};
 use crds::{IP, Subnet, Vpc};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::context::Context;
 use crate::error::Error;
-use crate::nb;
+use crate::{ip, nb};
 
 /// What one collection removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -41,92 +40,6 @@ pub struct Report {
     pub dhcp: usize,
     /// IP CRs deleted by hand while their pod still uses the address, written again.
     pub restored: usize,
-}
-
-/// The finalizer on every IP CR: a record is only gone once the controller has released its
-/// address and port (or, for a live attachment, written the record again).
-pub const IP_FINALIZER: &str = "kubeovn.io/ip";
-
-/// Releases one attachment completely: address, LSP (with its QoS rows), IP CR.
-pub async fn release(ctx: &Context, key: &str) -> Result<(), Error> {
-    ctx.ipam.release(key);
-    ctx.forget_ip(key);
-    nb::delete_port(&ctx.nb, key).await?;
-    let api: Api<IP> = Api::all(ctx.client.clone());
-    match api.delete(key, &DeleteParams::default()).await {
-        // Still there (our finalizer holds it): let it go.
-        Ok(outcome) => match outcome.left() {
-            Some(pending) => drop_finalizer(&api, &pending).await,
-            None => Ok(()),
-        },
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Removes our finalizer from `ip` (keeping anyone else's), guarded by its resourceVersion.
-async fn drop_finalizer(api: &Api<IP>, ip: &IP) -> Result<(), Error> {
-    let finalizers = ip.finalizers();
-    if !finalizers.iter().any(|f| f == IP_FINALIZER) {
-        return Ok(());
-    }
-    let rest: Vec<&String> = finalizers.iter().filter(|f| *f != IP_FINALIZER).collect();
-    let patch = serde_json::json!({
-        "metadata": { "finalizers": rest, "resourceVersion": ip.resource_version() }
-    });
-    match api
-        .patch(
-            &ip.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        // Gone, or changed meanwhile: a change is a new watch event, handled again.
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// An IP CR is being deleted (its finalizer holds it). If its pod still runs with the address
-/// the record is written again (the address stays with the pod: releasing it would hand it to
-/// the next pod while this one uses it); otherwise the attachment is released. Then the
-/// finalizer goes.
-pub async fn handle_ip_deletion(ctx: &Context, name: &str) -> Result<(), Error> {
-    let api: Api<IP> = Api::all(ctx.client.clone());
-    let Some(ip) = api.get_opt(name).await? else {
-        return Ok(());
-    };
-    if ip.meta().deletion_timestamp.is_none() || !ip.finalizers().iter().any(|f| f == IP_FINALIZER)
-    {
-        return Ok(());
-    }
-    let spec = ip.spec.clone();
-    let held = ctx.ipam.get(name).is_some();
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &spec.namespace);
-    let live = !spec.pod_name.is_empty()
-        && pods
-            .get_metadata_opt(&spec.pod_name)
-            .await?
-            .is_some_and(|p| p.metadata.deletion_timestamp.is_none());
-    if held && live {
-        drop_finalizer(&api, &ip).await?;
-        let mut again = IP::new(name, spec);
-        again.metadata.finalizers = Some(vec![IP_FINALIZER.to_owned()]);
-        match api.create(&kube::api::PostParams::default(), &again).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e.into()),
-        }
-        tracing::warn!(ip = %name, pod = %format!("{}/{}", again.spec.namespace, again.spec.pod_name), "IP record was deleted while its pod uses the address; restored it");
-        return Ok(());
-    }
-    tracing::info!(ip = %name, "IP record deleted; releasing its address and port");
-    ctx.ipam.release(name);
-    ctx.forget_ip(name);
-    nb::delete_port(&ctx.nb, name).await?;
-    drop_finalizer(&api, &ip).await
 }
 
 /// Releases the attachments a pod had (by its `allocated` annotations) that its networks
@@ -154,13 +67,10 @@ pub async fn release_unwanted(
         .collect();
     for key in had.into_iter().filter(|k| !wanted.contains(k)) {
         tracing::info!(%key, "attachment removed from the pod; releasing it");
-        release(ctx, &key).await?;
+        ip::release(ctx, &key).await?;
     }
     Ok(())
 }
-
-/// `IP.spec.podType` of an attachment whose pod belongs to a StatefulSet.
-pub const POD_TYPE_STATEFULSET: &str = "StatefulSet";
 
 /// The StatefulSet name and ordinal of one of its pods' names (`<set>-<ordinal>`).
 pub fn statefulset_ordinal(pod: &str) -> Option<(&str, u32)> {
@@ -220,62 +130,43 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
         })
         .collect();
     let mut recorded = BTreeSet::new();
-    for ip in &records {
-        let key = ip.name_any();
+    for record in &records {
+        let key = record.name_any();
         recorded.insert(key.clone());
-        if ip.meta().deletion_timestamp.is_some() {
-            // Normally handled at once by the IP watch; this is the retry.
-            handle_ip_deletion(ctx, &key).await?;
+        if record.meta().deletion_timestamp.is_some() {
+            // Normally handled at once by the IP controller (`ip::reconcile`); this is the retry.
+            ip::handle_deletion(ctx, &key).await?;
             continue;
         }
-        if ip.spec.pod_name.is_empty()
-            || live.contains(&(ip.spec.namespace.clone(), ip.spec.pod_name.clone()))
+        if record.spec.pod_name.is_empty()
+            || live.contains(&(record.spec.namespace.clone(), record.spec.pod_name.clone()))
         {
             continue;
         }
-        if ip.spec.pod_type == POD_TYPE_STATEFULSET && statefulset_keeps(ctx, &ip.spec).await? {
+        if record.spec.pod_type == ip::POD_TYPE_STATEFULSET
+            && statefulset_keeps(ctx, &record.spec).await?
+        {
             continue;
         }
-        tracing::info!(%key, pod = %format!("{}/{}", ip.spec.namespace, ip.spec.pod_name), "pod is gone; releasing its address");
-        release(ctx, &key).await?;
+        tracing::info!(%key, pod = %format!("{}/{}", record.spec.namespace, record.spec.pod_name), "pod is gone; releasing its address");
+        ip::release(ctx, &key).await?;
         report.ips += 1;
     }
     // A record this controller wrote, gone while its pod still runs, was deleted by hand: the
     // pod still uses the address, so the record comes back (releasing the address would hand
     // it to the next pod while this one holds it).
-    let deleted: Vec<(String, crds::IPSpec)> = {
-        let written = ctx
-            .written_ips
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        leases
-            .iter()
-            .filter(|k| !recorded.contains(*k))
-            .filter_map(|k| written.get(k).map(|spec| (k.clone(), spec.clone())))
-            .filter(|(_, spec)| live.contains(&(spec.namespace.clone(), spec.pod_name.clone())))
-            .collect()
-    };
+    let deleted: Vec<(String, crds::IPSpec)> = leases
+        .iter()
+        .filter(|k| !recorded.contains(*k))
+        .filter_map(|k| ctx.written_ips.get(k).map(|spec| (k.clone(), spec)))
+        .filter(|(_, spec)| live.contains(&(spec.namespace.clone(), spec.pod_name.clone())))
+        .collect();
     for (key, spec) in deleted {
-        let pod = format!("{}/{}", spec.namespace, spec.pod_name);
-        match ips
-            .create(&kube::api::PostParams::default(), &{
-                let mut ip = IP::new(&key, spec);
-                ip.metadata.finalizers = Some(vec![IP_FINALIZER.to_owned()]);
-                ip
-            })
-            .await
-        {
-            Ok(_) => {
-                tracing::warn!(%key, %pod, "IP record was deleted while its pod uses the address; restored it");
-                report.restored += 1;
-                recorded.insert(key);
-            }
-            // Written again meanwhile (the pod was reconciled): nothing to do.
-            Err(kube::Error::Api(e)) if e.code == 409 => {
-                recorded.insert(key);
-            }
-            Err(e) => return Err(e.into()),
+        // `false`: written again meanwhile (the pod was reconciled): nothing to do.
+        if ip::restore(ctx, &key, spec).await? {
+            report.restored += 1;
         }
+        recorded.insert(key);
     }
     for (name, ids) in ports {
         if !recorded.contains(&name) {
@@ -334,7 +225,7 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
     for key in orphans.intersection(&suspects) {
         tracing::info!(%key, "address has had no IP record for a whole GC interval; releasing it");
         ctx.ipam.release(key);
-        ctx.forget_ip(key);
+        ctx.written_ips.forget(key);
         report.leases += 1;
     }
     *suspects = orphans.difference(&suspects).cloned().collect();

@@ -8,6 +8,7 @@
 pub mod context;
 pub mod error;
 pub mod gc;
+pub mod ip;
 pub mod leader;
 pub mod metrics;
 pub mod nad;
@@ -15,6 +16,7 @@ pub mod nat_gateway;
 pub mod nb;
 pub mod options;
 pub mod pod;
+pub mod reconciler;
 pub mod retry;
 pub mod run;
 pub mod status;

@@ -54,16 +54,3 @@ pub async fn reconcile(
     }
     Ok(Action::await_change())
 }
-
-/// Requeue policy after an error.
-pub fn error_policy(
-    nad: Arc<NetworkAttachmentDefinition>,
-    error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    tracing::warn!(nad = %nad.name_any(), %error, "reconcile failed");
-    Action::requeue(ctx.retries.next(
-        &crate::retry::key_of(nad.as_ref()),
-        crate::retry::ERROR_RETRY,
-    ))
-}

@@ -128,19 +128,16 @@ pub async fn reconcile(gw: Arc<VpcNatGateway>, ctx: Arc<Context>) -> Result<Acti
     );
     if changed {
         let api: Api<VpcNatGateway> = Api::all(ctx.client.clone());
-        status::patch_status(&api, &name, serde_json::json!({ "conditions": conditions })).await?;
+        status::apply(
+            &api,
+            gw.as_ref(),
+            [("conditions", serde_json::json!(conditions))],
+            &[],
+        )
+        .await?;
         tracing::warn!(gateway = %name, %reason, %msg, "VpcNatGateway not realised");
         ctx.event(&gw.object_ref(&()), true, &reason, msg).await;
     }
     // Level-triggered: a Vpc or Subnet appearing later changes the answer.
     Ok(Action::requeue(Duration::from_secs(60)))
-}
-
-/// Requeue policy after an error.
-pub fn error_policy(gw: Arc<VpcNatGateway>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(gateway = %gw.name_any(), %error, "reconcile failed");
-    Action::requeue(ctx.retries.next(
-        &crate::retry::key_of(gw.as_ref()),
-        crate::retry::ERROR_RETRY,
-    ))
 }

@@ -5,7 +5,7 @@
 //! annotations). Pods without the networks annotation are skipped before any work. Each element
 //! is handled on its own: a bad one gets an Event and leaves the others untouched.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,11 +14,11 @@ use crds::naming::{
     NETWORKS_ANNOTATION, POD_WIDE_PROVIDER, annotation_key, lsp_name,
 };
 use crds::{
-    IP, IPSpec, NadClass, NetworkAttachmentDefinition, NetworkSelectionElement, Subnet,
+    NadClass, NetworkAttachmentDefinition, NetworkSelectionElement, Subnet,
     parse_networks_annotation,
 };
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
@@ -327,8 +327,12 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
     if annotations.iter().any(|(k, v)| current.get(k) != Some(v)) {
         let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
         let patch = serde_json::json!({ "metadata": { "annotations": annotations } });
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+        // Under our name, so `managedFields` says which annotations are the controller's.
+        let params = PatchParams {
+            field_manager: Some(MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        api.patch(&name, &params, &Patch::Merge(&patch)).await?;
         tracing::info!(pod = %format!("{namespace}/{name}"), "attachments allocated");
     }
     let retry_key = crate::retry::key_of(pod.as_ref());
@@ -478,65 +482,13 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
     };
 
     // The durable record first: after a restart the allocator is rebuilt from these.
-    let mut record = IP::new(
-        &key,
-        IPSpec {
-            pod_name: name.clone(),
-            namespace: namespace.clone(),
-            subnet: subnet.clone(),
-            ip_address: lease.ip_address(),
-            v4_ip_address: lease.v4.map(|a| a.to_string()).unwrap_or_default(),
-            v6_ip_address: lease.v6.map(|a| a.to_string()).unwrap_or_default(),
-            mac_address: mac.clone(),
-            pod_type: if pod
-                .owner_references()
-                .iter()
-                .any(|o| o.kind == "StatefulSet" && o.controller == Some(true))
-            {
-                crate::gc::POD_TYPE_STATEFULSET.to_owned()
-            } else {
-                String::new()
-            },
-            node_name: pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.clone())
-                .unwrap_or_default(),
-            ..Default::default()
-        },
-    );
-    record.metadata.finalizers = Some(vec![crate::gc::IP_FINALIZER.to_owned()]);
-    fn written(ctx: &Context) -> std::sync::MutexGuard<'_, HashMap<String, IPSpec>> {
-        ctx.written_ips
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-    // Our own annotation patch triggers another reconcile of the pod, which would write the
-    // same record again: skip it when this lease was already held and its record written.
-    let unchanged = existed && written(ctx).get(&key) == Some(&record.spec);
-    if !unchanged {
-        let api: Api<IP> = Api::all(ctx.client.clone());
-        let (params, patch) = (PatchParams::apply(MANAGER).force(), Patch::Apply(&record));
-        let apply = || api.patch(&key, &params, &patch);
-        // A new lease almost always means a new record: a plain create is much cheaper for the
-        // apiserver than a server-side apply. A record already there (a lease rebuilt after a
-        // restart, a retried attach) is applied over.
-        let applied = if existed {
-            apply().await
-        } else {
-            match api.create(&PostParams::default(), &record).await {
-                Err(kube::Error::Api(e)) if e.code == 409 => apply().await,
-                other => other,
-            }
-        };
-        if let Err(e) = applied {
-            if !existed {
-                // Nothing half-done: without its record the address is not kept.
-                ctx.ipam.release(&key);
-            }
-            return Err(format!("writing IP {key}: {e}").into());
+    let spec = crate::ip::spec_for(pod, subnet, &lease);
+    if let Err(e) = crate::ip::write(ctx, &key, spec, existed).await {
+        if !existed {
+            // Nothing half-done: without its record the address is not kept.
+            ctx.ipam.release(&key);
         }
-        written(ctx).insert(key.clone(), record.spec.clone());
+        return Err(format!("writing IP {key}: {e}").into());
     }
     let port = planned.port.then(|| {
         let port_security = pod
@@ -643,15 +595,6 @@ async fn qos_plan(ctx: &Context, pod: &Pod, planned: &Planned) -> nb::QosPlan {
             (EXTERNAL_ID_LOGICAL_SWITCH, &planned.subnet),
         ]),
     }
-}
-
-/// Requeue policy after an error.
-pub fn error_policy(pod: Arc<Pod>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(pod = %format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()), %error, "reconcile failed");
-    Action::requeue(ctx.retries.next(
-        &crate::retry::key_of(pod.as_ref()),
-        crate::retry::ERROR_RETRY,
-    ))
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! Order: connect to NB (replica primed), start the caches and wait for them, rebuild the
 //! allocator from Subnets and IP CRs, collect garbage once, then reconcile.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,15 +11,13 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
-use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
 use crate::context::Context;
-use crate::error::Error;
-use crate::metrics::{Metrics, Outcome};
-use crate::{gc, leader, nad, nat_gateway, nb, pod, subnet, vpc};
+use crate::metrics::Metrics;
+use crate::{gc, ip, leader, nad, nat_gateway, nb, pod, reconciler, subnet, vpc};
 
 /// Knobs of a running controller.
 #[derive(Debug, Clone)]
@@ -199,16 +196,11 @@ async fn rebuild(
         .list(&ListParams::default())
         .await?
         .items;
-    let records = ips.iter().filter_map(|ip| {
-        let parsed: Result<Vec<std::net::IpAddr>, _> =
-            ip.spec.ip_address.split(',').filter(|s| !s.is_empty()).map(str::parse).collect();
-        let mac = ip.spec.mac_address.parse().ok();
-        match parsed {
-            Ok(addrs) => Some(ipam::Record { key: ip.name_any(), subnet: ip.spec.subnet.clone(), ips: addrs, mac }),
-            Err(e) => {
-                tracing::warn!(ip = %ip.name_any(), error = %e, "IP CR with an unreadable address skipped");
-                None
-            }
+    let records = ips.iter().filter_map(|record| match ip::to_lease_record(record) {
+        Ok(lease) => Some(lease),
+        Err(e) => {
+            tracing::warn!(ip = %record.name_any(), error = %e, "IP CR with an unreadable address skipped");
+            None
         }
     });
     let report = ipam.rebuild(records);
@@ -221,38 +213,6 @@ async fn rebuild(
         "allocator rebuilt from IP CRs"
     );
     Ok(())
-}
-
-/// A reconcile in flight.
-type Reconciling = std::pin::Pin<Box<dyn Future<Output = Result<Action, Error>> + Send>>;
-
-/// `reconcile`, timed and counted under `controller` in the metrics.
-fn observed<K, F, Fut>(
-    controller: &'static str,
-    reconcile: F,
-) -> impl FnMut(Arc<K>, Arc<Context>) -> Reconciling
-where
-    K: kube::Resource<DynamicType = ()>,
-    F: Fn(Arc<K>, Arc<Context>) -> Fut,
-    Fut: Future<Output = Result<Action, Error>> + Send + 'static,
-{
-    move |obj, ctx| {
-        // A success starts the object's retry delays over. The pod controller keeps its own
-        // count: it returns Ok with a requeue when an attachment failed.
-        let reset = (controller != "pod").then(|| crate::retry::key_of(obj.as_ref()));
-        let ctx2 = ctx.clone();
-        let run = reconcile(obj, ctx);
-        Box::pin(async move {
-            let started = std::time::Instant::now();
-            let result = run.await;
-            ctx2.metrics
-                .observe_reconcile(controller, Outcome::of(&result), started.elapsed());
-            if let (Ok(_), Some(key)) = (&result, reset) {
-                ctx2.retries.reset(&key);
-            }
-            result
-        })
-    }
 }
 
 /// Runs the controllers and the GC until the process is told to stop.
@@ -280,59 +240,24 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
             }
         }
     };
-    // IP CRs being deleted (by anyone): release, or restore for a live attachment; then the
-    // finalizer goes. Metadata only: the controller keeps no IP cache.
-    let ip_deletions = watcher(
-        Api::<kube::core::PartialObjectMeta<crds::IP>>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .applied_objects()
-    .for_each_concurrent(4, {
-        let ctx = ctx.clone();
-        move |ip| {
-            let ctx = ctx.clone();
-            async move {
-                let Ok(ip) = ip else { return };
-                let deleting = ip.metadata.deletion_timestamp.is_some()
-                    && ip
-                        .metadata
-                        .finalizers
-                        .iter()
-                        .flatten()
-                        .any(|f| f == gc::IP_FINALIZER);
-                if !deleting {
-                    return;
-                }
-                let name = ip.metadata.name.unwrap_or_default();
-                if let Err(e) = gc::handle_ip_deletion(&ctx, &name).await {
-                    tracing::warn!(ip = %name, error = %e, "handling the deletion of an IP record failed; retried at the next change or GC");
-                }
-            }
-        }
-    });
     let workers = config.workers;
-    let vpcs = Controller::new(Api::<Vpc>::all(client.clone()), watcher::Config::default())
-        .with_config(kube::runtime::controller::Config::default().concurrency(workers))
-        .shutdown_on_signal()
-        .run(
-            observed("vpc", vpc::reconcile),
-            vpc::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
-    let subnets = Controller::new(
-        Api::<Subnet>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(kube::runtime::controller::Config::default().concurrency(workers))
-    .shutdown_on_signal()
-    .run(
-        observed("subnet", subnet::reconcile),
-        subnet::error_policy,
+    let vpcs = reconciler::run(
+        Controller::new(Api::<Vpc>::all(client.clone()), watcher::Config::default()),
+        "vpc",
+        vpc::reconcile,
         ctx.clone(),
-    )
-    .for_each(|_| async {});
+        workers,
+    );
+    let subnets = reconciler::run(
+        Controller::new(
+            Api::<Subnet>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+        "subnet",
+        subnet::reconcile,
+        ctx.clone(),
+        workers,
+    );
     // One pod watch serves the pod controller's cache and trigger, slimmed before it is cached,
     // and wakes the GC at once when a pod with attachments is deleted.
     let (pod_store, pod_writer) = reflector::store();
@@ -353,42 +278,43 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
         .reflect(pod_writer)
         .applied_objects()
         .predicate_filter(pod::trigger_hash, PredicateConfig::default());
-    let pods = Controller::for_stream(pod_events, pod_store)
-        .with_config(kube::runtime::controller::Config::default().concurrency(workers))
-        .shutdown_on_signal()
-        .run(
-            observed("pod", pod::reconcile),
-            pod::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
-    let nads = Controller::new(
-        Api::<NetworkAttachmentDefinition>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(kube::runtime::controller::Config::default().concurrency(workers))
-    .shutdown_on_signal()
-    .run(
-        observed("nad", nad::reconcile),
-        nad::error_policy,
+    let pods = reconciler::run(
+        Controller::for_stream(pod_events, pod_store),
+        "pod",
+        pod::reconcile,
         ctx.clone(),
-    )
-    .for_each(|_| async {});
-    let gateways = Controller::new(
-        Api::<crds::VpcNatGateway>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(kube::runtime::controller::Config::default().concurrency(workers))
-    .shutdown_on_signal()
-    .run(
-        observed("vpc-nat-gateway", nat_gateway::reconcile),
-        nat_gateway::error_policy,
+        workers,
+    );
+    let nads = reconciler::run(
+        Controller::new(
+            Api::<NetworkAttachmentDefinition>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+        "nad",
+        nad::reconcile,
         ctx.clone(),
-    )
-    .for_each(|_| async {});
+        workers,
+    );
+    let gateways = reconciler::run(
+        Controller::new(
+            Api::<crds::VpcNatGateway>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+        "vpc-nat-gateway",
+        nat_gateway::reconcile,
+        ctx.clone(),
+        workers,
+    );
+    // IP CRs being deleted (by anyone): released, or restored for a live attachment.
+    let ips = reconciler::run(
+        ip::controller(client.clone()),
+        "ip",
+        ip::reconcile,
+        ctx.clone(),
+        workers,
+    );
     tokio::select! {
-        () = async { tokio::join!(vpcs, subnets, pods, nads, gateways); } => {}
+        () = async { tokio::join!(vpcs, subnets, pods, nads, gateways, ips); } => {}
         () = gc_loop => {}
-        () = ip_deletions => {}
     }
 }

@@ -92,6 +92,41 @@ fn overlap(a: &[IpNet], b: &[IpNet]) -> Option<(IpNet, IpNet)> {
         .find(|(x, y)| x.contains(&y.network()) || y.contains(&x.network()))
 }
 
+/// The status fields besides the conditions that a realised Subnet reports. (No `gateway`: the
+/// status schema has none; the merge patch of earlier versions wrote one that the apiserver
+/// dropped, and a server-side apply refuses a field the schema does not declare.)
+const STATUS_FIELDS: [&str; 7] = [
+    "cidrBlock",
+    "v4usingIPs",
+    "v4availableIPs",
+    "v6usingIPs",
+    "v6availableIPs",
+    "dhcpV4OptionsUUID",
+    "dhcpV6OptionsUUID",
+];
+
+/// Writes only `conditions`: what the Subnet reported when it was last realised stays as it was.
+async fn report(
+    api: &Api<Subnet>,
+    subnet: &Subnet,
+    conditions: &[crds::Condition],
+) -> Result<(), kube::Error> {
+    // Carried over only once a realisation wrote them (`cidrBlock` is its mark): the cached
+    // counters of a Subnet never realised are defaults, not values to write.
+    let realised = subnet
+        .status
+        .as_ref()
+        .is_some_and(|s| s.cidr_block.is_some());
+    let kept: &[&str] = if realised { &STATUS_FIELDS } else { &[] };
+    status::apply(
+        api,
+        subnet,
+        [("conditions", serde_json::json!(conditions))],
+        kept,
+    )
+    .await
+}
+
 async fn apply(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
     let name = subnet.name_any();
     let api: Api<Subnet> = Api::all(ctx.client.clone());
@@ -112,7 +147,7 @@ async fn apply(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
             status::condition(READY, false, &reason, msg.clone(), generation),
             status::now(),
         );
-        status::patch_status(&api, &name, serde_json::json!({ "conditions": conditions })).await?;
+        report(&api, subnet, &conditions).await?;
         if changed {
             ctx.event(&subnet.object_ref(&()), true, &reason, msg.clone())
                 .await;
@@ -144,7 +179,7 @@ async fn apply(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
             status::condition(READY, false, "VpcNotFound", msg.clone(), generation),
             status::now(),
         );
-        status::patch_status(&api, &name, serde_json::json!({ "conditions": conditions })).await?;
+        report(&api, subnet, &conditions).await?;
         return Err(Error::NotReady(msg));
     }
     let cidr_block = nets
@@ -168,7 +203,7 @@ async fn apply(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
             status::condition(READY, false, "IPAMRefused", msg.clone(), generation),
             status::now(),
         );
-        status::patch_status(&api, &name, serde_json::json!({ "conditions": conditions })).await?;
+        report(&api, subnet, &conditions).await?;
         ctx.event(&subnet.object_ref(&()), true, "IPAMRefused", msg.clone())
             .await;
         return Ok(Action::requeue(Duration::from_secs(60)));
@@ -201,8 +236,7 @@ async fn apply(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
                 status::condition(READY, false, "InvalidDHCPOptions", msg.clone(), generation),
                 status::now(),
             );
-            status::patch_status(&api, &name, serde_json::json!({ "conditions": conditions }))
-                .await?;
+            report(&api, subnet, &conditions).await?;
             ctx.event(
                 &subnet.object_ref(&()),
                 true,
@@ -236,22 +270,22 @@ async fn apply(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
         status::now(),
     );
     let counters = ctx.ipam.counters(&name).unwrap_or_default();
-    status::patch_status(
-        &api,
-        &name,
-        serde_json::json!({
-            "conditions": conditions,
-            "cidrBlock": cidr_block,
-            "gateway": gateways.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
-            "v4usingIPs": counters.v4_using as f64,
-            "v4availableIPs": counters.v4_available as f64,
-            "v6usingIPs": counters.v6_using as f64,
-            "v6availableIPs": counters.v6_available as f64,
-            "dhcpV4OptionsUUID": dhcp_v4.map(|u| u.to_string()).unwrap_or_default(),
-            "dhcpV6OptionsUUID": dhcp_v6.map(|u| u.to_string()).unwrap_or_default(),
-        }),
-    )
-    .await?;
+    let uuid = |u: Option<ovn_api::value::Uuid>| u.map(|u| u.to_string()).unwrap_or_default();
+    // In the order of STATUS_FIELDS (the length is checked by the type).
+    let values: [serde_json::Value; STATUS_FIELDS.len()] = [
+        serde_json::json!(cidr_block),
+        serde_json::json!(counters.v4_using as f64),
+        serde_json::json!(counters.v4_available as f64),
+        serde_json::json!(counters.v6_using as f64),
+        serde_json::json!(counters.v6_available as f64),
+        serde_json::json!(uuid(dhcp_v4)),
+        serde_json::json!(uuid(dhcp_v6)),
+    ];
+    let fields = STATUS_FIELDS
+        .into_iter()
+        .zip(values)
+        .chain([("conditions", serde_json::json!(conditions))]);
+    status::apply(&api, subnet, fields, &[]).await?;
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
@@ -333,18 +367,21 @@ async fn cleanup(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
-/// Requeue policy after an error.
-pub fn error_policy(subnet: Arc<Subnet>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(subnet = %subnet.name_any(), %error, "reconcile failed");
-    Action::requeue(ctx.retries.next(
-        &crate::retry::key_of(subnet.as_ref()),
-        crate::retry::ERROR_RETRY,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_status_fields_written_are_declared_by_the_schema() {
+        let declared = status::declared_status_fields::<Subnet>();
+        for field in STATUS_FIELDS.iter().chain(&["conditions"]) {
+            assert!(declared.iter().any(|d| d == field), "{field}: {declared:?}");
+        }
+        let declared = status::declared_status_fields::<crds::Vpc>();
+        for field in crate::vpc::STATUS_FIELDS.iter().chain(&["conditions"]) {
+            assert!(declared.iter().any(|d| d == field), "{field}: {declared:?}");
+        }
+    }
 
     fn subnet(name: &str, vpc: &str, cidr: &str, provider: &str, created: i64) -> Arc<Subnet> {
         let mut s = Subnet::new(name, crds::SubnetSpec::default());

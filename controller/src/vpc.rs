@@ -17,6 +17,10 @@ use crate::{nb, status};
 /// Finalizer on Vpcs: the router is removed before the object goes.
 pub const FINALIZER: &str = "kubeovn.io/vpc";
 
+/// The status fields besides the conditions the controller writes: a report that does not
+/// refresh them leaves them as they were.
+pub(crate) const STATUS_FIELDS: [&str; 2] = ["router", "subnets"];
+
 /// Names of the Subnets that belong to `vpc`.
 pub fn subnets_of(ctx: &Context, vpc: &str) -> Vec<String> {
     let mut names: Vec<String> = ctx
@@ -51,7 +55,7 @@ async fn report(
     ready: bool,
     reason: &str,
     msg: String,
-    extra: serde_json::Value,
+    extra: Vec<(&str, serde_json::Value)>,
 ) -> Result<(), Error> {
     let mut conditions = vpc
         .status
@@ -63,10 +67,11 @@ async fn report(
         status::condition(READY, ready, reason, msg.clone(), vpc.meta().generation),
         status::now(),
     );
-    let mut patch = extra;
-    patch["conditions"] = serde_json::json!(conditions);
+    let fields = extra
+        .into_iter()
+        .chain([("conditions", serde_json::json!(conditions))]);
     let api: Api<Vpc> = Api::all(ctx.client.clone());
-    status::patch_status(&api, &vpc.name_any(), patch).await?;
+    status::apply(&api, vpc, fields, &STATUS_FIELDS).await?;
     if !ready {
         ctx.event(&vpc.object_ref(&()), true, reason, msg).await;
     }
@@ -81,11 +86,14 @@ async fn apply(vpc: &Vpc, ctx: &Context) -> Result<Action, Error> {
         Err(msg) => {
             // Invalid routes change nothing on the router: the condition and an Event say why.
             let msg = format!("Vpc {name}: {msg}");
-            report(vpc, ctx, false, "InvalidRoutes", msg, serde_json::json!({})).await?;
+            report(vpc, ctx, false, "InvalidRoutes", msg, Vec::new()).await?;
             return Ok(Action::requeue(Duration::from_secs(300)));
         }
     }
-    let fields = serde_json::json!({ "router": name, "subnets": subnets_of(ctx, &name) });
+    let fields = vec![
+        ("router", serde_json::json!(name)),
+        ("subnets", serde_json::json!(subnets_of(ctx, &name))),
+    ];
     report(
         vpc,
         ctx,
@@ -103,26 +111,9 @@ async fn cleanup(vpc: &Vpc, ctx: &Context) -> Result<Action, Error> {
     let subnets = subnets_of(ctx, &name);
     if !subnets.is_empty() {
         let msg = format!("Vpc {name} still has subnets {subnets:?}; delete them first");
-        report(
-            vpc,
-            ctx,
-            false,
-            "DeletionBlocked",
-            msg.clone(),
-            serde_json::json!({}),
-        )
-        .await?;
+        report(vpc, ctx, false, "DeletionBlocked", msg.clone(), Vec::new()).await?;
         return Err(Error::NotReady(msg));
     }
     nb::delete_router(&ctx.nb, &name).await?;
     Ok(Action::await_change())
-}
-
-/// Requeue policy after an error.
-pub fn error_policy(vpc: Arc<Vpc>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(vpc = %vpc.name_any(), %error, "reconcile failed");
-    Action::requeue(ctx.retries.next(
-        &crate::retry::key_of(vpc.as_ref()),
-        crate::retry::ERROR_RETRY,
-    ))
 }

@@ -118,6 +118,14 @@ spec:
         a[&format!("{PROVIDER}.kubernetes.io/logical_router")],
         "vpc-secondary"
     );
+    // The annotations are written under the controller's name.
+    assert!(
+        p.managed_fields()
+            .iter()
+            .any(|m| m.manager.as_deref() == Some(controller::context::MANAGER)),
+        "{:?}",
+        p.managed_fields()
+    );
     let mac = &a[&format!("{PROVIDER}.kubernetes.io/mac_address")];
 
     // The durable record and the OVN objects.

@@ -252,7 +252,7 @@ async fn an_ip_record_deleted_by_hand_while_its_pod_runs_comes_back() {
     let first = ips.get(&key).await.unwrap();
     assert_eq!(
         first.finalizers(),
-        [controller::gc::IP_FINALIZER.to_owned()],
+        [controller::ip::FINALIZER.to_owned()],
         "every record carries the finalizer"
     );
 
@@ -273,7 +273,7 @@ async fn an_ip_record_deleted_by_hand_while_its_pod_runs_comes_back() {
     .unwrap()
     .unwrap();
     assert_eq!(back.spec.ip_address, ip);
-    assert_eq!(back.finalizers(), [controller::gc::IP_FINALIZER.to_owned()]);
+    assert_eq!(back.finalizers(), [controller::ip::FINALIZER.to_owned()]);
     assert_eq!(
         ctx.ipam.get(&key).map(|l| l.ip_address()),
         Some(ip.clone()),
