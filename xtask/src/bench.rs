@@ -7,6 +7,10 @@
 //! floor script doing the same with `ip` + `ovs-vsctl` (`daemon/benches/floor.sh`). The driver is
 //! `daemon/examples/bench_cni.rs`, built in release mode; it prints a Markdown table. Needs root.
 //!
+//! `startup`: a pod's start on a real node with and without one kube-ovn attachment (L3: the
+//! chart on a real kubelet with containerd and Multus); the driver is
+//! `e2e/examples/bench_startup.rs`; it prints a Markdown table. Needs root.
+//!
 //! `controller`: kube-ovn-controller (release build, its own process) attaching N pods with two
 //! attachments each on a real control plane and NB: creation time, time until every pod is
 //! allocated and every LSP is in NB, NB transactions per pod, peak RSS. The driver is
@@ -37,6 +41,13 @@ enum Target {
         #[arg(long, default_value_t = 20)]
         concurrency: usize,
     },
+    /// Pod start on a real node (L3, the chart, real Multus): N pods created at once with one
+    /// kube-ovn attachment vs N without (p50/p99 create -> Ready, the attachment's overhead).
+    Startup {
+        /// Pods per batch.
+        #[arg(long, default_value_t = 50)]
+        pods: usize,
+    },
     /// kube-ovn-controller at scale: N pods with two attachments each (time, NB transactions,
     /// peak RSS).
     Controller {
@@ -57,7 +68,39 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
             pods,
             create_concurrency,
         } => controller(root, pods, *create_concurrency),
+        Target::Startup { pods } => startup(root, *pods),
     }
+}
+
+fn startup(root: &Path, pods: usize) -> anyhow::Result<()> {
+    if cmd::output_ok(Command::new("id").arg("-u"))
+        .as_deref()
+        .map(str::trim)
+        != Some("0")
+    {
+        bail!("`cargo xtask bench startup` runs real nodes (namespaces, kubelet): run it as root");
+    }
+    // What the real-node tests need: kubelet, kube-proxy, Multus, and the five images.
+    crate::setup::run()?;
+    let all: Vec<&str> = crate::images::IMAGES
+        .iter()
+        .chain(crate::images::TEST_IMAGES.iter())
+        .copied()
+        .collect();
+    crate::images::build(root, &crate::images::default_out(root), &all)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    // The driver only waits on the cluster: a debug build (the tests' own) is fast enough.
+    cmd::run(Command::new(cargo).current_dir(root).args([
+        "run",
+        "--quiet",
+        "-p",
+        "e2e",
+        "--example",
+        "bench_startup",
+        "--",
+        "--pods",
+        &pods.to_string(),
+    ]))
 }
 
 fn cni(root: &Path, adds: usize, concurrency: usize) -> anyhow::Result<()> {
