@@ -203,6 +203,54 @@ fn main() {
             ms(a50.saturating_sub(p50)),
             ms(a99.saturating_sub(p99))
         );
+        // The daemon's own part of each measured ADD, from its log line
+        // (`attachment added pod=default/attached-<i> ... wait_allocation_us=...`).
+        let logs = cluster.kubectl(&[
+            "logs",
+            "-n",
+            "kube-system",
+            "-l",
+            "app=kube-ovn-cni",
+            "--tail=-1",
+        ]);
+        let mut phases: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
+        for line in logs
+            .lines()
+            .filter(|l| l.contains("attachment added") && l.contains("pod=default/attached-"))
+        {
+            let field = |name: &str| -> Option<Duration> {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map(Duration::from_micros)
+            };
+            let (Some(alloc), Some(plumb), Some(installed)) = (
+                field("wait_allocation_us"),
+                field("plumbing_us"),
+                field("wait_installed_us"),
+            ) else {
+                continue;
+            };
+            for (phase, took) in [
+                ("wait for the controller's allocation", alloc),
+                ("veth + OVS port (plumbing)", plumb),
+                ("wait for ovn-installed", installed),
+                ("the daemon's whole ADD", alloc + plumb + installed),
+            ] {
+                phases.entry(phase).or_default().push(took);
+            }
+        }
+        println!("\nkube-ovn-daemon's part of the {n} measured ADDs (ms, from its log)\n");
+        println!("| phase | p50 | p99 |");
+        println!("|---|---:|---:|");
+        for (phase, mut took) in phases {
+            took.sort();
+            println!(
+                "| {phase} | {} | {} |",
+                ms(percentile(&took, 50.0)),
+                ms(percentile(&took, 99.0))
+            );
+        }
         let warnings = cluster.warnings();
         if !warnings.is_empty() {
             println!("\nWarning events during the run: {warnings:#?}");
