@@ -320,7 +320,9 @@ global:
     address: registry.example.com/net/
     imagePullSecrets: [regcred]
   images:
-    kubeovn: {controller: ctl, cni: cni, ovn: ovn, tag: v9}
+    controller: {repository: ctl, tag: v9}
+    cni: {repository: cni, tag: v9}
+    ovn: {repository: ovn, tag: v9}
 image: {pullPolicy: Always}
 MASTER_NODES_LABEL: kube-ovn/role=master
 LOG_LEVEL: debug
@@ -585,27 +587,27 @@ fn refused_values_fail_with_a_clear_message() {
         (
             V1,
             &["--set", "cni_conf.NON_PRIMARY_CNI=1"],
-            "cni_conf.NON_PRIMARY_CNI must be true or false",
+            "at '/cni_conf/NON_PRIMARY_CNI': got number, want boolean or string",
         ),
         (
             V2,
             &["--set", "networking.datapathType=dpdk"],
-            "networking.datapathType must be system",
+            "at '/networking/datapathType': value must be one of 'system', 'netdev'",
         ),
         (
             V1,
             &["--set", "networking.TUNNEL_TYPE=stt"],
-            "networking.TUNNEL_TYPE must be geneve or vxlan",
+            "at '/networking/TUNNEL_TYPE': value must be one of 'geneve', 'vxlan'",
         ),
         (
             V1,
             &["--set", "networking.MTU=20"],
-            "networking.MTU must be between 68 and 65535",
+            "at '/networking/MTU': minimum: got 20, want 68",
         ),
         (
             V2,
             &["--set", "networking.mtu=70000"],
-            "networking.mtu must be between 68 and 65535",
+            "at '/networking/mtu': maximum: got 70,000, want 65,535",
         ),
         (
             V2,
@@ -620,12 +622,12 @@ fn refused_values_fail_with_a_clear_message() {
         (
             V2,
             &["--set", "controller.replicas=0"],
-            "controller.replicas must be at least 1",
+            "at '/controller/replicas': minimum: got 0, want 1",
         ),
         (
             V1,
             &["--set", "controller.LOG_FORMAT=xml"],
-            "controller.LOG_FORMAT must be text or json",
+            "at '/controller/LOG_FORMAT': value must be one of 'text', 'json'",
         ),
     ];
     for (chart, args, needle) in cases {
