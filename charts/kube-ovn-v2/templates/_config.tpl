@@ -68,7 +68,9 @@ README.md lists the decisions.
 {{- if hasKey $v "image" -}}
 {{- fail "image.pullPolicy is upstream's name; this chart's is global.imagePullPolicy. Remove image." -}}
 {{- end -}}
-{{- if $v.masterNodes -}}
+{{- $masters := $v.masterNodes | default list -}}
+{{- if kindIs "string" $masters }}{{ $masters = splitList "," $masters }}{{ end -}}
+{{- if compact $masters -}}
 {{- fail (printf "masterNodes=%v lists upstream's OVN central nodes by IP; this chart runs one ovn-central on a node picked by label: label that node and set masterNodesLabels (now %v), and leave masterNodes empty." $v.masterNodes ($v.masterNodesLabels | toJson)) -}}
 {{- end -}}
 {{- if hasKey $v "central" -}}

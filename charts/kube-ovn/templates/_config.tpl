@@ -82,7 +82,9 @@ README.md lists the decisions.
 {{- if hasKey $images "natgateway" -}}
 {{- fail "global.images.natgateway is upstream Kube-OVN's vpc-nat-gateway image; this chart deploys no NAT gateway image. Remove global.images.natgateway." -}}
 {{- end -}}
-{{- if $v.MASTER_NODES -}}
+{{- $masters := $v.MASTER_NODES | default list -}}
+{{- if kindIs "string" $masters }}{{ $masters = splitList "," $masters }}{{ end -}}
+{{- if compact $masters -}}
 {{- fail (printf "MASTER_NODES=%v lists upstream's OVN central nodes by IP; this chart runs one ovn-central on a node picked by label: label that node and set MASTER_NODES_LABEL (now %q), and leave MASTER_NODES empty." $v.MASTER_NODES $v.MASTER_NODES_LABEL) -}}
 {{- end -}}
 {{- range $component := list "kube-ovn-pinger" "kube-ovn-monitor" -}}
