@@ -806,7 +806,8 @@ fn the_values_schema_refuses_wrong_types_ranges_enums_and_unknown_keys() {
 }
 
 /// The upstream Kube-OVN keys a migrating user brings along either work with upstream's
-/// meaning or fail naming this chart's key (the decisions: README.md, "Upstream values").
+/// meaning or fail naming this chart's key (the decisions: README.md, "Coming from upstream's
+/// charts").
 #[test]
 fn upstream_keys_work_with_upstream_meaning_or_fail_naming_ours() {
     let (_dir, helm) = helm();
