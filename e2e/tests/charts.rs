@@ -1169,6 +1169,29 @@ async fn helm_install_as_written(chart: &str) {
     let (dir, helm) = helm();
     let plane = ControlPlane::start().await.unwrap();
     let args: Vec<&str> = command[1..].iter().map(String::as_str).collect();
+    // The same command with an unknown key fails the install, naming the key, creating nothing.
+    let mut unknown = args.clone();
+    unknown.extend(["--set", "nonPrimaryCni=true"]);
+    let refused = helm
+        .output(&root(), &unknown, Some(plane.kubeconfig()))
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{unknown:?} installed");
+    assert!(
+        stderr.contains("at '': additional properties 'nonPrimaryCni' not allowed"),
+        "{stderr}"
+    );
+    let releases = helm
+        .run(
+            &root(),
+            &["list", "--all", "--namespace", "kube-system", "--short"],
+            Some(plane.kubeconfig()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        releases.trim().is_empty(),
+        "a release after the refusal: {releases}"
+    );
     let out = helm
         .run(&root(), &args, Some(plane.kubeconfig()))
         .unwrap_or_else(|e| panic!("{e}"));
