@@ -320,7 +320,9 @@ global:
     address: registry.example.com/net/
     imagePullSecrets: [regcred]
   images:
-    kubeovn: {controller: ctl, cni: cni, ovn: ovn, tag: v9}
+    controller: {repository: ctl, tag: v9}
+    cni: {repository: cni, tag: v9}
+    ovn: {repository: ovn, tag: v9}
 image: {pullPolicy: Always}
 MASTER_NODES_LABEL: kube-ovn/role=master
 LOG_LEVEL: debug
@@ -585,27 +587,27 @@ fn refused_values_fail_with_a_clear_message() {
         (
             V1,
             &["--set", "cni_conf.NON_PRIMARY_CNI=1"],
-            "cni_conf.NON_PRIMARY_CNI must be true or false",
+            "at '/cni_conf/NON_PRIMARY_CNI': got number, want boolean or string",
         ),
         (
             V2,
             &["--set", "networking.datapathType=dpdk"],
-            "networking.datapathType must be system",
+            "at '/networking/datapathType': value must be one of 'system', 'netdev'",
         ),
         (
             V1,
             &["--set", "networking.TUNNEL_TYPE=stt"],
-            "networking.TUNNEL_TYPE must be geneve or vxlan",
+            "at '/networking/TUNNEL_TYPE': value must be one of 'geneve', 'vxlan'",
         ),
         (
             V1,
             &["--set", "networking.MTU=20"],
-            "networking.MTU must be between 68 and 65535",
+            "at '/networking/MTU': minimum: got 20, want 68",
         ),
         (
             V2,
             &["--set", "networking.mtu=70000"],
-            "networking.mtu must be between 68 and 65535",
+            "at '/networking/mtu': maximum: got 70,000, want 65,535",
         ),
         (
             V2,
@@ -620,12 +622,12 @@ fn refused_values_fail_with_a_clear_message() {
         (
             V2,
             &["--set", "controller.replicas=0"],
-            "controller.replicas must be at least 1",
+            "at '/controller/replicas': minimum: got 0, want 1",
         ),
         (
             V1,
             &["--set", "controller.LOG_FORMAT=xml"],
-            "controller.LOG_FORMAT must be text or json",
+            "at '/controller/LOG_FORMAT': value must be one of 'text', 'json'",
         ),
     ];
     for (chart, args, needle) in cases {
@@ -638,6 +640,425 @@ fn refused_values_fail_with_a_clear_message() {
             stderr.contains(needle),
             "{chart} {args:?}: expected {needle:?} in:\n{stderr}"
         );
+    }
+}
+
+/// helm's error output for `helm template` of `chart` with `args`, which must fail.
+fn refusal(helm: &Helm, chart: &str, args: &[&str]) -> String {
+    let mut all = vec!["template", "kube-ovn", chart];
+    all.extend_from_slice(args);
+    let out = helm.output(&root(), &all, None).unwrap();
+    assert!(!out.status.success(), "{chart} {args:?} rendered");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Objects rendered by `chart` with `args`, without what each render makes anew.
+fn rendered(helm: &Helm, chart: &str, args: &[&str]) -> BTreeMap<String, Value> {
+    by_key(&template(helm, chart, args))
+        .into_iter()
+        .map(|(k, v)| (k, without_generated(&v)))
+        .collect()
+}
+
+/// Each chart's `values.schema.json`: a wrong type, a number out of range, a value outside an
+/// enum, an unknown key (at the top and inside one of our blocks) each fail before anything
+/// renders, with helm's message naming the value's path.
+#[test]
+fn the_values_schema_refuses_wrong_types_ranges_enums_and_unknown_keys() {
+    let (_dir, helm) = helm();
+    let schema = "values don't meet the specifications of the schema(s)";
+    let cases: &[(&str, &[&str], &str)] = &[
+        // Wrong type.
+        (
+            V2,
+            &["--set", "networking.mtu=abc"],
+            "at '/networking/mtu': got string, want integer",
+        ),
+        (
+            V1,
+            &["--set", "cni_conf.METRICS_PORT=http"],
+            "at '/cni_conf/METRICS_PORT': got string, want integer",
+        ),
+        (
+            V2,
+            &["--set", "agent.interface=1"],
+            "at '/agent/interface': got number, want string",
+        ),
+        (
+            V1,
+            &["--set", "networking.ENABLE_SSL=yes"],
+            "at '/networking/ENABLE_SSL': got string, want boolean",
+        ),
+        // Out of range.
+        (
+            V1,
+            &["--set", "cni_conf.METRICS_PORT=70000"],
+            "at '/cni_conf/METRICS_PORT': maximum: got 70,000, want 65,535",
+        ),
+        (
+            V2,
+            &["--set", "controller.gcInterval=0"],
+            "at '/controller/gcInterval': minimum: got 0, want 1",
+        ),
+        (
+            V1,
+            &["--set", "replicaCount=0"],
+            "at '/replicaCount': minimum: got 0, want 1",
+        ),
+        (
+            V2,
+            &["--set", "agent.metrics.port=0"],
+            "at '/agent/metrics/port': minimum: got 0, want 1",
+        ),
+        // Outside an enum.
+        (
+            V2,
+            &["--set", "global.imagePullPolicy=Sometimes"],
+            "at '/global/imagePullPolicy': value must be one of 'Always', 'IfNotPresent', 'Never'",
+        ),
+        (
+            V1,
+            &["--set", "image.pullPolicy=always"],
+            "at '/image/pullPolicy': value must be one of 'Always', 'IfNotPresent', 'Never'",
+        ),
+        (
+            V2,
+            &["--set", "controller.logFormat=xml"],
+            "at '/controller/logFormat': value must be one of 'text', 'json'",
+        ),
+        (
+            V1,
+            &["--set", "networking.NETWORK_TYPE=stt"],
+            "at '/networking/NETWORK_TYPE': value must be one of 'geneve', 'vlan'",
+        ),
+        // Unknown keys: a misplaced one at the top, a typo inside one of our blocks.
+        (
+            V2,
+            &["--set", "foo=1"],
+            "at '': additional properties 'foo' not allowed",
+        ),
+        (
+            V1,
+            &["--set", "NON_PRIMARY_CNI=true"],
+            "at '': additional properties 'NON_PRIMARY_CNI' not allowed",
+        ),
+        (
+            V2,
+            &["--set", "nonPrimaryCNI=true"],
+            "at '': additional properties 'nonPrimaryCNI' not allowed",
+        ),
+        (
+            V2,
+            &["--set", "cni.nonPrimaryCni=true"],
+            "at '/cni': additional properties 'nonPrimaryCni' not allowed",
+        ),
+        (
+            V1,
+            &["--set", "networking.NET_STACK=ipv4"],
+            "at '/networking': additional properties 'NET_STACK' not allowed",
+        ),
+    ];
+    for (chart, args, needle) in cases {
+        let stderr = refusal(&helm, chart, args);
+        assert!(
+            stderr.contains(schema),
+            "{chart} {args:?}: not the schema:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(needle),
+            "{chart} {args:?}: expected {needle:?} in:\n{stderr}"
+        );
+    }
+    // A copied upstream values file: every key this chart does not know is named at once (in
+    // no fixed order).
+    let stderr = refusal(
+        &helm,
+        V1,
+        &[
+            "--set",
+            "func.ENABLE_LB=true,namespace=kube-system,cni_conf.CNI_CONF_DIR=/etc/cni/net.d",
+        ],
+    );
+    assert!(
+        stderr.contains("at '/cni_conf': additional properties 'CNI_CONF_DIR' not allowed"),
+        "{stderr}"
+    );
+    let top = stderr
+        .lines()
+        .find(|l| l.starts_with("- at '': additional properties"))
+        .unwrap_or_else(|| panic!("no unknown top-level keys named in:\n{stderr}"));
+    assert!(
+        top.contains("'func'") && top.contains("'namespace'"),
+        "{top}"
+    );
+    // helm lint reads the same schema.
+    for (chart, seed) in [(V2, SEED_V2), (V1, SEED_V1)] {
+        let mut args = vec!["lint", "--strict", chart, "--set", "foo=1"];
+        args.extend_from_slice(seed);
+        let out = helm.output(&root(), &args, None).unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{chart}: lint passed with foo=1");
+        assert!(
+            stdout.contains("additional properties 'foo' not allowed"),
+            "{chart}:\n{stdout}"
+        );
+    }
+}
+
+/// The upstream Kube-OVN keys a migrating user brings along either work with upstream's
+/// meaning or fail naming this chart's key (the decisions: README.md, "Coming from upstream's
+/// charts").
+#[test]
+fn upstream_keys_work_with_upstream_meaning_or_fail_naming_ours() {
+    let (_dir, helm) = helm();
+    // (chart, values, what the message must name: the upstream key, then ours).
+    let refused: &[(&str, &[&str], &[&str])] = &[
+        (
+            V1,
+            &["--set", r"MASTER_NODES=10.0.0.1\,10.0.0.2"],
+            &["MASTER_NODES=10.0.0.1,10.0.0.2", "set MASTER_NODES_LABEL"],
+        ),
+        (
+            V2,
+            &["--set", "masterNodes={10.0.0.1}"],
+            &["masterNodes=[10.0.0.1]", "set masterNodesLabels"],
+        ),
+        (
+            V1,
+            &["--set", "global.images.kubeovn.tag=v1.15.8"],
+            &[
+                "global.images.kubeovn is upstream",
+                "global.images.controller, global.images.cni and global.images.ovn",
+            ],
+        ),
+        (
+            V2,
+            &["--set", "global.images.kubeovn.repository=kube-ovn"],
+            &[
+                "global.images.kubeovn is upstream",
+                "global.images.controller, global.images.cni and global.images.ovn",
+            ],
+        ),
+        (
+            V1,
+            &["--set", "global.images.natgateway.tag=v1.15.8"],
+            &["global.images.natgateway", "no NAT gateway image"],
+        ),
+        (
+            V1,
+            &["--set", "kube-ovn-pinger.requests.cpu=100m"],
+            &["runs no kube-ovn-pinger", "resources.<component>"],
+        ),
+        (
+            V1,
+            &["--set", "kube-ovn-monitor.limits.cpu=200m"],
+            &["runs no kube-ovn-monitor", "resources.<component>"],
+        ),
+        (
+            V2,
+            &["--set", "central.resources.requests.cpu=1"],
+            &["central is upstream's name", "ovnCentral.resources"],
+        ),
+        (
+            V2,
+            &["--set", "image.pullPolicy=Always"],
+            &["image.pullPolicy is upstream's", "global.imagePullPolicy"],
+        ),
+        (
+            V1,
+            &["--set", "networking.ENABLE_SSL=true"],
+            &["networking.ENABLE_SSL=true", "plain TCP"],
+        ),
+        (
+            V2,
+            &["--set", "networking.enableSsl=true"],
+            &["networking.enableSsl=true", "plain TCP"],
+        ),
+        (
+            V1,
+            &["--set", "networking.NETWORK_TYPE=vlan"],
+            &["networking.NETWORK_TYPE=vlan", "networking.TUNNEL_TYPE"],
+        ),
+        (
+            V2,
+            &["--set", "networking.networkType=vlan"],
+            &["networking.networkType=vlan", "networking.tunnelType"],
+        ),
+        (
+            V1,
+            &["--set", "HYBRID_DPDK=true"],
+            &["HYBRID_DPDK=true", "networking.DATAPATH_TYPE=netdev"],
+        ),
+        (
+            V2,
+            &["--set", "ovsOvn.dpdkHybrid.enabled=true"],
+            &[
+                "ovsOvn.dpdkHybrid.enabled=true",
+                "networking.datapathType=netdev",
+            ],
+        ),
+    ];
+    for (chart, args, needles) in refused {
+        let stderr = refusal(&helm, chart, args);
+        for needle in *needles {
+            assert!(
+                stderr.contains(needle),
+                "{chart} {args:?}: expected {needle:?} in:\n{stderr}"
+            );
+        }
+    }
+
+    // Upstream's defaults of the same keys mean what this chart does anyway: same objects.
+    let same_as_defaults: &[(&str, &[&str])] = &[
+        (
+            V1,
+            &[
+                "--set",
+                "MASTER_NODES=,networking.ENABLE_SSL=false,networking.NETWORK_TYPE=geneve",
+                "--set",
+                "HYBRID_DPDK=false,HUGEPAGE_SIZE_TYPE=hugepages-2Mi,HUGEPAGES=1Gi",
+                "--set",
+                "DPDK_IMAGE_TAG=v1.15.0-dpdk,DPDK_CPU=1000m,DPDK_MEMORY=2Gi",
+            ],
+        ),
+        (
+            V2,
+            &[
+                "--set",
+                "masterNodes={},networking.enableSsl=false,networking.networkType=geneve",
+                "--set",
+                "ovsOvn.dpdkHybrid.enabled=false,ovsOvn.dpdkHybrid.tag=v1.15.8",
+            ],
+        ),
+    ];
+    for (chart, args) in same_as_defaults {
+        assert_eq!(
+            rendered(&helm, chart, args),
+            rendered(&helm, chart, &[]),
+            "{chart} {args:?}"
+        );
+    }
+
+    // v1's per-component resource blocks at the top level (upstream's place) work, merged over
+    // this chart's defaults as helm merges a values file: the same as resources.<component>.
+    let components = [
+        (
+            "kube-ovn-controller",
+            "Deployment/default/kube-ovn-controller",
+            "kube-ovn-controller",
+        ),
+        (
+            "kube-ovn-cni",
+            "DaemonSet/default/kube-ovn-cni",
+            "cni-server",
+        ),
+        (
+            "ovn-central",
+            "Deployment/default/ovn-central",
+            "ovn-central",
+        ),
+        ("ovs-ovn", "DaemonSet/default/ovs-ovn", "openvswitch"),
+    ];
+    for (component, workload, name) in components {
+        let upstream = format!("{component}.requests.cpu=1500m");
+        let ours = format!("resources.{component}.requests.cpu=1500m");
+        let objects = rendered(&helm, V1, &["--set", &upstream]);
+        assert_eq!(
+            objects,
+            rendered(&helm, V1, &["--set", &ours]),
+            "{component}"
+        );
+        let resources = &container(object(&objects, workload), "containers", name)["resources"];
+        assert_eq!(
+            resources["requests"]["cpu"], "1500m",
+            "{component}: {resources}"
+        );
+        assert!(
+            resources["limits"]["memory"].is_string(),
+            "{component}: our default limit is kept: {resources}"
+        );
+    }
+    // Upstream's default MASTER_NODES_LABEL selects the node as upstream does.
+    let objects = rendered(
+        &helm,
+        V1,
+        &["--set", "MASTER_NODES_LABEL=kube-ovn/role=master"],
+    );
+    assert_eq!(
+        object(&objects, "Deployment/default/ovn-central")["spec"]["template"]["spec"]["nodeSelector"]
+            ["kube-ovn/role"],
+        "master"
+    );
+}
+
+/// Value sets in use elsewhere (the real-node tests, `cargo xtask e2e --kind`, the README's
+/// real-node command, --set-string, a global of another chart in an umbrella release) pass
+/// the schema; the library chart, which gets `global` and its own `kube-ovn-lib` values, too.
+#[test]
+fn the_value_sets_in_use_pass_the_schema() {
+    let (_dir, helm) = helm();
+    let cases: &[(&str, &[&str])] = &[
+        (
+            V1,
+            &[
+                "--set",
+                "cni_conf.NON_PRIMARY_CNI=true",
+                "--set",
+                "networking.DATAPATH_TYPE=netdev",
+                "--set",
+                "networking.IFACE=eth1",
+            ],
+        ),
+        (
+            V2,
+            &[
+                "--set",
+                "cni.nonPrimaryCNI=true",
+                "--set",
+                "networking.datapathType=netdev",
+                "--set",
+                "agent.interface=eth1",
+            ],
+        ),
+        (V2, &["--set-string", "cni.nonPrimaryCNI=true"]),
+        (V1, &["--set-string", "cni_conf.NON_PRIMARY_CNI=true"]),
+        (V2, &["--set", "global.otherChart.enabled=true"]),
+        (V1, &["--set", "global.otherChart.enabled=true"]),
+        (
+            V2,
+            &[
+                "--set",
+                "masterNodesLabels.node-role\\.kubernetes\\.io/control-plane=null",
+            ],
+        ),
+    ];
+    for (chart, args) in cases {
+        let objects = rendered(&helm, chart, args);
+        assert!(
+            objects.contains_key("DaemonSet/default/kube-ovn-cni"),
+            "{chart} {args:?}"
+        );
+    }
+    for chart in [V2, V1] {
+        let schema: Value = serde_json::from_str(
+            &std::fs::read_to_string(root().join(chart).join("values.schema.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(schema["additionalProperties"], false, "{chart}");
+        // helm adds the library chart's values under its name: the schema must allow it.
+        assert_eq!(
+            schema["properties"]["kube-ovn-lib"]["type"], "object",
+            "{chart}"
+        );
+        // Every default of values.yaml is a key the schema declares.
+        let text = std::fs::read_to_string(root().join(chart).join("values.yaml")).unwrap();
+        let values: Value = yaml_serde::from_str(&text).unwrap();
+        for key in values.as_object().unwrap().keys() {
+            assert!(
+                schema["properties"].get(key).is_some(),
+                "{chart}: values.yaml's {key} is not in values.schema.json"
+            );
+        }
     }
 }
 
@@ -748,6 +1169,29 @@ async fn helm_install_as_written(chart: &str) {
     let (dir, helm) = helm();
     let plane = ControlPlane::start().await.unwrap();
     let args: Vec<&str> = command[1..].iter().map(String::as_str).collect();
+    // The same command with an unknown key fails the install, naming the key, creating nothing.
+    let mut unknown = args.clone();
+    unknown.extend(["--set", "nonPrimaryCni=true"]);
+    let refused = helm
+        .output(&root(), &unknown, Some(plane.kubeconfig()))
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{unknown:?} installed");
+    assert!(
+        stderr.contains("at '': additional properties 'nonPrimaryCni' not allowed"),
+        "{stderr}"
+    );
+    let releases = helm
+        .run(
+            &root(),
+            &["list", "--all", "--namespace", "kube-system", "--short"],
+            Some(plane.kubeconfig()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        releases.trim().is_empty(),
+        "a release after the refusal: {releases}"
+    );
     let out = helm
         .run(&root(), &args, Some(plane.kubeconfig()))
         .unwrap_or_else(|e| panic!("{e}"));

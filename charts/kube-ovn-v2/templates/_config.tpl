@@ -3,6 +3,7 @@ kube-ovn-v2: maps this chart's values onto the settings that the templates of th
 library chart render. charts/kube-ovn has its own _config.tpl for the v1 value names.
 */ -}}
 {{- define "kube-ovn.config" -}}
+{{- include "kube-ovn.upstream-values" . -}}
 {{- $v := .Values -}}
 {{- $np := $v.cni.nonPrimaryCNI -}}
 {{- if eq (toString $np) "true" }}{{ $np = true }}{{ else if eq (toString $np) "false" }}{{ $np = false }}{{ end -}}
@@ -47,4 +48,41 @@ ovnCentral:
   resources: {{ $v.ovnCentral.resources | default dict | toJson }}
 ovsOvn:
   resources: {{ $v.ovsOvn.resources | default dict | toJson }}
+{{- end }}
+
+{{- /*
+Upstream Kube-OVN's v2 keys a user may bring along (values.schema.json declares them so that
+these messages, not "additional properties not allowed", are what they see): each either works
+with upstream's meaning or fails here naming this chart's key. The chart's README section in
+README.md lists the decisions.
+*/ -}}
+{{- define "kube-ovn.upstream-values" -}}
+{{- $v := .Values -}}
+{{- $images := $v.global.images | default dict -}}
+{{- if hasKey $images "kubeovn" -}}
+{{- fail "global.images.kubeovn is upstream Kube-OVN's single image (docker.io/kubeovn/kube-ovn), which this implementation does not run: its three images are global.images.controller, global.images.cni and global.images.ovn (each with repository and tag; empty tag: the chart's appVersion), under global.registry.address. Remove global.images.kubeovn." -}}
+{{- end -}}
+{{- if hasKey $images "natgateway" -}}
+{{- fail "global.images.natgateway is upstream Kube-OVN's vpc-nat-gateway image; this chart deploys no NAT gateway image. Remove global.images.natgateway." -}}
+{{- end -}}
+{{- if hasKey $v "image" -}}
+{{- fail "image.pullPolicy is upstream's name; this chart's is global.imagePullPolicy. Remove image." -}}
+{{- end -}}
+{{- $masters := $v.masterNodes | default list -}}
+{{- if kindIs "string" $masters }}{{ $masters = splitList "," $masters }}{{ end -}}
+{{- if compact $masters -}}
+{{- fail (printf "masterNodes=%v lists upstream's OVN central nodes by IP; this chart runs one ovn-central on a node picked by label: label that node and set masterNodesLabels (now %v), and leave masterNodes empty." $v.masterNodes ($v.masterNodesLabels | toJson)) -}}
+{{- end -}}
+{{- if hasKey $v "central" -}}
+{{- fail "central is upstream's name for OVN central's settings; this chart's is ovnCentral (ovnCentral.resources). Remove central." -}}
+{{- end -}}
+{{- if dig "enableSsl" false $v.networking -}}
+{{- fail "networking.enableSsl=true asks for upstream's SSL between the OVN databases and their clients, which this implementation does not have (ovn-nb and ovn-sb listen on plain TCP inside the cluster). Remove it or set it to false." -}}
+{{- end -}}
+{{- if eq (dig "networkType" "geneve" $v.networking | toString) "vlan" -}}
+{{- fail (printf "networking.networkType=vlan makes upstream's default pod network a VLAN underlay, which is primary mode and not part of this implementation: attached networks run over the overlay of networking.tunnelType (now %q; geneve or vxlan). Remove networkType or set it to geneve." $v.networking.tunnelType) -}}
+{{- end -}}
+{{- if dig "dpdkHybrid" "enabled" false $v.ovsOvn -}}
+{{- fail "ovsOvn.dpdkHybrid.enabled=true runs upstream's DPDK OVS image on nodes labelled ovn.kubernetes.io/ovs_dp_type=userspace; this chart has no DPDK image. For OVS's userspace datapath on every node set networking.datapathType=netdev (and agent.interface, the tunnel NIC); remove ovsOvn.dpdkHybrid." -}}
+{{- end -}}
 {{- end }}
