@@ -39,6 +39,10 @@ enum Command {
         /// Leave the cluster up (until Ctrl-C) and print a KUBECONFIG for kubectl.
         #[arg(long)]
         keep: bool,
+        /// On two real nodes (kubelet, containerd, Multus; the chart installed with the
+        /// README's command) instead of the local cluster; needs root.
+        #[arg(long)]
+        real: bool,
     },
     /// The end-to-end scenarios on the local cluster (or `--kind`), with a pass/fail table.
     E2e(e2e::E2eArgs),
@@ -78,7 +82,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Setup => setup::run(),
         Command::Test(args) => test::run(&root, &args),
-        Command::Demo { keep } => demo::run(&root, keep, cli.verbose),
+        Command::Demo { keep, real: false } => demo::run(&root, keep, cli.verbose),
+        Command::Demo { keep, real: true } => demo::run_real(&root, keep),
         Command::E2e(args) => e2e::run(&root, &args),
         Command::Crds => crds::run(&root),
         Command::Bench(args) => bench::run(&root, &args),

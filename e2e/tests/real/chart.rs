@@ -41,6 +41,8 @@ pub struct ChartCluster {
     started: Instant,
     /// Cluster IPs of every Service seen so far (see [`Fence::check_allowing`]).
     services: Mutex<BTreeSet<IpAddr>>,
+    /// Whether `--keep` held the cluster already.
+    held: std::sync::atomic::AtomicBool,
 }
 
 impl ChartCluster {
@@ -114,6 +116,7 @@ impl ChartCluster {
             root,
             started,
             services: Mutex::default(),
+            held: std::sync::atomic::AtomicBool::new(false),
         };
         let mut args = vec!["install", "kube-ovn", chart, "--namespace", "kube-system"];
         for value in values {
@@ -178,6 +181,7 @@ impl ChartCluster {
     /// `helm uninstall --wait`, then until the chart's pods are gone (helm waits for the
     /// objects it deletes, not for the pods the garbage collector stops after them).
     pub fn uninstall(&self) {
+        self.hold_if_kept();
         // The daemons' last words (their cleanup at SIGTERM), shown after the pods are gone.
         let log = std::env::temp_dir().join(format!("{}.log", e2e::ovn::unique("kovn-cni-")));
         let follow = std::fs::File::create(&log).ok().and_then(|file| {
@@ -367,8 +371,26 @@ impl ChartCluster {
     }
 }
 
+/// `cargo xtask e2e --real --keep` (`KUBE_OVN_E2E_KEEP`): the cluster stays up at the end of
+/// the test, passed or failed, until Enter or Ctrl-C; then the fields go down in their order.
+impl Drop for ChartCluster {
+    fn drop(&mut self) {
+        self.hold_if_kept();
+    }
+}
+
+impl ChartCluster {
+    /// With `KUBE_OVN_E2E_KEEP` set, the first call waits for Enter or Ctrl-C (the chart still
+    /// installed when it comes from [`ChartCluster::uninstall`]); later calls return at once.
+    pub fn hold_if_kept(&self) {
+        if e2e::keep::requested() && !self.held.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            e2e::keep::hold(self.plane.kubeconfig(), self.plane.run_dir());
+        }
+    }
+}
+
 /// The manual's first example with the pod's image swapped for the test workload.
-fn first_example() -> String {
+pub fn first_example() -> String {
     crds::seed::first_example().replace("    image: nginx\n", &workload_image())
 }
 
@@ -377,7 +399,7 @@ pub fn workload_image() -> String {
 }
 
 /// The manual's pod under another name, on `node`.
-fn manual_pod_on(name: &str, node: &str) -> String {
+pub fn manual_pod_on(name: &str, node: &str) -> String {
     crds::seed::POD
         .replace("name: multi-network-pod", &format!("name: {name}"))
         .replace("spec:\n", &format!("spec:\n  nodeName: {node}\n"))
@@ -385,7 +407,7 @@ fn manual_pod_on(name: &str, node: &str) -> String {
 }
 
 /// The kube-ovn entry of a pod's `network-status` (written by Multus): interface and IPs.
-fn kube_ovn_status(cluster: &ChartCluster, pod: &str) -> (String, Vec<String>) {
+pub fn kube_ovn_status(cluster: &ChartCluster, pod: &str) -> (String, Vec<String>) {
     let raw = cluster.kubectl(&[
         "get",
         "pod",
