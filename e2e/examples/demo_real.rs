@@ -52,19 +52,7 @@ fn main() {
         println!("$ kubectl apply -f <the manual's NAD, Vpc, Subnet and pod>\n");
         cluster.apply(&chart::first_example());
         cluster.wait_ready("multi-network-pod");
-        let here = cluster.kubectl(&[
-            "get",
-            "pod",
-            "multi-network-pod",
-            "-o",
-            "jsonpath={.spec.nodeName}",
-        ]);
-        let there = cluster
-            .nodes()
-            .iter()
-            .map(|n| n.name().to_owned())
-            .find(|n| *n != here)
-            .unwrap();
+        let (_, there) = cluster.node_of_and_other("multi-network-pod");
         cluster.apply(&chart::manual_pod_on("multi-network-peer", &there));
         cluster.wait_ready("multi-network-peer");
         show(

@@ -80,14 +80,7 @@ fn startup(root: &Path, pods: usize) -> anyhow::Result<()> {
     {
         bail!("`cargo xtask bench startup` runs real nodes (namespaces, kubelet): run it as root");
     }
-    // What the real-node tests need: kubelet, kube-proxy, Multus, and the five images.
-    crate::setup::run()?;
-    let all: Vec<&str> = crate::images::IMAGES
-        .iter()
-        .chain(crate::images::TEST_IMAGES.iter())
-        .copied()
-        .collect();
-    crate::images::build(root, &crate::images::default_out(root), &all)?;
+    crate::images::prepare_real_nodes(root)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     // The driver only waits on the cluster: a debug build (the tests' own) is fast enough.
     cmd::run(Command::new(cargo).current_dir(root).args([

@@ -36,13 +36,7 @@ pub fn run(root: &Path, keep: bool, verbose: bool) -> anyhow::Result<()> {
 /// the e2e crate (two real nodes, the chart, the manual's first example by kubectl); `keep`
 /// holds the cluster before `helm uninstall`, until Enter or Ctrl-C.
 pub fn run_real(root: &Path, keep: bool) -> anyhow::Result<()> {
-    crate::setup::run()?;
-    let all: Vec<&str> = crate::images::IMAGES
-        .iter()
-        .chain(crate::images::TEST_IMAGES.iter())
-        .copied()
-        .collect();
-    crate::images::build(root, &crate::images::default_out(root), &all)?;
+    crate::images::prepare_real_nodes(root)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut demo = Command::new(&cargo);
     demo.args(["run", "--quiet", "-p", "e2e", "--example", "demo_real"])

@@ -52,14 +52,7 @@ pub fn run(root: &Path, args: &E2eArgs) -> anyhow::Result<()> {
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     if args.real {
-        // Multus and kubelet/kube-proxy come from setup; the nodes import every image.
-        crate::setup::run()?;
-        let all: Vec<&str> = crate::images::IMAGES
-            .iter()
-            .chain(crate::images::TEST_IMAGES.iter())
-            .copied()
-            .collect();
-        crate::images::build(root, &crate::images::default_out(root), &all)?;
+        crate::images::prepare_real_nodes(root)?;
     } else {
         cmd::run(
             Command::new(&cargo)

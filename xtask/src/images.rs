@@ -164,6 +164,18 @@ pub fn run(root: &Path, args: &ImagesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every image: ours, then the real-node test images.
+pub fn all() -> Vec<&'static str> {
+    IMAGES.iter().chain(TEST_IMAGES.iter()).copied().collect()
+}
+
+/// What real nodes need before they start: setup (kubelet, kube-proxy, Multus) and every
+/// archive (`e2e --real`, `demo --real`, `bench startup`).
+pub fn prepare_real_nodes(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    crate::setup::run()?;
+    build(root, &default_out(root), &all())
+}
+
 /// Builds `images` into `out`; returns the archives.
 pub fn build(root: &Path, out: &Path, images: &[&str]) -> anyhow::Result<Vec<PathBuf>> {
     crate::setup::apt_packages(BUILD_PACKAGES)?;

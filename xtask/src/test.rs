@@ -125,12 +125,11 @@ pub fn run(root: &Path, args: &TestArgs) -> anyhow::Result<()> {
     }));
 
     steps.push(timed("images", || {
-        let all: Vec<&str> = crate::images::IMAGES
-            .iter()
-            .chain(crate::images::TEST_IMAGES.iter())
-            .copied()
-            .collect();
-        let built = crate::images::build(root, &crate::images::default_out(root), &all)?;
+        let built = crate::images::build(
+            root,
+            &crate::images::default_out(root),
+            &crate::images::all(),
+        )?;
         Ok(format!("{} archives", built.len()))
     }));
     let images_ok = steps.last().is_some_and(|s| s.ok);

@@ -156,6 +156,19 @@ impl ChartCluster {
         }
     }
 
+    /// The node `pod` (in `default`) runs on, and another node of the cluster.
+    pub fn node_of_and_other(&self, pod: &str) -> (String, String) {
+        let here = self.kubectl(&["get", "pod", pod, "-o", "jsonpath={.spec.nodeName}"]);
+        let there = self
+            .nodes
+            .iter()
+            .map(RealNode::name)
+            .find(|n| *n != here)
+            .unwrap_or_else(|| panic!("no node besides {here}"))
+            .to_owned();
+        (here, there)
+    }
+
     /// A client of the cluster's apiserver (for the startup benchmark's watch).
     #[allow(dead_code)] // Used by e2e/examples/bench_startup.rs, which includes this file.
     pub fn client(&self) -> kube::Client {
@@ -487,20 +500,7 @@ async fn the_chart_on_two_real_nodes_carries_net1_across_nodes() {
     .await;
     cluster.apply(&first_example());
     cluster.wait_ready("multi-network-pod");
-    let here = cluster.kubectl(&[
-        "get",
-        "pod",
-        "multi-network-pod",
-        "-o",
-        "jsonpath={.spec.nodeName}",
-    ]);
-    let there = cluster
-        .nodes()
-        .iter()
-        .map(RealNode::name)
-        .find(|n| *n != here)
-        .unwrap()
-        .to_owned();
+    let (here, there) = cluster.node_of_and_other("multi-network-pod");
     cluster.apply(&manual_pod_on("multi-network-peer", &there));
     cluster.wait_ready("multi-network-peer");
 

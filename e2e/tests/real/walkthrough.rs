@@ -220,19 +220,7 @@ pub fn the_manuals_use_cases(cluster: &ChartCluster, a: &str, b: &str) {
         "one ingress and one egress row:\n{qos}"
     );
 
-    // The quiet after success.
-    let warnings = cluster.warnings();
-    assert!(warnings.is_empty(), "Warning events: {warnings:#?}");
-
-    let names: Vec<&str> = pods.iter().map(|(n, _)| *n).collect();
-    let mut delete = vec!["delete", "pod"];
-    delete.extend(&names);
-    delete.extend(["--wait=true", "--timeout=90s"]);
-    cluster.kubectl(&delete);
-    let ips_left = cluster.kubectl(&["get", "ips", "-o", "name"]);
-    for name in &names {
-        assert!(!ips_left.contains(name), "{name}: {ips_left}");
-    }
+    quiet_then_delete(cluster, &pods);
 }
 
 /// What only real Multus shows (issue 11, item 5): an element with `default-route` (Multus
@@ -326,6 +314,12 @@ spec:
     let to = second.split('/').next().unwrap_or_default().to_owned();
     assert!(pings(cluster, "macvlan-a", &to), "macvlan-a -> macvlan-b");
 
+    quiet_then_delete(cluster, &pods);
+}
+
+/// The quiet after success (no Warning event), then the pods deleted and their IP records
+/// gone with them.
+fn quiet_then_delete(cluster: &ChartCluster, pods: &[(&str, String)]) {
     let warnings = cluster.warnings();
     assert!(warnings.is_empty(), "Warning events: {warnings:#?}");
     let names: Vec<&str> = pods.iter().map(|(n, _)| *n).collect();
