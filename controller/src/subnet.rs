@@ -75,15 +75,32 @@ pub fn problems(subnet: &Subnet, others: &[Arc<Subnet>]) -> Option<(String, Stri
     None
 }
 
-/// Whether `a` wins a conflict with `b`: the older one, ties broken by name, so exactly one of
-/// two conflicting subnets is refused.
+/// Whether `a` wins a conflict with `b`: a Subnet that is serving (Ready) wins over one that is
+/// not, so a newcomer never takes a provider or a range from a running subnet; otherwise the
+/// older one, ties broken by name, so exactly one of two conflicting subnets is refused.
+/// (`creationTimestamp` has one-second resolution: a Subnet created in the same second as a
+/// running one must not win by its name.)
 fn older_or_first(a: &Subnet, b: &Subnet) -> bool {
+    let (ra, rb) = (serving(a), serving(b));
+    if ra != rb {
+        return ra;
+    }
     let ta = a.meta().creation_timestamp.as_ref().map(|t| t.0);
     let tb = b.meta().creation_timestamp.as_ref().map(|t| t.0);
     match (ta, tb) {
         (Some(x), Some(y)) if x != y => x < y,
         _ => a.name_any() < b.name_any(),
     }
+}
+
+/// Whether the Subnet's last reported state is realised: Ready for its current generation.
+fn serving(s: &Subnet) -> bool {
+    s.status.as_ref().is_some_and(|st| {
+        crds::condition::find_condition(&st.conditions, READY).is_some_and(|c| {
+            c.status == crds::condition::ConditionStatus::True
+                && (c.observed_generation.is_none() || c.observed_generation == s.meta().generation)
+        })
+    })
 }
 
 fn overlap(a: &[IpNet], b: &[IpNet]) -> Option<(IpNet, IpNet)> {
@@ -426,6 +443,34 @@ mod tests {
         let (reason, msg) = problems(&b, &all).unwrap();
         assert_eq!(reason, "ProviderConflict");
         assert!(msg.contains("already bound by Subnet s1"), "{msg}");
+    }
+
+    #[test]
+    fn a_subnet_created_in_the_same_second_never_takes_the_provider_of_a_serving_one() {
+        // `creationTimestamp` has one-second resolution: "subnet-dup" sorts before
+        // "subnet-faults", so by age and name alone the newcomer would win.
+        let mut serving =
+            (*subnet("subnet-faults", "v", "10.0.0.0/24", "p.default.ovn", 7)).clone();
+        serving.metadata.generation = Some(1);
+        serving.status = Some(crds::SubnetStatus {
+            conditions: vec![status::condition(READY, true, "Ready", "ok", Some(1))],
+            ..Default::default()
+        });
+        let serving = Arc::new(serving);
+        let newcomer = subnet("subnet-dup", "v", "10.1.0.0/24", "p.default.ovn", 7);
+        let all = vec![serving.clone(), newcomer.clone()];
+        assert_eq!(problems(&serving, &all), None);
+        let (reason, msg) = problems(&newcomer, &all).unwrap();
+        assert_eq!(reason, "ProviderConflict");
+        assert!(msg.contains("subnet-faults"), "{msg}");
+
+        // Ready for an older generation is not serving: an edited spec competes by age again.
+        let mut edited = (*serving).clone();
+        edited.metadata.generation = Some(2);
+        let edited = Arc::new(edited);
+        let all = vec![edited.clone(), newcomer.clone()];
+        assert_eq!(problems(&newcomer, &all), None);
+        assert_eq!(problems(&edited, &all).unwrap().0, "ProviderConflict");
     }
 
     #[test]

@@ -479,7 +479,20 @@ async fn a_running_attachment_keeps_its_address_when_its_resolution_breaks() {
     let before = bed.pods().get("p-0").await.unwrap();
     let ip0 = before.annotations()[&annotation("ip_address")].clone();
 
-    // A newer Subnet claiming net1's provider is refused ...
+    // The serving Subnet has reported Ready (the controller's cache has it before it sees the
+    // next Subnet: one watch, in order) ...
+    let ready = |s: Option<&Subnet>| {
+        s.and_then(|s| s.status.as_ref()).is_some_and(|st| {
+            crds::condition::find_condition(&st.conditions, crds::condition::READY)
+                .is_some_and(|c| c.status == crds::condition::ConditionStatus::True)
+        })
+    };
+    tokio::time::timeout(WAIT, await_condition(subnets.clone(), SUBNET, ready))
+        .await
+        .expect("the serving subnet never reported Ready")
+        .unwrap();
+    // ... so a newer Subnet claiming net1's provider is refused, even when created in the same
+    // second (`creationTimestamp` has one-second resolution and "subnet-dup" sorts first) ...
     let mut dup = Subnet::new("subnet-dup", Default::default());
     dup.spec.vpc = Some("vpc-faults".into());
     dup.spec.cidr = Some("10.101.0.0/24".into());

@@ -70,6 +70,87 @@ impl Counts {
     }
 }
 
+/// The first lines of every panic in a test run's output (the message, up to the backtrace),
+/// repeated after the run so they are the last thing a truncated CI log shows.
+#[derive(Debug, Default)]
+struct Failures {
+    excerpts: Vec<Vec<String>>,
+    open: bool,
+}
+
+impl Failures {
+    /// Lines kept per panic, and characters per line.
+    const LINES: usize = 40;
+    const WIDTH: usize = 240;
+    /// Panics shown in the summary.
+    const SHOWN: usize = 4;
+
+    fn feed(&mut self, line: &str) {
+        let line = strip_ansi(line);
+        if line.starts_with("thread '") && line.contains(" panicked at ") {
+            self.excerpts.push(vec![clip(&line)]);
+            self.open = true;
+            return;
+        }
+        if !self.open {
+            return;
+        }
+        let end = line.starts_with("stack backtrace:")
+            || line.starts_with("note: run with `RUST_BACKTRACE")
+            || line.starts_with("---- ")
+            || line == "failures:"
+            || line.starts_with("test result: ");
+        match self.excerpts.last_mut() {
+            Some(lines) if !end && lines.len() < Self::LINES => lines.push(clip(&line)),
+            _ => self.open = false,
+        }
+    }
+
+    fn print(&self) {
+        if self.excerpts.is_empty() {
+            return;
+        }
+        println!();
+        println!(
+            "== failures: {} panic(s), the first lines of each ==",
+            self.excerpts.len()
+        );
+        for lines in self.excerpts.iter().take(Self::SHOWN) {
+            println!();
+            for l in lines {
+                println!("{l}");
+            }
+        }
+    }
+}
+
+fn clip(line: &str) -> String {
+    match line.char_indices().nth(Failures::WIDTH) {
+        Some((i, _)) => format!("{}...", &line[..i]),
+        None => line.to_owned(),
+    }
+}
+
+/// `line` without ANSI escape sequences (`ESC [ ... letter`), as tracing colours them.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.next() == Some('[') {
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Runs every step and fails if any failed.
 pub fn run(root: &Path, args: &TestArgs) -> anyhow::Result<()> {
     let mut steps = Vec::new();
@@ -106,8 +187,9 @@ pub fn run(root: &Path, args: &TestArgs) -> anyhow::Result<()> {
         )
     }));
     let mut counts = Counts::default();
+    let mut failures = Failures::default();
     steps.push(timed("tests", || {
-        counts = cargo_test(root, args.filter.as_deref())?;
+        counts = cargo_test(root, args.filter.as_deref(), &mut failures)?;
         let detail = format!(
             "{} passed, {} failed, {} ignored",
             counts.passed, counts.failed, counts.ignored
@@ -144,6 +226,7 @@ pub fn run(root: &Path, args: &TestArgs) -> anyhow::Result<()> {
             &["test", "--workspace", "--test", "real"],
             &["--test-threads=1"],
             args.filter.as_deref(),
+            &mut failures,
         )?;
         counts.passed += real.passed;
         counts.failed += real.failed;
@@ -156,6 +239,7 @@ pub fn run(root: &Path, args: &TestArgs) -> anyhow::Result<()> {
     }));
 
     let failed_steps: Vec<&str> = steps.iter().filter(|s| !s.ok).map(|s| s.name).collect();
+    failures.print();
     println!();
     println!("== cargo xtask test: summary ==");
     for s in &steps {
@@ -222,12 +306,17 @@ fn cargo_ok(root: &Path, args: &[&str], hint: &str) -> anyhow::Result<String> {
 }
 
 /// Runs `cargo test --workspace`, streaming its output and summing its result lines.
-fn cargo_test(root: &Path, filter: Option<&str>) -> anyhow::Result<Counts> {
+fn cargo_test(
+    root: &Path,
+    filter: Option<&str>,
+    failures: &mut Failures,
+) -> anyhow::Result<Counts> {
     cargo_test_args(
         root,
         &["test", "--workspace", "--no-fail-fast"],
         &[],
         filter,
+        failures,
     )
 }
 
@@ -238,6 +327,7 @@ fn cargo_test_args(
     args: &[&str],
     harness: &[&str],
     filter: Option<&str>,
+    failures: &mut Failures,
 ) -> anyhow::Result<Counts> {
     let mut command = Command::new(cargo());
     command.args(args).current_dir(root);
@@ -258,6 +348,7 @@ fn cargo_test_args(
         for line in BufReader::new(stdout).lines() {
             let line = line.context("reading cargo test output")?;
             counts.add_line(&line);
+            failures.feed(&line);
             let _ = writeln!(out, "{line}");
         }
     }
@@ -276,6 +367,48 @@ fn cargo() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_keep_each_panic_message_up_to_its_backtrace() {
+        let mut f = Failures::default();
+        for line in [
+            "---- a stdout ----",
+            "\u{1b}[2m2026-12-03T19:02:17Z\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m noise before",
+            "thread 'a' (26606) panicked at controller/tests/faults.rs:499:6:",
+            "called `Result::unwrap()` on an `Err` value: Elapsed(())",
+            "\u{1b}[31mERROR\u{1b}[0m coloured",
+            "stack backtrace:",
+            "   0: frame",
+            "test b ... ok",
+            "thread 'c' panicked at e2e/tests/real/chart.rs:280:13:",
+            "c not Ready",
+            "test result: FAILED. 1 passed; 2 failed; 0 ignored",
+        ] {
+            f.feed(line);
+        }
+        assert_eq!(
+            f.excerpts,
+            vec![
+                vec![
+                    "thread 'a' (26606) panicked at controller/tests/faults.rs:499:6:".to_owned(),
+                    "called `Result::unwrap()` on an `Err` value: Elapsed(())".to_owned(),
+                    "ERROR coloured".to_owned(),
+                ],
+                vec![
+                    "thread 'c' panicked at e2e/tests/real/chart.rs:280:13:".to_owned(),
+                    "c not Ready".to_owned(),
+                ],
+            ]
+        );
+        let long = "x".repeat(1000);
+        f.feed("thread 'd' panicked at x.rs:1:1:");
+        for _ in 0..100 {
+            f.feed(&long);
+        }
+        let last = f.excerpts.last().unwrap();
+        assert_eq!(last.len(), Failures::LINES);
+        assert!(last[1].len() <= Failures::WIDTH + 3);
+    }
 
     #[test]
     fn counts_sum_libtest_result_lines_and_ignore_other_lines() {

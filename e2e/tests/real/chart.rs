@@ -279,11 +279,16 @@ impl ChartCluster {
             "--timeout=120s",
         ]);
         if let Err(e) = waited {
+            let describe = self
+                .plane
+                .kubectl(&["describe", "pod", pod])
+                .unwrap_or_default();
+            // The pod's events first: what a truncated log must still show.
+            let events = describe
+                .split_once("\nEvents:")
+                .map_or("(no events)", |(_, ev)| ev);
             panic!(
-                "{pod} not Ready: {e}\n{}\n{}",
-                self.plane
-                    .kubectl(&["describe", "pod", pod])
-                    .unwrap_or_default(),
+                "{pod} not Ready: {e}\nits events:{events}\n{describe}\n{}",
                 self.debug_dump()
             );
         }
