@@ -33,6 +33,8 @@ pub mod keys {
     pub const CONTAINER_ID: &str = "container_id";
     /// The interface name in the pod.
     pub const IFNAME: &str = "ifname";
+    /// The provider of the attachment's network as its NAD names it (CNI GC is per network).
+    pub const PROVIDER: &str = "provider";
     /// Set to `true` by ovn-controller once the port's flows are installed.
     pub const OVN_INSTALLED: &str = "ovn-installed";
 }
@@ -124,6 +126,8 @@ pub struct PortSpec {
     pub container_id: String,
     /// Interface name in the pod.
     pub ifname: String,
+    /// The NAD's provider (the network, for CNI GC).
+    pub provider: String,
 }
 
 impl PortSpec {
@@ -136,6 +140,7 @@ impl PortSpec {
             (keys::IP, self.ips.as_str()),
             (keys::CONTAINER_ID, self.container_id.as_str()),
             (keys::IFNAME, self.ifname.as_str()),
+            (keys::PROVIDER, self.provider.as_str()),
             EXTERNAL_ID_VENDOR,
         ])
     }

@@ -358,13 +358,21 @@ impl<P: PodSource> CniService<P> {
     }
 
     async fn do_gc(&self, request: GcRequest) -> Result<GcResponse, DaemonError> {
+        if request.provider.is_empty() {
+            return Err(DaemonError::InvalidConfig {
+                what: "GC".into(),
+                reason: "the request names no network (provider): CNI GC is per network".into(),
+            });
+        }
         let valid: Vec<(String, String)> = request
             .valid
             .into_iter()
             .map(|v| (v.container_id, v.ifname))
             .collect();
-        let stale =
-            self.attachments(|cid, ifname| !valid.iter().any(|(c, i)| c == cid && i == ifname));
+        let provider = request.provider;
+        let stale = self.attachments(|ids, cid, ifname| {
+            port_of_network(ids, &provider) && !valid.iter().any(|(c, i)| c == cid && i == ifname)
+        });
         let removed = self
             .remove_all(&stale)
             .await
@@ -377,8 +385,12 @@ impl<P: PodSource> CniService<P> {
 }
 
 impl<P: PodSource> CniService<P> {
-    /// Our attachments (container id, ifname) on this node that satisfy `keep`.
-    fn attachments(&self, select: impl Fn(&str, &str) -> bool) -> Vec<(String, String)> {
+    /// Our attachments (container id, ifname) on this node that `select` picks, given the
+    /// port's `external_ids`.
+    fn attachments(
+        &self,
+        select: impl Fn(&std::collections::BTreeMap<&str, &str>, &str, &str) -> bool,
+    ) -> Vec<(String, String)> {
         let replica = self.ovs.replica();
         let Some(ifaces) = replica.table("Interface") else {
             return Vec::new();
@@ -391,7 +403,7 @@ impl<P: PodSource> CniService<P> {
             .filter_map(|row| {
                 let ids = ovs::external_ids(row.get("external_ids"));
                 let (cid, ifname) = (*ids.get(keys::CONTAINER_ID)?, *ids.get(keys::IFNAME)?);
-                select(cid, ifname).then(|| (cid.to_owned(), ifname.to_owned()))
+                select(&ids, cid, ifname).then(|| (cid.to_owned(), ifname.to_owned()))
             })
             .collect()
     }
@@ -445,6 +457,29 @@ impl<P: PodSource> CniService<P> {
         }
         self.remove_all(&gone).await
     }
+}
+
+/// Whether the port with `ids` belongs to the network of `provider`. Ports written before the
+/// `provider` key existed are recognised by their logical switch port name
+/// (`<pod>.<namespace>.<provider>`, or `<provider>.<ifname>` for a NAD attached twice).
+fn port_of_network(ids: &std::collections::BTreeMap<&str, &str>, provider: &str) -> bool {
+    if let Some(p) = ids.get(keys::PROVIDER) {
+        return *p == provider;
+    }
+    let (Some(pod), Some(ns), Some(lsp)) = (
+        ids.get(keys::POD_NAME),
+        ids.get(keys::POD_NAMESPACE),
+        ids.get(keys::IFACE_ID),
+    ) else {
+        return false;
+    };
+    let Some(p) = lsp.strip_prefix(&format!("{pod}.{ns}.")) else {
+        return false;
+    };
+    p == provider
+        || ids
+            .get(keys::IFNAME)
+            .is_some_and(|ifname| p.strip_suffix(&format!(".{ifname}")) == Some(provider))
 }
 
 /// A failure to start serving.
@@ -527,4 +562,38 @@ pub async fn serve<P: PodSource>(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids<'a>(pairs: &[(&'a str, &'a str)]) -> std::collections::BTreeMap<&'a str, &'a str> {
+        pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_port_belongs_to_the_network_its_provider_names() {
+        let tagged = ids(&[(keys::PROVIDER, "net-a.default.ovn")]);
+        assert!(port_of_network(&tagged, "net-a.default.ovn"));
+        assert!(!port_of_network(&tagged, "net-b.default.ovn"));
+        // Written before the `provider` key: recognised by the logical switch port's name.
+        let legacy = ids(&[
+            (keys::POD_NAME, "p.x"),
+            (keys::POD_NAMESPACE, "default"),
+            (keys::IFACE_ID, "p.x.default.net-a.default.ovn"),
+            (keys::IFNAME, "net1"),
+        ]);
+        assert!(port_of_network(&legacy, "net-a.default.ovn"));
+        assert!(!port_of_network(&legacy, "default.net-a.default.ovn"));
+        assert!(!port_of_network(&legacy, "a.default.ovn"));
+        let twice = ids(&[
+            (keys::POD_NAME, "p"),
+            (keys::POD_NAMESPACE, "default"),
+            (keys::IFACE_ID, "p.default.net-a.default.ovn.net2"),
+            (keys::IFNAME, "net2"),
+        ]);
+        assert!(port_of_network(&twice, "net-a.default.ovn"));
+        assert!(!port_of_network(&ids(&[]), "net-a.default.ovn"));
+    }
 }

@@ -501,6 +501,23 @@ async fn status_gc_and_sweep_remove_only_what_is_stale() {
             .is_some()
     };
 
+    // GC is per network: another network's GC, with no valid attachment, removes none of
+    // this network's ports.
+    let other = format!(
+        r#"{{"cniVersion":"1.1.0","name":"net-b","type":"kube-ovn","server_socket":"{}","provider":"net-b.default.ovn","cni.dev/valid-attachments":[]}}"#,
+        lab.nodes[0].socket.display()
+    );
+    let env: HashMap<&str, &str> = [("CNI_COMMAND", "GC"), ("CNI_PATH", "/opt/cni/bin")]
+        .into_iter()
+        .collect();
+    cni::plugin::run(|k| env.get(k).map(|v| (*v).to_owned()), other.as_bytes())
+        .await
+        .unwrap();
+    assert!(
+        present("ctr-g") && present("ctr-h"),
+        "another network's GC removed ports"
+    );
+
     // GC keeps the valid attachment and removes the other.
     let valid = r#","cni.dev/valid-attachments":[{"containerID":"ctr-g","ifname":"net1"}]"#;
     lab.cni("GC", "x", "x", "", valid).await.unwrap();
