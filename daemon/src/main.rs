@@ -119,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }));
     }
-    let service = Arc::new(CniService::new(
+    let service = CniService::new(
         Arc::new(KubePods::new(client)),
         ovs.clone(),
         host.try_clone()?,
@@ -131,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
             install_timeout: opts.install_timeout(),
         },
         metrics,
-    ));
+    );
     let sweeper = service.clone();
     let every = std::time::Duration::from_secs(opts.sweep_interval_secs.max(1));
     tokio::spawn(async move {

@@ -3,6 +3,9 @@
 //! ADD: wait for the controller's allocation (watch), read it ([`Allocation`]), make a plan
 //! ([`plan::plan`]), apply it ([`Applier::apply`]: veth, OVS port, `ovn-installed`; undone on
 //! failure), answer. DEL removes the port and the veth and succeeds when they are already gone.
+//! ADD and DEL of one attachment (container id, interface) are ordered: a DEL stops an ADD
+//! still waiting for its allocation, waits for one already plumbing, and then removes what it
+//! made; an ADD runs to its end (or its undo) even when the plugin goes away mid-way.
 //! Every verb fails with a [`DaemonError`]; it becomes a gRPC status here, at the edge.
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -53,6 +56,58 @@ pub struct CniService<P> {
     host: Netns,
     config: ServiceConfig,
     metrics: Arc<Metrics>,
+    slots: Slots,
+    /// This service, for the tasks an ADD runs in (set by [`CniService::new`]).
+    me: std::sync::Weak<Self>,
+}
+
+/// One attachment's order of ADD and DEL.
+#[derive(Debug)]
+struct Slot {
+    /// Held while an ADD plumbs and while a DEL removes.
+    busy: tokio::sync::Mutex<()>,
+    /// How many DELs have come for the attachment: an ADD that started before one gives up.
+    dels: tokio::sync::watch::Sender<u64>,
+}
+
+/// The attachments with an ADD or DEL under way, or plumbed and not yet deleted.
+#[derive(Debug, Default)]
+struct Slots(std::sync::Mutex<std::collections::HashMap<(String, String), Arc<Slot>>>);
+
+impl Slots {
+    fn get(&self, container_id: &str, ifname: &str) -> Arc<Slot> {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry((container_id.to_owned(), ifname.to_owned()))
+            .or_insert_with(|| {
+                Arc::new(Slot {
+                    busy: tokio::sync::Mutex::new(()),
+                    dels: tokio::sync::watch::Sender::new(0),
+                })
+            })
+            .clone()
+    }
+
+    /// Forgets the attachment once nothing else uses its slot (after its DEL).
+    fn forget(&self, container_id: &str, ifname: &str, slot: Arc<Slot>) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The map's reference and `slot`: no ADD or DEL is waiting on it.
+        if Arc::strong_count(&slot) <= 2 {
+            map.remove(&(container_id.to_owned(), ifname.to_owned()));
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
 }
 
 impl<P: PodSource> CniService<P> {
@@ -65,14 +120,21 @@ impl<P: PodSource> CniService<P> {
         host: Netns,
         config: ServiceConfig,
         metrics: Arc<Metrics>,
-    ) -> Self {
-        Self {
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
             pods,
             ovs,
             host,
             config,
             metrics,
-        }
+            slots: Slots::default(),
+            me: me.clone(),
+        })
+    }
+
+    /// How many attachments the service is tracking (under way, or plumbed and not deleted).
+    pub fn tracked_attachments(&self) -> usize {
+        self.slots.len()
     }
 
     /// The metrics this service records into.
@@ -140,17 +202,21 @@ impl<P: PodSource> CniService<P> {
     async fn do_add(&self, r: &AttachmentRequest) -> Result<AddResponse, DaemonError> {
         let what = describe(r, "ADD");
         validate(r, "ADD")?;
+        let slot = self.slots.get(&r.container_id, &r.ifname);
+        let mut dels = slot.dels.subscribe();
+        let seen = *dels.borrow_and_update();
+        let superseded = || DaemonError::Superseded { what: what.clone() };
         let phase = Instant::now();
-        let annotations = self
-            .pods
-            .wait_allocated(
+        let annotations = tokio::select! {
+            a = self.pods.wait_allocated(
                 &r.pod_namespace,
                 &r.pod_name,
                 &r.provider,
                 &r.ifname,
                 self.config.allocation_timeout,
-            )
-            .await;
+            ) => a,
+            _ = dels.changed() => return Err(superseded()),
+        };
         let wait_allocation = phase.elapsed();
         self.metrics
             .observe_phase(AddPhase::WaitAllocation, wait_allocation);
@@ -189,6 +255,10 @@ impl<P: PodSource> CniService<P> {
         let Some(attach) = &plan.attach else {
             return Ok(plan.response);
         };
+        let _busy = slot.busy.lock().await;
+        if *slot.dels.borrow() != seen {
+            return Err(superseded());
+        }
         let applied = self.applier().apply(attach, &what).await?;
         // The phase timings (µs) per attachment, for the one slow pod that a histogram hides;
         // plumbing = the kernel part (`kernel_us`: setup + veth + ethtool + configure +
@@ -279,7 +349,20 @@ impl<P: PodSource> CniDaemon for CniService<P> {
     ) -> Result<Response<AddResponse>, Status> {
         let started = Instant::now();
         let r = request.into_inner();
-        let result = self.do_add(&r).await;
+        // In a task of its own: a plugin that goes away (killed by the runtime's timeout) must
+        // not cut an ADD off between its steps and its undo.
+        let result = match self.me.upgrade() {
+            Some(me) => tokio::spawn(async move { me.do_add(&r).await })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(DaemonError::NotAvailable {
+                        reason: format!("the ADD task failed: {e}"),
+                    })
+                }),
+            None => Err(DaemonError::NotAvailable {
+                reason: "the service is shutting down".into(),
+            }),
+        };
         if let Err(e) = &result {
             tracing::warn!(error = %e, "ADD failed");
         }
@@ -322,17 +405,24 @@ impl<P: PodSource> CniDaemon for CniService<P> {
 impl<P: PodSource> CniService<P> {
     async fn do_del(&self, r: &AttachmentRequest) -> Result<(), DaemonError> {
         validate(r, "DEL")?;
-        if r.ipam_only {
+        let slot = self.slots.get(&r.container_id, &r.ifname);
+        // An ADD still waiting for its allocation gives up; one plumbing finishes first.
+        slot.dels.send_modify(|n| *n += 1);
+        let removed = if r.ipam_only {
             // Addresses are released by the controller when the pod goes; nothing on the node.
-            return Ok(());
-        }
-        self.applier()
-            .remove(&r.container_id, &r.ifname)
-            .await
-            .map_err(|errors| DaemonError::Teardown {
-                what: describe(r, "DEL"),
-                errors,
-            })
+            Ok(())
+        } else {
+            let _busy = slot.busy.lock().await;
+            self.applier()
+                .remove(&r.container_id, &r.ifname)
+                .await
+                .map_err(|errors| DaemonError::Teardown {
+                    what: describe(r, "DEL"),
+                    errors,
+                })
+        };
+        self.slots.forget(&r.container_id, &r.ifname, slot);
+        removed
     }
 
     fn do_status(&self) -> Result<StatusResponse, DaemonError> {
@@ -412,7 +502,13 @@ impl<P: PodSource> CniService<P> {
         let mut errors = Vec::new();
         let mut removed = 0;
         for (cid, ifname) in attachments {
-            match self.applier().remove(cid, ifname).await {
+            let slot = self.slots.get(cid, ifname);
+            let result = {
+                let _busy = slot.busy.lock().await;
+                self.applier().remove(cid, ifname).await
+            };
+            self.slots.forget(cid, ifname, slot);
+            match result {
                 Ok(()) => removed += 1,
                 Err(e) => errors.extend(e),
             }

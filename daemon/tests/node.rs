@@ -110,7 +110,7 @@ fn serve_daemon(
     socket: &std::path::Path,
 ) -> (Arc<CniService<StaticPods>>, tokio::task::JoinHandle<()>) {
     let host = Netns::open(&node.netns().path()).unwrap();
-    let service = Arc::new(CniService::new(
+    let service = CniService::new(
         pods.clone(),
         ovs,
         host,
@@ -122,7 +122,7 @@ fn serve_daemon(
             install_timeout: Duration::from_secs(8),
         },
         Arc::new(Metrics::new()),
-    ));
+    );
     let serving = service.clone();
     let listener = server::bind(socket).unwrap();
     let server = tokio::spawn(async move {
@@ -470,6 +470,53 @@ async fn add_failures_are_clear_and_leave_nothing_behind() {
     let links =
         String::from_utf8_lossy(&a.exec(&["ip", "-o", "link"]).unwrap().stdout).into_owned();
     assert!(!links.contains("net1"), "veth left in the pod: {links}");
+}
+
+/// A DEL that arrives while the ADD of the same attachment still waits for its allocation
+/// stops that ADD: an allocation that comes after the DEL makes no port (the runtime has moved
+/// on and will never DEL again), and the daemon forgets the attachment.
+#[tokio::test]
+async fn a_del_during_an_add_leaves_no_port_behind() {
+    let lab = lab().await;
+    let a = NetnsGuard::create(&unique("kovn-pd")).unwrap();
+    let path = a.path().to_str().unwrap().to_owned();
+    let service = lab.nodes[0].service.clone();
+    let add = lab.cni("ADD", "pd", "ctr-d", &path, "");
+    let del_then_allocate = async {
+        // The ADD is waiting for the controller.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while service.tracked_attachments() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the ADD never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let deleted = lab.cni("DEL", "pd", "ctr-d", &path, "").await;
+        // The allocation comes late, after the runtime gave up on the pod.
+        lab.allocate("pd", "10.100.0.35", "00:00:00:00:00:35", &[]);
+        deleted
+    };
+    let (added, deleted) = tokio::join!(add, del_then_allocate);
+    assert!(deleted.is_ok(), "{deleted:?}");
+    let err = added.unwrap_err();
+    assert!(err.msg.contains("DEL of this attachment arrived"), "{err}");
+    let host = daemon::naming::host_ifname("ctr-d", "net1");
+    assert!(
+        lab.nodes[0]
+            .ovs
+            .replica()
+            .table("Interface")
+            .unwrap()
+            .by_name(&host)
+            .next()
+            .is_none(),
+        "a port outlived its DEL"
+    );
+    let links =
+        String::from_utf8_lossy(&a.exec(&["ip", "-o", "link"]).unwrap().stdout).into_owned();
+    assert!(!links.contains("net1"), "a veth outlived its DEL: {links}");
+    assert_eq!(service.tracked_attachments(), 0);
 }
 
 #[tokio::test]

@@ -739,10 +739,23 @@ spec:
         ports:
         - name: metrics
           containerPort: {{ int $cfg.cni.metricsPort }}
+        # The daemon serves its socket once OVS (the ovs-ovn pod, started beside it) is up. The
+        # startup probe waits for the socket inside one run instead of failing every 5 s until
+        # then: a node coming up emits no Unhealthy warning for what is only a start.
+        startupProbe:
+          exec:
+            command:
+            - /bin/sh
+            - -c
+            - {{ printf "i=0; until test -S %s; do i=$((i+1)); [ $i -ge 50 ] && exit 1; sleep 0.5; done" $cfg.cni.socket | quote }}
+          periodSeconds: 5
+          timeoutSeconds: 30
+          failureThreshold: 20
         readinessProbe:
           exec:
             command: [/bin/sh, -c, {{ printf "test -S %s" $cfg.cni.socket | quote }}]
           periodSeconds: 5
+          timeoutSeconds: 5
         livenessProbe:
           tcpSocket:
             port: metrics
