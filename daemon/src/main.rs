@@ -67,18 +67,15 @@ async fn main() -> anyhow::Result<()> {
     let (encap_ip, record) = tunnel_endpoint(&opts, &ovs, &host).await?;
     // What the tunnel bridge holds, as last seen: uninstall puts it back on the NIC.
     let record = Arc::new(std::sync::Mutex::new(record));
-    ovs::init_node(
-        &ovs,
-        &NodeConfig {
-            bridge: opts.bridge.clone(),
-            datapath_type: opts.datapath_type.clone(),
-            system_id: opts.node_name.clone(),
-            ovn_remote: opts.ovn_remote.clone(),
-            encap_type: opts.encap_type.clone(),
-            encap_ip: encap_ip.clone(),
-        },
-    )
-    .await?;
+    let node_config = NodeConfig {
+        bridge: opts.bridge.clone(),
+        datapath_type: opts.datapath_type.clone(),
+        system_id: opts.node_name.clone(),
+        ovn_remote: opts.ovn_remote.clone(),
+        encap_type: opts.encap_type.clone(),
+        encap_ip: encap_ip.clone(),
+    };
+    ovs::init_node(&ovs, &node_config).await?;
     tracing::info!(node = %opts.node_name, bridge = %opts.bridge, datapath = %opts.datapath_type,
         %encap_ip, "node initialised");
 
@@ -133,6 +130,31 @@ async fn main() -> anyhow::Result<()> {
         metrics,
     );
     let sweeper = service.clone();
+    let adopted = service.adopt_plumbed();
+    if adopted > 0 {
+        tracing::info!(
+            ports = adopted,
+            "attachments plumbed by an earlier run taken over"
+        );
+    }
+    // A reset Open vSwitch database (ovs-ovn restarted on a fresh conf.db) loses the bridge,
+    // ovn-controller's settings and the pods' ports: put them back within seconds.
+    let keeper = service.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3));
+        loop {
+            tick.tick().await;
+            match keeper.restore(&node_config).await {
+                Ok(done) if done.ports > 0 => {
+                    tracing::info!(ports = done.ports, "ports restored in Open vSwitch");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "restoring the node's Open vSwitch state failed")
+                }
+            }
+        }
+    });
     let every = std::time::Duration::from_secs(opts.sweep_interval_secs.max(1));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);

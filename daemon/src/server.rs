@@ -68,6 +68,33 @@ struct Slot {
     busy: tokio::sync::Mutex<()>,
     /// How many DELs have come for the attachment: an ADD that started before one gives up.
     dels: tokio::sync::watch::Sender<u64>,
+    /// The OVS port of a plumbed attachment, to put back if the database loses it.
+    port: std::sync::Mutex<Option<ovs::PortSpec>>,
+}
+
+impl Slot {
+    fn set_port(&self, port: Option<ovs::PortSpec>) {
+        *self
+            .port
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = port;
+    }
+
+    fn port(&self) -> Option<ovs::PortSpec> {
+        self.port
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// What [`CniService::restore`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// The node's configuration was lost and written again (why).
+    pub reinitialised: Option<String>,
+    /// Ports of plumbed attachments put back.
+    pub ports: u32,
 }
 
 /// The attachments with an ADD or DEL under way, or plumbed and not yet deleted.
@@ -85,21 +112,32 @@ impl Slots {
                 Arc::new(Slot {
                     busy: tokio::sync::Mutex::new(()),
                     dels: tokio::sync::watch::Sender::new(0),
+                    port: std::sync::Mutex::new(None),
                 })
             })
             .clone()
     }
 
-    /// Forgets the attachment once nothing else uses its slot (after its DEL).
+    /// Forgets the attachment once it has no port and nothing else uses its slot (after its
+    /// DEL, or a failed ADD); whichever of a concurrent ADD and DEL ends last forgets it.
     fn forget(&self, container_id: &str, ifname: &str, slot: Arc<Slot>) {
         let mut map = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // The map's reference and `slot`: no ADD or DEL is waiting on it.
-        if Arc::strong_count(&slot) <= 2 {
+        if Arc::strong_count(&slot) <= 2 && slot.port().is_none() {
             map.remove(&(container_id.to_owned(), ifname.to_owned()));
         }
+    }
+
+    fn all(&self) -> Vec<Arc<Slot>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
     }
 
     fn len(&self) -> usize {
@@ -200,9 +238,16 @@ fn validate(r: &AttachmentRequest, verb: &str) -> Result<(), DaemonError> {
 
 impl<P: PodSource> CniService<P> {
     async fn do_add(&self, r: &AttachmentRequest) -> Result<AddResponse, DaemonError> {
-        let what = describe(r, "ADD");
         validate(r, "ADD")?;
         let slot = self.slots.get(&r.container_id, &r.ifname);
+        let result = self.add_in(r, &slot).await;
+        // Nothing plumbed (a failure, IPAM only): nothing to remember.
+        self.slots.forget(&r.container_id, &r.ifname, slot);
+        result
+    }
+
+    async fn add_in(&self, r: &AttachmentRequest, slot: &Slot) -> Result<AddResponse, DaemonError> {
+        let what = describe(r, "ADD");
         let mut dels = slot.dels.subscribe();
         let seen = *dels.borrow_and_update();
         let superseded = || DaemonError::Superseded { what: what.clone() };
@@ -260,6 +305,7 @@ impl<P: PodSource> CniService<P> {
             return Err(superseded());
         }
         let applied = self.applier().apply(attach, &what).await?;
+        slot.set_port(Some(attach.port.clone()));
         // The phase timings (µs) per attachment, for the one slow pod that a histogram hides;
         // plumbing = the kernel part (`kernel_us`: setup + veth + ethtool + configure +
         // handback) + the OVS port transaction.
@@ -413,6 +459,7 @@ impl<P: PodSource> CniService<P> {
             Ok(())
         } else {
             let _busy = slot.busy.lock().await;
+            slot.set_port(None);
             self.applier()
                 .remove(&r.container_id, &r.ifname)
                 .await
@@ -505,6 +552,7 @@ impl<P: PodSource> CniService<P> {
             let slot = self.slots.get(cid, ifname);
             let result = {
                 let _busy = slot.busy.lock().await;
+                slot.set_port(None);
                 self.applier().remove(cid, ifname).await
             };
             self.slots.forget(cid, ifname, slot);
@@ -518,6 +566,82 @@ impl<P: PodSource> CniService<P> {
         } else {
             Err(errors)
         }
+    }
+
+    /// Takes over the attachments an earlier run of the daemon plumbed (their ports in the
+    /// database), so [`CniService::restore`] knows them too. Returns how many.
+    pub fn adopt_plumbed(&self) -> usize {
+        let ports: Vec<ovs::PortSpec> = {
+            let replica = self.ovs.replica();
+            let Some(ifaces) = replica.table("Interface") else {
+                return 0;
+            };
+            ifaces
+                .by_external_id(
+                    crds::naming::EXTERNAL_ID_VENDOR.0,
+                    crds::naming::EXTERNAL_ID_VENDOR.1,
+                )
+                .filter_map(|row| {
+                    let ids = ovs::external_ids(row.get("external_ids"));
+                    let get = |k: &str| ids.get(k).map(|v| (*v).to_owned());
+                    Some(ovs::PortSpec {
+                        bridge: self.config.bridge.clone(),
+                        name: row.get("name")?.as_set().first()?.as_str()?.to_owned(),
+                        iface_id: get(keys::IFACE_ID)?,
+                        pod_name: get(keys::POD_NAME)?,
+                        pod_namespace: get(keys::POD_NAMESPACE)?,
+                        netns: get(keys::POD_NETNS).unwrap_or_default(),
+                        ips: get(keys::IP).unwrap_or_default(),
+                        container_id: get(keys::CONTAINER_ID)?,
+                        ifname: get(keys::IFNAME)?,
+                        provider: get(keys::PROVIDER).unwrap_or_default(),
+                    })
+                })
+                .collect()
+        };
+        for port in &ports {
+            let slot = self.slots.get(&port.container_id, &port.ifname);
+            if slot.port().is_none() {
+                slot.set_port(Some(port.clone()));
+            }
+        }
+        ports.len()
+    }
+
+    /// Puts the node back as it was initialised and plumbed after the local Open vSwitch
+    /// database lost it (an `ovs-ovn` restart on a fresh `conf.db`, a bridge deleted by hand):
+    /// runs node init again when [`ovs::node_drift`] finds a difference, then adds back the OVS
+    /// port of every attachment this daemon plumbed and has not deleted. Idempotent; the daemon
+    /// runs it every few seconds (ports of an earlier run count once [`CniService::adopt_plumbed`]
+    /// took them over at start).
+    pub async fn restore(&self, node: &ovs::NodeConfig) -> Result<Restored, ovs::OvsError> {
+        let mut done = Restored::default();
+        if let Some(drift) = ovs::node_drift(&self.ovs, node) {
+            tracing::warn!(%drift, bridge = %node.bridge,
+                "the node's Open vSwitch configuration was lost; initialising it again");
+            ovs::init_node(&self.ovs, node).await?;
+            done.reinitialised = Some(drift);
+        }
+        for slot in self.slots.all() {
+            // An ADD or DEL under way owns the attachment now.
+            let Ok(_busy) = slot.busy.try_lock() else {
+                continue;
+            };
+            let Some(port) = slot.port() else {
+                continue;
+            };
+            let present = self
+                .ovs
+                .replica()
+                .table("Interface")
+                .is_some_and(|t| t.by_name(&port.name).next().is_some());
+            if !present {
+                ovs::add_port(&self.ovs, &port).await?;
+                tracing::info!(port = %port.name, lsp = %port.iface_id, "port restored");
+                done.ports += 1;
+            }
+        }
+        Ok(done)
     }
 
     /// One sweep: removes ports of pods that no longer exist. Returns how many were removed.

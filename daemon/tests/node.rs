@@ -168,6 +168,7 @@ impl Lab {
         let ovs = Arc::new(ovs::connect(&node.node.db_remote()).await.unwrap());
         ovs::init_node(&ovs, &node.config).await.unwrap();
         let (service, server) = serve_daemon(&node.node, &self.pods, ovs.clone(), &node.socket);
+        service.adopt_plumbed();
         node.ovs = ovs;
         node.service = service;
         node.server = server;
@@ -470,6 +471,11 @@ async fn add_failures_are_clear_and_leave_nothing_behind() {
     let links =
         String::from_utf8_lossy(&a.exec(&["ip", "-o", "link"]).unwrap().stdout).into_owned();
     assert!(!links.contains("net1"), "veth left in the pod: {links}");
+    assert_eq!(
+        lab.nodes[0].service.tracked_attachments(),
+        0,
+        "failed ADDs are not remembered"
+    );
 }
 
 /// A DEL that arrives while the ADD of the same attachment still waits for its allocation
@@ -517,6 +523,76 @@ async fn a_del_during_an_add_leaves_no_port_behind() {
         String::from_utf8_lossy(&a.exec(&["ip", "-o", "link"]).unwrap().stdout).into_owned();
     assert!(!links.contains("net1"), "a veth outlived its DEL: {links}");
     assert_eq!(service.tracked_attachments(), 0);
+}
+
+/// The node's Open vSwitch database loses the bridge, ovn-controller's settings and the pods'
+/// ports (a reset `conf.db`, a bridge deleted by hand): the daemon's restore puts them back and
+/// the pods talk again, without any pod changing.
+#[tokio::test]
+async fn a_lost_bridge_and_ports_come_back_and_pods_talk_again() {
+    let lab = lab().await;
+    let (a, b) = (
+        NetnsGuard::create(&unique("kovn-pr")).unwrap(),
+        NetnsGuard::create(&unique("kovn-ps")).unwrap(),
+    );
+    lab.allocate("pr", "10.100.0.51", "00:00:00:00:00:51", &[]);
+    lab.allocate("ps", "10.100.0.52", "00:00:00:00:00:52", &[]);
+    lab.cni("ADD", "pr", "ctr-r", a.path().to_str().unwrap(), "")
+        .await
+        .unwrap();
+    lab.cni("ADD", "ps", "ctr-s", b.path().to_str().unwrap(), "")
+        .await
+        .unwrap();
+    assert!(ping(&a, "10.100.0.52"));
+    let node = &lab.nodes[0];
+    assert_eq!(
+        node.service.restore(&node.config).await.unwrap(),
+        Default::default(),
+        "nothing to restore on an intact node"
+    );
+
+    let db = format!("--db={}", node.node.db_remote());
+    for args in [
+        &["del-br", "br-int"][..],
+        &["remove", "Open_vSwitch", ".", "external_ids", "ovn-remote"],
+    ] {
+        let out = std::process::Command::new("ovs-vsctl")
+            .arg(&db)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ovs-vsctl {args:?}: {out:?}");
+    }
+    // The replica sees the loss before the restore looks.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while daemon::ovs::node_drift(&node.ovs, &node.config).is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the loss never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let done = node.service.restore(&node.config).await.unwrap();
+    assert!(done.reinitialised.is_some(), "{done:?}");
+    assert_eq!(done.ports, 2, "{done:?}");
+    assert_eq!(daemon::ovs::node_drift(&node.ovs, &node.config), None);
+    for cid in ["ctr-r", "ctr-s"] {
+        let host = daemon::naming::host_ifname(cid, "net1");
+        let lsp = crds::naming::lsp_name(
+            if cid == "ctr-r" { "pr" } else { "ps" },
+            "default",
+            PROVIDER,
+        );
+        daemon::ovs::wait_installed(&node.ovs, &host, &lsp, Duration::from_secs(30))
+            .await
+            .unwrap();
+    }
+    assert!(ping(&a, "10.100.0.52"), "no traffic after the restore");
+    // DEL still cleans up a restored port.
+    lab.cni("DEL", "ps", "ctr-s", b.path().to_str().unwrap(), "")
+        .await
+        .unwrap();
+    assert_eq!(node.service.restore(&node.config).await.unwrap().ports, 0);
 }
 
 #[tokio::test]
@@ -840,6 +916,11 @@ async fn a_daemon_restart_keeps_running_pods_and_serves_them_afterwards() {
     assert!(ping(&a, "10.100.0.52"));
 
     lab.restart_daemon(0).await;
+    assert_eq!(
+        lab.nodes[0].service.tracked_attachments(),
+        2,
+        "the new daemon took over the plumbed attachments"
+    );
 
     // The data path never depended on the daemon; the new daemon knows the old ports.
     assert!(
