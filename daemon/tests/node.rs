@@ -174,6 +174,15 @@ impl Lab {
         node.server = server;
     }
 
+    /// Whether node `i`'s database has the interface `host`.
+    fn has_port(&self, i: usize, host: &str) -> bool {
+        self.nodes[i]
+            .ovs
+            .replica()
+            .table("Interface")
+            .is_some_and(|t| t.by_name(host).next().is_some())
+    }
+
     /// The controller's part, done by hand: the LSP in NB and the pod annotations.
     fn allocate(&self, pod: &str, ip: &str, mac: &str, extra: &[(&str, &str)]) {
         let lsp = crds::naming::lsp_name(pod, "default", PROVIDER);
@@ -368,16 +377,7 @@ async fn two_pods_on_one_switch_talk_over_net1_and_del_cleans_up() {
     lab.cni("DEL", "pa", "ctr-a", a.path().to_str().unwrap(), "")
         .await
         .unwrap();
-    assert!(
-        lab.nodes[0]
-            .ovs
-            .replica()
-            .table("Interface")
-            .unwrap()
-            .by_name(&host)
-            .next()
-            .is_none()
-    );
+    assert!(!lab.has_port(0, &host));
     let links = lab.nodes[0]
         .node
         .netns()
@@ -392,16 +392,7 @@ async fn two_pods_on_one_switch_talk_over_net1_and_del_cleans_up() {
         .await
         .unwrap();
     let host_b = daemon::naming::host_ifname("ctr-b", "net1");
-    assert!(
-        lab.nodes[0]
-            .ovs
-            .replica()
-            .table("Interface")
-            .unwrap()
-            .by_name(&host_b)
-            .next()
-            .is_none()
-    );
+    assert!(!lab.has_port(0, &host_b));
 }
 
 #[tokio::test]
@@ -457,17 +448,7 @@ async fn add_failures_are_clear_and_leave_nothing_behind() {
     assert!(err.msg.contains("ovn-installed"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(60));
     let host = daemon::naming::host_ifname("ctr-e", "net1");
-    assert!(
-        lab.nodes[0]
-            .ovs
-            .replica()
-            .table("Interface")
-            .unwrap()
-            .by_name(&host)
-            .next()
-            .is_none(),
-        "port left behind"
-    );
+    assert!(!lab.has_port(0, &host), "port left behind");
     let links =
         String::from_utf8_lossy(&a.exec(&["ip", "-o", "link"]).unwrap().stdout).into_owned();
     assert!(!links.contains("net1"), "veth left in the pod: {links}");
@@ -508,17 +489,7 @@ async fn a_del_during_an_add_leaves_no_port_behind() {
     let err = added.unwrap_err();
     assert!(err.msg.contains("DEL of this attachment arrived"), "{err}");
     let host = daemon::naming::host_ifname("ctr-d", "net1");
-    assert!(
-        lab.nodes[0]
-            .ovs
-            .replica()
-            .table("Interface")
-            .unwrap()
-            .by_name(&host)
-            .next()
-            .is_none(),
-        "a port outlived its DEL"
-    );
+    assert!(!lab.has_port(0, &host), "a port outlived its DEL");
     let links =
         String::from_utf8_lossy(&a.exec(&["ip", "-o", "link"]).unwrap().stdout).into_owned();
     assert!(!links.contains("net1"), "a veth outlived its DEL: {links}");
@@ -614,14 +585,7 @@ async fn status_gc_and_sweep_remove_only_what_is_stale() {
         .unwrap();
     let present = |cid: &str| {
         let host = daemon::naming::host_ifname(cid, "net1");
-        lab.nodes[0]
-            .ovs
-            .replica()
-            .table("Interface")
-            .unwrap()
-            .by_name(&host)
-            .next()
-            .is_some()
+        lab.has_port(0, &host)
     };
 
     // GC is per network: another network's GC, with no valid attachment, removes none of
@@ -935,16 +899,7 @@ async fn a_daemon_restart_keeps_running_pods_and_serves_them_afterwards() {
         .await
         .unwrap();
     let host = daemon::naming::host_ifname("ctr-s", "net1");
-    assert!(
-        lab.nodes[0]
-            .ovs
-            .replica()
-            .table("Interface")
-            .unwrap()
-            .by_name(&host)
-            .next()
-            .is_none()
-    );
+    assert!(!lab.has_port(0, &host));
     let c = NetnsGuard::create(&unique("kovn-pt")).unwrap();
     lab.allocate("pt", "10.100.0.53", "00:00:00:00:00:53", &[]);
     lab.cni("ADD", "pt", "ctr-t", c.path().to_str().unwrap(), "")
