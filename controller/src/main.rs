@@ -6,9 +6,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use controller::leader;
-use controller::metrics::{self, Metrics};
+use controller::metrics::Metrics;
 use controller::options::{LogFormat, Options, translate_upstream_flags};
 use controller::run::{self, RunConfig};
+use crds::admin;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -54,19 +55,19 @@ async fn main() -> anyhow::Result<()> {
     let client = kube::Client::try_from(kube_config)?;
     let metrics = Arc::new(Metrics::new());
     // Served by every replica, leader or not, so a follower is visibly alive.
-    if let Some(addr) = metrics::parse_addr(&options.metrics_addr)? {
-        let listener = metrics::bind(addr).await?;
-        tracing::info!(%addr, "serving metrics on /metrics");
-        tokio::spawn(metrics::serve(
+    if let Some(addr) = admin::parse_addr("--metrics-addr", &options.metrics_addr)? {
+        let listener = admin::bind("--metrics-addr", addr).await?;
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+        tokio::spawn(admin::serve(
             listener,
-            metrics.clone(),
+            metrics.admin_routes(),
             std::future::pending(),
         ));
     }
     // Every replica answers admission requests, leader or not (the Service picks any).
-    if let Some(addr) = controller::webhook::parse_addr(&options.webhook_addr)? {
+    if let Some(addr) = admin::parse_addr("--webhook-addr", &options.webhook_addr)? {
         let tls = controller::webhook::acceptor(&options.webhook_cert_dir)?;
-        let listener = controller::webhook::bind(addr).await?;
+        let listener = admin::bind("--webhook-addr", addr).await?;
         tracing::info!(%addr, path = controller::webhook::PATH, "serving the pod admission webhook");
         tokio::spawn(controller::webhook::serve(
             listener,

@@ -1,4 +1,4 @@
-//! Prometheus metrics of the controller and the HTTP endpoint that serves them.
+//! Prometheus metrics of the controller.
 //!
 //! Families (prefix `kube_ovn_controller_`, latencies in seconds):
 //! - `reconcile_duration_seconds{controller, result}`: every reconcile of `vpc`, `subnet` and
@@ -12,23 +12,13 @@
 //! - `ipam_addresses{subnet, family, state}`: per subnet and address family, the addresses
 //!   `used` and still `available`, read from the allocator at scrape time (so never stale).
 //!
-//! [`serve`] exposes the registry on `GET /metrics` in the OpenMetrics text format.
-//!
-//! The HTTP part mirrors `daemon::metrics` rather than sharing it: the two binaries share only
-//! domain libraries (`crds`, `ipam`, `ovn-api`), where an HTTP server does not belong, and
-//! depending on `cni` (the daemon's crate for it) would pull its gRPC stack into the controller
-//! for ~60 lines of hyper glue.
+//! [`Metrics::render`] is what `GET /metrics` of the admin endpoint ([`crds::admin`], shared
+//! with the daemon) answers; [`Metrics::admin_routes`] adds the controller's health checks.
 
-use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::future::Future;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -36,9 +26,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-
-/// The content type of the OpenMetrics text exposition, which Prometheus negotiates.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The outcome label of an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -262,6 +249,14 @@ impl Metrics {
         })
     }
 
+    /// The admin endpoint of a controller replica, leader or standby: these metrics; `/healthz`
+    /// and `/readyz` answer `ok` while the process serves (a standby is ready to take over, and
+    /// a leader that loses its lease exits, so the kubelet sees no stuck replica).
+    pub fn admin_routes(self: &Arc<Self>) -> crds::admin::Routes {
+        let me = self.clone();
+        crds::admin::Routes::metrics_only(Arc::new(move || me.render()))
+    }
+
     /// The registry in the OpenMetrics text format (ends with `# EOF`).
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -272,104 +267,6 @@ impl Metrics {
         }
         out
     }
-}
-
-/// A failure of the metrics endpoint.
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
-    /// The listen address is not `host:port`.
-    #[error("metrics address {addr:?} is not a socket address (host:port): {source}")]
-    Address {
-        /// What was given.
-        addr: String,
-        /// The parse error.
-        source: std::net::AddrParseError,
-    },
-    /// Binding the listener failed.
-    #[error("binding the metrics endpoint on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// The error.
-        source: std::io::Error,
-    },
-}
-
-/// Parses `--metrics-addr`: empty disables the endpoint (`None`).
-pub fn parse_addr(addr: &str) -> Result<Option<std::net::SocketAddr>, MetricsError> {
-    let addr = addr.trim();
-    if addr.is_empty() {
-        return Ok(None);
-    }
-    addr.parse()
-        .map(Some)
-        .map_err(|source| MetricsError::Address {
-            addr: addr.to_owned(),
-            source,
-        })
-}
-
-/// Binds the metrics listener (separately from [`serve`], so a bad address fails at start).
-pub async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, MetricsError> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| MetricsError::Bind { addr, source })
-}
-
-/// Longest a client may take to send its request headers (a stuck scraper holds no task longer).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves `GET /metrics` from `metrics` on `listener` (HTTP/1.1) until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    shutdown: impl Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // EMFILE and the like clear when other connections close: back off briefly
-                    // instead of spinning on accept.
-                    tracing::warn!(error = %e, "metrics endpoint: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let metrics = metrics.clone();
-                async move { Ok::<_, Infallible>(respond(&metrics, &req)) }
-            });
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "metrics connection ended with an error");
-            }
-        });
-    }
-}
-
-fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET || req.uri().path() != "/metrics" {
-        let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
-        *r.status_mut() = StatusCode::NOT_FOUND;
-        return r;
-    }
-    let mut r = Response::new(Full::new(Bytes::from(metrics.render())));
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(CONTENT_TYPE),
-    );
-    r
 }
 
 #[cfg(test)]
@@ -428,61 +325,5 @@ mod tests {
         // A stopped controller's allocator is not reported (nor kept alive).
         drop(ipam);
         assert!(!m.render().contains("subnet=\"s1\""));
-    }
-
-    #[test]
-    fn an_empty_address_disables_the_endpoint_and_a_bad_one_is_an_error() {
-        assert_eq!(parse_addr("").unwrap(), None);
-        assert_eq!(
-            parse_addr("0.0.0.0:10660").unwrap(),
-            Some("0.0.0.0:10660".parse().unwrap())
-        );
-        let err = parse_addr("localhost").unwrap_err().to_string();
-        assert!(err.contains("localhost"), "{err}");
-    }
-
-    async fn http(addr: std::net::SocketAddr, request: &str) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut out = String::new();
-        stream.read_to_string(&mut out).await.unwrap();
-        out
-    }
-
-    #[tokio::test]
-    async fn serves_metrics_on_get_and_404_elsewhere() {
-        let m = Arc::new(Metrics::new());
-        m.observe_reconcile("vpc", Outcome::Ok, Duration::from_millis(1));
-        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, m.clone(), async {
-            let _ = stopped.await;
-        }));
-        let ok = http(
-            addr,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await;
-        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
-        assert!(
-            ok.contains(&format!("content-type: {CONTENT_TYPE}")),
-            "{ok}"
-        );
-        assert!(
-            ok.contains(
-                r#"kube_ovn_controller_reconcile_duration_seconds_count{controller="vpc",result="ok"} 1"#
-            ),
-            "{ok}"
-        );
-        let missing = http(
-            addr,
-            "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await;
-        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
-        stop.send(()).unwrap();
-        server.await.unwrap();
     }
 }

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use daemon::metrics::{self, Metrics};
+use crds::admin;
+use daemon::metrics::Metrics;
 use daemon::options::{Options, translate_upstream_flags};
 use daemon::ovs::{self, NodeConfig};
 use daemon::pods::KubePods;
@@ -80,15 +81,11 @@ async fn main() -> anyhow::Result<()> {
         %encap_ip, "node initialised");
 
     let metrics = Arc::new(Metrics::new());
-    if let Some(addr) = metrics::parse_addr(&opts.metrics_addr)? {
-        let listener = metrics::bind(addr).await?;
-        tracing::info!(%addr, "serving metrics on /metrics");
-        tokio::spawn(metrics::serve(
-            listener,
-            metrics.clone(),
-            std::future::pending(),
-        ));
-    }
+    // Bound now, so a bad address fails at start; served once the service exists.
+    let admin = match admin::parse_addr("--metrics-addr", &opts.metrics_addr)? {
+        Some(addr) => Some((addr, admin::bind("--metrics-addr", addr).await?)),
+        None => None,
+    };
 
     let mut tunnel_task = None;
     if let Some(nic) = opts.tunnel_nic().filter(|_| opts.datapath_type == "netdev") {
@@ -130,6 +127,14 @@ async fn main() -> anyhow::Result<()> {
         metrics,
     );
     let sweeper = service.clone();
+    if let Some((addr, listener)) = admin {
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+        tokio::spawn(admin::serve(
+            listener,
+            service.admin_routes(),
+            std::future::pending(),
+        ));
+    }
     let adopted = service.adopt_plumbed();
     if adopted > 0 {
         tracing::info!(

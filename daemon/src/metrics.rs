@@ -1,4 +1,4 @@
-//! Prometheus metrics of the daemon and the HTTP endpoint that serves them.
+//! Prometheus metrics of the daemon.
 //!
 //! Two histogram families, in seconds:
 //! - `kube_ovn_cni_op_duration_seconds{verb, result}`: every CNI verb the plugin calls, as the
@@ -9,26 +9,16 @@
 //!   is recorded when it ends, whether it succeeded or not, so timeouts show up at their length.
 //!
 //! They cover upstream's `cni_op_latency_seconds`, `cni_wait_address_seconds_total` and
-//! `cni_wait_connectivity_seconds_total` as histograms. [`serve`] exposes the registry on
-//! `GET /metrics` in the OpenMetrics text format; every other request gets 404.
+//! `cni_wait_connectivity_seconds_total` as histograms. [`Metrics::render`] is what
+//! `GET /metrics` of the admin endpoint ([`crds::admin`]) answers.
 
-use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-
-/// The content type of the OpenMetrics text exposition, which Prometheus negotiates.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The CNI verbs the daemon serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -206,105 +196,6 @@ impl Metrics {
     }
 }
 
-/// A failure of the metrics endpoint.
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
-    /// The listen address is not `host:port`.
-    #[error("metrics address {addr:?} is not a socket address (host:port): {source}")]
-    Address {
-        /// What was given.
-        addr: String,
-        /// The parse error.
-        source: std::net::AddrParseError,
-    },
-    /// Binding the listener failed.
-    #[error("binding the metrics endpoint on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// The error.
-        source: std::io::Error,
-    },
-}
-
-/// Parses `--metrics-addr`: empty disables the endpoint (`None`).
-pub fn parse_addr(addr: &str) -> Result<Option<std::net::SocketAddr>, MetricsError> {
-    let addr = addr.trim();
-    if addr.is_empty() {
-        return Ok(None);
-    }
-    addr.parse()
-        .map(Some)
-        .map_err(|source| MetricsError::Address {
-            addr: addr.to_owned(),
-            source,
-        })
-}
-
-/// Binds the metrics listener (separately from [`serve`], so a bad address fails at start).
-pub async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, MetricsError> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| MetricsError::Bind { addr, source })
-}
-
-/// Longest a client may take to send its request headers (a stuck scraper holds no task longer).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves `GET /metrics` from `metrics` on `listener` (HTTP/1.1) until `shutdown` resolves.
-/// Connections in progress finish on their own.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    shutdown: impl Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Such errors (EMFILE, ECONNABORTED) are transient or need other connections
-                    // to close first; back off briefly instead of spinning on accept.
-                    tracing::warn!(error = %e, "metrics endpoint: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let metrics = metrics.clone();
-                async move { Ok::<_, Infallible>(respond(&metrics, &req)) }
-            });
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "metrics connection ended with an error");
-            }
-        });
-    }
-}
-
-fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET || req.uri().path() != "/metrics" {
-        let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
-        *r.status_mut() = StatusCode::NOT_FOUND;
-        return r;
-    }
-    let mut r = Response::new(Full::new(Bytes::from(metrics.render())));
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(CONTENT_TYPE),
-    );
-    r
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,69 +241,5 @@ mod tests {
         assert_eq!(m.op_count(Verb::Check, "ok"), 0);
         assert_eq!(m.phase_count(AddPhase::Plumbing), 1);
         assert_eq!(m.phase_count(AddPhase::WaitAllocation), 0);
-    }
-
-    #[test]
-    fn an_empty_address_disables_the_endpoint_and_a_bad_one_is_an_error() {
-        assert_eq!(parse_addr("").unwrap(), None);
-        assert_eq!(
-            parse_addr("0.0.0.0:10665").unwrap(),
-            Some("0.0.0.0:10665".parse().unwrap())
-        );
-        let err = parse_addr("localhost").unwrap_err().to_string();
-        assert!(err.contains("localhost"), "{err}");
-    }
-
-    /// One raw HTTP/1.1 request; returns the whole response.
-    async fn http(addr: std::net::SocketAddr, request: &str) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut out = String::new();
-        stream.read_to_string(&mut out).await.unwrap();
-        out
-    }
-
-    #[tokio::test]
-    async fn serves_metrics_on_get_and_404_elsewhere() {
-        let m = Arc::new(Metrics::new());
-        m.observe_op(Verb::Add, None, Duration::from_millis(1));
-        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, m.clone(), async {
-            let _ = stopped.await;
-        }));
-
-        let ok = http(
-            addr,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await;
-        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
-        assert!(
-            ok.contains(&format!("content-type: {CONTENT_TYPE}")),
-            "{ok}"
-        );
-        assert!(
-            ok.contains(r#"kube_ovn_cni_op_duration_seconds_count{verb="ADD",result="ok"} 1"#),
-            "{ok}"
-        );
-        assert!(ok.ends_with("# EOF\n"), "{ok}");
-
-        for request in [
-            "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            "GET /metricsx HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        ] {
-            let resp = http(addr, request).await;
-            assert!(
-                resp.starts_with("HTTP/1.1 404 Not Found\r\n"),
-                "{request}: {resp}"
-            );
-        }
-
-        stop.send(()).unwrap();
-        server.await.unwrap();
     }
 }

@@ -472,6 +472,26 @@ impl<P: PodSource> CniService<P> {
         removed
     }
 
+    /// Whether this node can plumb attachments: a session to the local Open vSwitch database
+    /// and the integration bridge in it. The admin endpoint's `/healthz` and `/readyz`.
+    pub fn health(&self) -> Result<(), String> {
+        self.do_status().map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// The admin endpoint: this service's metrics and [`CniService::health`].
+    pub fn admin_routes(self: &Arc<Self>) -> crds::admin::Routes {
+        let (metrics, me) = (self.metrics.clone(), Arc::downgrade(self));
+        let check: crds::admin::Check = Arc::new(move || match me.upgrade() {
+            Some(service) => service.health(),
+            None => Err("the CNI service has stopped".into()),
+        });
+        crds::admin::Routes {
+            metrics: Arc::new(move || metrics.render()),
+            healthz: check.clone(),
+            readyz: check,
+        }
+    }
+
     fn do_status(&self) -> Result<StatusResponse, DaemonError> {
         let Some(remote) = self.ovs.current_remote() else {
             return Err(DaemonError::NotAvailable {

@@ -812,17 +812,20 @@ async fn add_and_del_are_recorded_in_the_metrics() {
     );
 
     // The same figures as a Prometheus scrape of the daemon's endpoint sees them.
-    let listener = daemon::metrics::bind("127.0.0.1:0".parse().unwrap())
+    let listener = crds::admin::bind("--metrics-addr", "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let served = tokio::spawn(daemon::metrics::serve(
+    let served = tokio::spawn(crds::admin::serve(
         listener,
-        metrics.clone(),
+        lab.nodes[0].service.admin_routes(),
         std::future::pending(),
     ));
-    let scraped = scrape(addr).await;
+    let scraped = scrape(addr, "/metrics").await;
+    // The node is healthy: a session to OVS and br-int.
+    let health = scrape(addr, "/healthz").await;
     served.abort();
+    assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
     assert!(scraped.starts_with("HTTP/1.1 200 OK\r\n"), "{scraped}");
     for series in [
         r#"kube_ovn_cni_op_duration_seconds_count{verb="ADD",result="ok"} 1"#.to_owned(),
@@ -847,12 +850,14 @@ async fn add_and_del_are_recorded_in_the_metrics() {
     assert!(sum > 0.0 && sum < 13.0, "ADD took {sum} s");
 }
 
-/// `GET /metrics` over plain HTTP/1.1; the whole response.
-async fn scrape(addr: std::net::SocketAddr) -> String {
+/// `GET <path>` over plain HTTP/1.1; the whole response.
+async fn scrape(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await
         .unwrap();
     let mut out = String::new();
