@@ -561,11 +561,19 @@ spec:
           containerPort: {{ int $cfg.controller.metricsPort }}
         - name: webhook
           containerPort: 8443
+        readinessProbe:
+          httpGet:
+            path: /readyz
+            port: metrics
+          periodSeconds: 10
+          timeoutSeconds: 5
         livenessProbe:
-          tcpSocket:
+          httpGet:
+            path: /healthz
             port: metrics
           initialDelaySeconds: 10
           periodSeconds: 10
+          timeoutSeconds: 5
         volumeMounts:
         - name: webhook-tls
           mountPath: /etc/kube-ovn/webhook
@@ -751,16 +759,21 @@ spec:
           periodSeconds: 5
           timeoutSeconds: 30
           failureThreshold: 20
+        # /readyz and /healthz: a session to the node's Open vSwitch database and br-int in it
+        # (the daemon puts a lost bridge back within seconds; a restart is the last resort).
         readinessProbe:
-          exec:
-            command: [/bin/sh, -c, {{ printf "test -S %s" $cfg.cni.socket | quote }}]
+          httpGet:
+            path: /readyz
+            port: metrics
           periodSeconds: 5
           timeoutSeconds: 5
         livenessProbe:
-          tcpSocket:
+          httpGet:
+            path: /healthz
             port: metrics
-          initialDelaySeconds: 10
           periodSeconds: 10
+          timeoutSeconds: 5
+          failureThreshold: 3
         {{- with $cfg.cni.resources }}
         resources:
           {{- toYaml . | nindent 10 }}
