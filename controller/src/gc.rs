@@ -1,6 +1,10 @@
 //! Garbage collection: addresses, IP CRs, logical switch ports and their QoS rows whose owner is
 //! gone; switches, routers and DHCP rows whose Subnet or Vpc is gone.
 //!
+//! A pod gives its addresses back when it is gone, when it has finished (`Succeeded` or
+//! `Failed`: Jobs, evictions), or when its deletion's grace period has ended; a terminating pod
+//! keeps them until then, since its containers still use them ([`holds_addresses`]).
+//!
 //! Runs at start, on an interval, and promptly after a pod with attachments is deleted. Only
 //! our own objects are touched (IP CRs, and NB rows with `external_ids:vendor=kube-ovn`).
 //! Two things are kept on purpose: the records of StatefulSet pods their StatefulSet will
@@ -72,6 +76,16 @@ pub async fn release_unwanted(
     Ok(())
 }
 
+/// Whether a pod that exists and has not finished still holds its addresses: yes until its
+/// deletion's grace period has ended (`deletionTimestamp` is when it ends). A terminating pod's
+/// containers run until then, so its address must not go to another pod before.
+pub fn holds_addresses(
+    deletion: Option<k8s_openapi::jiff::Timestamp>,
+    now: k8s_openapi::jiff::Timestamp,
+) -> bool {
+    deletion.is_none_or(|end| end > now)
+}
+
 /// The StatefulSet name and ordinal of one of its pods' names (`<set>-<ordinal>`).
 pub fn statefulset_ordinal(pod: &str) -> Option<(&str, u32)> {
     let (set, ordinal) = pod.rsplit_once('-')?;
@@ -116,12 +130,15 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
     let ips: Api<IP> = Api::all(ctx.client.clone());
     let records = ips.list(&ListParams::default()).await?.items;
     let pods: Api<Pod> = Api::all(ctx.client.clone());
+    // Finished pods (Jobs, evictions) give their addresses back; the server filters them.
+    let running = ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed");
+    let now = k8s_openapi::jiff::Timestamp::now();
     let live: BTreeSet<(String, String)> = pods
-        .list_metadata(&ListParams::default())
+        .list_metadata(&running)
         .await?
         .items
         .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| holds_addresses(p.metadata.deletion_timestamp.as_ref().map(|t| t.0), now))
         .map(|p| {
             (
                 p.metadata.namespace.unwrap_or_default(),
@@ -235,6 +252,16 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_terminating_pod_holds_its_addresses_until_its_grace_period_ends() {
+        let now = k8s_openapi::jiff::Timestamp::from_second(1_000).unwrap();
+        let at = |s| Some(k8s_openapi::jiff::Timestamp::from_second(s).unwrap());
+        assert!(holds_addresses(None, now));
+        assert!(holds_addresses(at(1_030), now), "30 s of grace left");
+        assert!(!holds_addresses(at(1_000), now));
+        assert!(!holds_addresses(at(970), now));
+    }
 
     #[test]
     fn statefulset_pod_names_give_set_and_ordinal() {
