@@ -32,6 +32,8 @@ pub struct Context {
     pub gc_suspects: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     /// The IP CR spec this controller last wrote per attachment key.
     pub written_ips: crate::ip::Written,
+    /// Attachments allocated whose IP CR is being written (the GC leaves their leases alone).
+    pub pending_ips: crate::ip::Pending,
     /// Consecutive failures per object, for growing retry delays.
     pub retries: crate::retry::Retries,
     /// Tasks that feed this context (the caches' watches); they stop when the context is
@@ -83,6 +85,7 @@ impl Context {
             recorder,
             gc_suspects: Arc::default(),
             written_ips: crate::ip::Written::default(),
+            pending_ips: crate::ip::Pending::default(),
             retries: crate::retry::Retries::default(),
             background: Vec::new(),
         }

@@ -174,7 +174,7 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
     // it to the next pod while this one holds it).
     let deleted: Vec<(String, crds::IPSpec)> = leases
         .iter()
-        .filter(|k| !recorded.contains(*k))
+        .filter(|k| !recorded.contains(*k) && !ctx.pending_ips.contains(k))
         .filter_map(|k| ctx.written_ips.get(k).map(|spec| (k.clone(), spec)))
         .filter(|(_, spec)| live.contains(&(spec.namespace.clone(), spec.pod_name.clone())))
         .collect();
@@ -234,9 +234,10 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
         tracing::info!(%port, "QoS rows name a port that does not exist; deleting them");
         report.qos += nb::delete_qos(&ctx.nb, &port).await?;
     }
+    // Checked last: a record still being created was maybe not listed above.
     let orphans: BTreeSet<String> = leases
         .into_iter()
-        .filter(|k| !recorded.contains(k))
+        .filter(|k| !recorded.contains(k) && !ctx.pending_ips.contains(k))
         .collect();
     let mut suspects = ctx.gc_suspects.lock().unwrap_or_else(|e| e.into_inner());
     for key in orphans.intersection(&suspects) {

@@ -456,6 +456,8 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
     }
     let existed = ctx.ipam.get(&key).is_some();
     let request = request_for(pod, planned).map_err(|e| e.to_string())?;
+    // From the allocation until the record's create has answered.
+    let _recording = ctx.pending_ips.hold(&key);
     let lease = ctx
         .ipam
         .allocate(subnet, &key, &request)

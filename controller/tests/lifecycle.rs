@@ -504,3 +504,44 @@ async fn a_terminating_pod_keeps_its_address_and_a_finished_one_gives_it_back() 
     assert!(ctx.ipam.get(&done).is_none());
     assert!(!nb_server.nbctl(&["show"]).unwrap().contains(&done));
 }
+
+/// A lease whose IP CR is still being created (a slow apiserver) is no orphan: back-to-back
+/// collections leave it; once nothing is recording it, the second collection that finds it
+/// without a record releases it.
+#[tokio::test]
+async fn a_lease_whose_record_is_on_its_way_survives_back_to_back_collections() {
+    let Bed {
+        _cp,
+        client: _client,
+        nb_server: _nb,
+        ctx,
+        controller,
+    } = bed().await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while ctx.ipam.lock().subnet_info("subnet-sts").is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the subnet never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Collections from here on are this test's only.
+    controller.abort();
+    let key = format!("slow.default.{PROVIDER}");
+    ctx.ipam
+        .allocate("subnet-sts", &key, &ipam::Request::random())
+        .unwrap();
+    {
+        let _on_its_way = ctx.pending_ips.hold(&key);
+        for _ in 0..3 {
+            let report = controller::gc::collect(&ctx).await.unwrap();
+            assert_eq!(report.leases, 0, "{report:?}");
+        }
+        assert!(ctx.ipam.get(&key).is_some());
+    }
+    let first = controller::gc::collect(&ctx).await.unwrap();
+    assert_eq!(first.leases, 0, "suspected at the first: {first:?}");
+    let second = controller::gc::collect(&ctx).await.unwrap();
+    assert_eq!(second.leases, 1, "{second:?}");
+    assert!(ctx.ipam.get(&key).is_none());
+}
