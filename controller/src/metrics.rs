@@ -15,7 +15,6 @@
 //! [`Metrics::render`] is what `GET /metrics` of the admin endpoint ([`crds::admin`], shared
 //! with the daemon) answers; [`Metrics::admin_routes`] adds the controller's health checks.
 
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -90,60 +89,121 @@ struct IpamUsage {
     ipam: Mutex<Weak<ipam::SharedIpam>>,
 }
 
-impl Collector for IpamUsage {
-    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+/// One subnet's addresses in one family, as the allocator counts them now.
+struct FamilyUsage {
+    subnet: String,
+    family: &'static str,
+    cidr: String,
+    // u128: an IPv6 /64 has more addresses than u64 counts.
+    used: u128,
+    available: u128,
+}
+
+impl IpamUsage {
+    fn samples(&self) -> Vec<FamilyUsage> {
         let source = self
             .ipam
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .upgrade();
         let mut samples = Vec::new();
-        if let Some(ipam) = source {
-            let ipam = ipam.lock();
-            for subnet in ipam.subnet_names() {
-                let Ok(c) = ipam.counters(&subnet) else {
-                    continue;
-                };
-                for (family, used, available, present) in [
-                    (
-                        "ipv4",
-                        c.v4_using,
-                        c.v4_available,
-                        c.v4_using + c.v4_available > 0,
-                    ),
-                    (
-                        "ipv6",
-                        c.v6_using,
-                        c.v6_available,
-                        c.v6_using + c.v6_available > 0,
-                    ),
-                ] {
-                    if !present {
-                        continue;
-                    }
-                    // Gauges are f64: exact up to 2^53, ample for any address count one reads.
-                    #[allow(clippy::cast_precision_loss)]
-                    for (state, n) in [("used", used as f64), ("available", available as f64)] {
-                        samples.push((
-                            UsageLabels {
-                                subnet: subnet.clone(),
-                                family,
-                                state,
-                            },
-                            n,
-                        ));
-                    }
+        let Some(ipam) = source else {
+            return samples;
+        };
+        let ipam = ipam.lock();
+        for subnet in ipam.subnet_names() {
+            let (Ok(c), Ok(info)) = (ipam.counters(&subnet), ipam.subnet_info(&subnet)) else {
+                continue;
+            };
+            let cidr = |v4: bool| {
+                info.cidrs
+                    .iter()
+                    .find(|n| matches!(n, ipnet::IpNet::V4(_)) == v4)
+                    .map(ToString::to_string)
+            };
+            for (family, used, available, cidr) in [
+                ("ipv4", c.v4_using, c.v4_available, cidr(true)),
+                ("ipv6", c.v6_using, c.v6_available, cidr(false)),
+            ] {
+                if let Some(cidr) = cidr {
+                    samples.push(FamilyUsage {
+                        subnet: subnet.clone(),
+                        family,
+                        cidr,
+                        used,
+                        available,
+                    });
                 }
             }
         }
+        samples
+    }
+}
+
+impl Collector for IpamUsage {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let samples = self.samples();
         let mut metric = encoder.encode_descriptor(
             "ipam_addresses",
             "Addresses per subnet and family: used, and still available",
             None,
             MetricType::Gauge,
         )?;
-        for (labels, n) in &samples {
-            ConstGauge::new(*n).encode(metric.encode_family(labels)?)?;
+        for u in &samples {
+            // Gauges are f64: exact up to 2^53, ample for any address count one reads.
+            #[allow(clippy::cast_precision_loss)]
+            for (state, n) in [("used", u.used as f64), ("available", u.available as f64)] {
+                let labels = UsageLabels {
+                    subnet: u.subnet.clone(),
+                    family: u.family,
+                    state,
+                };
+                ConstGauge::new(n).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct UpstreamUsageLabels {
+    subnet_name: String,
+    protocol: &'static str,
+    subnet_cidr: String,
+}
+
+/// Upstream Kube-OVN's series for the same counts, under its names and labels
+/// (`subnet_available_ip_count`, `subnet_used_ip_count`; `protocol` `IPv4` or `IPv6`, one
+/// series per family of a dual-stack subnet), so its dashboards and alerts work unchanged.
+#[derive(Debug)]
+struct UpstreamUsage(Arc<IpamUsage>);
+
+impl Collector for UpstreamUsage {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let samples = self.0.samples();
+        for (name, help, used) in [
+            (
+                "subnet_available_ip_count",
+                "The available num of ip address in subnet",
+                false,
+            ),
+            (
+                "subnet_used_ip_count",
+                "The used num of ip address in subnet",
+                true,
+            ),
+        ] {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for u in &samples {
+                let labels = UpstreamUsageLabels {
+                    subnet_name: u.subnet.clone(),
+                    protocol: if u.family == "ipv4" { "IPv4" } else { "IPv6" },
+                    subnet_cidr: u.cidr.clone(),
+                };
+                #[allow(clippy::cast_precision_loss)]
+                let n = if used { u.used } else { u.available } as f64;
+                ConstGauge::new(n).encode(metric.encode_family(&labels)?)?;
+            }
         }
         Ok(())
     }
@@ -153,6 +213,8 @@ impl Collector for IpamUsage {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// Series under upstream Kube-OVN's names (no `kube_ovn_controller_` prefix).
+    upstream: Registry,
     reconciles: HistogramFamily<ReconcileLabels>,
     attachments: HistogramFamily<ResultLabels>,
     transactions: HistogramFamily<ResultLabels>,
@@ -194,8 +256,12 @@ impl Metrics {
             transactions.clone(),
         );
         registry.register_collector(Box::new(usage.clone()));
+        let mut upstream = Registry::default();
+        upstream.register_collector(Box::new(UpstreamUsage(usage.clone())));
+        upstream.register_collector(Box::new(crds::admin::ProcessCollector));
         Self {
             registry,
+            upstream,
             reconciles,
             attachments,
             transactions,
@@ -259,13 +325,7 @@ impl Metrics {
 
     /// The registry in the OpenMetrics text format (ends with `# EOF`).
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail; an encoder error would be a bug in the encoder,
-        // and a scrape should still get a well-formed (if partial) answer.
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            let _ = writeln!(out, "# EOF");
-        }
-        out
+        crds::admin::render(&[&self.registry, &self.upstream])
     }
 }
 
@@ -312,6 +372,24 @@ mod tests {
             Some(252.0),
             "{text}"
         );
+        // Upstream's names and labels for the same counts, one series per family.
+        for (series, n) in [
+            (
+                r#"subnet_used_ip_count{subnet_name="s1",protocol="IPv4",subnet_cidr="10.0.0.0/24"}"#,
+                1.0,
+            ),
+            (
+                r#"subnet_available_ip_count{subnet_name="s1",protocol="IPv4",subnet_cidr="10.0.0.0/24"}"#,
+                252.0,
+            ),
+            (
+                r#"subnet_used_ip_count{subnet_name="s1",protocol="IPv6",subnet_cidr="fd00::/120"}"#,
+                1.0,
+            ),
+        ] {
+            assert_eq!(m.sample(series), Some(n), "{series} in\n{text}");
+        }
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
         assert!(
             text.contains("# TYPE kube_ovn_controller_ipam_addresses gauge"),
             "{text}"

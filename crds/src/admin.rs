@@ -92,6 +92,149 @@ impl Routes {
     }
 }
 
+/// `registries` in one OpenMetrics text exposition (one `# EOF` at the end). Writing into a
+/// String cannot fail; an encoder error would be a bug in the encoder, and a scrape still gets
+/// a well-formed (if partial) answer.
+pub fn render(registries: &[&prometheus_client::registry::Registry]) -> String {
+    let mut out = String::new();
+    for registry in registries {
+        let mut one = String::new();
+        if prometheus_client::encoding::text::encode_registry(&mut one, registry).is_ok() {
+            out.push_str(&one);
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+/// The `process_*` series Prometheus' client libraries export (CPU seconds, resident and
+/// virtual memory, open and maximum file descriptors, start time), read from `/proc/self` at
+/// scrape time. Nothing is reported where `/proc` cannot be read.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProcessCollector;
+
+/// What [`ProcessCollector`] reads.
+#[derive(Debug, Default, PartialEq)]
+struct ProcessStats {
+    cpu_seconds: f64,
+    resident_bytes: f64,
+    virtual_bytes: f64,
+    start_time_seconds: f64,
+}
+
+/// Linux's `USER_HZ`, the unit of `/proc/<pid>/stat` times, 100 on every architecture Linux
+/// exports it for.
+const USER_HZ: f64 = 100.0;
+
+impl ProcessStats {
+    /// From `/proc/self/stat` (`stat`), its `/proc/self/status` (`status`) and the boot time
+    /// (`btime` of `/proc/stat`).
+    fn parse(stat: &str, status: &str, boot_time: f64) -> Option<Self> {
+        // The command name is in parentheses and may hold spaces: fields count after its end.
+        let fields: Vec<&str> = stat
+            .get(stat.rfind(')')? + 1..)?
+            .split_whitespace()
+            .collect();
+        // After the name: state is field 3 of proc(5), so field n is at index n - 3.
+        let field = |n: usize| fields.get(n - 3)?.parse::<f64>().ok();
+        let kb = |key: &str| {
+            status.lines().find_map(|l| {
+                let rest = l.strip_prefix(key)?.trim().strip_suffix("kB")?;
+                rest.trim().parse::<f64>().ok().map(|v| v * 1024.0)
+            })
+        };
+        Some(Self {
+            cpu_seconds: (field(14)? + field(15)?) / USER_HZ,
+            resident_bytes: kb("VmRSS:").unwrap_or(0.0),
+            virtual_bytes: kb("VmSize:").unwrap_or(0.0),
+            start_time_seconds: boot_time + field(22)? / USER_HZ,
+        })
+    }
+
+    fn read() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let boot_time = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<f64>().ok())?;
+        Self::parse(&stat, &status, boot_time)
+    }
+}
+
+/// The soft limit on open files, from `/proc/self/limits`.
+fn max_fds(limits: &str) -> Option<f64> {
+    limits.lines().find_map(|l| {
+        l.strip_prefix("Max open files")?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+impl prometheus_client::collector::Collector for ProcessCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let Some(stats) = ProcessStats::read() else {
+            return Ok(());
+        };
+        let cpu = encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(stats.cpu_seconds).encode(cpu)?;
+        #[allow(clippy::cast_precision_loss)]
+        let open_fds = std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.count() as f64)
+            .ok();
+        let max = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|l| max_fds(&l));
+        for (name, help, value) in [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                Some(stats.resident_bytes),
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes",
+                Some(stats.virtual_bytes),
+            ),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds",
+                Some(stats.start_time_seconds),
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors",
+                open_fds,
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                max,
+            ),
+        ] {
+            if let Some(v) = value {
+                let g = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+                ConstGauge::new(v).encode(g)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A bad or unusable listen address.
 #[derive(Debug, thiserror::Error)]
 pub enum AddrError {
@@ -268,6 +411,39 @@ mod tests {
         assert!(sick.ends_with("bridge br-int is missing\n"), "{sick}");
         stop.send(()).unwrap();
         server.await.unwrap();
+    }
+
+    #[test]
+    fn process_stats_come_from_proc_with_a_name_that_has_spaces() {
+        let stat = "4242 (kube ovn) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 8 0 \
+                    12345 1000000 300 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        let status = "Name:\tkube ovn\nVmSize:\t  2048 kB\nVmRSS:\t    1024 kB\n";
+        let s = ProcessStats::parse(stat, status, 1_700_000_000.0).unwrap();
+        assert_eq!(
+            s,
+            ProcessStats {
+                cpu_seconds: 3.0,
+                resident_bytes: 1024.0 * 1024.0,
+                virtual_bytes: 2048.0 * 1024.0,
+                start_time_seconds: 1_700_000_123.45,
+            }
+        );
+        assert_eq!(ProcessStats::parse("garbage", "", 0.0), None);
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max open files            1048576              1048576              files\n";
+        assert_eq!(max_fds(limits), Some(1_048_576.0));
+        // And this process, through a registry.
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(ProcessCollector));
+        let text = render(&[&registry]);
+        for series in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(text.contains(series), "{series} in\n{text}");
+        }
     }
 
     #[test]

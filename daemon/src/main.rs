@@ -80,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(node = %opts.node_name, bridge = %opts.bridge, datapath = %opts.datapath_type,
         %encap_ip, "node initialised");
 
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::for_node(&opts.node_name));
     // Bound now, so a bad address fails at start; served once the service exists.
     let admin = match admin::parse_addr("--metrics-addr", &opts.metrics_addr)? {
         Some(addr) => Some((addr, admin::bind("--metrics-addr", addr).await?)),

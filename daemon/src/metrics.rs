@@ -12,10 +12,11 @@
 //! `cni_wait_connectivity_seconds_total` as histograms. [`Metrics::render`] is what
 //! `GET /metrics` of the admin endpoint ([`crds::admin`]) answers.
 
-use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
@@ -91,6 +92,34 @@ struct PhaseLabels {
     phase: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct UpstreamOpLabels {
+    node_name: String,
+    method: &'static str,
+    status_code: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct NodeLabels {
+    node_name: String,
+}
+
+/// Upstream Kube-OVN's buckets for `cni_op_latency_seconds`: 1 ms to 512 ms in doublings.
+fn upstream_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 10))
+}
+
+/// The HTTP status upstream's CNI server answers with, for its `status_code` label: 200, 400
+/// for a request or configuration the plugin got wrong, 500 for anything else.
+fn upstream_status(error_code: Option<u32>) -> &'static str {
+    use cni::api::code;
+    match error_code {
+        None => "200",
+        Some(code::INVALID_ENV | code::INVALID_CONFIG | code::DECODE_FAILURE) => "400",
+        Some(_) => "500",
+    }
+}
+
 /// 0.25 ms to 65 s in doublings: a local plumb takes milliseconds, waits are bounded by the
 /// daemon's timeouts (tens of seconds), and each bucket stays within 2x of any sample.
 fn latency_histogram() -> Histogram {
@@ -105,6 +134,13 @@ pub struct Metrics {
     registry: Registry,
     ops: HistogramFamily<OpLabels>,
     add_phases: HistogramFamily<PhaseLabels>,
+    /// Series under upstream Kube-OVN's names (no `kube_ovn_cni_` prefix), so its dashboards
+    /// and alerts work unchanged: `cni_op_latency_seconds{node_name, method, status_code}` and
+    /// `cni_wait_address_seconds_total{node_name}`.
+    upstream: Registry,
+    node: String,
+    upstream_ops: HistogramFamily<UpstreamOpLabels>,
+    wait_address: Family<NodeLabels, Counter<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -114,8 +150,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// A fresh registry with every family registered (and no samples).
+    /// A fresh registry with every family registered (and no samples), for no node in
+    /// particular (tests); the daemon uses [`Metrics::for_node`].
     pub fn new() -> Self {
+        Self::for_node("")
+    }
+
+    /// A fresh registry whose upstream-compatible series carry `node_name="<node>"`.
+    pub fn for_node(node: &str) -> Self {
         let mut registry = Registry::with_prefix("kube_ovn_cni");
         let ops = HistogramFamily::<OpLabels>::new_with_constructor(latency_histogram);
         let add_phases = HistogramFamily::<PhaseLabels>::new_with_constructor(latency_histogram);
@@ -133,10 +175,29 @@ impl Metrics {
             Unit::Seconds,
             add_phases.clone(),
         );
+        let mut upstream = Registry::default();
+        upstream.register_collector(Box::new(crds::admin::ProcessCollector));
+        let upstream_ops =
+            HistogramFamily::<UpstreamOpLabels>::new_with_constructor(upstream_histogram);
+        let wait_address = Family::<NodeLabels, Counter<f64, AtomicU64>>::default();
+        upstream.register(
+            "cni_op_latency_seconds",
+            "The latency seconds for cni operations",
+            upstream_ops.clone(),
+        );
+        upstream.register(
+            "cni_wait_address_seconds",
+            "Latency that cni wait controller to assign an address",
+            wait_address.clone(),
+        );
         Self {
             registry,
             ops,
             add_phases,
+            upstream,
+            node: node.to_owned(),
+            upstream_ops,
+            wait_address,
         }
     }
 
@@ -147,6 +208,13 @@ impl Metrics {
             result: error_code.map_or_else(|| RESULT_OK.to_owned(), |c| c.to_string()),
         };
         self.ops.get_or_create(&labels).observe(took.as_secs_f64());
+        self.upstream_ops
+            .get_or_create(&UpstreamOpLabels {
+                node_name: self.node.clone(),
+                method: verb.as_str(),
+                status_code: upstream_status(error_code),
+            })
+            .observe(took.as_secs_f64());
     }
 
     /// Records how long one ADD phase took.
@@ -156,6 +224,13 @@ impl Metrics {
                 phase: phase.as_str(),
             })
             .observe(took.as_secs_f64());
+        if phase == AddPhase::WaitAllocation {
+            self.wait_address
+                .get_or_create(&NodeLabels {
+                    node_name: self.node.clone(),
+                })
+                .inc_by(took.as_secs_f64());
+        }
     }
 
     /// How many operations of `verb` ended with `result` (`ok` or a CNI code as text), as a
@@ -186,13 +261,7 @@ impl Metrics {
 
     /// The registry in the OpenMetrics text format (ends with `# EOF`).
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail; an encoder error would be a bug in the encoder,
-        // and a scrape should still get a well-formed (if partial) answer.
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            let _ = writeln!(out, "# EOF");
-        }
-        out
+        crds::admin::render(&[&self.registry, &self.upstream])
     }
 }
 
@@ -241,5 +310,26 @@ mod tests {
         assert_eq!(m.op_count(Verb::Check, "ok"), 0);
         assert_eq!(m.phase_count(AddPhase::Plumbing), 1);
         assert_eq!(m.phase_count(AddPhase::WaitAllocation), 0);
+    }
+
+    #[test]
+    fn upstream_series_have_upstream_names_labels_and_codes() {
+        let m = Metrics::for_node("node-a");
+        m.observe_op(Verb::Add, None, Duration::from_millis(3));
+        m.observe_op(Verb::Add, Some(7), Duration::from_millis(1));
+        m.observe_op(Verb::Del, Some(11), Duration::from_millis(1));
+        m.observe_phase(AddPhase::WaitAllocation, Duration::from_millis(1500));
+        let text = m.render();
+        for line in [
+            r#"cni_op_latency_seconds_count{node_name="node-a",method="ADD",status_code="200"} 1"#,
+            r#"cni_op_latency_seconds_count{node_name="node-a",method="ADD",status_code="400"} 1"#,
+            r#"cni_op_latency_seconds_count{node_name="node-a",method="DEL",status_code="500"} 1"#,
+            r#"cni_op_latency_seconds_bucket{le="0.004",node_name="node-a",method="ADD",status_code="200"} 1"#,
+            r#"cni_wait_address_seconds_total{node_name="node-a"} 1.5"#,
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        assert!(text.ends_with("# EOF\n"));
     }
 }
