@@ -127,6 +127,7 @@ fn port_plan(switch: &str) -> PortPlan {
         port_security: true,
         external_ids: owned_ids(&[("pod", "default/p1"), ("ls", switch)]),
         dhcp: (None, None),
+        security_groups: Vec::new(),
     }
 }
 
