@@ -683,3 +683,108 @@ proptest::proptest! {
         proptest::prop_assert!(again.is_empty(), "{:?}", summary(&again));
     }
 }
+
+/// The port group and address sets of group `web` and the default-deny group, as the
+/// SecurityGroup controller writes them, holding `members` (with `addresses` in the v4 set).
+fn security_groups(r: &mut FixtureReplica, members: Vec<Uuid>, addresses: Vec<String>) {
+    use ovn_api::tables::nb::{AddressSet, PortGroup};
+    r.add(&PortGroup {
+        uuid: Uuid::from_u128(0xd0),
+        name: "ovn.sg.kubeovn_deny_all".into(),
+        ports: members.clone(),
+        external_ids: owned_ids(&[("sg", "kubeovn_deny_all")]),
+        ..Default::default()
+    })
+    .unwrap();
+    r.add(&PortGroup {
+        uuid: Uuid::from_u128(0xd1),
+        name: "ovn.sg.web".into(),
+        ports: members,
+        external_ids: owned_ids(&[("sg", "web")]),
+        ..Default::default()
+    })
+    .unwrap();
+    for (uuid, family, addresses) in [(0xd4, "v4", addresses), (0xd6, "v6", Vec::new())] {
+        r.add(&AddressSet {
+            uuid: Uuid::from_u128(uuid),
+            name: format!("ovn.sg.web.associated.{family}"),
+            addresses,
+            external_ids: owned_ids(&[("sg", "web")]),
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_ports_security_groups_change_in_its_transaction_and_a_missing_one_keeps_it_out() {
+    let mut r = nb();
+    let s1 = add_switch(&mut r, Uuid::NIL, "s1", Vec::new(), Vec::new());
+    security_groups(&mut r, Vec::new(), Vec::new());
+    let member = PortPlan {
+        security_groups: vec!["web".into()],
+        ..port_plan("s1")
+    };
+    // A new port joins its group, the default-deny group and the address set with its insert.
+    let mut tx = Txn::new();
+    plan_port(&r, &mut tx, &member).unwrap();
+    assert_eq!(
+        summary(&tx),
+        [
+            format!("insert Logical_Switch_Port {PORT} as row0"),
+            "mutate Logical_Switch #1 ports insert row0".into(),
+            "mutate Port_Group #d1 ports insert row0".into(),
+            "mutate Port_Group #d0 ports insert row0".into(),
+            "mutate Address_Set #d4 addresses insert 10.0.0.5".into(),
+        ]
+    );
+    // A group that does not exist: an error naming it, and nothing of the port planned.
+    let mut tx = Txn::new();
+    let ghost = PortPlan {
+        security_groups: vec!["ghost".into(), "web".into()],
+        ..port_plan("s1")
+    };
+    match plan_port(&r, &mut tx, &ghost) {
+        Err(NbError::NoSecurityGroup(missing)) => assert_eq!(missing, ["ghost"]),
+        other => panic!("{other:?}"),
+    }
+    assert!(tx.is_empty(), "{:?}", summary(&tx));
+
+    // A member leaving: out of both groups, its address out of the set; nothing else.
+    let lsp = r
+        .add(&LogicalSwitchPort {
+            name: PORT.into(),
+            addresses: vec!["0a:58:0a:00:00:05 10.0.0.5".into()],
+            port_security: vec!["0a:58:0a:00:00:05 10.0.0.5".into()],
+            external_ids: port_plan("s1").external_ids,
+            ..Default::default()
+        })
+        .unwrap();
+    add_switch(&mut r, s1, "s1", vec![lsp], Vec::new());
+    security_groups(&mut r, vec![lsp], vec!["10.0.0.5".into()]);
+    let mut tx = Txn::new();
+    plan_port(&r, &mut tx, &member).unwrap();
+    assert!(tx.is_empty(), "a member as planned: {:?}", summary(&tx));
+    plan_port(&r, &mut tx, &port_plan("s1")).unwrap();
+    let mut ops = summary(&tx);
+    ops.sort();
+    let lsp_label = label(&Atom::Uuid(lsp));
+    assert_eq!(
+        ops,
+        [
+            "mutate Address_Set #d4 addresses delete 10.0.0.5".to_owned(),
+            format!("mutate Port_Group #d0 ports delete {lsp_label}"),
+            format!("mutate Port_Group #d1 ports delete {lsp_label}"),
+        ]
+    );
+    // Deleting the port takes its address out of its groups' sets in the same transaction (the
+    // port groups drop it by themselves: weak references).
+    let mut tx = Txn::new();
+    assert!(plan_delete_port(&r, &mut tx, PORT).unwrap());
+    assert_eq!(
+        summary(&tx),
+        [
+            "mutate Address_Set #d4 addresses delete 10.0.0.5".to_owned(),
+            format!("mutate Logical_Switch #1 ports delete {lsp_label}"),
+        ]
+    );
+}
