@@ -15,7 +15,7 @@
 //! members) and the condition says so until the group appears.
 //!
 //! **Deleting a group in use is refused** (the finalizer stays, Ready is False with reason
-//! `DeletionBlocked` naming the ports, a Warning Event): detaching the ports instead would open
+//! `DeletionBlocked` giving the number of ports, a Warning Event): detaching the ports instead would open
 //! every member's traffic because someone deleted an object. The group goes once no attachment
 //! names it (remove it from the pods' annotations, or delete the pods).
 
@@ -169,15 +169,12 @@ async fn cleanup(group: &SecurityGroup, ctx: &Context) -> Result<Action, Error> 
     let name = group.name_any();
     let members = sg::members(&ctx.nb, &name);
     if !members.is_empty() {
-        let shown: Vec<&String> = members.iter().take(5).collect();
+        // The Event and condition give the count only: they are visible beyond the members'
+        // namespaces (DESIGN §7); the ports are named in the controller's log.
+        tracing::info!(group = %name, ports = ?members, "SecurityGroup deletion blocked");
         let msg = format!(
-            "SecurityGroup {name} is still used by {} port(s) {shown:?}{}; remove it from their pods' security_groups annotation (or delete the pods) first",
-            members.len(),
-            if members.len() > shown.len() {
-                " ..."
-            } else {
-                ""
-            }
+            "SecurityGroup {name} is still used by {} port(s); remove it from their pods' security_groups annotation (or delete the pods) first",
+            members.len()
         );
         report(
             group,
@@ -192,4 +189,46 @@ async fn cleanup(group: &SecurityGroup, ctx: &Context) -> Result<Action, Error> 
     }
     sg::delete_group(&ctx.nb, &name, true).await?;
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Pod;
+
+    use crate::pod::security_groups_of;
+
+    fn pod(value: Option<&str>) -> Pod {
+        let mut p = Pod::default();
+        if let Some(v) = value {
+            p.metadata.annotations = Some(
+                [(
+                    "a.default.ovn.kubernetes.io/security_groups".to_owned(),
+                    v.to_owned(),
+                )]
+                .into(),
+            );
+        }
+        p
+    }
+
+    #[test]
+    fn the_annotation_lists_groups_sorted_once_and_refuses_names_that_cannot_be_groups() {
+        assert_eq!(security_groups_of(&pod(None), "a.default.ovn"), Ok(vec![]));
+        assert_eq!(
+            security_groups_of(&pod(Some(" web, db ,,web")), "a.default.ovn"),
+            Ok(vec!["db".to_owned(), "web".to_owned()])
+        );
+        assert_eq!(
+            security_groups_of(&pod(Some("web")), "b.default.ovn"),
+            Ok(vec![]),
+            "another attachment's annotation"
+        );
+        for bad in ["Web", "a_b", "-x", "x/y"] {
+            let err = security_groups_of(&pod(Some(bad)), "a.default.ovn").unwrap_err();
+            assert!(
+                err.contains("a.default.ovn.kubernetes.io/security_groups"),
+                "{bad}: {err}"
+            );
+        }
+    }
 }
