@@ -4,7 +4,7 @@
 //! datapath's conntrack.
 //!
 //! - a group allowing only TCP 80 from 10.100.0.0/24: TCP 80 passes; TCP 81, UDP and ping are
-//!   dropped (the default-deny group);
+//!   dropped (the default-deny group), while DHCP to OVN still answers the member;
 //! - a remote-group rule: TCP 81 from members of another group passes, from others it does not;
 //! - `allowSameGroupTraffic` toggled on a live group;
 //! - removing the annotation restores open traffic.
@@ -54,6 +54,7 @@ metadata:
 spec:
   vpc: vpc-sg
   cidr: "10.100.0.0/24"
+  enableDHCP: true
   provider: sg-network.default.ovn
 "#;
 
@@ -166,6 +167,36 @@ fn ping(cluster: &Cluster, from: &str, ip: &str) -> bool {
         .success()
 }
 
+/// One DHCP exchange on `net1` (busybox's client, leaving the interface as it is): its output.
+fn dhcp(cluster: &Cluster, pod: &str) -> String {
+    let out = cluster
+        .exec(
+            "default",
+            pod,
+            &[
+                "busybox",
+                "udhcpc",
+                "-i",
+                "net1",
+                "-f",
+                "-q",
+                "-n",
+                "-t",
+                "5",
+                "-T",
+                "2",
+                "-s",
+                "/bin/true",
+            ],
+        )
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// The UDP probe: sends `marker` from `from` and reports whether the server's listener wrote
 /// it to `log`. A drop is read after a TCP 80 round trip that was sent later and came back.
 struct Udp {
@@ -263,6 +294,12 @@ async fn security_groups_filter_real_traffic() {
         // Replies of the server's own connections come back (allow-related is stateful): the
         // server may not send at all (no egress rule), so its ping to the client fails.
         assert!(!ping(c, "server", &addr_of(c, "client")), "no egress rule");
+        // DHCP to OVN still works from inside the default-deny group.
+        let lease = dhcp(c, "server");
+        assert!(
+            lease.contains(&format!("lease of {server} obtained")),
+            "udhcpc in a member of web: {lease}"
+        );
     });
 
     // A remote-group rule: TCP 81 from members of db-clients only.
