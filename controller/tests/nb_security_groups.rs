@@ -88,6 +88,9 @@ async fn acl_rows_do_not_grow_with_members_and_a_recreated_group_takes_them_back
     sg::ensure_group(&client, "web", Some(&acls)).await.unwrap();
     let empty = acl_count(&client.replica());
     assert_eq!(empty, 7 + 4, "the group's and the default-deny group's");
+    let mut again = ovn_api::txn::Txn::new();
+    sg::plan_group(&client.replica(), &mut again, "web", Some(&acls)).unwrap();
+    assert!(again.is_empty(), "a written group plans nothing: {again:?}");
 
     let started = Instant::now();
     for i in 0..MEMBERS {

@@ -788,3 +788,82 @@ fn a_ports_security_groups_change_in_its_transaction_and_a_missing_one_keeps_it_
         ]
     );
 }
+
+#[test]
+fn a_rule_change_replaces_only_the_acls_that_changed_and_touches_no_member() {
+    use ovn_api::tables::nb::{Acl, PortGroup};
+    use security_group::{AclSpec, plan_group};
+    let acl = |m: &str| AclSpec {
+        direction: "to-lport",
+        priority: 2005,
+        match_: m.into(),
+        action: "allow-related",
+        remote_group: None,
+    };
+    let mut r = nb();
+    let ids = owned_ids(&[("sg", "web")]);
+    let mut rows = Vec::new();
+    for m in [
+        "outport == @ovn.sg.web && ip4",
+        "outport == @ovn.sg.web && ip6",
+    ] {
+        rows.push(
+            r.add(&Acl {
+                direction: "to-lport".into(),
+                priority: 2005,
+                match_: m.into(),
+                action: "allow-related".into(),
+                external_ids: ids.clone(),
+                ..Default::default()
+            })
+            .unwrap(),
+        );
+    }
+    let foreign = r
+        .add(&Acl {
+            match_: "outport == @ovn.sg.web && tcp".into(),
+            external_ids: theirs(),
+            ..Default::default()
+        })
+        .unwrap();
+    let member = Uuid::from_u128(0x99);
+    let deny: Vec<Uuid> = security_group::deny_all_acls()
+        .iter()
+        .map(|a| {
+            r.add(&Acl {
+                direction: a.direction.into(),
+                priority: a.priority,
+                match_: a.match_.clone(),
+                action: a.action.into(),
+                external_ids: owned_ids(&[("sg", "kubeovn_deny_all")]),
+                ..Default::default()
+            })
+            .unwrap()
+        })
+        .collect();
+    security_groups(&mut r, vec![member], vec!["10.0.0.5".into()]);
+    for (uuid, acls) in [(0xd1, [rows.clone(), vec![foreign]].concat()), (0xd0, deny)] {
+        let pg = r.get::<PortGroup>(Uuid::from_u128(uuid)).unwrap().unwrap();
+        r.add(&PortGroup { acls, ..pg }).unwrap();
+    }
+    let wanted = [
+        acl("outport == @ovn.sg.web && ip6"),
+        acl("outport == @ovn.sg.web && ip4 && tcp.dst == 80"),
+    ];
+    let mut tx = Txn::new();
+    plan_group(&r, &mut tx, "web", Some(&wanted)).unwrap();
+    let old = label(&Atom::Uuid(rows[0]));
+    assert_eq!(
+        summary(&tx),
+        [
+            "insert ACL outport == @ovn.sg.web && ip4 && tcp.dst == 80 as row0".to_owned(),
+            "mutate Port_Group #d1 acls insert row0".into(),
+            format!("mutate Port_Group #d1 acls delete {old}"),
+        ],
+        "the unchanged ACL, the foreign one, the members and the address sets stay"
+    );
+    // Invalid rules (`None`): nothing changes.
+    let mut tx = Txn::new();
+    plan_group(&r, &mut tx, "web", None).unwrap();
+    assert!(tx.is_empty(), "{:?}", summary(&tx));
+}
