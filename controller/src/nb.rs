@@ -94,6 +94,11 @@ pub enum NbError {
         "security group(s) {0:?} do not exist (or are not ready yet): the port keeps its current state until they do"
     )]
     NoSecurityGroup(Vec<String>),
+    /// Security groups a port would join are being deleted.
+    #[error(
+        "security group(s) {0:?} are being deleted and take no new members: the port keeps its current state"
+    )]
+    SecurityGroupDeleting(Vec<String>),
     /// Two groups whose names differ only in `-` and `.` map to one port group.
     #[error(
         "OVN NB: port group {port_group} of SecurityGroup {group} belongs to SecurityGroup {owner:?} (names that differ only in '-' and '.' share a port group)"

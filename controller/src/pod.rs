@@ -460,7 +460,7 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
     // attachment (a new one unallocated, an existing one as it is) until it does.
     let security_groups = if planned.port {
         let groups = security_groups_of(pod, &planned.provider)?;
-        nb::security_group::check_groups(&ctx.nb, &groups).map_err(|e| e.to_string())?;
+        nb::security_group::check_groups(&ctx.nb, &key, &groups).map_err(|e| e.to_string())?;
         groups
     } else {
         Vec::new()

@@ -16,8 +16,9 @@
 //!
 //! **Deleting a group in use is refused** (the finalizer stays, Ready is False with reason
 //! `DeletionBlocked` giving the number of ports, a Warning Event): detaching the ports instead would open
-//! every member's traffic because someone deleted an object. The group goes once no attachment
-//! names it (remove it from the pods' annotations, or delete the pods).
+//! every member's traffic because someone deleted an object. From the deletion on the group takes
+//! no new member (a pod naming it gets an Event and keeps its port as it was); it goes once no
+//! attachment names it (remove it from the pods' annotations, or delete the pods).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,6 +168,8 @@ async fn apply(group: &SecurityGroup, ctx: &Context) -> Result<Action, Error> {
 
 async fn cleanup(group: &SecurityGroup, ctx: &Context) -> Result<Action, Error> {
     let name = group.name_any();
+    // No new member from now on (a pod naming it gets an Event); the members it has must go.
+    sg::mark_deleting(&ctx.nb, &name).await?;
     let members = sg::members(&ctx.nb, &name);
     if !members.is_empty() {
         // The Event and condition give the count only: they are visible beyond the members'

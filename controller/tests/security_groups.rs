@@ -300,6 +300,15 @@ async fn security_groups_follow_their_rules_and_their_members() {
     condition(&groups, "db", "DeletionBlocked").await;
     common::event_containing_on(&client, "SecurityGroup", "db", "still used by 1 port").await;
     assert_eq!(members(&nb.replica(), "ovn.sg.db"), [lsp("both")]);
+    // Meanwhile it takes no new member.
+    pods.create(&pp, &pod("late", Some("db"))).await.unwrap();
+    common::event_containing(&client, "late", "[\"db\"] are being deleted").await;
+    assert!(
+        nb.replica()
+            .one_by_name::<LogicalSwitchPort>(&lsp("late"))
+            .unwrap()
+            .is_none()
+    );
     let uid = groups.get("db").await.unwrap().uid().unwrap();
     annotate(&pods, "both", Some("web-sg")).await;
     let gone = tokio::time::timeout(

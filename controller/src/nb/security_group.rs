@@ -44,6 +44,10 @@ pub const MAX_RULE_PRIORITY: i32 = 16384;
 /// Priority of the DHCP and ND allows of the default-deny group: above every rule.
 pub const INFRA_PRIORITY: i64 = RULE_PRIORITY_LOWEST + MAX_RULE_PRIORITY as i64;
 
+/// `external_ids` key set on the port group of a group being deleted: no port joins it any more
+/// (its members may stay until they leave).
+pub const EXTERNAL_ID_DELETING: &str = "deleting";
+
 /// The `external_ids:sg` of the default-deny group's rows.
 const DENY_ALL_OWNER: &str = "kubeovn_deny_all";
 
@@ -596,6 +600,11 @@ pub fn plan_group(
     plan_deny_all(r, tx, &joining)?;
     match existing {
         Some(pg) => {
+            if pg.external_ids.contains_key(EXTERNAL_ID_DELETING) {
+                // A group of this name exists again: it takes members again.
+                let ids = owned_ids(&[(EXTERNAL_ID_SECURITY_GROUP, group)]);
+                tx.update::<PortGroup>(pg.uuid, [PortGroup::EXTERNAL_IDS.to(&ids)]);
+            }
             if let Some(acls) = acls {
                 sync_acls(r, tx, pg.uuid, &pg.acls, acls, group)?;
             }
@@ -636,6 +645,24 @@ pub fn group_exists(r: &Replica, group: &str) -> bool {
             .flatten()
             .is_some()
     })
+}
+
+/// Marks group `group`'s port group as being deleted (see [`EXTERNAL_ID_DELETING`]): one
+/// transaction, nothing when it is marked already or does not exist.
+pub async fn mark_deleting(nb: &Nb, group: &str) -> Result<(), NbError> {
+    let mut tx = Txn::new();
+    if let Some(pg) = our_group(&nb.replica(), group)?
+        && !pg.external_ids.contains_key(EXTERNAL_ID_DELETING)
+    {
+        let mut ids = pg.external_ids.clone();
+        ids.insert(EXTERNAL_ID_DELETING.to_owned(), "true".to_owned());
+        tx.update::<PortGroup>(pg.uuid, [PortGroup::EXTERNAL_IDS.to(&ids)]);
+    }
+    nb.commit(
+        tx,
+        format!("marking security group {group} as being deleted"),
+    )
+    .await
 }
 
 /// The ports (LSP names) that are in group `group` or name it.
@@ -836,6 +863,17 @@ pub fn prepare_membership(
     if !missing.is_empty() {
         return Err(NbError::NoSecurityGroup(missing));
     }
+    let deleting: Vec<String> = found
+        .iter()
+        .filter(|(pg, _)| {
+            pg.external_ids.contains_key(EXTERNAL_ID_DELETING)
+                && port.is_none_or(|u| !pg.ports.contains(&u))
+        })
+        .filter_map(|(pg, _)| pg.external_ids.get(EXTERNAL_ID_SECURITY_GROUP).cloned())
+        .collect();
+    if !deleting.is_empty() {
+        return Err(NbError::SecurityGroupDeleting(deleting));
+    }
     for (pg, sets) in &found {
         wanted.insert(pg.uuid);
         if port.is_none_or(|u| !pg.ports.contains(&u)) {
@@ -989,10 +1027,13 @@ pub fn addresses_of(port: &LogicalSwitchPort) -> Vec<IpAddr> {
 }
 
 /// Checks that every group in `groups` (and the default-deny group, if any) has its port group
-/// and address sets: the error names those that do not.
+/// and address sets, and that the port `port` (its LSP name) joins none that is being deleted:
+/// the error names the groups.
 #[allow(clippy::result_large_err)] // The NbError every function of nb returns.
-pub fn check_groups(nb: &Nb, groups: &[String]) -> Result<(), NbError> {
-    prepare_membership(&nb.replica(), None, &[], &[], groups).map(drop)
+pub fn check_groups(nb: &Nb, port: &str, groups: &[String]) -> Result<(), NbError> {
+    let r = nb.replica();
+    let uuid = r.uuid_by_name::<LogicalSwitchPort>(port);
+    prepare_membership(&r, uuid, &[], &[], groups).map(drop)
 }
 
 #[cfg(test)]
