@@ -141,7 +141,7 @@ fn background(cluster: &Cluster, pod: &str, script: &str) {
         .exec(
             "default",
             pod,
-            &["sh", "-c", &format!("timeout 240 {script} 2>/dev/null &")],
+            &["sh", "-c", &format!("timeout 120 {script} 2>/dev/null &")],
         )
         .unwrap();
     assert!(
