@@ -1,5 +1,6 @@
 //! Garbage collection: addresses, IP CRs, logical switch ports and their QoS rows whose owner is
-//! gone; switches, routers and DHCP rows whose Subnet or Vpc is gone.
+//! gone; switches, routers and DHCP rows whose Subnet or Vpc is gone; port groups, ACLs and
+//! address sets whose SecurityGroup is gone.
 //!
 //! A pod gives its addresses back when it is gone, when it has finished (`Succeeded` or
 //! `Failed`: Jobs, evictions), or when its deletion's grace period has ended; a terminating pod
@@ -44,6 +45,9 @@ pub struct Report {
     pub dhcp: usize,
     /// IP CRs deleted by hand while their pod still uses the address, written again.
     pub restored: usize,
+    /// Port groups and address sets of SecurityGroups that are gone (per group), and the
+    /// default-deny group once no SecurityGroup exists and no port is in it.
+    pub security_groups: usize,
 }
 
 /// Releases the attachments a pod had (by its `allocated` annotations) that its networks
@@ -122,6 +126,7 @@ async fn statefulset_keeps(ctx: &Context, ip: &crds::IPSpec) -> Result<bool, Err
 /// and address taken away while it runs.)
 pub async fn collect(ctx: &Context) -> Result<Report, Error> {
     let mut report = Report::default();
+    let groups = nb::security_group::owned_groups(&ctx.nb);
     let switches = nb::owned_switches(&ctx.nb);
     let dhcp = nb::dhcp::owned_subnets(&ctx.nb);
     let routers = nb::owned_routers(&ctx.nb);
@@ -227,6 +232,24 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
             nb::delete_router(&ctx.nb, &router).await?;
             report.routers += 1;
         }
+    }
+    // Port groups were read before the SecurityGroups are listed (a group being deleted is
+    // still listed: its finalizer removes its rows once no port uses it).
+    let security_groups: BTreeSet<String> = Api::<crds::SecurityGroup>::all(ctx.client.clone())
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|g| g.metadata.name)
+        .collect();
+    for group in groups.difference(&security_groups) {
+        tracing::info!(%group, "port group's SecurityGroup is gone; deleting it");
+        if nb::security_group::delete_group(&ctx.nb, group, false).await? {
+            report.security_groups += 1;
+        }
+    }
+    if security_groups.is_empty() && nb::security_group::delete_deny_all_if_unused(&ctx.nb).await? {
+        report.security_groups += 1;
     }
     // Ports are deleted with their QoS rows; rows whose port went some other way (an older
     // controller, a hand-deleted port) are swept here.
