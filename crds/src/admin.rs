@@ -4,7 +4,8 @@
 //! listen-address handling the controller's webhook shares.
 //!
 //! The binaries keep their own metric registries and decide what healthy and ready mean; this
-//! module only serves them.
+//! module only serves them. Also what both binaries do first: logging ([`init_logging`]) and
+//! the API client ([`kube_client`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -233,6 +234,63 @@ impl prometheus_client::collector::Collector for ProcessCollector {
         }
         Ok(())
     }
+}
+
+/// Logs to stdout at `RUST_LOG`'s levels (default `info`), as JSON lines or as text; text has
+/// no colour escapes off a terminal (`kubectl logs` showed them).
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init();
+    }
+}
+
+/// Why no API client could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The kubeconfig given could not be read.
+    #[error("reading kubeconfig {path}")]
+    Kubeconfig {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: kube::config::KubeconfigError,
+    },
+    /// No kubeconfig given and not in a pod.
+    #[error("no in-cluster config and no --kubeconfig")]
+    Infer(#[source] kube::config::InferConfigError),
+    /// The configuration was read but no client could be built from it.
+    #[error("building the API client")]
+    Client(#[from] kube::Error),
+}
+
+/// The API client: from `kubeconfig` when given, else in-cluster.
+pub async fn kube_client(
+    kubeconfig: Option<&std::path::Path>,
+) -> Result<kube::Client, ClientError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let read = |source| ClientError::Kubeconfig {
+                path: path.to_path_buf(),
+                source,
+            };
+            let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(read)?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .map_err(read)?
+        }
+        None => kube::Config::infer().await.map_err(ClientError::Infer)?,
+    };
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// A bad or unusable listen address.

@@ -28,34 +28,12 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("kube-ovn-daemon: {err}");
         std::process::exit(2);
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if opts.log_json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .init();
-    }
+    admin::init_logging(opts.log_json);
     for warning in &translated.warnings {
         tracing::warn!("{warning}");
     }
 
-    let kube_config = match &opts.kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no in-cluster config and no --kubeconfig")?,
-    };
-    let client = kube::Client::try_from(kube_config)?;
+    let client = admin::kube_client(opts.kubeconfig.as_deref()).await?;
     let kube_client = client.clone();
 
     let ovs = Arc::new(ovs::connect(&opts.ovs_db).await?);
