@@ -341,6 +341,28 @@ pub async fn bind(
         .map_err(|source| AddrError::Bind { flag, addr, source })
 }
 
+/// The next connection on `listener`, or `None` once `shutdown` resolves. Accept errors
+/// (EMFILE and the like, which clear when other connections close) are logged naming `what`
+/// and retried after a short pause instead of spinning.
+pub async fn accept_next<F: Future<Output = ()>>(
+    listener: &tokio::net::TcpListener,
+    mut shutdown: std::pin::Pin<&mut F>,
+    what: &str,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return None,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => return Some(conn),
+                Err(e) => {
+                    tracing::warn!(error = %e, "{what}: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
+
 /// Serves `routes` on `listener` (HTTP/1.1) until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -348,20 +370,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // EMFILE and the like clear when other connections close: back off briefly
-                    // instead of spinning on accept.
-                    tracing::warn!(error = %e, "admin endpoint: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((stream, peer)) =
+        accept_next(&listener, shutdown.as_mut(), "admin endpoint").await
+    {
         let routes = routes.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
