@@ -24,11 +24,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crds::SecurityGroup;
-use crds::condition::{READY, set_condition};
 use crds::naming::port_group;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 
 use crate::context::Context;
 use crate::error::Error;
@@ -74,25 +73,13 @@ async fn report(
     msg: String,
     extra: Vec<(&str, serde_json::Value)>,
 ) -> Result<(), Error> {
-    let mut conditions = group
+    let current = group
         .status
         .as_ref()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
-    set_condition(
-        &mut conditions,
-        status::condition(READY, ready, reason, msg.clone(), group.meta().generation),
-        status::now(),
-    );
-    let fields = extra
-        .into_iter()
-        .chain([("conditions", serde_json::json!(conditions))]);
-    let api: Api<SecurityGroup> = Api::all(ctx.client.clone());
-    status::apply(&api, group, fields, &STATUS_FIELDS).await?;
-    if !ready {
-        ctx.event(&group.object_ref(&()), true, reason, msg).await;
-    }
-    Ok(())
+    let verdict = status::Verdict { ready, reason, msg };
+    status::report_ready(ctx, group, &current, verdict, extra, &STATUS_FIELDS).await
 }
 
 async fn apply(group: &SecurityGroup, ctx: &Context) -> Result<Action, Error> {

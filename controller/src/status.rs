@@ -87,6 +87,55 @@ where
     .map(|_| ())
 }
 
+/// What a reconcile found: ready or not, why, in words.
+#[derive(Debug, Clone)]
+pub struct Verdict<'a> {
+    /// Ready or not.
+    pub ready: bool,
+    /// The condition's reason (CamelCase).
+    pub reason: &'a str,
+    /// The condition's message (and the Event's note when not ready).
+    pub msg: String,
+}
+
+/// Sets `obj`'s Ready condition from `verdict` among its `current` conditions, with `extra`
+/// status fields (naming in `kept` the other fields the controller writes); when not ready,
+/// publishes the same message as a Warning Event.
+pub async fn report_ready<K>(
+    ctx: &crate::context::Context,
+    obj: &K,
+    current: &[Condition],
+    verdict: Verdict<'_>,
+    extra: Vec<(&str, serde_json::Value)>,
+    kept: &[&str],
+) -> Result<(), crate::error::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let mut conditions = current.to_vec();
+    crds::condition::set_condition(
+        &mut conditions,
+        condition(
+            crds::condition::READY,
+            verdict.ready,
+            verdict.reason,
+            verdict.msg.clone(),
+            obj.meta().generation,
+        ),
+        now(),
+    );
+    let fields = extra
+        .into_iter()
+        .chain([("conditions", serde_json::json!(conditions))]);
+    let api: Api<K> = Api::all(ctx.client.clone());
+    apply(&api, obj, fields, kept).await?;
+    if !verdict.ready {
+        ctx.event(&obj.object_ref(&()), true, verdict.reason, verdict.msg)
+            .await;
+    }
+    Ok(())
+}
+
 /// The status fields the schema of `K`'s CRD declares (a server-side apply refuses others).
 #[cfg(test)]
 pub(crate) fn declared_status_fields<K: kube::CustomResourceExt>() -> Vec<String> {

@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crds::Vpc;
-use crds::condition::{READY, set_condition};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 
 use crate::context::Context;
 use crate::error::Error;
@@ -57,25 +56,13 @@ async fn report(
     msg: String,
     extra: Vec<(&str, serde_json::Value)>,
 ) -> Result<(), Error> {
-    let mut conditions = vpc
+    let current = vpc
         .status
         .as_ref()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
-    set_condition(
-        &mut conditions,
-        status::condition(READY, ready, reason, msg.clone(), vpc.meta().generation),
-        status::now(),
-    );
-    let fields = extra
-        .into_iter()
-        .chain([("conditions", serde_json::json!(conditions))]);
-    let api: Api<Vpc> = Api::all(ctx.client.clone());
-    status::apply(&api, vpc, fields, &STATUS_FIELDS).await?;
-    if !ready {
-        ctx.event(&vpc.object_ref(&()), true, reason, msg).await;
-    }
-    Ok(())
+    let verdict = status::Verdict { ready, reason, msg };
+    status::report_ready(ctx, vpc, &current, verdict, extra, &STATUS_FIELDS).await
 }
 
 async fn apply(vpc: &Vpc, ctx: &Context) -> Result<Action, Error> {
