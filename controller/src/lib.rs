@@ -21,5 +21,6 @@ pub mod retry;
 pub mod run;
 pub mod status;
 pub mod subnet;
+pub mod tenancy;
 pub mod vpc;
 pub mod webhook;

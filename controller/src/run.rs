@@ -285,10 +285,37 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
         ctx.clone(),
         workers,
     );
+    // A NAD is re-checked when the Subnet of its provider, or that Subnet's Vpc, changes: their
+    // `namespaces` decide whether the NAD is admitted.
+    let nad_store = ctx.nads.clone();
+    let by_subnet = move |s: Subnet| {
+        nad::with_providers(&nad_store, &s.spec.provider.into_iter().collect::<Vec<_>>())
+    };
+    let (nad_store, subnet_store) = (ctx.nads.clone(), ctx.subnets.clone());
+    let by_vpc = move |v: Vpc| {
+        let name = v.name_any();
+        let providers: Vec<String> = subnet_store
+            .state()
+            .iter()
+            .filter(|s| s.spec.vpc.as_deref() == Some(name.as_str()))
+            .filter_map(|s| s.spec.provider.clone())
+            .collect();
+        nad::with_providers(&nad_store, &providers)
+    };
     let nads = reconciler::run(
         Controller::new(
             Api::<NetworkAttachmentDefinition>::all(client.clone()),
             watcher::Config::default(),
+        )
+        .watches(
+            Api::<Subnet>::all(client.clone()),
+            watcher::Config::default(),
+            by_subnet,
+        )
+        .watches(
+            Api::<Vpc>::all(client.clone()),
+            watcher::Config::default(),
+            by_vpc,
         ),
         "nad",
         nad::reconcile,
