@@ -427,6 +427,60 @@ mod tests {
         assert!(matches!(r, Err(Refusal::Unbound { .. })), "{r:?}");
     }
 
+    proptest::proptest! {
+        /// Whatever the cluster holds and the pod asks for, the decision never panics, and a
+        /// Subnet it picks binds the provider and admits both namespaces.
+        #[test]
+        fn a_chosen_subnet_always_binds_and_admits(
+            specs in proptest::collection::vec(
+                ("[a-c]", "[pq]", proptest::option::of("v[12]"), proptest::collection::vec("[xyz]", 0..3)),
+                0..5,
+            ),
+            vpc_ns in proptest::collection::vec(proptest::collection::vec("[xyz]", 0..3), 2),
+            pod_ns in "[xyz]",
+            nad_ns in "[xyz]",
+            provider in "[pq]",
+            requested in proptest::option::of(".{0,6}"),
+        ) {
+            // Subnet names are unique in a cluster.
+            let mut seen = std::collections::BTreeSet::new();
+            let subnets: Vec<_> = specs
+                .iter()
+                .filter(|(name, ..)| seen.insert(name.clone()))
+                .map(|(name, prov, vpc_name, ns)| {
+                    let ns: Vec<&str> = ns.iter().map(String::as_str).collect();
+                    subnet(name, prov, vpc_name.as_deref(), &ns)
+                })
+                .collect();
+            let vpcs: Vec<_> = vpc_ns
+                .iter()
+                .enumerate()
+                .map(|(i, ns)| {
+                    let ns: Vec<&str> = ns.iter().map(String::as_str).collect();
+                    vpc(&format!("v{}", i + 1), &ns)
+                })
+                .collect();
+            let asker = Asker {
+                pod_namespace: &pod_ns,
+                nad_namespace: &nad_ns,
+                nad: "n",
+                provider: &provider,
+                requested: requested.as_deref(),
+            };
+            if let Ok(name) = choose_subnet(&subnets, &vpcs, &asker) {
+                let chosen = subnets.iter().find(|s| s.name_any() == name).unwrap();
+                proptest::prop_assert_eq!(chosen.spec.provider.as_deref(), Some(provider.as_str()));
+                proptest::prop_assert_eq!(admits(chosen, &vpcs, &pod_ns), Some(true));
+                proptest::prop_assert_eq!(admits(chosen, &vpcs, &nad_ns), Some(true));
+                if let Some(r) = &requested {
+                    proptest::prop_assert_eq!(&name, r);
+                }
+            }
+            let _ = check_nad(&subnets, &vpcs, &nad_ns, &provider);
+            let _ = port_security(requested.as_deref(), pod_ns == "x", "k");
+        }
+    }
+
     #[test]
     fn nobody_switches_port_security_off_unless_the_subnet_allows_it() {
         let k = "p.kubernetes.io/port_security";
