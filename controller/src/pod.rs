@@ -102,6 +102,25 @@ pub fn trigger_hash(pod: &Pod) -> Option<u64> {
     Some(h.finish())
 }
 
+/// The pods in `pods` with an attachment on `subnet` (a `logical_switch` annotation naming it):
+/// what a change of the Subnet's spec re-checks (admission, port security).
+pub fn attached_to(
+    pods: &kube::runtime::reflector::Store<Pod>,
+    subnet: &str,
+) -> Vec<kube::runtime::reflector::ObjectRef<Pod>> {
+    pods.state()
+        .iter()
+        .filter(|p| {
+            p.annotations().iter().any(|(k, v)| {
+                v == subnet
+                    && crds::naming::parse_annotation_key(k)
+                        .is_some_and(|(_, key)| key == AnnotationKey::LogicalSwitch)
+            })
+        })
+        .map(|p| kube::runtime::reflector::ObjectRef::from(p.as_ref()))
+        .collect()
+}
+
 /// Whether the pod is finished or going away (its addresses are released by the GC).
 fn is_done(pod: &Pod) -> bool {
     pod.meta().deletion_timestamp.is_some()

@@ -278,8 +278,24 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
         .reflect(pod_writer)
         .applied_objects()
         .predicate_filter(pod::trigger_hash, PredicateConfig::default());
+    // A Subnet's spec change (its `namespaces`, `allowDisablePortSecurity`) reaches the pods
+    // attached to it: only generation changes, so its status counters trigger nothing.
+    let subnet_specs = watcher(
+        Api::<Subnet>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .applied_objects()
+    .predicate_filter(
+        kube::runtime::predicates::generation,
+        PredicateConfig::default(),
+    );
+    let attached = pod_store.clone();
     let pods = reconciler::run(
-        Controller::for_stream(pod_events, pod_store),
+        Controller::for_stream(pod_events, pod_store)
+            .watches_stream(subnet_specs, move |s: Subnet| {
+                pod::attached_to(&attached, &s.name_any())
+            }),
         "pod",
         pod::reconcile,
         ctx.clone(),

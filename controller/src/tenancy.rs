@@ -30,7 +30,9 @@
 //! # Port security
 //! Every port is pinned to its MAC and addresses. `<provider>.kubernetes.io/port_security:
 //! "false"` switches that off only on a Subnet with `spec.allowDisablePortSecurity: true`;
-//! elsewhere the port keeps port security and the pod gets a `PortSecurityRefused` Event.
+//! elsewhere the port keeps port security and the pod gets a `PortSecurityRefused` Event. A
+//! change of a Subnet's spec reconciles the pods attached to it, so withdrawing the permission
+//! pins their ports again at once.
 
 use std::sync::Arc;
 

@@ -383,6 +383,32 @@ async fn port_security_is_switched_off_only_where_the_subnet_allows_it() {
     let default = port_security("ps-default.default.strict.default.ovn");
     assert!(default.contains("10.133.0."), "{default:?}");
     // Honoured where the Subnet allows it.
-    assert_eq!(port_security("ps-lenient.default.lenient.default.ovn"), "");
+    let lenient = "ps-lenient.default.lenient.default.ovn";
+    assert_eq!(port_security(lenient), "");
+    // Until the Subnet withdraws the permission: the pod's port is pinned again.
+    Api::<Subnet>::all(client.clone())
+        .patch(
+            "lenient",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"allowDisablePortSecurity": false}})),
+        )
+        .await
+        .unwrap();
+    let p = allocated(&client, "default", "ps-lenient", "lenient.default.ovn").await;
+    let a = p.annotations();
+    let pinned = format!(
+        "port_security=\"{} {}\"",
+        a["lenient.default.ovn.kubernetes.io/mac_address"],
+        a["lenient.default.ovn.kubernetes.io/ip_address"]
+    );
+    nb.nbctl(&[
+        "--timeout=60",
+        "wait-until",
+        "Logical_Switch_Port",
+        lenient,
+        &pinned,
+    ])
+    .unwrap_or_else(|e| panic!("{lenient} not pinned again ({pinned}): {e}"));
+    event_containing_on(&client, "Pod", "ps-lenient", "allowDisablePortSecurity").await;
     controller.abort();
 }
