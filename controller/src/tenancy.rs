@@ -60,12 +60,17 @@ pub enum Refusal {
         provider: String,
     },
     /// Several Subnets bind the provider and the pod chose none.
-    #[error("provider {provider} is bound by several subnets {subnets:?}")]
+    /// (Their names are not in the message: they may be another tenant's; the Subnets'
+    /// `ProviderConflict` condition names them to whoever manages Subnets.)
+    #[error(
+        "provider {provider} is bound by {count} subnets; the pod's \
+         <provider>.kubernetes.io/logical_switch must choose one"
+    )]
     Ambiguous {
         /// The NAD's provider.
         provider: String,
-        /// The Subnets binding it.
-        subnets: Vec<String>,
+        /// How many Subnets bind it.
+        count: usize,
     },
     /// The pod's `logical_switch` names a switch that does not bind the provider.
     #[error(
@@ -198,7 +203,7 @@ pub fn choose_subnet(
             many => {
                 return Err(Refusal::Ambiguous {
                     provider,
-                    subnets: many.iter().map(|s| s.name_any()).collect(),
+                    count: many.len(),
                 });
             }
         },
