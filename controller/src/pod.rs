@@ -146,7 +146,8 @@ pub struct Planned {
 }
 
 /// Why one element could not be planned: the Event reason and message, and the attachment's
-/// provider when the element resolved that far (so an allocation it already holds is kept).
+/// provider when the element resolved that far (so a refused `logical_switch` edit of an
+/// attachment allocated earlier can be written back, see [`crate::tenancy`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanError {
     /// Event reason ([`tenancy::ATTACHMENT_FAILED`] or an isolation reason).
