@@ -181,6 +181,21 @@ pub fn bound<'s>(subnets: &'s [Arc<Subnet>], provider: &str) -> Vec<&'s Arc<Subn
     out
 }
 
+/// The longest `logical_switch` value quoted in a message: an Event note holds at most 1 KiB
+/// with the NAD's name and the rest of the message, and an annotation may be far longer.
+const MAX_QUOTED: usize = 100;
+
+/// `value`, cut to [`MAX_QUOTED`] characters (marked with `...`).
+fn shortened(value: &str) -> String {
+    if value.chars().count() <= MAX_QUOTED {
+        value.to_owned()
+    } else {
+        let mut cut: String = value.chars().take(MAX_QUOTED).collect();
+        cut.push_str("...");
+        cut
+    }
+}
+
 /// The Subnet an attachment lands on, or why it may not land anywhere.
 pub fn choose_subnet(
     subnets: &[Arc<Subnet>],
@@ -194,7 +209,7 @@ pub fn choose_subnet(
             .iter()
             .find(|s| s.name_any() == requested)
             .ok_or_else(|| Refusal::LogicalSwitch {
-                requested: requested.to_owned(),
+                requested: shortened(requested),
                 provider: provider.clone(),
             })?,
         None => match candidates.as_slice() {
@@ -354,6 +369,11 @@ mod tests {
             hijack.to_string().replace("\"sa\"", "X"),
             missing.to_string().replace("\"no-such-switch\"", "X")
         );
+        // A huge value is quoted cut short, so the Event stays within its size limit.
+        let huge = "é".repeat(100_000);
+        a.requested = Some(&huge);
+        let msg = choose_subnet(&subnets, &vpcs, &a).unwrap_err().to_string();
+        assert!(msg.len() < 512, "{}", msg.len());
         // Its own switch by name is fine.
         a.requested = Some("sb");
         assert_eq!(choose_subnet(&subnets, &vpcs, &a), Ok("sb".into()));
