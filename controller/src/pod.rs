@@ -590,6 +590,7 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
             )
             .await;
         }
+        tracing::debug!(pod = %format!("{namespace}/{name}"), %subnet, allows_off, on, "port security decided");
         on
     } else {
         true

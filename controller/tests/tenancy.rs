@@ -306,8 +306,16 @@ async fn a_tenant_cannot_attach_to_another_tenants_network() {
     controller.abort();
 }
 
-#[tokio::test]
+// Multi-threaded: the controller runs in this runtime while the test blocks in ovn-nbctl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_security_is_switched_off_only_where_the_subnet_allows_it() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
     let cp = ControlPlane::start().await.unwrap();
     let client = cp.client();
     e2e::cluster::install_crds(&client).await.unwrap();
@@ -401,13 +409,15 @@ async fn port_security_is_switched_off_only_where_the_subnet_allows_it() {
         a["lenient.default.ovn.kubernetes.io/mac_address"],
         a["lenient.default.ovn.kubernetes.io/ip_address"]
     );
-    nb.nbctl(&[
-        "--timeout=60",
-        "wait-until",
-        "Logical_Switch_Port",
-        lenient,
-        &pinned,
-    ])
+    tokio::task::block_in_place(|| {
+        nb.nbctl(&[
+            "--timeout=60",
+            "wait-until",
+            "Logical_Switch_Port",
+            lenient,
+            &pinned,
+        ])
+    })
     .unwrap_or_else(|e| panic!("{lenient} not pinned again ({pinned}): {e}"));
     event_containing_on(&client, "Pod", "ps-lenient", "allowDisablePortSecurity").await;
     controller.abort();
