@@ -106,7 +106,10 @@ pub async fn run(
                     })
                     .collect();
                 daemon
-                    .gc(proto::GcRequest { valid })
+                    .gc(proto::GcRequest {
+                        valid,
+                        provider: conf.provider.clone(),
+                    })
                     .await
                     .map_err(status)?;
                 Ok(None)

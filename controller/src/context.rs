@@ -32,6 +32,8 @@ pub struct Context {
     pub gc_suspects: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     /// The IP CR spec this controller last wrote per attachment key.
     pub written_ips: crate::ip::Written,
+    /// Attachments allocated whose IP CR is being written (the GC leaves their leases alone).
+    pub pending_ips: crate::ip::Pending,
     /// Consecutive failures per object, for growing retry delays.
     pub retries: crate::retry::Retries,
     /// Subnets whose spec changed, announced once [`Context::subnets`] holds them.
@@ -87,6 +89,7 @@ impl Context {
             recorder,
             gc_suspects: Arc::default(),
             written_ips: crate::ip::Written::default(),
+            pending_ips: crate::ip::Pending::default(),
             retries: crate::retry::Retries::default(),
             subnet_changes: tokio::sync::broadcast::Sender::new(1),
             vpc_changes: tokio::sync::broadcast::Sender::new(1),

@@ -1,5 +1,10 @@
 //! Garbage collection: addresses, IP CRs, logical switch ports and their QoS rows whose owner is
-//! gone; switches, routers and DHCP rows whose Subnet or Vpc is gone.
+//! gone; switches, routers and DHCP rows whose Subnet or Vpc is gone; port groups, ACLs and
+//! address sets whose SecurityGroup is gone.
+//!
+//! A pod gives its addresses back when it is gone, when it has finished (`Succeeded` or
+//! `Failed`: Jobs, evictions), or when its deletion's grace period has ended; a terminating pod
+//! keeps them until then, since its containers still use them ([`holds_addresses`]).
 //!
 //! Runs at start, on an interval, and promptly after a pod with attachments is deleted. Only
 //! our own objects are touched (IP CRs, and NB rows with `external_ids:vendor=kube-ovn`).
@@ -40,6 +45,9 @@ pub struct Report {
     pub dhcp: usize,
     /// IP CRs deleted by hand while their pod still uses the address, written again.
     pub restored: usize,
+    /// Port groups and address sets of SecurityGroups that are gone (per group), and the
+    /// default-deny group once no SecurityGroup exists and no port is in it.
+    pub security_groups: usize,
 }
 
 /// Releases the attachments a pod had (by its `allocated` annotations) that its networks
@@ -70,6 +78,16 @@ pub async fn release_unwanted(
         ip::release(ctx, &key).await?;
     }
     Ok(())
+}
+
+/// Whether a pod that exists and has not finished still holds its addresses: yes until its
+/// deletion's grace period has ended (`deletionTimestamp` is when it ends). A terminating pod's
+/// containers run until then, so its address must not go to another pod before.
+pub fn holds_addresses(
+    deletion: Option<k8s_openapi::jiff::Timestamp>,
+    now: k8s_openapi::jiff::Timestamp,
+) -> bool {
+    deletion.is_none_or(|end| end > now)
 }
 
 /// The StatefulSet name and ordinal of one of its pods' names (`<set>-<ordinal>`).
@@ -108,6 +126,7 @@ async fn statefulset_keeps(ctx: &Context, ip: &crds::IPSpec) -> Result<bool, Err
 /// and address taken away while it runs.)
 pub async fn collect(ctx: &Context) -> Result<Report, Error> {
     let mut report = Report::default();
+    let groups = nb::security_group::owned_groups(&ctx.nb);
     let switches = nb::owned_switches(&ctx.nb);
     let dhcp = nb::dhcp::owned_subnets(&ctx.nb);
     let routers = nb::owned_routers(&ctx.nb);
@@ -116,12 +135,15 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
     let ips: Api<IP> = Api::all(ctx.client.clone());
     let records = ips.list(&ListParams::default()).await?.items;
     let pods: Api<Pod> = Api::all(ctx.client.clone());
+    // Finished pods (Jobs, evictions) give their addresses back; the server filters them.
+    let running = ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed");
+    let now = k8s_openapi::jiff::Timestamp::now();
     let live: BTreeSet<(String, String)> = pods
-        .list_metadata(&ListParams::default())
+        .list_metadata(&running)
         .await?
         .items
         .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| holds_addresses(p.metadata.deletion_timestamp.as_ref().map(|t| t.0), now))
         .map(|p| {
             (
                 p.metadata.namespace.unwrap_or_default(),
@@ -157,7 +179,7 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
     // it to the next pod while this one holds it).
     let deleted: Vec<(String, crds::IPSpec)> = leases
         .iter()
-        .filter(|k| !recorded.contains(*k))
+        .filter(|k| !recorded.contains(*k) && !ctx.pending_ips.contains(k))
         .filter_map(|k| ctx.written_ips.get(k).map(|spec| (k.clone(), spec)))
         .filter(|(_, spec)| live.contains(&(spec.namespace.clone(), spec.pod_name.clone())))
         .collect();
@@ -211,15 +233,34 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
             report.routers += 1;
         }
     }
+    // Port groups were read before the SecurityGroups are listed (a group being deleted is
+    // still listed: its finalizer removes its rows once no port uses it).
+    let security_groups: BTreeSet<String> = Api::<crds::SecurityGroup>::all(ctx.client.clone())
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|g| g.metadata.name)
+        .collect();
+    for group in groups.difference(&security_groups) {
+        tracing::info!(%group, "port group's SecurityGroup is gone; deleting it");
+        if nb::security_group::delete_group(&ctx.nb, group, false).await? {
+            report.security_groups += 1;
+        }
+    }
+    if security_groups.is_empty() && nb::security_group::delete_deny_all_if_unused(&ctx.nb).await? {
+        report.security_groups += 1;
+    }
     // Ports are deleted with their QoS rows; rows whose port went some other way (an older
     // controller, a hand-deleted port) are swept here.
     for port in nb::qos::orphaned_qos_ports(&ctx.nb) {
         tracing::info!(%port, "QoS rows name a port that does not exist; deleting them");
         report.qos += nb::delete_qos(&ctx.nb, &port).await?;
     }
+    // Checked last: a record still being created was maybe not listed above.
     let orphans: BTreeSet<String> = leases
         .into_iter()
-        .filter(|k| !recorded.contains(k))
+        .filter(|k| !recorded.contains(k) && !ctx.pending_ips.contains(k))
         .collect();
     let mut suspects = ctx.gc_suspects.lock().unwrap_or_else(|e| e.into_inner());
     for key in orphans.intersection(&suspects) {
@@ -235,6 +276,16 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_terminating_pod_holds_its_addresses_until_its_grace_period_ends() {
+        let now = k8s_openapi::jiff::Timestamp::from_second(1_000).unwrap();
+        let at = |s| Some(k8s_openapi::jiff::Timestamp::from_second(s).unwrap());
+        assert!(holds_addresses(None, now));
+        assert!(holds_addresses(at(1_030), now), "30 s of grace left");
+        assert!(!holds_addresses(at(1_000), now));
+        assert!(!holds_addresses(at(970), now));
+    }
 
     #[test]
     fn statefulset_pod_names_give_set_and_ordinal() {

@@ -109,6 +109,51 @@ impl Written {
     }
 }
 
+/// Attachments between their allocation and the answer to their IP CR's create: the GC must not
+/// take a lease without a record for an orphan while its record is still on the way (a slow
+/// create would otherwise let two back-to-back collections free an address a pod then holds).
+#[derive(Debug, Default)]
+pub struct Pending(Mutex<HashMap<String, usize>>);
+
+impl Pending {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, usize>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks `key` as being recorded until the guard drops.
+    pub fn hold(&self, key: &str) -> PendingGuard<'_> {
+        *self.lock().entry(key.to_owned()).or_default() += 1;
+        PendingGuard {
+            pending: self,
+            key: key.to_owned(),
+        }
+    }
+
+    /// Whether `key`'s record is on its way.
+    pub fn contains(&self, key: &str) -> bool {
+        self.lock().contains_key(key)
+    }
+}
+
+/// Holds an attachment in [`Pending`] (see [`Pending::hold`]).
+#[derive(Debug)]
+pub struct PendingGuard<'a> {
+    pending: &'a Pending,
+    key: String,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self.pending.lock();
+        if let Some(n) = map.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// Writes the record of attachment `key`, unless this controller already wrote the same one for
 /// a lease it held before (`existed`).
 pub async fn write(

@@ -2,7 +2,11 @@
 //! kube-ovn-controller replicas reconciles at a time.
 //!
 //! Acquire: take the Lease when it has no holder, is ours, or its holder has not renewed within
-//! the lease duration. Every write carries the Lease's resourceVersion, so two candidates never
+//! the lease duration. "Not renewed" is judged as client-go does: by this replica's monotonic
+//! clock since the Lease record last changed, never by comparing the holder's `renewTime` with
+//! the local wall clock (a holder whose clock runs behind would otherwise lose a live lease,
+//! and one whose clock runs ahead would keep a dead one). A candidate that first sees a Lease
+//! therefore waits one full duration before taking it from another holder. Every write carries the Lease's resourceVersion, so two candidates never
 //! both win. Renew at a third of the duration; a leader that cannot renew before its lease runs
 //! out stops (the process exits and its replacement takes over), because another replica may
 //! already be reconciling.
@@ -11,9 +15,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::PostParams;
+use tokio::time::Instant;
 
 /// Settings of one candidate.
 #[derive(Debug, Clone)]
@@ -62,20 +67,38 @@ pub enum Attempt {
     Following(String),
 }
 
-/// Whether a lease held by someone else may be taken now.
-pub fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
-    if spec.holder_identity.as_deref().is_none_or(str::is_empty) {
-        return true;
-    }
-    let secs = i64::from(spec.lease_duration_seconds.unwrap_or(0));
-    match spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) {
-        Some(MicroTime(t)) => *t + SignedDuration::from_secs(secs) < now,
-        None => true,
+/// What a candidate last saw of the Lease record, and when, on its own monotonic clock.
+#[derive(Debug, Default, Clone)]
+pub struct Observed {
+    seen: Option<(LeaseSpec, Instant)>,
+}
+
+impl Observed {
+    /// Notes `spec` as read at `now` and says whether another holder's lease may be taken: it
+    /// has no holder, or the record has not changed for longer than its duration since this
+    /// candidate saw it change (renewals change `renewTime`, whatever the holder's clock says).
+    pub fn expired(&mut self, spec: &LeaseSpec, now: Instant) -> bool {
+        if spec.holder_identity.as_deref().is_none_or(str::is_empty) {
+            return true;
+        }
+        let since = match &self.seen {
+            Some((last, at)) if last == spec => *at,
+            _ => {
+                self.seen = Some((spec.clone(), now));
+                now
+            }
+        };
+        let secs = u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0);
+        now.saturating_duration_since(since) > Duration::from_secs(secs)
     }
 }
 
 /// One acquire-or-renew attempt.
-pub async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<Attempt, LeaderError> {
+pub async fn try_acquire(
+    api: &Api<Lease>,
+    cfg: &LeaseConfig,
+    observed: &mut Observed,
+) -> Result<Attempt, LeaderError> {
     let err = |source| LeaderError::Api {
         namespace: cfg.namespace.clone(),
         name: cfg.name.clone(),
@@ -111,7 +134,7 @@ pub async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<Attempt,
             let spec = lease.spec.clone().unwrap_or_default();
             let holder = spec.holder_identity.clone().unwrap_or_default();
             let ours = holder == cfg.identity;
-            if !ours && !expired(&spec, now) {
+            if !ours && !observed.expired(&spec, Instant::now()) {
                 return Ok(Attempt::Following(holder));
             }
             let mut next = spec.clone();
@@ -137,8 +160,9 @@ pub async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<Attempt,
 pub async fn acquire(api: &Api<Lease>, cfg: &LeaseConfig) {
     let retry = (cfg.duration / 4).max(Duration::from_millis(200));
     let mut last = None;
+    let mut observed = Observed::default();
     loop {
-        match try_acquire(api, cfg).await {
+        match try_acquire(api, cfg, &mut observed).await {
             Ok(Attempt::Leading) => {
                 tracing::info!(lease = %cfg.name, identity = %cfg.identity, "became leader");
                 return;
@@ -173,13 +197,14 @@ pub async fn keep(api: &Api<Lease>, cfg: &LeaseConfig) -> LeaderError {
         secs: cfg.duration.as_secs(),
     };
     // `acquire` has just written the lease.
-    let mut renewed = tokio::time::Instant::now();
+    let mut renewed = Instant::now();
     let mut wait = every;
+    let mut observed = Observed::default();
     loop {
         let give_up = renewed + deadline;
-        tokio::time::sleep_until((tokio::time::Instant::now() + wait).min(give_up)).await;
-        let sent = tokio::time::Instant::now();
-        match tokio::time::timeout_at(give_up, try_acquire(api, cfg)).await {
+        tokio::time::sleep_until((Instant::now() + wait).min(give_up)).await;
+        let sent = Instant::now();
+        match tokio::time::timeout_at(give_up, try_acquire(api, cfg, &mut observed)).await {
             Ok(Ok(Attempt::Leading)) => {
                 renewed = sent;
                 wait = every;
@@ -194,7 +219,7 @@ pub async fn keep(api: &Api<Lease>, cfg: &LeaseConfig) -> LeaderError {
             }
             Err(_) => tracing::warn!(lease = %cfg.name, "lease renewal did not answer in time"),
         }
-        if tokio::time::Instant::now() >= renewed + deadline {
+        if Instant::now() >= renewed + deadline {
             return lost();
         }
     }
@@ -204,18 +229,13 @@ pub async fn keep(api: &Api<Lease>, cfg: &LeaseConfig) -> LeaderError {
 mod tests {
     use super::*;
 
-    fn spec(holder: Option<&str>, renewed_secs_ago: i64, duration: i32) -> (LeaseSpec, Timestamp) {
-        let now = Timestamp::from_second(1_000_000).unwrap();
-        let renew = now - SignedDuration::from_secs(renewed_secs_ago);
-        (
-            LeaseSpec {
-                holder_identity: holder.map(Into::into),
-                lease_duration_seconds: Some(duration),
-                renew_time: Some(MicroTime(renew)),
-                ..Default::default()
-            },
-            now,
-        )
+    fn spec(holder: Option<&str>, renew_second: i64, duration: i32) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: holder.map(Into::into),
+            lease_duration_seconds: Some(duration),
+            renew_time: Some(MicroTime(Timestamp::from_second(renew_second).unwrap())),
+            ..Default::default()
+        }
     }
 
     /// A leader whose API server stops answering (requests hang, no error comes back) steps
@@ -252,14 +272,47 @@ mod tests {
     }
 
     #[test]
-    fn a_lease_is_free_without_holder_or_after_its_duration() {
-        let (s, now) = spec(None, 0, 15);
-        assert!(expired(&s, now));
-        let (s, now) = spec(Some("a"), 5, 15);
-        assert!(!expired(&s, now));
-        let (s, now) = spec(Some("a"), 16, 15);
-        assert!(expired(&s, now));
-        let (s, now) = spec(Some(""), 0, 15);
-        assert!(expired(&s, now));
+    fn a_lease_is_free_without_holder_or_once_unchanged_for_its_duration() {
+        let t0 = Instant::now();
+        let secs = Duration::from_secs;
+        let mut o = Observed::default();
+        assert!(o.expired(&spec(None, 0, 15), t0));
+        assert!(o.expired(&spec(Some(""), 0, 15), t0));
+        let mut o = Observed::default();
+        let held = spec(Some("a"), 100, 15);
+        assert!(
+            !o.expired(&held, t0),
+            "first sight: a full duration to wait"
+        );
+        assert!(!o.expired(&held, t0 + secs(15)));
+        assert!(
+            o.expired(&held, t0 + secs(16)),
+            "unchanged for longer than 15 s"
+        );
+        // A renewal seen just before: the count starts again.
+        let mut o = Observed::default();
+        assert!(!o.expired(&held, t0));
+        assert!(!o.expired(&spec(Some("a"), 110, 15), t0 + secs(10)));
+        assert!(!o.expired(&spec(Some("a"), 110, 15), t0 + secs(24)));
+        assert!(o.expired(&spec(Some("a"), 110, 15), t0 + secs(26)));
+    }
+
+    /// A holder whose wall clock runs an hour behind keeps its lease while it renews: the
+    /// candidate never compares `renewTime` with its own clock. One whose clock runs an hour
+    /// ahead loses it one duration after it stops renewing, not an hour later.
+    #[test]
+    fn a_skewed_holder_clock_neither_loses_a_live_lease_nor_keeps_a_dead_one() {
+        let t0 = Instant::now();
+        let now_wall = Timestamp::now().as_second();
+        let mut o = Observed::default();
+        for k in 0..10 {
+            // Renewed every 5 s, stamped an hour in the past.
+            let s = spec(Some("behind"), now_wall - 3600 + 5 * k, 15);
+            assert!(!o.expired(&s, t0 + Duration::from_secs(5 * k as u64)));
+        }
+        let mut o = Observed::default();
+        let ahead = spec(Some("ahead"), now_wall + 3600, 15);
+        assert!(!o.expired(&ahead, t0));
+        assert!(o.expired(&ahead, t0 + Duration::from_secs(16)));
     }
 }

@@ -19,6 +19,7 @@ pub mod pod;
 pub mod reconciler;
 pub mod retry;
 pub mod run;
+pub mod security_group;
 pub mod status;
 pub mod subnet;
 pub mod tenancy;

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Parser;
 use controller::leader;
-use controller::metrics::{self, Metrics};
+use controller::metrics::Metrics;
 use controller::options::{LogFormat, Options, translate_upstream_flags};
 use controller::run::{self, RunConfig};
+use crds::admin;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -25,48 +25,26 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("kube-ovn-controller: {err}");
         std::process::exit(2);
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    match options.log_format {
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init(),
-        // No colour escapes when not on a terminal (`kubectl logs` showed them).
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .init(),
-    }
+    admin::init_logging(options.log_format == LogFormat::Json);
     for warning in &translated.warnings {
         tracing::warn!("{warning}");
     }
-    let kube_config = match &options.kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no in-cluster config and no --kubeconfig")?,
-    };
-    let client = kube::Client::try_from(kube_config)?;
+    let client = admin::kube_client(options.kubeconfig.as_deref()).await?;
     let metrics = Arc::new(Metrics::new());
     // Served by every replica, leader or not, so a follower is visibly alive.
-    if let Some(addr) = metrics::parse_addr(&options.metrics_addr)? {
-        let listener = metrics::bind(addr).await?;
-        tracing::info!(%addr, "serving metrics on /metrics");
-        tokio::spawn(metrics::serve(
+    if let Some(addr) = admin::parse_addr("--metrics-addr", &options.metrics_addr)? {
+        let listener = admin::bind("--metrics-addr", addr).await?;
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+        tokio::spawn(admin::serve(
             listener,
-            metrics.clone(),
+            metrics.admin_routes(),
             std::future::pending(),
         ));
     }
     // Every replica answers admission requests, leader or not (the Service picks any).
-    if let Some(addr) = controller::webhook::parse_addr(&options.webhook_addr)? {
+    if let Some(addr) = admin::parse_addr("--webhook-addr", &options.webhook_addr)? {
         let tls = controller::webhook::acceptor(&options.webhook_cert_dir)?;
-        let listener = controller::webhook::bind(addr).await?;
+        let listener = admin::bind("--webhook-addr", addr).await?;
         tracing::info!(%addr, path = controller::webhook::PATH, "serving the pod admission webhook");
         tokio::spawn(controller::webhook::serve(
             listener,

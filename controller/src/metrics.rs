@@ -1,4 +1,4 @@
-//! Prometheus metrics of the controller and the HTTP endpoint that serves them.
+//! Prometheus metrics of the controller.
 //!
 //! Families (prefix `kube_ovn_controller_`, latencies in seconds):
 //! - `reconcile_duration_seconds{controller, result}`: every reconcile of `vpc`, `subnet` and
@@ -12,23 +12,12 @@
 //! - `ipam_addresses{subnet, family, state}`: per subnet and address family, the addresses
 //!   `used` and still `available`, read from the allocator at scrape time (so never stale).
 //!
-//! [`serve`] exposes the registry on `GET /metrics` in the OpenMetrics text format.
-//!
-//! The HTTP part mirrors `daemon::metrics` rather than sharing it: the two binaries share only
-//! domain libraries (`crds`, `ipam`, `ovn-api`), where an HTTP server does not belong, and
-//! depending on `cni` (the daemon's crate for it) would pull its gRPC stack into the controller
-//! for ~60 lines of hyper glue.
+//! [`Metrics::render`] is what `GET /metrics` of the admin endpoint ([`crds::admin`], shared
+//! with the daemon) answers; [`Metrics::admin_routes`] adds the controller's health checks.
 
-use std::convert::Infallible;
-use std::fmt::Write as _;
-use std::future::Future;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -36,9 +25,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-
-/// The content type of the OpenMetrics text exposition, which Prometheus negotiates.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The outcome label of an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,60 +89,121 @@ struct IpamUsage {
     ipam: Mutex<Weak<ipam::SharedIpam>>,
 }
 
-impl Collector for IpamUsage {
-    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+/// One subnet's addresses in one family, as the allocator counts them now.
+struct FamilyUsage {
+    subnet: String,
+    family: &'static str,
+    cidr: String,
+    // u128: an IPv6 /64 has more addresses than u64 counts.
+    used: u128,
+    available: u128,
+}
+
+impl IpamUsage {
+    fn samples(&self) -> Vec<FamilyUsage> {
         let source = self
             .ipam
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .upgrade();
         let mut samples = Vec::new();
-        if let Some(ipam) = source {
-            let ipam = ipam.lock();
-            for subnet in ipam.subnet_names() {
-                let Ok(c) = ipam.counters(&subnet) else {
-                    continue;
-                };
-                for (family, used, available, present) in [
-                    (
-                        "ipv4",
-                        c.v4_using,
-                        c.v4_available,
-                        c.v4_using + c.v4_available > 0,
-                    ),
-                    (
-                        "ipv6",
-                        c.v6_using,
-                        c.v6_available,
-                        c.v6_using + c.v6_available > 0,
-                    ),
-                ] {
-                    if !present {
-                        continue;
-                    }
-                    // Gauges are f64: exact up to 2^53, ample for any address count one reads.
-                    #[allow(clippy::cast_precision_loss)]
-                    for (state, n) in [("used", used as f64), ("available", available as f64)] {
-                        samples.push((
-                            UsageLabels {
-                                subnet: subnet.clone(),
-                                family,
-                                state,
-                            },
-                            n,
-                        ));
-                    }
+        let Some(ipam) = source else {
+            return samples;
+        };
+        let ipam = ipam.lock();
+        for subnet in ipam.subnet_names() {
+            let (Ok(c), Ok(info)) = (ipam.counters(&subnet), ipam.subnet_info(&subnet)) else {
+                continue;
+            };
+            let cidr = |v4: bool| {
+                info.cidrs
+                    .iter()
+                    .find(|n| matches!(n, ipnet::IpNet::V4(_)) == v4)
+                    .map(ToString::to_string)
+            };
+            for (family, used, available, cidr) in [
+                ("ipv4", c.v4_using, c.v4_available, cidr(true)),
+                ("ipv6", c.v6_using, c.v6_available, cidr(false)),
+            ] {
+                if let Some(cidr) = cidr {
+                    samples.push(FamilyUsage {
+                        subnet: subnet.clone(),
+                        family,
+                        cidr,
+                        used,
+                        available,
+                    });
                 }
             }
         }
+        samples
+    }
+}
+
+impl Collector for IpamUsage {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let samples = self.samples();
         let mut metric = encoder.encode_descriptor(
             "ipam_addresses",
             "Addresses per subnet and family: used, and still available",
             None,
             MetricType::Gauge,
         )?;
-        for (labels, n) in &samples {
-            ConstGauge::new(*n).encode(metric.encode_family(labels)?)?;
+        for u in &samples {
+            // Gauges are f64: exact up to 2^53, ample for any address count one reads.
+            #[allow(clippy::cast_precision_loss)]
+            for (state, n) in [("used", u.used as f64), ("available", u.available as f64)] {
+                let labels = UsageLabels {
+                    subnet: u.subnet.clone(),
+                    family: u.family,
+                    state,
+                };
+                ConstGauge::new(n).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct UpstreamUsageLabels {
+    subnet_name: String,
+    protocol: &'static str,
+    subnet_cidr: String,
+}
+
+/// Upstream Kube-OVN's series for the same counts, under its names and labels
+/// (`subnet_available_ip_count`, `subnet_used_ip_count`; `protocol` `IPv4` or `IPv6`, one
+/// series per family of a dual-stack subnet), so its dashboards and alerts work unchanged.
+#[derive(Debug)]
+struct UpstreamUsage(Arc<IpamUsage>);
+
+impl Collector for UpstreamUsage {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let samples = self.0.samples();
+        for (name, help, used) in [
+            (
+                "subnet_available_ip_count",
+                "The available num of ip address in subnet",
+                false,
+            ),
+            (
+                "subnet_used_ip_count",
+                "The used num of ip address in subnet",
+                true,
+            ),
+        ] {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for u in &samples {
+                let labels = UpstreamUsageLabels {
+                    subnet_name: u.subnet.clone(),
+                    protocol: if u.family == "ipv4" { "IPv4" } else { "IPv6" },
+                    subnet_cidr: u.cidr.clone(),
+                };
+                #[allow(clippy::cast_precision_loss)]
+                let n = if used { u.used } else { u.available } as f64;
+                ConstGauge::new(n).encode(metric.encode_family(&labels)?)?;
+            }
         }
         Ok(())
     }
@@ -166,6 +213,8 @@ impl Collector for IpamUsage {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// Series under upstream Kube-OVN's names (no `kube_ovn_controller_` prefix).
+    upstream: Registry,
     reconciles: HistogramFamily<ReconcileLabels>,
     attachments: HistogramFamily<ResultLabels>,
     transactions: HistogramFamily<ResultLabels>,
@@ -207,8 +256,12 @@ impl Metrics {
             transactions.clone(),
         );
         registry.register_collector(Box::new(usage.clone()));
+        let mut upstream = Registry::default();
+        upstream.register_collector(Box::new(UpstreamUsage(usage.clone())));
+        upstream.register_collector(Box::new(crds::admin::ProcessCollector));
         Self {
             registry,
+            upstream,
             reconciles,
             attachments,
             transactions,
@@ -262,114 +315,18 @@ impl Metrics {
         })
     }
 
+    /// The admin endpoint of a controller replica, leader or standby: these metrics; `/healthz`
+    /// and `/readyz` answer `ok` while the process serves (a standby is ready to take over, and
+    /// a leader that loses its lease exits, so the kubelet sees no stuck replica).
+    pub fn admin_routes(self: &Arc<Self>) -> crds::admin::Routes {
+        let me = self.clone();
+        crds::admin::Routes::metrics_only(Arc::new(move || me.render()))
+    }
+
     /// The registry in the OpenMetrics text format (ends with `# EOF`).
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail; an encoder error would be a bug in the encoder,
-        // and a scrape should still get a well-formed (if partial) answer.
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            let _ = writeln!(out, "# EOF");
-        }
-        out
+        crds::admin::render(&[&self.registry, &self.upstream])
     }
-}
-
-/// A failure of the metrics endpoint.
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
-    /// The listen address is not `host:port`.
-    #[error("metrics address {addr:?} is not a socket address (host:port): {source}")]
-    Address {
-        /// What was given.
-        addr: String,
-        /// The parse error.
-        source: std::net::AddrParseError,
-    },
-    /// Binding the listener failed.
-    #[error("binding the metrics endpoint on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// The error.
-        source: std::io::Error,
-    },
-}
-
-/// Parses `--metrics-addr`: empty disables the endpoint (`None`).
-pub fn parse_addr(addr: &str) -> Result<Option<std::net::SocketAddr>, MetricsError> {
-    let addr = addr.trim();
-    if addr.is_empty() {
-        return Ok(None);
-    }
-    addr.parse()
-        .map(Some)
-        .map_err(|source| MetricsError::Address {
-            addr: addr.to_owned(),
-            source,
-        })
-}
-
-/// Binds the metrics listener (separately from [`serve`], so a bad address fails at start).
-pub async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, MetricsError> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| MetricsError::Bind { addr, source })
-}
-
-/// Longest a client may take to send its request headers (a stuck scraper holds no task longer).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves `GET /metrics` from `metrics` on `listener` (HTTP/1.1) until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    shutdown: impl Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // EMFILE and the like clear when other connections close: back off briefly
-                    // instead of spinning on accept.
-                    tracing::warn!(error = %e, "metrics endpoint: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let metrics = metrics.clone();
-                async move { Ok::<_, Infallible>(respond(&metrics, &req)) }
-            });
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "metrics connection ended with an error");
-            }
-        });
-    }
-}
-
-fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET || req.uri().path() != "/metrics" {
-        let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
-        *r.status_mut() = StatusCode::NOT_FOUND;
-        return r;
-    }
-    let mut r = Response::new(Full::new(Bytes::from(metrics.render())));
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(CONTENT_TYPE),
-    );
-    r
 }
 
 #[cfg(test)]
@@ -415,6 +372,24 @@ mod tests {
             Some(252.0),
             "{text}"
         );
+        // Upstream's names and labels for the same counts, one series per family.
+        for (series, n) in [
+            (
+                r#"subnet_used_ip_count{subnet_name="s1",protocol="IPv4",subnet_cidr="10.0.0.0/24"}"#,
+                1.0,
+            ),
+            (
+                r#"subnet_available_ip_count{subnet_name="s1",protocol="IPv4",subnet_cidr="10.0.0.0/24"}"#,
+                252.0,
+            ),
+            (
+                r#"subnet_used_ip_count{subnet_name="s1",protocol="IPv6",subnet_cidr="fd00::/120"}"#,
+                1.0,
+            ),
+        ] {
+            assert_eq!(m.sample(series), Some(n), "{series} in\n{text}");
+        }
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
         assert!(
             text.contains("# TYPE kube_ovn_controller_ipam_addresses gauge"),
             "{text}"
@@ -428,61 +403,5 @@ mod tests {
         // A stopped controller's allocator is not reported (nor kept alive).
         drop(ipam);
         assert!(!m.render().contains("subnet=\"s1\""));
-    }
-
-    #[test]
-    fn an_empty_address_disables_the_endpoint_and_a_bad_one_is_an_error() {
-        assert_eq!(parse_addr("").unwrap(), None);
-        assert_eq!(
-            parse_addr("0.0.0.0:10660").unwrap(),
-            Some("0.0.0.0:10660".parse().unwrap())
-        );
-        let err = parse_addr("localhost").unwrap_err().to_string();
-        assert!(err.contains("localhost"), "{err}");
-    }
-
-    async fn http(addr: std::net::SocketAddr, request: &str) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut out = String::new();
-        stream.read_to_string(&mut out).await.unwrap();
-        out
-    }
-
-    #[tokio::test]
-    async fn serves_metrics_on_get_and_404_elsewhere() {
-        let m = Arc::new(Metrics::new());
-        m.observe_reconcile("vpc", Outcome::Ok, Duration::from_millis(1));
-        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, m.clone(), async {
-            let _ = stopped.await;
-        }));
-        let ok = http(
-            addr,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await;
-        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
-        assert!(
-            ok.contains(&format!("content-type: {CONTENT_TYPE}")),
-            "{ok}"
-        );
-        assert!(
-            ok.contains(
-                r#"kube_ovn_controller_reconcile_duration_seconds_count{controller="vpc",result="ok"} 1"#
-            ),
-            "{ok}"
-        );
-        let missing = http(
-            addr,
-            "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await;
-        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
-        stop.send(()).unwrap();
-        server.await.unwrap();
     }
 }

@@ -14,7 +14,9 @@
 //! - [`switch`]: a Subnet's logical switch and its router port pair;
 //! - [`port`]: an attachment's logical switch port, with its QoS rows;
 //! - [`qos`]: an attachment's bandwidth limits as `QoS` rows;
-//! - [`routes`], [`dhcp`]: a Vpc's static and policy routes, a Subnet's DHCP options.
+//! - [`routes`], [`dhcp`]: a Vpc's static and policy routes, a Subnet's DHCP options;
+//! - [`security_group`]: a SecurityGroup's port group, ACLs and address sets, and a port's
+//!   memberships (written with the port).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +33,7 @@ pub mod port;
 pub mod qos;
 pub mod router;
 pub mod routes;
+pub mod security_group;
 pub mod switch;
 
 #[cfg(test)]
@@ -50,7 +53,9 @@ pub use switch::{
 };
 
 /// Tables the controller monitors in NB.
-pub const TABLES: [&str; 8] = [
+pub const TABLES: [&str; 11] = [
+    "ACL",
+    "Address_Set",
     "DHCP_Options",
     "Logical_Router",
     "Logical_Router_Port",
@@ -58,6 +63,7 @@ pub const TABLES: [&str; 8] = [
     "Logical_Router_Policy",
     "Logical_Switch",
     "Logical_Switch_Port",
+    "Port_Group",
     "QoS",
 ];
 
@@ -83,6 +89,28 @@ pub enum NbError {
     /// The logical switch an attachment needs does not exist.
     #[error("OVN NB: logical switch {0} does not exist (is its Subnet ready?)")]
     NoSwitch(String),
+    /// Security groups a port names have no port group (yet).
+    #[error(
+        "security group(s) {0:?} do not exist (or are not ready yet): the port keeps its current state until they do"
+    )]
+    NoSecurityGroup(Vec<String>),
+    /// Security groups a port would join are being deleted.
+    #[error(
+        "security group(s) {0:?} are being deleted and take no new members: the port keeps its current state"
+    )]
+    SecurityGroupDeleting(Vec<String>),
+    /// Two groups whose names differ only in `-` and `.` map to one port group.
+    #[error(
+        "OVN NB: port group {port_group} of SecurityGroup {group} belongs to SecurityGroup {owner:?} (names that differ only in '-' and '.' share a port group)"
+    )]
+    GroupClash {
+        /// The port group.
+        port_group: String,
+        /// The group asking.
+        group: String,
+        /// The group owning it.
+        owner: String,
+    },
 }
 
 fn db(what: impl Into<String>) -> impl FnOnce(ovn_api::Error) -> NbError {
@@ -135,7 +163,10 @@ pub async fn connect(remotes: &str) -> Result<Nb, NbError> {
         .check(ovn_api::tables::nb::LogicalRouterPolicy::check)
         .check(LogicalSwitch::check)
         .check(LogicalSwitchPort::check)
-        .check(ovn_api::tables::nb::Qos::check);
+        .check(ovn_api::tables::nb::Qos::check)
+        .check(ovn_api::tables::nb::Acl::check)
+        .check(ovn_api::tables::nb::AddressSet::check)
+        .check(ovn_api::tables::nb::PortGroup::check);
     for table in TABLES {
         config = config.monitor_table(table);
     }

@@ -2,8 +2,10 @@
 //! (IPAM), an `IP` CR (the durable record, written first), a logical switch port (one NB
 //! transaction) and the `<provider>.kubernetes.io/*` annotations (one patch) that the daemon
 //! waits for, plus its bandwidth limits (NB `QoS` rows from the `ingress_rate`/`egress_rate`
-//! annotations). Pods without the networks annotation are skipped before any work. Each element
-//! is handled on its own: a bad one gets an Event and leaves the others untouched.
+//! annotations) and its security groups (`security_groups`: port group memberships in the same
+//! transaction, see [`crate::security_group`]). Pods without the networks annotation are skipped
+//! before any work. Each element is handled on its own: a bad one gets an Event and leaves the
+//! others untouched.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -531,8 +533,19 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
             "Subnet {subnet} is not ready (its logical switch does not exist yet)"
         )));
     }
+    // Security groups are checked before allocating: a group that does not exist leaves the
+    // attachment (a new one unallocated, an existing one as it is) until it does.
+    let security_groups = if planned.port {
+        let groups = security_groups_of(pod, &planned.provider)?;
+        nb::security_group::check_groups(&ctx.nb, &key, &groups).map_err(|e| e.to_string())?;
+        groups
+    } else {
+        Vec::new()
+    };
     let existed = ctx.ipam.get(&key).is_some();
     let request = request_for(pod, planned).map_err(|e| e.to_string())?;
+    // From the allocation until the record's create has answered.
+    let _recording = ctx.pending_ips.hold(&key);
     let lease = ctx
         .ipam
         .allocate(subnet, &key, &request)
@@ -595,18 +608,28 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
     } else {
         true
     };
-    let port = planned.port.then(|| nb::PortPlan {
-        name: key.clone(),
-        switch: subnet.clone(),
-        mac: mac.clone(),
-        ips: ips.clone(),
-        port_security,
-        external_ids: nb::owned_ids(&[
+    let port = planned.port.then(|| {
+        let mut external_ids = nb::owned_ids(&[
             (EXTERNAL_ID_POD, &format!("{namespace}/{name}")),
             (EXTERNAL_ID_LOGICAL_SWITCH, subnet),
             (EXTERNAL_ID_PROVIDER, &planned.provider),
-        ]),
-        dhcp: nb::dhcp::uuids_of(&ctx.nb, subnet),
+        ]);
+        if !security_groups.is_empty() {
+            external_ids.insert(
+                crds::naming::EXTERNAL_ID_SECURITY_GROUPS.to_owned(),
+                nb::security_group::groups_id(&security_groups),
+            );
+        }
+        nb::PortPlan {
+            name: key.clone(),
+            switch: subnet.clone(),
+            mac: mac.clone(),
+            ips: ips.clone(),
+            port_security,
+            external_ids,
+            dhcp: nb::dhcp::uuids_of(&ctx.nb, subnet),
+            security_groups: security_groups.clone(),
+        }
     });
     // Exactly the keys DESIGN §3 gives the controller: the element's `default-route` is the
     // user's, and the daemon reads it from the element itself.
@@ -616,6 +639,22 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
         port,
         annotations: out,
     })
+}
+
+/// The SecurityGroups of one attachment from `<provider>.kubernetes.io/security_groups`
+/// (`sg1,sg2`; spaces and empty entries ignored), sorted without duplicates; a name that
+/// cannot be a SecurityGroup is an error naming the annotation.
+pub fn security_groups_of(pod: &Pod, provider: &str) -> Result<Vec<String>, String> {
+    let key = annotation_key(provider, AnnotationKey::SecurityGroups);
+    let Some(value) = pod.annotations().get(&key) else {
+        return Ok(Vec::new());
+    };
+    let mut groups = BTreeSet::new();
+    for g in value.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+        crds::validation::dns1123_subdomain(&key, g).map_err(|e| e.to_string())?;
+        groups.insert(g.to_owned());
+    }
+    Ok(groups.into_iter().collect())
 }
 
 /// The largest rate annotation accepted, in Mbit/s: what OVN can store (its `bandwidth:rate` is

@@ -17,7 +17,7 @@ use kube::{Api, ResourceExt};
 
 use crate::context::Context;
 use crate::metrics::Metrics;
-use crate::{gc, ip, leader, nad, nat_gateway, nb, pod, reconciler, subnet, vpc};
+use crate::{gc, ip, leader, nad, nat_gateway, nb, pod, reconciler, security_group, subnet, vpc};
 
 /// Knobs of a running controller.
 #[derive(Debug, Clone)]
@@ -405,8 +405,18 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
         ctx.clone(),
         workers,
     );
+    let security_groups = reconciler::run(
+        Controller::new(
+            Api::<crds::SecurityGroup>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+        "security-group",
+        security_group::reconcile,
+        ctx.clone(),
+        workers,
+    );
     tokio::select! {
-        () = async { tokio::join!(vpcs, subnets, pods, nads, gateways, ips); } => {}
+        () = async { tokio::join!(vpcs, subnets, pods, nads, gateways, ips, security_groups); } => {}
         () = gc_loop => {}
     }
 }

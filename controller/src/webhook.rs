@@ -45,14 +45,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What can stop the webhook from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
-    /// The listen address is not `host:port`.
-    #[error("webhook address {addr:?} is not a socket address (host:port): {source}")]
-    Address {
-        /// What was given.
-        addr: String,
-        /// The parse error.
-        source: std::net::AddrParseError,
-    },
     /// The certificate or key could not be read.
     #[error("webhook certificate {path}: {reason}")]
     Certificate {
@@ -64,28 +56,6 @@ pub enum WebhookError {
     /// rustls refused the certificate and key.
     #[error("webhook TLS configuration: {0}")]
     Tls(String),
-    /// Binding the listener failed.
-    #[error("binding the webhook on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// The error.
-        source: std::io::Error,
-    },
-}
-
-/// Parses `--webhook-addr`: empty disables the webhook (`None`).
-pub fn parse_addr(addr: &str) -> Result<Option<std::net::SocketAddr>, WebhookError> {
-    let addr = addr.trim();
-    if addr.is_empty() {
-        return Ok(None);
-    }
-    addr.parse()
-        .map(Some)
-        .map_err(|source| WebhookError::Address {
-            addr: addr.to_owned(),
-            source,
-        })
 }
 
 /// The TLS acceptor from `tls.crt` and `tls.key` in `dir` (a `kubernetes.io/tls` Secret's
@@ -117,13 +87,6 @@ pub fn acceptor(dir: &Path) -> Result<TlsAcceptor, WebhookError> {
         .with_single_cert(chain, key)
         .map_err(|e| WebhookError::Tls(e.to_string()))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Binds the webhook listener (separately from [`serve`], so a bad address fails at start).
-pub async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, WebhookError> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| WebhookError::Bind { addr, source })
 }
 
 /// Serves [`PATH`] over TLS on `listener` until `shutdown` resolves.
@@ -376,8 +339,5 @@ mod tests {
         std::fs::write(dir.path().join("tls.key"), "not pem").unwrap();
         let err = acceptor(dir.path()).err().unwrap().to_string();
         assert!(err.contains("tls.crt") || err.contains("tls.key"), "{err}");
-        assert!(parse_addr("").unwrap().is_none());
-        assert!(parse_addr("0.0.0.0:8443").unwrap().is_some());
-        assert!(parse_addr("nonsense").is_err());
     }
 }

@@ -442,3 +442,106 @@ async fn a_vpc_nat_gateway_is_validated_and_says_it_is_not_realised() {
     }
     controller.abort();
 }
+
+/// A terminating pod keeps its address, record and port until its grace period ends (its
+/// containers still use them); a finished pod (`Failed`: a Job, an eviction) gives them back.
+#[tokio::test]
+async fn a_terminating_pod_keeps_its_address_and_a_finished_one_gives_it_back() {
+    let Bed {
+        _cp,
+        client,
+        nb_server,
+        ctx,
+        controller: _controller,
+    } = bed().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // Bound to a node (there is no kubelet here): the deletion waits its whole grace period.
+    let bound = |name: &str| -> Pod {
+        yaml(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  annotations: {{k8s.v1.cni.cncf.io/networks: default/sts-net}}\nspec:\n  nodeName: node-gone\n  containers: [{{name: app, image: nginx}}]\n"
+        ))
+    };
+    for name in ["leaving", "done"] {
+        pods.create(&PostParams::default(), &bound(name))
+            .await
+            .unwrap();
+    }
+    let (_, leaving_ip) = allocated(&pods, "leaving", "").await;
+    allocated(&pods, "done", "").await;
+
+    let dp = DeleteParams {
+        grace_period_seconds: Some(300),
+        ..DeleteParams::default()
+    };
+    pods.delete("leaving", &dp).await.unwrap();
+    assert!(
+        pods.get("leaving")
+            .await
+            .unwrap()
+            .meta()
+            .deletion_timestamp
+            .is_some()
+    );
+    let report = controller::gc::collect(&ctx).await.unwrap();
+    assert_eq!(report.ips, 0, "{report:?}");
+    let key = format!("leaving.default.{PROVIDER}");
+    let ips: Api<IP> = Api::all(client.clone());
+    assert_eq!(ips.get(&key).await.unwrap().spec.ip_address, leaving_ip);
+    assert_eq!(ctx.ipam.get(&key).map(|l| l.ip_address()), Some(leaving_ip));
+    assert!(nb_server.nbctl(&["show"]).unwrap().contains(&key));
+
+    // Finished: the address goes back.
+    pods.patch_status(
+        "done",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"status": {"phase": "Failed"}})),
+    )
+    .await
+    .unwrap();
+    controller::gc::collect(&ctx).await.unwrap();
+    let done = format!("done.default.{PROVIDER}");
+    gone(&client, &done).await;
+    assert!(ctx.ipam.get(&done).is_none());
+    assert!(!nb_server.nbctl(&["show"]).unwrap().contains(&done));
+}
+
+/// A lease whose IP CR is still being created (a slow apiserver) is no orphan: back-to-back
+/// collections leave it; once nothing is recording it, the second collection that finds it
+/// without a record releases it.
+#[tokio::test]
+async fn a_lease_whose_record_is_on_its_way_survives_back_to_back_collections() {
+    let Bed {
+        _cp,
+        client: _client,
+        nb_server: _nb,
+        ctx,
+        controller,
+    } = bed().await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while ctx.ipam.lock().subnet_info("subnet-sts").is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the subnet never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Collections from here on are this test's only.
+    controller.abort();
+    let key = format!("slow.default.{PROVIDER}");
+    ctx.ipam
+        .allocate("subnet-sts", &key, &ipam::Request::random())
+        .unwrap();
+    {
+        let _on_its_way = ctx.pending_ips.hold(&key);
+        for _ in 0..3 {
+            let report = controller::gc::collect(&ctx).await.unwrap();
+            assert_eq!(report.leases, 0, "{report:?}");
+        }
+        assert!(ctx.ipam.get(&key).is_some());
+    }
+    let first = controller::gc::collect(&ctx).await.unwrap();
+    assert_eq!(first.leases, 0, "suspected at the first: {first:?}");
+    let second = controller::gc::collect(&ctx).await.unwrap();
+    assert_eq!(second.leases, 1, "{second:?}");
+    assert!(ctx.ipam.get(&key).is_none());
+}

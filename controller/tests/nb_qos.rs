@@ -26,6 +26,7 @@ fn port(switch: &str) -> PortPlan {
         port_security: true,
         external_ids: nb::owned_ids(&[("pod", "default/qos-pod")]),
         dhcp: (None, None),
+        security_groups: Vec::new(),
     }
 }
 

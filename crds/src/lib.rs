@@ -17,7 +17,10 @@
 //! - [`attachment`] is the controller-daemon contract: the typed [`Allocation`] with
 //!   `to_annotations`/`from_annotations`, the user's route keys, and the one [`MacAddr`].
 //! - [`generate`] renders the CRD YAML committed under `charts/*/crds/` (`cargo xtask crds`).
+//! - [`admin`] (feature `admin`): the /metrics, /healthz and /readyz endpoint of both binaries.
 
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod attachment;
 pub mod condition;
 pub mod error;

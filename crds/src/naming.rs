@@ -233,6 +233,24 @@ pub fn port_group(security_group: &str) -> String {
     format!("ovn.sg.{}", security_group.replace('-', "."))
 }
 
+/// The `Address_Set` of a security group's member addresses of one family:
+/// `ovn.sg.<sg>.associated.v4` / `.v6` (upstream's names, `-` replaced by `.` as in
+/// [`port_group`]); rules with `remoteType: securityGroup` match on it.
+pub fn security_group_address_set(security_group: &str, v6: bool) -> String {
+    let family = if v6 { "v6" } else { "v4" };
+    format!("{}.associated.{family}", port_group(security_group))
+}
+
+/// The port group every port with a security group is in: its ACLs drop what no group's rule
+/// allows (upstream's `ovn.sg.kubeovn_deny_all`).
+pub const DENY_ALL_PORT_GROUP: &str = "ovn.sg.kubeovn_deny_all";
+
+/// `external_ids` key naming the SecurityGroup a port group, address set or ACL belongs to.
+pub const EXTERNAL_ID_SECURITY_GROUP: &str = "sg";
+
+/// `external_ids` key on an attachment's port listing its security groups (`sg1/sg2`, sorted).
+pub const EXTERNAL_ID_SECURITY_GROUPS: &str = "security_groups";
+
 /// The `external_ids:pod` value of a pod: `<ns>/<name>`.
 pub fn pod_key(namespace: &str, pod: &str) -> String {
     format!("{namespace}/{pod}")
@@ -272,6 +290,14 @@ mod tests {
             "subnet-secondary-vpc-secondary"
         );
         assert_eq!(port_group("allow-web"), "ovn.sg.allow.web");
+        assert_eq!(
+            security_group_address_set("allow-web", false),
+            "ovn.sg.allow.web.associated.v4"
+        );
+        assert_eq!(
+            security_group_address_set("a", true),
+            "ovn.sg.a.associated.v6"
+        );
         assert_eq!(pod_key("default", "web"), "default/web");
         assert_eq!(EXTERNAL_ID_VENDOR, ("vendor", "kube-ovn"));
     }

@@ -177,7 +177,7 @@ impl Bench {
         let socket = dir.path().join("daemon.sock");
         let host = Netns::open(&node.netns().path())?;
         let pods = Arc::new(StaticPods::default());
-        let service = Arc::new(CniService::new(
+        let service = CniService::new(
             pods.clone(),
             ovs,
             host,
@@ -189,7 +189,7 @@ impl Bench {
                 install_timeout: Duration::from_secs(30),
             },
             Arc::new(Metrics::new()),
-        ));
+        );
         let listener = server::bind(&socket)?;
         tokio::spawn(async move {
             if let Err(e) = server::serve(listener, service, std::future::pending()).await {

@@ -98,6 +98,13 @@ pub enum DaemonError {
         /// Each failure.
         errors: Vec<String>,
     },
+    /// A DEL of the same attachment arrived while this ADD was still running (CNI 11): the
+    /// ADD stops before it plumbs anything, so nothing outlives the DEL.
+    #[error("{what}: a DEL of this attachment arrived before the ADD could finish; ADD abandoned")]
+    Superseded {
+        /// The attachment.
+        what: String,
+    },
 }
 
 impl DaemonError {
@@ -106,9 +113,10 @@ impl DaemonError {
         match self {
             Self::InvalidRequest { .. } => code::INVALID_ENV,
             Self::InvalidConfig { .. } | Self::Allocation { .. } => code::INVALID_CONFIG,
-            Self::NotAllocated { .. } | Self::Port { .. } | Self::Teardown { .. } => {
-                code::TRY_AGAIN_LATER
-            }
+            Self::NotAllocated { .. }
+            | Self::Port { .. }
+            | Self::Teardown { .. }
+            | Self::Superseded { .. } => code::TRY_AGAIN_LATER,
             Self::Interface { source, .. } => match source {
                 InterfaceError::Netns(NetnsError::Gone { .. }) => code::UNKNOWN_CONTAINER,
                 InterfaceError::NameTaken { .. } => code::INVALID_CONFIG,

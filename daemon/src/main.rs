@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use daemon::metrics::{self, Metrics};
+use crds::admin;
+use daemon::metrics::Metrics;
 use daemon::options::{Options, translate_upstream_flags};
 use daemon::ovs::{self, NodeConfig};
 use daemon::pods::KubePods;
@@ -27,34 +28,12 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("kube-ovn-daemon: {err}");
         std::process::exit(2);
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if opts.log_json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .init();
-    }
+    admin::init_logging(opts.log_json);
     for warning in &translated.warnings {
         tracing::warn!("{warning}");
     }
 
-    let kube_config = match &opts.kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no in-cluster config and no --kubeconfig")?,
-    };
-    let client = kube::Client::try_from(kube_config)?;
+    let client = admin::kube_client(opts.kubeconfig.as_deref()).await?;
     let kube_client = client.clone();
 
     let ovs = Arc::new(ovs::connect(&opts.ovs_db).await?);
@@ -67,31 +46,24 @@ async fn main() -> anyhow::Result<()> {
     let (encap_ip, record) = tunnel_endpoint(&opts, &ovs, &host).await?;
     // What the tunnel bridge holds, as last seen: uninstall puts it back on the NIC.
     let record = Arc::new(std::sync::Mutex::new(record));
-    ovs::init_node(
-        &ovs,
-        &NodeConfig {
-            bridge: opts.bridge.clone(),
-            datapath_type: opts.datapath_type.clone(),
-            system_id: opts.node_name.clone(),
-            ovn_remote: opts.ovn_remote.clone(),
-            encap_type: opts.encap_type.clone(),
-            encap_ip: encap_ip.clone(),
-        },
-    )
-    .await?;
+    let node_config = NodeConfig {
+        bridge: opts.bridge.clone(),
+        datapath_type: opts.datapath_type.clone(),
+        system_id: opts.node_name.clone(),
+        ovn_remote: opts.ovn_remote.clone(),
+        encap_type: opts.encap_type.clone(),
+        encap_ip: encap_ip.clone(),
+    };
+    ovs::init_node(&ovs, &node_config).await?;
     tracing::info!(node = %opts.node_name, bridge = %opts.bridge, datapath = %opts.datapath_type,
         %encap_ip, "node initialised");
 
-    let metrics = Arc::new(Metrics::new());
-    if let Some(addr) = metrics::parse_addr(&opts.metrics_addr)? {
-        let listener = metrics::bind(addr).await?;
-        tracing::info!(%addr, "serving metrics on /metrics");
-        tokio::spawn(metrics::serve(
-            listener,
-            metrics.clone(),
-            std::future::pending(),
-        ));
-    }
+    let metrics = Arc::new(Metrics::for_node(&opts.node_name));
+    // Bound now, so a bad address fails at start; served once the service exists.
+    let admin = match admin::parse_addr("--metrics-addr", &opts.metrics_addr)? {
+        Some(addr) => Some((addr, admin::bind("--metrics-addr", addr).await?)),
+        None => None,
+    };
 
     let mut tunnel_task = None;
     if let Some(nic) = opts.tunnel_nic().filter(|_| opts.datapath_type == "netdev") {
@@ -119,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }));
     }
-    let service = Arc::new(CniService::new(
+    let service = CniService::new(
         Arc::new(KubePods::new(client)),
         ovs.clone(),
         host.try_clone()?,
@@ -131,8 +103,41 @@ async fn main() -> anyhow::Result<()> {
             install_timeout: opts.install_timeout(),
         },
         metrics,
-    ));
+    );
     let sweeper = service.clone();
+    if let Some((addr, listener)) = admin {
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+        tokio::spawn(admin::serve(
+            listener,
+            service.admin_routes(),
+            std::future::pending(),
+        ));
+    }
+    let adopted = service.adopt_plumbed();
+    if adopted > 0 {
+        tracing::info!(
+            ports = adopted,
+            "attachments plumbed by an earlier run taken over"
+        );
+    }
+    // A reset Open vSwitch database (ovs-ovn restarted on a fresh conf.db) loses the bridge,
+    // ovn-controller's settings and the pods' ports: put them back within seconds.
+    let keeper = service.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3));
+        loop {
+            tick.tick().await;
+            match keeper.restore(&node_config).await {
+                Ok(done) if done.ports > 0 => {
+                    tracing::info!(ports = done.ports, "ports restored in Open vSwitch");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "restoring the node's Open vSwitch state failed")
+                }
+            }
+        }
+    });
     let every = std::time::Duration::from_secs(opts.sweep_interval_secs.max(1));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);

@@ -1,4 +1,4 @@
-//! Prometheus metrics of the daemon and the HTTP endpoint that serves them.
+//! Prometheus metrics of the daemon.
 //!
 //! Two histogram families, in seconds:
 //! - `kube_ovn_cni_op_duration_seconds{verb, result}`: every CNI verb the plugin calls, as the
@@ -9,26 +9,17 @@
 //!   is recorded when it ends, whether it succeeded or not, so timeouts show up at their length.
 //!
 //! They cover upstream's `cni_op_latency_seconds`, `cni_wait_address_seconds_total` and
-//! `cni_wait_connectivity_seconds_total` as histograms. [`serve`] exposes the registry on
-//! `GET /metrics` in the OpenMetrics text format; every other request gets 404.
+//! `cni_wait_connectivity_seconds_total` as histograms. [`Metrics::render`] is what
+//! `GET /metrics` of the admin endpoint ([`crds::admin`]) answers.
 
-use std::convert::Infallible;
-use std::fmt::Write as _;
-use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-
-/// The content type of the OpenMetrics text exposition, which Prometheus negotiates.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The CNI verbs the daemon serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -101,6 +92,34 @@ struct PhaseLabels {
     phase: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct UpstreamOpLabels {
+    node_name: String,
+    method: &'static str,
+    status_code: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct NodeLabels {
+    node_name: String,
+}
+
+/// Upstream Kube-OVN's buckets for `cni_op_latency_seconds`: 1 ms to 512 ms in doublings.
+fn upstream_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 10))
+}
+
+/// The HTTP status upstream's CNI server answers with, for its `status_code` label: 200, 400
+/// for a request or configuration the plugin got wrong, 500 for anything else.
+fn upstream_status(error_code: Option<u32>) -> &'static str {
+    use cni::api::code;
+    match error_code {
+        None => "200",
+        Some(code::INVALID_ENV | code::INVALID_CONFIG | code::DECODE_FAILURE) => "400",
+        Some(_) => "500",
+    }
+}
+
 /// 0.25 ms to 65 s in doublings: a local plumb takes milliseconds, waits are bounded by the
 /// daemon's timeouts (tens of seconds), and each bucket stays within 2x of any sample.
 fn latency_histogram() -> Histogram {
@@ -115,6 +134,13 @@ pub struct Metrics {
     registry: Registry,
     ops: HistogramFamily<OpLabels>,
     add_phases: HistogramFamily<PhaseLabels>,
+    /// Series under upstream Kube-OVN's names (no `kube_ovn_cni_` prefix), so its dashboards
+    /// and alerts work unchanged: `cni_op_latency_seconds{node_name, method, status_code}` and
+    /// `cni_wait_address_seconds_total{node_name}`.
+    upstream: Registry,
+    node: String,
+    upstream_ops: HistogramFamily<UpstreamOpLabels>,
+    wait_address: Family<NodeLabels, Counter<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -124,8 +150,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// A fresh registry with every family registered (and no samples).
+    /// A fresh registry with every family registered (and no samples), for no node in
+    /// particular (tests); the daemon uses [`Metrics::for_node`].
     pub fn new() -> Self {
+        Self::for_node("")
+    }
+
+    /// A fresh registry whose upstream-compatible series carry `node_name="<node>"`.
+    pub fn for_node(node: &str) -> Self {
         let mut registry = Registry::with_prefix("kube_ovn_cni");
         let ops = HistogramFamily::<OpLabels>::new_with_constructor(latency_histogram);
         let add_phases = HistogramFamily::<PhaseLabels>::new_with_constructor(latency_histogram);
@@ -143,10 +175,29 @@ impl Metrics {
             Unit::Seconds,
             add_phases.clone(),
         );
+        let mut upstream = Registry::default();
+        upstream.register_collector(Box::new(crds::admin::ProcessCollector));
+        let upstream_ops =
+            HistogramFamily::<UpstreamOpLabels>::new_with_constructor(upstream_histogram);
+        let wait_address = Family::<NodeLabels, Counter<f64, AtomicU64>>::default();
+        upstream.register(
+            "cni_op_latency_seconds",
+            "The latency seconds for cni operations",
+            upstream_ops.clone(),
+        );
+        upstream.register(
+            "cni_wait_address_seconds",
+            "Latency that cni wait controller to assign an address",
+            wait_address.clone(),
+        );
         Self {
             registry,
             ops,
             add_phases,
+            upstream,
+            node: node.to_owned(),
+            upstream_ops,
+            wait_address,
         }
     }
 
@@ -157,6 +208,13 @@ impl Metrics {
             result: error_code.map_or_else(|| RESULT_OK.to_owned(), |c| c.to_string()),
         };
         self.ops.get_or_create(&labels).observe(took.as_secs_f64());
+        self.upstream_ops
+            .get_or_create(&UpstreamOpLabels {
+                node_name: self.node.clone(),
+                method: verb.as_str(),
+                status_code: upstream_status(error_code),
+            })
+            .observe(took.as_secs_f64());
     }
 
     /// Records how long one ADD phase took.
@@ -166,6 +224,13 @@ impl Metrics {
                 phase: phase.as_str(),
             })
             .observe(took.as_secs_f64());
+        if phase == AddPhase::WaitAllocation {
+            self.wait_address
+                .get_or_create(&NodeLabels {
+                    node_name: self.node.clone(),
+                })
+                .inc_by(took.as_secs_f64());
+        }
     }
 
     /// How many operations of `verb` ended with `result` (`ok` or a CNI code as text), as a
@@ -196,113 +261,8 @@ impl Metrics {
 
     /// The registry in the OpenMetrics text format (ends with `# EOF`).
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail; an encoder error would be a bug in the encoder,
-        // and a scrape should still get a well-formed (if partial) answer.
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            let _ = writeln!(out, "# EOF");
-        }
-        out
+        crds::admin::render(&[&self.registry, &self.upstream])
     }
-}
-
-/// A failure of the metrics endpoint.
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
-    /// The listen address is not `host:port`.
-    #[error("metrics address {addr:?} is not a socket address (host:port): {source}")]
-    Address {
-        /// What was given.
-        addr: String,
-        /// The parse error.
-        source: std::net::AddrParseError,
-    },
-    /// Binding the listener failed.
-    #[error("binding the metrics endpoint on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// The error.
-        source: std::io::Error,
-    },
-}
-
-/// Parses `--metrics-addr`: empty disables the endpoint (`None`).
-pub fn parse_addr(addr: &str) -> Result<Option<std::net::SocketAddr>, MetricsError> {
-    let addr = addr.trim();
-    if addr.is_empty() {
-        return Ok(None);
-    }
-    addr.parse()
-        .map(Some)
-        .map_err(|source| MetricsError::Address {
-            addr: addr.to_owned(),
-            source,
-        })
-}
-
-/// Binds the metrics listener (separately from [`serve`], so a bad address fails at start).
-pub async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, MetricsError> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| MetricsError::Bind { addr, source })
-}
-
-/// Longest a client may take to send its request headers (a stuck scraper holds no task longer).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves `GET /metrics` from `metrics` on `listener` (HTTP/1.1) until `shutdown` resolves.
-/// Connections in progress finish on their own.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    shutdown: impl Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Such errors (EMFILE, ECONNABORTED) are transient or need other connections
-                    // to close first; back off briefly instead of spinning on accept.
-                    tracing::warn!(error = %e, "metrics endpoint: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let metrics = metrics.clone();
-                async move { Ok::<_, Infallible>(respond(&metrics, &req)) }
-            });
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "metrics connection ended with an error");
-            }
-        });
-    }
-}
-
-fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET || req.uri().path() != "/metrics" {
-        let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
-        *r.status_mut() = StatusCode::NOT_FOUND;
-        return r;
-    }
-    let mut r = Response::new(Full::new(Bytes::from(metrics.render())));
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(CONTENT_TYPE),
-    );
-    r
 }
 
 #[cfg(test)]
@@ -353,66 +313,23 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_address_disables_the_endpoint_and_a_bad_one_is_an_error() {
-        assert_eq!(parse_addr("").unwrap(), None);
-        assert_eq!(
-            parse_addr("0.0.0.0:10665").unwrap(),
-            Some("0.0.0.0:10665".parse().unwrap())
-        );
-        let err = parse_addr("localhost").unwrap_err().to_string();
-        assert!(err.contains("localhost"), "{err}");
-    }
-
-    /// One raw HTTP/1.1 request; returns the whole response.
-    async fn http(addr: std::net::SocketAddr, request: &str) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut out = String::new();
-        stream.read_to_string(&mut out).await.unwrap();
-        out
-    }
-
-    #[tokio::test]
-    async fn serves_metrics_on_get_and_404_elsewhere() {
-        let m = Arc::new(Metrics::new());
-        m.observe_op(Verb::Add, None, Duration::from_millis(1));
-        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, m.clone(), async {
-            let _ = stopped.await;
-        }));
-
-        let ok = http(
-            addr,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await;
-        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
-        assert!(
-            ok.contains(&format!("content-type: {CONTENT_TYPE}")),
-            "{ok}"
-        );
-        assert!(
-            ok.contains(r#"kube_ovn_cni_op_duration_seconds_count{verb="ADD",result="ok"} 1"#),
-            "{ok}"
-        );
-        assert!(ok.ends_with("# EOF\n"), "{ok}");
-
-        for request in [
-            "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            "GET /metricsx HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    fn upstream_series_have_upstream_names_labels_and_codes() {
+        let m = Metrics::for_node("node-a");
+        m.observe_op(Verb::Add, None, Duration::from_millis(3));
+        m.observe_op(Verb::Add, Some(7), Duration::from_millis(1));
+        m.observe_op(Verb::Del, Some(11), Duration::from_millis(1));
+        m.observe_phase(AddPhase::WaitAllocation, Duration::from_millis(1500));
+        let text = m.render();
+        for line in [
+            r#"cni_op_latency_seconds_count{node_name="node-a",method="ADD",status_code="200"} 1"#,
+            r#"cni_op_latency_seconds_count{node_name="node-a",method="ADD",status_code="400"} 1"#,
+            r#"cni_op_latency_seconds_count{node_name="node-a",method="DEL",status_code="500"} 1"#,
+            r#"cni_op_latency_seconds_bucket{le="0.004",node_name="node-a",method="ADD",status_code="200"} 1"#,
+            r#"cni_wait_address_seconds_total{node_name="node-a"} 1.5"#,
         ] {
-            let resp = http(addr, request).await;
-            assert!(
-                resp.starts_with("HTTP/1.1 404 Not Found\r\n"),
-                "{request}: {resp}"
-            );
+            assert!(text.contains(line), "{line} missing in\n{text}");
         }
-
-        stop.send(()).unwrap();
-        server.await.unwrap();
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -33,6 +33,8 @@ pub mod keys {
     pub const CONTAINER_ID: &str = "container_id";
     /// The interface name in the pod.
     pub const IFNAME: &str = "ifname";
+    /// The provider of the attachment's network as its NAD names it (CNI GC is per network).
+    pub const PROVIDER: &str = "provider";
     /// Set to `true` by ovn-controller once the port's flows are installed.
     pub const OVN_INSTALLED: &str = "ovn-installed";
 }
@@ -124,6 +126,8 @@ pub struct PortSpec {
     pub container_id: String,
     /// Interface name in the pod.
     pub ifname: String,
+    /// The NAD's provider (the network, for CNI GC).
+    pub provider: String,
 }
 
 impl PortSpec {
@@ -136,6 +140,7 @@ impl PortSpec {
             (keys::IP, self.ips.as_str()),
             (keys::CONTAINER_ID, self.container_id.as_str()),
             (keys::IFNAME, self.ifname.as_str()),
+            (keys::PROVIDER, self.provider.as_str()),
             EXTERNAL_ID_VENDOR,
         ])
     }
@@ -348,6 +353,51 @@ pub async fn ensure_root(ovs: &Client) -> Result<(), OvsError> {
     Ok(())
 }
 
+/// What [`init_node`] set that the database no longer has (a reset `conf.db`, a bridge deleted
+/// by hand, settings overwritten), or `None` when the node is as initialised.
+pub fn node_drift(ovs: &Client, cfg: &NodeConfig) -> Option<String> {
+    let replica = ovs.replica();
+    let Some(root) = replica.table("Open_vSwitch").and_then(|t| t.rows().next()) else {
+        return Some("the Open_vSwitch root row is missing".into());
+    };
+    let ids = external_ids(root.get("external_ids"));
+    for (key, want) in node_settings(cfg) {
+        let have = ids.get(key).copied();
+        if have != Some(want) {
+            return Some(format!(
+                "external_ids:{key} is {}, want {want:?}",
+                have.map_or("unset".to_owned(), |v| format!("{v:?}"))
+            ));
+        }
+    }
+    let dp = replica.table("Bridge").and_then(|t| {
+        t.by_name(&cfg.bridge).next().map(|r| {
+            r.get("datapath_type")
+                .and_then(|d| d.as_set().first()?.as_str().map(str::to_owned))
+        })
+    });
+    match dp {
+        None => Some(format!("bridge {} is missing", cfg.bridge)),
+        Some(dp) if dp.as_deref() != Some(cfg.datapath_type.as_str()) => Some(format!(
+            "bridge {} has datapath_type {:?}, want {:?}",
+            cfg.bridge, dp, cfg.datapath_type
+        )),
+        Some(_) => None,
+    }
+}
+
+/// The `Open_vSwitch` `external_ids` ovn-controller reads, as [`init_node`] sets them.
+fn node_settings(cfg: &NodeConfig) -> [(&'static str, &str); 6] {
+    [
+        ("system-id", cfg.system_id.as_str()),
+        ("ovn-remote", cfg.ovn_remote.as_str()),
+        ("ovn-encap-type", cfg.encap_type.as_str()),
+        ("ovn-encap-ip", cfg.encap_ip.as_str()),
+        ("ovn-bridge", cfg.bridge.as_str()),
+        ("ovn-bridge-datapath-type", cfg.datapath_type.as_str()),
+    ]
+}
+
 /// One attempt of [`init_node`], from the replica as it is now.
 async fn init_node_once(ovs: &Client, cfg: &NodeConfig) -> Result<(), OvsError> {
     ensure_root(ovs).await?;
@@ -417,14 +467,7 @@ async fn init_node_once(ovs: &Client, cfg: &NodeConfig) -> Result<(), OvsError> 
         }
         Some(_) => {}
     }
-    let settings = [
-        ("system-id", cfg.system_id.as_str()),
-        ("ovn-remote", cfg.ovn_remote.as_str()),
-        ("ovn-encap-type", cfg.encap_type.as_str()),
-        ("ovn-encap-ip", cfg.encap_ip.as_str()),
-        ("ovn-bridge", cfg.bridge.as_str()),
-        ("ovn-bridge-datapath-type", cfg.datapath_type.as_str()),
-    ];
+    let settings = node_settings(cfg);
     // Map `insert` keeps an existing key's value, so delete the keys first: one transaction.
     ops.push(Operation::Mutate {
         table: "Open_vSwitch".into(),

@@ -116,6 +116,7 @@ pub fn plan(
             .join(","),
         container_id: request.container_id.clone(),
         ifname: request.ifname.clone(),
+        provider: request.provider.clone(),
     };
     response.host_ifname = host_ifname;
     AddPlan {
@@ -252,6 +253,7 @@ mod tests {
                 ips: "10.100.0.5".into(),
                 container_id: "ctr-1".into(),
                 ifname: "net1".into(),
+                provider: "net-a.default.ovn".into(),
             }
         );
     }

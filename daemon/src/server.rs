@@ -3,6 +3,9 @@
 //! ADD: wait for the controller's allocation (watch), read it ([`Allocation`]), make a plan
 //! ([`plan::plan`]), apply it ([`Applier::apply`]: veth, OVS port, `ovn-installed`; undone on
 //! failure), answer. DEL removes the port and the veth and succeeds when they are already gone.
+//! ADD and DEL of one attachment (container id, interface) are ordered: a DEL stops an ADD
+//! still waiting for its allocation, waits for one already plumbing, and then removes what it
+//! made; an ADD runs to its end (or its undo) even when the plugin goes away mid-way.
 //! Every verb fails with a [`DaemonError`]; it becomes a gRPC status here, at the edge.
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -53,6 +56,96 @@ pub struct CniService<P> {
     host: Netns,
     config: ServiceConfig,
     metrics: Arc<Metrics>,
+    slots: Slots,
+    /// This service, for the tasks an ADD runs in (set by [`CniService::new`]).
+    me: std::sync::Weak<Self>,
+}
+
+/// One attachment's order of ADD and DEL.
+#[derive(Debug)]
+struct Slot {
+    /// Held while an ADD plumbs and while a DEL removes.
+    busy: tokio::sync::Mutex<()>,
+    /// How many DELs have come for the attachment: an ADD that started before one gives up.
+    dels: tokio::sync::watch::Sender<u64>,
+    /// The OVS port of a plumbed attachment, to put back if the database loses it.
+    port: std::sync::Mutex<Option<ovs::PortSpec>>,
+}
+
+impl Slot {
+    fn set_port(&self, port: Option<ovs::PortSpec>) {
+        *self
+            .port
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = port;
+    }
+
+    fn port(&self) -> Option<ovs::PortSpec> {
+        self.port
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// What [`CniService::restore`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// The node's configuration was lost and written again (why).
+    pub reinitialised: Option<String>,
+    /// Ports of plumbed attachments put back.
+    pub ports: u32,
+}
+
+/// The attachments with an ADD or DEL under way, or plumbed and not yet deleted.
+#[derive(Debug, Default)]
+struct Slots(std::sync::Mutex<std::collections::HashMap<(String, String), Arc<Slot>>>);
+
+impl Slots {
+    fn get(&self, container_id: &str, ifname: &str) -> Arc<Slot> {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry((container_id.to_owned(), ifname.to_owned()))
+            .or_insert_with(|| {
+                Arc::new(Slot {
+                    busy: tokio::sync::Mutex::new(()),
+                    dels: tokio::sync::watch::Sender::new(0),
+                    port: std::sync::Mutex::new(None),
+                })
+            })
+            .clone()
+    }
+
+    /// Forgets the attachment once it has no port and nothing else uses its slot (after its
+    /// DEL, or a failed ADD); whichever of a concurrent ADD and DEL ends last forgets it.
+    fn forget(&self, container_id: &str, ifname: &str, slot: Arc<Slot>) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The map's reference and `slot`: no ADD or DEL is waiting on it.
+        if Arc::strong_count(&slot) <= 2 && slot.port().is_none() {
+            map.remove(&(container_id.to_owned(), ifname.to_owned()));
+        }
+    }
+
+    fn all(&self) -> Vec<Arc<Slot>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn len(&self) -> usize {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
 }
 
 impl<P: PodSource> CniService<P> {
@@ -65,14 +158,21 @@ impl<P: PodSource> CniService<P> {
         host: Netns,
         config: ServiceConfig,
         metrics: Arc<Metrics>,
-    ) -> Self {
-        Self {
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
             pods,
             ovs,
             host,
             config,
             metrics,
-        }
+            slots: Slots::default(),
+            me: me.clone(),
+        })
+    }
+
+    /// How many attachments the service is tracking (under way, or plumbed and not deleted).
+    pub fn tracked_attachments(&self) -> usize {
+        self.slots.len()
     }
 
     /// The metrics this service records into.
@@ -138,19 +238,30 @@ fn validate(r: &AttachmentRequest, verb: &str) -> Result<(), DaemonError> {
 
 impl<P: PodSource> CniService<P> {
     async fn do_add(&self, r: &AttachmentRequest) -> Result<AddResponse, DaemonError> {
-        let what = describe(r, "ADD");
         validate(r, "ADD")?;
+        let slot = self.slots.get(&r.container_id, &r.ifname);
+        let result = self.add_in(r, &slot).await;
+        // Nothing plumbed (a failure, IPAM only): nothing to remember.
+        self.slots.forget(&r.container_id, &r.ifname, slot);
+        result
+    }
+
+    async fn add_in(&self, r: &AttachmentRequest, slot: &Slot) -> Result<AddResponse, DaemonError> {
+        let what = describe(r, "ADD");
+        let mut dels = slot.dels.subscribe();
+        let seen = *dels.borrow_and_update();
+        let superseded = || DaemonError::Superseded { what: what.clone() };
         let phase = Instant::now();
-        let annotations = self
-            .pods
-            .wait_allocated(
+        let annotations = tokio::select! {
+            a = self.pods.wait_allocated(
                 &r.pod_namespace,
                 &r.pod_name,
                 &r.provider,
                 &r.ifname,
                 self.config.allocation_timeout,
-            )
-            .await;
+            ) => a,
+            _ = dels.changed() => return Err(superseded()),
+        };
         let wait_allocation = phase.elapsed();
         self.metrics
             .observe_phase(AddPhase::WaitAllocation, wait_allocation);
@@ -189,7 +300,12 @@ impl<P: PodSource> CniService<P> {
         let Some(attach) = &plan.attach else {
             return Ok(plan.response);
         };
+        let _busy = slot.busy.lock().await;
+        if *slot.dels.borrow() != seen {
+            return Err(superseded());
+        }
         let applied = self.applier().apply(attach, &what).await?;
+        slot.set_port(Some(attach.port.clone()));
         // The phase timings (µs) per attachment, for the one slow pod that a histogram hides;
         // plumbing = the kernel part (`kernel_us`: setup + veth + ethtool + configure +
         // handback) + the OVS port transaction.
@@ -279,7 +395,20 @@ impl<P: PodSource> CniDaemon for CniService<P> {
     ) -> Result<Response<AddResponse>, Status> {
         let started = Instant::now();
         let r = request.into_inner();
-        let result = self.do_add(&r).await;
+        // In a task of its own: a plugin that goes away (killed by the runtime's timeout) must
+        // not cut an ADD off between its steps and its undo.
+        let result = match self.me.upgrade() {
+            Some(me) => tokio::spawn(async move { me.do_add(&r).await })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(DaemonError::NotAvailable {
+                        reason: format!("the ADD task failed: {e}"),
+                    })
+                }),
+            None => Err(DaemonError::NotAvailable {
+                reason: "the service is shutting down".into(),
+            }),
+        };
         if let Err(e) = &result {
             tracing::warn!(error = %e, "ADD failed");
         }
@@ -322,17 +451,45 @@ impl<P: PodSource> CniDaemon for CniService<P> {
 impl<P: PodSource> CniService<P> {
     async fn do_del(&self, r: &AttachmentRequest) -> Result<(), DaemonError> {
         validate(r, "DEL")?;
-        if r.ipam_only {
+        let slot = self.slots.get(&r.container_id, &r.ifname);
+        // An ADD still waiting for its allocation gives up; one plumbing finishes first.
+        slot.dels.send_modify(|n| *n += 1);
+        let removed = if r.ipam_only {
             // Addresses are released by the controller when the pod goes; nothing on the node.
-            return Ok(());
+            Ok(())
+        } else {
+            let _busy = slot.busy.lock().await;
+            slot.set_port(None);
+            self.applier()
+                .remove(&r.container_id, &r.ifname)
+                .await
+                .map_err(|errors| DaemonError::Teardown {
+                    what: describe(r, "DEL"),
+                    errors,
+                })
+        };
+        self.slots.forget(&r.container_id, &r.ifname, slot);
+        removed
+    }
+
+    /// Whether this node can plumb attachments: a session to the local Open vSwitch database
+    /// and the integration bridge in it. The admin endpoint's `/healthz` and `/readyz`.
+    pub fn health(&self) -> Result<(), String> {
+        self.do_status().map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// The admin endpoint: this service's metrics and [`CniService::health`].
+    pub fn admin_routes(self: &Arc<Self>) -> crds::admin::Routes {
+        let (metrics, me) = (self.metrics.clone(), Arc::downgrade(self));
+        let check: crds::admin::Check = Arc::new(move || match me.upgrade() {
+            Some(service) => service.health(),
+            None => Err("the CNI service has stopped".into()),
+        });
+        crds::admin::Routes {
+            metrics: Arc::new(move || metrics.render()),
+            healthz: check.clone(),
+            readyz: check,
         }
-        self.applier()
-            .remove(&r.container_id, &r.ifname)
-            .await
-            .map_err(|errors| DaemonError::Teardown {
-                what: describe(r, "DEL"),
-                errors,
-            })
     }
 
     fn do_status(&self) -> Result<StatusResponse, DaemonError> {
@@ -358,13 +515,21 @@ impl<P: PodSource> CniService<P> {
     }
 
     async fn do_gc(&self, request: GcRequest) -> Result<GcResponse, DaemonError> {
+        if request.provider.is_empty() {
+            return Err(DaemonError::InvalidConfig {
+                what: "GC".into(),
+                reason: "the request names no network (provider): CNI GC is per network".into(),
+            });
+        }
         let valid: Vec<(String, String)> = request
             .valid
             .into_iter()
             .map(|v| (v.container_id, v.ifname))
             .collect();
-        let stale =
-            self.attachments(|cid, ifname| !valid.iter().any(|(c, i)| c == cid && i == ifname));
+        let provider = request.provider;
+        let stale = self.attachments(|ids, cid, ifname| {
+            port_of_network(ids, &provider) && !valid.iter().any(|(c, i)| c == cid && i == ifname)
+        });
         let removed = self
             .remove_all(&stale)
             .await
@@ -377,8 +542,12 @@ impl<P: PodSource> CniService<P> {
 }
 
 impl<P: PodSource> CniService<P> {
-    /// Our attachments (container id, ifname) on this node that satisfy `keep`.
-    fn attachments(&self, select: impl Fn(&str, &str) -> bool) -> Vec<(String, String)> {
+    /// Our attachments (container id, ifname) on this node that `select` picks, given the
+    /// port's `external_ids`.
+    fn attachments(
+        &self,
+        select: impl Fn(&std::collections::BTreeMap<&str, &str>, &str, &str) -> bool,
+    ) -> Vec<(String, String)> {
         let replica = self.ovs.replica();
         let Some(ifaces) = replica.table("Interface") else {
             return Vec::new();
@@ -391,7 +560,7 @@ impl<P: PodSource> CniService<P> {
             .filter_map(|row| {
                 let ids = ovs::external_ids(row.get("external_ids"));
                 let (cid, ifname) = (*ids.get(keys::CONTAINER_ID)?, *ids.get(keys::IFNAME)?);
-                select(cid, ifname).then(|| (cid.to_owned(), ifname.to_owned()))
+                select(&ids, cid, ifname).then(|| (cid.to_owned(), ifname.to_owned()))
             })
             .collect()
     }
@@ -400,7 +569,14 @@ impl<P: PodSource> CniService<P> {
         let mut errors = Vec::new();
         let mut removed = 0;
         for (cid, ifname) in attachments {
-            match self.applier().remove(cid, ifname).await {
+            let slot = self.slots.get(cid, ifname);
+            let result = {
+                let _busy = slot.busy.lock().await;
+                slot.set_port(None);
+                self.applier().remove(cid, ifname).await
+            };
+            self.slots.forget(cid, ifname, slot);
+            match result {
                 Ok(()) => removed += 1,
                 Err(e) => errors.extend(e),
             }
@@ -410,6 +586,82 @@ impl<P: PodSource> CniService<P> {
         } else {
             Err(errors)
         }
+    }
+
+    /// Takes over the attachments an earlier run of the daemon plumbed (their ports in the
+    /// database), so [`CniService::restore`] knows them too. Returns how many.
+    pub fn adopt_plumbed(&self) -> usize {
+        let ports: Vec<ovs::PortSpec> = {
+            let replica = self.ovs.replica();
+            let Some(ifaces) = replica.table("Interface") else {
+                return 0;
+            };
+            ifaces
+                .by_external_id(
+                    crds::naming::EXTERNAL_ID_VENDOR.0,
+                    crds::naming::EXTERNAL_ID_VENDOR.1,
+                )
+                .filter_map(|row| {
+                    let ids = ovs::external_ids(row.get("external_ids"));
+                    let get = |k: &str| ids.get(k).map(|v| (*v).to_owned());
+                    Some(ovs::PortSpec {
+                        bridge: self.config.bridge.clone(),
+                        name: row.get("name")?.as_set().first()?.as_str()?.to_owned(),
+                        iface_id: get(keys::IFACE_ID)?,
+                        pod_name: get(keys::POD_NAME)?,
+                        pod_namespace: get(keys::POD_NAMESPACE)?,
+                        netns: get(keys::POD_NETNS).unwrap_or_default(),
+                        ips: get(keys::IP).unwrap_or_default(),
+                        container_id: get(keys::CONTAINER_ID)?,
+                        ifname: get(keys::IFNAME)?,
+                        provider: get(keys::PROVIDER).unwrap_or_default(),
+                    })
+                })
+                .collect()
+        };
+        for port in &ports {
+            let slot = self.slots.get(&port.container_id, &port.ifname);
+            if slot.port().is_none() {
+                slot.set_port(Some(port.clone()));
+            }
+        }
+        ports.len()
+    }
+
+    /// Puts the node back as it was initialised and plumbed after the local Open vSwitch
+    /// database lost it (an `ovs-ovn` restart on a fresh `conf.db`, a bridge deleted by hand):
+    /// runs node init again when [`ovs::node_drift`] finds a difference, then adds back the OVS
+    /// port of every attachment this daemon plumbed and has not deleted. Idempotent; the daemon
+    /// runs it every few seconds (ports of an earlier run count once [`CniService::adopt_plumbed`]
+    /// took them over at start).
+    pub async fn restore(&self, node: &ovs::NodeConfig) -> Result<Restored, ovs::OvsError> {
+        let mut done = Restored::default();
+        if let Some(drift) = ovs::node_drift(&self.ovs, node) {
+            tracing::warn!(%drift, bridge = %node.bridge,
+                "the node's Open vSwitch configuration was lost; initialising it again");
+            ovs::init_node(&self.ovs, node).await?;
+            done.reinitialised = Some(drift);
+        }
+        for slot in self.slots.all() {
+            // An ADD or DEL under way owns the attachment now.
+            let Ok(_busy) = slot.busy.try_lock() else {
+                continue;
+            };
+            let Some(port) = slot.port() else {
+                continue;
+            };
+            let present = self
+                .ovs
+                .replica()
+                .table("Interface")
+                .is_some_and(|t| t.by_name(&port.name).next().is_some());
+            if !present {
+                ovs::add_port(&self.ovs, &port).await?;
+                tracing::info!(port = %port.name, lsp = %port.iface_id, "port restored");
+                done.ports += 1;
+            }
+        }
+        Ok(done)
     }
 
     /// One sweep: removes ports of pods that no longer exist. Returns how many were removed.
@@ -445,6 +697,29 @@ impl<P: PodSource> CniService<P> {
         }
         self.remove_all(&gone).await
     }
+}
+
+/// Whether the port with `ids` belongs to the network of `provider`. Ports written before the
+/// `provider` key existed are recognised by their logical switch port name
+/// (`<pod>.<namespace>.<provider>`, or `<provider>.<ifname>` for a NAD attached twice).
+fn port_of_network(ids: &std::collections::BTreeMap<&str, &str>, provider: &str) -> bool {
+    if let Some(p) = ids.get(keys::PROVIDER) {
+        return *p == provider;
+    }
+    let (Some(pod), Some(ns), Some(lsp)) = (
+        ids.get(keys::POD_NAME),
+        ids.get(keys::POD_NAMESPACE),
+        ids.get(keys::IFACE_ID),
+    ) else {
+        return false;
+    };
+    let Some(p) = lsp.strip_prefix(&format!("{pod}.{ns}.")) else {
+        return false;
+    };
+    p == provider
+        || ids
+            .get(keys::IFNAME)
+            .is_some_and(|ifname| p.strip_suffix(&format!(".{ifname}")) == Some(provider))
 }
 
 /// A failure to start serving.
@@ -527,4 +802,38 @@ pub async fn serve<P: PodSource>(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids<'a>(pairs: &[(&'a str, &'a str)]) -> std::collections::BTreeMap<&'a str, &'a str> {
+        pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_port_belongs_to_the_network_its_provider_names() {
+        let tagged = ids(&[(keys::PROVIDER, "net-a.default.ovn")]);
+        assert!(port_of_network(&tagged, "net-a.default.ovn"));
+        assert!(!port_of_network(&tagged, "net-b.default.ovn"));
+        // Written before the `provider` key: recognised by the logical switch port's name.
+        let legacy = ids(&[
+            (keys::POD_NAME, "p.x"),
+            (keys::POD_NAMESPACE, "default"),
+            (keys::IFACE_ID, "p.x.default.net-a.default.ovn"),
+            (keys::IFNAME, "net1"),
+        ]);
+        assert!(port_of_network(&legacy, "net-a.default.ovn"));
+        assert!(!port_of_network(&legacy, "default.net-a.default.ovn"));
+        assert!(!port_of_network(&legacy, "a.default.ovn"));
+        let twice = ids(&[
+            (keys::POD_NAME, "p"),
+            (keys::POD_NAMESPACE, "default"),
+            (keys::IFACE_ID, "p.default.net-a.default.ovn.net2"),
+            (keys::IFNAME, "net2"),
+        ]);
+        assert!(port_of_network(&twice, "net-a.default.ovn"));
+        assert!(!port_of_network(&ids(&[]), "net-a.default.ovn"));
+    }
 }

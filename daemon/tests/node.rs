@@ -110,7 +110,7 @@ fn serve_daemon(
     socket: &std::path::Path,
 ) -> (Arc<CniService<StaticPods>>, tokio::task::JoinHandle<()>) {
     let host = Netns::open(&node.netns().path()).unwrap();
-    let service = Arc::new(CniService::new(
+    let service = CniService::new(
         pods.clone(),
         ovs,
         host,
@@ -122,7 +122,7 @@ fn serve_daemon(
             install_timeout: Duration::from_secs(8),
         },
         Arc::new(Metrics::new()),
-    ));
+    );
     let serving = service.clone();
     let listener = server::bind(socket).unwrap();
     let server = tokio::spawn(async move {
@@ -168,9 +168,19 @@ impl Lab {
         let ovs = Arc::new(ovs::connect(&node.node.db_remote()).await.unwrap());
         ovs::init_node(&ovs, &node.config).await.unwrap();
         let (service, server) = serve_daemon(&node.node, &self.pods, ovs.clone(), &node.socket);
+        service.adopt_plumbed();
         node.ovs = ovs;
         node.service = service;
         node.server = server;
+    }
+
+    /// Whether node `i`'s database has the interface `host`.
+    fn has_port(&self, i: usize, host: &str) -> bool {
+        self.nodes[i]
+            .ovs
+            .replica()
+            .table("Interface")
+            .is_some_and(|t| t.by_name(host).next().is_some())
     }
 
     /// The controller's part, done by hand: the LSP in NB and the pod annotations.
@@ -367,16 +377,7 @@ async fn two_pods_on_one_switch_talk_over_net1_and_del_cleans_up() {
     lab.cni("DEL", "pa", "ctr-a", a.path().to_str().unwrap(), "")
         .await
         .unwrap();
-    assert!(
-        lab.nodes[0]
-            .ovs
-            .replica()
-            .table("Interface")
-            .unwrap()
-            .by_name(&host)
-            .next()
-            .is_none()
-    );
+    assert!(!lab.has_port(0, &host));
     let links = lab.nodes[0]
         .node
         .netns()
@@ -391,16 +392,7 @@ async fn two_pods_on_one_switch_talk_over_net1_and_del_cleans_up() {
         .await
         .unwrap();
     let host_b = daemon::naming::host_ifname("ctr-b", "net1");
-    assert!(
-        lab.nodes[0]
-            .ovs
-            .replica()
-            .table("Interface")
-            .unwrap()
-            .by_name(&host_b)
-            .next()
-            .is_none()
-    );
+    assert!(!lab.has_port(0, &host_b));
 }
 
 #[tokio::test]
@@ -456,20 +448,122 @@ async fn add_failures_are_clear_and_leave_nothing_behind() {
     assert!(err.msg.contains("ovn-installed"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(60));
     let host = daemon::naming::host_ifname("ctr-e", "net1");
-    assert!(
-        lab.nodes[0]
-            .ovs
-            .replica()
-            .table("Interface")
-            .unwrap()
-            .by_name(&host)
-            .next()
-            .is_none(),
-        "port left behind"
-    );
+    assert!(!lab.has_port(0, &host), "port left behind");
     let links =
         String::from_utf8_lossy(&a.exec(&["ip", "-o", "link"]).unwrap().stdout).into_owned();
     assert!(!links.contains("net1"), "veth left in the pod: {links}");
+    assert_eq!(
+        lab.nodes[0].service.tracked_attachments(),
+        0,
+        "failed ADDs are not remembered"
+    );
+}
+
+/// A DEL that arrives while the ADD of the same attachment still waits for its allocation
+/// stops that ADD: an allocation that comes after the DEL makes no port (the runtime has moved
+/// on and will never DEL again), and the daemon forgets the attachment.
+#[tokio::test]
+async fn a_del_during_an_add_leaves_no_port_behind() {
+    let lab = lab().await;
+    let a = NetnsGuard::create(&unique("kovn-pd")).unwrap();
+    let path = a.path().to_str().unwrap().to_owned();
+    let service = lab.nodes[0].service.clone();
+    let add = lab.cni("ADD", "pd", "ctr-d", &path, "");
+    let del_then_allocate = async {
+        // The ADD is waiting for the controller.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while service.tracked_attachments() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the ADD never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let deleted = lab.cni("DEL", "pd", "ctr-d", &path, "").await;
+        // The allocation comes late, after the runtime gave up on the pod.
+        lab.allocate("pd", "10.100.0.35", "00:00:00:00:00:35", &[]);
+        deleted
+    };
+    let (added, deleted) = tokio::join!(add, del_then_allocate);
+    assert!(deleted.is_ok(), "{deleted:?}");
+    let err = added.unwrap_err();
+    assert!(err.msg.contains("DEL of this attachment arrived"), "{err}");
+    let host = daemon::naming::host_ifname("ctr-d", "net1");
+    assert!(!lab.has_port(0, &host), "a port outlived its DEL");
+    let links =
+        String::from_utf8_lossy(&a.exec(&["ip", "-o", "link"]).unwrap().stdout).into_owned();
+    assert!(!links.contains("net1"), "a veth outlived its DEL: {links}");
+    assert_eq!(service.tracked_attachments(), 0);
+}
+
+/// The node's Open vSwitch database loses the bridge, ovn-controller's settings and the pods'
+/// ports (a reset `conf.db`, a bridge deleted by hand): the daemon's restore puts them back and
+/// the pods talk again, without any pod changing.
+#[tokio::test]
+async fn a_lost_bridge_and_ports_come_back_and_pods_talk_again() {
+    let lab = lab().await;
+    let (a, b) = (
+        NetnsGuard::create(&unique("kovn-pr")).unwrap(),
+        NetnsGuard::create(&unique("kovn-ps")).unwrap(),
+    );
+    lab.allocate("pr", "10.100.0.51", "00:00:00:00:00:51", &[]);
+    lab.allocate("ps", "10.100.0.52", "00:00:00:00:00:52", &[]);
+    lab.cni("ADD", "pr", "ctr-r", a.path().to_str().unwrap(), "")
+        .await
+        .unwrap();
+    lab.cni("ADD", "ps", "ctr-s", b.path().to_str().unwrap(), "")
+        .await
+        .unwrap();
+    assert!(ping(&a, "10.100.0.52"));
+    let node = &lab.nodes[0];
+    assert_eq!(
+        node.service.restore(&node.config).await.unwrap(),
+        Default::default(),
+        "nothing to restore on an intact node"
+    );
+
+    let db = format!("--db={}", node.node.db_remote());
+    for args in [
+        &["del-br", "br-int"][..],
+        &["remove", "Open_vSwitch", ".", "external_ids", "ovn-remote"],
+    ] {
+        let out = std::process::Command::new("ovs-vsctl")
+            .arg(&db)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ovs-vsctl {args:?}: {out:?}");
+    }
+    // The replica sees the loss before the restore looks.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while daemon::ovs::node_drift(&node.ovs, &node.config).is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the loss never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let done = node.service.restore(&node.config).await.unwrap();
+    assert!(done.reinitialised.is_some(), "{done:?}");
+    assert_eq!(done.ports, 2, "{done:?}");
+    assert_eq!(daemon::ovs::node_drift(&node.ovs, &node.config), None);
+    for cid in ["ctr-r", "ctr-s"] {
+        let host = daemon::naming::host_ifname(cid, "net1");
+        let lsp = crds::naming::lsp_name(
+            if cid == "ctr-r" { "pr" } else { "ps" },
+            "default",
+            PROVIDER,
+        );
+        daemon::ovs::wait_installed(&node.ovs, &host, &lsp, Duration::from_secs(30))
+            .await
+            .unwrap();
+    }
+    assert!(ping(&a, "10.100.0.52"), "no traffic after the restore");
+    // DEL still cleans up a restored port.
+    lab.cni("DEL", "ps", "ctr-s", b.path().to_str().unwrap(), "")
+        .await
+        .unwrap();
+    assert_eq!(node.service.restore(&node.config).await.unwrap().ports, 0);
 }
 
 #[tokio::test]
@@ -491,15 +585,25 @@ async fn status_gc_and_sweep_remove_only_what_is_stale() {
         .unwrap();
     let present = |cid: &str| {
         let host = daemon::naming::host_ifname(cid, "net1");
-        lab.nodes[0]
-            .ovs
-            .replica()
-            .table("Interface")
-            .unwrap()
-            .by_name(&host)
-            .next()
-            .is_some()
+        lab.has_port(0, &host)
     };
+
+    // GC is per network: another network's GC, with no valid attachment, removes none of
+    // this network's ports.
+    let other = format!(
+        r#"{{"cniVersion":"1.1.0","name":"net-b","type":"kube-ovn","server_socket":"{}","provider":"net-b.default.ovn","cni.dev/valid-attachments":[]}}"#,
+        lab.nodes[0].socket.display()
+    );
+    let env: HashMap<&str, &str> = [("CNI_COMMAND", "GC"), ("CNI_PATH", "/opt/cni/bin")]
+        .into_iter()
+        .collect();
+    cni::plugin::run(|k| env.get(k).map(|v| (*v).to_owned()), other.as_bytes())
+        .await
+        .unwrap();
+    assert!(
+        present("ctr-g") && present("ctr-h"),
+        "another network's GC removed ports"
+    );
 
     // GC keeps the valid attachment and removes the other.
     let valid = r#","cni.dev/valid-attachments":[{"containerID":"ctr-g","ifname":"net1"}]"#;
@@ -708,17 +812,20 @@ async fn add_and_del_are_recorded_in_the_metrics() {
     );
 
     // The same figures as a Prometheus scrape of the daemon's endpoint sees them.
-    let listener = daemon::metrics::bind("127.0.0.1:0".parse().unwrap())
+    let listener = crds::admin::bind("--metrics-addr", "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let served = tokio::spawn(daemon::metrics::serve(
+    let served = tokio::spawn(crds::admin::serve(
         listener,
-        metrics.clone(),
+        lab.nodes[0].service.admin_routes(),
         std::future::pending(),
     ));
-    let scraped = scrape(addr).await;
+    let scraped = scrape(addr, "/metrics").await;
+    // The node is healthy: a session to OVS and br-int.
+    let health = scrape(addr, "/healthz").await;
     served.abort();
+    assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
     assert!(scraped.starts_with("HTTP/1.1 200 OK\r\n"), "{scraped}");
     for series in [
         r#"kube_ovn_cni_op_duration_seconds_count{verb="ADD",result="ok"} 1"#.to_owned(),
@@ -743,12 +850,14 @@ async fn add_and_del_are_recorded_in_the_metrics() {
     assert!(sum > 0.0 && sum < 13.0, "ADD took {sum} s");
 }
 
-/// `GET /metrics` over plain HTTP/1.1; the whole response.
-async fn scrape(addr: std::net::SocketAddr) -> String {
+/// `GET <path>` over plain HTTP/1.1; the whole response.
+async fn scrape(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await
         .unwrap();
     let mut out = String::new();
@@ -776,6 +885,11 @@ async fn a_daemon_restart_keeps_running_pods_and_serves_them_afterwards() {
     assert!(ping(&a, "10.100.0.52"));
 
     lab.restart_daemon(0).await;
+    assert_eq!(
+        lab.nodes[0].service.tracked_attachments(),
+        2,
+        "the new daemon took over the plumbed attachments"
+    );
 
     // The data path never depended on the daemon; the new daemon knows the old ports.
     assert!(
@@ -790,16 +904,7 @@ async fn a_daemon_restart_keeps_running_pods_and_serves_them_afterwards() {
         .await
         .unwrap();
     let host = daemon::naming::host_ifname("ctr-s", "net1");
-    assert!(
-        lab.nodes[0]
-            .ovs
-            .replica()
-            .table("Interface")
-            .unwrap()
-            .by_name(&host)
-            .next()
-            .is_none()
-    );
+    assert!(!lab.has_port(0, &host));
     let c = NetnsGuard::create(&unique("kovn-pt")).unwrap();
     lab.allocate("pt", "10.100.0.53", "00:00:00:00:00:53", &[]);
     lab.cni("ADD", "pt", "ctr-t", c.path().to_str().unwrap(), "")

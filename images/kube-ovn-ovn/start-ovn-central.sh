@@ -33,17 +33,23 @@ ovsdb-server "$DB_DIR/ovnnb_db.db" \
     --remote=db:OVN_Northbound,NB_Global,connections \
     --pidfile="$RUN_DIR/ovnnb_db.pid" --unixctl="$RUN_DIR/ovnnb_db.ctl" \
     --log-file="$LOG_DIR/ovsdb-server-nb.log" &
+declare -A daemon=([$!]=ovsdb-server-nb)
 ovsdb-server "$DB_DIR/ovnsb_db.db" \
     --remote=punix:"$RUN_DIR/ovnsb_db.sock" --remote=ptcp:6642 \
     --remote=db:OVN_Southbound,SB_Global,connections \
     --pidfile="$RUN_DIR/ovnsb_db.pid" --unixctl="$RUN_DIR/ovnsb_db.ctl" \
     --log-file="$LOG_DIR/ovsdb-server-sb.log" &
+daemon[$!]=ovsdb-server-sb
 ovn-northd \
     --ovnnb-db=unix:"$RUN_DIR/ovnnb_db.sock" --ovnsb-db=unix:"$RUN_DIR/ovnsb_db.sock" \
     --pidfile="$RUN_DIR/ovn-northd.pid" --log-file="$LOG_DIR/ovn-northd.log" &
+daemon[$!]=ovn-northd
 
 echo "ovn-central: NB on :6641, SB on :6642, ovn-northd started"
-wait -n
-echo "ovn-central: a daemon exited; stopping the others" >&2
+# Which daemon went, and how (above 128: killed by signal status-128).
+set +e
+wait -n -p gone
+status=$?
+echo "ovn-central: ${daemon[$gone]:-a daemon} (pid $gone) exited with status $status; stopping the others" >&2
 kill $(jobs -p) 2>/dev/null || true
 exit 1

@@ -26,27 +26,45 @@ if [ ! -f "$DB" ]; then
 elif [ "$(ovsdb-tool needs-conversion "$DB" "$SCHEMA")" = yes ]; then
     ovsdb-tool convert "$DB" "$SCHEMA"
 fi
-rm -f "$OVS_RUN"/ovsdb-server.pid "$OVS_RUN"/ovs-vswitchd.pid "$OVN_RUN"/ovn-controller.pid
+# The run directory is the host's and outlives the container: a socket left by the previous
+# container would pass for the new server's before it listens.
+rm -f "$OVS_RUN"/ovsdb-server.pid "$OVS_RUN"/ovs-vswitchd.pid "$OVN_RUN"/ovn-controller.pid \
+    "$OVS_RUN"/db.sock
 
 trap 'kill $(jobs -p) 2>/dev/null; wait' TERM INT
 
 ovsdb-server "$DB" \
     --remote=punix:"$OVS_RUN/db.sock" --remote=db:Open_vSwitch,Open_vSwitch,manager_options \
     --pidfile="$OVS_RUN/ovsdb-server.pid" --log-file=/var/log/openvswitch/ovsdb-server.log &
-# ovs-vswitchd and ovn-controller need the database up: wait for its socket (bounded).
-for _ in $(seq 100); do
-    [ -S "$OVS_RUN/db.sock" ] && break
+declare -A daemon=([$!]=ovsdb-server)
+# ovs-vswitchd and ovn-controller need the database up: wait until it answers (bounded; a
+# loaded node can take seconds).
+ready=
+for _ in $(seq 300); do
+    if ovs-vsctl --db=unix:"$OVS_RUN/db.sock" --timeout=2 --no-wait init 2>/dev/null; then
+        ready=1
+        break
+    fi
     sleep 0.1
 done
-ovs-vsctl --db=unix:"$OVS_RUN/db.sock" --no-wait init
+if [ -z "$ready" ]; then
+    echo "start-ovs: ovsdb-server did not answer on $OVS_RUN/db.sock within 30 s" >&2
+    exit 1
+fi
 
 ovs-vswitchd unix:"$OVS_RUN/db.sock" \
     --pidfile="$OVS_RUN/ovs-vswitchd.pid" --log-file=/var/log/openvswitch/ovs-vswitchd.log &
+daemon[$!]=ovs-vswitchd
 ovn-controller unix:"$OVS_RUN/db.sock" \
     --pidfile="$OVN_RUN/ovn-controller.pid" --log-file=/var/log/ovn/ovn-controller.log &
+daemon[$!]=ovn-controller
 
 echo "ovs-ovn: ovsdb-server, ovs-vswitchd (${OVS_DATAPATH_TYPE:-system} datapath) and ovn-controller started"
-wait -n
-echo "ovs-ovn: a daemon exited; stopping the others" >&2
+# Which daemon went, and how (above 128: killed by signal status-128, e.g. 137 = SIGKILL, the
+# kernel's OOM killer), so a crash loop says why.
+set +e
+wait -n -p gone
+status=$?
+echo "ovs-ovn: ${daemon[$gone]:-a daemon} (pid $gone) exited with status $status; stopping the others" >&2
 kill $(jobs -p) 2>/dev/null || true
 exit 1

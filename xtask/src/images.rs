@@ -210,7 +210,9 @@ pub fn build(root: &Path, out: &Path, images: &[&str]) -> anyhow::Result<Vec<Pat
                 }
                 let mut base = Layer::default();
                 base.copy("/bin/busybox", &static_busybox()?, 0o755)?;
-                for applet in ["sh", "cp", "mv", "chmod", "test", "cat", "ls", "echo", "rm"] {
+                for applet in [
+                    "sh", "cp", "mv", "chmod", "test", "cat", "ls", "echo", "rm", "sleep",
+                ] {
                     base.symlink(&format!("/bin/{applet}"), "busybox");
                 }
                 base.dir("/tmp");

@@ -561,11 +561,19 @@ spec:
           containerPort: {{ int $cfg.controller.metricsPort }}
         - name: webhook
           containerPort: 8443
+        readinessProbe:
+          httpGet:
+            path: /readyz
+            port: metrics
+          periodSeconds: 10
+          timeoutSeconds: 5
         livenessProbe:
-          tcpSocket:
+          httpGet:
+            path: /healthz
             port: metrics
           initialDelaySeconds: 10
           periodSeconds: 10
+          timeoutSeconds: 5
         volumeMounts:
         - name: webhook-tls
           mountPath: /etc/kube-ovn/webhook
@@ -739,15 +747,33 @@ spec:
         ports:
         - name: metrics
           containerPort: {{ int $cfg.cni.metricsPort }}
-        readinessProbe:
+        # The daemon serves its socket once OVS (the ovs-ovn pod, started beside it) is up. The
+        # startup probe waits for the socket inside one run instead of failing every 5 s until
+        # then: a node coming up emits no Unhealthy warning for what is only a start.
+        startupProbe:
           exec:
-            command: [/bin/sh, -c, {{ printf "test -S %s" $cfg.cni.socket | quote }}]
+            command:
+            - /bin/sh
+            - -c
+            - {{ printf "i=0; until test -S %s; do i=$((i+1)); [ $i -ge 50 ] && exit 1; sleep 0.5; done" $cfg.cni.socket | quote }}
           periodSeconds: 5
-        livenessProbe:
-          tcpSocket:
+          timeoutSeconds: 30
+          failureThreshold: 20
+        # /readyz and /healthz: a session to the node's Open vSwitch database and br-int in it
+        # (the daemon puts a lost bridge back within seconds; a restart is the last resort).
+        readinessProbe:
+          httpGet:
+            path: /readyz
             port: metrics
-          initialDelaySeconds: 10
+          periodSeconds: 5
+          timeoutSeconds: 5
+        livenessProbe:
+          httpGet:
+            path: /healthz
+            port: metrics
           periodSeconds: 10
+          timeoutSeconds: 5
+          failureThreshold: 3
         {{- with $cfg.cni.resources }}
         resources:
           {{- toYaml . | nindent 10 }}

@@ -127,6 +127,7 @@ fn port_plan(switch: &str) -> PortPlan {
         port_security: true,
         external_ids: owned_ids(&[("pod", "default/p1"), ("ls", switch)]),
         dhcp: (None, None),
+        security_groups: Vec::new(),
     }
 }
 
@@ -681,4 +682,188 @@ proptest::proptest! {
         plan_port(&r, &mut again, &plan).unwrap();
         proptest::prop_assert!(again.is_empty(), "{:?}", summary(&again));
     }
+}
+
+/// The port group and address sets of group `web` and the default-deny group, as the
+/// SecurityGroup controller writes them, holding `members` (with `addresses` in the v4 set).
+fn security_groups(r: &mut FixtureReplica, members: Vec<Uuid>, addresses: Vec<String>) {
+    use ovn_api::tables::nb::{AddressSet, PortGroup};
+    r.add(&PortGroup {
+        uuid: Uuid::from_u128(0xd0),
+        name: "ovn.sg.kubeovn_deny_all".into(),
+        ports: members.clone(),
+        external_ids: owned_ids(&[("sg", "kubeovn_deny_all")]),
+        ..Default::default()
+    })
+    .unwrap();
+    r.add(&PortGroup {
+        uuid: Uuid::from_u128(0xd1),
+        name: "ovn.sg.web".into(),
+        ports: members,
+        external_ids: owned_ids(&[("sg", "web")]),
+        ..Default::default()
+    })
+    .unwrap();
+    for (uuid, family, addresses) in [(0xd4, "v4", addresses), (0xd6, "v6", Vec::new())] {
+        r.add(&AddressSet {
+            uuid: Uuid::from_u128(uuid),
+            name: format!("ovn.sg.web.associated.{family}"),
+            addresses,
+            external_ids: owned_ids(&[("sg", "web")]),
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_ports_security_groups_change_in_its_transaction_and_a_missing_one_keeps_it_out() {
+    let mut r = nb();
+    let s1 = add_switch(&mut r, Uuid::NIL, "s1", Vec::new(), Vec::new());
+    security_groups(&mut r, Vec::new(), Vec::new());
+    let member = PortPlan {
+        security_groups: vec!["web".into()],
+        ..port_plan("s1")
+    };
+    // A new port joins its group, the default-deny group and the address set with its insert.
+    let mut tx = Txn::new();
+    plan_port(&r, &mut tx, &member).unwrap();
+    assert_eq!(
+        summary(&tx),
+        [
+            format!("insert Logical_Switch_Port {PORT} as row0"),
+            "mutate Logical_Switch #1 ports insert row0".into(),
+            "mutate Port_Group #d1 ports insert row0".into(),
+            "mutate Port_Group #d0 ports insert row0".into(),
+            "mutate Address_Set #d4 addresses insert 10.0.0.5".into(),
+        ]
+    );
+    // A group that does not exist: an error naming it, and nothing of the port planned.
+    let mut tx = Txn::new();
+    let ghost = PortPlan {
+        security_groups: vec!["ghost".into(), "web".into()],
+        ..port_plan("s1")
+    };
+    match plan_port(&r, &mut tx, &ghost) {
+        Err(NbError::NoSecurityGroup(missing)) => assert_eq!(missing, ["ghost"]),
+        other => panic!("{other:?}"),
+    }
+    assert!(tx.is_empty(), "{:?}", summary(&tx));
+
+    // A member leaving: out of both groups, its address out of the set; nothing else.
+    let lsp = r
+        .add(&LogicalSwitchPort {
+            name: PORT.into(),
+            addresses: vec!["0a:58:0a:00:00:05 10.0.0.5".into()],
+            port_security: vec!["0a:58:0a:00:00:05 10.0.0.5".into()],
+            external_ids: port_plan("s1").external_ids,
+            ..Default::default()
+        })
+        .unwrap();
+    add_switch(&mut r, s1, "s1", vec![lsp], Vec::new());
+    security_groups(&mut r, vec![lsp], vec!["10.0.0.5".into()]);
+    let mut tx = Txn::new();
+    plan_port(&r, &mut tx, &member).unwrap();
+    assert!(tx.is_empty(), "a member as planned: {:?}", summary(&tx));
+    plan_port(&r, &mut tx, &port_plan("s1")).unwrap();
+    let mut ops = summary(&tx);
+    ops.sort();
+    let lsp_label = label(&Atom::Uuid(lsp));
+    assert_eq!(
+        ops,
+        [
+            "mutate Address_Set #d4 addresses delete 10.0.0.5".to_owned(),
+            format!("mutate Port_Group #d0 ports delete {lsp_label}"),
+            format!("mutate Port_Group #d1 ports delete {lsp_label}"),
+        ]
+    );
+    // Deleting the port takes its address out of its groups' sets in the same transaction (the
+    // port groups drop it by themselves: weak references).
+    let mut tx = Txn::new();
+    assert!(plan_delete_port(&r, &mut tx, PORT).unwrap());
+    assert_eq!(
+        summary(&tx),
+        [
+            "mutate Address_Set #d4 addresses delete 10.0.0.5".to_owned(),
+            format!("mutate Logical_Switch #1 ports delete {lsp_label}"),
+        ]
+    );
+}
+
+#[test]
+fn a_rule_change_replaces_only_the_acls_that_changed_and_touches_no_member() {
+    use ovn_api::tables::nb::{Acl, PortGroup};
+    use security_group::{AclSpec, plan_group};
+    let acl = |m: &str| AclSpec {
+        direction: "to-lport",
+        priority: 2005,
+        match_: m.into(),
+        action: "allow-related",
+        remote_group: None,
+    };
+    let mut r = nb();
+    let ids = owned_ids(&[("sg", "web")]);
+    let mut rows = Vec::new();
+    for m in [
+        "outport == @ovn.sg.web && ip4",
+        "outport == @ovn.sg.web && ip6",
+    ] {
+        rows.push(
+            r.add(&Acl {
+                direction: "to-lport".into(),
+                priority: 2005,
+                match_: m.into(),
+                action: "allow-related".into(),
+                external_ids: ids.clone(),
+                ..Default::default()
+            })
+            .unwrap(),
+        );
+    }
+    let foreign = r
+        .add(&Acl {
+            match_: "outport == @ovn.sg.web && tcp".into(),
+            external_ids: theirs(),
+            ..Default::default()
+        })
+        .unwrap();
+    let member = Uuid::from_u128(0x99);
+    let deny: Vec<Uuid> = security_group::deny_all_acls()
+        .iter()
+        .map(|a| {
+            r.add(&Acl {
+                direction: a.direction.into(),
+                priority: a.priority,
+                match_: a.match_.clone(),
+                action: a.action.into(),
+                external_ids: owned_ids(&[("sg", "kubeovn_deny_all")]),
+                ..Default::default()
+            })
+            .unwrap()
+        })
+        .collect();
+    security_groups(&mut r, vec![member], vec!["10.0.0.5".into()]);
+    for (uuid, acls) in [(0xd1, [rows.clone(), vec![foreign]].concat()), (0xd0, deny)] {
+        let pg = r.get::<PortGroup>(Uuid::from_u128(uuid)).unwrap().unwrap();
+        r.add(&PortGroup { acls, ..pg }).unwrap();
+    }
+    let wanted = [
+        acl("outport == @ovn.sg.web && ip6"),
+        acl("outport == @ovn.sg.web && ip4 && tcp.dst == 80"),
+    ];
+    let mut tx = Txn::new();
+    plan_group(&r, &mut tx, "web", Some(&wanted)).unwrap();
+    let old = label(&Atom::Uuid(rows[0]));
+    assert_eq!(
+        summary(&tx),
+        [
+            "insert ACL outport == @ovn.sg.web && ip4 && tcp.dst == 80 as row0".to_owned(),
+            "mutate Port_Group #d1 acls insert row0".into(),
+            format!("mutate Port_Group #d1 acls delete {old}"),
+        ],
+        "the unchanged ACL, the foreign one, the members and the address sets stay"
+    );
+    // Invalid rules (`None`): nothing changes.
+    let mut tx = Txn::new();
+    plan_group(&r, &mut tx, "web", None).unwrap();
+    assert!(tx.is_empty(), "{:?}", summary(&tx));
 }

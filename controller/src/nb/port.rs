@@ -1,5 +1,5 @@
 //! The logical switch port of an attachment (DESIGN §3: `<pod>.<ns>.<provider>`), written
-//! together with its QoS rows: one transaction per pod.
+//! together with its QoS rows and its security-group memberships: one transaction per pod.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +29,10 @@ pub struct PortPlan {
     pub external_ids: BTreeMap<String, String>,
     /// The subnet's DHCP rows (IPv4, IPv6) when it has `enableDHCP` ([`dhcp::uuids_of`]).
     pub dhcp: (Option<ovn_api::value::Uuid>, Option<ovn_api::value::Uuid>),
+    /// The SecurityGroups the port is in (sorted, no duplicates): their port groups and the
+    /// default-deny group hold it, their address sets its addresses, changed in the port's
+    /// transaction ([`super::security_group::prepare_membership`]).
+    pub security_groups: Vec<String>,
 }
 
 impl PortPlan {
@@ -76,6 +80,19 @@ pub fn plan_port(r: &Replica, tx: &mut Txn, plan: &PortPlan) -> Result<(), NbErr
         };
         (ls, existing, owners)
     };
+    // Memberships are checked with the rest, before the first operation: a group that does
+    // not exist keeps the whole port as it is.
+    let old_ips = existing
+        .as_ref()
+        .map(super::security_group::addresses_of)
+        .unwrap_or_default();
+    let membership = super::security_group::prepare_membership(
+        r,
+        existing.as_ref().map(|p| p.uuid),
+        &old_ips,
+        &plan.ips,
+        &plan.security_groups,
+    )?;
     match existing {
         Some(p) => {
             if !is_ours(&p.external_ids) {
@@ -107,6 +124,7 @@ pub fn plan_port(r: &Replica, tx: &mut Txn, plan: &PortPlan) -> Result<(), NbErr
                 }
                 tx.mutate::<LogicalSwitch>(ls, [LogicalSwitch::PORTS.insert(p.uuid)]);
             }
+            membership.apply(tx, p.uuid);
         }
         None => {
             let port = tx.insert(&LogicalSwitchPort {
@@ -118,7 +136,8 @@ pub fn plan_port(r: &Replica, tx: &mut Txn, plan: &PortPlan) -> Result<(), NbErr
                 dhcpv6_options: plan.dhcp.1,
                 ..Default::default()
             });
-            tx.mutate::<LogicalSwitch>(ls, [LogicalSwitch::PORTS.insert(port)]);
+            tx.mutate::<LogicalSwitch>(ls, [LogicalSwitch::PORTS.insert(port.clone())]);
+            membership.apply(tx, port);
         }
     }
     Ok(())
@@ -180,6 +199,9 @@ pub fn plan_delete_port(r: &Replica, tx: &mut Txn, name: &str) -> Result<bool, N
             .find(|s| s.ports.contains(&port.uuid));
         (port, owner)
     };
+    // Port groups drop the port by themselves (weak references); its addresses leave its
+    // groups' address sets here.
+    super::security_group::plan_forget_port(r, tx, &port)?;
     match owner {
         Some(ls) => tx.mutate::<LogicalSwitch>(ls.uuid, [LogicalSwitch::PORTS.delete(port.uuid)]),
         None => tx.delete::<LogicalSwitchPort>(port.uuid),

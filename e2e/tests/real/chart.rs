@@ -295,6 +295,28 @@ impl ChartCluster {
         eprintln!("{pod} Ready after {:?}", self.started.elapsed());
     }
 
+    /// Waits until no IP record names any of `pods` (the controller releases a deleted pod's
+    /// addresses when its watch sees the pod gone, moments after `kubectl delete --wait`).
+    pub fn wait_ips_released(&self, pods: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = self.kubectl(&["get", "ips", "-o", "name"]);
+            let held: Vec<&str> = left
+                .lines()
+                .filter(|l| pods.iter().any(|p| l.contains(&format!("/{p}."))))
+                .collect();
+            if held.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "IP records of deleted pods still there after 30 s: {held:?}\n{}",
+                self.debug_dump()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Every fence at zero packets stopped.
     pub fn check_fences(&self) {
         let services = self.note_services();
@@ -603,8 +625,7 @@ async fn the_chart_on_two_real_nodes_carries_net1_across_nodes() {
         "--wait=true",
         "--timeout=60s",
     ]);
-    let ips_left = cluster.kubectl(&["get", "ips", "-o", "name"]);
-    assert!(!ips_left.contains("multi-network"), "{ips_left}");
+    cluster.wait_ips_released(&["multi-network-pod", "multi-network-peer"]);
     for node in cluster.nodes() {
         let ports = attached_interfaces(node);
         assert!(

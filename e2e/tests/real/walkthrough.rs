@@ -327,10 +327,7 @@ fn quiet_then_delete(cluster: &ChartCluster, pods: &[(&str, String)]) {
     delete.extend(&names);
     delete.extend(["--wait=true", "--timeout=90s"]);
     cluster.kubectl(&delete);
-    let ips_left = cluster.kubectl(&["get", "ips", "-o", "name"]);
-    for name in &names {
-        assert!(!ips_left.contains(name), "{name}: {ips_left}");
-    }
+    cluster.wait_ips_released(&names);
 }
 
 /// The CNI verbs each node's daemon served, from its metrics
