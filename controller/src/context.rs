@@ -36,6 +36,10 @@ pub struct Context {
     pub pending_ips: crate::ip::Pending,
     /// Consecutive failures per object, for growing retry delays.
     pub retries: crate::retry::Retries,
+    /// Subnets whose spec changed, announced once [`Context::subnets`] holds them.
+    pub subnet_changes: crate::run::SpecChanges<Subnet>,
+    /// Vpcs whose spec changed, announced once [`Context::vpcs`] holds them.
+    pub vpc_changes: crate::run::SpecChanges<Vpc>,
     /// Tasks that feed this context (the caches' watches); they stop when the context is
     /// dropped, so a controller that stops (lost leadership, shutdown) leaves nothing running.
     background: Vec<tokio::task::AbortHandle>,
@@ -87,8 +91,22 @@ impl Context {
             written_ips: crate::ip::Written::default(),
             pending_ips: crate::ip::Pending::default(),
             retries: crate::retry::Retries::default(),
+            subnet_changes: tokio::sync::broadcast::Sender::new(1),
+            vpc_changes: tokio::sync::broadcast::Sender::new(1),
             background: Vec::new(),
         }
+    }
+
+    /// Announces spec changes on these senders (the ones the caches feed, see
+    /// [`crate::run`]).
+    pub fn with_spec_changes(
+        mut self,
+        subnets: crate::run::SpecChanges<Subnet>,
+        vpcs: crate::run::SpecChanges<Vpc>,
+    ) -> Self {
+        self.subnet_changes = subnets;
+        self.vpc_changes = vpcs;
+        self
     }
 
     /// Ties `tasks` to this context: they are aborted when it is dropped.

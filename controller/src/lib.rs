@@ -22,5 +22,6 @@ pub mod run;
 pub mod security_group;
 pub mod status;
 pub mod subnet;
+pub mod tenancy;
 pub mod vpc;
 pub mod webhook;

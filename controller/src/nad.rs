@@ -2,6 +2,10 @@
 //! broken one is reported on the NAD itself (an Event and a log line naming it) before any pod
 //! uses it. Nothing is written to OVN for a NAD: the Subnet that binds its provider is what
 //! creates a network.
+//!
+//! A NAD whose provider belongs to a Subnet that does not admit the NAD's namespace (the Subnet's
+//! or its Vpc's `namespaces`, [`crate::tenancy`]) is refused: a `ProviderNotAdmitted` Event on
+//! the NAD, and every pod that uses it gets `NamespaceNotAdmitted` and no attachment.
 
 use std::sync::Arc;
 
@@ -12,15 +16,28 @@ use kube::{Resource, ResourceExt};
 use crate::context::Context;
 use crate::error::Error;
 
-/// What a NAD's check found: `Ok(None)` for a NAD that is not ours.
-pub fn check(ctx: &Context, nad: &NetworkAttachmentDefinition) -> Result<Option<String>, String> {
-    let provider = match nad.classify().map_err(|e| e.to_string())? {
+/// The Event reason of an invalid NAD.
+pub const INVALID: &str = "InvalidNetworkAttachmentDefinition";
+
+/// What a NAD's check found: `Ok(None)` for a NAD that is not ours; `Err` carries the Event
+/// reason and message.
+pub fn check(
+    ctx: &Context,
+    nad: &NetworkAttachmentDefinition,
+) -> Result<Option<String>, (&'static str, String)> {
+    let provider = match nad.classify().map_err(|e| (INVALID, e.to_string()))? {
         NadClass::NotOurs => return Ok(None),
         NadClass::Attachment { provider, .. } | NadClass::IpamOnly { provider, .. } => provider,
     };
-    let bound = ctx
-        .subnets
-        .state()
+    let subnets = ctx.subnets.state();
+    crate::tenancy::check_nad(
+        &subnets,
+        &ctx.vpcs.state(),
+        &nad.namespace().unwrap_or_default(),
+        &provider,
+    )
+    .map_err(|msg| (crate::tenancy::PROVIDER_NOT_ADMITTED, msg))?;
+    let bound = subnets
         .iter()
         .any(|s| s.spec.provider.as_deref() == Some(provider.as_str()));
     Ok(Some(if bound {
@@ -41,16 +58,31 @@ pub async fn reconcile(
         Ok(Some(state)) => {
             tracing::debug!(nad = %who, %state, "NetworkAttachmentDefinition checked")
         }
-        Err(msg) => {
-            tracing::warn!(nad = %who, %msg, "invalid NetworkAttachmentDefinition");
-            ctx.event(
-                &nad.object_ref(&()),
-                true,
-                "InvalidNetworkAttachmentDefinition",
-                msg,
-            )
-            .await;
+        Err((reason, msg)) => {
+            tracing::warn!(nad = %who, %reason, %msg, "NetworkAttachmentDefinition refused");
+            ctx.event(&nad.object_ref(&()), true, reason, msg).await;
         }
     }
     Ok(Action::await_change())
+}
+
+/// The NADs whose provider is one of `providers`: what a Subnet or Vpc change re-checks (its
+/// `namespaces` decides whether those NADs are admitted).
+pub fn with_providers(
+    nads: &kube::runtime::reflector::Store<NetworkAttachmentDefinition>,
+    providers: &[String],
+) -> Vec<kube::runtime::reflector::ObjectRef<NetworkAttachmentDefinition>> {
+    if providers.is_empty() {
+        return Vec::new();
+    }
+    nads.state()
+        .iter()
+        .filter(|n| {
+            n.classify()
+                .ok()
+                .and_then(|c| c.provider().map(str::to_owned))
+                .is_some_and(|p| providers.contains(&p))
+        })
+        .map(|n| kube::runtime::reflector::ObjectRef::from(n.as_ref()))
+        .collect()
 }

@@ -16,7 +16,7 @@ use crds::naming::{
     NETWORKS_ANNOTATION, POD_WIDE_PROVIDER, annotation_key, lsp_name,
 };
 use crds::{
-    NadClass, NetworkAttachmentDefinition, NetworkSelectionElement, Subnet,
+    NadClass, NetworkAttachmentDefinition, NetworkSelectionElement, Subnet, Vpc,
     parse_networks_annotation,
 };
 use k8s_openapi::api::core::v1::Pod;
@@ -27,7 +27,7 @@ use kube::{Api, Resource, ResourceExt};
 use crate::context::{Context, MANAGER};
 use crate::error::Error;
 use crate::metrics::Outcome;
-use crate::nb;
+use crate::{nb, tenancy};
 
 /// How soon a pod with a failed attachment is tried again at first (subnets may become ready,
 /// NADs may appear, a conflicting address may be freed); the delay doubles with every further
@@ -104,6 +104,25 @@ pub fn trigger_hash(pod: &Pod) -> Option<u64> {
     Some(h.finish())
 }
 
+/// The pods in `pods` with an attachment on `subnet` (a `logical_switch` annotation naming it):
+/// what a change of the Subnet's spec re-checks (admission, port security).
+pub fn attached_to(
+    pods: &kube::runtime::reflector::Store<Pod>,
+    subnet: &str,
+) -> Vec<kube::runtime::reflector::ObjectRef<Pod>> {
+    pods.state()
+        .iter()
+        .filter(|p| {
+            p.annotations().iter().any(|(k, v)| {
+                v == subnet
+                    && crds::naming::parse_annotation_key(k)
+                        .is_some_and(|(_, key)| key == AnnotationKey::LogicalSwitch)
+            })
+        })
+        .map(|p| kube::runtime::reflector::ObjectRef::from(p.as_ref()))
+        .collect()
+}
+
 /// Whether the pod is finished or going away (its addresses are released by the GC).
 fn is_done(pod: &Pod) -> bool {
     pod.meta().deletion_timestamp.is_some()
@@ -128,52 +147,67 @@ pub struct Planned {
     pub element: NetworkSelectionElement,
 }
 
+/// Why one element could not be planned: the Event reason and message, and the attachment's
+/// provider when the element resolved that far (so a refused `logical_switch` edit of an
+/// attachment allocated earlier can be written back, see [`crate::tenancy`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanError {
+    /// Event reason ([`tenancy::ATTACHMENT_FAILED`] or an isolation reason).
+    pub reason: &'static str,
+    /// What is wrong, naming only what the pod's owner may see.
+    pub message: String,
+    /// The attachment's provider, when known.
+    pub provider: Option<String>,
+    /// Whether the network is only not set up yet (a wait, not a failure).
+    pub waiting: bool,
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// Resolves one element: NAD, class, provider, subnet. `Ok(None)` for NADs that are not ours.
+/// The subnet is chosen by [`tenancy::choose_subnet`]: only a Subnet that binds the NAD's
+/// provider and admits both the pod's and the NAD's namespace.
 pub fn plan_element(
     nads: &[Arc<NetworkAttachmentDefinition>],
     subnets: &[Arc<Subnet>],
+    vpcs: &[Arc<Vpc>],
     pod: &Pod,
     elements: &[NetworkSelectionElement],
     position: usize,
-) -> Result<Option<Planned>, String> {
-    let Some(resolved) =
-        crds::nad::resolve_element(elements, position, nads).map_err(|e| e.to_string())?
-    else {
+) -> Result<Option<Planned>, PlanError> {
+    let resolved = crds::nad::resolve_element(elements, position, nads).map_err(|e| PlanError {
+        reason: tenancy::ATTACHMENT_FAILED,
+        message: e.to_string(),
+        provider: None,
+        waiting: false,
+    })?;
+    let Some(resolved) = resolved else {
         return Ok(None);
     };
     let port = matches!(resolved.class, NadClass::Attachment { .. });
     let (provider, nad_provider, interface) =
         (resolved.provider, resolved.nad_provider, resolved.interface);
-    let chosen = pod
+    let pod_namespace = pod.namespace().unwrap_or_default();
+    let requested = pod
         .annotations()
-        .get(&annotation_key(&provider, AnnotationKey::LogicalSwitch))
-        .cloned();
-    let subnet = match chosen {
-        Some(s) => s,
-        None => {
-            let bound: Vec<String> = subnets
-                .iter()
-                .filter(|s| {
-                    s.spec.provider.as_deref() == Some(nad_provider.as_str())
-                        && s.meta().deletion_timestamp.is_none()
-                })
-                .map(|s| s.name_any())
-                .collect();
-            match bound.as_slice() {
-                [one] => one.clone(),
-                [] => {
-                    return Err(format!(
-                        "provider {nad_provider} is not bound to any subnet (set spec.provider on a Subnet)"
-                    ));
-                }
-                many => {
-                    return Err(format!(
-                        "provider {nad_provider} is bound by several subnets {many:?}"
-                    ));
-                }
-            }
-        }
+        .get(&annotation_key(&provider, AnnotationKey::LogicalSwitch));
+    let asker = tenancy::Asker {
+        pod_namespace: &pod_namespace,
+        nad_namespace: &resolved.element.namespace,
+        nad: &resolved.element.name,
+        provider: &nad_provider,
+        requested: requested.map(String::as_str),
     };
+    let subnet = tenancy::choose_subnet(subnets, vpcs, &asker).map_err(|r| PlanError {
+        reason: r.reason(),
+        waiting: matches!(r, tenancy::Refusal::VpcPending { .. }),
+        message: r.to_string(),
+        provider: Some(provider.clone()),
+    })?;
     Ok(Some(Planned {
         provider,
         interface,
@@ -228,11 +262,17 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
     let elements = match parse_networks_annotation(&raw, &namespace) {
         Ok(e) => e,
         Err(e) => {
-            fail(&ctx, &pod, format!("{NETWORKS_ANNOTATION}: {e}")).await;
+            fail(
+                &ctx,
+                &pod,
+                tenancy::ATTACHMENT_FAILED,
+                format!("{NETWORKS_ANNOTATION}: {e}"),
+            )
+            .await;
             return Ok(Action::await_change());
         }
     };
-    let (nads, subnets) = (ctx.nads.state(), ctx.subnets.state());
+    let (nads, subnets, vpcs) = (ctx.nads.state(), ctx.subnets.state(), ctx.vpcs.state());
     let mut annotations = BTreeMap::new();
     let mut failures = Vec::new();
     let mut waits = Vec::new();
@@ -243,11 +283,20 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
     // the pod in one NB transaction.
     let mut reserved = Vec::new();
     for position in 0..elements.len() {
-        let planned = match plan_element(&nads, &subnets, &pod, &elements, position) {
+        let planned = match plan_element(&nads, &subnets, &vpcs, &pod, &elements, position) {
             Ok(Some(p)) => p,
             Ok(None) => continue,
-            Err(msg) => {
-                failures.push(format!("{}: {msg}", elements[position].nad_key()));
+            Err(e) => {
+                let what = format!("{}: {}", elements[position].nad_key(), e.message);
+                if e.waiting {
+                    subnet_not_ready = true;
+                    waits.push(what);
+                } else {
+                    if let Some(restored) = restore_logical_switch(&ctx, &pod, &e) {
+                        annotations.extend(restored);
+                    }
+                    failures.push((e.reason, what));
+                }
                 unresolved = true;
                 continue;
             }
@@ -268,7 +317,9 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
                 ctx.metrics.observe_attachment(outcome, started.elapsed());
                 match e {
                     AttachError::SubnetNotReady(msg) => waits.push(format!("{what}: {msg}")),
-                    AttachError::Failed(msg) => failures.push(format!("{what}: {msg}")),
+                    AttachError::Failed(msg) => {
+                        failures.push((tenancy::ATTACHMENT_FAILED, format!("{what}: {msg}")));
+                    }
                 }
             }
         }
@@ -315,7 +366,7 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
             Some(msg) => {
                 ctx.metrics
                     .observe_attachment(Outcome::Error, started.elapsed());
-                failures.push(format!("{what}: {msg}"));
+                failures.push((tenancy::ATTACHMENT_FAILED, format!("{what}: {msg}")));
             }
         }
     }
@@ -342,8 +393,8 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
         ctx.retries.reset(&retry_key);
         Ok(Action::await_change())
     } else {
-        for f in failures {
-            fail(&ctx, &pod, f).await;
+        for (reason, f) in failures {
+            fail(&ctx, &pod, reason, f).await;
         }
         // A pod applied together with its Subnet (the manual's first example is one file)
         // waits a moment for the switch: that is no failure until it lasts.
@@ -356,7 +407,7 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
                 ctx.event(&pod.object_ref(&()), false, "WaitingForSubnet", w)
                     .await;
             } else {
-                fail(&ctx, &pod, w).await;
+                fail(&ctx, &pod, tenancy::ATTACHMENT_FAILED, w).await;
             }
         }
         let base = if subnet_not_ready {
@@ -368,10 +419,36 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
     }
 }
 
-async fn fail(ctx: &Context, pod: &Pod, msg: String) {
-    tracing::warn!(pod = %format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()), %msg, "attachment failed");
-    ctx.event(&pod.object_ref(&()), true, "AttachmentFailed", msg)
-        .await;
+async fn fail(ctx: &Context, pod: &Pod, reason: &str, msg: String) {
+    tracing::warn!(pod = %format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()), %reason, %msg, "attachment failed");
+    ctx.event(&pod.object_ref(&()), true, reason, msg).await;
+}
+
+/// For an attachment that was allocated before its `logical_switch` annotation was edited to a
+/// switch it may not use: the annotation that says where it really is (the allocator's record),
+/// so the edit is undone and the attachment keeps serving from its own subnet
+/// ([`crate::tenancy`], "Admission").
+fn restore_logical_switch(
+    ctx: &Context,
+    pod: &Pod,
+    refusal: &PlanError,
+) -> Option<BTreeMap<String, String>> {
+    let provider = refusal.provider.as_deref()?;
+    if refusal.reason != tenancy::LOGICAL_SWITCH_REFUSED
+        || !crds::attachment::is_allocated(pod.annotations(), provider)
+    {
+        return None;
+    }
+    let key = lsp_name(
+        &pod.name_any(),
+        &pod.namespace().unwrap_or_default(),
+        provider,
+    );
+    let lease = ctx.ipam.get(&key)?;
+    Some(BTreeMap::from([(
+        annotation_key(provider, AnnotationKey::LogicalSwitch),
+        lease.subnet,
+    )]))
 }
 
 /// Why one attachment could not be completed.
@@ -503,14 +580,35 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
         }
         return Err(format!("writing IP {key}: {e}").into());
     }
+    let port_security = if planned.port {
+        let ps_key = annotation_key(&planned.provider, AnnotationKey::PortSecurity);
+        let allows_off = ctx
+            .subnets
+            .state()
+            .iter()
+            .find(|s| &s.name_any() == subnet)
+            .is_some_and(|s| s.spec.allow_disable_port_security);
+        let (on, refused) = tenancy::port_security(
+            pod.annotations().get(&ps_key).map(String::as_str),
+            allows_off,
+            &ps_key,
+        );
+        if let Some(msg) = refused {
+            tracing::warn!(pod = %format!("{namespace}/{name}"), %msg, "port security kept");
+            ctx.event(
+                &pod.object_ref(&()),
+                true,
+                tenancy::PORT_SECURITY_REFUSED,
+                msg,
+            )
+            .await;
+        }
+        tracing::debug!(pod = %format!("{namespace}/{name}"), %subnet, allows_off, on, "port security decided");
+        on
+    } else {
+        true
+    };
     let port = planned.port.then(|| {
-        let port_security = pod
-            .annotations()
-            .get(&annotation_key(
-                &planned.provider,
-                AnnotationKey::PortSecurity,
-            ))
-            .is_none_or(|v| v != "false");
         let mut external_ids = nb::owned_ids(&[
             (EXTERNAL_ID_POD, &format!("{namespace}/{name}")),
             (EXTERNAL_ID_LOGICAL_SWITCH, subnet),
@@ -672,7 +770,7 @@ mod tests {
         let elements =
             parse_networks_annotation(&pod.annotations()[NETWORKS_ANNOTATION], "default").unwrap();
         (0..elements.len())
-            .map(|i| plan_element(nads, subnets, pod, &elements, i))
+            .map(|i| plan_element(nads, subnets, &[], pod, &elements, i).map_err(|e| e.message))
             .collect()
     }
 
@@ -727,18 +825,34 @@ mod tests {
         assert_eq!(providers, ["a.default.ovn.net1", "a.default.ovn.net2"]);
     }
 
+    /// The annotation chooses among the Subnets of the NAD's provider (issue 14: it used to
+    /// choose any switch at all, another tenant's included).
     #[test]
-    fn the_logical_switch_annotation_wins() {
+    fn the_logical_switch_annotation_chooses_among_the_providers_subnets() {
         let p = pod(&[
             (NETWORKS_ANNOTATION, "default/a"),
             ("a.default.ovn.kubernetes.io/logical_switch", "s2"),
         ]);
+        let nads = [nad("default", "a", OVN)];
         let got = plan(
             &p,
-            &[nad("default", "a", OVN)],
-            &[subnet("s1", "a.default.ovn")],
+            &nads,
+            &[subnet("s1", "a.default.ovn"), subnet("s2", "a.default.ovn")],
         );
         assert_eq!(got[0].clone().unwrap().unwrap().subnet, "s2");
+        let elements = parse_networks_annotation("default/a", "default").unwrap();
+        let refused = plan_element(
+            &nads,
+            &[subnet("s1", "a.default.ovn"), subnet("s2", "b.other.ovn")],
+            &[],
+            &p,
+            &elements,
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(refused.reason, tenancy::LOGICAL_SWITCH_REFUSED);
+        assert_eq!(refused.provider.as_deref(), Some("a.default.ovn"));
+        assert!(refused.message.contains("\"s2\""), "{}", refused.message);
     }
 
     #[test]

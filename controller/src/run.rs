@@ -46,7 +46,14 @@ pub enum StartError {
     Cache(&'static str),
 }
 
-fn cache<K>(api: Api<K>, what: &'static str) -> (Store<K>, impl std::future::Future<Output = ()>)
+/// A cache of `K`, and the task that feeds it. With `changes`, every object whose generation
+/// (its spec) changed is also sent there, after the cache holds it: a controller triggered by
+/// it reads the new spec from the cache (a watch of its own could run ahead of the cache).
+fn cache<K>(
+    api: Api<K>,
+    what: &'static str,
+    changes: Option<SpecChanges<K>>,
+) -> (Store<K>, impl std::future::Future<Output = ()>)
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -60,16 +67,57 @@ where
     let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
         .default_backoff()
         .applied_objects();
+    let mut generations = std::collections::HashMap::new();
     let drive = async move {
         stream
-            .for_each(|r| async {
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, cache = what, "watch error");
+            .for_each(|r| {
+                match r {
+                    Ok(obj) => {
+                        if let Some(tx) = &changes {
+                            let generation = obj.meta().generation;
+                            if generations.insert(obj.name_any(), generation) != Some(generation) {
+                                // No receiver yet (before `run`) is fine: `run` starts with
+                                // every object anyway.
+                                let _ = tx.send(Arc::new(obj));
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, cache = what, "watch error"),
                 }
+                futures::future::ready(())
             })
             .await;
     };
     (reader, drive)
+}
+
+/// Where a cache announces spec changes ([`cache`]).
+pub type SpecChanges<K> = tokio::sync::broadcast::Sender<Arc<K>>;
+
+/// How many spec changes may wait for a slow receiver; past that it gets every cached object.
+const SPEC_CHANGES_BUFFER: usize = 256;
+
+/// The spec changes sent on `tx` from now on; a receiver that fell behind gets every object of
+/// `store` instead of the ones it missed.
+fn spec_changes<K>(
+    tx: &SpecChanges<K>,
+    store: Store<K>,
+) -> impl futures::Stream<Item = Arc<K>> + Send + 'static
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    use tokio::sync::broadcast::error::RecvError;
+    futures::stream::unfold(tx.subscribe(), move |mut rx| {
+        let store = store.clone();
+        async move {
+            match rx.recv().await {
+                Ok(obj) => Some((vec![obj], rx)),
+                Err(RecvError::Lagged(_)) => Some((store.state(), rx)),
+                Err(RecvError::Closed) => None,
+            }
+        }
+    })
+    .flat_map(futures::stream::iter)
 }
 
 /// Tasks aborted on drop unless handed over: a failed start leaves no watch running.
@@ -94,9 +142,20 @@ pub async fn start(client: kube::Client, config: &RunConfig) -> Result<Arc<Conte
     let (nads, nad_task) = cache(
         Api::<NetworkAttachmentDefinition>::all(client.clone()),
         "NetworkAttachmentDefinition",
+        None,
     );
-    let (subnets, subnet_task) = cache(Api::<Subnet>::all(client.clone()), "Subnet");
-    let (vpcs, vpc_task) = cache(Api::<Vpc>::all(client.clone()), "Vpc");
+    let subnet_changes = SpecChanges::<Subnet>::new(SPEC_CHANGES_BUFFER);
+    let vpc_changes = SpecChanges::<Vpc>::new(SPEC_CHANGES_BUFFER);
+    let (subnets, subnet_task) = cache(
+        Api::<Subnet>::all(client.clone()),
+        "Subnet",
+        Some(subnet_changes.clone()),
+    );
+    let (vpcs, vpc_task) = cache(
+        Api::<Vpc>::all(client.clone()),
+        "Vpc",
+        Some(vpc_changes.clone()),
+    );
     let mut tasks = Tasks(vec![
         tokio::spawn(nad_task).abort_handle(),
         tokio::spawn(subnet_task).abort_handle(),
@@ -127,6 +186,7 @@ pub async fn start(client: kube::Client, config: &RunConfig) -> Result<Arc<Conte
             vpcs,
             config.metrics.clone(),
         )
+        .with_spec_changes(subnet_changes, vpc_changes)
         .own_tasks(background),
     ))
 }
@@ -278,18 +338,50 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
         .reflect(pod_writer)
         .applied_objects()
         .predicate_filter(pod::trigger_hash, PredicateConfig::default());
+    // A Subnet's spec change (its `namespaces`, `allowDisablePortSecurity`) reaches the pods
+    // attached to it once the context's cache holds the new spec; its status counters (no new
+    // generation) trigger nothing.
+    let attached = pod_store.clone();
     let pods = reconciler::run(
-        Controller::for_stream(pod_events, pod_store),
+        Controller::for_stream(pod_events, pod_store).watches_shared_stream(
+            spec_changes(&ctx.subnet_changes, ctx.subnets.clone()),
+            move |s: Arc<Subnet>| pod::attached_to(&attached, &s.name_any()),
+        ),
         "pod",
         pod::reconcile,
         ctx.clone(),
         workers,
     );
+    // A NAD is re-checked when the Subnet of its provider, or that Subnet's Vpc, changes (once
+    // the context's caches hold the change): their `namespaces` decide whether it is admitted.
+    let nad_store = ctx.nads.clone();
+    let by_subnet = move |s: Arc<Subnet>| {
+        nad::with_providers(
+            &nad_store,
+            &s.spec.provider.iter().cloned().collect::<Vec<_>>(),
+        )
+    };
+    let (nad_store, subnet_store) = (ctx.nads.clone(), ctx.subnets.clone());
+    let by_vpc = move |v: Arc<Vpc>| {
+        let name = v.name_any();
+        let providers: Vec<String> = subnet_store
+            .state()
+            .iter()
+            .filter(|s| s.spec.vpc.as_deref() == Some(name.as_str()))
+            .filter_map(|s| s.spec.provider.clone())
+            .collect();
+        nad::with_providers(&nad_store, &providers)
+    };
     let nads = reconciler::run(
         Controller::new(
             Api::<NetworkAttachmentDefinition>::all(client.clone()),
             watcher::Config::default(),
-        ),
+        )
+        .watches_shared_stream(
+            spec_changes(&ctx.subnet_changes, ctx.subnets.clone()),
+            by_subnet,
+        )
+        .watches_shared_stream(spec_changes(&ctx.vpc_changes, ctx.vpcs.clone()), by_vpc),
         "nad",
         nad::reconcile,
         ctx.clone(),

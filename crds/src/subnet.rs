@@ -70,7 +70,8 @@ pub struct SubnetSpec {
     /// `IPv4`, `IPv6` or `Dual`; derived from the CIDR when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<Protocol>,
-    /// Namespaces bound to this subnet.
+    /// Namespaces admitted to this subnet: when set, only pods (and NADs) of these namespaces
+    /// may attach to it (and its Vpc's `namespaces` apply too). Empty admits every namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(inner(length(min = 1, max = 63)))]
     pub namespaces: Vec<String>,
@@ -222,6 +223,12 @@ pub struct SubnetSpec {
     /// Underlay node network name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_network: Option<String>,
+    /// Whether a pod may switch anti-spoofing off for its own attachment on this subnet with
+    /// `<provider>.kubernetes.io/port_security: "false"`. Off by default: port security pins
+    /// every port to its MAC and addresses, and a pod's creator cannot lift that for itself
+    /// unless whoever manages the Subnet allows it here (not an upstream Kube-OVN field).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_disable_port_security: bool,
 }
 
 /// IP families of a subnet.

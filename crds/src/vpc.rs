@@ -35,7 +35,8 @@ pub struct VpcSpec {
     /// Subnet used by pods of `namespaces` that do not choose one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_subnet: Option<String>,
-    /// Namespaces whose pods may use this VPC.
+    /// Namespaces whose pods (and NADs) may attach to this VPC's subnets; empty admits every
+    /// namespace. A Subnet's own `namespaces` apply as well.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(inner(length(min = 1, max = 63)))]
     pub namespaces: Vec<String>,

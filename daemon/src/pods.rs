@@ -21,8 +21,9 @@ pub enum PodError {
     #[error(
         "timed out after {}s waiting for kube-ovn-controller to allocate provider {provider} \
          for pod {namespace}/{name} (annotation {key} is not \"true\"); check the pod's events \
-         (kubectl describe pod -n {namespace} {name}) and that a Subnet has provider \
-         {nad_provider}",
+         (kubectl describe pod -n {namespace} {name}: a Warning such as AttachmentFailed, \
+         LogicalSwitchRefused or NamespaceNotAdmitted says why) and that a Subnet has provider \
+         {nad_provider} and admits namespace {namespace}",
         waited.as_secs()
     )]
     Timeout {
@@ -377,6 +378,12 @@ mod tests {
         let err = timeout_message(&StaticPods::default()).await;
         assert!(
             err.contains("provider a.ns.ovn") && err.contains("ns/p"),
+            "{err}"
+        );
+        // A refused attachment (issue 14) is never allocated: the message says where the
+        // reason is.
+        assert!(
+            err.contains("LogicalSwitchRefused") && err.contains("admits namespace ns"),
             "{err}"
         );
     }
