@@ -169,12 +169,18 @@ pub fn admits(subnet: &Subnet, vpcs: &[Arc<Vpc>], namespace: &str) -> Option<boo
     Some(vpc_admits && listed(&subnet.spec.namespaces, namespace))
 }
 
-/// The Subnets binding `provider` (not being deleted), by name.
+/// The Subnets binding `provider` (not being deleted, not refused for a provider conflict), by
+/// name.
 pub fn bound<'s>(subnets: &'s [Arc<Subnet>], provider: &str) -> Vec<&'s Arc<Subnet>> {
     let mut out: Vec<_> = subnets
         .iter()
         .filter(|s| {
             s.spec.provider.as_deref() == Some(provider) && s.meta().deletion_timestamp.is_none()
+        })
+        // A Subnet refused for claiming a provider another one binds is not a candidate: it
+        // must not make the valid one's new pods ambiguous.
+        .filter(|s| {
+            !matches!(crate::subnet::problems(s, subnets), Some((reason, _)) if reason == "ProviderConflict")
         })
         .collect();
     out.sort_by_key(|s| s.name_any());
@@ -377,18 +383,19 @@ mod tests {
         // Its own switch by name is fine.
         a.requested = Some("sb");
         assert_eq!(choose_subnet(&subnets, &vpcs, &a), Ok("sb".into()));
-        // With two subnets of one provider the annotation picks; without it is ambiguous.
+        // Two subnets claiming one provider: the second is refused (ProviderConflict), so it
+        // is no candidate, and the valid one's pods are not made ambiguous by it.
         let two = [
             subnet("s1", "p.ovn", None, &[]),
             subnet("s2", "p.ovn", None, &[]),
         ];
         let mut a = ask("x", "x", "p.ovn");
+        assert_eq!(choose_subnet(&two, &[], &a), Ok("s1".into()));
+        a.requested = Some("s2");
         assert!(matches!(
             choose_subnet(&two, &[], &a),
-            Err(Refusal::Ambiguous { .. })
+            Err(Refusal::LogicalSwitch { .. })
         ));
-        a.requested = Some("s2");
-        assert_eq!(choose_subnet(&two, &[], &a), Ok("s2".into()));
     }
 
     #[test]

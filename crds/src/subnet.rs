@@ -58,7 +58,11 @@ use crate::{Validate, is_false, naming, validation};
     {"rule": "!has(self.cidrBlock) || !has(self.cidr) || self.cidrBlock == self.cidr",
      "message": "spec.cidr is an alias of spec.cidrBlock: set one of them, or both to the same value"},
     {"rule": "!has(self.gateway) || !(has(self.cidrBlock) || has(self.cidr)) || (has(self.cidrBlock) ? self.cidrBlock : self.cidr).contains(',') || self.gateway.contains(',') || !isCIDR(has(self.cidrBlock) ? self.cidrBlock : self.cidr) || !isIP(self.gateway) || cidr(has(self.cidrBlock) ? self.cidrBlock : self.cidr).containsIP(self.gateway)",
-     "message": "spec.gateway must be inside the subnet's CIDR"}
+     "message": "spec.gateway must be inside the subnet's CIDR"},
+    {"rule": "(has(self.cidrBlock) ? self.cidrBlock : (has(self.cidr) ? self.cidr : '')) == (has(oldSelf.cidrBlock) ? oldSelf.cidrBlock : (has(oldSelf.cidr) ? oldSelf.cidr : ''))",
+     "message": "the subnet's range (spec.cidrBlock / spec.cidr) is immutable: create a new Subnet"},
+    {"rule": "(has(self.vpc) ? self.vpc : '') == (has(oldSelf.vpc) ? oldSelf.vpc : '')",
+     "message": "spec.vpc is immutable: create a new Subnet"}
 ]))]
 pub struct SubnetSpec {
     /// Whether this is the cluster's default subnet (never, in attached mode).

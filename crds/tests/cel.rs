@@ -152,3 +152,50 @@ fn schema_has_cheap_constraints() {
         json!(["allow", "drop", "reroute"])
     );
 }
+
+/// The transition rules: on an update (the old object given) the range and the Vpc stay as they
+/// were; writing the same range under the other spelling is no change.
+#[test]
+fn a_subnets_range_and_vpc_are_immutable() {
+    let crd = Subnet::crd();
+    let schema = serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap();
+    let update = |old: serde_json::Value, new: serde_json::Value| {
+        kube::core::cel::Validator::new()
+            .validate(&schema, &subnet(new), Some(&subnet(old)))
+            .map_err(|e| {
+                e.into_vec()
+                    .into_iter()
+                    .map(|e| e.message)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+    };
+    let old = json!({"cidr": "10.0.0.0/24", "vpc": "v1", "excludeIps": []});
+    update(
+        old.clone(),
+        json!({"cidr": "10.0.0.0/24", "vpc": "v1", "excludeIps": ["10.0.0.9"]}),
+    )
+    .unwrap();
+    update(
+        old.clone(),
+        json!({"cidrBlock": "10.0.0.0/24", "vpc": "v1"}),
+    )
+    .unwrap();
+    let e = update(old.clone(), json!({"cidr": "10.0.0.0/23", "vpc": "v1"})).unwrap_err();
+    assert!(e.contains("range") && e.contains("immutable"), "{e}");
+    let e = update(old.clone(), json!({"cidr": "10.0.0.0/24", "vpc": "v2"})).unwrap_err();
+    assert!(e.contains("spec.vpc is immutable"), "{e}");
+    let e = update(old, json!({"cidr": "10.0.0.0/24"})).unwrap_err();
+    assert!(e.contains("spec.vpc is immutable"), "{e}");
+    // On create there is no old object: the rules do not apply.
+    cel::<Subnet>(subnet(json!({"cidr": "10.0.0.0/24", "vpc": "v2"}))).unwrap();
+}
