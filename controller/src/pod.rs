@@ -826,20 +826,24 @@ mod tests {
     }
 
     /// The annotation chooses among the Subnets of the NAD's provider (issue 14: it used to
-    /// choose any switch at all, another tenant's included).
+    /// choose any switch at all, another tenant's included). A Subnet refused for claiming a
+    /// provider another one binds is no choice (issue 13: it would never be realised).
     #[test]
     fn the_logical_switch_annotation_chooses_among_the_providers_subnets() {
-        let p = pod(&[
-            (NETWORKS_ANNOTATION, "default/a"),
-            ("a.default.ovn.kubernetes.io/logical_switch", "s2"),
-        ]);
+        let chosen = |switch: &str| {
+            pod(&[
+                (NETWORKS_ANNOTATION, "default/a"),
+                ("a.default.ovn.kubernetes.io/logical_switch", switch),
+            ])
+        };
         let nads = [nad("default", "a", OVN)];
-        let got = plan(
-            &p,
-            &nads,
-            &[subnet("s1", "a.default.ovn"), subnet("s2", "a.default.ovn")],
-        );
-        assert_eq!(got[0].clone().unwrap().unwrap().subnet, "s2");
+        // s2 claims s1's provider and loses the conflict (same age, later name).
+        let pair = [subnet("s1", "a.default.ovn"), subnet("s2", "a.default.ovn")];
+        let got = plan(&chosen("s1"), &nads, &pair);
+        assert_eq!(got[0].clone().unwrap().unwrap().subnet, "s1");
+        let got = plan(&chosen("s2"), &nads, &pair);
+        assert!(got[0].is_err(), "a refused duplicate was chosen: {got:?}");
+        let p = chosen("s2");
         let elements = parse_networks_annotation("default/a", "default").unwrap();
         let refused = plan_element(
             &nads,
