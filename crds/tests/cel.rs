@@ -9,9 +9,10 @@ use crds::{SecurityGroup, Subnet, Vpc};
 use kube::CustomResourceExt;
 use serde_json::json;
 
-fn cel<K: CustomResourceExt>(object: serde_json::Value) -> Result<(), String> {
+/// The OpenAPI schema of `K`'s CRD.
+fn schema<K: CustomResourceExt>() -> serde_json::Value {
     let crd = K::crd();
-    let schema = serde_json::to_value(
+    serde_json::to_value(
         crd.spec.versions[0]
             .schema
             .as_ref()
@@ -20,9 +21,20 @@ fn cel<K: CustomResourceExt>(object: serde_json::Value) -> Result<(), String> {
             .as_ref()
             .unwrap(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+fn cel<K: CustomResourceExt>(object: serde_json::Value) -> Result<(), String> {
+    cel_update::<K>(object, None)
+}
+
+/// The rules as an update from `old` checks them (transition rules included).
+fn cel_update<K: CustomResourceExt>(
+    object: serde_json::Value,
+    old: Option<serde_json::Value>,
+) -> Result<(), String> {
     kube::core::cel::Validator::new()
-        .validate(&schema, &object, None)
+        .validate(&schema::<K>(), &object, old.as_ref())
         .map_err(|e| {
             e.into_vec()
                 .into_iter()
@@ -157,27 +169,8 @@ fn schema_has_cheap_constraints() {
 /// were; writing the same range under the other spelling is no change.
 #[test]
 fn a_subnets_range_and_vpc_are_immutable() {
-    let crd = Subnet::crd();
-    let schema = serde_json::to_value(
-        crd.spec.versions[0]
-            .schema
-            .as_ref()
-            .unwrap()
-            .open_api_v3_schema
-            .as_ref()
-            .unwrap(),
-    )
-    .unwrap();
     let update = |old: serde_json::Value, new: serde_json::Value| {
-        kube::core::cel::Validator::new()
-            .validate(&schema, &subnet(new), Some(&subnet(old)))
-            .map_err(|e| {
-                e.into_vec()
-                    .into_iter()
-                    .map(|e| e.message)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })
+        cel_update::<Subnet>(subnet(new), Some(subnet(old)))
     };
     let old = json!({"cidr": "10.0.0.0/24", "vpc": "v1", "excludeIps": []});
     update(
