@@ -81,3 +81,32 @@ pub async fn run<K, F, Fut>(
         .for_each(|_| async {})
         .await;
 }
+
+/// A cluster-scoped object's reconcile under its finalizer `name`: `apply` while it lives,
+/// `cleanup` (then the finalizer comes off) once it is being deleted. The shape the Vpc,
+/// Subnet and SecurityGroup reconcilers share.
+pub async fn finalized<K>(
+    ctx: &Context,
+    name: &str,
+    obj: Arc<K>,
+    apply: impl AsyncFn(&K, &Context) -> Result<Action, Error>,
+    cleanup: impl AsyncFn(&K, &Context) -> Result<Action, Error>,
+) -> Result<Action, Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>
+        + Clone
+        + DeserializeOwned
+        + serde::Serialize
+        + Debug,
+{
+    use kube::runtime::finalizer::{Event, finalizer};
+    let api: kube::Api<K> = kube::Api::all(ctx.client.clone());
+    finalizer(&api, name, obj, |event| async {
+        match event {
+            Event::Apply(o) => apply(&o, ctx).await,
+            Event::Cleanup(o) => cleanup(&o, ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(e.to_string()))
+}

@@ -25,9 +25,8 @@ use std::time::Duration;
 
 use crds::SecurityGroup;
 use crds::naming::port_group;
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::{Api, ResourceExt};
 
 use crate::context::Context;
 use crate::error::Error;
@@ -52,15 +51,7 @@ pub(crate) const STATUS_FIELDS: [&str; 6] = [
 
 /// Reconciles one SecurityGroup.
 pub async fn reconcile(group: Arc<SecurityGroup>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let api: Api<SecurityGroup> = Api::all(ctx.client.clone());
-    finalizer(&api, FINALIZER, group, |event| async {
-        match event {
-            Finalizer::Apply(group) => apply(&group, &ctx).await,
-            Finalizer::Cleanup(group) => cleanup(&group, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(e.to_string()))
+    crate::reconciler::finalized(&ctx, FINALIZER, group, apply, cleanup).await
 }
 
 /// Sets the Ready condition (with `extra` status fields); when not ready, publishes the same

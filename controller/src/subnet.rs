@@ -9,7 +9,6 @@ use crds::condition::{READY, VALIDATED, set_condition};
 use crds::{Subnet, Validate};
 use ipnet::IpNet;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, Resource, ResourceExt};
 
 use crate::context::Context;
@@ -21,15 +20,7 @@ pub const FINALIZER: &str = "kubeovn.io/subnet";
 
 /// Reconciles one Subnet.
 pub async fn reconcile(subnet: Arc<Subnet>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let api: Api<Subnet> = Api::all(ctx.client.clone());
-    finalizer(&api, FINALIZER, subnet, |event| async {
-        match event {
-            Finalizer::Apply(s) => apply(&s, &ctx).await,
-            Finalizer::Cleanup(s) => cleanup(&s, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(e.to_string()))
+    crate::reconciler::finalized(&ctx, FINALIZER, subnet, apply, cleanup).await
 }
 
 /// Everything wrong with `subnet` that stops it from being realised, given the other subnets.

@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crds::Vpc;
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::{Api, ResourceExt};
 
 use crate::context::Context;
 use crate::error::Error;
@@ -35,15 +34,7 @@ pub fn subnets_of(ctx: &Context, vpc: &str) -> Vec<String> {
 
 /// Reconciles one Vpc.
 pub async fn reconcile(vpc: Arc<Vpc>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let api: Api<Vpc> = Api::all(ctx.client.clone());
-    finalizer(&api, FINALIZER, vpc, |event| async {
-        match event {
-            Finalizer::Apply(vpc) => apply(&vpc, &ctx).await,
-            Finalizer::Cleanup(vpc) => cleanup(&vpc, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(e.to_string()))
+    crate::reconciler::finalized(&ctx, FINALIZER, vpc, apply, cleanup).await
 }
 
 /// Sets the Vpc's Ready condition (with `extra` status fields) and, when it is not ready,
