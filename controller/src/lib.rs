@@ -17,6 +17,7 @@ pub mod nb;
 pub mod options;
 pub mod pod;
 pub mod reconciler;
+pub mod repair;
 pub mod retry;
 pub mod run;
 pub mod security_group;

@@ -44,6 +44,17 @@ impl Retries {
             .remove(key);
     }
 
+    /// Forgets every failure and returns the keys that were failing (NB came back: they are
+    /// tried again at once, starting over from the first delay).
+    pub fn drain(&self) -> Vec<String> {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain()
+            .map(|(key, _)| key)
+            .collect()
+    }
+
     /// How many objects are currently failing.
     pub fn len(&self) -> usize {
         self.failures

@@ -17,7 +17,9 @@ use kube::{Api, ResourceExt};
 
 use crate::context::Context;
 use crate::metrics::Metrics;
-use crate::{gc, ip, leader, nad, nat_gateway, nb, pod, reconciler, security_group, subnet, vpc};
+use crate::{
+    gc, ip, leader, nad, nat_gateway, nb, pod, reconciler, repair, security_group, subnet, vpc,
+};
 
 /// Knobs of a running controller.
 #[derive(Debug, Clone)]
@@ -301,8 +303,16 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
         }
     };
     let workers = config.workers;
+    // Rows NB loses (deleted behind our back, or a server that came back empty) are put back by
+    // reconciling their owners; see `repair`.
+    let (repairs, repaired) = repair::triggers();
+    let repair_ctx = ctx.clone();
+    let nb_updates = ctx.nb.subscribe();
+    let repair_loop = async move { repair::watch(nb_updates, &repair_ctx.retries, repairs).await };
     let vpcs = reconciler::run(
-        Controller::new(Api::<Vpc>::all(client.clone()), watcher::Config::default()),
+        Controller::new(Api::<Vpc>::all(client.clone()), watcher::Config::default())
+            .reconcile_on(repaired.vpcs.one)
+            .reconcile_all_on(repaired.vpcs.all),
         "vpc",
         vpc::reconcile,
         ctx.clone(),
@@ -312,7 +322,9 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
         Controller::new(
             Api::<Subnet>::all(client.clone()),
             watcher::Config::default(),
-        ),
+        )
+        .reconcile_on(repaired.subnets.one)
+        .reconcile_all_on(repaired.subnets.all),
         "subnet",
         subnet::reconcile,
         ctx.clone(),
@@ -343,10 +355,13 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
     // generation) trigger nothing.
     let attached = pod_store.clone();
     let pods = reconciler::run(
-        Controller::for_stream(pod_events, pod_store).watches_shared_stream(
-            spec_changes(&ctx.subnet_changes, ctx.subnets.clone()),
-            move |s: Arc<Subnet>| pod::attached_to(&attached, &s.name_any()),
-        ),
+        Controller::for_stream(pod_events, pod_store)
+            .watches_shared_stream(
+                spec_changes(&ctx.subnet_changes, ctx.subnets.clone()),
+                move |s: Arc<Subnet>| pod::attached_to(&attached, &s.name_any()),
+            )
+            .reconcile_on(repaired.pods.one)
+            .reconcile_all_on(repaired.pods.all),
         "pod",
         pod::reconcile,
         ctx.clone(),
@@ -409,7 +424,9 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
         Controller::new(
             Api::<crds::SecurityGroup>::all(client.clone()),
             watcher::Config::default(),
-        ),
+        )
+        .reconcile_on(repaired.security_groups.one)
+        .reconcile_all_on(repaired.security_groups.all),
         "security-group",
         security_group::reconcile,
         ctx.clone(),
@@ -418,5 +435,7 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
     tokio::select! {
         () = async { tokio::join!(vpcs, subnets, pods, nads, gateways, ips, security_groups); } => {}
         () = gc_loop => {}
+        // The NB client lives as long as the context: its update stream does not end first.
+        () = async { repair_loop.await; std::future::pending::<()>().await } => {}
     }
 }

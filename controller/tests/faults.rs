@@ -338,6 +338,98 @@ async fn the_nb_server_killed_and_restarted_mid_run_loses_nothing() {
     task.abort();
 }
 
+/// The names of our attachment ports in NB, read by a client of our own.
+async fn attachment_ports(bed: &Bed) -> BTreeSet<String> {
+    let nb = controller::nb::connect(&bed.nb.remote()).await.unwrap();
+    nb.replica()
+        .by_external_id::<LogicalSwitchPort>("vendor", "kube-ovn")
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.external_ids.contains_key("pod"))
+        .map(|p| p.name)
+        .collect()
+}
+
+/// Waits (polling NB) until every one of `pods` pods has its port again; returns how long.
+async fn wait_ports_back(bed: &Bed, pods: usize, what: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let ports = attachment_ports(bed).await;
+        if ports.len() == pods {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "{what}: only {} of {pods} ports back within {WAIT:?}",
+            ports.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The annotations of every pod: the repair must not need any pod to change (their status may:
+/// the scheduler reports them unschedulable, there are no nodes).
+async fn pod_versions(bed: &Bed) -> BTreeMap<String, BTreeMap<String, String>> {
+    bed.pods()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| (p.name_any(), p.annotations().clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn nb_rows_lost_behind_the_controllers_back_come_back_without_any_pod_changing() {
+    let mut bed = Bed::start().await;
+    let config = bed.config();
+    let ctx = run::start(bed.client.clone(), &config).await.unwrap();
+    let task = tokio::spawn(run::run(Arc::clone(&ctx), config));
+    bed.create_pods("p", 0..30).await;
+    bed.wait_allocated(30).await;
+    wait_ports_back(&bed, 30, "initial attachment").await;
+    let versions = pod_versions(&bed).await;
+
+    // 1. Wiped while the controller stays connected: every root row deleted in one transaction
+    // (ports, router ports, routes, ACLs and QoS rows go with them).
+    let wipe = serde_json::json!(["OVN_Northbound",
+        {"op": "delete", "table": "Logical_Switch", "where": []},
+        {"op": "delete", "table": "Logical_Router", "where": []},
+        {"op": "delete", "table": "DHCP_Options", "where": []},
+        {"op": "delete", "table": "Port_Group", "where": []},
+        {"op": "delete", "table": "Address_Set", "where": []}]);
+    bed.nb
+        .client(&["transact", &bed.nb.remote(), &wipe.to_string()])
+        .unwrap();
+    assert!(
+        attachment_ports(&bed).await.is_empty(),
+        "the wipe took the ports"
+    );
+    let took = wait_ports_back(&bed, 30, "after a wipe").await;
+    eprintln!("NB wiped while connected: 30 ports back in {took:?}");
+    assert!(
+        !bed.nb
+            .nbctl(&["--bare", "--columns=name", "list", "Logical_Router"])
+            .unwrap()
+            .trim()
+            .is_empty(),
+        "the Vpc's router is back"
+    );
+    check_invariants(&bed, 30, Some(&ctx)).await;
+
+    // 2. The NB server comes back empty (a lost volume): the new session's resync repairs it.
+    let sessions = ctx.nb.sessions();
+    bed.nb.restart_empty().unwrap();
+    let took = wait_ports_back(&bed, 30, "after an empty restart").await;
+    eprintln!("NB restarted empty: 30 ports back in {took:?}");
+    assert!(ctx.nb.sessions() > sessions, "the NB client reconnected");
+    check_invariants(&bed, 30, Some(&ctx)).await;
+
+    assert_eq!(pod_versions(&bed).await, versions, "no pod changed");
+    task.abort();
+}
+
 #[tokio::test]
 async fn when_the_leader_is_killed_the_other_replica_takes_over() {
     let bed = Bed::start().await;

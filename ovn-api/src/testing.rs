@@ -193,6 +193,8 @@ pub struct OvsdbServer {
     child: Option<Child>,
     tcp_port: Option<u16>,
     ssl: Option<(u16, TestPki)>,
+    /// The schema the database was made from ([`OvsdbServer::restart_empty`]).
+    schema: PathBuf,
 }
 
 impl OvsdbServer {
@@ -228,6 +230,7 @@ impl OvsdbServer {
             child: None,
             tcp_port,
             ssl: None,
+            schema: schema.to_path_buf(),
         };
         s.restart()?;
         Ok(s)
@@ -283,6 +286,18 @@ impl OvsdbServer {
         Ok(())
     }
 
+    /// Kills the server, replaces its database with an empty one of the same schema, and starts
+    /// it again on the same socket: a server that came back having lost every row.
+    pub fn restart_empty(&mut self) -> Result<()> {
+        self.kill();
+        let tool = require_program("ovsdb-tool", "openvswitch-common")?;
+        let db = self.dir.path().join("conf.db");
+        std::fs::remove_file(&db)
+            .map_err(|e| Error::Testing(format!("removing {}: {e}", db.display())))?;
+        run(Command::new(&tool).arg("create").arg(&db).arg(&self.schema))?;
+        self.restart()
+    }
+
     /// Like [`OvsdbServer::start`], also listening with TLS (`pssl:`) on a free port of
     /// 127.0.0.1, with a fresh test PKI (see [`TestPki`]).
     pub fn start_with_ssl(kind: SchemaKind) -> Result<Self> {
@@ -300,6 +315,7 @@ impl OvsdbServer {
             child: None,
             tcp_port: None,
             ssl: Some((free_port()?, pki)),
+            schema: PathBuf::from(schema),
         };
         s.restart()?;
         Ok(s)
