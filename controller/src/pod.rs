@@ -521,6 +521,21 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
     let name = pod.name_any();
     let key = lsp_name(&name, &namespace, &planned.provider);
     let subnet = &planned.subnet;
+    let existed = ctx.ipam.get(&key).is_some();
+    // A Subnet refused since it was registered (an invalid edit) keeps serving the addresses
+    // it holds, but hands out no new one until it is valid again.
+    if !existed {
+        let all = ctx.subnets.state();
+        if let Some((reason, msg)) = all
+            .iter()
+            .find(|s| &s.name_any() == subnet)
+            .and_then(|s| crate::subnet::problems(s, &all))
+        {
+            return Err(AttachError::SubnetNotReady(format!(
+                "Subnet {subnet} is refused ({reason}): {msg}"
+            )));
+        }
+    }
     let info = ctx
         .ipam
         .lock()
@@ -542,7 +557,6 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
     } else {
         Vec::new()
     };
-    let existed = ctx.ipam.get(&key).is_some();
     let request = request_for(pod, planned).map_err(|e| e.to_string())?;
     // From the allocation until the record's create has answered.
     let _recording = ctx.pending_ips.hold(&key);

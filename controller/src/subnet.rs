@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crds::condition::{READY, VALIDATED, set_condition};
-use crds::{Subnet, Validate};
+use crds::{IP, Subnet, Validate};
 use ipnet::IpNet;
+use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
@@ -204,7 +205,23 @@ async fn apply(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
                 .join(","),
         )
         .with_excludes(subnet.spec.exclude_ips.iter().cloned());
-    if let Err(e) = ctx.ipam.update_subnet(spec) {
+    let registered = if ctx.ipam.has_subnet(&name) {
+        ctx.ipam.update_subnet(spec)
+    } else {
+        // Registered after start (refused or invalid then, or created since): the addresses
+        // its pods hold are in IP CRs the rebuild at start could not place. They are loaded
+        // with the registration, under one lock, so none is handed out a second time.
+        let records = records_of(ctx, &name).await?;
+        ctx.ipam.register_with(spec, records).map(|report| {
+            for rejected in &report.rejected {
+                tracing::warn!(subnet = %name, error = %rejected, "IP CR not loaded into the allocator");
+            }
+            if report.loaded > 0 {
+                tracing::info!(subnet = %name, loaded = report.loaded, "subnet registered with the addresses its IP CRs hold");
+            }
+        })
+    };
+    if let Err(e) = registered {
         let msg = format!("Subnet {name}: {e}");
         set_condition(
             &mut conditions,
@@ -295,6 +312,26 @@ async fn apply(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
         .chain([("conditions", serde_json::json!(conditions))]);
     status::apply(&api, subnet, fields, &[]).await?;
     Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// The allocator's records of the IP CRs of Subnet `name` (read from the apiserver's watch
+/// cache; unreadable ones are logged and skipped, as at start).
+async fn records_of(ctx: &Context, name: &str) -> Result<Vec<ipam::Record>, Error> {
+    let ips = Api::<IP>::all(ctx.client.clone())
+        .list(&ListParams::default().match_any())
+        .await?
+        .items;
+    Ok(ips
+        .iter()
+        .filter(|ip| ip.spec.subnet == name)
+        .filter_map(|ip| match crate::ip::to_lease_record(ip) {
+            Ok(record) => Some(record),
+            Err(e) => {
+                tracing::warn!(ip = %ip.name_any(), error = %e, "IP CR with an unreadable address skipped");
+                None
+            }
+        })
+        .collect())
 }
 
 /// The DHCP rows a Subnet needs: one per family with `enableDHCP`, none without.

@@ -6,6 +6,8 @@
 //! without a pod or port, no port without an IP CR.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +20,7 @@ use e2e::k8s::ControlPlane;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{ListParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -651,4 +653,137 @@ async fn a_running_attachment_keeps_its_address_when_its_resolution_breaks() {
     assert_eq!(record.map(|r| r.spec.ip_address), Some(ip1.clone()));
     assert_eq!(ctx.ipam.get(&key).map(|l| l.ip_address()), Some(ip1));
     task.abort();
+}
+
+/// A Subnet edited to an invalid spec while the controller was down is not registered at start,
+/// so the IP CRs of its pods cannot be placed then. While it is invalid it hands out no new
+/// address; once it is valid again it is registered together with those records, so an address
+/// held for a pod is never given to a second one. The holder here is a terminating pod (its
+/// containers use the address until its grace period ends; it asks for nothing meanwhile);
+/// before, the Subnet came back empty and the next pod took the terminating pod's address.
+#[tokio::test]
+async fn a_subnet_invalid_at_start_gets_its_pods_addresses_back_when_it_is_valid_again() {
+    let bed = Bed::start().await;
+    let config = bed.config();
+    let provider = "net3.default.ovn";
+    let nad = NetworkAttachmentDefinition::with_config(
+        "default",
+        "net3",
+        &format!(r#"{{"cniVersion":"0.3.1","type":"kube-ovn","provider":"{provider}"}}"#),
+    );
+    Api::<NetworkAttachmentDefinition>::namespaced(bed.client.clone(), "default")
+        .create(&PostParams::default(), &nad)
+        .await
+        .unwrap();
+    // A /30: one usable address beside the gateway.
+    let subnets = Api::<Subnet>::all(bed.client.clone());
+    let mut tiny = Subnet::new("subnet-tiny", Default::default());
+    tiny.spec.vpc = Some("vpc-faults".into());
+    tiny.spec.cidr = Some("10.103.0.0/30".into());
+    tiny.spec.gateway = Some("10.103.0.1".into());
+    tiny.spec.provider = Some(provider.into());
+    subnets.create(&PostParams::default(), &tiny).await.unwrap();
+    let on_tiny = |name: &str| {
+        let mut p = pod(name);
+        p.metadata.annotations = Some(BTreeMap::from([(
+            "k8s.v1.cni.cncf.io/networks".to_owned(),
+            "default/net3".to_owned(),
+        )]));
+        p
+    };
+    let ip_key = format!("{provider}.kubernetes.io/ip_address");
+
+    let ctx = run::start(bed.client.clone(), &config).await.unwrap();
+    let first = tokio::spawn(run::run(Arc::clone(&ctx), config.clone()));
+    // Bound to a node (there is no kubelet here): its deletion waits its whole grace period.
+    let mut leaving = on_tiny("leaving");
+    if let Some(spec) = leaving.spec.as_mut() {
+        spec.node_name = Some("node-gone".into());
+    }
+    bed.pods()
+        .create(&PostParams::default(), &leaving)
+        .await
+        .unwrap();
+    let pod = wait_pod_allocated(&bed, "leaving", provider).await;
+    assert_eq!(pod.annotations()[&ip_key], "10.103.0.2");
+    first.abort();
+    let _ = first.await;
+    drop(ctx);
+
+    // While no controller runs, the pod starts terminating (it keeps its address for its grace
+    // period) and the Subnet is edited: an excluded address outside the range (the API takes
+    // it; the controller refuses the Subnet).
+    bed.pods()
+        .delete(
+            "leaving",
+            &kube::api::DeleteParams::default().grace_period(300),
+        )
+        .await
+        .unwrap();
+    let invalid = serde_json::json!({ "spec": { "excludeIps": ["10.200.0.9"] } });
+    subnets
+        .patch(
+            "subnet-tiny",
+            &PatchParams::default(),
+            &Patch::Merge(&invalid),
+        )
+        .await
+        .unwrap();
+    let ctx = run::start(bed.client.clone(), &config).await.unwrap();
+    let second = tokio::spawn(run::run(Arc::clone(&ctx), config));
+    let key0 = format!("leaving.default.{provider}");
+    assert!(
+        ctx.ipam.get(&key0).is_none(),
+        "the invalid Subnet was registered at start"
+    );
+    // While invalid, a new pod gets nothing, and is told why.
+    bed.pods()
+        .create(&PostParams::default(), &on_tiny("t-1"))
+        .await
+        .unwrap();
+    common::event_containing(
+        &bed.client,
+        "t-1",
+        "Subnet subnet-tiny is refused (InvalidSpec)",
+    )
+    .await;
+
+    // Valid again: registered with the terminating pod's record, so the /30 is full and t-1 is
+    // told so.
+    let valid = serde_json::json!({ "spec": { "excludeIps": null } });
+    subnets
+        .patch(
+            "subnet-tiny",
+            &PatchParams::default(),
+            &Patch::Merge(&valid),
+        )
+        .await
+        .unwrap();
+    common::event_containing(
+        &bed.client,
+        "t-1",
+        "subnet subnet-tiny has no free IPv4 address",
+    )
+    .await;
+    assert_eq!(
+        ctx.ipam
+            .owner_of("subnet-tiny", "10.103.0.2".parse().unwrap())
+            .as_deref(),
+        Some(key0.as_str()),
+        "the terminating pod's address is not its own in the allocator"
+    );
+    let t1 = bed.pods().get("t-1").await.unwrap();
+    assert!(
+        !t1.annotations().contains_key(&ip_key),
+        "t-1 got an address from a full subnet: {:?}",
+        t1.annotations()
+    );
+    assert!(
+        Api::<IP>::all(bed.client.clone())
+            .get_opt(&format!("t-1.default.{provider}"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    second.abort();
 }

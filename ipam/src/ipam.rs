@@ -206,6 +206,44 @@ impl Ipam {
         Ok(())
     }
 
+    /// Registers a subnet together with the records of its addresses (read from `IP`
+    /// resources), in one step under one borrow, so no allocation can slip in between. This is
+    /// how a Subnet that was refused or invalid when the allocator was rebuilt at start, and
+    /// becomes valid later, gets back the addresses its pods hold, instead of handing them out a
+    /// second time. Records of other subnets are ignored; conflicting ones are refused and
+    /// reported as by [`Ipam::rebuild`]. For a subnet that is registered already this is
+    /// [`Ipam::update_subnet`] (its leases are the allocator's own) and the report is empty.
+    /// Cost: `O(n log n)` in the records given.
+    pub fn register_with(
+        &mut self,
+        spec: SubnetSpec,
+        records: impl IntoIterator<Item = Record>,
+    ) -> Result<RebuildReport, Error> {
+        if self.subnet_ids.contains_key(&spec.name) {
+            return self.update_subnet(spec).map(|()| RebuildReport::default());
+        }
+        let name = spec.name.clone();
+        self.update_subnet(spec)?;
+        let mut report = RebuildReport::default();
+        for record in records.into_iter().filter(|r| r.subnet == name) {
+            match self.load(record) {
+                Ok(()) => report.loaded += 1,
+                Err(error) => report.rejected.push(error),
+            }
+        }
+        if let Some(&id) = self.subnet_ids.get(&name)
+            && let Some(Some(subnet)) = self.subnets.get_mut(id as usize)
+        {
+            subnet.rebuild_zones(&self.leases);
+        }
+        Ok(report)
+    }
+
+    /// Whether `name` is registered.
+    pub fn has_subnet(&self, name: &str) -> bool {
+        self.subnet_ids.contains_key(name)
+    }
+
     /// Removes a subnet that holds no allocation.
     pub fn remove_subnet(&mut self, name: &str) -> Result<(), Error> {
         let subnet = self.subnet(name)?;

@@ -37,6 +37,20 @@ impl SharedIpam {
         self.lock().update_subnet(spec)
     }
 
+    /// See [`Ipam::register_with`].
+    pub fn register_with(
+        &self,
+        spec: SubnetSpec,
+        records: impl IntoIterator<Item = Record>,
+    ) -> Result<RebuildReport, Error> {
+        self.lock().register_with(spec, records)
+    }
+
+    /// See [`Ipam::has_subnet`].
+    pub fn has_subnet(&self, name: &str) -> bool {
+        self.lock().has_subnet(name)
+    }
+
     /// See [`Ipam::remove_subnet`].
     pub fn remove_subnet(&self, name: &str) -> Result<(), Error> {
         self.lock().remove_subnet(name)

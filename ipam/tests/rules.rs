@@ -1220,3 +1220,55 @@ fn ip_list_leases_survive_rebuild() {
     ));
     assert_eq!(ipam.owner_of("s", ip("fd00::10")), Some("b"));
 }
+
+#[test]
+fn a_subnet_registered_late_takes_its_records_with_it_and_hands_out_only_the_rest() {
+    // "s" was not registered when the allocator was rebuilt (refused then); its record was
+    // refused as an unknown subnet.
+    let mut ipam = ipam_with(SubnetSpec::new("other", "10.9.0.0/24"));
+    let records = vec![
+        rec("a", "s", &["10.0.0.2"], Some("0a:00:00:00:00:01")),
+        rec("b", "other", &["10.9.0.5"], None),
+    ];
+    let report = ipam.rebuild(records.clone());
+    assert_eq!(report.loaded, 1);
+    assert!(matches!(report.rejected[..], [Error::UnknownSubnet { .. }]));
+    assert!(!ipam.has_subnet("s"));
+
+    // Registered with its records: only its own are taken ("b" is another subnet's, and
+    // already loaded), and the only free address of the /30 is no longer free.
+    let report = ipam
+        .register_with(SubnetSpec::new("s", "10.0.0.0/30"), records.clone())
+        .unwrap();
+    assert_eq!((report.loaded, report.rejected.len()), (1, 0));
+    assert_eq!(ipam.owner_of("s", ip("10.0.0.2")), Some("a"));
+    assert_eq!(ipam.get("a").unwrap().mac, Some(mac("0a:00:00:00:00:01")));
+    let c = ipam.counters("s").unwrap();
+    assert_eq!((c.v4_using, c.v4_available), (1, 0));
+    let err = ipam.allocate("s", "x", &Request::random()).unwrap_err();
+    assert!(matches!(err, Error::SubnetFull { .. }), "{err}");
+
+    // Registered again (a spec update): the allocator's own leases stay, nothing reloads.
+    let report = ipam
+        .register_with(SubnetSpec::new("s", "10.0.0.0/30"), records)
+        .unwrap();
+    assert_eq!(report, ipam::RebuildReport::default());
+    assert_eq!(ipam.owner_of("s", ip("10.0.0.2")), Some("a"));
+
+    // A late subnet's conflicting records are refused and reported, the first one wins.
+    let report = ipam
+        .register_with(
+            SubnetSpec::new("t", "10.1.0.0/24"),
+            vec![
+                rec("c", "t", &["10.1.0.7"], None),
+                rec("d", "t", &["10.1.0.7"], None),
+                rec("a", "t", &["10.1.0.8"], None),
+            ],
+        )
+        .unwrap();
+    assert_eq!(report.loaded, 1);
+    assert_eq!(report.rejected.len(), 2);
+    assert_eq!(ipam.owner_of("t", ip("10.1.0.7")), Some("c"));
+    let next = ipam.allocate("t", "e", &Request::random()).unwrap();
+    assert_ne!(next.v4, Some("10.1.0.7".parse().unwrap()));
+}
