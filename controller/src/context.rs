@@ -34,6 +34,10 @@ pub struct Context {
     pub written_ips: crate::ip::Written,
     /// Attachments allocated whose IP CR is being written (the GC leaves their leases alone).
     pub pending_ips: crate::ip::Pending,
+    /// Attachments this controller is releasing (their record's deletion is ours, not a hand's).
+    pub releasing_ips: crate::ip::Pending,
+    /// One lock per attachment key, between a pod's reserve and the GC's release.
+    pub attachment_locks: crate::ip::Locks,
     /// Consecutive failures per object, for growing retry delays.
     pub retries: crate::retry::Retries,
     /// Subnets whose spec changed, announced once [`Context::subnets`] holds them.
@@ -90,6 +94,8 @@ impl Context {
             gc_suspects: Arc::default(),
             written_ips: crate::ip::Written::default(),
             pending_ips: crate::ip::Pending::default(),
+            releasing_ips: crate::ip::Pending::default(),
+            attachment_locks: crate::ip::Locks::default(),
             retries: crate::retry::Retries::default(),
             subnet_changes: tokio::sync::broadcast::Sender::new(1),
             vpc_changes: tokio::sync::broadcast::Sender::new(1),

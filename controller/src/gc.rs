@@ -90,6 +90,21 @@ pub fn holds_addresses(
     deletion.is_none_or(|end| end > now)
 }
 
+/// Whether the pod a record names exists now and holds its addresses (a fresh GET, not the
+/// collection's snapshot).
+async fn pod_holds(ctx: &Context, ip: &crds::IPSpec) -> Result<bool, Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ip.namespace);
+    let Some(pod) = pods.get_opt(&ip.pod_name).await? else {
+        return Ok(false);
+    };
+    let finished = matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    );
+    let now = k8s_openapi::jiff::Timestamp::now();
+    Ok(!finished && holds_addresses(pod.metadata.deletion_timestamp.as_ref().map(|t| t.0), now))
+}
+
 /// The StatefulSet name and ordinal of one of its pods' names (`<set>-<ordinal>`).
 pub fn statefulset_ordinal(pod: &str) -> Option<(&str, u32)> {
     let (set, ordinal) = pod.rsplit_once('-')?;
@@ -168,6 +183,12 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
         if record.spec.pod_type == ip::POD_TYPE_STATEFULSET
             && statefulset_keeps(ctx, &record.spec).await?
         {
+            continue;
+        }
+        // A fresh look under the attachment's lock: a pod recreated under the same name since
+        // the snapshot may have taken this lease over (its reserve holds the same lock).
+        let _lock = ctx.attachment_locks.lock(&key).await;
+        if pod_holds(ctx, &record.spec).await? {
             continue;
         }
         tracing::info!(%key, pod = %format!("{}/{}", record.spec.namespace, record.spec.pod_name), "pod is gone; releasing its address");

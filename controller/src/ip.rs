@@ -7,7 +7,7 @@
 //! ([`FINALIZER`]), run by the IP controller ([`controller`], [`reconcile`]) when a record is being deleted.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use crds::{IP, IPSpec};
 use futures::StreamExt;
@@ -107,6 +107,70 @@ impl Written {
     pub fn forget(&self, key: &str) {
         self.lock().remove(key);
     }
+
+    /// Takes records read back from the API (at start, those the allocator loaded) as written.
+    pub fn seed(&self, records: impl IntoIterator<Item = (String, IPSpec)>) {
+        self.lock().extend(records);
+    }
+}
+
+/// One lock per attachment key, taken by a pod's reserve (which reuses a lease it finds under
+/// the pod's key) and by the GC's release of that key (which decides by a fresh look at the
+/// pod): whichever goes first, the other sees its outcome. Without it, a pod recreated under the
+/// same name could take over a lease the GC was releasing on the strength of an older snapshot,
+/// and run with an address, record and port that are then taken away.
+#[derive(Debug, Default)]
+pub struct Locks(Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>);
+
+impl Locks {
+    /// Waits for and takes the lock of `key`, held until the guard drops.
+    pub async fn lock(&self, key: &str) -> LockGuard<'_> {
+        let mutex = {
+            let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            match map.get(key).and_then(Weak::upgrade) {
+                Some(m) => m,
+                None => {
+                    let m = Arc::new(tokio::sync::Mutex::new(()));
+                    map.insert(key.to_owned(), Arc::downgrade(&m));
+                    m
+                }
+            }
+        };
+        let guard = mutex.lock_owned().await;
+        LockGuard {
+            locks: self,
+            key: key.to_owned(),
+            guard: Some(guard),
+        }
+    }
+
+    /// How many keys have a lock (held or waited for); for tests.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether no key has a lock.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The lock of one attachment key (see [`Locks::lock`]); the key's entry goes with the last one.
+#[derive(Debug)]
+pub struct LockGuard<'a> {
+    locks: &'a Locks,
+    key: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut map = self.locks.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.get(&self.key).is_some_and(|w| w.strong_count() == 0) {
+            map.remove(&self.key);
+        }
+    }
 }
 
 /// Attachments between their allocation and the answer to their IP CR's create: the GC must not
@@ -201,27 +265,33 @@ pub async fn restore(ctx: &Context, key: &str, spec: IPSpec) -> Result<bool, kub
     }
 }
 
-/// Releases the address and the port of attachment `key` (its record is going or gone).
-async fn release_address_and_port(ctx: &Context, key: &str) -> Result<(), Error> {
+/// Gives the address of attachment `key` back, once its port and record are gone.
+fn release_address(ctx: &Context, key: &str) {
     ctx.ipam.release(key);
     ctx.written_ips.forget(key);
-    nb::delete_port(&ctx.nb, key).await?;
-    Ok(())
 }
 
-/// Releases one attachment completely: address, LSP (with its QoS rows), IP CR.
+/// Releases one attachment completely, in the order that never leaves an address free while
+/// something still holds it: the LSP (with its QoS rows) first, then the IP CR, then the
+/// address. A failure on the way keeps the address (the GC retries).
 pub async fn release(ctx: &Context, key: &str) -> Result<(), Error> {
-    release_address_and_port(ctx, key).await?;
+    // The IP controller sees the record's deletion while the address is still held: it must
+    // not take it for a record deleted by hand and write it again.
+    let _releasing = ctx.releasing_ips.hold(key);
+    nb::delete_port(&ctx.nb, key).await?;
     let api: Api<IP> = Api::all(ctx.client.clone());
     match api.delete(key, &DeleteParams::default()).await {
         // Still there (our finalizer holds it): let it go.
-        Ok(outcome) => match outcome.left() {
-            Some(pending) => drop_finalizer(&api, &pending).await,
-            None => Ok(()),
-        },
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
+        Ok(outcome) => {
+            if let Some(pending) = outcome.left() {
+                drop_finalizer(&api, &pending).await?;
+            }
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => return Err(e.into()),
     }
+    release_address(ctx, key);
+    Ok(())
 }
 
 /// Removes our finalizer from `ip` (keeping anyone else's), guarded by its resourceVersion.
@@ -312,7 +382,7 @@ pub async fn handle_deletion(ctx: &Context, name: &str) -> Result<(), Error> {
             .get_metadata_opt(&spec.pod_name)
             .await?
             .is_some_and(|p| p.metadata.deletion_timestamp.is_none());
-    if held && live {
+    if held && live && !ctx.releasing_ips.contains(name) {
         // The finalizer goes first: the old record must be gone before its successor is created.
         drop_finalizer(&api, &ip).await?;
         restore(ctx, name, spec).await?;
@@ -322,17 +392,27 @@ pub async fn handle_deletion(ctx: &Context, name: &str) -> Result<(), Error> {
     let cleanup = |event: Finalizer<IP>| async move {
         match event {
             Finalizer::Apply(_) => Ok(Action::await_change()),
-            Finalizer::Cleanup(ip) => release_address_and_port(ctx, &ip.name_any())
+            Finalizer::Cleanup(ip) => nb::delete_port(&ctx.nb, &ip.name_any())
                 .await
-                .map(|()| Action::await_change()),
+                .map(|_| Action::await_change())
+                .map_err(Error::from),
         }
     };
+    // The port first (in the cleanup), then the record (the finalizer goes), then the address.
     match finalizer::finalizer(&api, FINALIZER, Arc::new(ip), cleanup).await {
-        Ok(_) => Ok(()),
-        // Gone, or changed meanwhile (the finalizer list no longer as read): a change is a new
-        // watch event, handled again.
+        Ok(_) => {
+            release_address(ctx, name);
+            Ok(())
+        }
+        // Gone already: the address goes too.
+        Err(finalizer::Error::RemoveFinalizer(kube::Error::Api(e))) if e.code == 404 => {
+            release_address(ctx, name);
+            Ok(())
+        }
+        // Changed meanwhile (the finalizer list no longer as read): a change is a new watch
+        // event, handled again; the address stays until then.
         Err(finalizer::Error::RemoveFinalizer(kube::Error::Api(e)))
-            if matches!(e.code, 404 | 409 | 422) =>
+            if matches!(e.code, 409 | 422) =>
         {
             Ok(())
         }
@@ -344,6 +424,28 @@ pub async fn handle_deletion(ctx: &Context, name: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn one_key_is_held_by_one_at_a_time_and_its_lock_goes_with_the_last_guard() {
+        let locks = Arc::new(Locks::default());
+        let first = locks.lock("a").await;
+        // Another key is free.
+        drop(locks.lock("b").await);
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let waiter = {
+            let locks = Arc::clone(&locks);
+            tokio::spawn(async move {
+                let _g = locks.lock("a").await;
+                let _ = tx.send(());
+            })
+        };
+        tokio::task::yield_now().await;
+        assert!(rx.try_recv().is_err(), "a second holder while the first holds");
+        drop(first);
+        waiter.await.unwrap();
+        assert!(rx.try_recv().is_ok());
+        assert!(locks.is_empty(), "{} locks left", locks.len());
+    }
     use proptest::prelude::*;
 
     fn pod(owner_kind: Option<&str>) -> Pod {

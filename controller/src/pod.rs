@@ -516,12 +516,48 @@ fn allocation_of(
 }
 
 /// Allocates and records one attachment, and plans its port.
+/// A lease under `key` is reused only by the pod its record names. Keys are
+/// `<pod>.<namespace>.<provider>`, and pod names and providers may hold dots, so two pods can
+/// spell the same key (`a.b` in `c` with provider `d.ovn`, and `a` in `b` with `c.d.ovn`): the
+/// second must not share the first one's address.
+async fn check_key_owner(
+    ctx: &Context,
+    key: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<(), AttachError> {
+    let owner = match ctx.written_ips.get(key) {
+        Some(spec) => Some(spec),
+        None => Api::<crds::IP>::all(ctx.client.clone())
+            .get_opt(key)
+            .await
+            .map_err(|e| format!("reading IP {key}: {e}"))?
+            .map(|ip| ip.spec),
+    };
+    match owner {
+        Some(spec) if spec.namespace != namespace || spec.pod_name != name => {
+            Err(AttachError::Failed(format!(
+                "the attachment's key {key} is already the record of pod {}/{} (pod, namespace \
+                 and provider names with dots can spell the same key); use another provider \
+                 name or pod name",
+                spec.namespace, spec.pod_name
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved, AttachError> {
     let namespace = pod.namespace().unwrap_or_default();
     let name = pod.name_any();
     let key = lsp_name(&name, &namespace, &planned.provider);
     let subnet = &planned.subnet;
+    // Against the GC releasing this key on an older snapshot (see `ip::Locks`).
+    let _lock = ctx.attachment_locks.lock(&key).await;
     let existed = ctx.ipam.get(&key).is_some();
+    if existed {
+        check_key_owner(ctx, &key, &namespace, &name).await?;
+    }
     // A Subnet refused since it was registered (an invalid edit) keeps serving the addresses
     // it holds, but hands out no new one until it is valid again.
     if !existed {

@@ -176,21 +176,23 @@ pub async fn start(client: kube::Client, config: &RunConfig) -> Result<Arc<Conte
         }
     }
     let ipam = Arc::new(ipam::SharedIpam::new(ipam::Ipam::new()));
-    rebuild(&client, &ipam, &subnets).await?;
+    let loaded = rebuild(&client, &ipam, &subnets).await?;
     let background = std::mem::take(&mut tasks.0);
-    Ok(Arc::new(
-        Context::new(
-            client,
-            nb,
-            ipam,
-            nads,
-            subnets,
-            vpcs,
-            config.metrics.clone(),
-        )
-        .with_spec_changes(subnet_changes, vpc_changes)
-        .own_tasks(background),
-    ))
+    let ctx = Context::new(
+        client,
+        nb,
+        ipam,
+        nads,
+        subnets,
+        vpcs,
+        config.metrics.clone(),
+    )
+    .with_spec_changes(subnet_changes, vpc_changes)
+    .own_tasks(background);
+    // The records the allocator holds are what this controller would write for them: a pod
+    // whose record is unchanged costs no write after a restart.
+    ctx.written_ips.seed(loaded);
+    Ok(Arc::new(ctx))
 }
 
 /// Why a controller under leader election stopped.
@@ -229,12 +231,13 @@ pub async fn run_with_leader(
     }
 }
 
-/// Registers every valid Subnet, then loads every IP CR, into the allocator.
+/// Registers every valid Subnet, then loads every IP CR, into the allocator. Returns the
+/// records loaded, by key.
 async fn rebuild(
     client: &kube::Client,
     ipam: &ipam::SharedIpam,
     subnets: &Store<Subnet>,
-) -> Result<(), StartError> {
+) -> Result<Vec<(String, crds::IPSpec)>, StartError> {
     let all = subnets.state();
     for s in &all {
         if subnet::problems(s, &all).is_some() {
@@ -274,7 +277,18 @@ async fn rebuild(
         rejected = report.rejected.len(),
         "allocator rebuilt from IP CRs"
     );
-    Ok(())
+    // A record was loaded when the allocator holds its key in its subnet (a refused duplicate
+    // key is another record's lease).
+    let loaded = ips
+        .into_iter()
+        .filter(|ip| {
+            ipam.lock()
+                .get(&ip.name_any())
+                .is_some_and(|l| l.subnet == ip.spec.subnet && l.ip_address() == ip.spec.ip_address)
+        })
+        .map(|ip| (ip.name_any(), ip.spec))
+        .collect();
+    Ok(loaded)
 }
 
 /// Runs the controllers and the GC until the process is told to stop.

@@ -787,3 +787,95 @@ async fn a_subnet_invalid_at_start_gets_its_pods_addresses_back_when_it_is_valid
     );
     second.abort();
 }
+
+/// Attachment keys are `<pod>.<namespace>.<provider>`, and pod names and providers may hold
+/// dots: pod `x` in `y` on provider `net1.default.ovn` and pod `x.y` in `net1` on provider
+/// `default.ovn` spell the same key. The second is refused with an Event naming the first; it
+/// never shares the first one's lease, record or port.
+#[tokio::test]
+async fn two_pods_spelling_the_same_attachment_key_never_share_an_address() {
+    let bed = Bed::start().await;
+    let config = bed.config();
+    let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(bed.client.clone());
+    for ns in ["y", "net1"] {
+        let mut n = k8s_openapi::api::core::v1::Namespace::default();
+        n.metadata.name = Some(ns.into());
+        namespaces.create(&PostParams::default(), &n).await.unwrap();
+    }
+    let nad = NetworkAttachmentDefinition::with_config(
+        "default",
+        "other",
+        r#"{"cniVersion":"0.3.1","type":"kube-ovn","provider":"default.ovn"}"#,
+    );
+    Api::<NetworkAttachmentDefinition>::namespaced(bed.client.clone(), "default")
+        .create(&PostParams::default(), &nad)
+        .await
+        .unwrap();
+    let mut other = Subnet::new("subnet-other", Default::default());
+    other.spec.vpc = Some("vpc-faults".into());
+    other.spec.cidr = Some("10.104.0.0/24".into());
+    other.spec.provider = Some("default.ovn".into());
+    Api::<Subnet>::all(bed.client.clone())
+        .create(&PostParams::default(), &other)
+        .await
+        .unwrap();
+    let ctx = run::start(bed.client.clone(), &config).await.unwrap();
+    let task = tokio::spawn(run::run(Arc::clone(&ctx), config));
+
+    let in_ns = |ns: &str, name: &str, network: &str| {
+        let mut p = pod(name);
+        p.metadata.namespace = Some(ns.into());
+        p.metadata.annotations = Some(BTreeMap::from([(
+            "k8s.v1.cni.cncf.io/networks".to_owned(),
+            network.to_owned(),
+        )]));
+        p
+    };
+    let first: Api<Pod> = Api::namespaced(bed.client.clone(), "y");
+    first
+        .create(&PostParams::default(), &in_ns("y", "x", "default/net1"))
+        .await
+        .unwrap();
+    let allocated = annotation("allocated");
+    tokio::time::timeout(
+        WAIT,
+        await_condition(first.clone(), "x", move |p: Option<&Pod>| {
+            p.is_some_and(|p| p.annotations().get(&allocated).is_some_and(|v| v == "true"))
+        }),
+    )
+    .await
+    .expect("pod y/x never allocated")
+    .unwrap();
+    let key = format!("x.y.{PROVIDER}");
+    let before = ctx.ipam.get(&key).expect("y/x holds no lease");
+
+    Api::<Pod>::namespaced(bed.client.clone(), "net1")
+        .create(
+            &PostParams::default(),
+            &in_ns("net1", "x.y", "default/other"),
+        )
+        .await
+        .unwrap();
+    common::event_containing(&bed.client, "x.y", "is already the record of pod y/x").await;
+    let record = Api::<IP>::all(bed.client.clone()).get(&key).await.unwrap();
+    assert_eq!(
+        (
+            record.spec.namespace.as_str(),
+            record.spec.pod_name.as_str()
+        ),
+        ("y", "x")
+    );
+    assert_eq!(ctx.ipam.get(&key), Some(before));
+    let second = Api::<Pod>::namespaced(bed.client.clone(), "net1")
+        .get("x.y")
+        .await
+        .unwrap();
+    assert!(
+        !second
+            .annotations()
+            .contains_key("default.ovn.kubernetes.io/ip_address"),
+        "{:?}",
+        second.annotations()
+    );
+    task.abort();
+}
