@@ -440,7 +440,10 @@ mod tests {
             })
         };
         tokio::task::yield_now().await;
-        assert!(rx.try_recv().is_err(), "a second holder while the first holds");
+        assert!(
+            rx.try_recv().is_err(),
+            "a second holder while the first holds"
+        );
         drop(first);
         waiter.await.unwrap();
         assert!(rx.try_recv().is_ok());

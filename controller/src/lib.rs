@@ -9,6 +9,7 @@ pub mod context;
 pub mod error;
 pub mod gc;
 pub mod ip;
+pub mod ippool;
 pub mod leader;
 pub mod metrics;
 pub mod nad;

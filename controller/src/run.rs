@@ -18,7 +18,8 @@ use kube::{Api, ResourceExt};
 use crate::context::Context;
 use crate::metrics::Metrics;
 use crate::{
-    gc, ip, leader, nad, nat_gateway, nb, pod, reconciler, repair, security_group, subnet, vpc,
+    gc, ip, ippool, leader, nad, nat_gateway, nb, pod, reconciler, repair, security_group, subnet,
+    vpc,
 };
 
 /// Knobs of a running controller.
@@ -257,6 +258,20 @@ async fn rebuild(
             tracing::warn!(subnet = %s.name_any(), error = %e, "subnet not registered at start");
         }
     }
+    // Pools before records: a record's address may lie in a pool.
+    let pools = Api::<crds::IPPool>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    for pool in &pools {
+        let spec = ipam::PoolSpec::new(pool.name_any(), pool.spec.ips.iter().cloned());
+        if crds::Validate::validate(pool).is_ok()
+            && ipam.has_subnet(&pool.spec.subnet)
+            && let Err(e) = ipam.set_pool(&pool.spec.subnet, spec)
+        {
+            tracing::warn!(ippool = %pool.name_any(), error = %e, "IP pool not registered at start");
+        }
+    }
     let ips = Api::<IP>::all(client.clone())
         .list(&ListParams::default())
         .await?
@@ -446,8 +461,18 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
         ctx.clone(),
         workers,
     );
+    let ippools = reconciler::run(
+        Controller::new(
+            Api::<crds::IPPool>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+        "ippool",
+        ippool::reconcile,
+        ctx.clone(),
+        workers,
+    );
     tokio::select! {
-        () = async { tokio::join!(vpcs, subnets, pods, nads, gateways, ips, security_groups); } => {}
+        () = async { tokio::join!(vpcs, subnets, pods, nads, gateways, ips, security_groups, ippools); } => {}
         () = gc_loop => {}
         // The NB client lives as long as the context: its update stream does not end first.
         () = async { repair_loop.await; std::future::pending::<()>().await } => {}

@@ -545,3 +545,152 @@ async fn a_lease_whose_record_is_on_its_way_survives_back_to_back_collections() 
     assert_eq!(second.leases, 1, "{second:?}");
     assert!(ctx.ipam.get(&key).is_none());
 }
+
+/// The IPPool named by a pod's `ip_pool` annotation gives it an address from the pool (before:
+/// `UnknownPool`, pools were never loaded); a pod without one never takes a pool address; a
+/// pool the allocator refuses, or whose Subnet is missing, says so by condition and Event; the
+/// pool survives a controller restart (loaded before the records).
+#[tokio::test]
+async fn an_ip_pool_object_gives_its_addresses_to_the_pods_that_name_it() {
+    let Bed {
+        _cp,
+        client,
+        nb_server,
+        ctx: _ctx,
+        controller,
+    } = bed().await;
+    let pools: Api<crds::IPPool> = Api::all(client.clone());
+    let pool = |name: &str, subnet: &str, ips: &str| -> crds::IPPool {
+        yaml(&format!(
+            "apiVersion: kubeovn.io/v1\nkind: IPPool\nmetadata: {{name: {name}}}\nspec: {{subnet: {subnet}, ips: [\"{ips}\"]}}\n"
+        ))
+    };
+    pools
+        .create(
+            &PostParams::default(),
+            &pool("pool-a", "subnet-sts", "10.120.0.200..10.120.0.201"),
+        )
+        .await
+        .unwrap();
+    let ready = |p: Option<&crds::IPPool>| {
+        p.and_then(|p| p.status.as_ref()).is_some_and(|s| {
+            crds::condition::find_condition(&s.conditions, crds::condition::READY)
+                .is_some_and(|c| c.status == crds::condition::ConditionStatus::True)
+        })
+    };
+    tokio::time::timeout(WAIT, await_condition(pools.clone(), "pool-a", ready))
+        .await
+        .expect("pool-a never Ready")
+        .unwrap();
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod = |name: &str, ip_pool: Option<&str>| -> Pod {
+        let extra = ip_pool
+            .map(|p| format!(", {PROVIDER}.kubernetes.io/ip_pool: {p}"))
+            .unwrap_or_default();
+        yaml(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  annotations: {{k8s.v1.cni.cncf.io/networks: default/sts-net{extra}}}\nspec:\n  containers: [{{name: app, image: nginx}}]\n"
+        ))
+    };
+    pods.create(&PostParams::default(), &pod("in-pool", Some("pool-a")))
+        .await
+        .unwrap();
+    pods.create(&PostParams::default(), &pod("outside", None))
+        .await
+        .unwrap();
+    let (_, in_pool) = allocated(&pods, "in-pool", "").await;
+    let (_, outside) = allocated(&pods, "outside", "").await;
+    assert!(
+        ["10.120.0.200", "10.120.0.201"].contains(&in_pool.as_str()),
+        "{in_pool}"
+    );
+    assert!(
+        !["10.120.0.200", "10.120.0.201"].contains(&outside.as_str()),
+        "{outside}"
+    );
+
+    // Refused: outside its Subnet; and a Subnet that does not exist.
+    pools
+        .create(
+            &PostParams::default(),
+            &pool("pool-out", "subnet-sts", "10.99.0.5"),
+        )
+        .await
+        .unwrap();
+    pools
+        .create(
+            &PostParams::default(),
+            &pool("pool-lost", "no-such-subnet", "10.120.0.50"),
+        )
+        .await
+        .unwrap();
+    let event = common::event_containing_on(
+        &client,
+        "IPPool",
+        "pool-out",
+        "\"10.99.0.5\" is not inside Subnet subnet-sts",
+    )
+    .await;
+    assert_eq!(event.reason.as_deref(), Some("OutsideSubnet"));
+    // Overlapping another pool of the Subnet: the allocator refuses it.
+    pools
+        .create(
+            &PostParams::default(),
+            &pool("pool-b", "subnet-sts", "10.120.0.201..10.120.0.202"),
+        )
+        .await
+        .unwrap();
+    let event = common::event_containing_on(&client, "IPPool", "pool-b", "IPPool pool-b").await;
+    assert_eq!(event.reason.as_deref(), Some("IPAMRefused"));
+    let event = common::event_containing_on(
+        &client,
+        "IPPool",
+        "pool-lost",
+        "Subnet no-such-subnet does not exist",
+    )
+    .await;
+    assert_eq!(event.reason.as_deref(), Some("SubnetNotFound"));
+
+    // A restart: the pool is loaded before the records, so the next pool pod takes the other
+    // pool address and the pool then says it is exhausted.
+    controller.abort();
+    let (_ctx, controller) = common::start_controller(&client, &nb_server, 4).await;
+    pods.create(&PostParams::default(), &pod("in-pool-2", Some("pool-a")))
+        .await
+        .unwrap();
+    let (_, second) = allocated(&pods, "in-pool-2", "").await;
+    assert!(
+        ["10.120.0.200", "10.120.0.201"].contains(&second.as_str()) && second != in_pool,
+        "{second} (first: {in_pool})"
+    );
+    pods.create(&PostParams::default(), &pod("in-pool-3", Some("pool-a")))
+        .await
+        .unwrap();
+    common::event_containing(&client, "in-pool-3", "pool-a").await;
+
+    // Deleted: its addresses join the Subnet again; what it gave stays with the pods.
+    pools
+        .delete("pool-a", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        WAIT,
+        await_condition(pools.clone(), "pool-a", |p: Option<&crds::IPPool>| {
+            p.is_none()
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let key = format!("in-pool.default.{PROVIDER}");
+    assert_eq!(
+        Api::<IP>::all(client.clone())
+            .get(&key)
+            .await
+            .unwrap()
+            .spec
+            .ip_address,
+        in_pool
+    );
+    controller.abort();
+}
