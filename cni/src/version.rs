@@ -3,6 +3,8 @@
 use serde::Serialize;
 
 /// Every CNI spec version the plugin accepts and can shape a result for.
+/// The controller refuses NADs naming another version (`crds::naming::SUPPORTED_CNI_VERSIONS`,
+/// kept equal to this list by a daemon test).
 pub const SUPPORTED_VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
 /// The newest supported version, used when a request names none.

@@ -19,12 +19,15 @@ use crate::error::Error;
 /// The Event reason of an invalid NAD.
 pub const INVALID: &str = "InvalidNetworkAttachmentDefinition";
 
-/// What a NAD's check found: `Ok(None)` for a NAD that is not ours; `Err` carries the Event
-/// reason and message.
+/// The (Normal) Event reason of a valid NAD whose provider no Subnet binds yet.
+pub const PROVIDER_NOT_BOUND: &str = "ProviderNotBound";
+
+/// What a NAD's check found: `Ok(None)` for a NAD that is not ours, else whether a Subnet binds
+/// its provider and a sentence saying so; `Err` carries the Event reason and message.
 pub fn check(
     ctx: &Context,
     nad: &NetworkAttachmentDefinition,
-) -> Result<Option<String>, (&'static str, String)> {
+) -> Result<Option<(bool, String)>, (&'static str, String)> {
     let provider = match nad.classify().map_err(|e| (INVALID, e.to_string()))? {
         NadClass::NotOurs => return Ok(None),
         NadClass::Attachment { provider, .. } | NadClass::IpamOnly { provider, .. } => provider,
@@ -41,9 +44,15 @@ pub fn check(
         .iter()
         .any(|s| s.spec.provider.as_deref() == Some(provider.as_str()));
     Ok(Some(if bound {
-        format!("provider {provider} is bound to a Subnet")
+        (true, format!("provider {provider} is bound to a Subnet"))
     } else {
-        format!("provider {provider} is not bound to any Subnet yet: pods using it wait")
+        (
+            false,
+            format!(
+                "provider {provider} is not bound to any Subnet yet: pods using it wait until \
+             a Subnet sets spec.provider: {provider}"
+            ),
+        )
     }))
 }
 
@@ -55,8 +64,12 @@ pub async fn reconcile(
     let who = format!("{}/{}", nad.namespace().unwrap_or_default(), nad.name_any());
     match check(&ctx, &nad) {
         Ok(None) => {}
-        Ok(Some(state)) => {
-            tracing::debug!(nad = %who, %state, "NetworkAttachmentDefinition checked")
+        Ok(Some((bound, state))) => {
+            tracing::debug!(nad = %who, %state, "NetworkAttachmentDefinition checked");
+            if !bound {
+                ctx.event(&nad.object_ref(&()), false, PROVIDER_NOT_BOUND, state)
+                    .await;
+            }
         }
         Err((reason, msg)) => {
             tracing::warn!(nad = %who, %reason, %msg, "NetworkAttachmentDefinition refused");

@@ -48,6 +48,11 @@ async fn invalid_kube_ovn_nads_get_an_event_naming_the_problem() {
             r#"{"cniVersion":"0.3.1","type":"kube-ovn","provider":"Not Valid!"}"#,
             "provider",
         ),
+        (
+            "bad-version",
+            r#"{"cniVersion":"2.0.0","type":"kube-ovn","provider":"bad-version.default.ovn"}"#,
+            "cniVersion \"2.0.0\" is not supported by kube-ovn",
+        ),
     ];
     for (name, config, _) in &cases {
         nads.create(
@@ -84,6 +89,22 @@ async fn invalid_kube_ovn_nads_get_an_event_naming_the_problem() {
         list.items.is_empty(),
         "a NAD that is not ours gets no Event: {:?}",
         list.items
+    );
+    // A valid NAD whose provider no Subnet binds yet is told so (a Normal Event: the manual
+    // creates the NAD before its Subnet).
+    let unbound = NetworkAttachmentDefinition::with_config(
+        "default",
+        "unbound",
+        r#"{"cniVersion":"0.3.1","type":"kube-ovn","provider":"unbound.default.ovn"}"#,
+    );
+    nads.create(&PostParams::default(), &unbound).await.unwrap();
+    let e = event_on(&client, "unbound").await;
+    assert_eq!(e.reason.as_deref(), Some("ProviderNotBound"), "{e:?}");
+    assert_eq!(e.type_.as_deref(), Some("Normal"));
+    assert!(
+        e.message
+            .unwrap_or_default()
+            .contains("provider unbound.default.ovn is not bound to any Subnet yet")
     );
     controller.abort();
 }

@@ -190,6 +190,21 @@ impl NetworkAttachmentDefinition {
         }
         let config = NadConfig::parse(&self.spec.config).map_err(err)?;
         let plugins = config.plugin_list();
+        // Ours (the plugin or its IPAM): the runtime would call us with a version we refuse,
+        // after the controller allocated; refused here, nothing is allocated.
+        let ours = plugins.iter().any(|p| {
+            p.type_ == naming::CNI_TYPE
+                || p.ipam.as_ref().is_some_and(|i| i.type_ == naming::CNI_TYPE)
+        });
+        if ours
+            && let Some(version) = &config.cni_version
+            && !naming::SUPPORTED_CNI_VERSIONS.contains(&version.as_str())
+        {
+            return Err(err(format!(
+                "cniVersion {version:?} is not supported by kube-ovn (supported: {})",
+                naming::SUPPORTED_CNI_VERSIONS.join(", ")
+            )));
+        }
         if let Some(p) = plugins.iter().find(|p| p.type_ == naming::CNI_TYPE) {
             let provider = p
                 .provider

@@ -15,6 +15,10 @@ pub const OLD_NETWORKS_STATUS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/networks-st
 /// Provider of pod-wide annotations (`ovn.kubernetes.io/ingress_rate`...), which apply to every
 /// kube-ovn attachment without a provider-specific value.
 pub const POD_WIDE_PROVIDER: &str = "ovn";
+/// The CNI spec versions the `kube-ovn` plugin speaks (the plugin's own list, `cni::version`,
+/// must stay equal; the e2e crate checks it).
+pub const SUPPORTED_CNI_VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
 /// Suffix of a kube-ovn attachment provider: `<nad>.<ns>.ovn`.
 pub const PROVIDER_SUFFIX: &str = "ovn";
 /// The NAD `type` (and IPAM `type`) that is ours.

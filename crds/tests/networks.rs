@@ -213,6 +213,9 @@ fn nad_classes() {
         r#"{"type":"bridge","ipam":{"type":"host-local"}}"#,
     );
     assert_eq!(bridge.classify().unwrap(), NadClass::NotOurs);
+    // Another plugin's version is its business.
+    let old_bridge = nad("ns1", "old", r#"{"cniVersion":"0.2.0","type":"bridge"}"#);
+    assert_eq!(old_bridge.classify().unwrap(), NadClass::NotOurs);
     assert_eq!(
         nad("ns1", "file", "").classify().unwrap(),
         NadClass::NotOurs
@@ -244,6 +247,15 @@ fn nad_errors_are_specific() {
         (
             r#"{"plugins":"x"}"#,
             "spec.config: invalid type: string \"x\", expected a sequence",
+        ),
+        (
+            r#"{"cniVersion":"2.0.0","type":"kube-ovn","provider":"a.default.ovn"}"#,
+            "cniVersion \"2.0.0\" is not supported by kube-ovn (supported: 0.3.0, 0.3.1, 0.4.0, \
+             1.0.0, 1.1.0)",
+        ),
+        (
+            r#"{"cniVersion":"0.2.0","type":"macvlan","ipam":{"type":"kube-ovn"}}"#,
+            "cniVersion \"0.2.0\" is not supported by kube-ovn",
         ),
     ];
     for (config, want) in cases {
