@@ -516,6 +516,9 @@ fn allocation_of(
 }
 
 /// Allocates and records one attachment, and plans its port.
+/// The longest attachment key: it names the attachment's IP CR, a DNS-1123 subdomain.
+const MAX_KEY_LEN: usize = 253;
+
 /// A lease under `key` is reused only by the pod its record names. Keys are
 /// `<pod>.<namespace>.<provider>`, and pod names and providers may hold dots, so two pods can
 /// spell the same key (`a.b` in `c` with provider `d.ovn`, and `a` in `b` with `c.d.ovn`): the
@@ -552,6 +555,16 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
     let name = pod.name_any();
     let key = lsp_name(&name, &namespace, &planned.provider);
     let subnet = &planned.subnet;
+    // The key names the IP CR (a DNS subdomain, at most 253 characters): refused before any
+    // allocation, rather than by the apiserver after one.
+    if key.len() > MAX_KEY_LEN {
+        return Err(AttachError::Failed(format!(
+            "the attachment's record name {key:?} (<pod>.<namespace>.<provider>) is {} \
+             characters, more than the {MAX_KEY_LEN} an IP resource's name may have: use a \
+             shorter pod name or provider",
+            key.len()
+        )));
+    }
     // Against the GC releasing this key on an older snapshot (see `ip::Locks`).
     let _lock = ctx.attachment_locks.lock(&key).await;
     let existed = ctx.ipam.get(&key).is_some();
@@ -745,9 +758,14 @@ pub fn qos_limits(pod: &Pod, provider: &str) -> (nb::Limit, nb::Limit, Vec<Strin
             Ok(Some(kbps)) => nb::Limit::Kbps(kbps),
             Ok(None) => nb::Limit::Unlimited,
             Err(why) => {
-                problems.push(format!(
-                    "{k}={v:?} is not a valid rate ({why}); the attachment keeps its current limit"
-                ));
+                // A new attachment has no limit to keep: it runs unlimited until the value is
+                // fixed, and the Event says so.
+                let kept = if crds::attachment::is_allocated(annotations, provider) {
+                    "the attachment keeps its current limit"
+                } else {
+                    "the new attachment runs without a limit until the value is fixed"
+                };
+                problems.push(format!("{k}={v:?} is not a valid rate ({why}); {kept}"));
                 nb::Limit::Unchanged
             }
         }
@@ -1093,6 +1111,21 @@ mod tests {
         );
         assert!(
             problems[1].contains("ovn.kubernetes.io/ingress_rate=\"-1\""),
+            "{problems:?}"
+        );
+        assert!(
+            problems[0]
+                .ends_with("the new attachment runs without a limit until the value is fixed"),
+            "{problems:?}"
+        );
+        let mut running = bad.clone();
+        running.metadata.annotations.get_or_insert_default().insert(
+            "a.default.ovn.kubernetes.io/allocated".into(),
+            "true".into(),
+        );
+        let (_, _, problems) = qos_limits(&running, "a.default.ovn");
+        assert!(
+            problems[0].ends_with("the attachment keeps its current limit"),
             "{problems:?}"
         );
     }

@@ -879,3 +879,56 @@ async fn two_pods_spelling_the_same_attachment_key_never_share_an_address() {
     );
     task.abort();
 }
+
+/// A pod whose attachment record name (`<pod>.<namespace>.<provider>`) would pass 253 characters
+/// is refused before anything is allocated, with one clear Event (before: an address was taken,
+/// the apiserver refused the IP CR, the address went back, on every retry).
+#[tokio::test]
+async fn a_pod_whose_record_name_is_too_long_is_told_so_and_nothing_is_allocated() {
+    let bed = Bed::start().await;
+    let config = bed.config();
+    // A long provider and a long pod name; each valid, the key too long. (The pod name stays
+    // short enough for the Events about it, whose names are `<pod>.<suffix>`.)
+    let provider = format!("{}.default.ovn", "p".repeat(60));
+    let nad = NetworkAttachmentDefinition::with_config(
+        "default",
+        "long",
+        &format!(r#"{{"cniVersion":"0.3.1","type":"kube-ovn","provider":"{provider}"}}"#),
+    );
+    Api::<NetworkAttachmentDefinition>::namespaced(bed.client.clone(), "default")
+        .create(&PostParams::default(), &nad)
+        .await
+        .unwrap();
+    let mut subnet = Subnet::new("subnet-long", Default::default());
+    subnet.spec.vpc = Some("vpc-faults".into());
+    subnet.spec.cidr = Some("10.105.0.0/24".into());
+    subnet.spec.provider = Some(provider.clone());
+    Api::<Subnet>::all(bed.client.clone())
+        .create(&PostParams::default(), &subnet)
+        .await
+        .unwrap();
+    let ctx = run::start(bed.client.clone(), &config).await.unwrap();
+    let task = tokio::spawn(run::run(Arc::clone(&ctx), config));
+    let name = format!("long-{}", "x".repeat(195));
+    let mut p = pod(&name);
+    p.metadata.annotations = Some(BTreeMap::from([(
+        "k8s.v1.cni.cncf.io/networks".to_owned(),
+        "default/long".to_owned(),
+    )]));
+    bed.pods().create(&PostParams::default(), &p).await.unwrap();
+    common::event_containing(
+        &bed.client,
+        &name,
+        "more than the 253 an IP resource's name",
+    )
+    .await;
+    let key = format!("{name}.default.{provider}");
+    assert!(ctx.ipam.get(&key).is_none());
+    assert!(ctx.ipam.records().is_empty(), "{:?}", ctx.ipam.records());
+    let ips = Api::<IP>::all(bed.client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(ips.items.is_empty());
+    task.abort();
+}
