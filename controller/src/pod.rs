@@ -775,16 +775,76 @@ pub fn qos_limits(pod: &Pod, provider: &str) -> (nb::Limit, nb::Limit, Vec<Strin
     (egress, ingress, problems)
 }
 
+/// Whether the pod sets the rate annotation `key` for `provider` (its own or the pod-wide one).
+fn rate_annotated(pod: &Pod, provider: &str, key: AnnotationKey) -> bool {
+    let annotations = pod.annotations();
+    [provider, POD_WIDE_PROVIDER]
+        .into_iter()
+        .any(|p| annotations.contains_key(&annotation_key(p, key)))
+}
+
+/// One direction's limit from a networks-annotation element's `bandwidth` rate (bit/s, CNI's
+/// convention; what Multus passes as the `bandwidth` capability): `0` is no limit; a rate below
+/// 1 kbit/s is 1 kbit/s; above what OVN stores is refused (`Unchanged`, with the message).
+fn bandwidth_limit(field: &str, bps: u64, problems: &mut Vec<String>) -> nb::Limit {
+    if bps == 0 {
+        return nb::Limit::Unlimited;
+    }
+    let kbps = bps.div_ceil(1000);
+    if kbps > nb::qos::MAX_RATE_KBPS {
+        problems.push(format!(
+            "bandwidth.{field}={bps} bit/s is more than OVN can store ({} kbit/s); the \
+             attachment keeps its current limit",
+            nb::qos::MAX_RATE_KBPS
+        ));
+        return nb::Limit::Unchanged;
+    }
+    nb::Limit::Kbps(kbps)
+}
+
+/// One attachment's limits: the rate annotations ([`qos_limits`]) and, for a direction no
+/// annotation sets, the element's `bandwidth` (`ingressRate`: into the pod, `egressRate`: out
+/// of it). Bursts are not applied (the QoS rows take a rate); the second list says so.
+pub fn attachment_limits(
+    pod: &Pod,
+    provider: &str,
+    bandwidth: Option<&crds::networks::BandwidthEntry>,
+) -> (nb::Limit, nb::Limit, Vec<String>, Vec<String>) {
+    let (mut egress, mut ingress, mut problems) = qos_limits(pod, provider);
+    let mut notes = Vec::new();
+    if let Some(bw) = bandwidth {
+        if !rate_annotated(pod, provider, AnnotationKey::EgressRate) {
+            egress = bandwidth_limit("egressRate", bw.egress_rate, &mut problems);
+        }
+        if !rate_annotated(pod, provider, AnnotationKey::IngressRate) {
+            ingress = bandwidth_limit("ingressRate", bw.ingress_rate, &mut problems);
+        }
+        if bw.ingress_burst > 0 || bw.egress_burst > 0 {
+            notes.push(
+                "bandwidth bursts (ingressBurst, egressBurst) are not applied: the attachment's \
+                 limits take the rates only"
+                    .to_owned(),
+            );
+        }
+    }
+    (egress, ingress, problems, notes)
+}
+
 /// The QoS rows one attachment needs from the pod's rate annotations. A bad value is a Warning
 /// Event (`InvalidQoS`), not a failure: the address and the port stay, and so does the last good
 /// limit ([`nb::Limit::Unchanged`]).
 async fn qos_plan(ctx: &Context, pod: &Pod, planned: &Planned) -> nb::QosPlan {
     let namespace = pod.namespace().unwrap_or_default();
     let name = pod.name_any();
-    let (egress, ingress, problems) = qos_limits(pod, &planned.provider);
+    let (egress, ingress, problems, notes) =
+        attachment_limits(pod, &planned.provider, planned.element.bandwidth.as_ref());
     for msg in problems {
         tracing::warn!(pod = %format!("{namespace}/{name}"), %msg, "invalid QoS annotation");
         ctx.event(&pod.object_ref(&()), true, "InvalidQoS", msg)
+            .await;
+    }
+    for msg in notes {
+        ctx.event(&pod.object_ref(&()), false, "QoSNotApplied", msg)
             .await;
     }
     nb::QosPlan {
@@ -1069,6 +1129,41 @@ mod tests {
             let err = parse_rate(bad).unwrap_err();
             assert!(err.contains(why), "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn an_elements_bandwidth_limits_the_directions_no_annotation_sets() {
+        use nb::Limit::{Kbps, Unchanged, Unlimited};
+        let bw = |ingress: u64, egress: u64, burst: u64| crds::networks::BandwidthEntry {
+            ingress_rate: ingress,
+            egress_rate: egress,
+            ingress_burst: burst,
+            ..Default::default()
+        };
+        let plain = pod(&[]);
+        let (e, i, problems, notes) =
+            attachment_limits(&plain, "a.default.ovn", Some(&bw(2_000_000, 500, 0)));
+        assert_eq!((e, i), (Kbps(1), Kbps(2000)));
+        assert!(problems.is_empty() && notes.is_empty());
+        // An annotation for a direction wins over the element's rate for it.
+        let annotated = pod(&[("ovn.kubernetes.io/egress_rate", "3")]);
+        let (e, i, _, _) =
+            attachment_limits(&annotated, "a.default.ovn", Some(&bw(0, 9_000_000, 0)));
+        assert_eq!((e, i), (Kbps(3000), Unlimited));
+        // Too much to store: refused and named; a burst: said not to be applied.
+        let (e, _, problems, notes) =
+            attachment_limits(&plain, "a.default.ovn", Some(&bw(0, u64::MAX, 100)));
+        assert_eq!(e, Unchanged);
+        assert!(
+            problems[0].starts_with("bandwidth.egressRate="),
+            "{problems:?}"
+        );
+        assert_eq!(notes.len(), 1);
+        // No element bandwidth: the annotations alone.
+        assert_eq!(
+            attachment_limits(&annotated, "a.default.ovn", None),
+            (Kbps(3000), Unlimited, vec![], vec![])
+        );
     }
 
     #[test]

@@ -932,3 +932,43 @@ async fn a_pod_whose_record_name_is_too_long_is_told_so_and_nothing_is_allocated
     assert!(ips.items.is_empty());
     task.abort();
 }
+
+/// The `bandwidth` of a networks-annotation element (bit/s, as Multus passes it to plugins as
+/// the `bandwidth` capability) becomes the attachment's QoS rows (before: dropped).
+#[tokio::test]
+async fn an_elements_bandwidth_becomes_the_attachments_qos_rows() {
+    let bed = Bed::start().await;
+    let config = bed.config();
+    let ctx = run::start(bed.client.clone(), &config).await.unwrap();
+    let task = tokio::spawn(run::run(Arc::clone(&ctx), config));
+    let mut p = pod("bw");
+    p.metadata.annotations = Some(BTreeMap::from([(
+        "k8s.v1.cni.cncf.io/networks".to_owned(),
+        r#"[{"name":"net1","namespace":"default","bandwidth":{"ingressRate":2000000,"egressRate":1000000}}]"#.to_owned(),
+    )]));
+    bed.pods().create(&PostParams::default(), &p).await.unwrap();
+    wait_pod_allocated(&bed, "bw", PROVIDER).await;
+    let rows = bed
+        .nb
+        .nbctl(&[
+            "--format=csv",
+            "--data=bare",
+            "--no-headings",
+            "--columns=direction,bandwidth",
+            "list",
+            "QoS",
+        ])
+        .unwrap();
+    let mut rows: Vec<&str> = rows.lines().collect();
+    rows.sort_unstable();
+    assert_eq!(
+        rows,
+        [
+            // Out of the pod (egressRate), into it (ingressRate); kbit/s, the burst is the rate.
+            "from-lport,burst=1000 rate=1000",
+            "to-lport,burst=2000 rate=2000"
+        ],
+        "{rows:?}"
+    );
+    task.abort();
+}
