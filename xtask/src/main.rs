@@ -1,6 +1,7 @@
 //! `cargo xtask`: the one entry point for setting up, testing and demonstrating the project.
 
 mod bench;
+mod chaos;
 mod cmd;
 mod crds;
 mod demo;
@@ -50,6 +51,9 @@ enum Command {
     Crds,
     /// Build the three container images as OCI archives, without Docker (release builds).
     Images(images::ImagesArgs),
+    /// The randomized fault schedule (controller kills, NB kills and wipes, same-name pods,
+    /// static-address contention, StatefulSet scaling) against the invariants, `--runs` times.
+    Chaos(chaos::ChaosArgs),
     /// Benchmarks on real programs (`cni`: ADD latency vs an ip + ovs-vsctl floor); needs root.
     Bench(bench::BenchArgs),
 }
@@ -87,6 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::E2e(args) => e2e::run(&root, &args),
         Command::Crds => crds::run(&root),
         Command::Bench(args) => bench::run(&root, &args),
+        Command::Chaos(args) => chaos::run(&root, &args),
         Command::Images(args) => images::run(&root, &args),
     }
 }

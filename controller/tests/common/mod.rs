@@ -2,6 +2,8 @@
 //! the controller running in-process against a real NB.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code, not every test uses every helper.
 
+pub mod faults;
+
 use std::sync::Arc;
 use std::time::Duration;
 

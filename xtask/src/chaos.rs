@@ -1,0 +1,47 @@
+//! `cargo xtask chaos [--runs N] [--seed S] [--steps K]`: the randomized fault schedule of
+//! `controller/tests/chaos.rs` (real kube-apiserver and NB; pods, same-name recreations,
+//! StatefulSet scaling, static-address contention, controller kills, NB kills and wipes), `N`
+//! runs from seed `S`, each checked against the invariants. `cargo xtask test` runs one short
+//! run as part of the workspace tests.
+
+use std::process::Command;
+
+use crate::cmd;
+
+/// Arguments of `cargo xtask chaos`.
+#[derive(Debug, clap::Args)]
+pub struct ChaosArgs {
+    /// How many runs (each on a fresh control plane and NB).
+    #[arg(long, default_value_t = 50)]
+    pub runs: u64,
+    /// Seed of the first run (run `i` uses `seed + i`); default: from the clock.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Steps per run.
+    #[arg(long, default_value_t = 20)]
+    pub steps: u64,
+}
+
+/// Runs the chaos test with the arguments as its environment; its output (each run's schedule
+/// and the summary, or the failing seed and schedule) streams through.
+pub fn run(root: &std::path::Path, args: &ChaosArgs) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = Command::new(cargo);
+    command
+        .args([
+            "test",
+            "-p",
+            "controller",
+            "--test",
+            "chaos",
+            "--",
+            "--nocapture",
+        ])
+        .env("CHAOS_RUNS", args.runs.to_string())
+        .env("CHAOS_STEPS", args.steps.to_string())
+        .current_dir(root);
+    if let Some(seed) = args.seed {
+        command.env("CHAOS_SEED", seed.to_string());
+    }
+    cmd::run(&mut command)
+}
