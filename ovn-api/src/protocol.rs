@@ -405,6 +405,46 @@ fn err_fields(o: &Map<String, Json>) -> Option<(String, Option<String>)> {
     Some((error, details))
 }
 
+/// The operations to send for `ops`: before the first update or mutate of a row named by its
+/// UUID, a `wait` (timeout 0) that the row exists. Without it, a transaction planned against a
+/// row that is gone (planned on the replica of an earlier session, or the row deleted
+/// meanwhile) matches nothing there and commits the rest: inserting a port and adding it to a
+/// switch that no longer exists "succeeds" and leaves nothing. With it the whole transaction
+/// fails, and its planner sees the truth at the next attempt. Returns the operations and, for
+/// each, the index of the operation it came from (`None` for the guards).
+pub fn guard_uuid_targets(ops: Vec<Operation>) -> (Vec<Operation>, Vec<Option<usize>>) {
+    let mut sent = Vec::with_capacity(ops.len() + 2);
+    let mut origin = Vec::with_capacity(ops.len() + 2);
+    let mut guarded: Vec<(String, Datum)> = Vec::new();
+    for (i, op) in ops.into_iter().enumerate() {
+        if let Operation::Update {
+            table, conditions, ..
+        }
+        | Operation::Mutate {
+            table, conditions, ..
+        } = &op
+            && let [c] = conditions.as_slice()
+            && c.column == "_uuid"
+            && c.function == "=="
+            && !guarded.iter().any(|(t, v)| t == table && *v == c.value)
+        {
+            guarded.push((table.clone(), c.value.clone()));
+            sent.push(Operation::Wait {
+                table: table.clone(),
+                conditions: vec![c.clone()],
+                columns: Vec::new(),
+                until: "==".into(),
+                rows: vec![BTreeMap::new()],
+                timeout_ms: Some(0),
+            });
+            origin.push(None);
+        }
+        sent.push(op);
+        origin.push(Some(i));
+    }
+    (sent, origin)
+}
+
 /// Interprets a `transact` result array. An operation error becomes [`Error::Operation`] naming
 /// the table and op; an extra trailing error (commit failure) becomes [`Error::Commit`].
 pub fn parse_transact_result(db: &str, ops: &[Operation], result: &Json) -> Result<Vec<OpResult>> {
@@ -657,6 +697,47 @@ mod tests {
         assert_eq!(
             w.to_json(),
             json!({"op":"wait","table":"T","where":[],"columns":["name"],"until":"==","rows":[],"timeout":0})
+        );
+    }
+
+    #[test]
+    fn updates_and_mutations_of_a_uuid_row_are_guarded_once_by_a_wait() {
+        let u = Condition::uuid(Uuid::from_u128(7));
+        let mutate = |table: &str, c: &Condition| Operation::Mutate {
+            table: table.into(),
+            conditions: vec![c.clone()],
+            mutations: Vec::new(),
+        };
+        let ops = vec![
+            Operation::Insert {
+                table: "Logical_Switch_Port".into(),
+                row: BTreeMap::new(),
+                uuid_name: Some("p".into()),
+            },
+            mutate("Logical_Switch", &u),
+            mutate("Logical_Switch", &u),
+            Operation::Update {
+                table: "QoS".into(),
+                conditions: vec![Condition::eq("name", Datum::scalar("x"))],
+                row: BTreeMap::new(),
+            },
+            Operation::Delete {
+                table: "ACL".into(),
+                conditions: vec![u.clone()],
+            },
+        ];
+        let (sent, origin) = guard_uuid_targets(ops);
+        let names: Vec<&str> = sent.iter().map(Operation::name).collect();
+        assert_eq!(
+            names,
+            ["insert", "wait", "mutate", "mutate", "update", "delete"]
+        );
+        assert_eq!(origin, [Some(0), None, Some(1), Some(2), Some(3), Some(4)]);
+        assert_eq!(
+            transact_params("db", &sent[1..2])[1],
+            serde_json::json!({"op": "wait", "table": "Logical_Switch", "timeout": 0,
+                "where": [["_uuid", "==", ["uuid", "00000000-0000-0000-0000-000000000007"]]],
+                "columns": [], "until": "==", "rows": [{}]})
         );
     }
 

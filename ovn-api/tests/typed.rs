@@ -703,3 +703,58 @@ async fn schema_that_loses_a_column_on_reconnect_stops_the_client() {
     assert!(matches!(e, Error::Closed { .. }), "{msg}");
     assert!(msg.contains("ACL") && msg.contains("label"), "{msg}");
 }
+
+/// A transaction planned on a row that is gone by the time it is sent (a replica of an earlier
+/// session, a row deleted meanwhile) fails as a whole: inserting a port and adding it to a
+/// switch that no longer exists does not "succeed" with nothing done.
+#[tokio::test]
+async fn a_change_to_a_row_that_is_gone_fails_the_whole_transaction() {
+    let server = OvsdbServer::start(SchemaKind::Northbound).unwrap();
+    let c = Client::connect(ClientConfig::northbound(server.remote()))
+        .await
+        .unwrap();
+    let mut tx = Txn::new();
+    let ls = tx.insert(&nb::LogicalSwitch {
+        name: "gone".into(),
+        ..Default::default()
+    });
+    let ls = c.commit(tx).await.unwrap().uuid(&ls).unwrap();
+    let mut tx = Txn::new();
+    tx.delete::<nb::LogicalSwitch>(ls);
+    c.commit(tx).await.unwrap();
+
+    let mut tx = Txn::new();
+    let port = tx.insert(&nb::LogicalSwitchPort {
+        name: "p1".into(),
+        ..Default::default()
+    });
+    tx.mutate(ls, [nb::LogicalSwitch::PORTS.insert(port)]);
+    let err = c.commit(tx).await.unwrap_err();
+    assert!(err.to_string().contains("no longer exists"), "{err}");
+    // Nothing of it was committed; a change to a row that exists passes its guard.
+    assert!(
+        c.replica()
+            .list::<nb::LogicalSwitchPort>()
+            .unwrap()
+            .is_empty()
+    );
+    let mut tx = Txn::new();
+    let ls = tx.insert(&nb::LogicalSwitch {
+        name: "here".into(),
+        ..Default::default()
+    });
+    let ls = c.commit(tx).await.unwrap().uuid(&ls).unwrap();
+    let mut tx = Txn::new();
+    let port = tx.insert(&nb::LogicalSwitchPort {
+        name: "p2".into(),
+        ..Default::default()
+    });
+    tx.mutate(ls, [nb::LogicalSwitch::PORTS.insert(port.clone())]);
+    tx.mutate(ls, [nb::LogicalSwitch::PORTS.insert(port.clone())]);
+    let done = c.commit(tx).await.unwrap();
+    assert!(done.uuid(&port).is_some());
+    assert_eq!(
+        c.replica().list::<nb::LogicalSwitchPort>().unwrap().len(),
+        1
+    );
+}

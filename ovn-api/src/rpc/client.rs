@@ -251,9 +251,65 @@ impl Client {
                 crate::protocol::validate(&schema, op)?;
             }
         }
+        let (sent, origin) = crate::protocol::guard_uuid_targets(ops);
         let (conn, generation) = self.session().await?;
-        let (result, _) = conn.call_seq("transact", transact_params(db, &ops)).await?;
-        let parsed = parse_transact_result(db, &ops, &result);
+        let (result, _) = conn
+            .call_seq("transact", transact_params(db, &sent))
+            .await?;
+        let parsed = parse_transact_result(db, &sent, &result)
+            .map(|results| {
+                // The guards' results are not the caller's.
+                results
+                    .into_iter()
+                    .zip(&origin)
+                    .filter_map(|(r, o)| o.map(|_| r))
+                    .collect()
+            })
+            .map_err(|e| match e {
+                // A guard failed: say what it means.
+                Error::Operation {
+                    db,
+                    table,
+                    index,
+                    details,
+                    ..
+                } if origin.get(index as usize).is_some_and(Option::is_none) => Error::Operation {
+                    db,
+                    table: table.clone(),
+                    op: "wait",
+                    index,
+                    error: "row gone".into(),
+                    details: Some(format!(
+                        "a row of {table} this transaction changes no longer exists (it was \
+                             planned on an older view of the database){}",
+                        details
+                            .map(|d| format!("; server: {d}"))
+                            .unwrap_or_default()
+                    )),
+                },
+                // Any other: its index among the caller's operations.
+                Error::Operation {
+                    db,
+                    table,
+                    op,
+                    index,
+                    error,
+                    details,
+                } => Error::Operation {
+                    db,
+                    table,
+                    op,
+                    index: origin
+                        .get(index as usize)
+                        .copied()
+                        .flatten()
+                        .and_then(|i| u32::try_from(i).ok())
+                        .unwrap_or(index),
+                    error,
+                    details,
+                },
+                other => other,
+            });
         if parsed.is_ok()
             && self.shared.config.read_your_writes
             && !self.shared.config.tables.is_empty()
