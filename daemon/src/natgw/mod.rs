@@ -13,6 +13,9 @@
 //!
 //! Nothing is kept on disk: after a restart the first plan rebuilds everything from the API.
 
+pub mod agent;
 pub mod apply;
+pub mod inputs;
 pub mod nft;
 pub mod plan;
+pub mod status;

@@ -1062,7 +1062,8 @@ pub(crate) mod tests {
 
     #[test]
     fn a_gateway_without_its_legs_applies_nothing_and_says_why() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Inputs)>)> = vec![
+        type Change = Box<dyn Fn(&mut Inputs)>;
+        let cases: Vec<(&str, Change)> = vec![
             (
                 "NetworkStatusMissing",
                 Box::new(|i| i.network_status = None),
