@@ -17,7 +17,7 @@ use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
-use rtnetlink::packet_route::rule::{RuleAttribute, RuleMessage};
+use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use rtnetlink::{Handle, IpVersion, LinkUnspec, RouteMessageBuilder};
 
 use super::nft::{Nft, NftError};
@@ -255,15 +255,19 @@ impl Applier {
         {
             let mut table = u32::from(msg.header.table);
             let mut iif = None;
+            let mut priority = 0;
             for a in &msg.attributes {
                 match a {
                     RuleAttribute::Table(t) => table = *t,
                     RuleAttribute::Iifname(n) => iif = Some(n.clone()),
+                    RuleAttribute::Priority(p) => priority = *p,
                     _ => {}
                 }
             }
             if table == ROUTE_TABLE {
-                ours.push((iif, msg));
+                // Anything else pointing at our table is stale and goes.
+                let exact = msg.header.action == RuleAction::ToTable && priority == RULE_PRIORITY;
+                ours.push((iif.filter(|_| exact), msg));
             }
         }
         let mut changed = 0;
@@ -292,6 +296,7 @@ impl Applier {
                 .v4()
                 .input_interface(iif.to_owned())
                 .table_id(ROUTE_TABLE)
+                .action(RuleAction::ToTable)
                 .priority(RULE_PRIORITY)
                 .execute()
                 .await
