@@ -283,8 +283,11 @@ fn upstream(args: &Args) -> (Duration, Duration, usize, usize) {
     let script = format!(
         "set -e\nt0=$EPOCHREALTIME\n{addrs}t1=$EPOCHREALTIME\n{rules}t2=$EPOCHREALTIME\necho $t0 $t1 $t2\n"
     );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), script).unwrap();
     let out = Command::new("ip")
-        .args(["netns", "exec", &ns.0, "bash", "-c", &script])
+        .args(["netns", "exec", &ns.0, "bash"])
+        .arg(file.path())
         .output()
         .unwrap();
     assert!(

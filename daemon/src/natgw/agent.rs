@@ -124,6 +124,7 @@ pub struct Agent {
     last: Option<(Desired, bool)>,
     last_apply: Instant,
     last_problem: Option<plan::Problem>,
+    memo: status::Memo,
 }
 
 impl Agent {
@@ -156,6 +157,7 @@ impl Agent {
             last: None,
             last_apply: Instant::now(),
             last_problem: None,
+            memo: status::Memo::default(),
         })
     }
 
@@ -217,7 +219,8 @@ impl Agent {
             snats: &inputs.snats,
             dnats: &inputs.dnats,
         };
-        let (written, failed) = status::write_all(&self.client, gw, &plan, &in_place, &objs).await;
+        let (written, failed) =
+            status::write_all(&mut self.memo, &self.client, gw, &plan, &in_place, &objs).await;
         for f in &failed {
             tracing::warn!(gateway = gw, error = %f, "status write failed (will retry)");
         }

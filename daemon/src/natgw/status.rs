@@ -6,6 +6,7 @@
 //! its own entry and neither removes the other's. A write is skipped when the object already
 //! shows what we would write, so a steady gateway makes no API calls.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crds::condition::{self, READY};
@@ -144,10 +145,23 @@ struct Write {
     kind: &'static str,
     name: String,
     body: Value,
+    /// The object's resourceVersion the write was decided on, and what it sets (without the
+    /// transition time): remembered in [`Memo`] once written.
+    seen: (Option<String>, Value),
 }
+
+/// What the agent last wrote on each object, and on which resourceVersion it decided so.
+///
+/// Our own write reaches the watch cache a moment later; a round in between sees the old
+/// status and would write the same again (measured: with 3,000 objects, most writes were such
+/// repeats). An object still at the resourceVersion a write was decided on, asking for the same
+/// status, is skipped; any other change (someone else's write included) is compared afresh.
+#[derive(Debug, Default)]
+pub struct Memo(HashMap<(&'static str, String), (Option<String>, Value)>);
 
 /// Builds the write for `obj` unless its status already shows `fields` and the condition.
 fn write_for<K>(
+    memo: &Memo,
     obj: &K,
     current_status: Option<Value>,
     current_conditions: &[Condition],
@@ -158,6 +172,27 @@ where
     K: Resource<DynamicType = ()>,
 {
     let cond = ready_condition(o, obj.meta().generation, current_conditions);
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let rv = obj.meta().resource_version.clone();
+    let mut signature = fields.clone();
+    signature.insert(
+        "ready-condition".into(),
+        json!([
+            cond.status,
+            cond.reason,
+            cond.message,
+            cond.observed_generation
+        ]),
+    );
+    let signature = Value::Object(signature);
+    let kind = static_kind::<K>();
+    if memo
+        .0
+        .get(&(kind, name.clone()))
+        .is_some_and(|(seen_rv, sig)| *seen_rv == rv && *sig == signature)
+    {
+        return None;
+    }
     let unchanged = same_condition(current_conditions, &cond)
         && current_status.is_some_and(|s| {
             // Only our fields are compared; `false`/empty fields are omitted by the types.
@@ -180,13 +215,14 @@ where
     }
     fields.insert("conditions".into(), json!([cond]));
     Some(Write {
-        kind: static_kind::<K>(),
-        name: obj.meta().name.clone().unwrap_or_default(),
+        kind,
+        name,
         body: json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
             "status": fields,
         }),
+        seen: (rv, signature),
     })
 }
 
@@ -219,6 +255,7 @@ fn status_value<S: serde::Serialize>(s: &Option<S>) -> Option<Value> {
 /// Every status write the plan and the apply's result call for (none for objects that already
 /// show it).
 fn writes(
+    memo: &Memo,
     gateway: &str,
     plan: &Plan,
     applied: &Result<(), String>,
@@ -236,6 +273,7 @@ fn writes(
             .map(|s| s.conditions.as_slice())
             .unwrap_or_default();
         out.extend(write_for(
+            memo,
             eip.as_ref(),
             status_value(&eip.status),
             conds,
@@ -258,6 +296,7 @@ fn writes(
             ..Default::default()
         };
         out.extend(write_for(
+            memo,
             fip.as_ref(),
             status_value(&fip.status),
             conds,
@@ -280,6 +319,7 @@ fn writes(
             ..Default::default()
         };
         out.extend(write_for(
+            memo,
             snat.as_ref(),
             status_value(&snat.status),
             conds,
@@ -311,6 +351,7 @@ fn writes(
             ..Default::default()
         };
         out.extend(write_for(
+            memo,
             dnat.as_ref(),
             status_value(&dnat.status),
             conds,
@@ -324,15 +365,16 @@ fn writes(
 /// Writes every status that differs; returns how many were written and the failures (object
 /// and error), which the next round retries.
 pub async fn write_all(
+    memo: &mut Memo,
     client: &Client,
     gateway: &str,
     plan: &Plan,
     applied: &Result<(), String>,
     objs: &Objects<'_>,
 ) -> (usize, Vec<String>) {
-    let pending = writes(gateway, plan, applied, objs);
+    let pending = writes(memo, gateway, plan, applied, objs);
     let params = PatchParams::apply(MANAGER).force();
-    let results: Vec<Result<(), String>> = futures::stream::iter(pending)
+    let results: Vec<Result<_, String>> = futures::stream::iter(pending)
         .map(|w| {
             let client = client.clone();
             let params = params.clone();
@@ -356,19 +398,44 @@ pub async fn write_all(
                         .await
                         .map(drop),
                 };
-                r.map_err(|e| format!("{} {}: {e}", w.kind, w.name))
+                r.map(|()| ((w.kind, w.name.clone()), w.seen))
+                    .map_err(|e| format!("{} {}: {e}", w.kind, w.name))
             }
         })
         .buffer_unordered(PARALLEL_WRITES)
         .collect()
         .await;
-    let written = results.iter().filter(|r| r.is_ok()).count();
-    // An object deleted meanwhile has no status to write: not a failure.
-    let failed = results
-        .into_iter()
-        .filter_map(Result::err)
-        .filter(|e| !e.contains("NotFound") && !e.contains("not found"))
+    // Forget objects that are gone.
+    let live: HashSet<(&'static str, String)> = objs
+        .eips
+        .iter()
+        .map(|o| ("IptablesEIP", o.name_any()))
+        .chain(objs.fips.iter().map(|o| ("IptablesFIPRule", o.name_any())))
+        .chain(
+            objs.snats
+                .iter()
+                .map(|o| ("IptablesSnatRule", o.name_any())),
+        )
+        .chain(
+            objs.dnats
+                .iter()
+                .map(|o| ("IptablesDnatRule", o.name_any())),
+        )
         .collect();
+    memo.0.retain(|k, _| live.contains(k));
+    let mut written = 0;
+    let mut failed = Vec::new();
+    for r in results {
+        match r {
+            Ok((key, seen)) => {
+                written += 1;
+                memo.0.insert(key, seen);
+            }
+            // An object deleted meanwhile has no status to write: not a failure.
+            Err(e) if e.contains("NotFound") || e.contains("not found") => {}
+            Err(e) => failed.push(e),
+        }
+    }
     (written, failed)
 }
 
@@ -390,7 +457,7 @@ mod tests {
             snats: &[],
             dnats: &i.dnats,
         };
-        let w = writes("gw1", &p, &Ok(()), &objs);
+        let w = writes(&Memo::default(), "gw1", &p, &Ok(()), &objs);
         assert_eq!(w.len(), 3);
         let eip = &w.iter().find(|w| w.kind == "IptablesEIP").unwrap().body["status"];
         assert_eq!(eip["ready"], true);
@@ -414,16 +481,34 @@ mod tests {
         assert_eq!(lost["conditions"][0]["reason"], "EipNotFound");
 
         // A failed apply: nothing planned is Ready.
-        let w = writes("gw1", &p, &Err("boom".into()), &objs);
+        let w = writes(&Memo::default(), "gw1", &p, &Err("boom".into()), &objs);
         let eip = &w.iter().find(|w| w.kind == "IptablesEIP").unwrap().body["status"];
         assert_eq!(eip["ready"], false);
         assert_eq!(eip["conditions"][0]["reason"], "ApplyFailed");
+
+        // A stale store (our write not seen yet) causes no second write; a new
+        // resourceVersion (someone else wrote) is compared afresh.
+        let mut memo = Memo::default();
+        for w in writes(&Memo::default(), "gw1", &p, &Ok(()), &objs) {
+            memo.0.insert((w.kind, w.name), w.seen);
+        }
+        assert_eq!(writes(&memo, "gw1", &p, &Ok(()), &objs).len(), 0);
+        let mut moved = (*i.eips[0]).clone();
+        moved.metadata.resource_version = Some("999".into());
+        let moved = [Arc::new(moved)];
+        let other = Objects {
+            eips: &moved,
+            fips: &[],
+            snats: &[],
+            dnats: &[],
+        };
+        assert_eq!(writes(&memo, "gw1", &p, &Ok(()), &other).len(), 1);
 
         // Objects that already show the status get no write.
         let shown = |w: &[Write], kind: &str| -> Value {
             w.iter().find(|x| x.kind == kind).unwrap().body["status"].clone()
         };
-        let first = writes("gw1", &p, &Ok(()), &objs);
+        let first = writes(&Memo::default(), "gw1", &p, &Ok(()), &objs);
         let mut e = (*i.eips[0]).clone();
         e.status = serde_json::from_value(shown(&first, "IptablesEIP")).ok();
         let mut d = (*i.dnats[0]).clone();
@@ -436,6 +521,9 @@ mod tests {
             snats: &[],
             dnats: &dnats,
         };
-        assert_eq!(writes("gw1", &p, &Ok(()), &again).len(), 0);
+        assert_eq!(
+            writes(&Memo::default(), "gw1", &p, &Ok(()), &again).len(),
+            0
+        );
     }
 }
