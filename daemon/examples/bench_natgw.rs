@@ -313,6 +313,13 @@ fn upstream(args: &Args) -> (Duration, Duration, usize, usize) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // The agent's own log (rounds, applies, status writes) on stderr with RUST_LOG=info.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let inputs = inputs(&args);
     let mut plan_times = Vec::new();
     let mut plan = plan::plan(&inputs);
@@ -531,6 +538,10 @@ async fn api(args: &Args) -> anyhow::Result<()> {
     println!(
         "| API: last object created -> all {total} `status.ready` | {} | - |",
         ms(done.saturating_duration_since(last_created))
+    );
+    println!(
+        "| API: first object created -> all {total} `status.ready` | {} | - |",
+        ms(done.saturating_duration_since(first))
     );
 
     // The gateway pod restarts: a fresh namespace (the CNI's addresses only), a new agent.

@@ -221,6 +221,14 @@ impl Agent {
         };
         let (written, failed) =
             status::write_all(&mut self.memo, &self.client, gw, &plan, &in_place, &objs).await;
+        if written > 0 || !failed.is_empty() {
+            tracing::info!(
+                gateway = gw,
+                written,
+                failed = failed.len(),
+                "statuses written"
+            );
+        }
         for f in &failed {
             tracing::warn!(gateway = gw, error = %f, "status write failed (will retry)");
         }

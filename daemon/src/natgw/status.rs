@@ -24,7 +24,10 @@ use super::plan::{Plan, Verdict};
 /// The field manager of every status the agent writes.
 pub const MANAGER: &str = "kube-ovn-nat-gateway";
 
-/// How many status writes are in flight at once.
+/// How many status writes are in flight at once. Measured with 3,010 objects created 32 at a
+/// time on this 2-core VM: 96 in flight shortened the tail after the last create (1.6 s vs
+/// 3.5 s) but starved the creating client (10.2 s vs 3.9 s to create them), so first create to
+/// all Ready grew from 7.4 s to 11.8 s; the API server's CPU is the limit either way.
 const PARALLEL_WRITES: usize = 32;
 
 /// The outcome of an object: the plan's verdict combined with the apply's result.
