@@ -265,6 +265,7 @@ fn the_nft_transaction_reads_back_as_the_rules_nft_would_write() {
                 comment: String::new(),
             },
         ],
+        ..Default::default()
     };
     ns.netns()
         .run(|| Nft::open()?.replace(&ruleset))
@@ -298,6 +299,7 @@ fn the_nft_transaction_reads_back_as_the_rules_nft_would_write() {
     let smaller = Ruleset {
         prerouting: vec![],
         postrouting: ruleset.postrouting[..1].to_vec(),
+        ..Default::default()
     };
     ns.netns()
         .run(|| Nft::open()?.replace(&smaller))
@@ -323,6 +325,7 @@ fn the_nft_transaction_reads_back_as_the_rules_nft_would_write() {
             })
             .collect(),
         postrouting: vec![],
+        ..Default::default()
     };
     ns.netns()
         .run(|| Nft::open()?.replace(&big))
@@ -338,6 +341,7 @@ fn the_nft_transaction_reads_back_as_the_rules_nft_would_write() {
             comment: "dnat/broken".into(),
         }],
         postrouting: vec![],
+        ..Default::default()
     };
     let err = ns
         .netns()
@@ -403,6 +407,7 @@ async fn applied_state_carries_snat_dnat_and_fip_packets_and_reapplies_to_nothin
             snat("10.77.1.11/32", fip, "fip/f"),
             snat("10.77.1.0/24", "198.18.77.10", "snat/all"),
         ],
+        ..Default::default()
     };
     let eips = ["198.18.77.10/24", "198.18.77.20/24", "198.18.77.30/24"];
     let desired = t.desired(&eips, ruleset.clone());
@@ -468,6 +473,7 @@ async fn applied_state_carries_snat_dnat_and_fip_packets_and_reapplies_to_nothin
     let fewer = Ruleset {
         prerouting: ruleset.prerouting[1..].to_vec(),
         postrouting: ruleset.postrouting.clone(),
+        ..Default::default()
     };
     let d2 = t.desired(&["198.18.77.10/24", "198.18.77.30/24"], fewer);
     assert_eq!(applier.apply(&d2).await.unwrap().addresses, 1);
@@ -488,6 +494,120 @@ async fn applied_state_carries_snat_dnat_and_fip_packets_and_reapplies_to_nothin
     missing.external_interface = "net9".into();
     let err = applier.apply(&missing).await.unwrap_err();
     assert!(err.to_string().contains("net9"), "{err}");
+}
+
+/// A TCP server in a namespace that reads everything and answers with the byte count.
+struct Sink(PeerEcho);
+
+impl Sink {
+    fn start(ns: &TestNs, port: u16) -> Self {
+        let listener = ns
+            .netns()
+            .run(|| TcpListener::bind(("0.0.0.0", port)))
+            .unwrap()
+            .unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        s.set_nonblocking(false).unwrap();
+                        let mut buf = Vec::new();
+                        let n = s.read_to_end(&mut buf).unwrap_or(0);
+                        let _ = s.write_all(n.to_string().as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Self(PeerEcho {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Sends `bytes` from `ns` to `to` and returns how long until the server confirmed them all.
+fn send_timed(ns: &TestNs, to: &str, bytes: usize) -> Duration {
+    let addr: SocketAddr = to.parse().unwrap();
+    ns.netns()
+        .run(move || {
+            let start = Instant::now();
+            let mut s = TcpStream::connect_timeout(&addr, SHORT).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            s.write_all(&vec![7u8; bytes]).unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).unwrap();
+            assert_eq!(answer, bytes.to_string());
+            start.elapsed()
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_qos_limit_on_an_eip_slows_its_traffic_both_ways() {
+    let t = Topology::new();
+    let applier = Applier::new(t.gw.netns()).unwrap();
+    let _ext_sink = Sink::start(&t.ext, 7002);
+    let _pod_sink = Sink::start(&t.pod, 9000);
+    let nat = Ruleset {
+        prerouting: vec![dnat("198.18.77.20", 8080, "10.77.1.10", 9000, "dnat/sink")],
+        postrouting: vec![snat("10.77.1.0/24", "198.18.77.10", "snat/all")],
+        ..Default::default()
+    };
+    let eips = ["198.18.77.10/24", "198.18.77.20/24"];
+    applier.apply(&t.desired(&eips, nat.clone())).await.unwrap();
+    const BYTES: usize = 3_000_000;
+    let free_in = send_timed(&t.ext, "198.18.77.20:8080", BYTES);
+    let free_out = send_timed(&t.pod, "203.0.113.7:7002", BYTES);
+
+    // 8 Mbit/s = 1 MB/s each way; the kernel's bucket holds 1 s at the rate plus the burst.
+    let limit = Action::DropOver {
+        bytes_per_second: 1_000_000,
+        burst: 64 * 1024,
+    };
+    let limited = Ruleset {
+        qos_ingress: vec![Rule {
+            matches: vec![Match::Daddr("198.18.77.20".parse().unwrap())],
+            action: limit.clone(),
+            comment: "qos/q/in".into(),
+        }],
+        qos_egress: vec![Rule {
+            matches: vec![Match::Saddr("198.18.77.10/32".parse().unwrap())],
+            action: limit,
+            comment: "qos/q/out".into(),
+        }],
+        ..nat.clone()
+    };
+    applier.apply(&t.desired(&eips, limited)).await.unwrap();
+    let text = t.gw.exec(&["nft", "list", "table", "ip", nft::TABLE]);
+    assert!(
+        text.contains("type filter hook prerouting priority raw")
+            && text.contains(
+                "ip daddr 198.18.77.20 limit rate over 1000000 bytes/second burst 64 kbytes drop"
+            ),
+        "{text}"
+    );
+    let slow_in = send_timed(&t.ext, "198.18.77.20:8080", BYTES);
+    let slow_out = send_timed(&t.pod, "203.0.113.7:7002", BYTES);
+    eprintln!("3 MB: in {free_in:?} -> {slow_in:?}, out {free_out:?} -> {slow_out:?}");
+    // At 1 MB/s, 3 MB minus the ~1.06 MB bucket needs at least ~1.9 s.
+    assert!(
+        slow_in >= Duration::from_millis(1700),
+        "ingress {slow_in:?}"
+    );
+    assert!(
+        slow_out >= Duration::from_millis(1700),
+        "egress {slow_out:?}"
+    );
+    assert!(free_in * 3 < slow_in && free_out * 3 < slow_out);
+
+    // The limits go with the policy: full speed again.
+    applier.apply(&t.desired(&eips, nat)).await.unwrap();
+    assert!(send_timed(&t.ext, "198.18.77.20:8080", BYTES) * 3 < slow_in);
 }
 
 // ---- the agent binary against a real API server ----
@@ -600,6 +720,15 @@ mod api {
     pub type Snat = IptablesSnatRule;
     pub type Dnat = IptablesDnatRule;
     pub type Gw = VpcNatGateway;
+    pub type Qos = crds::QoSPolicy;
+
+    pub async fn set_eip_qos(client: &Client, eip: &str, policy: &str) {
+        let patch = serde_json::json!({"spec": {"qosPolicy": policy}});
+        Api::<Eip>::all(client.clone())
+            .patch(eip, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
     pub type Sn = Subnet;
 }
 
@@ -821,6 +950,27 @@ async fn the_agent_binary_realises_the_objects_reports_them_and_restores_after_a
             .any(|m| m.manager.as_deref() == Some("kube-ovn-nat-gateway")
                 && m.subresource.as_deref() == Some("status"))
     );
+
+    // QoS: a policy bound to eip-dnat limits it; a missing one is reported, NAT still works.
+    create::<Qos>(
+        &client,
+        json!({"apiVersion":"kubeovn.io/v1","kind":"QoSPolicy",
+        "metadata":{"name":"q1"},"spec":{"bindingType":"EIP","bandwidthLimitRules":[
+            {"name":"in","direction":"ingress","rateMax":"8"}]}}),
+    )
+    .await;
+    set_eip_qos(&client, "eip-dnat", "q1").await;
+    set_eip_qos(&client, "eip-fip", "no-such-policy").await;
+    until(WAIT, "the QoS limit in the table", || {
+        t.gw.exec(&["nft", "list", "chain", "ip", nft::TABLE, "qos-ingress"])
+            .contains("ip daddr 198.18.77.20 limit rate over 1000000 bytes/second")
+    });
+    let m = wait_reason::<Eip>(&client, "eip-fip", "QoSPolicyNotFound").await;
+    assert!(m.contains("no-such-policy"), "{m}");
+    set_eip_qos(&client, "eip-fip", "").await;
+    wait_reason::<Eip>(&client, "eip-fip", "Applied").await;
+    let s = status_of::<Eip>(&client, "eip-dnat").await;
+    assert_eq!(s["qosPolicy"], "q1");
 
     // The bad ones say why.
     wait_reason::<Eip>(&client, "eip-outside", "OutsideExternalSubnet").await;

@@ -3,7 +3,7 @@
 //! (level-triggered).
 //!
 //! Watched: the VpcNatGateway (by name), the agent's own Pod (by name, for `network-status`),
-//! every Subnet, IptablesEIP and FIP/SNAT/DNAT rule. EIPs are watched whole and filtered by
+//! every Subnet, IptablesEIP, FIP/SNAT/DNAT rule and QoSPolicy. EIPs are watched whole and filtered by
 //! `spec.natGwDp` in the plan: a rule's EIP may belong to another gateway, which the plan must
 //! know to leave that rule alone. RBAC the gateway pod needs: get/list/watch on these kinds,
 //! patch on the four `iptables-*` kinds' `status`.
@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use crds::naming::NETWORK_STATUS_ANNOTATION;
 use crds::{
-    IptablesDnatRule, IptablesEIP, IptablesFIPRule, IptablesSnatRule, Subnet, VpcNatGateway,
+    IptablesDnatRule, IptablesEIP, IptablesFIPRule, IptablesSnatRule, QoSPolicy, Subnet,
+    VpcNatGateway,
 };
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -33,6 +34,7 @@ pub struct Stores {
     fips: Store<IptablesFIPRule>,
     snats: Store<IptablesSnatRule>,
     dnats: Store<IptablesDnatRule>,
+    qos: Store<QoSPolicy>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -108,7 +110,8 @@ pub fn start(
     let (eips, t4) = watch(Api::all(c.clone()), all(), "IptablesEIP", wake.clone());
     let (fips, t5) = watch(Api::all(c.clone()), all(), "IptablesFIPRule", wake.clone());
     let (snats, t6) = watch(Api::all(c.clone()), all(), "IptablesSnatRule", wake.clone());
-    let (dnats, t7) = watch(Api::all(c), all(), "IptablesDnatRule", wake);
+    let (dnats, t7) = watch(Api::all(c.clone()), all(), "IptablesDnatRule", wake.clone());
+    let (qos, t8) = watch(Api::all(c), all(), "QoSPolicy", wake);
     (
         Stores {
             gateway,
@@ -118,8 +121,9 @@ pub fn start(
             fips,
             snats,
             dnats,
+            qos,
         },
-        vec![t1, t2, t3, t4, t5, t6, t7],
+        vec![t1, t2, t3, t4, t5, t6, t7, t8],
     )
 }
 
@@ -134,6 +138,7 @@ impl Stores {
             self.fips.wait_until_ready(),
             self.snats.wait_until_ready(),
             self.dnats.wait_until_ready(),
+            self.qos.wait_until_ready(),
         );
         all.0.is_ok()
             && all.1.is_ok()
@@ -142,6 +147,7 @@ impl Stores {
             && all.4.is_ok()
             && all.5.is_ok()
             && all.6.is_ok()
+            && all.7.is_ok()
     }
 
     /// A snapshot as the plan's inputs.
@@ -168,6 +174,7 @@ impl Stores {
             fips: self.fips.state(),
             snats: self.snats.state(),
             dnats: self.dnats.state(),
+            qos_policies: self.qos.state(),
         }
     }
 }

@@ -25,6 +25,12 @@ pub const TABLE: &str = "kube-ovn-natgw";
 pub const PREROUTING: &str = "prerouting";
 /// The SNAT base chain (hook postrouting, priority srcnat).
 pub const POSTROUTING: &str = "postrouting";
+/// The QoS chain for traffic into the EIPs (filter, hook prerouting, before dstnat: the
+/// destination is still the EIP).
+pub const QOS_INGRESS: &str = "qos-ingress";
+/// The QoS chain for traffic out of the EIPs (filter, hook postrouting, after srcnat: the
+/// source already is the EIP).
+pub const QOS_EGRESS: &str = "qos-egress";
 
 // Netlink and nfnetlink constants (linux/netlink.h, linux/netfilter/nfnetlink.h,
 // linux/netfilter/nf_tables.h). Stable kernel ABI.
@@ -102,6 +108,19 @@ const NF_INET_POST_ROUTING: u32 = 4;
 const NF_IP_PRI_NAT_DST: i32 = -100;
 const NF_IP_PRI_NAT_SRC: i32 = 100;
 const NF_ACCEPT: u32 = 1;
+const NF_DROP: u32 = 0;
+const NFT_REG_VERDICT: u32 = 0;
+const NFTA_DATA_VERDICT: u16 = 2;
+const NFTA_VERDICT_CODE: u16 = 1;
+const NFTA_LIMIT_RATE: u16 = 1;
+const NFTA_LIMIT_UNIT: u16 = 2;
+const NFTA_LIMIT_BURST: u16 = 3;
+const NFTA_LIMIT_TYPE: u16 = 4;
+const NFTA_LIMIT_FLAGS: u16 = 5;
+const NFT_LIMIT_PKT_BYTES: u32 = 1;
+const NFT_LIMIT_F_INV: u32 = 1;
+const QOS_INGRESS_PRIORITY: i32 = -300;
+const QOS_EGRESS_PRIORITY: i32 = 300;
 const NFT_REG_1: u32 = 1;
 const NFT_REG_2: u32 = 2;
 /// `NFTNL_UDATA_RULE_COMMENT`: the TLV `nft` reads a rule's comment from.
@@ -143,6 +162,8 @@ pub enum Match {
     Daddr(Ipv4Addr),
     /// `ip saddr <net>` (a /0 matches everything and is left out).
     Saddr(Ipv4Net),
+    /// `ip daddr <net>` (a /0 matches everything and is left out).
+    DaddrIn(Ipv4Net),
     /// `<proto> dport <port>`.
     Dport(L4, u16),
     /// `iifname <name>`.
@@ -163,6 +184,15 @@ pub enum Action {
     },
     /// `snat to <addr>`.
     Snat(Ipv4Addr),
+    /// `limit rate over <bytes_per_second> bytes/second burst <burst> bytes drop`: a token
+    /// bucket shared by everything the rule matches. The kernel's bucket holds one second at
+    /// the rate plus `burst`.
+    DropOver {
+        /// Rate in bytes per second.
+        bytes_per_second: u64,
+        /// Bucket size in bytes.
+        burst: u32,
+    },
 }
 
 /// One rule.
@@ -176,19 +206,27 @@ pub struct Rule {
     pub comment: String,
 }
 
-/// The whole table: DNAT rules in `prerouting`, SNAT rules in `postrouting`, in order.
+/// The whole table: DNAT rules in `prerouting`, SNAT rules in `postrouting`, in order; QoS
+/// limits in `qos-ingress` and `qos-egress` (those chains exist only when they hold rules).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ruleset {
     /// Rules of the prerouting chain.
     pub prerouting: Vec<Rule>,
     /// Rules of the postrouting chain.
     pub postrouting: Vec<Rule>,
+    /// Limits on traffic to the EIPs.
+    pub qos_ingress: Vec<Rule>,
+    /// Limits on traffic from the EIPs.
+    pub qos_egress: Vec<Rule>,
 }
 
 impl Ruleset {
-    /// Number of rules.
+    /// Number of rules (NAT and QoS).
     pub fn len(&self) -> usize {
-        self.prerouting.len() + self.postrouting.len()
+        self.prerouting.len()
+            + self.postrouting.len()
+            + self.qos_ingress.len()
+            + self.qos_egress.len()
     }
 
     /// No rules at all.
@@ -338,34 +376,38 @@ fn ifname(name: &str) -> [u8; IFNAMSIZ] {
     out
 }
 
+/// `ip saddr|daddr <net>`: the address at `offset` of the IPv4 header in `net`.
+fn prefix_match(b: &mut Buf, offset: u32, net: &Ipv4Net) {
+    let prefix = u32::from(net.prefix_len());
+    if prefix == 0 {
+        return;
+    }
+    let octets = net.network().octets();
+    if prefix.is_multiple_of(8) {
+        // As nft does: compare only the prefix's bytes.
+        payload(b, NFT_PAYLOAD_NETWORK_HEADER, offset, prefix / 8);
+        cmp_eq(b, &octets[..(prefix / 8) as usize]);
+    } else {
+        payload(b, NFT_PAYLOAD_NETWORK_HEADER, offset, 4);
+        b.expr("bitwise", |b| {
+            b.be32(NFTA_BITWISE_SREG, NFT_REG_1);
+            b.be32(NFTA_BITWISE_DREG, NFT_REG_1);
+            b.be32(NFTA_BITWISE_LEN, 4);
+            b.data(NFTA_BITWISE_MASK, &net.netmask().octets());
+            b.data(NFTA_BITWISE_XOR, &[0; 4]);
+        });
+        cmp_eq(b, &octets);
+    }
+}
+
 fn encode_match(b: &mut Buf, m: &Match) {
     match m {
         Match::Daddr(ip) => {
             payload(b, NFT_PAYLOAD_NETWORK_HEADER, 16, 4);
             cmp_eq(b, &ip.octets());
         }
-        Match::Saddr(net) => {
-            let prefix = u32::from(net.prefix_len());
-            if prefix == 0 {
-                return;
-            }
-            let octets = net.network().octets();
-            if prefix.is_multiple_of(8) {
-                // As nft does: compare only the prefix's bytes.
-                payload(b, NFT_PAYLOAD_NETWORK_HEADER, 12, prefix / 8);
-                cmp_eq(b, &octets[..(prefix / 8) as usize]);
-            } else {
-                payload(b, NFT_PAYLOAD_NETWORK_HEADER, 12, 4);
-                b.expr("bitwise", |b| {
-                    b.be32(NFTA_BITWISE_SREG, NFT_REG_1);
-                    b.be32(NFTA_BITWISE_DREG, NFT_REG_1);
-                    b.be32(NFTA_BITWISE_LEN, 4);
-                    b.data(NFTA_BITWISE_MASK, &net.netmask().octets());
-                    b.data(NFTA_BITWISE_XOR, &[0; 4]);
-                });
-                cmp_eq(b, &octets);
-            }
-        }
+        Match::Saddr(net) => prefix_match(b, 12, net),
+        Match::DaddrIn(net) => prefix_match(b, 16, net),
         Match::Dport(l4, port) => {
             meta(b, NFT_META_L4PROTO);
             cmp_eq(b, &[l4.number()]);
@@ -387,6 +429,25 @@ fn encode_action(b: &mut Buf, action: &Action) {
     let (kind, addr, port) = match action {
         Action::Dnat { addr, port } => (NFT_NAT_DNAT, addr, *port),
         Action::Snat(addr) => (NFT_NAT_SNAT, addr, None),
+        Action::DropOver {
+            bytes_per_second,
+            burst,
+        } => {
+            b.expr("limit", |b| {
+                b.attr(NFTA_LIMIT_RATE, &bytes_per_second.to_be_bytes());
+                b.attr(NFTA_LIMIT_UNIT, &1u64.to_be_bytes());
+                b.be32(NFTA_LIMIT_BURST, *burst);
+                b.be32(NFTA_LIMIT_TYPE, NFT_LIMIT_PKT_BYTES);
+                b.be32(NFTA_LIMIT_FLAGS, NFT_LIMIT_F_INV);
+            });
+            b.expr("immediate", |b| {
+                b.be32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);
+                b.nested(NFTA_IMMEDIATE_DATA, |b| {
+                    b.nested(NFTA_DATA_VERDICT, |b| b.be32(NFTA_VERDICT_CODE, NF_DROP));
+                });
+            });
+            return;
+        }
     };
     immediate(b, NFT_REG_1, &addr.octets());
     if let Some(p) = port {
@@ -488,10 +549,40 @@ fn encode(ruleset: Option<&Ruleset>, first_seq: u32) -> Transaction {
             NFPROTO_IPV4,
             |b| b.str(NFTA_TABLE_NAME, TABLE),
         );
-        for (chain, hook, priority) in [
-            (PREROUTING, NF_INET_PRE_ROUTING, NF_IP_PRI_NAT_DST),
-            (POSTROUTING, NF_INET_POST_ROUTING, NF_IP_PRI_NAT_SRC),
-        ] {
+        let chains = [
+            (
+                PREROUTING,
+                NF_INET_PRE_ROUTING,
+                NF_IP_PRI_NAT_DST,
+                "nat",
+                true,
+            ),
+            (
+                POSTROUTING,
+                NF_INET_POST_ROUTING,
+                NF_IP_PRI_NAT_SRC,
+                "nat",
+                true,
+            ),
+            (
+                QOS_INGRESS,
+                NF_INET_PRE_ROUTING,
+                QOS_INGRESS_PRIORITY,
+                "filter",
+                !ruleset.qos_ingress.is_empty(),
+            ),
+            (
+                QOS_EGRESS,
+                NF_INET_POST_ROUTING,
+                QOS_EGRESS_PRIORITY,
+                "filter",
+                !ruleset.qos_egress.is_empty(),
+            ),
+        ];
+        for (chain, hook, priority, kind, wanted) in chains {
+            if !wanted {
+                continue;
+            }
             let s = next(format!("chain {chain}"), &mut steps);
             b.message(
                 nft_type(NFT_MSG_NEWCHAIN),
@@ -506,13 +597,15 @@ fn encode(ruleset: Option<&Ruleset>, first_seq: u32) -> Transaction {
                         b.attr(NFTA_HOOK_PRIORITY, &priority.to_be_bytes());
                     });
                     b.be32(NFTA_CHAIN_POLICY, NF_ACCEPT);
-                    b.str(NFTA_CHAIN_TYPE, "nat");
+                    b.str(NFTA_CHAIN_TYPE, kind);
                 },
             );
         }
         for (chain, rules) in [
             (PREROUTING, &ruleset.prerouting),
             (POSTROUTING, &ruleset.postrouting),
+            (QOS_INGRESS, &ruleset.qos_ingress),
+            (QOS_EGRESS, &ruleset.qos_egress),
         ] {
             for rule in rules {
                 let s = next(format!("rule {:?} in {chain}", rule.comment), &mut steps);
@@ -714,7 +807,7 @@ mod tests {
     fn a_replace_is_one_batch_that_rebuilds_only_our_table() {
         let rs = Ruleset {
             prerouting: vec![dnat()],
-            postrouting: vec![],
+            ..Default::default()
         };
         let tx = encode_replace(&rs, 7);
         let kinds: Vec<u16> = messages(tx.bytes()).iter().map(|m| m.0).collect();

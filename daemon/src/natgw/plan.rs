@@ -10,8 +10,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use crds::qos_policy::{QoSBindingType, QoSDirection};
 use crds::{
-    IptablesDnatRule, IptablesEIP, IptablesFIPRule, IptablesSnatRule, Subnet, Validate,
+    IptablesDnatRule, IptablesEIP, IptablesFIPRule, IptablesSnatRule, QoSPolicy, Subnet, Validate,
     VpcNatGateway,
 };
 use ipnet::Ipv4Net;
@@ -77,6 +78,8 @@ pub struct Inputs {
     pub snats: Vec<Arc<IptablesSnatRule>>,
     /// Every DNAT rule.
     pub dnats: Vec<Arc<IptablesDnatRule>>,
+    /// Every QoSPolicy (EIPs name theirs in `spec.qosPolicy`).
+    pub qos_policies: Vec<Arc<QoSPolicy>>,
 }
 
 /// Which leg of the gateway a route leaves through.
@@ -150,6 +153,11 @@ pub struct Verdict {
     /// Whether this gateway answers for the object (false: a rule naming a missing EIP, whose
     /// gateway nobody knows; its status names no gateway).
     pub ours: bool,
+    /// For EIPs: the QoSPolicy in effect.
+    pub qos: Option<String>,
+    /// For EIPs: why its QoSPolicy is not applied (the address and its rules still are; the
+    /// EIP reports this reason instead of Ready).
+    pub qos_problem: Option<(&'static str, String)>,
 }
 
 impl Verdict {
@@ -161,6 +169,8 @@ impl Verdict {
             v4ip: Some(v4ip),
             nat: Vec::new(),
             ours: true,
+            qos: None,
+            qos_problem: None,
         }
     }
 
@@ -172,6 +182,8 @@ impl Verdict {
             v4ip: None,
             nat: Vec::new(),
             ours: true,
+            qos: None,
+            qos_problem: None,
         }
     }
 
@@ -453,6 +465,28 @@ pub fn plan(inputs: &Inputs) -> Plan {
         plan.eips.insert(name, verdict);
     }
 
+    // QoS of the usable EIPs.
+    let mut qos_ingress = Vec::new();
+    let mut qos_egress = Vec::new();
+    for eip in &eips {
+        let name = eip.name_any();
+        let (Some(ip), Some(v)) = (usable.get(&name).copied(), plan.eips.get_mut(&name)) else {
+            continue;
+        };
+        let policy_name = eip.spec.qos_policy.as_str();
+        if policy_name.is_empty() {
+            continue;
+        }
+        match qos_rules(inputs, policy_name, ip) {
+            Ok((ingress, egress)) => {
+                qos_ingress.extend(ingress);
+                qos_egress.extend(egress);
+                v.qos = Some(policy_name.to_owned());
+            }
+            Err(problem) => v.qos_problem = Some(problem),
+        }
+    }
+
     // Rules: validated, their EIP resolved, then settled in age order.
     let all_eips: HashMap<String, &Arc<IptablesEIP>> =
         inputs.eips.iter().map(|e| (e.name_any(), e)).collect();
@@ -727,6 +761,8 @@ pub fn plan(inputs: &Inputs) -> Plan {
                 ruleset: nft::Ruleset {
                     prerouting: pre,
                     postrouting: post,
+                    qos_ingress,
+                    qos_egress,
                 },
             });
         }
@@ -748,6 +784,109 @@ pub fn plan(inputs: &Inputs) -> Plan {
         }
     }
     plan
+}
+
+/// The limits of QoSPolicy `policy` on EIP `ip`: (ingress rules, egress rules).
+fn qos_rules(
+    inputs: &Inputs,
+    policy: &str,
+    ip: Ipv4Addr,
+) -> Result<(Vec<Rule>, Vec<Rule>), (&'static str, String)> {
+    let invalid = |m: String| ("QoSPolicyInvalid", format!("QoSPolicy {policy}: {m}"));
+    let p = inputs
+        .qos_policies
+        .iter()
+        .find(|p| p.name_any() == policy)
+        .ok_or_else(|| {
+            (
+                "QoSPolicyNotFound",
+                format!("QoSPolicy {policy} does not exist"),
+            )
+        })?;
+    if p.spec.binding_type != QoSBindingType::Eip {
+        return Err(invalid(
+            "bindingType must be EIP to bind an IptablesEIP".into(),
+        ));
+    }
+    let mut rules: Vec<_> = p.spec.bandwidth_limit_rules.iter().collect();
+    rules.sort_by_key(|r| (r.priority.unwrap_or(0), r.name.clone()));
+    let (mut ingress, mut egress) = (Vec::new(), Vec::new());
+    for r in rules {
+        let mbit =
+            |what: &str, v: Option<&String>| -> Result<Option<f64>, (&'static str, String)> {
+                match v.map(|s| s.trim()).filter(|s| !s.is_empty()) {
+                    None => Ok(None),
+                    Some(s) => match s.parse::<f64>() {
+                        Ok(x) if x.is_finite() && x > 0.0 && x <= 1_000_000.0 => Ok(Some(x)),
+                        _ => Err(invalid(format!(
+                            "rule {}: {what} {s:?} is not a rate in Mbit/s",
+                            r.name
+                        ))),
+                    },
+                }
+            };
+        let Some(rate) = mbit("rateMax", r.rate_max.as_ref())? else {
+            return Err(invalid(format!("rule {}: rateMax is required", r.name)));
+        };
+        let burst = mbit("burstMax", r.burst_max.as_ref())?;
+        let bytes_per_second = (rate * 1_000_000.0 / 8.0) as u64;
+        // nf_tables' byte limit holds one second at the rate plus `burst` (measured: 2 MB at
+        // 2 MB/s with a 64 KiB burst passed in 5 ms), so burstMax adds to that second.
+        let burst = burst
+            .map(|b| (b * 1_000_000.0 / 8.0) as u64)
+            .unwrap_or(0)
+            .min(u64::from(u32::MAX)) as u32;
+        let remote = match (
+            r.match_type.as_deref().unwrap_or(""),
+            r.match_value.as_deref(),
+        ) {
+            ("", _) => None,
+            ("ip", Some(v)) => Some(
+                v.trim()
+                    .parse::<Ipv4Net>()
+                    .or_else(|_| v.trim().parse::<Ipv4Addr>().map(Ipv4Net::from))
+                    .map_err(|_| {
+                        invalid(format!(
+                            "rule {}: matchValue {v:?} is not an IPv4 CIDR",
+                            r.name
+                        ))
+                    })?
+                    .trunc(),
+            ),
+            (t, _) => {
+                return Err(invalid(format!(
+                    "rule {}: matchType {t:?} is not supported (only \"ip\" with a matchValue)",
+                    r.name
+                )));
+            }
+        };
+        let action = Action::DropOver {
+            bytes_per_second,
+            burst,
+        };
+        let comment = format!("qos/{policy}/{}", r.name);
+        match r.direction.unwrap_or_default() {
+            QoSDirection::Ingress => {
+                let mut matches = vec![Match::Daddr(ip)];
+                matches.extend(remote.map(Match::Saddr));
+                ingress.push(Rule {
+                    matches,
+                    action,
+                    comment,
+                });
+            }
+            QoSDirection::Egress => {
+                let mut matches = vec![Match::Saddr(Ipv4Net::from(ip))];
+                matches.extend(remote.map(Match::DaddrIn));
+                egress.push(Rule {
+                    matches,
+                    action,
+                    comment,
+                });
+            }
+        }
+    }
+    Ok((ingress, egress))
 }
 
 fn in_use(eip: &str, u: &Use) -> String {
@@ -1123,6 +1262,71 @@ pub(crate) mod tests {
             assert_eq!(p.fips["f1"].reason, "GatewayNotReady");
             assert!(p.fips["f1"].message.contains(reason));
         }
+    }
+
+    fn qos(name: &str, rules: serde_json::Value) -> Arc<QoSPolicy> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({"apiVersion":"kubeovn.io/v1",
+                "kind":"QoSPolicy","metadata":{"name":name},
+                "spec":{"bindingType":"EIP","bandwidthLimitRules":rules}}))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn an_eips_qos_policy_becomes_limits_on_its_address() {
+        let mut i = inputs();
+        let with = |name: &str, ip: &str, policy: &str| {
+            let mut e = (*eip(name, ip, 1)).clone();
+            e.spec.qos_policy = policy.into();
+            Arc::new(e)
+        };
+        i.eips = vec![
+            with("e1", "192.168.50.10", "q1"),
+            with("e2", "192.168.50.11", "missing"),
+            with("e3", "192.168.50.12", "bad"),
+        ];
+        i.qos_policies = vec![
+            qos(
+                "q1",
+                serde_json::json!([
+                    {"name":"down","direction":"ingress","rateMax":"8","burstMax":"1"},
+                    {"name":"up","direction":"egress","rateMax":"16","matchType":"ip",
+                     "matchValue":"203.0.113.0/24"}]),
+            ),
+            qos(
+                "bad",
+                serde_json::json!([{"name":"x","direction":"ingress","rateMax":"fast"}]),
+            ),
+        ];
+        let p = plan(&i);
+        let d = p.desired.as_ref().unwrap();
+        assert_eq!(d.ruleset.qos_ingress.len(), 1);
+        assert_eq!(
+            d.ruleset.qos_ingress[0].action,
+            Action::DropOver {
+                bytes_per_second: 1_000_000,
+                burst: 125_000
+            }
+        );
+        assert_eq!(
+            d.ruleset.qos_egress[0].matches,
+            [
+                Match::Saddr("192.168.50.10/32".parse().unwrap()),
+                Match::DaddrIn("203.0.113.0/24".parse().unwrap())
+            ]
+        );
+        assert_eq!(p.eips["e1"].qos.as_deref(), Some("q1"));
+        // A missing or bad policy: reported on the EIP, whose address still serves.
+        assert_eq!(
+            p.eips["e2"].qos_problem.as_ref().unwrap().0,
+            "QoSPolicyNotFound"
+        );
+        let (reason, message) = p.eips["e3"].qos_problem.clone().unwrap();
+        assert_eq!(reason, "QoSPolicyInvalid");
+        assert!(message.contains("rateMax"), "{message}");
+        assert!(p.eips["e2"].planned && p.eips["e3"].planned);
+        assert_eq!(d.eip_addresses.len(), 3);
     }
 
     #[test]

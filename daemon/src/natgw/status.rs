@@ -44,6 +44,14 @@ pub struct Outcome {
 /// Combines a verdict with the apply's result (`Err` holds the apply's error message).
 pub fn outcome(gateway: &str, v: &Verdict, applied: &Result<(), String>) -> Outcome {
     match (v.planned, applied) {
+        (true, Ok(())) if v.qos_problem.is_some() => {
+            let (reason, message) = v.qos_problem.clone().unwrap_or_default();
+            Outcome {
+                ready: false,
+                reason: reason.into(),
+                message: format!("{message} (the address and its NAT rules are in place)"),
+            }
+        }
         (true, Ok(())) => Outcome {
             ready: true,
             reason: "Applied".into(),
@@ -97,6 +105,9 @@ pub fn eip_fields(v: &Verdict, o: &Outcome) -> Map<String, Value> {
     }
     if o.ready && !v.nat.is_empty() {
         m.insert("nat".into(), Value::String(v.nat.join(",")));
+    }
+    if let Some(q) = v.qos.as_ref().filter(|_| o.ready) {
+        m.insert("qosPolicy".into(), Value::String(q.clone()));
     }
     m
 }
@@ -205,6 +216,7 @@ where
             }) && [
                 "ip",
                 "nat",
+                "qosPolicy",
                 "v4ip",
                 "internalIp",
                 "internalCIDR",
