@@ -497,7 +497,10 @@ async fn applied_state_carries_snat_dnat_and_fip_packets_and_reapplies_to_nothin
 }
 
 /// A TCP server in a namespace that reads everything and answers with the byte count.
-struct Sink(PeerEcho);
+struct Sink {
+    /// Stops and joins the server thread on drop.
+    _server: PeerEcho,
+}
 
 impl Sink {
     fn start(ns: &TestNs, port: u16) -> Self {
@@ -522,10 +525,12 @@ impl Sink {
                 }
             }
         });
-        Self(PeerEcho {
-            stop,
-            thread: Some(thread),
-        })
+        Self {
+            _server: PeerEcho {
+                stop,
+                thread: Some(thread),
+            },
+        }
     }
 }
 

@@ -490,15 +490,15 @@ pub fn plan(inputs: &Inputs) -> Plan {
     // Rules: validated, their EIP resolved, then settled in age order.
     let all_eips: HashMap<String, &Arc<IptablesEIP>> =
         inputs.eips.iter().map(|e| (e.name_any(), e)).collect();
-    let eip_of = |rule_eip: &str| -> Result<Ipv4Addr, Option<Verdict>> {
+    let eip_of = |rule_eip: &str| -> Result<Ipv4Addr, Option<Box<Verdict>>> {
         match all_eips.get(rule_eip) {
-            None => Err(Some(Verdict {
+            None => Err(Some(Box::new(Verdict {
                 ours: false,
                 ..Verdict::refused(
                     "EipNotFound",
                     format!("IptablesEIP {rule_eip} does not exist"),
                 )
-            })),
+            }))),
             Some(e) if e.spec.nat_gw_dp != gw_name => Err(None),
             Some(_) => match usable.get(rule_eip) {
                 Some(ip) => Ok(*ip),
@@ -508,10 +508,10 @@ pub fn plan(inputs: &Inputs) -> Plan {
                         .get(rule_eip)
                         .map(|v| format!("{}: {}", v.reason, v.message))
                         .unwrap_or_default();
-                    Err(Some(Verdict::refused(
+                    Err(Some(Box::new(Verdict::refused(
                         "EipNotReady",
                         format!("IptablesEIP {rule_eip} is not usable ({why})"),
-                    )))
+                    ))))
                 }
             },
         }
@@ -523,7 +523,7 @@ pub fn plan(inputs: &Inputs) -> Plan {
         let eip = match eip_of(&fip.spec.eip) {
             Ok(ip) => ip,
             Err(Some(v)) => {
-                verdicts.push((0, name, v));
+                verdicts.push((0, name, *v));
                 continue;
             }
             Err(None) => continue,
@@ -546,7 +546,7 @@ pub fn plan(inputs: &Inputs) -> Plan {
         let eip = match eip_of(&snat.spec.eip) {
             Ok(ip) => ip,
             Err(Some(v)) => {
-                verdicts.push((1, name, v));
+                verdicts.push((1, name, *v));
                 continue;
             }
             Err(None) => continue,
@@ -575,7 +575,7 @@ pub fn plan(inputs: &Inputs) -> Plan {
         let eip = match eip_of(&dnat.spec.eip) {
             Ok(ip) => ip,
             Err(Some(v)) => {
-                verdicts.push((2, name, v));
+                verdicts.push((2, name, *v));
                 continue;
             }
             Err(None) => continue,
@@ -786,12 +786,13 @@ pub fn plan(inputs: &Inputs) -> Plan {
     plan
 }
 
+/// Ingress and egress limit rules.
+type Limits = (Vec<Rule>, Vec<Rule>);
+/// Why a QoSPolicy is not applied: reason, message.
+type QosProblem = (&'static str, String);
+
 /// The limits of QoSPolicy `policy` on EIP `ip`: (ingress rules, egress rules).
-fn qos_rules(
-    inputs: &Inputs,
-    policy: &str,
-    ip: Ipv4Addr,
-) -> Result<(Vec<Rule>, Vec<Rule>), (&'static str, String)> {
+fn qos_rules(inputs: &Inputs, policy: &str, ip: Ipv4Addr) -> Result<Limits, QosProblem> {
     let invalid = |m: String| ("QoSPolicyInvalid", format!("QoSPolicy {policy}: {m}"));
     let p = inputs
         .qos_policies
