@@ -1077,6 +1077,43 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_gateways_own_routes_go_out_of_the_leg_their_next_hop_is_on() {
+        let mut i = inputs();
+        let mut gw = (*i.nat_gateway.take().unwrap()).clone();
+        gw.spec.routes = vec![
+            crds::nat_gateway::NatGatewayRoute {
+                cidr: "172.16.0.0/12".into(),
+                next_hop_ip: "192.168.50.254".into(),
+            },
+            crds::nat_gateway::NatGatewayRoute {
+                cidr: "10.50.0.0/16".into(),
+                next_hop_ip: "10.0.1.9".into(),
+            },
+            // Next hop on neither leg, and not IPv4: left out (logged).
+            crds::nat_gateway::NatGatewayRoute {
+                cidr: "10.60.0.0/16".into(),
+                next_hop_ip: "8.8.8.8".into(),
+            },
+            crds::nat_gateway::NatGatewayRoute {
+                cidr: "fd00::/64".into(),
+                next_hop_ip: "fd00::1".into(),
+            },
+        ];
+        i.nat_gateway = Some(Arc::new(gw));
+        let d = plan(&i).desired.unwrap();
+        let find = |dst: &str| {
+            d.routes
+                .iter()
+                .find(|r| r.destination.to_string() == dst)
+                .copied()
+        };
+        assert_eq!(find("172.16.0.0/12").unwrap().leg, Leg::External);
+        assert_eq!(find("10.50.0.0/16").unwrap().leg, Leg::Lan);
+        assert!(find("10.60.0.0/16").is_none());
+        assert_eq!(d.routes.len(), 6);
+    }
+
+    #[test]
     fn rules_become_nft_rules_in_a_fixed_order() {
         let mut i = inputs();
         i.eips = vec![
