@@ -1367,6 +1367,73 @@ pub(crate) mod tests {
         assert_eq!(d.eip_addresses.len(), 3);
     }
 
+    proptest::proptest! {
+        /// Whatever the objects, the plan binds no EIP twice exclusively, forwards no port
+        /// twice, holds each address once, and does not depend on the order of its inputs.
+        #[test]
+        fn plans_never_double_bind_and_ignore_input_order(
+            eips in proptest::collection::vec((0u8..6, 0u8..4, 0i64..4), 0..8),
+            fips in proptest::collection::vec((0u8..8, 0u8..4, 0i64..4), 0..8),
+            snats in proptest::collection::vec((0u8..8, 0u8..3, 0i64..4), 0..6),
+            dnats in proptest::collection::vec((0u8..8, 0u8..3, 0u8..4, 0i64..4), 0..10),
+            seed in 0usize..1000,
+        ) {
+            let mut i = inputs();
+            i.eips = eips.iter().enumerate().map(|(n, (ip, _, t))| {
+                eip(&format!("e{n}"), &format!("192.168.50.{}", 10 + ip), *t)
+            }).collect();
+            i.fips = fips.iter().enumerate().map(|(n, (e, ip, t))| {
+                fip(&format!("f{n}"), &format!("e{e}"), &format!("10.0.1.{}", 5 + ip), *t)
+            }).collect();
+            i.snats = snats.iter().enumerate().map(|(n, (e, c, t))| {
+                snat(&format!("s{n}"), &format!("e{e}"), &format!("10.0.{c}.0/24"), *t)
+            }).collect();
+            i.dnats = dnats.iter().enumerate().map(|(n, (e, port, ip, t))| {
+                dnat(&format!("d{n}"), &format!("e{e}"), 80 + u16::from(*port),
+                    &format!("10.0.1.{}", 5 + ip), 80, *t)
+            }).collect();
+            let p = plan(&i);
+            let d = p.desired.clone().unwrap();
+            // Addresses once each.
+            let mut addrs = d.eip_addresses.clone();
+            addrs.dedup();
+            proptest::prop_assert_eq!(addrs.len(), d.eip_addresses.len());
+            // A FIP's EIP carries nothing else; no (EIP, port) twice.
+            let mut fip_eips = HashSet::new();
+            let mut shared_eips = HashSet::new();
+            let mut ports = HashSet::new();
+            for r in &d.ruleset.prerouting {
+                match (r.matches.as_slice(), &r.action) {
+                    ([Match::Daddr(e)], _) => proptest::prop_assert!(fip_eips.insert(*e)),
+                    ([Match::Daddr(e), Match::Dport(l4, port)], _) => {
+                        shared_eips.insert(*e);
+                        proptest::prop_assert!(ports.insert((*e, *l4, *port)));
+                    }
+                    other => proptest::prop_assert!(false, "unexpected rule {:?}", other),
+                }
+            }
+            for r in d.ruleset.postrouting.iter().filter(|r| r.comment.starts_with("snat/")) {
+                if let Action::Snat(e) = r.action {
+                    shared_eips.insert(e);
+                }
+            }
+            proptest::prop_assert!(fip_eips.is_disjoint(&shared_eips));
+            // Every verdict agrees with the table.
+            let planned = p.fips.values().filter(|v| v.planned).count()
+                + p.dnats.values().filter(|v| v.planned).count();
+            proptest::prop_assert_eq!(planned, d.ruleset.prerouting.len());
+            // Input order does not matter.
+            let mut j = i.clone();
+            let k = seed % (j.eips.len() + 1);
+            j.eips.rotate_left(k);
+            j.fips.reverse();
+            j.snats.reverse();
+            let k = seed % (j.dnats.len() + 1);
+            j.dnats.rotate_left(k);
+            proptest::prop_assert_eq!(plan(&j), p);
+        }
+    }
+
     #[test]
     fn nad_references_are_checked() {
         assert!(NadRef::parse("a/b").is_ok());
