@@ -428,12 +428,14 @@ enum Claim<'a> {
     Dnat(&'a IptablesDnatRule, L4, u16, Ipv4Addr, u16),
 }
 
-/// How an EIP is used so far.
+/// What holds an EIP so far. As upstream: one FIP per EIP, and a FIP's EIP takes no SNAT
+/// (both would translate outgoing traffic); DNAT rules share any EIP (a port forward is
+/// matched before the FIP's catch-all), limited only by port clashes.
 enum Use {
-    /// One FIP owns it.
+    /// A FIP.
     Fip(String),
-    /// SNAT and DNAT rules share it.
-    Shared,
+    /// A SNAT rule (the first one).
+    Snat(String),
 }
 
 /// Computes the plan.
@@ -675,7 +677,7 @@ pub fn plan(inputs: &Inputs) -> Plan {
                         format!("{cidr} is already translated by snat {other}"),
                     )
                 } else {
-                    uses.insert(eip, Use::Shared);
+                    uses.entry(eip).or_insert_with(|| Use::Snat(name.clone()));
                     snat_cidrs.insert(cidr, name.clone());
                     snat_post.push((
                         cidr.prefix_len(),
@@ -693,9 +695,7 @@ pub fn plan(inputs: &Inputs) -> Plan {
             }
             Claim::Dnat(dnat, l4, ext_port, internal, int_port) => {
                 let name = dnat.name_any();
-                let v = if let Some(u @ Use::Fip(_)) = uses.get(&eip) {
-                    Verdict::refused("EipInUse", in_use(&eip_name, u))
-                } else if let Some(other) = ports.get(&(eip, l4, ext_port)) {
+                let v = if let Some(other) = ports.get(&(eip, l4, ext_port)) {
                     Verdict::refused(
                         "PortInUse",
                         format!(
@@ -704,7 +704,6 @@ pub fn plan(inputs: &Inputs) -> Plan {
                         ),
                     )
                 } else {
-                    uses.insert(eip, Use::Shared);
                     ports.insert((eip, l4, ext_port), name.clone());
                     dnat_pre.push(Rule {
                         matches: vec![Match::Daddr(eip), Match::Dport(l4, ext_port)],
@@ -732,7 +731,8 @@ pub fn plan(inputs: &Inputs) -> Plan {
     for (name, v) in plan.eips.iter_mut() {
         if let Some(ip) = usable.get(name) {
             let used = kinds.get(ip);
-            v.nat = ["fip", "snat", "dnat"]
+            // Upstream's order and spelling of `status.nat`.
+            v.nat = ["dnat", "fip", "snat"]
                 .into_iter()
                 .filter(|k| used.is_some_and(|u| u.contains(k)))
                 .collect();
@@ -892,10 +892,12 @@ fn qos_rules(inputs: &Inputs, policy: &str, ip: Ipv4Addr) -> Result<Limits, QosP
 
 fn in_use(eip: &str, u: &Use) -> String {
     match u {
-        Use::Fip(f) => format!("IptablesEIP {eip} is bound to fip {f}, which uses it alone"),
-        Use::Shared => format!(
-            "IptablesEIP {eip} is already used by snat/dnat rules; a fip needs an EIP of its own"
+        Use::Fip(f) => format!(
+            "IptablesEIP {eip} is bound to fip {f}: an EIP takes one fip and no snat besides it"
         ),
+        Use::Snat(s) => {
+            format!("IptablesEIP {eip} is used by snat {s}: a fip needs an EIP without snat rules")
+        }
     }
 }
 
@@ -1189,7 +1191,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_fip_after_shared_rules_loses_and_a_shared_eip_takes_snat_and_dnat() {
+    fn a_fip_after_a_snat_loses_and_dnat_shares_with_either() {
         let mut i = inputs();
         i.eips = vec![eip("e1", "192.168.50.10", 1)];
         i.snats = vec![snat("s1", "e1", "10.0.1.0/24", 2)];
@@ -1198,7 +1200,21 @@ pub(crate) mod tests {
         let p = plan(&i);
         assert!(p.snats["s1"].planned && p.dnats["d1"].planned);
         assert_eq!(p.fips["f1"].reason, "EipInUse");
-        assert_eq!(p.eips["e1"].nat, ["snat", "dnat"]);
+        assert!(p.fips["f1"].message.contains("snat s1"));
+        assert_eq!(p.eips["e1"].nat, ["dnat", "snat"]);
+        // A FIP and port forwards on one EIP: the forwards are matched first.
+        let mut i = inputs();
+        i.eips = vec![eip("e1", "192.168.50.10", 1)];
+        i.fips = vec![fip("f1", "e1", "10.0.1.5", 2)];
+        i.dnats = vec![dnat("d1", "e1", 22, "10.0.1.8", 22, 3)];
+        let p = plan(&i);
+        assert!(p.fips["f1"].planned && p.dnats["d1"].planned);
+        assert_eq!(p.eips["e1"].nat, ["dnat", "fip"]);
+        let pre = &p.desired.unwrap().ruleset.prerouting;
+        assert_eq!(
+            (pre[0].comment.as_str(), pre[1].comment.as_str()),
+            ("dnat/d1", "fip/f1")
+        );
     }
 
     #[test]
@@ -1398,15 +1414,19 @@ pub(crate) mod tests {
             let mut addrs = d.eip_addresses.clone();
             addrs.dedup();
             proptest::prop_assert_eq!(addrs.len(), d.eip_addresses.len());
-            // A FIP's EIP carries nothing else; no (EIP, port) twice.
+            // One FIP per EIP, no SNAT on a FIP's EIP; no (EIP, port) twice; forwards first.
             let mut fip_eips = HashSet::new();
-            let mut shared_eips = HashSet::new();
+            let mut snat_eips = HashSet::new();
             let mut ports = HashSet::new();
+            let mut seen_fip = false;
             for r in &d.ruleset.prerouting {
                 match (r.matches.as_slice(), &r.action) {
-                    ([Match::Daddr(e)], _) => proptest::prop_assert!(fip_eips.insert(*e)),
+                    ([Match::Daddr(e)], _) => {
+                        seen_fip = true;
+                        proptest::prop_assert!(fip_eips.insert(*e));
+                    }
                     ([Match::Daddr(e), Match::Dport(l4, port)], _) => {
-                        shared_eips.insert(*e);
+                        proptest::prop_assert!(!seen_fip, "a forward after a fip");
                         proptest::prop_assert!(ports.insert((*e, *l4, *port)));
                     }
                     other => proptest::prop_assert!(false, "unexpected rule {:?}", other),
@@ -1414,10 +1434,10 @@ pub(crate) mod tests {
             }
             for r in d.ruleset.postrouting.iter().filter(|r| r.comment.starts_with("snat/")) {
                 if let Action::Snat(e) = r.action {
-                    shared_eips.insert(e);
+                    snat_eips.insert(e);
                 }
             }
-            proptest::prop_assert!(fip_eips.is_disjoint(&shared_eips));
+            proptest::prop_assert!(fip_eips.is_disjoint(&snat_eips));
             // Every verdict agrees with the table.
             let planned = p.fips.values().filter(|v| v.planned).count()
                 + p.dnats.values().filter(|v| v.planned).count();
