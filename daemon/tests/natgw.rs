@@ -54,6 +54,16 @@ impl TestNs {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+    /// Like [`TestNs::exec`], but a failing command gives an empty answer (for checks that
+    /// wait until something exists).
+    fn try_exec(&self, args: &[&str]) -> String {
+        Command::new("ip")
+            .args(["netns", "exec", &self.0])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
     fn netns(&self) -> Netns {
         Netns::open(&self.path()).unwrap()
     }
@@ -153,14 +163,17 @@ fn until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
 
 const SHORT: Duration = Duration::from_millis(700);
 
-/// The three namespaces of a gateway scenario:
+/// The namespaces of a gateway scenario:
 /// pod (10.77.1.10/24, default via lanIp 10.77.1.254) -- net1 [gw] net2 (198.18.77.2/24)
-/// -- ext (198.18.77.1/24, the external gateway, plus 203.0.113.7/32 behind it).
+/// -- ext (198.18.77.1/24, the external gateway, plus 203.0.113.7/32 behind it); the gateway
+/// also has the primary CNI's eth0 (172.31.0.2/24, its main table's default route via
+/// 172.31.0.1 in `cluster`), which forwarded traffic must never take.
 struct Topology {
     pod: TestNs,
     pod2: TestNs,
     gw: TestNs,
     ext: TestNs,
+    _cluster: TestNs,
 }
 
 impl Topology {
@@ -188,7 +201,18 @@ impl Topology {
         gw.ip("addr add 198.18.77.2/24 dev net2");
         ext.ip("addr add 198.18.77.1/24 dev eth0");
         ext.ip("addr add 203.0.113.7/32 dev lo");
-        Self { pod, pod2, gw, ext }
+        let cluster = TestNs::new("cluster");
+        veth(&gw, "eth0", &cluster, "eth0");
+        gw.ip("addr add 172.31.0.2/24 dev eth0");
+        cluster.ip("addr add 172.31.0.1/24 dev eth0");
+        gw.ip("route add default via 172.31.0.1 dev eth0");
+        Self {
+            pod,
+            pod2,
+            gw,
+            ext,
+            _cluster: cluster,
+        }
     }
 
     fn desired(&self, eips: &[&str], ruleset: Ruleset) -> Desired {
@@ -411,6 +435,13 @@ async fn applied_state_carries_snat_dnat_and_fip_packets_and_reapplies_to_nothin
     };
     let eips = ["198.18.77.10/24", "198.18.77.20/24", "198.18.77.30/24"];
     let desired = t.desired(&eips, ruleset.clone());
+    // Strict reverse-path filtering, as some nodes' sysctls give pods.
+    t.gw.exec(&[
+        "sysctl",
+        "-qw",
+        "net.ipv4.conf.all.rp_filter=1",
+        "net.ipv4.conf.net2.rp_filter=1",
+    ]);
     let first = applier.apply(&desired).await.unwrap();
     assert_eq!(first.addresses, 3);
     assert_eq!(first.routes, 5, "2 policy rules + 3 routes");
@@ -446,14 +477,29 @@ async fn applied_state_carries_snat_dnat_and_fip_packets_and_reapplies_to_nothin
         peer_seen(&t.ext, "198.18.77.30:80", SHORT).unwrap(),
         "198.18.77.1"
     );
-    // The pod's main table is untouched: forwarded traffic uses the gateway's table.
+    // The pod's main table is untouched (its default stays on eth0): forwarded traffic uses
+    // the gateway's table.
     let table =
         t.gw.exec(&["ip", "route", "show", "table", &ROUTE_TABLE.to_string()]);
     assert!(
         table.contains("default via 198.18.77.1 dev net2"),
         "{table}"
     );
-    assert!(!t.gw.exec(&["ip", "route"]).contains("default"));
+    assert!(
+        t.gw.exec(&["ip", "route"])
+            .contains("default via 172.31.0.1 dev eth0")
+    );
+
+    // A client beyond the external gateway (its source routed via eth0 by the main table)
+    // reaches the DNAT even with strict reverse-path filtering configured.
+    t.ext
+        .ip("route replace 198.18.77.0/24 dev eth0 src 203.0.113.7");
+    assert_eq!(
+        peer_seen(&t.ext, "198.18.77.20:8080", SHORT).unwrap(),
+        "203.0.113.7"
+    );
+    t.ext
+        .ip("route replace 198.18.77.0/24 dev eth0 src 198.18.77.1");
 
     // Idempotent: nothing changes the second time.
     let again = applier.apply(&desired).await.unwrap();
@@ -967,7 +1013,7 @@ async fn the_agent_binary_realises_the_objects_reports_them_and_restores_after_a
     set_eip_qos(&client, "eip-dnat", "q1").await;
     set_eip_qos(&client, "eip-fip", "no-such-policy").await;
     until(WAIT, "the QoS limit in the table", || {
-        t.gw.exec(&["nft", "list", "chain", "ip", nft::TABLE, "qos-ingress"])
+        t.gw.try_exec(&["nft", "list", "chain", "ip", nft::TABLE, "qos-ingress"])
             .contains("ip daddr 198.18.77.20 limit rate over 1000000 bytes/second")
     });
     let m = wait_reason::<Eip>(&client, "eip-fip", "QoSPolicyNotFound").await;
@@ -1008,7 +1054,7 @@ async fn the_agent_binary_realises_the_objects_reports_them_and_restores_after_a
     delete::<Dnat>(&client, "dnat1").await;
     wait_reason::<Dnat>(&client, "dnat2-clash", "Applied").await;
     until(WAIT, "port 8080 forwarded to the other pod", || {
-        t.gw.exec(&["nft", "list", "chain", "ip", nft::TABLE, "prerouting"])
+        t.gw.try_exec(&["nft", "list", "chain", "ip", nft::TABLE, "prerouting"])
             .contains("dnat to 10.77.1.11:80")
     });
     assert_eq!(

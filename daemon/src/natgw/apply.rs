@@ -57,8 +57,8 @@ pub enum ApplyError {
     /// The NAT transaction failed (nothing of it applied).
     #[error(transparent)]
     Nft(#[from] NftError),
-    /// Enabling forwarding failed.
-    #[error("enabling IPv4 forwarding in {netns}: {source}")]
+    /// Enabling forwarding (or loosening rp_filter) failed.
+    #[error("enabling IPv4 forwarding / loose rp_filter in {netns}: {source}")]
     Forwarding {
         /// The namespace.
         netns: String,
@@ -112,7 +112,7 @@ impl Applier {
         let mut done = Applied::default();
         let lan = self.link(&desired.lan_interface, "LAN").await?;
         let ext = self.link(&desired.external_interface, "external").await?;
-        self.forwarding()?;
+        self.forwarding([&desired.lan_interface, &desired.external_interface])?;
         done.addresses = self.addresses(ext, desired).await?;
         done.routes = self.rules(desired).await? + self.routes(lan, ext, desired).await?;
         let nft_start = Instant::now();
@@ -166,14 +166,43 @@ impl Applier {
         Ok(index)
     }
 
-    fn forwarding(&self) -> Result<(), ApplyError> {
-        const PATH: &str = "/proc/sys/net/ipv4/ip_forward";
+    /// IPv4 forwarding on, and reverse-path filtering of both legs at most loose.
+    ///
+    /// Why rp_filter: traffic to an EIP comes from anywhere, but the main table routes
+    /// "anywhere" through the pod's eth0 (the primary CNI's default route, which stays), and the
+    /// kernel's reverse-path check does not see our `iif` policy rules; in strict mode (1) it
+    /// would drop every DNAT/FIP connection from outside the external subnet. Loose mode (2)
+    /// only asks that the source be routable at all. An interface already at 0 or 2 is left.
+    fn forwarding(&self, legs: [&str; 2]) -> Result<(), ApplyError> {
         let netns = self.netns.path().display().to_string();
+        let settings = [
+            ("/proc/sys/net/ipv4/ip_forward".to_owned(), "1", None),
+            (
+                format!("/proc/sys/net/ipv4/conf/{}/rp_filter", legs[0]),
+                "2",
+                Some("1"),
+            ),
+            (
+                format!("/proc/sys/net/ipv4/conf/{}/rp_filter", legs[1]),
+                "2",
+                Some("1"),
+            ),
+        ];
         // /proc/sys/net answers for the namespace of the thread that opens it.
         self.netns
-            .run(|| match std::fs::read_to_string(PATH) {
-                Ok(v) if v.trim() == "1" => Ok(()),
-                _ => std::fs::write(PATH, "1"),
+            .run(move || {
+                for (path, want, only_from) in &settings {
+                    let have = std::fs::read_to_string(path).unwrap_or_default();
+                    let have = have.trim();
+                    let change = match only_from {
+                        Some(from) => have == *from,
+                        None => have != *want,
+                    };
+                    if change {
+                        std::fs::write(path, want)?;
+                    }
+                }
+                Ok(())
             })?
             .map_err(|source| ApplyError::Forwarding { netns, source })
     }
