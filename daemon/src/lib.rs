@@ -3,8 +3,8 @@
 //! Initialises the node's Open vSwitch (`br-int` and the `Open_vSwitch` external_ids that
 //! ovn-controller reads), serves the CNI plugin over gRPC on a unix socket, serves Prometheus
 //! metrics of every CNI operation and the phases of ADD on `--metrics-addr`, and removes the
-//! ports of pods that are gone (a periodic sweep). The VPC NAT gateway agent that DESIGN §4
-//! places here is not written yet: `VpcNatGateway` is handled by the controller alone.
+//! ports of pods that are gone (a periodic sweep). The same binary runs the VPC NAT gateway
+//! agent inside a gateway pod (`kube-ovn-daemon nat-gateway`, module [`natgw`]).
 //!
 //! One ADD, module by module:
 //! 1. [`server`] receives the request (the API is [`cni::api`]) and checks it;
@@ -27,6 +27,7 @@ pub mod error;
 pub mod interface;
 pub mod metrics;
 pub mod naming;
+pub mod natgw;
 pub mod netns;
 pub mod options;
 pub mod ovs;

@@ -6,6 +6,10 @@ use anyhow::Context;
 use clap::Parser;
 use crds::admin;
 use daemon::metrics::Metrics;
+use daemon::natgw::{
+    self,
+    agent::{AgentOptions, ReadyOptions},
+};
 use daemon::options::{Options, translate_upstream_flags};
 use daemon::ovs::{self, NodeConfig};
 use daemon::pods::KubePods;
@@ -15,6 +19,23 @@ use daemon::uninstall;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The NAT gateway agent and its readiness probe share the binary (and the image).
+    match std::env::args_os()
+        .nth(1)
+        .and_then(|a| a.into_string().ok())
+        .as_deref()
+    {
+        Some("nat-gateway") => return nat_gateway().await,
+        Some("nat-gateway-ready") => {
+            let opts = ReadyOptions::parse_from(std::env::args_os().skip(1));
+            std::process::exit(if natgw::agent::is_ready(&opts.ready_file) {
+                0
+            } else {
+                1
+            });
+        }
+        _ => {}
+    }
     // Upstream's flags (copied manifests) are renamed, dropped with a warning, or refused.
     let translated = match translate_upstream_flags(std::env::args_os()) {
         Ok(t) => t,
@@ -282,4 +303,22 @@ async fn tunnel_endpoint(
         }
     }
     Ok((encap_ip, record))
+}
+
+/// `kube-ovn-daemon nat-gateway`: the VPC NAT gateway agent, until SIGTERM or SIGINT.
+async fn nat_gateway() -> anyhow::Result<()> {
+    let opts = AgentOptions::parse_from(std::env::args_os().skip(1));
+    admin::init_logging(opts.log_json);
+    let client = admin::kube_client(opts.kubeconfig.as_deref()).await?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    };
+    natgw::agent::run(client, &opts, shutdown)
+        .await
+        .with_context(|| format!("NAT gateway agent for VpcNatGateway {}", opts.gateway))
 }

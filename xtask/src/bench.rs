@@ -7,6 +7,13 @@
 //! floor script doing the same with `ip` + `ovs-vsctl` (`daemon/benches/floor.sh`). The driver is
 //! `daemon/examples/bench_cni.rs`, built in release mode; it prints a Markdown table. Needs root.
 //!
+//! `natgw`: the NAT gateway agent with 1,000 DNAT rules and 1,000 FIPs in scratch namespaces:
+//! the nf_tables transaction, the whole apply (cold = a restarted pod, steady), against one
+//! `iptables` process per rule (upstream's way) in the same run; `--api` adds the time from the
+//! last object created to every status Ready on a real API server, and a restart's restore
+//! time. The driver is `daemon/examples/bench_natgw.rs`, built in release mode; it prints a
+//! Markdown table. Needs root.
+//!
 //! `startup`: a pod's start on a real node with and without one kube-ovn attachment (L3: the
 //! chart on a real kubelet with containerd and Multus); the driver is
 //! `e2e/examples/bench_startup.rs`; it prints a Markdown table. Needs root.
@@ -41,6 +48,22 @@ enum Target {
         #[arg(long, default_value_t = 20)]
         concurrency: usize,
     },
+    /// NAT gateway agent: N DNAT rules + N FIPs in one nf_tables transaction vs one iptables
+    /// process per rule; `--api` for create -> Ready and restart through a real API server.
+    Natgw {
+        /// DNAT rules.
+        #[arg(long, default_value_t = 1000)]
+        dnats: usize,
+        /// FIPs.
+        #[arg(long, default_value_t = 1000)]
+        fips: usize,
+        /// Also measure through a real API server (L2 control plane).
+        #[arg(long)]
+        api: bool,
+        /// Leave out the upstream (iptables per rule) comparison.
+        #[arg(long)]
+        skip_upstream: bool,
+    },
     /// Pod start on a real node (L3, the chart, real Multus): N pods created at once with one
     /// kube-ovn attachment vs N without (p50/p99 create -> Ready, the attachment's overhead).
     Startup {
@@ -69,6 +92,12 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
             create_concurrency,
         } => controller(root, pods, *create_concurrency),
         Target::Startup { pods } => startup(root, *pods),
+        Target::Natgw {
+            dnats,
+            fips,
+            api,
+            skip_upstream,
+        } => natgw(root, *dnats, *fips, *api, *skip_upstream),
     }
 }
 
@@ -162,6 +191,47 @@ fn controller(root: &Path, pods: &[usize], create_concurrency: usize) -> anyhow:
         .arg(&binary);
     for n in pods {
         run.args(["--pods", &n.to_string()]);
+    }
+    cmd::run(&mut run)
+}
+
+fn natgw(
+    root: &Path,
+    dnats: usize,
+    fips: usize,
+    api: bool,
+    skip_upstream: bool,
+) -> anyhow::Result<()> {
+    if cmd::output_ok(Command::new("id").arg("-u"))
+        .as_deref()
+        .map(str::trim)
+        != Some("0")
+    {
+        bail!(
+            "`cargo xtask bench natgw` creates network namespaces and nf_tables rules: run it as root"
+        );
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut run = Command::new(cargo);
+    run.current_dir(root).args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "daemon",
+        "--example",
+        "bench_natgw",
+        "--",
+        "--dnats",
+        &dnats.to_string(),
+        "--fips",
+        &fips.to_string(),
+    ]);
+    if api {
+        run.arg("--api");
+    }
+    if skip_upstream {
+        run.arg("--skip-upstream");
     }
     cmd::run(&mut run)
 }
