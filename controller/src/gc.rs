@@ -75,6 +75,7 @@ pub async fn release_unwanted(
         .collect();
     for key in had.into_iter().filter(|k| !wanted.contains(k)) {
         tracing::info!(%key, "attachment removed from the pod; releasing it");
+        let _lock = ctx.attachment_locks.lock(&key).await;
         ip::release(ctx, &key).await?;
     }
     Ok(())

@@ -367,6 +367,10 @@ pub async fn reconcile(ip: Arc<PartialObjectMeta<IP>>, ctx: Arc<Context>) -> Res
 /// the next pod while this one uses it); otherwise the attachment is released. Then the
 /// finalizer goes. Run by [`reconcile`], and by the GC as its retry.
 pub async fn handle_deletion(ctx: &Context, name: &str) -> Result<(), Error> {
+    // Under the attachment's lock, and the record read under it: a record of the same name
+    // written meanwhile (the pod recreated under its name, allocated again) is the one read,
+    // and this one's cleanup cannot free that one's address or delete its port.
+    let _lock = ctx.attachment_locks.lock(name).await;
     let api: Api<IP> = Api::all(ctx.client.clone());
     let Some(ip) = api.get_opt(name).await? else {
         return Ok(());
