@@ -29,6 +29,8 @@ const APT_PACKAGES: &[&str] = &[
     "containernetworking-plugins",
     // Real nodes (L3): the fence around node namespaces, and kube-proxy's iptables mode.
     "iptables",
+    // The NAT-gateway agent's tests read its nf_tables ruleset back with `nft`.
+    "nftables",
     // The OCI archive test: containerd (with runc) imports and runs an image we write.
     "containerd",
 ];
