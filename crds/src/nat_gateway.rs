@@ -38,7 +38,8 @@ pub struct VpcNatGatewaySpec {
     /// Subnet of the LAN leg.
     #[schemars(length(min = 1))]
     pub subnet: String,
-    /// External subnets (WAN legs).
+    /// External networks (WAN legs): the NAD `name` in kube-system or `namespace/name`; its
+    /// Subnet has the NAD's name. Only the first is used; empty: `ovn-vpc-external-network`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub external_subnets: Vec<String>,
     /// Address of the LAN leg inside `subnet`; the VPC routes through it.
@@ -105,7 +106,15 @@ impl Validate for VpcNatGatewaySpec {
             validation::ip("spec.lanIp", ip)?;
         }
         for (i, s) in self.external_subnets.iter().enumerate() {
-            validation::dns1123_subdomain(&format!("spec.externalSubnets[{i}]"), s)?;
+            // `name` (in kube-system) or `namespace/name` of the external NAD.
+            let field = format!("spec.externalSubnets[{i}]");
+            match s.split_once('/') {
+                Some((ns, name)) => {
+                    validation::dns1123_subdomain(&field, ns)?;
+                    validation::dns1123_subdomain(&field, name)?;
+                }
+                None => validation::dns1123_subdomain(&field, s)?,
+            }
         }
         for (i, r) in self.routes.iter().enumerate() {
             validation::cidr(&format!("spec.routes[{i}].cidr"), &r.cidr)?;
