@@ -383,16 +383,23 @@ pub fn external_subnet_of(eip: &IptablesEIP, gateway: Option<&VpcNatGateway>) ->
 }
 
 /// The allocator records of the EIPs' addresses, for the rebuild at start: every EIP with a
-/// `spec.v4ip` whose gateway exists, oldest first (of two EIPs claiming one address the older
-/// keeps it, as [`crds::iptables::problems`] decides).
+/// `spec.v4ip` whose gateway exists and that is not refused (a refused EIP holds no address),
+/// those accepted (`Validated` true) first, then the oldest: of two claiming one address, the
+/// one that held it keeps it, as [`crds::iptables::problems`] decides.
 pub fn eip_records(
     eips: &[Arc<IptablesEIP>],
     gateways: &[Arc<VpcNatGateway>],
 ) -> Vec<ipam::Record> {
-    let mut eips: Vec<&Arc<IptablesEIP>> =
-        eips.iter().filter(|e| !e.spec.v4ip.is_empty()).collect();
+    let validated = |e: &IptablesEIP| {
+        find_condition(e.conditions(), VALIDATED).map(|c| c.status == crds::ConditionStatus::True)
+    };
+    let mut eips: Vec<&Arc<IptablesEIP>> = eips
+        .iter()
+        .filter(|e| !e.spec.v4ip.is_empty() && validated(e) != Some(false))
+        .collect();
     eips.sort_by_key(|e| {
         (
+            validated(e) != Some(true),
             e.meta().creation_timestamp.as_ref().map(|t| t.0),
             e.name_any(),
         )

@@ -393,14 +393,20 @@ pub struct NatObjects<'a> {
     pub gateways: &'a std::collections::BTreeSet<String>,
 }
 
-/// Who wins a contest between two objects: the older one (`creationTimestamp`), then the kind
-/// (FIP before SNAT before DNAT), then the name. Total and the same wherever it is computed, so
-/// every reconcile and every replica agrees on the winner.
-type Seniority = (Option<k8s_openapi::jiff::Timestamp>, NatKind, String);
+/// Who wins a contest between two objects: the older one (`creationTimestamp`, which has
+/// whole seconds), then among those of the same second the one already accepted (`Validated`
+/// true, also while an edit of it is being checked: a newcomer never takes a working object's
+/// claim), then the
+/// kind (FIP before SNAT before DNAT), then the name. Total and computed from the objects alone,
+/// so every reconcile and every replica agrees on the winner.
+type Seniority = (Option<k8s_openapi::jiff::Timestamp>, bool, NatKind, String);
 
-fn seniority(meta: &kube::api::ObjectMeta, kind: NatKind) -> Seniority {
+fn seniority(meta: &kube::api::ObjectMeta, conditions: &[Condition], kind: NatKind) -> Seniority {
+    let accepted = crate::condition::find_condition(conditions, crate::condition::VALIDATED)
+        .is_some_and(|c| c.status == crate::ConditionStatus::True);
     (
         meta.creation_timestamp.as_ref().map(|t| t.0),
+        !accepted,
         kind,
         meta.name.clone().unwrap_or_default(),
     )
@@ -431,7 +437,10 @@ pub fn problems(all: NatObjects<'_>) -> std::collections::BTreeMap<(NatKind, Str
     // EIPs: spec, gateway, static address contests (per external subnet as written, since the
     // default external subnet is the gateway's, also compare by gateway).
     let mut eips: Vec<&IptablesEIP> = all.eips.iter().map(AsRef::as_ref).collect();
-    eips.sort_by_key(|e| seniority(&e.metadata, NatKind::Eip));
+    eips.sort_by_key(|e| {
+        let conditions = e.status.as_ref().map_or(&[][..], |s| &s.conditions);
+        seniority(&e.metadata, conditions, NatKind::Eip)
+    });
     let mut addresses: HashMap<&str, String> = HashMap::new();
     for e in &eips {
         let n = name(&e.metadata);
@@ -538,7 +547,11 @@ pub fn problems(all: NatObjects<'_>) -> std::collections::BTreeMap<(NatKind, Str
             &f.spec.eip,
         ) {
             claims.push(Claim {
-                seniority: seniority(&f.metadata, NatKind::Fip),
+                seniority: seniority(
+                    &f.metadata,
+                    f.status.as_ref().map_or(&[][..], |st| &st.conditions),
+                    NatKind::Fip,
+                ),
                 eip: &f.spec.eip,
                 dnat: None,
             });
@@ -553,7 +566,11 @@ pub fn problems(all: NatObjects<'_>) -> std::collections::BTreeMap<(NatKind, Str
             &s.spec.eip,
         ) {
             claims.push(Claim {
-                seniority: seniority(&s.metadata, NatKind::Snat),
+                seniority: seniority(
+                    &s.metadata,
+                    s.status.as_ref().map_or(&[][..], |st| &st.conditions),
+                    NatKind::Snat,
+                ),
                 eip: &s.spec.eip,
                 dnat: None,
             });
@@ -568,7 +585,11 @@ pub fn problems(all: NatObjects<'_>) -> std::collections::BTreeMap<(NatKind, Str
             &d.spec.eip,
         ) {
             claims.push(Claim {
-                seniority: seniority(&d.metadata, NatKind::Dnat),
+                seniority: seniority(
+                    &d.metadata,
+                    d.status.as_ref().map_or(&[][..], |st| &st.conditions),
+                    NatKind::Dnat,
+                ),
                 eip: &d.spec.eip,
                 dnat: Some((d.spec.protocol.unwrap_or_default(), &d.spec.external_port)),
             });
@@ -579,7 +600,7 @@ pub fn problems(all: NatObjects<'_>) -> std::collections::BTreeMap<(NatKind, Str
     let mut accepted: HashMap<&str, Vec<(NatKind, String)>> = HashMap::new();
     let mut ports: HashMap<(&str, NatProtocol, u16), String> = HashMap::new();
     for c in &claims {
-        let (_, kind, n) = &c.seniority;
+        let (_, _, kind, n) = &c.seniority;
         let shown = format!("{} {n}", kind.kind());
         let held = accepted.entry(c.eip).or_default();
         let fip_holder = held.iter().find(|(k, _)| *k == NatKind::Fip);
@@ -763,6 +784,36 @@ mod tests {
         // Same second: the name decides, the same way every time.
         s.fips = vec![fip("b", "e1", 3), fip("a", "e1", 3)];
         assert_eq!(s.reasons(), vec![r(NatKind::Fip, "b", REASON_EIP_IN_USE)]);
+    }
+
+    #[test]
+    fn in_one_second_an_accepted_object_keeps_its_claim() {
+        let mut s = Set::new();
+        let mut working = (*eip("static", "gw", "172.18.0.50", 7)).clone();
+        working.metadata.generation = Some(1);
+        working.status = Some(IptablesEIPStatus {
+            conditions: vec![Condition::new(
+                crate::condition::VALIDATED,
+                crate::ConditionStatus::True,
+                "Validated",
+                "",
+                Some(1),
+            )],
+            ..Default::default()
+        });
+        s.eips.push(Arc::new(working));
+        s.eips.push(eip("copycat", "gw", "172.18.0.50", 7));
+        assert_eq!(
+            s.reasons(),
+            vec![r(NatKind::Eip, "copycat", REASON_ADDRESS_CONFLICT)]
+        );
+        // An older object still wins over an accepted younger one.
+        s.eips.push(eip("elder", "gw", "172.18.0.50", 6));
+        let got = s.reasons();
+        assert!(
+            got.contains(&r(NatKind::Eip, "static", REASON_ADDRESS_CONFLICT)),
+            "{got:?}"
+        );
     }
 
     #[test]
