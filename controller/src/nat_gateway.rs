@@ -666,12 +666,14 @@ mod tests {
     }
 
     /// The manual's network and gateway, plus the external network.
-    fn manual() -> (
+    type Cluster = (
         VpcNatGateway,
         Vec<Arc<NetworkAttachmentDefinition>>,
         Vec<Arc<Subnet>>,
         Vec<Arc<Vpc>>,
-    ) {
+    );
+
+    fn manual() -> Cluster {
         let mut gw = VpcNatGateway::new(
             "vpc-nat-gw",
             crds::VpcNatGatewaySpec {

@@ -170,13 +170,11 @@ where
     (reader, drive)
 }
 
+/// A task feeding a cache.
+pub type CacheTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// The caches and the tasks that feed them (to be spawned by the caller).
-pub fn caches(
-    client: &kube::Client,
-) -> (
-    NatCaches,
-    Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
-) {
+pub fn caches(client: &kube::Client) -> (NatCaches, Vec<CacheTask>) {
     let touched = tokio::sync::broadcast::Sender::new(1024);
     let version = Arc::new(AtomicU64::new(0));
     let (gateways, g) = watch_into(

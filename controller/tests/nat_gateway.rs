@@ -359,7 +359,7 @@ async fn the_manuals_gateway_runs_admitted_and_routes_once_ready() {
         sets.get_opt("vpc-nat-gw-vpc-nat-gw")
             .await
             .unwrap()
-            .map_or(true, |s| s.metadata.deletion_timestamp.is_some())
+            .is_none_or(|s| s.metadata.deletion_timestamp.is_some())
     );
     tokio::time::timeout(
         WAIT,

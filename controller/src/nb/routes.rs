@@ -215,6 +215,7 @@ pub const DEFAULT_ROUTE_V4: &str = "0.0.0.0/0";
 /// Whether the router of `vpc` has an IPv4 default route in its main table that is not a
 /// gateway's managed one (a Vpc spec route, or a row someone else wrote): such a route wins
 /// over a gateway's.
+#[allow(clippy::result_large_err)] // The NbError every function of nb returns (async ones too).
 pub fn has_own_default_route(nb: &Nb, vpc: &str) -> Result<bool, NbError> {
     let r = nb.replica();
     let read = |what: &str| db(format!("reading {what} of router {vpc}"));
