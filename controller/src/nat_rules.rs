@@ -506,6 +506,9 @@ where
 /// alter one triggers a reconcile).
 const RECHECK: Duration = Duration::from_secs(300);
 
+/// How soon a refused EIP is looked at again.
+const RETRY_REFUSED: Duration = Duration::from_secs(30);
+
 /// Reconciles one FIP, SNAT or DNAT rule: its `Validated` condition.
 pub async fn reconcile_rule<K>(rule: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error>
 where
@@ -542,9 +545,23 @@ async fn apply_eip(eip: &IptablesEIP, ctx: &Context) -> Result<Action, Error> {
             tracing::info!(eip = %name, "refused EIP's address released");
         }
         report_validated(ctx, eip, Some((reason, msg)), String::new()).await?;
-        Ok(Action::requeue(RECHECK))
+        // A missing network or a full subnet may change without any NAT object changing.
+        Ok(Action::requeue(RETRY_REFUSED))
     };
     if let Some(p) = verdicts.get(&(NatKind::Eip, name.clone())) {
+        // The gateway's cache may trail this EIP's by a moment (both created together): a
+        // static address is not let go, nor a Warning published, for a gateway that exists.
+        if p.reason == crds::iptables::REASON_GATEWAY_NOT_FOUND
+            && Api::<VpcNatGateway>::all(ctx.client.clone())
+                .get_opt(&eip.spec.nat_gw_dp)
+                .await?
+                .is_some_and(|g| g.meta().deletion_timestamp.is_none())
+        {
+            return Err(Error::NotReady(format!(
+                "IptablesEIP {name}: VpcNatGateway {} is not in the cache yet",
+                eip.spec.nat_gw_dp
+            )));
+        }
         return refuse(p.reason, p.message.clone()).await;
     }
     let gateway = ctx.nat.gateways.get(&ObjectRef::new(&eip.spec.nat_gw_dp));
@@ -581,7 +598,7 @@ async fn apply_eip(eip: &IptablesEIP, ctx: &Context) -> Result<Action, Error> {
         request = request.with_ips([ipam::IpRequest::bare(ip)]);
     }
     let existed = ctx.ipam.get(&key).is_some();
-    let lease = match ctx.ipam.allocate(&subnet, &key, &request) {
+    let lease = match allocate_avoiding_static_requests(ctx, eip, &subnet, &key, &request) {
         Ok(l) => l,
         Err(e) => {
             let reason = if wanted.is_some() {
@@ -638,6 +655,42 @@ async fn apply_eip(eip: &IptablesEIP, ctx: &Context) -> Result<Action, Error> {
     )
     .await?;
     Ok(Action::requeue(RECHECK))
+}
+
+/// How many fresh picks a dynamic EIP gets before it takes an address another EIP asks for.
+const MAX_PICKS: usize = 16;
+
+/// Allocates for `eip`; a dynamic pick that another EIP asks for as its static `spec.v4ip`
+/// (created at the same moment and not reserved yet) is put back and picked again, so a
+/// user's static address is not taken by a neighbour's dynamic one.
+fn allocate_avoiding_static_requests(
+    ctx: &Context,
+    eip: &IptablesEIP,
+    subnet: &str,
+    key: &str,
+    request: &ipam::Request,
+) -> Result<ipam::Lease, ipam::Error> {
+    let held = ctx.ipam.get(key).is_some();
+    let wanted_by_others: BTreeSet<std::net::IpAddr> = ctx
+        .nat
+        .eips
+        .state()
+        .iter()
+        .filter(|o| o.name_any() != eip.name_any())
+        .filter_map(|o| o.spec.v4ip.parse().ok())
+        .collect();
+    let mut lease = ctx.ipam.allocate(subnet, key, request)?;
+    if held || !eip.spec.v4ip.is_empty() {
+        return Ok(lease);
+    }
+    for _ in 0..MAX_PICKS {
+        if !lease.ips().iter().any(|ip| wanted_by_others.contains(ip)) {
+            break;
+        }
+        ctx.ipam.release(key);
+        lease = ctx.ipam.allocate(subnet, key, request)?;
+    }
+    Ok(lease)
 }
 
 async fn cleanup_eip(eip: &IptablesEIP, ctx: &Context) -> Result<Action, Error> {

@@ -471,6 +471,17 @@ fn nat_controllers(
             .map(|g| ObjectRef::from(g.as_ref()))
             .collect::<Vec<_>>()
     };
+    // A Subnet appearing or changing (the LAN one, the external one) re-checks its gateways.
+    let gateway_store = ctx.nat.gateways.clone();
+    let by_subnet = move |s: Arc<Subnet>| {
+        let name = s.name_any();
+        gateway_store
+            .state()
+            .iter()
+            .filter(|g| g.spec.subnet == name || nat_gateway::external_network(&g.spec).1 == name)
+            .map(|g| ObjectRef::from(g.as_ref()))
+            .collect::<Vec<_>>()
+    };
     let gateways = reconciler::run(
         Controller::new(
             Api::<VpcNatGateway>::all(client.clone()),
@@ -489,7 +500,11 @@ fn nat_controllers(
                     .map(|g| ObjectRef::new(g))
             },
         )
-        .watches_shared_stream(spec_changes(&ctx.vpc_changes, ctx.vpcs.clone()), by_vpc),
+        .watches_shared_stream(spec_changes(&ctx.vpc_changes, ctx.vpcs.clone()), by_vpc)
+        .watches_shared_stream(
+            spec_changes(&ctx.subnet_changes, ctx.subnets.clone()),
+            by_subnet,
+        ),
         "vpc-nat-gateway",
         nat_gateway::reconcile,
         ctx.clone(),
