@@ -129,3 +129,25 @@ impl Validate for VpcNatGateway {
         crate::validate_object("VpcNatGateway", &self.metadata, &self.spec)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_subnets_are_a_name_or_namespace_and_name() {
+        let spec = |ext: &str| VpcNatGatewaySpec {
+            vpc: "v".into(),
+            subnet: "s".into(),
+            external_subnets: vec![ext.into()],
+            ..Default::default()
+        };
+        for ok in ["ovn-vpc-external-network", "net/ext"] {
+            assert!(spec(ok).validate().is_ok(), "{ok}");
+        }
+        for bad in ["Net/ext", "net/", "/ext", "a/b/c", "UPPER"] {
+            let err = spec(bad).validate().unwrap_err().to_string();
+            assert!(err.contains("spec.externalSubnets[0]"), "{bad}: {err}");
+        }
+    }
+}
