@@ -700,3 +700,66 @@ async fn cleanup_eip(eip: &IptablesEIP, ctx: &Context) -> Result<Action, Error> 
     }
     Ok(Action::await_change())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eip(name: &str, v4ip: &str, second: i64, validated: Option<bool>) -> Arc<IptablesEIP> {
+        let mut e = IptablesEIP::new(
+            name,
+            crds::IptablesEIPSpec {
+                nat_gw_dp: "gw".into(),
+                v4ip: v4ip.into(),
+                ..Default::default()
+            },
+        );
+        e.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(second).unwrap(),
+        ));
+        if let Some(ok) = validated {
+            let mut status = crds::IptablesEIPStatus::default();
+            status
+                .conditions
+                .push(status::condition(VALIDATED, ok, "x", "", None));
+            e.status = Some(status);
+        }
+        Arc::new(e)
+    }
+
+    #[test]
+    fn eip_keys_never_look_like_an_ip_record() {
+        let key = eip_key("e1");
+        assert!(is_eip_key(&key));
+        assert!(!is_eip_key(&crds::naming::lsp_name(
+            "p",
+            "ns",
+            "net.ns.ovn"
+        )));
+        // IP CR names are DNS subdomains: no '/'.
+        assert!(key.contains('/'));
+    }
+
+    #[test]
+    fn the_rebuild_loads_accepted_eips_first_and_skips_refused_and_orphaned_ones() {
+        let gw = Arc::new(VpcNatGateway::new("gw", crds::VpcNatGatewaySpec::default()));
+        let eips = [
+            eip("a-copycat", "172.18.0.50", 1, None),
+            eip("z-holder", "172.18.0.50", 1, Some(true)),
+            eip("refused", "172.18.0.51", 0, Some(false)),
+            eip("dynamic-not-yet", "", 0, None),
+        ];
+        let mut orphan = (*eip("orphan", "172.18.0.52", 0, Some(true))).clone();
+        orphan.spec.nat_gw_dp = "gone".into();
+        let mut all = eips.to_vec();
+        all.push(Arc::new(orphan));
+        let records = eip_records(&all, &[gw]);
+        let keys: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, [eip_key("z-holder"), eip_key("a-copycat")]);
+        assert!(
+            records
+                .iter()
+                .all(|r| r.subnet == "ovn-vpc-external-network")
+        );
+    }
+}
