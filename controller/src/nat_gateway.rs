@@ -384,9 +384,20 @@ fn other_lan_keys(ctx: &Context, gw: &str, keep: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-/// Reserves `lanIp` under the pod's LAN key and records it; `Err(Some(refusal))` when the
-/// address is taken, `Err(None)` with the error for anything to retry.
-async fn reserve_lan_ip(ctx: &Context, gw: &str, plan: &Plan) -> Result<Option<Refusal>, Error> {
+/// What [`reserve_lan_ip`] found.
+enum LanIp {
+    /// Held (and recorded) before.
+    Held,
+    /// Newly reserved: its IP CR is to be written once the StatefulSet exists (the GC keeps a
+    /// StatefulSet pod's record only while its StatefulSet wants the pod).
+    Reserved(crds::IPSpec),
+    /// Taken or excluded.
+    Refused(Refusal),
+}
+
+/// Reserves `lanIp` in the allocator under the pod's LAN key (the caller holds the key in
+/// [`Context::pending_ips`] until the record is written).
+async fn reserve_lan_ip(ctx: &Context, gw: &str, plan: &Plan) -> Result<LanIp, Error> {
     let key = lan_key(gw, plan);
     for old in other_lan_keys(ctx, gw, Some(&key)) {
         tracing::info!(gateway = %gw, key = %old, "gateway's LAN attachment moved; releasing the old one");
@@ -404,14 +415,16 @@ async fn reserve_lan_ip(ctx: &Context, gw: &str, plan: &Plan) -> Result<Option<R
             plan.lan_subnet
         )));
     }
+    // Recorded before (by us, or by the pod controller with the node; at start the lease was
+    // rebuilt from that record): as is.
     let existed = ctx.ipam.get(&key).is_some();
-    let _recording = ctx.pending_ips.hold(&key);
     let request = ipam::Request::random().with_ips([ipam::IpRequest::bare(plan.lan_ip)]);
     let lease = match ctx.ipam.allocate(&plan.lan_subnet, &key, &request) {
+        Ok(_) if existed => return Ok(LanIp::Held),
         Ok(l) => l,
         Err(e) => {
             tracing::debug!(gateway = %gw, error = %e, "lanIp not reserved");
-            return Ok(Some(refusal(
+            return Ok(LanIp::Refused(refusal(
                 "LanIpInUse",
                 format!(
                     "spec.lanIp {} cannot be reserved in Subnet {}: it is in use or excluded",
@@ -434,19 +447,11 @@ async fn reserve_lan_ip(ctx: &Context, gw: &str, plan: &Plan) -> Result<Option<R
             ..Default::default()
         },
     ]);
-    let spec = crate::ip::spec_for(&pod, &plan.lan_subnet, &lease);
-    if existed {
-        // Recorded before (by us, or by the pod controller with the node; at start the lease
-        // was rebuilt from that record): as is.
-        return Ok(None);
-    }
-    if let Err(e) = crate::ip::write(ctx, &key, spec, existed).await {
-        if !existed {
-            ctx.ipam.release(&key);
-        }
-        return Err(e.into());
-    }
-    Ok(None)
+    Ok(LanIp::Reserved(crate::ip::spec_for(
+        &pod,
+        &plan.lan_subnet,
+        &lease,
+    )))
 }
 
 /// Whether the Vpc's spec has its own IPv4 default route (main table, by destination).
@@ -546,24 +551,53 @@ async fn apply(gw: &VpcNatGateway, ctx: &Context) -> Result<Action, Error> {
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
     };
-    if let Some(r) = reserve_lan_ip(ctx, &name, &plan).await? {
-        let ready = (
-            false,
-            r.0.as_str(),
-            format!("VpcNatGateway {name}: {}", r.1),
-        );
-        report(ctx, gw, Err(&r), ready).await?;
-        return Ok(Action::requeue(Duration::from_secs(30)));
+    let key = lan_key(&name, &plan);
+    // From the reservation until its record is written: the GC leaves the lease alone.
+    let _recording = ctx.pending_ips.hold(&key);
+    let record = match reserve_lan_ip(ctx, &name, &plan).await? {
+        LanIp::Refused(r) => {
+            let ready = (
+                false,
+                r.0.as_str(),
+                format!("VpcNatGateway {name}: {}", r.1),
+            );
+            report(ctx, gw, Err(&r), ready).await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+        LanIp::Held => None,
+        LanIp::Reserved(spec) => Some(spec),
+    };
+    let applied = match statefulset(gw, &plan, &ctx.nat_gateway_image) {
+        Ok(sts) => {
+            let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), NAMESPACE);
+            sets.patch(
+                &statefulset_name(&name),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&sts),
+            )
+            .await
+            .map_err(Error::from)
+        }
+        Err(e) => Err(Error::Invalid(format!(
+            "StatefulSet of VpcNatGateway {name}: {e}"
+        ))),
+    };
+    match (record, applied) {
+        (Some(spec), Ok(_)) => {
+            // A failed write keeps the lease: the next reconcile finds it held, and the pod
+            // controller records it when the pod attaches (or the GC takes it back if none
+            // ever does).
+            crate::ip::write(ctx, &key, spec, false).await?;
+        }
+        (Some(_), Err(e)) => {
+            // Nothing half done: no StatefulSet, no address kept.
+            ctx.ipam.release(&key);
+            return Err(e);
+        }
+        (None, applied) => {
+            applied?;
+        }
     }
-    let sts = statefulset(gw, &plan, &ctx.nat_gateway_image)
-        .map_err(|e| Error::Invalid(format!("StatefulSet of VpcNatGateway {name}: {e}")))?;
-    let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), NAMESPACE);
-    sets.patch(
-        &statefulset_name(&name),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&sts),
-    )
-    .await?;
     let ready = pod_ready(ctx, &name).await?;
     let vpc = ctx.vpcs.get(&ObjectRef::new(&plan.vpc));
     let own_route = vpc.as_deref().is_some_and(spec_default_route)

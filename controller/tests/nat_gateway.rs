@@ -336,6 +336,32 @@ async fn the_manuals_gateway_runs_admitted_and_routes_once_ready() {
     .await;
     assert_eq!(managed_routes(&nb_server), ["10.100.0.254"]);
 
+    // A spec change reaches the StatefulSet.
+    gateways
+        .patch(
+            "vpc-nat-gw",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"selector": ["kubernetes.io/os: linux"]}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        WAIT,
+        await_condition(
+            sets.clone(),
+            "vpc-nat-gw-vpc-nat-gw",
+            |s: Option<&StatefulSet>| {
+                s.and_then(|s| s.spec.as_ref())
+                    .and_then(|s| s.template.spec.as_ref())
+                    .and_then(|p| p.node_selector.as_ref())
+                    .is_some_and(|n| n.get("kubernetes.io/os").is_some_and(|v| v == "linux"))
+            },
+        ),
+    )
+    .await
+    .expect("the StatefulSet never followed the spec")
+    .unwrap();
+
     // Deleting the gateway removes its route, StatefulSet and lanIp.
     let lan_key = format!("{GW_POD}.kube-system.{LAN_PROVIDER}");
     assert!(ctx.ipam.get(&lan_key).is_some());
