@@ -390,7 +390,7 @@ enum LanIp {
     Held,
     /// Newly reserved: its IP CR is to be written once the StatefulSet exists (the GC keeps a
     /// StatefulSet pod's record only while its StatefulSet wants the pod).
-    Reserved(crds::IPSpec),
+    Reserved(Box<crds::IPSpec>),
     /// Taken or excluded.
     Refused(Refusal),
 }
@@ -447,11 +447,11 @@ async fn reserve_lan_ip(ctx: &Context, gw: &str, plan: &Plan) -> Result<LanIp, E
             ..Default::default()
         },
     ]);
-    Ok(LanIp::Reserved(crate::ip::spec_for(
+    Ok(LanIp::Reserved(Box::new(crate::ip::spec_for(
         &pod,
         &plan.lan_subnet,
         &lease,
-    )))
+    ))))
 }
 
 /// Whether the Vpc's spec has its own IPv4 default route (main table, by destination).
@@ -587,7 +587,7 @@ async fn apply(gw: &VpcNatGateway, ctx: &Context) -> Result<Action, Error> {
             // A failed write keeps the lease: the next reconcile finds it held, and the pod
             // controller records it when the pod attaches (or the GC takes it back if none
             // ever does).
-            crate::ip::write(ctx, &key, spec, false).await?;
+            crate::ip::write(ctx, &key, *spec, false).await?;
         }
         (Some(_), Err(e)) => {
             // Nothing half done: no StatefulSet, no address kept.
