@@ -466,6 +466,27 @@ async fn refused_gateways_say_why_and_get_nothing() {
             "{name}: a refused gateway got a StatefulSet"
         );
     }
+    // An impostor with the gateway pod's very name and labels in kube-system, but no owner
+    // chain to the gateway, gains nothing from the Vpc that admits only `default`.
+    let impostor: Pod = yaml(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {GW_POD}\n  namespace: kube-system\n  labels: {{ovn.kubernetes.io/vpc-nat-gw: \"true\", ovn.kubernetes.io/vpc-nat-gw-name: vpc-nat-gw}}\n  annotations:\n    k8s.v1.cni.cncf.io/networks: default/kube-ovn-vpc-network\nspec:\n  containers: [{{name: app, image: nginx}}]\n"
+    ));
+    Api::<Pod>::namespaced(client.clone(), "kube-system")
+        .create(&PostParams::default(), &impostor)
+        .await
+        .unwrap();
+    let refused = common::event_containing_on(
+        &client,
+        "Pod",
+        GW_POD,
+        "namespace kube-system is not admitted",
+    )
+    .await;
+    assert_eq!(
+        refused.reason.as_deref(),
+        Some(controller::tenancy::NAMESPACE_NOT_ADMITTED)
+    );
+
     // The refused lanIp stays the holder's.
     let holder = pods.get("holder").await.unwrap();
     assert_eq!(
