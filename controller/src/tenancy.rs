@@ -15,6 +15,13 @@
 //! - Both the pod's namespace and the NAD's namespace must be admitted: a NAD in a namespace the
 //!   Subnet does not admit is refused (an Event on the NAD, `ProviderNotAdmitted`), and so is
 //!   every pod that uses it, even from an admitted namespace (`NamespaceNotAdmitted`).
+//! - One exception, for the tenant's own VpcNatGateway: its pod runs in kube-system, which the
+//!   tenant's Vpc need not admit. The pod is admitted to the gateway's LAN Subnet (that one
+//!   only, and still only through a NAD whose namespace is admitted) when its owner chain
+//!   proves it genuine: the pod `vpc-nat-gw-<gw>-0` controlled (by uid) by the StatefulSet
+//!   `vpc-nat-gw-<gw>`, controlled (by uid) by the existing gateway `<gw>`
+//!   ([`crate::nat_gateway::admitted_lan_subnet`]). Names, labels or annotations alone gain
+//!   nothing.
 //! - A refused attachment gets no address, no `IP` CR and no port; its pod gets a Warning Event
 //!   and the daemon's CNI ADD fails at its allocation timeout, pointing at those Events.
 //! - Messages name only what the refused tenant wrote itself (its namespace, its NAD, the
