@@ -416,9 +416,9 @@ fn seniority(meta: &kube::api::ObjectMeta, conditions: &[Condition], kind: NatKi
 /// that does not exist; two EIPs asking for one static address; a rule naming a missing (or
 /// itself refused) EIP; an EIP bound by a FIP and by any other rule (a FIP takes the whole
 /// address, as upstream); two DNAT rules on one EIP, protocol and external port. In every
-/// contest the senior object ([`Seniority`]: oldest, then FIP/SNAT/DNAT, then name) keeps its
-/// claim and the others are refused, so a refusal never takes away a rule that works. Objects
-/// without a problem are absent from the map.
+/// contest the senior object (the oldest; within one second the one already accepted, then
+/// FIP/SNAT/DNAT, then the name) keeps its claim and the others are refused, so a newcomer
+/// never takes away a rule that works. Objects without a problem are absent from the map.
 pub fn problems(all: NatObjects<'_>) -> std::collections::BTreeMap<(NatKind, String), NatProblem> {
     use std::collections::{BTreeMap, HashMap};
     let mut out: BTreeMap<(NatKind, String), NatProblem> = BTreeMap::new();
