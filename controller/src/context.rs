@@ -44,6 +44,10 @@ pub struct Context {
     pub subnet_changes: crate::run::SpecChanges<Subnet>,
     /// Vpcs whose spec changed, announced once [`Context::vpcs`] holds them.
     pub vpc_changes: crate::run::SpecChanges<Vpc>,
+    /// VpcNatGateways and their NAT objects.
+    pub nat: crate::nat_rules::NatCaches,
+    /// Image of the NAT gateway pods.
+    pub nat_gateway_image: String,
     /// Tasks that feed this context (the caches' watches); they stop when the context is
     /// dropped, so a controller that stops (lost leadership, shutdown) leaves nothing running.
     background: Vec<tokio::task::AbortHandle>,
@@ -99,6 +103,8 @@ impl Context {
             retries: crate::retry::Retries::default(),
             subnet_changes: tokio::sync::broadcast::Sender::new(1),
             vpc_changes: tokio::sync::broadcast::Sender::new(1),
+            nat: crate::nat_rules::NatCaches::unwired(),
+            nat_gateway_image: crate::options::DEFAULT_NAT_GATEWAY_IMAGE.to_owned(),
             background: Vec::new(),
         }
     }
@@ -112,6 +118,13 @@ impl Context {
     ) -> Self {
         self.subnet_changes = subnets;
         self.vpc_changes = vpcs;
+        self
+    }
+
+    /// Serves VpcNatGateways and their NAT objects from `nat`, with gateway pods of `image`.
+    pub fn with_nat(mut self, nat: crate::nat_rules::NatCaches, image: String) -> Self {
+        self.nat = nat;
+        self.nat_gateway_image = image;
         self
     }
 

@@ -147,7 +147,14 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
     let dhcp = nb::dhcp::owned_subnets(&ctx.nb);
     let routers = nb::owned_routers(&ctx.nb);
     let ports = nb::attachment_ports(&ctx.nb);
-    let leases: Vec<String> = ctx.ipam.records().into_iter().map(|r| r.key).collect();
+    // EIPs' leases have no IP CR: the EIP is their record, and its finalizer their release.
+    let leases: Vec<String> = ctx
+        .ipam
+        .records()
+        .into_iter()
+        .map(|r| r.key)
+        .filter(|k| !crate::nat_rules::is_eip_key(k))
+        .collect();
     let ips: Api<IP> = Api::all(ctx.client.clone());
     let records = ips.list(&ListParams::default()).await?.items;
     let pods: Api<Pod> = Api::all(ctx.client.clone());

@@ -14,6 +14,7 @@ pub mod leader;
 pub mod metrics;
 pub mod nad;
 pub mod nat_gateway;
+pub mod nat_rules;
 pub mod nb;
 pub mod options;
 pub mod pod;

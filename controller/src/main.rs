@@ -57,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
         nb_remotes: options.ovn_nb_addr.clone(),
         gc_interval: Duration::from_secs(options.gc_interval),
         workers: options.workers,
+        nat_gateway_image: options.nat_gateway_image.clone(),
     };
     if options.leader_elect {
         let identity = options

@@ -73,7 +73,21 @@ pub struct Options {
     /// pods in 21.8-22.5 s where 8 took 23.3-25.8 s (BENCHMARKS.md).
     #[arg(long, env = "WORKERS", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: u16,
+
+    /// Image of the VPC NAT gateway pods: the `kube-ovn-cni` image, whose `kube-ovn-daemon`
+    /// carries the gateway agent (`kube-ovn-daemon nat-gateway`). The charts set it to the cni
+    /// image they deploy. (Upstream's gateway image comes from the `ovn-vpc-nat-config`
+    /// ConfigMap; there is no fourth image here, see `nat_gateway`.)
+    #[arg(long, env = "NAT_GATEWAY_IMAGE", default_value = DEFAULT_NAT_GATEWAY_IMAGE)]
+    pub nat_gateway_image: String,
 }
+
+/// The NAT gateway image when none is given: this release's `kube-ovn-cni` image, as
+/// `cargo xtask images` names it.
+pub const DEFAULT_NAT_GATEWAY_IMAGE: &str = concat!(
+    "docker.io/kube-ovn-rs/kube-ovn-cni:v",
+    env!("CARGO_PKG_VERSION")
+);
 
 /// Upstream `kube-ovn-controller` flags (what its v1.17 charts render) and what each becomes;
 /// see [`crds::upstream`] (which also holds the flags both binaries share). `--gc-interval`, `--non-primary-cni-mode` and `--ovn-nb-addr` have
@@ -309,6 +323,11 @@ mod tests {
         assert!(opts.non_primary_cni_mode);
         assert!(opts.validate().is_ok());
         assert_eq!(opts.metrics_addr, "0.0.0.0:10660");
+        assert!(
+            opts.nat_gateway_image.ends_with("/kube-ovn-cni:v0.1.0"),
+            "{}",
+            opts.nat_gateway_image
+        );
 
         let opts = Options::try_parse_from(["kube-ovn-controller", "--non-primary-cni-mode=false"])
             .unwrap();

@@ -179,6 +179,20 @@ pub fn plan_element(
     elements: &[NetworkSelectionElement],
     position: usize,
 ) -> Result<Option<Planned>, PlanError> {
+    plan_element_for(nads, subnets, vpcs, pod, elements, position, None)
+}
+
+/// [`plan_element`] for a pod that may be a VpcNatGateway's: `gateway_subnet` is the LAN
+/// Subnet its owner chain admits it to ([`tenancy::Asker::gateway_subnet`]).
+pub fn plan_element_for(
+    nads: &[Arc<NetworkAttachmentDefinition>],
+    subnets: &[Arc<Subnet>],
+    vpcs: &[Arc<Vpc>],
+    pod: &Pod,
+    elements: &[NetworkSelectionElement],
+    position: usize,
+    gateway_subnet: Option<&str>,
+) -> Result<Option<Planned>, PlanError> {
     let resolved = crds::nad::resolve_element(elements, position, nads).map_err(|e| PlanError {
         reason: tenancy::ATTACHMENT_FAILED,
         message: e.to_string(),
@@ -201,6 +215,7 @@ pub fn plan_element(
         nad: &resolved.element.name,
         provider: &nad_provider,
         requested: requested.map(String::as_str),
+        gateway_subnet,
     };
     let subnet = tenancy::choose_subnet(subnets, vpcs, &asker).map_err(|r| PlanError {
         reason: r.reason(),
@@ -273,6 +288,7 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
         }
     };
     let (nads, subnets, vpcs) = (ctx.nads.state(), ctx.subnets.state(), ctx.vpcs.state());
+    let gateway_subnet = crate::nat_gateway::admitted_lan_subnet(&ctx, &pod).await?;
     let mut annotations = BTreeMap::new();
     let mut failures = Vec::new();
     let mut waits = Vec::new();
@@ -283,7 +299,15 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
     // the pod in one NB transaction.
     let mut reserved = Vec::new();
     for position in 0..elements.len() {
-        let planned = match plan_element(&nads, &subnets, &vpcs, &pod, &elements, position) {
+        let planned = match plan_element_for(
+            &nads,
+            &subnets,
+            &vpcs,
+            &pod,
+            &elements,
+            position,
+            gateway_subnet.as_deref(),
+        ) {
             Ok(Some(p)) => p,
             Ok(None) => continue,
             Err(e) => {

@@ -18,8 +18,8 @@ use kube::{Api, ResourceExt};
 use crate::context::Context;
 use crate::metrics::Metrics;
 use crate::{
-    gc, ip, ippool, leader, nad, nat_gateway, nb, pod, reconciler, repair, security_group, subnet,
-    vpc,
+    gc, ip, ippool, leader, nad, nat_gateway, nat_rules, nb, pod, reconciler, repair,
+    security_group, subnet, vpc,
 };
 
 /// Knobs of a running controller.
@@ -33,6 +33,8 @@ pub struct RunConfig {
     pub workers: u16,
     /// Where reconciles, attachments, NB transactions and IPAM usage are reported.
     pub metrics: Arc<Metrics>,
+    /// Image of the VPC NAT gateway pods (`--nat-gateway-image`).
+    pub nat_gateway_image: String,
 }
 
 /// A failure before the controllers could start.
@@ -159,11 +161,17 @@ pub async fn start(client: kube::Client, config: &RunConfig) -> Result<Arc<Conte
         "Vpc",
         Some(vpc_changes.clone()),
     );
+    let (nat, nat_tasks) = nat_rules::caches(&client);
     let mut tasks = Tasks(vec![
         tokio::spawn(nad_task).abort_handle(),
         tokio::spawn(subnet_task).abort_handle(),
         tokio::spawn(vpc_task).abort_handle(),
     ]);
+    tasks.0.extend(
+        nat_tasks
+            .into_iter()
+            .map(|t| tokio::spawn(t).abort_handle()),
+    );
     for (store_ready, what) in [
         (
             nads.wait_until_ready().await.is_ok(),
@@ -176,8 +184,11 @@ pub async fn start(client: kube::Client, config: &RunConfig) -> Result<Arc<Conte
             return Err(StartError::Cache(what));
         }
     }
+    nat.wait_until_ready().await.map_err(StartError::Cache)?;
     let ipam = Arc::new(ipam::SharedIpam::new(ipam::Ipam::new()));
-    let loaded = rebuild(&client, &ipam, &subnets).await?;
+    // EIPs record their addresses in their own spec (`nat_rules`).
+    let eips = nat_rules::eip_records(&nat.eips.state(), &nat.gateways.state());
+    let loaded = rebuild(&client, &ipam, &subnets, eips).await?;
     let background = std::mem::take(&mut tasks.0);
     let ctx = Context::new(
         client,
@@ -189,6 +200,7 @@ pub async fn start(client: kube::Client, config: &RunConfig) -> Result<Arc<Conte
         config.metrics.clone(),
     )
     .with_spec_changes(subnet_changes, vpc_changes)
+    .with_nat(nat, config.nat_gateway_image.clone())
     .own_tasks(background);
     // The records the allocator holds are what this controller would write for them: a pod
     // whose record is unchanged costs no write after a restart.
@@ -232,12 +244,13 @@ pub async fn run_with_leader(
     }
 }
 
-/// Registers every valid Subnet, then loads every IP CR, into the allocator. Returns the
-/// records loaded, by key.
+/// Registers every valid Subnet, then loads every IP CR and the EIPs' `extra` records, into
+/// the allocator. Returns the IP CRs loaded, by key.
 async fn rebuild(
     client: &kube::Client,
     ipam: &ipam::SharedIpam,
     subnets: &Store<Subnet>,
+    extra: Vec<ipam::Record>,
 ) -> Result<Vec<(String, crds::IPSpec)>, StartError> {
     let all = subnets.state();
     for s in &all {
@@ -283,7 +296,7 @@ async fn rebuild(
             None
         }
     });
-    let report = ipam.rebuild(records);
+    let report = ipam.rebuild(records.chain(extra));
     for rejected in &report.rejected {
         tracing::warn!(error = %rejected, "IP CR not loaded into the allocator");
     }
@@ -431,16 +444,7 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
         ctx.clone(),
         workers,
     );
-    let gateways = reconciler::run(
-        Controller::new(
-            Api::<crds::VpcNatGateway>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-        "vpc-nat-gateway",
-        nat_gateway::reconcile,
-        ctx.clone(),
-        workers,
-    );
+    let (gateways, nat_objects) = nat_controllers(&ctx, workers);
     // IP CRs being deleted (by anyone): released, or restored for a live attachment.
     let ips = reconciler::run(
         ip::controller(client.clone()),
@@ -472,9 +476,139 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
         workers,
     );
     tokio::select! {
-        () = async { tokio::join!(vpcs, subnets, pods, nads, gateways, ips, security_groups, ippools); } => {}
+        () = async { tokio::join!(vpcs, subnets, pods, nads, gateways, nat_objects, ips, security_groups, ippools); } => {}
         () = gc_loop => {}
         // The NB client lives as long as the context: its update stream does not end first.
         () = async { repair_loop.await; std::future::pending::<()>().await } => {}
     }
+}
+
+/// The VpcNatGateway controller (woken by its pod, its StatefulSet and its Vpc's spec too) and
+/// the controllers of the NAT objects (woken by changes of the objects they depend on).
+fn nat_controllers(
+    ctx: &Arc<Context>,
+    workers: u16,
+) -> (
+    impl std::future::Future<Output = ()> + use<>,
+    impl std::future::Future<Output = ()> + use<>,
+) {
+    use crds::{IptablesDnatRule, IptablesEIP, IptablesFIPRule, IptablesSnatRule, VpcNatGateway};
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use kube::runtime::reflector::ObjectRef;
+    let client = ctx.client.clone();
+    let ours =
+        watcher::Config::default().labels(&format!("{}=true", nat_gateway::LABEL_NAT_GATEWAY));
+    let gateway_store = ctx.nat.gateways.clone();
+    let by_vpc = move |v: Arc<Vpc>| {
+        let name = v.name_any();
+        gateway_store
+            .state()
+            .iter()
+            .filter(|g| g.spec.vpc == name)
+            .map(|g| ObjectRef::from(g.as_ref()))
+            .collect::<Vec<_>>()
+    };
+    // A Subnet appearing or changing (the LAN one, the external one) re-checks its gateways.
+    let gateway_store = ctx.nat.gateways.clone();
+    let by_subnet = move |s: Arc<Subnet>| {
+        let name = s.name_any();
+        gateway_store
+            .state()
+            .iter()
+            .filter(|g| g.spec.subnet == name || nat_gateway::external_network(&g.spec).1 == name)
+            .map(|g| ObjectRef::from(g.as_ref()))
+            .collect::<Vec<_>>()
+    };
+    let gateways = reconciler::run(
+        Controller::new(
+            Api::<VpcNatGateway>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .owns(
+            Api::<StatefulSet>::namespaced(client.clone(), nat_gateway::NAMESPACE),
+            ours.clone(),
+        )
+        .watches(
+            Api::<Pod>::namespaced(client.clone(), nat_gateway::NAMESPACE),
+            ours,
+            |p: Pod| {
+                p.labels()
+                    .get(nat_gateway::LABEL_GATEWAY_NAME)
+                    .map(|g| ObjectRef::new(g))
+            },
+        )
+        .watches_shared_stream(spec_changes(&ctx.vpc_changes, ctx.vpcs.clone()), by_vpc)
+        .watches_shared_stream(
+            spec_changes(&ctx.subnet_changes, ctx.subnets.clone()),
+            by_subnet,
+        ),
+        "vpc-nat-gateway",
+        nat_gateway::reconcile,
+        ctx.clone(),
+        workers,
+    );
+    let nat = &ctx.nat;
+    let eips = reconciler::run(
+        Controller::new(
+            Api::<IptablesEIP>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .reconcile_on(nat_rules::triggers(
+            nat,
+            nat.eips.clone(),
+            nat_rules::eip_name,
+        )),
+        "iptables-eip",
+        nat_rules::reconcile_eip,
+        ctx.clone(),
+        workers,
+    );
+    let fips = reconciler::run(
+        Controller::new(
+            Api::<IptablesFIPRule>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .reconcile_on(nat_rules::triggers(
+            nat,
+            nat.fips.clone(),
+            nat_rules::fip_eip,
+        )),
+        "iptables-fip-rule",
+        nat_rules::reconcile_rule::<IptablesFIPRule>,
+        ctx.clone(),
+        workers,
+    );
+    let snats = reconciler::run(
+        Controller::new(
+            Api::<IptablesSnatRule>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .reconcile_on(nat_rules::triggers(
+            nat,
+            nat.snats.clone(),
+            nat_rules::snat_eip,
+        )),
+        "iptables-snat-rule",
+        nat_rules::reconcile_rule::<IptablesSnatRule>,
+        ctx.clone(),
+        workers,
+    );
+    let dnats = reconciler::run(
+        Controller::new(
+            Api::<IptablesDnatRule>::all(client),
+            watcher::Config::default(),
+        )
+        .reconcile_on(nat_rules::triggers(
+            nat,
+            nat.dnats.clone(),
+            nat_rules::dnat_eip,
+        )),
+        "iptables-dnat-rule",
+        nat_rules::reconcile_rule::<IptablesDnatRule>,
+        ctx.clone(),
+        workers,
+    );
+    (gateways, async move {
+        tokio::join!(eips, fips, snats, dnats);
+    })
 }

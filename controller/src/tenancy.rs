@@ -15,6 +15,13 @@
 //! - Both the pod's namespace and the NAD's namespace must be admitted: a NAD in a namespace the
 //!   Subnet does not admit is refused (an Event on the NAD, `ProviderNotAdmitted`), and so is
 //!   every pod that uses it, even from an admitted namespace (`NamespaceNotAdmitted`).
+//! - One exception, for the tenant's own VpcNatGateway: its pod runs in kube-system, which the
+//!   tenant's Vpc need not admit. The pod is admitted to the gateway's LAN Subnet (that one
+//!   only, and still only through a NAD whose namespace is admitted) when its owner chain
+//!   proves it genuine: the pod `vpc-nat-gw-<gw>-0` controlled (by uid) by the StatefulSet
+//!   `vpc-nat-gw-<gw>`, controlled (by uid) by the existing gateway `<gw>`
+//!   ([`crate::nat_gateway::admitted_lan_subnet`]). Names, labels or annotations alone gain
+//!   nothing.
 //! - A refused attachment gets no address, no `IP` CR and no port; its pod gets a Warning Event
 //!   and the daemon's CNI ADD fails at its allocation timeout, pointing at those Events.
 //! - Messages name only what the refused tenant wrote itself (its namespace, its NAD, the
@@ -149,6 +156,10 @@ pub struct Asker<'a> {
     pub provider: &'a str,
     /// The pod's `<provider>.kubernetes.io/logical_switch`, if any.
     pub requested: Option<&'a str>,
+    /// The LAN Subnet of the VpcNatGateway whose genuine pod this is (proven by its owner
+    /// chain, [`crate::nat_gateway::admitted_lan_subnet`]): that Subnet admits the pod whatever
+    /// namespaces it lists. `None` for every other pod.
+    pub gateway_subnet: Option<&'a str>,
 }
 
 /// Whether a `namespaces` list admits `namespace` (an empty list admits all).
@@ -234,7 +245,10 @@ pub fn choose_subnet(
             provider: provider.clone(),
         })
     };
-    if !check(asker.pod_namespace)? {
+    // A gateway's own pod (in kube-system) serves the tenant's VPC by the tenant's gateway
+    // object; the NAD it uses must still be admitted.
+    let gateway_pod = asker.gateway_subnet == Some(subnet.name_any().as_str());
+    if !gateway_pod && !check(asker.pod_namespace)? {
         return Err(Refusal::PodNamespace {
             namespace: asker.pod_namespace.to_owned(),
             provider,
@@ -324,6 +338,7 @@ mod tests {
             nad: "net",
             provider,
             requested: None,
+            gateway_subnet: None,
         }
     }
 
@@ -357,6 +372,43 @@ mod tests {
             choose_subnet(&subnets, &vpcs, &other).unwrap_err().reason(),
             NAMESPACE_NOT_ADMITTED
         );
+    }
+
+    #[test]
+    fn a_gateway_pod_is_admitted_to_its_lan_subnet_only() {
+        let subnets = [
+            subnet(
+                "subnet-secondary",
+                "kube-ovn-vpc-network.default.ovn",
+                Some("vpc-secondary"),
+                &[],
+            ),
+            subnet("other", "other.default.ovn", Some("vpc-secondary"), &[]),
+        ];
+        let vpcs = [vpc("vpc-secondary", &["default"])];
+        let mut a = ask("kube-system", "default", "kube-ovn-vpc-network.default.ovn");
+        assert!(matches!(
+            choose_subnet(&subnets, &vpcs, &a),
+            Err(Refusal::PodNamespace { .. })
+        ));
+        a.gateway_subnet = Some("subnet-secondary");
+        assert_eq!(
+            choose_subnet(&subnets, &vpcs, &a),
+            Ok("subnet-secondary".into())
+        );
+        // Its pass names one Subnet: another provider's stays closed.
+        let mut b = ask("kube-system", "default", "other.default.ovn");
+        b.gateway_subnet = Some("subnet-secondary");
+        assert!(matches!(
+            choose_subnet(&subnets, &vpcs, &b),
+            Err(Refusal::PodNamespace { .. })
+        ));
+        // The NAD's namespace is still checked.
+        a.nad_namespace = "kube-system";
+        assert!(matches!(
+            choose_subnet(&subnets, &vpcs, &a),
+            Err(Refusal::NadNamespace { .. })
+        ));
     }
 
     #[test]
@@ -500,6 +552,7 @@ mod tests {
                 nad: "n",
                 provider: &provider,
                 requested: requested.as_deref(),
+                gateway_subnet: None,
             };
             if let Ok(name) = choose_subnet(&subnets, &vpcs, &asker) {
                 let chosen = subnets.iter().find(|s| s.name_any() == name).unwrap();

@@ -368,7 +368,7 @@ async fn an_ip_pool_list_hands_out_its_addresses_in_order_then_says_exhausted() 
 }
 
 #[tokio::test]
-async fn a_vpc_nat_gateway_is_validated_and_says_it_is_not_realised() {
+async fn a_vpc_nat_gateway_that_cannot_be_realised_says_why() {
     use crds::VpcNatGateway;
     use crds::condition::{READY, VALIDATED, find_condition};
     let Bed {
@@ -382,14 +382,16 @@ async fn a_vpc_nat_gateway_is_validated_and_says_it_is_not_realised() {
     // The manual's example with this bed's Vpc and Subnet, and three broken ones.
     // (name, vpc, subnet, lanIp, valid, Ready reason, a piece of the message)
     let cases = [
+        // Valid, but this bed has no external network: refused until it exists (the gateway
+        // itself is realised in tests/nat_gateway.rs).
         (
             "gw-ok",
             "vpc-sts",
             "subnet-sts",
             "10.120.0.254",
-            true,
-            "NotImplemented",
-            "does not run VPC NAT gateways",
+            false,
+            "ExternalNetworkNotFound",
+            "kube-system/ovn-vpc-external-network",
         ),
         (
             "gw-outside",

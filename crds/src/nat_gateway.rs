@@ -38,7 +38,8 @@ pub struct VpcNatGatewaySpec {
     /// Subnet of the LAN leg.
     #[schemars(length(min = 1))]
     pub subnet: String,
-    /// External subnets (WAN legs).
+    /// External networks (WAN legs): the NAD `name` in kube-system or `namespace/name`; its
+    /// Subnet has the NAD's name. Only the first is used; empty: `ovn-vpc-external-network`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub external_subnets: Vec<String>,
     /// Address of the LAN leg inside `subnet`; the VPC routes through it.
@@ -105,7 +106,15 @@ impl Validate for VpcNatGatewaySpec {
             validation::ip("spec.lanIp", ip)?;
         }
         for (i, s) in self.external_subnets.iter().enumerate() {
-            validation::dns1123_subdomain(&format!("spec.externalSubnets[{i}]"), s)?;
+            // `name` (in kube-system) or `namespace/name` of the external NAD.
+            let field = format!("spec.externalSubnets[{i}]");
+            match s.split_once('/') {
+                Some((ns, name)) => {
+                    validation::dns1123_subdomain(&field, ns)?;
+                    validation::dns1123_subdomain(&field, name)?;
+                }
+                None => validation::dns1123_subdomain(&field, s)?,
+            }
         }
         for (i, r) in self.routes.iter().enumerate() {
             validation::cidr(&format!("spec.routes[{i}].cidr"), &r.cidr)?;
@@ -118,5 +127,27 @@ impl Validate for VpcNatGatewaySpec {
 impl Validate for VpcNatGateway {
     fn validate(&self) -> Result<()> {
         crate::validate_object("VpcNatGateway", &self.metadata, &self.spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_subnets_are_a_name_or_namespace_and_name() {
+        let spec = |ext: &str| VpcNatGatewaySpec {
+            vpc: "v".into(),
+            subnet: "s".into(),
+            external_subnets: vec![ext.into()],
+            ..Default::default()
+        };
+        for ok in ["ovn-vpc-external-network", "net/ext"] {
+            assert!(spec(ok).validate().is_ok(), "{ok}");
+        }
+        for bad in ["Net/ext", "net/", "/ext", "a/b/c", "UPPER"] {
+            let err = spec(bad).validate().unwrap_err().to_string();
+            assert!(err.contains("spec.externalSubnets[0]"), "{bad}: {err}");
+        }
     }
 }

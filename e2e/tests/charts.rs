@@ -452,6 +452,18 @@ fn the_charts_run_our_binaries_with_flags_they_accept() {
         "tcp:10.96.0.20:6641"
     );
     assert_eq!(c["ports"][0]["containerPort"], 10660);
+    // VPC NAT gateway pods run the cni image (the agent is in its kube-ovn-daemon), as the
+    // ServiceAccount the chart makes for them in kube-system.
+    assert_eq!(
+        opts.nat_gateway_image,
+        format!(
+            "docker.io/kube-ovn-rs/kube-ovn-cni:v{}",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    object(&objects, "ServiceAccount/kube-system/vpc-nat-gw");
+    let binding = object(&objects, "ClusterRoleBinding//system:vpc-nat-gw");
+    assert_eq!(binding["subjects"][0]["namespace"], "kube-system");
 
     // The daemon's socket is the NAD's server_socket in the manual.
     let nad = docs(crds::seed::NAD)
@@ -1259,8 +1271,65 @@ async fn helm_install_as_written(chart: &str) {
         ("patch", "subnets.kubeovn.io"),
         ("watch", "network-attachment-definitions.k8s.cni.cncf.io"),
         ("get", "statefulsets.apps"),
+        ("create", "statefulsets.apps"),
+        ("patch", "statefulsets.apps"),
+        ("delete", "statefulsets.apps"),
+        ("watch", "statefulsets.apps"),
+        ("patch", "iptables-eips.kubeovn.io"),
+        ("patch", "iptables-dnat-rules.kubeovn.io/status"),
     ] {
         can("kube-ovn-controller", verb, resource, None);
+    }
+    // The NAT gateway agent: reads its gateway's objects, writes their status, nothing more.
+    // (`kubectl auth can-i` answers on stdout, "no" with exit status 1; `x/status` is a
+    // subresource here, not an object named "status".)
+    let agent_may = |verb: &str, resource: &str| {
+        let mut cmd = plane.kubectl_command();
+        cmd.args(["auth", "can-i", verb])
+            .arg("--as=system:serviceaccount:kube-system:vpc-nat-gw");
+        match resource.split_once('/') {
+            Some((r, sub)) => cmd.args([r.to_owned(), format!("--subresource={sub}")]),
+            None => cmd.arg(resource),
+        };
+        let out = cmd.output().unwrap();
+        let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(
+            answer == "yes" || answer == "no",
+            "{verb} {resource}: {out:?}"
+        );
+        answer == "yes"
+    };
+    for (verb, resource) in [
+        ("watch", "vpc-nat-gateways.kubeovn.io"),
+        ("watch", "iptables-eips.kubeovn.io"),
+        ("watch", "iptables-fip-rules.kubeovn.io"),
+        ("watch", "iptables-snat-rules.kubeovn.io"),
+        ("watch", "iptables-dnat-rules.kubeovn.io"),
+        ("list", "subnets.kubeovn.io"),
+        ("get", "vpcs.kubeovn.io"),
+        ("get", "qos-policies.kubeovn.io"),
+        ("get", "pods"),
+        ("patch", "iptables-eips.kubeovn.io/status"),
+        ("patch", "iptables-fip-rules.kubeovn.io/status"),
+        ("patch", "iptables-snat-rules.kubeovn.io/status"),
+        ("patch", "iptables-dnat-rules.kubeovn.io/status"),
+    ] {
+        assert!(
+            agent_may(verb, resource),
+            "vpc-nat-gw may not {verb} {resource}"
+        );
+    }
+    for (verb, resource) in [
+        ("patch", "iptables-eips.kubeovn.io"),
+        ("patch", "vpc-nat-gateways.kubeovn.io/status"),
+        ("patch", "pods"),
+        ("create", "statefulsets.apps"),
+        ("list", "secrets"),
+    ] {
+        assert!(
+            !agent_may(verb, resource),
+            "vpc-nat-gw may {verb} {resource}"
+        );
     }
     can(
         "kube-ovn-controller",

@@ -140,10 +140,11 @@ rules:
 - apiGroups: [k8s.cni.cncf.io]
   resources: [network-attachment-definitions]
   verbs: [get, list, watch]
-# StatefulSet pods keep their addresses while their StatefulSet still wants them.
+# StatefulSet pods keep their addresses while their StatefulSet still wants them; each
+# VpcNatGateway is a StatefulSet the controller owns.
 - apiGroups: [apps]
   resources: [statefulsets]
-  verbs: [get]
+  verbs: [get, list, watch, create, update, patch, delete]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -188,6 +189,54 @@ subjects:
 - kind: ServiceAccount
   name: kube-ovn-controller
   namespace: {{ $ns }}
+---
+# The VPC NAT gateway pods (kube-ovn-daemon nat-gateway, from the cni image) run as this
+# ServiceAccount in kube-system, where the controller creates their StatefulSets (upstream's
+# namespace for them, whatever the release namespace). They read their gateway's objects and
+# write the status the agent owns (status.ready, status.ip, the Ready condition).
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: vpc-nat-gw
+  namespace: kube-system
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: system:vpc-nat-gw
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+rules:
+- apiGroups: [kubeovn.io]
+  resources: [vpc-nat-gateways, iptables-eips, iptables-fip-rules, iptables-snat-rules, iptables-dnat-rules, subnets, vpcs, qos-policies]
+  verbs: [get, list, watch]
+- apiGroups: [kubeovn.io]
+  resources: [iptables-eips/status, iptables-fip-rules/status, iptables-snat-rules/status, iptables-dnat-rules/status]
+  verbs: [get, patch]
+# Its own pod: the network-status annotation names its interfaces.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get]
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create, patch, update]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: system:vpc-nat-gw
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: system:vpc-nat-gw
+subjects:
+- kind: ServiceAccount
+  name: vpc-nat-gw
+  namespace: kube-system
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
@@ -545,6 +594,9 @@ spec:
         - --workers={{ int $cfg.controller.workers }}
         - --webhook-addr=0.0.0.0:8443
         - --webhook-cert-dir=/etc/kube-ovn/webhook
+        # VPC NAT gateway pods run the agent in the daemon binary of the cni image (no
+        # fourth image).
+        - --nat-gateway-image={{ $cfg.images.cni }}
         env:
         - name: POD_NAME
           valueFrom:

@@ -3,7 +3,9 @@
 //!
 //! The spec is the whole truth for our rows: routes in the spec and not on the router are
 //! added, our rows not in the spec are removed, in one transaction; rows without our vendor
-//! tag (added by someone else) are left alone.
+//! tag (added by someone else) are left alone, and so are the default routes a VpcNatGateway
+//! manages ([`sync_gateway_route`], marked `external_ids:vpc-nat-gw=<gateway>`): the Vpc's
+//! spec does not list them, and the two writers never touch each other's rows.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -135,7 +137,9 @@ pub fn plan_routes(
                 source: ovn_api::Error::Value(format!("logical router {vpc} does not exist yet")),
             });
         };
-        let ours = |ids: &std::collections::BTreeMap<String, String>| is_ours(ids);
+        let ours = |ids: &std::collections::BTreeMap<String, String>| {
+            is_ours(ids) && !ids.contains_key(EXTERNAL_ID_NAT_GATEWAY)
+        };
         let mut have_routes = Vec::new();
         for uuid in &lr.static_routes {
             let row = r
@@ -199,6 +203,105 @@ pub fn plan_routes(
         tx.mutate::<LogicalRouter>(lr.uuid, [LogicalRouter::POLICIES.insert(row)]);
     }
     Ok(())
+}
+
+/// The external id that marks a static route as a VpcNatGateway's managed default route; its
+/// value is the gateway's name.
+pub const EXTERNAL_ID_NAT_GATEWAY: &str = "vpc-nat-gw";
+
+/// The IPv4 default route's prefix.
+pub const DEFAULT_ROUTE_V4: &str = "0.0.0.0/0";
+
+/// Whether the router of `vpc` has an IPv4 default route in its main table that is not a
+/// gateway's managed one (a Vpc spec route, or a row someone else wrote): such a route wins
+/// over a gateway's.
+#[allow(clippy::result_large_err)] // The NbError every function of nb returns (async ones too).
+pub fn has_own_default_route(nb: &Nb, vpc: &str) -> Result<bool, NbError> {
+    let r = nb.replica();
+    let read = |what: &str| db(format!("reading {what} of router {vpc}"));
+    let Some(lr) = r
+        .one_by_name::<LogicalRouter>(vpc)
+        .map_err(read("router"))?
+    else {
+        return Ok(false);
+    };
+    for uuid in &lr.static_routes {
+        let Some(row) = r
+            .get::<LogicalRouterStaticRoute>(*uuid)
+            .map_err(read("static routes"))?
+        else {
+            continue;
+        };
+        if row.ip_prefix == DEFAULT_ROUTE_V4
+            && row.route_table.is_empty()
+            && row.policy.as_deref().unwrap_or("dst-ip") == "dst-ip"
+            && !row.external_ids.contains_key(EXTERNAL_ID_NAT_GATEWAY)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Makes gateway `gateway`'s managed default routes exactly `want` (`Some((vpc, next hop))`: one
+/// `0.0.0.0/0` route via the next hop on the router of `vpc`; `None`: none anywhere), in one
+/// transaction. Rows of this gateway on another router (its `spec.vpc` changed) go.
+pub async fn sync_gateway_route(
+    nb: &Nb,
+    gateway: &str,
+    want: Option<(&str, &str)>,
+) -> Result<(), NbError> {
+    let mut tx = Txn::new();
+    let mut changed = false;
+    {
+        let r = nb.replica();
+        let read = |what: &str| db(format!("reading {what} of VpcNatGateway {gateway}"));
+        let have = r
+            .by_external_id::<LogicalRouterStaticRoute>(EXTERNAL_ID_NAT_GATEWAY, gateway)
+            .map_err(read("managed routes"))?;
+        let target = match want {
+            Some((vpc, _)) => r
+                .one_by_name::<LogicalRouter>(vpc)
+                .map_err(read("router"))?
+                .map(|lr| lr.uuid),
+            None => None,
+        };
+        let mut present = false;
+        for row in have.iter().filter(|row| is_ours(&row.external_ids)) {
+            let routers = r
+                .referrers::<LogicalRouter>("static_routes", &ovn_api::value::Atom::from(row.uuid));
+            let wanted = match (want, target) {
+                (Some((_, hop)), Some(lr)) => {
+                    routers.contains(&lr) && row.nexthop == hop && !present
+                }
+                _ => false,
+            };
+            if wanted {
+                present = true;
+                continue;
+            }
+            for router in routers {
+                tx.mutate::<LogicalRouter>(router, [LogicalRouter::STATIC_ROUTES.delete(row.uuid)]);
+                changed = true;
+            }
+        }
+        if let (Some((vpc, hop)), Some(lr), false) = (want, target, present) {
+            let row = tx.insert(&LogicalRouterStaticRoute {
+                ip_prefix: DEFAULT_ROUTE_V4.to_owned(),
+                nexthop: hop.to_owned(),
+                policy: Some("dst-ip".into()),
+                external_ids: owned_ids(&[("vpc", vpc), (EXTERNAL_ID_NAT_GATEWAY, gateway)]),
+                ..Default::default()
+            });
+            tx.mutate::<LogicalRouter>(lr, [LogicalRouter::STATIC_ROUTES.insert(row)]);
+            changed = true;
+        }
+    }
+    if !changed {
+        return Ok(());
+    }
+    nb.commit(tx, format!("default route of VpcNatGateway {gateway}"))
+        .await
 }
 
 /// Makes the router of `vpc` carry exactly `routes` and `policies` among our rows, in one

@@ -81,6 +81,7 @@ impl Bed {
 
     pub fn config(&self) -> RunConfig {
         RunConfig {
+            nat_gateway_image: controller::options::DEFAULT_NAT_GATEWAY_IMAGE.to_owned(),
             nb_remotes: self.nb.remote(),
             // Short, so collections run while pods are being created.
             gc_interval: Duration::from_secs(1),
