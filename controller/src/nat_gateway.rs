@@ -343,6 +343,15 @@ pub fn statefulset(
                     "tolerations": gw.spec.tolerations,
                     "affinity": gw.spec.affinity,
                     "terminationGracePeriodSeconds": 10,
+                    // The one privileged step: forwarding and loose reverse-path filtering in
+                    // the pod's own namespace (/proc/sys is read-only for the agent, which
+                    // then finds them set).
+                    "initContainers": [{
+                        "name": "sysctls",
+                        "image": image,
+                        "command": [DAEMON_BINARY, "nat-gateway-sysctls"],
+                        "securityContext": {"privileged": true},
+                    }],
                     "containers": [{
                         "name": CONTAINER,
                         "image": image,
@@ -818,6 +827,15 @@ mod tests {
             .command
             .unwrap();
         assert_eq!(probe, ["/kube-ovn/kube-ovn-daemon", "nat-gateway-ready"]);
+        let init = &pod.init_containers.clone().unwrap()[0];
+        assert_eq!(
+            init.command.clone().unwrap(),
+            ["/kube-ovn/kube-ovn-daemon", "nat-gateway-sysctls"]
+        );
+        assert_eq!(
+            init.security_context.clone().unwrap().privileged,
+            Some(true)
+        );
         let env: Vec<(String, String)> = c
             .env
             .clone()

@@ -1118,3 +1118,30 @@ async fn the_agent_binary_realises_the_objects_reports_them_and_restores_after_a
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(!logged.contains("panicked"), "{logged}");
 }
+
+/// The gateway pod's init step, `kube-ovn-daemon nat-gateway-sysctls`, in a real namespace:
+/// forwarding on, a strict interface made loose, and the agent's own forwarding step then has
+/// nothing left to write (so it works where `/proc/sys` is read-only).
+#[test]
+fn the_init_step_turns_forwarding_on_and_loosens_strict_filtering() {
+    let ns = TestNs::new("sysctl");
+    ns.ip("link add s0 type veth peer name s1");
+    let write = |path: &str, v: &str| {
+        ns.exec(&["sh", "-c", &format!("echo {v} > /proc/sys/net/ipv4/{path}")]);
+    };
+    write("ip_forward", "0");
+    write("conf/s0/rp_filter", "1");
+    let out = ns.exec(&[env!("CARGO_BIN_EXE_kube-ovn-daemon"), "nat-gateway-sysctls"]);
+    assert!(out.contains("ip_forward=1"), "{out}");
+    assert!(out.contains("conf/s0/rp_filter=2"), "{out}");
+    let read = |path: &str| {
+        ns.exec(&["cat", &format!("/proc/sys/net/ipv4/{path}")])
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(read("ip_forward"), "1");
+    assert_eq!(read("conf/s0/rp_filter"), "2");
+    // A second run finds nothing to do.
+    let again = ns.exec(&[env!("CARGO_BIN_EXE_kube-ovn-daemon"), "nat-gateway-sysctls"]);
+    assert!(again.trim().is_empty(), "{again}");
+}

@@ -58,7 +58,10 @@ pub enum ApplyError {
     #[error(transparent)]
     Nft(#[from] NftError),
     /// Enabling forwarding (or loosening rp_filter) failed.
-    #[error("enabling IPv4 forwarding / loose rp_filter in {netns}: {source}")]
+    #[error(
+        "enabling IPv4 forwarding / loose rp_filter in {netns}: {source} (in a gateway pod its \
+         privileged init container `kube-ovn-daemon nat-gateway-sysctls` sets these first)"
+    )]
     Forwarding {
         /// The namespace.
         netns: String,

@@ -11,7 +11,8 @@
 //! - [`inputs`]: the watches (reflectors) feeding the plan;
 //! - [`status`]: the objects' status by server-side apply (field manager
 //!   [`status::MANAGER`]);
-//! - [`agent`]: the loop, and the readiness file the pod's probe checks.
+//! - [`agent`]: the loop, and the readiness file the pod's probe checks;
+//! - [`sysctl`]: the pod's privileged init step (forwarding, loose reverse-path filtering).
 //!
 //! Nothing is kept on disk: after a restart the first plan rebuilds everything from the API.
 
@@ -21,3 +22,4 @@ pub mod inputs;
 pub mod nft;
 pub mod plan;
 pub mod status;
+pub mod sysctl;
