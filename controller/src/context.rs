@@ -38,6 +38,8 @@ pub struct Context {
     pub releasing_ips: crate::ip::Pending,
     /// One lock per attachment key, between a pod's reserve and the GC's release.
     pub attachment_locks: crate::ip::Locks,
+    /// The namespaces each IP pool serves by default.
+    pub pool_namespaces: crate::ippool::Namespaces,
     /// Consecutive failures per object, for growing retry delays.
     pub retries: crate::retry::Retries,
     /// Subnets whose spec changed, announced once [`Context::subnets`] holds them.
@@ -100,6 +102,7 @@ impl Context {
             pending_ips: crate::ip::Pending::default(),
             releasing_ips: crate::ip::Pending::default(),
             attachment_locks: crate::ip::Locks::default(),
+            pool_namespaces: crate::ippool::Namespaces::default(),
             retries: crate::retry::Retries::default(),
             subnet_changes: tokio::sync::broadcast::Sender::new(1),
             vpc_changes: tokio::sync::broadcast::Sender::new(1),

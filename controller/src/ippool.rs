@@ -1,13 +1,13 @@
 //! `IPPool` → a named pool of its Subnet in the allocator. A pod whose `ip_pool` annotation names
-//! the pool draws its address from it, and other dynamic requests never take a pool address
+//! the pool draws its address from it, and other dynamic requests (except the default pool of
+//! a namespace, below) never take a pool address
 //! (the allocator's rules, see `ipam`). Invalid pools, pools whose Subnet is missing and pools
 //! the allocator refuses (outside the Subnet, overlapping another pool) say so in their `Ready`
 //! condition and a Warning Event, and change nothing. Deleting a pool returns its addresses to
 //! the Subnet; allocations made from it stay with their pods.
 //!
-//! Upstream also lets `spec.namespaces` choose the pool for every pod of those namespaces; that
-//! is not applied here yet, and a pool that sets it says so in its condition rather than
-//! silently ignoring it.
+//! As upstream, `spec.namespaces` makes the pool the default of those namespaces' pods attached
+//! to its Subnet (those without an `ip_pool` or static address of their own).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +19,41 @@ use kube::runtime::controller::Action;
 use crate::context::Context;
 use crate::error::Error;
 use crate::status;
+
+/// The namespaces of the pools in the allocator: a pod of one of them, attached to the pool's
+/// Subnet without an `ip_pool` or static address of its own, draws from the pool
+/// (upstream's `spec.namespaces`). Kept by the reconcile (and seeded at start).
+#[derive(Debug, Default)]
+pub struct Namespaces(std::sync::Mutex<std::collections::BTreeMap<String, (String, Vec<String>)>>);
+
+impl Namespaces {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, (String, Vec<String>)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Pool `name` of `subnet` serves `namespaces` (none: only pods that name it).
+    pub fn set(&self, name: &str, subnet: &str, namespaces: &[String]) {
+        self.lock()
+            .insert(name.to_owned(), (subnet.to_owned(), namespaces.to_vec()));
+    }
+
+    /// Pool `name` is no longer in the allocator.
+    pub fn remove(&self, name: &str) {
+        self.lock().remove(name);
+    }
+
+    /// The pool of `subnet` that serves `namespace` (the first by name when several do).
+    pub fn pool_for(&self, subnet: &str, namespace: &str) -> Option<String> {
+        self.lock()
+            .iter()
+            .find(|(_, (s, namespaces))| s == subnet && namespaces.iter().any(|n| n == namespace))
+            .map(|(name, _)| name.clone())
+    }
+}
 
 /// Finalizer on IPPools: the pool leaves the allocator before the object goes.
 pub const FINALIZER: &str = "kubeovn.io/ippool";
@@ -108,6 +143,7 @@ async fn report(
 async fn apply(pool: &IPPool, ctx: &Context) -> Result<Action, Error> {
     let name = pool.name_any();
     if let Some((reason, msg, retry)) = problem(pool, ctx) {
+        ctx.pool_namespaces.remove(&name);
         tracing::warn!(ippool = %name, %reason, %msg, "IP pool not applied");
         report(
             pool,
@@ -130,6 +166,7 @@ async fn apply(pool: &IPPool, ctx: &Context) -> Result<Action, Error> {
     let subnet = &pool.spec.subnet;
     let spec = ipam::PoolSpec::new(&name, pool.spec.ips.iter().cloned());
     if let Err(e) = ctx.ipam.set_pool(subnet, spec) {
+        ctx.pool_namespaces.remove(&name);
         let msg = format!("IPPool {name}: {e}");
         tracing::warn!(ippool = %name, %msg, "IP pool refused");
         report(
@@ -145,13 +182,16 @@ async fn apply(pool: &IPPool, ctx: &Context) -> Result<Action, Error> {
         .await?;
         return Ok(Action::requeue(Duration::from_secs(60)));
     }
+    ctx.pool_namespaces
+        .set(&name, subnet, &pool.spec.namespaces);
     let counters = ctx.ipam.pool_counters(subnet, &name).unwrap_or_default();
     let msg = if pool.spec.namespaces.is_empty() {
         format!("pods draw from this pool with the annotation ip_pool: {name}")
     } else {
         format!(
-            "pods draw from this pool with the annotation ip_pool: {name}; spec.namespaces is not \
-             applied by this version (pods of those namespaces do not draw from it by default)"
+            "pods draw from this pool with the annotation ip_pool: {name}, and pods of {} \
+             attached to Subnet {subnet} by default",
+            pool.spec.namespaces.join(", ")
         )
     };
     let extra = vec![
@@ -182,6 +222,7 @@ async fn apply(pool: &IPPool, ctx: &Context) -> Result<Action, Error> {
 }
 
 async fn cleanup(pool: &IPPool, ctx: &Context) -> Result<Action, Error> {
+    ctx.pool_namespaces.remove(&pool.name_any());
     // Unknown subnet or pool: nothing of it is in the allocator.
     if let Err(e) = ctx.ipam.remove_pool(&pool.spec.subnet, &pool.name_any()) {
         tracing::debug!(ippool = %pool.name_any(), error = %e, "IP pool was not in the allocator");

@@ -236,7 +236,11 @@ pub fn plan_element_for(
 /// else from the provider's annotations; `ip_pool` as a list of addresses or an IPPool name.
 /// The annotations are text anyone who may edit the pod can write: they are parsed here, and a
 /// bad value is an error that names the attachment's key and the value.
-pub fn request_for(pod: &Pod, planned: &Planned) -> Result<ipam::Request, ipam::Error> {
+pub fn request_for(
+    pod: &Pod,
+    planned: &Planned,
+    namespace_pool: Option<&str>,
+) -> Result<ipam::Request, ipam::Error> {
     let a = pod.annotations();
     let owner = lsp_name(
         &pod.name_any(),
@@ -255,9 +259,14 @@ pub fn request_for(pod: &Pod, planned: &Planned) -> Result<ipam::Request, ipam::
     } else if let Some(mac) = a.get(&key(AnnotationKey::MacAddress)) {
         req = req.with_mac(ipam::parse_mac(&owner, mac)?);
     }
+    let own_choice =
+        !planned.element.ips.is_empty() || a.contains_key(&key(AnnotationKey::IpAddress));
     if let Some(pool) = a.get(&key(AnnotationKey::IpPool)) {
         // A list of addresses, or the name of an IPPool (upstream's two forms).
         req = req.with_ip_pool(&owner, pool)?;
+    } else if let Some(pool) = namespace_pool.filter(|_| !own_choice) {
+        // The pool that serves the pod's namespace on this Subnet (`IPPool.spec.namespaces`).
+        req = req.in_pool(pool);
     }
     Ok(req)
 }
@@ -630,7 +639,9 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
     } else {
         Vec::new()
     };
-    let request = request_for(pod, planned).map_err(|e| e.to_string())?;
+    let namespace_pool = ctx.pool_namespaces.pool_for(subnet, &namespace);
+    let request =
+        request_for(pod, planned, namespace_pool.as_deref()).map_err(|e| e.to_string())?;
     // From the allocation until the record's create has answered.
     let _recording = ctx.pending_ips.hold(&key);
     let lease = ctx
@@ -1068,7 +1079,7 @@ mod tests {
             r#"[{"name":"a","ips":["10.100.0.100/16"],"mac":"02:00:00:00:00:01"}]"#,
         )]);
         let planned = plan_first_on_a(&p);
-        let req = request_for(&p, &planned).unwrap();
+        let req = request_for(&p, &planned, None).unwrap();
         assert_eq!(req.ips, vec!["10.100.0.100/16".parse().unwrap()]);
         assert_eq!(
             req.mac,
@@ -1080,7 +1091,7 @@ mod tests {
             ("a.default.ovn.kubernetes.io/ip_pool", "pool1"),
         ]);
         let planned = plan_first_on_a(&p);
-        let req = request_for(&p, &planned).unwrap();
+        let req = request_for(&p, &planned, None).unwrap();
         assert_eq!(req.ips, vec!["10.100.0.7".parse().unwrap()]);
         assert_eq!(req.pool.as_deref(), Some("pool1"));
         // The other form: a list of addresses.
@@ -1091,7 +1102,7 @@ mod tests {
                 "10.100.0.15,10.100.0.16",
             ),
         ]);
-        let req = request_for(&p, &planned).unwrap();
+        let req = request_for(&p, &planned, None).unwrap();
         assert_eq!(
             req.ip_list.as_ref().map(ipam::IpList::as_str),
             Some("10.100.0.15,10.100.0.16")
@@ -1126,7 +1137,7 @@ mod tests {
             let key = format!("a.default.ovn.kubernetes.io/{annotation}");
             let p = pod(&[(NETWORKS_ANNOTATION, "default/a"), (key.as_str(), value)]);
             let planned = plan_first_on_a(&p);
-            let err = request_for(&p, &planned).unwrap_err().to_string();
+            let err = request_for(&p, &planned, None).unwrap_err().to_string();
             assert!(err.contains(want), "{annotation}: {err:?} lacks {want:?}");
             assert!(err.starts_with("p.default.a.default.ovn: "), "{err}");
         }

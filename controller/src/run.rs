@@ -188,7 +188,7 @@ pub async fn start(client: kube::Client, config: &RunConfig) -> Result<Arc<Conte
     let ipam = Arc::new(ipam::SharedIpam::new(ipam::Ipam::new()));
     // EIPs record their addresses in their own spec (`nat_rules`).
     let eips = nat_rules::eip_records(&nat.eips.state(), &nat.gateways.state());
-    let loaded = rebuild(&client, &ipam, &subnets, eips).await?;
+    let (loaded, pools) = rebuild(&client, &ipam, &subnets, eips).await?;
     let background = std::mem::take(&mut tasks.0);
     let ctx = Context::new(
         client,
@@ -205,6 +205,10 @@ pub async fn start(client: kube::Client, config: &RunConfig) -> Result<Arc<Conte
     // The records the allocator holds are what this controller would write for them: a pod
     // whose record is unchanged costs no write after a restart.
     ctx.written_ips.seed(loaded);
+    // Pods reconciled before their pool's first reconcile draw from it already.
+    for (name, subnet, namespaces) in pools {
+        ctx.pool_namespaces.set(&name, &subnet, &namespaces);
+    }
     Ok(Arc::new(ctx))
 }
 
@@ -244,14 +248,21 @@ pub async fn run_with_leader(
     }
 }
 
-/// Registers every valid Subnet, then loads every IP CR and the EIPs' `extra` records, into
-/// the allocator. Returns the IP CRs loaded, by key.
+/// What the rebuild at start took: the IP CRs loaded (by key), and the pools registered (name,
+/// Subnet, namespaces).
+type Rebuilt = (
+    Vec<(String, crds::IPSpec)>,
+    Vec<(String, String, Vec<String>)>,
+);
+
+/// Registers every valid Subnet and IPPool, then loads every IP CR and the EIPs' `extra`
+/// records, into the allocator.
 async fn rebuild(
     client: &kube::Client,
     ipam: &ipam::SharedIpam,
     subnets: &Store<Subnet>,
     extra: Vec<ipam::Record>,
-) -> Result<Vec<(String, crds::IPSpec)>, StartError> {
+) -> Result<Rebuilt, StartError> {
     let all = subnets.state();
     for s in &all {
         if subnet::problems(s, &all).is_some() {
@@ -276,13 +287,21 @@ async fn rebuild(
         .list(&ListParams::default())
         .await?
         .items;
+    let mut registered = Vec::new();
     for pool in &pools {
         let spec = ipam::PoolSpec::new(pool.name_any(), pool.spec.ips.iter().cloned());
-        if crds::Validate::validate(pool).is_ok()
-            && ipam.has_subnet(&pool.spec.subnet)
-            && let Err(e) = ipam.set_pool(&pool.spec.subnet, spec)
-        {
-            tracing::warn!(ippool = %pool.name_any(), error = %e, "IP pool not registered at start");
+        if crds::Validate::validate(pool).is_err() || !ipam.has_subnet(&pool.spec.subnet) {
+            continue;
+        }
+        match ipam.set_pool(&pool.spec.subnet, spec) {
+            Ok(()) => registered.push((
+                pool.name_any(),
+                pool.spec.subnet.clone(),
+                pool.spec.namespaces.clone(),
+            )),
+            Err(e) => {
+                tracing::warn!(ippool = %pool.name_any(), error = %e, "IP pool not registered at start")
+            }
         }
     }
     let ips = Api::<IP>::all(client.clone())
@@ -316,7 +335,7 @@ async fn rebuild(
         })
         .map(|ip| (ip.name_any(), ip.spec))
         .collect();
-    Ok(loaded)
+    Ok((loaded, registered))
 }
 
 /// Runs the controllers and the GC until the process is told to stop.

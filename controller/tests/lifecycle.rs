@@ -682,6 +682,33 @@ async fn an_ip_pool_object_gives_its_addresses_to_the_pods_that_name_it() {
         .unwrap();
     common::event_containing(&client, "in-pool-3", "pool-a").await;
 
+    // A pool serving a namespace: that namespace's pods on the Subnet draw from it unasked.
+    let mut ns_pool = pool("pool-ns", "subnet-sts", "10.120.0.210..10.120.0.211");
+    ns_pool.spec.namespaces = vec!["pooled".into()];
+    pools
+        .create(&PostParams::default(), &ns_pool)
+        .await
+        .unwrap();
+    tokio::time::timeout(WAIT, await_condition(pools.clone(), "pool-ns", ready))
+        .await
+        .expect("pool-ns never Ready")
+        .unwrap();
+    let mut ns = k8s_openapi::api::core::v1::Namespace::default();
+    ns.metadata.name = Some("pooled".into());
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let pooled: Api<Pod> = Api::namespaced(client.clone(), "pooled");
+    let mut p = pod("unasked", None);
+    p.metadata.namespace = Some("pooled".into());
+    pooled.create(&PostParams::default(), &p).await.unwrap();
+    let (_, unasked) = allocated(&pooled, "unasked", "").await;
+    assert!(
+        ["10.120.0.210", "10.120.0.211"].contains(&unasked.as_str()),
+        "{unasked}"
+    );
+
     // Deleted: its addresses join the Subnet again; what it gave stays with the pods.
     pools
         .delete("pool-a", &DeleteParams::default())
