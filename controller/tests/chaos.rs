@@ -6,7 +6,9 @@
 //! Each step is drawn from a seeded generator: pods created and deleted, a pod deleted and
 //! created again under the same name at once, two pods asking for one static address, a
 //! StatefulSet scaled, the controller killed (its task aborted wherever it is) and restarted,
-//! NB killed and restarted, NB restarted empty. Steps overlap with the reconciles they trigger
+//! NB killed and restarted, NB restarted empty. One run in three runs two controller replicas
+//! under leader election instead, and a kill takes the leader (the follower takes over, a new
+//! replica joins). Steps overlap with the reconciles they trigger
 //! (short random pauses, no waiting for quiet in between).
 //!
 //! `CHAOS_RUNS` runs (default 1), `CHAOS_STEPS` steps each (default 10), seeds from `CHAOS_SEED`
@@ -22,8 +24,10 @@ use std::time::{Duration, Instant};
 
 use common::faults::{Bed, annotation, invariants, pod};
 use controller::context::Context;
+use controller::leader::LeaseConfig;
 use controller::run;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
@@ -52,11 +56,29 @@ fn env_u64(name: &str) -> Option<u64> {
 /// Names of the plain pods a run creates: few, so deletions and same-name recreations hit.
 const NAMES: u64 = 12;
 
+/// What runs the controller: one process (whose allocator the invariants also check), or two
+/// replicas under leader election (a kill takes the leader; the follower takes over).
+enum Controllers {
+    One(Arc<Context>, tokio::task::JoinHandle<()>),
+    Pair(
+        BTreeMap<String, tokio::task::JoinHandle<Result<(), run::LeadError>>>,
+        u32,
+    ),
+}
+
+impl Controllers {
+    fn abort_all(&self) {
+        match self {
+            Controllers::One(_, task) => task.abort(),
+            Controllers::Pair(replicas, _) => replicas.values().for_each(|t| t.abort()),
+        }
+    }
+}
+
 struct Run {
     bed: Bed,
     rng: Rng,
-    ctx: Arc<Context>,
-    controller: tokio::task::JoinHandle<()>,
+    controllers: Controllers,
     schedule: Vec<String>,
     /// Static-address contentions seen, and how many gave the address to both pods.
     contended: usize,
@@ -68,6 +90,34 @@ impl Run {
         let ctx = run::start(bed.client.clone(), &config).await.unwrap();
         let task = tokio::spawn(run::run(Arc::clone(&ctx), config));
         (ctx, task)
+    }
+
+    fn start_replica(
+        bed: &Bed,
+        identity: &str,
+    ) -> tokio::task::JoinHandle<Result<(), run::LeadError>> {
+        let lease = LeaseConfig {
+            namespace: "kube-system".into(),
+            name: "kube-ovn-controller".into(),
+            identity: identity.into(),
+            duration: Duration::from_secs(2),
+        };
+        tokio::spawn(run::run_with_leader(
+            bed.client.clone(),
+            bed.config(),
+            lease,
+        ))
+    }
+
+    /// The replica holding the Lease now, if any.
+    async fn leader(&self) -> Option<String> {
+        Api::<Lease>::namespaced(self.bed.client.clone(), "kube-system")
+            .get_opt("kube-ovn-controller")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec.and_then(|s| s.holder_identity))
+            .filter(|h| !h.is_empty())
     }
 
     async fn pause(&mut self) {
@@ -169,9 +219,38 @@ impl Run {
                     .unwrap();
                 format!("scale web to {replicas}")
             }
+            73..=84 if matches!(self.controllers, Controllers::Pair(..)) => {
+                // The leader killed where it stands; a new replica joins (as a follower).
+                let leader = self.leader().await;
+                let Controllers::Pair(replicas, next) = &mut self.controllers else {
+                    unreachable!("matched above");
+                };
+                let killed = leader
+                    .as_ref()
+                    .and_then(|l| replicas.remove(l).map(|t| (l.clone(), t)));
+                if let Some((_, task)) = &killed {
+                    task.abort();
+                }
+                *next += 1;
+                let id = format!("replica-{next}");
+                let task = Self::start_replica(&self.bed, &id);
+                let Controllers::Pair(replicas, _) = &mut self.controllers else {
+                    unreachable!("matched above");
+                };
+                replicas.insert(id.clone(), task);
+                match (killed, leader) {
+                    (Some((old, _)), _) => format!("leader {old} killed, {id} started"),
+                    (None, Some(gone)) => {
+                        format!("the Lease still names {gone} (killed, not expired); {id} started")
+                    }
+                    (None, None) => format!("no leader yet; {id} started"),
+                }
+            }
             73..=84 => {
-                self.controller.abort();
-                let _ = (&mut self.controller).await;
+                self.controllers.abort_all();
+                if let Controllers::One(_, task) = &mut self.controllers {
+                    let _ = task.await;
+                }
                 let down = self.rng.below(500);
                 // Pods keep coming while no controller runs.
                 if self.rng.below(2) == 0 {
@@ -180,8 +259,7 @@ impl Run {
                 }
                 tokio::time::sleep(Duration::from_millis(down)).await;
                 let (ctx, task) = Self::start_controller(&self.bed).await;
-                self.ctx = ctx;
-                self.controller = task;
+                self.controllers = Controllers::One(ctx, task);
                 format!("controller killed, back after {down} ms")
             }
             85..=92 => {
@@ -277,12 +355,26 @@ async fn statefulset(bed: &Bed) {
 async fn one_run(seed: u64, steps: usize) -> (usize, usize) {
     let bed = Bed::start().await;
     statefulset(&bed).await;
-    let (ctx, controller) = Run::start_controller(&bed).await;
+    let mut rng = Rng(seed);
+    // One run in three: two replicas under leader election.
+    let controllers = if rng.below(3) == 0 {
+        let replicas = ["replica-0", "replica-1"]
+            .into_iter()
+            .map(|id| (id.to_owned(), Run::start_replica(&bed, id)))
+            .collect();
+        Controllers::Pair(replicas, 1)
+    } else {
+        let (ctx, task) = Run::start_controller(&bed).await;
+        Controllers::One(ctx, task)
+    };
+    let mode = match controllers {
+        Controllers::One(..) => "one controller",
+        Controllers::Pair(..) => "two replicas under leader election",
+    };
     let mut run = Run {
         bed,
-        rng: Rng(seed),
-        ctx,
-        controller,
+        rng,
+        controllers,
         schedule: Vec::new(),
         contended: 0,
     };
@@ -301,10 +393,15 @@ async fn one_run(seed: u64, steps: usize) -> (usize, usize) {
             .await
             .map(|l| l.items.len());
         if let Ok(n) = pods {
-            match invariants(&run.bed, n, Some(&run.ctx)).await {
+            // With replicas the allocator is inside the leader: the durable state is checked.
+            let live = match &run.controllers {
+                Controllers::One(ctx, _) => Some(ctx.as_ref()),
+                Controllers::Pair(..) => None,
+            };
+            match invariants(&run.bed, n, live).await {
                 Ok(()) => {
                     eprintln!(
-                        "seed {seed}: {steps} steps, {n} pods, settled in {:?}\n{}",
+                        "seed {seed}: {mode}, {steps} steps, {n} pods, settled in {:?}\n{}",
                         started.elapsed(),
                         run.schedule.join("\n")
                     );
@@ -313,7 +410,7 @@ async fn one_run(seed: u64, steps: usize) -> (usize, usize) {
                         .iter()
                         .filter(|l| l.contains("killed") || l.contains("NB restarted"))
                         .count();
-                    run.controller.abort();
+                    run.controllers.abort_all();
                     return (faults, run.contended);
                 }
                 Err(v) => last = v,
@@ -341,7 +438,7 @@ async fn one_run(seed: u64, steps: usize) -> (usize, usize) {
                 })
                 .unwrap_or_default();
             panic!(
-                "seed {seed}: the invariants never held; last violation: {last}\nschedule:\n{}\n\
+                "seed {seed} ({mode}): the invariants never held; last violation: {last}\nschedule:\n{}\n\
                  pods: {pods:?}\nrepeat with: CHAOS_SEED={seed} CHAOS_RUNS=1 CHAOS_STEPS={steps} \
                  cargo test -p controller --test chaos -- --nocapture",
                 run.schedule.join("\n")
