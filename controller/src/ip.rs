@@ -66,6 +66,21 @@ pub fn spec_for(pod: &Pod, subnet: &str, lease: &ipam::Lease) -> IPSpec {
     }
 }
 
+/// The allocator's records of `ips` (read at start, or when a Subnet registers late); an
+/// unreadable record is logged, naming it, and skipped.
+pub fn lease_records<'a>(
+    ips: impl IntoIterator<Item = &'a IP>,
+) -> impl Iterator<Item = ipam::Record> {
+    ips.into_iter()
+        .filter_map(|ip| match to_lease_record(ip) {
+            Ok(record) => Some(record),
+            Err(e) => {
+                tracing::warn!(ip = %ip.name_any(), error = %e, "IP CR with an unreadable address skipped");
+                None
+            }
+        })
+}
+
 /// The allocator's record of `ip` (the way back from [`spec_for`]), for the rebuild at start.
 /// The record is text anyone with access to IP CRs can write: an unreadable address is an error
 /// naming it; an unreadable MAC leaves the MAC to the allocator.

@@ -308,13 +308,7 @@ async fn rebuild(
         .list(&ListParams::default())
         .await?
         .items;
-    let records = ips.iter().filter_map(|record| match ip::to_lease_record(record) {
-        Ok(lease) => Some(lease),
-        Err(e) => {
-            tracing::warn!(ip = %record.name_any(), error = %e, "IP CR with an unreadable address skipped");
-            None
-        }
-    });
+    let records = ip::lease_records(&ips);
     let report = ipam.rebuild(records.chain(extra));
     for rejected in &report.rejected {
         tracing::warn!(error = %rejected, "IP CR not loaded into the allocator");

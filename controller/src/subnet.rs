@@ -321,17 +321,7 @@ async fn records_of(ctx: &Context, name: &str) -> Result<Vec<ipam::Record>, Erro
         .list(&ListParams::default().match_any())
         .await?
         .items;
-    Ok(ips
-        .iter()
-        .filter(|ip| ip.spec.subnet == name)
-        .filter_map(|ip| match crate::ip::to_lease_record(ip) {
-            Ok(record) => Some(record),
-            Err(e) => {
-                tracing::warn!(ip = %ip.name_any(), error = %e, "IP CR with an unreadable address skipped");
-                None
-            }
-        })
-        .collect())
+    Ok(crate::ip::lease_records(ips.iter().filter(|ip| ip.spec.subnet == name)).collect())
 }
 
 /// The DHCP rows a Subnet needs: one per family with `enableDHCP`, none without.
