@@ -382,12 +382,20 @@ pub fn lan_key(gw: &str, plan: &Plan) -> String {
     lsp_name(&pod_name(gw), NAMESPACE, &plan.lan_provider)
 }
 
-/// Allocator keys of gateway `gw`'s pod other than `keep` (an earlier LAN Subnet's).
-fn other_lan_keys(ctx: &Context, gw: &str, keep: Option<&str>) -> Vec<String> {
+/// Allocator keys of gateway `gw`'s pod other than `keep` (an earlier LAN Subnet's), leaving
+/// out its attachments to `external_subnet`: the external address is the pod's own lease
+/// (from its external NAD's IPAM), released with the pod, never by the LAN bookkeeping.
+fn other_lan_keys(
+    ctx: &Context,
+    gw: &str,
+    keep: Option<&str>,
+    external_subnet: &str,
+) -> Vec<String> {
     let prefix = format!("{}.{NAMESPACE}.", pod_name(gw));
     ctx.ipam
         .records()
         .into_iter()
+        .filter(|r| r.subnet != external_subnet)
         .map(|r| r.key)
         .filter(|k| k.starts_with(&prefix) && Some(k.as_str()) != keep)
         .collect()
@@ -408,7 +416,7 @@ enum LanIp {
 /// [`Context::pending_ips`] until the record is written).
 async fn reserve_lan_ip(ctx: &Context, gw: &str, plan: &Plan) -> Result<LanIp, Error> {
     let key = lan_key(gw, plan);
-    for old in other_lan_keys(ctx, gw, Some(&key)) {
+    for old in other_lan_keys(ctx, gw, Some(&key), &plan.external_subnet) {
         tracing::info!(gateway = %gw, key = %old, "gateway's LAN attachment moved; releasing the old one");
         crate::ip::release(ctx, &old).await?;
     }
@@ -646,11 +654,55 @@ async fn cleanup(gw: &VpcNatGateway, ctx: &Context) -> Result<Action, Error> {
         Err(kube::Error::Api(e)) if e.code == 404 => {}
         Err(e) => return Err(e.into()),
     }
-    for key in other_lan_keys(ctx, &name, None) {
+    let (_, external_subnet) = external_network(&gw.spec);
+    for key in other_lan_keys(ctx, &name, None, &external_subnet) {
         crate::ip::release(ctx, &key).await?;
     }
     tracing::info!(gateway = %name, "VpcNatGateway deleted: route, StatefulSet and lanIp removed");
     Ok(Action::await_change())
+}
+
+/// The VpcNatGateway `name`: from the store, or from the API when the store does not have it
+/// (yet: a gateway's pod can be seen before the gateway's watch delivers it).
+async fn gateway_named(ctx: &Context, name: &str) -> Result<Option<Arc<VpcNatGateway>>, Error> {
+    match ctx.nat.gateways.get(&ObjectRef::new(name)) {
+        Some(g) => Ok(Some(g)),
+        None => Ok(Api::<VpcNatGateway>::all(ctx.client.clone())
+            .get_opt(name)
+            .await?
+            .map(Arc::new)),
+    }
+}
+
+/// Whether `pod` is the pod of a VpcNatGateway that is gone or going (the gateway, or the
+/// StatefulSet that made the pod, deleted or deleting): the pod goes with them, nothing is to
+/// be attached for it and nothing to complain about. Only skips work, so it needs no proof of
+/// ownership (a pod that copies the label gains nothing).
+pub async fn orphaned_gateway_pod(ctx: &Context, pod: &Pod) -> Result<bool, Error> {
+    if pod.namespace().as_deref() != Some(NAMESPACE)
+        || pod.labels().get(LABEL_NAT_GATEWAY).map(String::as_str) != Some("true")
+    {
+        return Ok(false);
+    }
+    let Some(owner) = pod
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "StatefulSet")
+    else {
+        return Ok(false);
+    };
+    let Some(gw) = owner.name.strip_prefix(STATEFULSET_PREFIX) else {
+        return Ok(false);
+    };
+    let gateway = gateway_named(ctx, gw).await?;
+    if gateway.is_none_or(|g| g.metadata.deletion_timestamp.is_some()) {
+        return Ok(true);
+    }
+    let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), NAMESPACE);
+    Ok(sets.get_opt(&owner.name).await?.is_none_or(|s| {
+        s.metadata.uid.as_deref() != Some(owner.uid.as_str())
+            || s.metadata.deletion_timestamp.is_some()
+    }))
 }
 
 /// The LAN Subnet `pod` may attach to as the genuine pod of a VpcNatGateway, whatever the
@@ -675,7 +727,7 @@ pub async fn admitted_lan_subnet(ctx: &Context, pod: &Pod) -> Result<Option<Stri
     if pod.name_any() != pod_name(gw_name) {
         return Ok(None);
     }
-    let Some(gw) = ctx.nat.gateways.get(&ObjectRef::new(gw_name)) else {
+    let Some(gw) = gateway_named(ctx, gw_name).await? else {
         return Ok(None);
     };
     let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), NAMESPACE);

@@ -40,8 +40,8 @@ pub mod switch;
 mod plan_tests;
 
 pub use port::{
-    PortPlan, attachment_ports, delete_port, ensure_attachments, ensure_port, plan_attachments,
-    plan_delete_port, plan_port,
+    PortPlan, PortSecurity, attachment_ports, delete_port, ensure_attachments, ensure_port,
+    plan_attachments, plan_delete_port, plan_port,
 };
 pub use qos::{Limit, QosDirection, QosPlan, delete_qos, ensure_qos, plan_delete_qos, plan_qos};
 pub use router::{

@@ -143,6 +143,9 @@ pub struct Planned {
     pub subnet: String,
     /// Whether it gets an OVN port (false for IPAM-only NADs).
     pub port: bool,
+    /// Whether this is a VpcNatGateway pod's LAN attachment (its owner chain admits it to
+    /// this Subnet): the port forwards for the VPC, so it is pinned to its MAC only.
+    pub gateway_lan: bool,
     /// The element as the user wrote it.
     pub element: NetworkSelectionElement,
 }
@@ -223,11 +226,13 @@ pub fn plan_element_for(
         message: r.to_string(),
         provider: Some(provider.clone()),
     })?;
+    let gateway_lan = port && gateway_subnet == Some(subnet.as_str());
     Ok(Some(Planned {
         provider,
         interface,
         subnet,
         port,
+        gateway_lan,
         element: resolved.element,
     }))
 }
@@ -298,6 +303,11 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
     };
     let (nads, subnets, vpcs) = (ctx.nads.state(), ctx.subnets.state(), ctx.vpcs.state());
     let gateway_subnet = crate::nat_gateway::admitted_lan_subnet(&ctx, &pod).await?;
+    if gateway_subnet.is_none() && crate::nat_gateway::orphaned_gateway_pod(&ctx, &pod).await? {
+        tracing::info!(pod = %format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()),
+            "the pod's VpcNatGateway is gone; the pod goes with it, nothing to attach");
+        return Ok(Action::await_change());
+    }
     let mut annotations = BTreeMap::new();
     let mut failures = Vec::new();
     let mut waits = Vec::new();
@@ -678,7 +688,9 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
         }
         return Err(format!("writing IP {key}: {e}").into());
     }
-    let port_security = if planned.port {
+    let port_security = if planned.gateway_lan {
+        nb::PortSecurity::MacOnly
+    } else if planned.port {
         let ps_key = annotation_key(&planned.provider, AnnotationKey::PortSecurity);
         let allows_off = ctx
             .subnets
@@ -702,9 +714,13 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
             .await;
         }
         tracing::debug!(pod = %format!("{namespace}/{name}"), %subnet, allows_off, on, "port security decided");
-        on
+        if on {
+            nb::PortSecurity::Addresses
+        } else {
+            nb::PortSecurity::Off
+        }
     } else {
-        true
+        nb::PortSecurity::Addresses
     };
     let port = planned.port.then(|| {
         let mut external_ids = nb::owned_ids(&[

@@ -101,12 +101,21 @@ where
 {
     use kube::runtime::finalizer::{Event, finalizer};
     let api: kube::Api<K> = kube::Api::all(ctx.client.clone());
-    finalizer(&api, name, obj, |event| async {
+    let result = finalizer(&api, name, obj, |event| async {
         match event {
             Event::Apply(o) => apply(&o, ctx).await,
             Event::Cleanup(o) => cleanup(&o, ctx).await,
         }
     })
-    .await
-    .map_err(|e| Error::Finalizer(e.to_string()))
+    .await;
+    match result {
+        Ok(action) => Ok(action),
+        // Another reconcile of the same deletion removed the finalizer first and the object
+        // is gone: the cleanup is done, not failed.
+        Err(
+            kube::runtime::finalizer::Error::RemoveFinalizer(kube::Error::Api(ref s))
+            | kube::runtime::finalizer::Error::AddFinalizer(kube::Error::Api(ref s)),
+        ) if s.code == 404 => Ok(Action::await_change()),
+        Err(e) => Err(Error::Finalizer(e.to_string())),
+    }
 }

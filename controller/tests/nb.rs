@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use controller::nb::{self, NbError, PortPlan, SwitchPlan};
+use controller::nb::{self, NbError, PortPlan, PortSecurity, SwitchPlan};
 use ovn_api::testing::{OvsdbServer, SchemaKind};
 
 fn plan(subnet: &str, vpc: Option<&str>, gw: &str) -> SwitchPlan {
@@ -70,7 +70,7 @@ async fn vpc_subnet_and_port_are_created_once_and_removed_cleanly() {
         switch: "subnet-secondary".into(),
         mac: "00:00:00:12:34:56".into(),
         ips: vec!["10.100.0.2".parse().unwrap()],
-        port_security: true,
+        port_security: PortSecurity::Addresses,
         external_ids: nb::owned_ids(&[("pod", "default/multi-network-pod")]),
         dhcp: (None, None),
         security_groups: Vec::new(),
@@ -150,7 +150,7 @@ async fn rows_that_are_not_ours_are_never_adopted_or_deleted() {
             switch: "nope".into(),
             mac: "00:00:00:00:00:01".into(),
             ips: vec![],
-            port_security: false,
+            port_security: PortSecurity::Off,
             external_ids: BTreeMap::new(),
             dhcp: (None, None),
             security_groups: Vec::new(),
@@ -178,7 +178,7 @@ async fn dhcp_rows_follow_the_subnet_and_every_port_points_at_them() {
         switch: "s-dhcp".into(),
         mac: "00:00:00:aa:bb:01".into(),
         ips: vec!["10.110.0.2".parse().unwrap()],
-        port_security: true,
+        port_security: PortSecurity::Addresses,
         external_ids: nb::owned_ids(&[("pod", "default/p"), ("ls", "s-dhcp")]),
         dhcp,
         security_groups: Vec::new(),

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
 
 use controller::nb::qos::QOS_PRIORITY;
-use controller::nb::{self, Limit, Nb, PortPlan, QosPlan, SwitchPlan};
+use controller::nb::{self, Limit, Nb, PortPlan, PortSecurity, QosPlan, SwitchPlan};
 use ovn_api::tables::nb::{LogicalSwitch, Qos};
 use ovn_api::testing::{OvsdbServer, SchemaKind};
 
@@ -23,7 +23,7 @@ fn port(switch: &str) -> PortPlan {
         switch: switch.into(),
         mac: "00:00:00:12:34:56".into(),
         ips: vec!["10.100.0.2".parse().unwrap()],
-        port_security: true,
+        port_security: PortSecurity::Addresses,
         external_ids: nb::owned_ids(&[("pod", "default/qos-pod")]),
         dhcp: (None, None),
         security_groups: Vec::new(),

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use controller::nb::{self, NbError, PortPlan, SwitchPlan, security_group as sg};
+use controller::nb::{self, NbError, PortPlan, PortSecurity, SwitchPlan, security_group as sg};
 use crds::security_group::SecurityGroupSpec;
 use ovn_api::replica::Replica;
 use ovn_api::tables::nb::{Acl, AddressSet, PortGroup};
@@ -47,7 +47,7 @@ fn port(i: u32, groups: &[&str]) -> PortPlan {
                 .parse()
                 .unwrap(),
         ],
-        port_security: true,
+        port_security: PortSecurity::Addresses,
         external_ids: ids,
         dhcp: (None, None),
         security_groups: groups,

@@ -124,7 +124,7 @@ fn port_plan(switch: &str) -> PortPlan {
         switch: switch.into(),
         mac: "0a:58:0a:00:00:05".into(),
         ips: vec!["10.0.0.5".parse().unwrap()],
-        port_security: true,
+        port_security: PortSecurity::Addresses,
         external_ids: owned_ids(&[("pod", "default/p1"), ("ls", switch)]),
         dhcp: (None, None),
         security_groups: Vec::new(),
@@ -342,7 +342,7 @@ fn port_is_inserted_kept_updated_and_rehomed() {
 
     // Port security off: one update of the columns we own.
     let open = PortPlan {
-        port_security: false,
+        port_security: PortSecurity::Off,
         ..plan.clone()
     };
     plan_port(&r, &mut tx, &open).unwrap();
@@ -652,7 +652,7 @@ proptest::proptest! {
         mac in proptest::prelude::any::<[u8; 6]>(),
         v4 in proptest::prelude::any::<[u8; 4]>(),
         v6 in proptest::option::of(proptest::prelude::any::<u128>()),
-        port_security in proptest::prelude::any::<bool>(),
+        port_security in proptest::sample::select(vec![PortSecurity::Addresses, PortSecurity::MacOnly, PortSecurity::Off]),
         dhcp in (proptest::option::of(1u128..4), proptest::option::of(4u128..8)),
     ) {
         let mut ips = vec![std::net::IpAddr::from(v4)];

@@ -23,8 +23,8 @@ pub struct PortPlan {
     pub mac: String,
     /// Addresses.
     pub ips: Vec<std::net::IpAddr>,
-    /// Pin the port to its MAC and addresses.
-    pub port_security: bool,
+    /// What the port is pinned to.
+    pub port_security: PortSecurity,
     /// Owner ids (`pod`, `ls`, `provider`).
     pub external_ids: BTreeMap<String, String>,
     /// The subnet's DHCP rows (IPv4, IPv6) when it has `enableDHCP` ([`dhcp::uuids_of`]).
@@ -33,6 +33,19 @@ pub struct PortPlan {
     /// default-deny group hold it, their address sets its addresses, changed in the port's
     /// transaction ([`super::security_group::prepare_membership`]).
     pub security_groups: Vec<String>,
+}
+
+/// What OVN lets a port send and receive (its `port_security` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortSecurity {
+    /// Its MAC and its addresses only (anti-spoofing: every pod's port).
+    Addresses,
+    /// Its MAC only, any IP address: a router's port (a VPC NAT gateway forwards for others,
+    /// so packets to and from addresses not its own cross its LAN port), still unable to
+    /// claim another port's MAC.
+    MacOnly,
+    /// Nothing (`port_security: "false"` on a Subnet that allows it).
+    Off,
 }
 
 impl PortPlan {
@@ -60,10 +73,10 @@ pub async fn ensure_port(nb: &Nb, plan: &PortPlan) -> Result<(), NbError> {
 #[allow(clippy::result_large_err)] // The NbError every function of nb returns (async ones too).
 pub fn plan_port(r: &Replica, tx: &mut Txn, plan: &PortPlan) -> Result<(), NbError> {
     let addresses = plan.addresses();
-    let port_security = if plan.port_security {
-        addresses.clone()
-    } else {
-        Vec::new()
+    let port_security = match plan.port_security {
+        PortSecurity::Addresses => addresses.clone(),
+        PortSecurity::MacOnly => vec![plan.mac.clone()],
+        PortSecurity::Off => Vec::new(),
     };
     let (ls, existing, owners) = {
         let ls = r
