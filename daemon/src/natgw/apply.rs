@@ -113,10 +113,10 @@ impl Applier {
     pub async fn apply(&self, desired: &Desired) -> Result<Applied, ApplyError> {
         let start = Instant::now();
         let mut done = Applied::default();
-        let lan = self.link(&desired.lan_interface, "LAN").await?;
-        let ext = self.link(&desired.external_interface, "external").await?;
+        let (lan, _) = self.link(&desired.lan_interface, "LAN").await?;
+        let (ext, ext_mac) = self.link(&desired.external_interface, "external").await?;
         self.forwarding([&desired.lan_interface, &desired.external_interface])?;
-        done.addresses = self.addresses(ext, desired).await?;
+        done.addresses = self.addresses(ext, ext_mac, desired).await?;
         done.routes = self.rules(desired).await? + self.routes(lan, ext, desired).await?;
         let nft_start = Instant::now();
         let ruleset = desired.ruleset.clone();
@@ -132,8 +132,12 @@ impl Applier {
         Ok(done)
     }
 
-    /// Index of link `name`, set up.
-    async fn link(&self, name: &str, leg: &'static str) -> Result<u32, ApplyError> {
+    /// Index and MAC of link `name`, set up.
+    async fn link(
+        &self,
+        name: &str,
+        leg: &'static str,
+    ) -> Result<(u32, Option<[u8; 6]>), ApplyError> {
         let missing = || ApplyError::InterfaceMissing {
             name: name.to_owned(),
             leg,
@@ -154,6 +158,12 @@ impl Applier {
             Err(e) => return Err(netlink(format!("reading link {name}"))(e)),
         };
         let index = link.header.index;
+        let mac = link.attributes.iter().find_map(|a| match a {
+            rtnetlink::packet_route::link::LinkAttribute::Address(m) => {
+                <[u8; 6]>::try_from(m.as_slice()).ok()
+            }
+            _ => None,
+        });
         if !link
             .header
             .flags
@@ -166,7 +176,7 @@ impl Applier {
                 .await
                 .map_err(netlink(format!("setting {name} up")))?;
         }
-        Ok(index)
+        Ok((index, mac))
     }
 
     /// IPv4 forwarding on, and reverse-path filtering of both legs at most loose.
@@ -211,8 +221,16 @@ impl Applier {
     }
 
     /// EIPs on the external interface: adds the missing, removes addresses that are neither an
-    /// EIP nor the attachment's own.
-    async fn addresses(&self, ext: u32, desired: &Desired) -> Result<usize, ApplyError> {
+    /// EIP nor the attachment's own. Each added EIP is announced with a gratuitous ARP: hosts
+    /// on the external segment that cached the EIP at another MAC (a restarted gateway pod
+    /// has a new external interface, an EIP moved between gateways) learn the new one at once
+    /// instead of sending DNAT and FIP traffic into the void until their entry expires.
+    async fn addresses(
+        &self,
+        ext: u32,
+        ext_mac: Option<[u8; 6]>,
+        desired: &Desired,
+    ) -> Result<usize, ApplyError> {
         let mut present = Vec::new();
         let mut dump = self
             .handle
@@ -267,6 +285,21 @@ impl Applier {
                     desired.external_interface
                 )))?;
             changed += 1;
+            if let Some(mac) = ext_mac {
+                let ip = want.addr();
+                let sent = self
+                    .netns
+                    .run(move || crate::sys::send_gratuitous_arp(ext, mac, ip));
+                match sent {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(eip = %ip, error = %e, "gratuitous ARP for an EIP failed")
+                    }
+                    Err(e) => {
+                        tracing::warn!(eip = %ip, error = %e, "gratuitous ARP for an EIP failed")
+                    }
+                }
+            }
         }
         Ok(changed)
     }
