@@ -12,6 +12,10 @@
 //! environment, the NAD's config on stdin with `name` and declared `runtimeConfig`, `net1`...),
 //! writes `k8s.v1.cni.cncf.io/network-status` from the results and sets the Pod Running. On
 //! deletion it calls CNI DEL for each attachment, removes the namespace and deletes the Pod.
+//!
+//! Containers are not run, except those whose command is one of our binaries (the VPC NAT
+//! gateway's agent, see [`OwnContainers`]): those run as processes beside the API server, told
+//! the pod's namespace, with their readiness probe deciding the pod's Ready condition.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -130,6 +134,8 @@ struct PodRuntime {
     container_id: String,
     /// (ifname, stdin config, plugin) of each attachment, for DEL.
     attachments: Vec<(String, String, PathBuf)>,
+    /// The pod's containers that run our binaries (stopped before the attachments go).
+    containers: Option<OwnContainers>,
 }
 
 type Pods = Arc<Mutex<HashMap<(String, String), PodRuntime>>>;
@@ -313,6 +319,8 @@ impl Cluster {
                 },
                 pods: pods.clone(),
                 plugin: plugin.clone(),
+                daemon_bin: daemon_bin.clone(),
+                kubeconfig: control_plane.kubeconfig().to_owned(),
                 run_dir: run_dir.clone(),
             };
             runners.push(tokio::spawn(runner.run()));
@@ -447,6 +455,26 @@ impl Cluster {
                 ))
             })?;
         Ok(rt.netns.exec(args)?)
+    }
+
+    /// The path of a running pod's network namespace (to open sockets inside it).
+    pub fn pod_netns(&self, namespace: &str, pod: &str) -> Result<PathBuf> {
+        let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        pods.get(&(namespace.to_owned(), pod.to_owned()))
+            .map(|rt| rt.netns.path())
+            .ok_or_else(|| {
+                ClusterError::Yaml(format!(
+                    "pod {namespace}/{pod} is not running on a harness node"
+                ))
+            })
+    }
+
+    /// The network namespace of node `node` (its kernel stack, where CNI plugins run).
+    pub fn node_netns(&self, node: &str) -> Option<String> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == node)
+            .map(|n| n.ovn.netns().name().to_owned())
     }
 
     /// Waits until the pod is Running (all its attachments added).
@@ -654,6 +682,9 @@ struct Runner {
     node: RunnerNode,
     pods: Pods,
     plugin: PathBuf,
+    /// `kube-ovn-daemon`, for containers whose command is ours.
+    daemon_bin: PathBuf,
+    kubeconfig: PathBuf,
     run_dir: PathBuf,
 }
 
@@ -895,11 +926,22 @@ impl Runner {
                 attachments.push((ifname, stdin, plugin));
             }
         }
+        let containers = match self.start_containers(pod, &netns) {
+            Ok(c) => c,
+            Err(e) => {
+                self.delete_attachments(pod, &container_id, &netns.path(), &attachments);
+                let env = self.cni_env("DEL", pod, &container_id, &netns.path(), "eth0");
+                let _ = self.cni(&bridge, false, &env, &self.primary_conf());
+                return Err(e);
+            }
+        };
+        let probed = containers.as_ref().is_some_and(|c| c.probe.is_some());
         // Known to the harness (exec) before anyone can see the pod Running.
         let rt = PodRuntime {
             netns,
             container_id,
             attachments,
+            containers,
         };
         if let Ok(mut pods) = self.pods.lock() {
             pods.insert((namespace.clone(), name.clone()), rt);
@@ -915,17 +957,22 @@ impl Runner {
             .unwrap_or_default()
             .to_owned();
         let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        // A pod with a readiness probe starts not Ready; its probe loop sets it.
+        let ready = if probed { "False" } else { "True" };
         let status = json!({"status": {
             "phase": "Running",
             "podIP": pod_ip,
             "podIPs": [{"ip": pod_ip}],
             "conditions": [
                 {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": now},
-                {"type": "Ready", "status": "True", "lastTransitionTime": now},
+                {"type": "Ready", "status": ready, "lastTransitionTime": now},
             ],
         }});
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
             .await?;
+        if probed {
+            self.start_probe_loop(&namespace, &name);
+        }
         Ok(())
     }
 
@@ -947,7 +994,9 @@ impl Runner {
     async fn teardown(&self, pod: &Pod) {
         let key = (pod.namespace().unwrap_or_default(), pod.name_any());
         let rt = self.pods.lock().ok().and_then(|mut p| p.remove(&key));
-        if let Some(rt) = rt {
+        if let Some(mut rt) = rt {
+            // Containers stop before their interfaces go, as a runtime stops them first.
+            drop(rt.containers.take());
             tokio::task::block_in_place(|| {
                 self.delete_attachments(pod, &rt.container_id, &rt.netns.path(), &rt.attachments);
                 let env = self.cni_env("DEL", pod, &rt.container_id, &rt.netns.path(), "eth0");
@@ -971,6 +1020,294 @@ impl Runner {
             ..Default::default()
         };
         let _ = api.delete(&key.1, &dp).await;
+    }
+}
+
+/// The name our daemon binary has in the images (a container command naming it is ours).
+const DAEMON_BINARY_NAME: &str = "kube-ovn-daemon";
+
+/// How often the runner looks at a pod's own containers (restart the exited, run the probe).
+const PROBE_PERIOD: Duration = Duration::from_secs(1);
+
+/// One container of ours, run as a process.
+#[derive(Debug)]
+struct OwnProcess {
+    name: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    child: Child,
+}
+
+impl OwnProcess {
+    fn spawn(
+        bin: &Path,
+        name: &str,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        log: PathBuf,
+    ) -> Result<Self> {
+        let child = spawn_logged(bin, &args, &env, &log)?;
+        Ok(Self {
+            name: name.to_owned(),
+            args,
+            env,
+            log,
+            child,
+        })
+    }
+}
+
+fn spawn_logged(
+    bin: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    log: &Path,
+) -> Result<Child> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(io(format!("opening {}", log.display())))?;
+    Command::new(bin)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().map_err(io("log"))?)
+        .stderr(out)
+        .spawn()
+        .map_err(io(format!("starting {}", bin.display())))
+}
+
+/// An exec readiness probe of ours.
+#[derive(Debug, Clone)]
+struct Probe {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+/// The containers of a pod whose command is one of our binaries (`/kube-ovn/kube-ovn-daemon
+/// nat-gateway`, the VPC NAT gateway's agent), run as kubelet would run them, with two
+/// differences: they run in the harness' own namespace, beside the API server (a pod's
+/// namespace has no way to the loopback API server here), and are told the pod's namespace
+/// instead (`NATGW_NETNS`), with the admin `KUBECONFIG` and their readiness file in the pod's
+/// run dir (`NATGW_READY_FILE`). Init containers of ours run to completion inside the pod's
+/// namespace first (the gateway's sysctls step). A container that exits is started again
+/// (`restartPolicy: Always`); the readiness probe, run every second, decides the pod's Ready
+/// condition. Everything stops on drop.
+#[derive(Debug)]
+struct OwnContainers {
+    bin: PathBuf,
+    procs: Arc<Mutex<Vec<OwnProcess>>>,
+    probe: Option<Probe>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for OwnContainers {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        let mut procs = self.procs.lock().unwrap_or_else(|e| e.into_inner());
+        for p in procs.iter_mut() {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+    }
+}
+
+/// The arguments after the program when `command` runs our daemon binary.
+fn own_command(command: Option<&Vec<String>>) -> Option<Vec<String>> {
+    let command = command?;
+    let program = Path::new(command.first()?);
+    (program.file_name()? == DAEMON_BINARY_NAME).then(|| command[1..].to_vec())
+}
+
+impl Runner {
+    /// A container's environment: literal values and the downward API's pod fields.
+    fn container_env(
+        &self,
+        pod: &Pod,
+        container: &k8s_openapi::api::core::v1::Container,
+        netns: &Path,
+        pod_dir: &Path,
+    ) -> Vec<(String, String)> {
+        let mut env = Vec::new();
+        for e in container.env.iter().flatten() {
+            let value = match (&e.value, &e.value_from) {
+                (Some(v), _) => Some(v.clone()),
+                (None, Some(from)) => {
+                    from.field_ref
+                        .as_ref()
+                        .and_then(|f| match f.field_path.as_str() {
+                            "metadata.name" => Some(pod.name_any()),
+                            "metadata.namespace" => pod.namespace(),
+                            "spec.nodeName" => Some(self.node.name.clone()),
+                            _ => None,
+                        })
+                }
+                _ => None,
+            };
+            if let Some(v) = value {
+                env.push((e.name.clone(), v));
+            }
+        }
+        env.push(("KUBECONFIG".into(), self.kubeconfig.display().to_string()));
+        env.push(("NATGW_NETNS".into(), netns.display().to_string()));
+        env.push((
+            "NATGW_READY_FILE".into(),
+            pod_dir.join("natgw-ready").display().to_string(),
+        ));
+        env
+    }
+
+    /// Runs the pod's init containers of ours and starts its containers of ours (`None` when it
+    /// has none).
+    fn start_containers(&self, pod: &Pod, netns: &NetnsGuard) -> Result<Option<OwnContainers>> {
+        let Some(spec) = pod.spec.as_ref() else {
+            return Ok(None);
+        };
+        let ours = |c: &k8s_openapi::api::core::v1::Container| own_command(c.command.as_ref());
+        if !spec.containers.iter().any(|c| ours(c).is_some()) {
+            return Ok(None);
+        }
+        let pod_dir = self.run_dir.join(format!(
+            "pod-{}-{}-{}",
+            pod.namespace().unwrap_or_default(),
+            pod.name_any(),
+            pod.uid().unwrap_or_default()
+        ));
+        std::fs::create_dir_all(&pod_dir).map_err(io("creating the pod dir"))?;
+        for init in spec.init_containers.iter().flatten() {
+            let Some(args) = ours(init) else { continue };
+            let env = self.container_env(pod, init, &netns.path(), &pod_dir);
+            let out = tokio::task::block_in_place(|| {
+                Command::new("ip")
+                    .args(["netns", "exec", netns.name()])
+                    .arg(&self.daemon_bin)
+                    .args(&args)
+                    .env_clear()
+                    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                    .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .output()
+            })
+            .map_err(io(format!("running init container {}", init.name)))?;
+            std::fs::write(
+                pod_dir.join(format!("{}.log", init.name)),
+                [out.stdout.as_slice(), out.stderr.as_slice()].concat(),
+            )
+            .map_err(io("writing an init container's log"))?;
+            if !out.status.success() {
+                return Err(ClusterError::Yaml(format!(
+                    "init container {} failed ({}): {}",
+                    init.name,
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+        }
+        let mut procs = Vec::new();
+        let mut probe = None;
+        for c in &spec.containers {
+            let Some(args) = ours(c) else { continue };
+            let env = self.container_env(pod, c, &netns.path(), &pod_dir);
+            let log = pod_dir.join(format!("{}.log", c.name));
+            if let Some(exec) = c
+                .readiness_probe
+                .as_ref()
+                .and_then(|p| p.exec.as_ref())
+                .and_then(|e| own_command(e.command.as_ref()))
+            {
+                probe = Some(Probe {
+                    args: exec,
+                    env: env.clone(),
+                });
+            }
+            procs.push(OwnProcess::spawn(
+                &self.daemon_bin,
+                &c.name,
+                args,
+                env,
+                log,
+            )?);
+        }
+        Ok(Some(OwnContainers {
+            bin: self.daemon_bin.clone(),
+            procs: Arc::new(Mutex::new(procs)),
+            probe,
+            task: None,
+        }))
+    }
+
+    /// Starts the loop that restarts the pod's exited containers of ours and sets its Ready
+    /// condition from their probe.
+    fn start_probe_loop(&self, namespace: &str, name: &str) {
+        let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(containers) = pods
+            .get_mut(&(namespace.to_owned(), name.to_owned()))
+            .and_then(|rt| rt.containers.as_mut())
+        else {
+            return;
+        };
+        let (bin, procs, probe) = (
+            containers.bin.clone(),
+            containers.procs.clone(),
+            containers.probe.clone(),
+        );
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let name = name.to_owned();
+        containers.task = Some(tokio::spawn(async move {
+            let mut ready = false;
+            loop {
+                tokio::time::sleep(PROBE_PERIOD).await;
+                restart_exited(&bin, &procs);
+                let Some(probe) = &probe else { continue };
+                let ok = tokio::process::Command::new(&bin)
+                    .args(&probe.args)
+                    .env_clear()
+                    .envs(probe.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .await
+                    .is_ok_and(|s| s.success());
+                if ok == ready {
+                    continue;
+                }
+                let now = k8s_openapi::jiff::Timestamp::now().to_string();
+                let status = if ok { "True" } else { "False" };
+                let patch = json!({"status": {"conditions": [
+                    {"type": "Ready", "status": status, "lastTransitionTime": now},
+                ]}});
+                // Conditions merge by type (strategic merge), as kubelet's status manager.
+                if api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+                    .await
+                    .is_ok()
+                {
+                    ready = ok;
+                }
+            }
+        }));
+    }
+}
+
+/// Starts again each of `procs` that exited, appending to its log.
+fn restart_exited(bin: &Path, procs: &Mutex<Vec<OwnProcess>>) {
+    let mut procs = procs.lock().unwrap_or_else(|e| e.into_inner());
+    for p in procs.iter_mut() {
+        let Ok(Some(status)) = p.child.try_wait() else {
+            continue;
+        };
+        tracing::warn!(container = %p.name, %status, "container of ours exited; starting it again");
+        match spawn_logged(bin, &p.args, &p.env, &p.log) {
+            Ok(child) => p.child = child,
+            Err(e) => tracing::warn!(container = %p.name, error = %e, "restart failed"),
+        }
     }
 }
 

@@ -1,0 +1,637 @@
+//! The VPC NAT gateway end to end on the local cluster (L2): the controller's StatefulSet, the
+//! scheduler's pod, the runner's attachments (LAN on OVN with `lanIp`, external by macvlan with
+//! our IPAM on each node's `eth1`) and the `kube-ovn-daemon nat-gateway` agent, started by the
+//! pod runner on the gateway's namespace. An "external host" (a namespace on the external
+//! segment only, the external Subnet's gateway `172.18.0.1`, with `198.51.100.10` beyond it)
+//! is reachable from the VPC only through the gateway. Real TCP: SNAT (the host sees the EIP),
+//! DNAT (EIP:port reaches a pod), FIP both ways, a deleted rule stops its traffic, a restarted
+//! gateway pod restores every rule, and two VPCs with one CIDR behind their own gateways stay
+//! apart. Ends with the quiet check.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crds::condition::{READY, find_condition};
+use crds::{IptablesEIP, VpcNatGateway};
+use daemon::netns::Netns;
+use e2e::cluster::{Cluster, node_count};
+use e2e::ovn::{NetnsGuard, unique};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::DeleteParams;
+use kube::{Api, ResourceExt};
+
+const WAIT: Duration = Duration::from_secs(120);
+/// The external host: the external Subnet's gateway, and an address beyond it.
+const EXT_GATEWAY: &str = "172.18.0.1";
+const EXT_FAR: &str = "198.51.100.10";
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The external segment: a bridge namespace, every node's `eth1` cabled to it (the macvlan
+/// master of the external NAD), and the external host.
+struct External {
+    host: NetnsGuard,
+    _bridge: NetnsGuard,
+}
+
+impl External {
+    fn create(cluster: &Cluster) -> Self {
+        let bridge = NetnsGuard::create(&unique("kovn-xbr")).unwrap();
+        let b = bridge.name().to_owned();
+        sh(&["ip", "-n", &b, "link", "add", "xbr", "type", "bridge"]);
+        sh(&["ip", "-n", &b, "link", "set", "xbr", "up"]);
+        for (i, node) in cluster.node_names().iter().enumerate() {
+            let nn = cluster.node_netns(node).unwrap();
+            let port = format!("x-n{i}");
+            sh(&[
+                "ip", "-n", &b, "link", "add", &port, "type", "veth", "peer", "name", "eth1",
+                "netns", &nn,
+            ]);
+            sh(&["ip", "-n", &b, "link", "set", &port, "master", "xbr", "up"]);
+            sh(&["ip", "-n", &nn, "link", "set", "eth1", "up"]);
+        }
+        let host = NetnsGuard::create(&unique("kovn-xh")).unwrap();
+        let h = host.name().to_owned();
+        sh(&[
+            "ip", "-n", &b, "link", "add", "x-host", "type", "veth", "peer", "name", "eth0",
+            "netns", &h,
+        ]);
+        sh(&[
+            "ip", "-n", &b, "link", "set", "x-host", "master", "xbr", "up",
+        ]);
+        sh(&["ip", "-n", &h, "link", "set", "eth0", "up"]);
+        sh(&[
+            "ip",
+            "-n",
+            &h,
+            "addr",
+            "add",
+            &format!("{EXT_GATEWAY}/24"),
+            "dev",
+            "eth0",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &h,
+            "addr",
+            "add",
+            &format!("{EXT_FAR}/32"),
+            "dev",
+            "lo",
+        ]);
+        Self {
+            host,
+            _bridge: bridge,
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.host.path()
+    }
+}
+
+/// A TCP server in a namespace that answers each connection with `<tag> <peer address>`.
+struct Echo {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Echo {
+    fn start(netns: &Path, port: u16, tag: &str) -> Self {
+        let listener = Netns::open(netns)
+            .unwrap()
+            .run(|| TcpListener::bind(("0.0.0.0", port)))
+            .unwrap()
+            .unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let tag = tag.to_owned();
+        let thread = std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, peer)) => {
+                        let _ = s.write_all(format!("{tag} {}", peer.ip()).as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One TCP exchange from inside `netns` with `to`: the server's answer, or why none came.
+fn ask(netns: &Path, to: &str) -> Result<String, String> {
+    let to: SocketAddr = to.parse().unwrap();
+    Netns::open(netns)
+        .unwrap()
+        .run(|| {
+            let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2))
+                .map_err(|e| format!("connect {to}: {e}"))?;
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut answer = String::new();
+            s.read_to_string(&mut answer)
+                .map_err(|e| format!("read from {to}: {e}"))?;
+            Ok(answer)
+        })
+        .unwrap()
+}
+
+/// Asks until the answer is `want` (rules reach the namespace asynchronously); panics with
+/// the last answer after `WAIT`.
+async fn answers(netns: &Path, to: &str, want: &str, what: &str) {
+    let start = Instant::now();
+    loop {
+        let got = ask(netns, to);
+        if got.as_deref() == Ok(want) {
+            eprintln!("{what}: {to} answered {want:?} after {:?}", start.elapsed());
+            return;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "{what}: {to} answered {got:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Asks until no answer comes (a deleted rule); panics if one still does after `WAIT`.
+async fn stops_answering(netns: &Path, to: &str, what: &str) {
+    let start = Instant::now();
+    loop {
+        let got = ask(netns, to);
+        if got.is_err() {
+            eprintln!("{what}: {to} no longer answers ({got:?})");
+            return;
+        }
+        assert!(start.elapsed() < WAIT, "{what}: {to} still answers {got:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The external network, as upstream's docs name it: a macvlan NAD with our IPAM on `eth1` and
+/// its Subnet, plus the gateway pods' ServiceAccount (the chart installs it).
+const EXTERNAL_NETWORK: &str = r#"apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata:
+  name: ovn-vpc-external-network
+  namespace: kube-system
+spec:
+  config: |
+    {
+      "cniVersion": "0.3.1",
+      "type": "macvlan",
+      "master": "eth1",
+      "mode": "bridge",
+      "ipam": {
+        "type": "kube-ovn",
+        "server_socket": "/run/openvswitch/kube-ovn-daemon.sock",
+        "provider": "ovn-vpc-external-network.kube-system"
+      }
+    }
+---
+apiVersion: kubeovn.io/v1
+kind: Subnet
+metadata:
+  name: ovn-vpc-external-network
+spec:
+  cidr: "172.18.0.0/24"
+  gateway: "172.18.0.1"
+  provider: ovn-vpc-external-network.kube-system
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: vpc-nat-gw
+  namespace: kube-system
+"#;
+
+/// A pod on `nad` at `ip`, routing the external segment and what lies beyond it through that
+/// attachment (`eth0` keeps the pod's default route).
+fn vpc_pod(name: &str, node: &str, nad: &str, provider: &str, ip: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  namespace: default
+  annotations:
+    k8s.v1.cni.cncf.io/networks: '[{{"name": "default/{nad}", "ips": ["{ip}"]}}]'
+    {provider}.kubernetes.io/routes: '[{{"dst": "172.18.0.0/24", "gw": "10.100.0.1"}}, {{"dst": "198.51.100.0/24", "gw": "10.100.0.1"}}]'
+spec:
+  nodeName: {node}
+  containers:
+  - name: app
+    image: nginx
+"#
+    )
+}
+
+fn eip(name: &str, gw: &str) -> String {
+    format!(
+        "apiVersion: kubeovn.io/v1\nkind: IptablesEIP\nmetadata:\n  name: {name}\nspec:\n  natGwDp: {gw}\n"
+    )
+}
+
+async fn wait_gateway_ready(cluster: &Cluster, name: &str) {
+    let api: Api<VpcNatGateway> = Api::all(cluster.client());
+    let start = Instant::now();
+    loop {
+        let gw = api.get(name).await.unwrap();
+        let conditions = gw
+            .status
+            .as_ref()
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default();
+        if find_condition(&conditions, READY)
+            .is_some_and(|c| c.status == crds::ConditionStatus::True)
+        {
+            eprintln!("VpcNatGateway {name} Ready after {:?}", start.elapsed());
+            return;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "VpcNatGateway {name} not Ready: {conditions:?}; logs in {}",
+            cluster.run_dir().display()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Waits until the EIP has its address and is Ready; returns the address.
+async fn eip_ip(cluster: &Cluster, name: &str) -> String {
+    let api: Api<IptablesEIP> = Api::all(cluster.client());
+    let start = Instant::now();
+    loop {
+        let e = api.get(name).await.unwrap();
+        if let Some(s) = e.status.as_ref().filter(|s| s.ready && !s.ip.is_empty()) {
+            return s.ip.clone();
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "IptablesEIP {name} not ready: {e:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The (one) pod of gateway `gw`.
+fn gateway_pod(gw: &str) -> String {
+    format!("vpc-nat-gw-{gw}-0")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_manuals_nat_gateway_gives_the_vpc_a_way_out_and_two_vpcs_one_cidr_stay_apart() {
+    let cluster = Cluster::start(node_count(2, 2)).await.unwrap();
+    let ext = External::create(&cluster);
+    cluster.apply_yaml(EXTERNAL_NETWORK).unwrap();
+    // The manual's NAD, Vpc, Subnet and VpcNatGateway, as written.
+    cluster
+        .apply_yaml(
+            &[
+                crds::seed::NAD,
+                crds::seed::VPC_AND_SUBNET,
+                crds::seed::NAT_GW,
+            ]
+            .join("---\n"),
+        )
+        .unwrap();
+    let provider = "kube-ovn-vpc-network.default.ovn";
+    cluster
+        .apply_yaml(&vpc_pod(
+            "app",
+            "node-1",
+            "kube-ovn-vpc-network",
+            provider,
+            "10.100.0.10/16",
+        ))
+        .unwrap();
+    cluster
+        .apply_yaml(&vpc_pod(
+            "web",
+            "node-2",
+            "kube-ovn-vpc-network",
+            provider,
+            "10.100.0.20/16",
+        ))
+        .unwrap();
+    wait_gateway_ready(&cluster, "vpc-nat-gw").await;
+    cluster
+        .apply_yaml(
+            &[
+                eip("eip-snat", "vpc-nat-gw"),
+                eip("eip-dnat", "vpc-nat-gw"),
+                eip("eip-fip", "vpc-nat-gw"),
+                r#"apiVersion: kubeovn.io/v1
+kind: IptablesSnatRule
+metadata:
+  name: snat-secondary
+spec:
+  eip: eip-snat
+  internalCIDR: 10.100.0.0/16
+---
+apiVersion: kubeovn.io/v1
+kind: IptablesDnatRule
+metadata:
+  name: dnat-app
+spec:
+  eip: eip-dnat
+  externalPort: "8080"
+  internalIp: 10.100.0.10
+  internalPort: "80"
+  protocol: tcp
+---
+apiVersion: kubeovn.io/v1
+kind: IptablesFIPRule
+metadata:
+  name: fip-web
+spec:
+  eip: eip-fip
+  internalIp: 10.100.0.20
+"#
+                .to_owned(),
+            ]
+            .join("---\n"),
+        )
+        .unwrap();
+    let snat_ip = eip_ip(&cluster, "eip-snat").await;
+    let dnat_ip = eip_ip(&cluster, "eip-dnat").await;
+    let fip_ip = eip_ip(&cluster, "eip-fip").await;
+    eprintln!("EIPs: snat {snat_ip}, dnat {dnat_ip}, fip {fip_ip}");
+    for ip in [&snat_ip, &dnat_ip, &fip_ip] {
+        assert!(ip.starts_with("172.18.0."), "{ip}");
+    }
+    cluster.wait_running("default", "app", WAIT).await.unwrap();
+    cluster.wait_running("default", "web", WAIT).await.unwrap();
+    // The gateway pod's own external address stays leased (its IP record lives) while the
+    // controller manages the pod's LAN address beside it.
+    let gw_pod = cluster
+        .wait_running("kube-system", &gateway_pod("vpc-nat-gw"), WAIT)
+        .await
+        .unwrap();
+    let ext_key = format!(
+        "{}.kube-system.ovn-vpc-external-network.kube-system",
+        gateway_pod("vpc-nat-gw")
+    );
+    let ext_addr =
+        &gw_pod.annotations()["ovn-vpc-external-network.kube-system.kubernetes.io/ip_address"];
+    let record = cluster
+        .kubectl(&[
+            "get",
+            "ips.kubeovn.io",
+            &ext_key,
+            "-o",
+            "jsonpath={.spec.v4IpAddress}",
+        ])
+        .unwrap();
+    assert_eq!(record.trim(), ext_addr.as_str(), "IP record {ext_key}");
+    let app = cluster.pod_netns("default", "app").unwrap();
+    let web = cluster.pod_netns("default", "web").unwrap();
+
+    let _far = Echo::start(&ext.path(), 7000, "far");
+    let _app80 = Echo::start(&app, 80, "app");
+    let _web9000 = Echo::start(&web, 9000, "web");
+    // SNAT: the VPC pod reaches beyond the external segment; the host sees the EIP.
+    answers(
+        &app,
+        &format!("{EXT_FAR}:7000"),
+        &format!("far {snat_ip}"),
+        "SNAT",
+    )
+    .await;
+    // DNAT: EIP:8080 reaches the pod's port 80, the client's address kept.
+    answers(
+        &ext.path(),
+        &format!("{dnat_ip}:8080"),
+        &format!("app {EXT_GATEWAY}"),
+        "DNAT",
+    )
+    .await;
+    // FIP, both ways: in on any port, out as the FIP (not the subnet's SNAT).
+    answers(
+        &ext.path(),
+        &format!("{fip_ip}:9000"),
+        &format!("web {EXT_GATEWAY}"),
+        "FIP in",
+    )
+    .await;
+    answers(
+        &web,
+        &format!("{EXT_FAR}:7000"),
+        &format!("far {fip_ip}"),
+        "FIP out",
+    )
+    .await;
+
+    // A second VPC with the same CIDR behind its own gateway: the same pod address, each
+    // leaves by its own EIP, and each EIP's DNAT reaches its own pod.
+    cluster
+        .apply_yaml(
+            r#"apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata:
+  name: vpc-b-network
+  namespace: default
+spec:
+  config: |
+    {
+      "cniVersion": "0.3.1",
+      "type": "kube-ovn",
+      "server_socket": "/run/openvswitch/kube-ovn-daemon.sock",
+      "provider": "vpc-b-network.default.ovn"
+    }
+---
+apiVersion: kubeovn.io/v1
+kind: Vpc
+metadata:
+  name: vpc-b
+spec:
+  namespaces:
+  - default
+---
+apiVersion: kubeovn.io/v1
+kind: Subnet
+metadata:
+  name: subnet-b
+spec:
+  vpc: vpc-b
+  cidr: "10.100.0.0/16"
+  gateway: "10.100.0.1"
+  provider: vpc-b-network.default.ovn
+---
+apiVersion: kubeovn.io/v1
+kind: VpcNatGateway
+metadata:
+  name: gw-b
+spec:
+  vpc: vpc-b
+  subnet: subnet-b
+  lanIp: "10.100.0.254"
+---
+apiVersion: kubeovn.io/v1
+kind: IptablesEIP
+metadata:
+  name: eip-b
+spec:
+  natGwDp: gw-b
+---
+apiVersion: kubeovn.io/v1
+kind: IptablesSnatRule
+metadata:
+  name: snat-b
+spec:
+  eip: eip-b
+  internalCIDR: 10.100.0.0/16
+---
+apiVersion: kubeovn.io/v1
+kind: IptablesDnatRule
+metadata:
+  name: dnat-b
+spec:
+  eip: eip-b
+  externalPort: "8080"
+  internalIp: 10.100.0.10
+  internalPort: "80"
+  protocol: tcp
+"#,
+        )
+        .unwrap();
+    cluster
+        .apply_yaml(&vpc_pod(
+            "b-app",
+            "node-2",
+            "vpc-b-network",
+            "vpc-b-network.default.ovn",
+            "10.100.0.10/16",
+        ))
+        .unwrap();
+    wait_gateway_ready(&cluster, "gw-b").await;
+    let b_ip = eip_ip(&cluster, "eip-b").await;
+    assert_ne!(b_ip, snat_ip);
+    cluster
+        .wait_running("default", "b-app", WAIT)
+        .await
+        .unwrap();
+    let b_app = cluster.pod_netns("default", "b-app").unwrap();
+    let _b80 = Echo::start(&b_app, 80, "b-app");
+    answers(
+        &b_app,
+        &format!("{EXT_FAR}:7000"),
+        &format!("far {b_ip}"),
+        "VPC b SNAT",
+    )
+    .await;
+    answers(
+        &app,
+        &format!("{EXT_FAR}:7000"),
+        &format!("far {snat_ip}"),
+        "VPC a SNAT",
+    )
+    .await;
+    answers(
+        &ext.path(),
+        &format!("{b_ip}:8080"),
+        &format!("b-app {EXT_GATEWAY}"),
+        "VPC b DNAT",
+    )
+    .await;
+
+    // From here on, with everything set up and answering, the cluster must stay quiet.
+    let quiet = cluster.quiet_mark().await.unwrap();
+
+    // A deleted rule stops its traffic; the others go on.
+    cluster
+        .kubectl(&["delete", "iptables-dnat-rules.kubeovn.io", "dnat-app"])
+        .unwrap();
+    stops_answering(&ext.path(), &format!("{dnat_ip}:8080"), "DNAT deleted").await;
+    answers(
+        &app,
+        &format!("{EXT_FAR}:7000"),
+        &format!("far {snat_ip}"),
+        "SNAT still",
+    )
+    .await;
+
+    // The gateway pod restarted (StatefulSet recreates it): every rule comes back.
+    let pods: Api<Pod> = Api::namespaced(cluster.client(), "kube-system");
+    let old = pods.get(&gateway_pod("vpc-nat-gw")).await.unwrap();
+    pods.delete(&gateway_pod("vpc-nat-gw"), &DeleteParams::default())
+        .await
+        .unwrap();
+    let restarted = Instant::now();
+    cluster
+        .wait_deleted("kube-system", &old.name_any(), &old.uid().unwrap(), WAIT)
+        .await
+        .unwrap();
+    answers(
+        &app,
+        &format!("{EXT_FAR}:7000"),
+        &format!("far {snat_ip}"),
+        "SNAT after restart",
+    )
+    .await;
+    answers(
+        &ext.path(),
+        &format!("{fip_ip}:9000"),
+        &format!("web {EXT_GATEWAY}"),
+        "FIP after restart",
+    )
+    .await;
+    eprintln!(
+        "gateway pod restart: rules back after {:?}",
+        restarted.elapsed()
+    );
+    wait_gateway_ready(&cluster, "vpc-nat-gw").await;
+
+    // Deleting a gateway removes its pod and its VPC's way out; the other VPC keeps its own.
+    // As a user tears a gateway down: its rules and EIPs first, then the gateway.
+    cluster
+        .kubectl(&[
+            "delete",
+            "iptables-snat-rules.kubeovn.io/snat-b",
+            "iptables-dnat-rules.kubeovn.io/dnat-b",
+            "iptables-eips.kubeovn.io/eip-b",
+            "--wait",
+        ])
+        .unwrap();
+    cluster
+        .kubectl(&["delete", "vpc-nat-gateways.kubeovn.io", "gw-b"])
+        .unwrap();
+    stops_answering(&b_app, &format!("{EXT_FAR}:7000"), "gw-b deleted").await;
+    answers(
+        &app,
+        &format!("{EXT_FAR}:7000"),
+        &format!("far {snat_ip}"),
+        "VPC a after gw-b",
+    )
+    .await;
+
+    cluster.assert_quiet(&quiet, &[]).await.unwrap();
+}
