@@ -91,10 +91,27 @@ impl Netns {
     /// when its work is done (see [`crate::interface`]): a thread's namespace is never
     /// restored, and a runtime's worker threads must stay where they are.
     pub(crate) fn enter_this_thread(&self) -> Result<(), NetnsError> {
+        if self.is_this_threads() {
+            return Ok(());
+        }
         setns(&self.file, CloneFlags::CLONE_NEWNET).map_err(|e| NetnsError::Enter {
             path: self.path.clone(),
             source: std::io::Error::from(e),
         })
+    }
+
+    /// Whether this is the calling thread's own namespace: then nothing is to be joined.
+    /// setns(2) needs CAP_SYS_ADMIN even for the namespace one is in, which a program with
+    /// NET_ADMIN only (the NAT gateway agent managing its own pod's namespace) lacks.
+    fn is_this_threads(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let (Ok(target), Ok(own)) = (
+            self.file.metadata(),
+            std::fs::metadata("/proc/thread-self/ns/net"),
+        ) else {
+            return false;
+        };
+        (target.dev(), target.ino()) == (own.dev(), own.ino())
     }
 
     /// Runs `f` on a fresh thread inside this namespace and returns its result.
@@ -102,10 +119,7 @@ impl Netns {
         std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    setns(&self.file, CloneFlags::CLONE_NEWNET).map_err(|e| NetnsError::Enter {
-                        path: self.path.clone(),
-                        source: std::io::Error::from(e),
-                    })?;
+                    self.enter_this_thread()?;
                     Ok(f())
                 })
                 .join()

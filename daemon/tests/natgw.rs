@@ -1145,3 +1145,58 @@ fn the_init_step_turns_forwarding_on_and_loosens_strict_filtering() {
     let again = ns.exec(&[env!("CARGO_BIN_EXE_kube-ovn-daemon"), "nat-gateway-sysctls"]);
     assert!(again.trim().is_empty(), "{again}");
 }
+
+/// `struct __user_cap_header_struct` of `linux/capability.h`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+/// `struct __user_cap_data_struct` of `linux/capability.h`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Drops CAP_SYS_ADMIN from the calling thread's effective set (capabilities are per thread;
+/// threads it creates inherit them).
+#[allow(unsafe_code)] // Two raw syscalls libc has no wrapper for; nothing else to reach them.
+fn drop_sys_admin_in_this_thread() {
+    const VERSION_3: u32 = 0x2008_0522;
+    const CAP_SYS_ADMIN: u32 = 21;
+    let mut header = CapHeader {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget(2) with a valid header and room for the two data structs of version 3.
+    let got = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    assert_eq!(got, 0, "capget: {}", std::io::Error::last_os_error());
+    data[0].effective &= !(1 << CAP_SYS_ADMIN);
+    // SAFETY: capset(2) with the header and data capget filled in, one capability less.
+    let set = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    assert_eq!(set, 0, "capset: {}", std::io::Error::last_os_error());
+}
+
+/// The agent in a gateway pod has NET_ADMIN and NET_RAW, not SYS_ADMIN, and manages its own
+/// namespace: working in it must not need setns(2) (which wants SYS_ADMIN even for the
+/// namespace one is in; the first real-node run crash-looped on exactly that). Another
+/// namespace still needs it, which shows the capability is really gone here.
+#[test]
+fn the_own_namespace_needs_no_sys_admin() {
+    let other = TestNs::new("caps");
+    let other_path = other.path();
+    std::thread::spawn(move || {
+        drop_sys_admin_in_this_thread();
+        let own = Netns::open(Path::new("/proc/self/ns/net")).unwrap();
+        assert_eq!(own.run(|| 42).unwrap(), 42);
+        let err = Netns::open(&other_path).unwrap().run(|| 0).unwrap_err();
+        assert!(err.to_string().contains("Operation not permitted"), "{err}");
+    })
+    .join()
+    .unwrap();
+}

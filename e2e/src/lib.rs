@@ -8,6 +8,7 @@
 //! extra interfaces come from our `kube-ovn` plugin, called exactly as Multus calls it.
 
 pub mod cluster;
+pub mod external;
 pub mod helm;
 pub mod k8s;
 pub mod keep;

@@ -9,160 +9,18 @@
 //! apart. Ends with the quiet check.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crds::condition::{READY, find_condition};
 use crds::{IptablesEIP, VpcNatGateway};
-use daemon::netns::Netns;
 use e2e::cluster::{Cluster, node_count};
-use e2e::ovn::{NetnsGuard, unique};
+use e2e::external::{Echo, External, FAR as EXT_FAR, GATEWAY as EXT_GATEWAY, ask};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::DeleteParams;
 use kube::{Api, ResourceExt};
 
 const WAIT: Duration = Duration::from_secs(120);
-/// The external host: the external Subnet's gateway, and an address beyond it.
-const EXT_GATEWAY: &str = "172.18.0.1";
-const EXT_FAR: &str = "198.51.100.10";
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The external segment: a bridge namespace, every node's `eth1` cabled to it (the macvlan
-/// master of the external NAD), and the external host.
-struct External {
-    host: NetnsGuard,
-    _bridge: NetnsGuard,
-}
-
-impl External {
-    fn create(cluster: &Cluster) -> Self {
-        let bridge = NetnsGuard::create(&unique("kovn-xbr")).unwrap();
-        let b = bridge.name().to_owned();
-        sh(&["ip", "-n", &b, "link", "add", "xbr", "type", "bridge"]);
-        sh(&["ip", "-n", &b, "link", "set", "xbr", "up"]);
-        for (i, node) in cluster.node_names().iter().enumerate() {
-            let nn = cluster.node_netns(node).unwrap();
-            let port = format!("x-n{i}");
-            sh(&[
-                "ip", "-n", &b, "link", "add", &port, "type", "veth", "peer", "name", "eth1",
-                "netns", &nn,
-            ]);
-            sh(&["ip", "-n", &b, "link", "set", &port, "master", "xbr", "up"]);
-            sh(&["ip", "-n", &nn, "link", "set", "eth1", "up"]);
-        }
-        let host = NetnsGuard::create(&unique("kovn-xh")).unwrap();
-        let h = host.name().to_owned();
-        sh(&[
-            "ip", "-n", &b, "link", "add", "x-host", "type", "veth", "peer", "name", "eth0",
-            "netns", &h,
-        ]);
-        sh(&[
-            "ip", "-n", &b, "link", "set", "x-host", "master", "xbr", "up",
-        ]);
-        sh(&["ip", "-n", &h, "link", "set", "eth0", "up"]);
-        sh(&[
-            "ip",
-            "-n",
-            &h,
-            "addr",
-            "add",
-            &format!("{EXT_GATEWAY}/24"),
-            "dev",
-            "eth0",
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &h,
-            "addr",
-            "add",
-            &format!("{EXT_FAR}/32"),
-            "dev",
-            "lo",
-        ]);
-        Self {
-            host,
-            _bridge: bridge,
-        }
-    }
-
-    fn path(&self) -> PathBuf {
-        self.host.path()
-    }
-}
-
-/// A TCP server in a namespace that answers each connection with `<tag> <peer address>`.
-struct Echo {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Echo {
-    fn start(netns: &Path, port: u16, tag: &str) -> Self {
-        let listener = Netns::open(netns)
-            .unwrap()
-            .run(|| TcpListener::bind(("0.0.0.0", port)))
-            .unwrap()
-            .unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
-        let tag = tag.to_owned();
-        let thread = std::thread::spawn(move || {
-            while !stopping.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut s, peer)) => {
-                        let _ = s.write_all(format!("{tag} {}", peer.ip()).as_bytes());
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        });
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// One TCP exchange from inside `netns` with `to`: the server's answer, or why none came.
-fn ask(netns: &Path, to: &str) -> Result<String, String> {
-    let to: SocketAddr = to.parse().unwrap();
-    Netns::open(netns)
-        .unwrap()
-        .run(|| {
-            let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2))
-                .map_err(|e| format!("connect {to}: {e}"))?;
-            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            let mut answer = String::new();
-            s.read_to_string(&mut answer)
-                .map_err(|e| format!("read from {to}: {e}"))?;
-            Ok(answer)
-        })
-        .unwrap()
-}
 
 /// Asks until the answer is `want` (rules reach the namespace asynchronously); panics with
 /// the last answer after `WAIT`.
@@ -310,7 +168,16 @@ fn gateway_pod(gw: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_manuals_nat_gateway_gives_the_vpc_a_way_out_and_two_vpcs_one_cidr_stay_apart() {
     let cluster = Cluster::start(node_count(2, 2)).await.unwrap();
-    let ext = External::create(&cluster);
+    let nodes: Vec<String> = cluster
+        .node_names()
+        .iter()
+        .map(|n| cluster.node_netns(n).unwrap())
+        .collect();
+    let ext = External::create(
+        &nodes.iter().map(String::as_str).collect::<Vec<_>>(),
+        "eth1",
+    )
+    .unwrap();
     cluster.apply_yaml(EXTERNAL_NETWORK).unwrap();
     // The manual's NAD, Vpc, Subnet and VpcNatGateway, as written.
     cluster
@@ -415,9 +282,9 @@ spec:
     let app = cluster.pod_netns("default", "app").unwrap();
     let web = cluster.pod_netns("default", "web").unwrap();
 
-    let _far = Echo::start(&ext.path(), 7000, "far");
-    let _app80 = Echo::start(&app, 80, "app");
-    let _web9000 = Echo::start(&web, 9000, "web");
+    let _far = Echo::start(&ext.host(), 7000, "far").unwrap();
+    let _app80 = Echo::start(&app, 80, "app").unwrap();
+    let _web9000 = Echo::start(&web, 9000, "web").unwrap();
     // SNAT: the VPC pod reaches beyond the external segment; the host sees the EIP.
     answers(
         &app,
@@ -428,7 +295,7 @@ spec:
     .await;
     // DNAT: EIP:8080 reaches the pod's port 80, the client's address kept.
     answers(
-        &ext.path(),
+        &ext.host(),
         &format!("{dnat_ip}:8080"),
         &format!("app {EXT_GATEWAY}"),
         "DNAT",
@@ -436,7 +303,7 @@ spec:
     .await;
     // FIP, both ways: in on any port, out as the FIP (not the subnet's SNAT).
     answers(
-        &ext.path(),
+        &ext.host(),
         &format!("{fip_ip}:9000"),
         &format!("web {EXT_GATEWAY}"),
         "FIP in",
@@ -540,7 +407,7 @@ spec:
         .await
         .unwrap();
     let b_app = cluster.pod_netns("default", "b-app").unwrap();
-    let _b80 = Echo::start(&b_app, 80, "b-app");
+    let _b80 = Echo::start(&b_app, 80, "b-app").unwrap();
     answers(
         &b_app,
         &format!("{EXT_FAR}:7000"),
@@ -556,7 +423,7 @@ spec:
     )
     .await;
     answers(
-        &ext.path(),
+        &ext.host(),
         &format!("{b_ip}:8080"),
         &format!("b-app {EXT_GATEWAY}"),
         "VPC b DNAT",
@@ -570,7 +437,7 @@ spec:
     cluster
         .kubectl(&["delete", "iptables-dnat-rules.kubeovn.io", "dnat-app"])
         .unwrap();
-    stops_answering(&ext.path(), &format!("{dnat_ip}:8080"), "DNAT deleted").await;
+    stops_answering(&ext.host(), &format!("{dnat_ip}:8080"), "DNAT deleted").await;
     answers(
         &app,
         &format!("{EXT_FAR}:7000"),
@@ -598,7 +465,7 @@ spec:
     )
     .await;
     answers(
-        &ext.path(),
+        &ext.host(),
         &format!("{fip_ip}:9000"),
         &format!("web {EXT_GATEWAY}"),
         "FIP after restart",

@@ -19,6 +19,8 @@ mod chart;
 #[path = "real/common.rs"]
 mod common;
 use common::{create_nad_crd, fenced_plane, image_archive};
+#[path = "real/nat_gateway.rs"]
+mod nat_gateway;
 #[path = "real/walkthrough.rs"]
 mod walkthrough;
 

@@ -215,10 +215,6 @@ rules:
 - apiGroups: [kubeovn.io]
   resources: [iptables-eips/status, iptables-fip-rules/status, iptables-snat-rules/status, iptables-dnat-rules/status]
   verbs: [get, patch]
-# Its own pod: the network-status annotation names its interfaces.
-- apiGroups: [""]
-  resources: [pods]
-  verbs: [get]
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create, patch, update]
@@ -233,6 +229,36 @@ roleRef:
   apiGroup: rbac.authorization.k8s.io
   kind: ClusterRole
   name: system:vpc-nat-gw
+subjects:
+- kind: ServiceAccount
+  name: vpc-nat-gw
+  namespace: kube-system
+---
+# Its own pod (the network-status annotation names its interfaces), watched by name: pods of
+# kube-system only, where the gateway pods run.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: vpc-nat-gw
+  namespace: kube-system
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+rules:
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: vpc-nat-gw
+  namespace: kube-system
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: vpc-nat-gw
 subjects:
 - kind: ServiceAccount
   name: vpc-nat-gw

@@ -642,6 +642,8 @@ async fn the_chart_on_two_real_nodes_carries_net1_across_nodes() {
         "default-route, same NAD twice, IPAM-only done after {:?}",
         cluster.elapsed()
     );
+    super::nat_gateway::the_manuals_nat_gateway(&cluster, &here, &there);
+    eprintln!("the VPC NAT gateway done after {:?}", cluster.elapsed());
     // The CNI verbs this runtime (containerd 1.6 through Multus) called, all answered ok.
     let served = super::walkthrough::verbs_served(&cluster);
     eprintln!("CNI verbs served (verb, result) -> count: {served:?}");
