@@ -1,8 +1,8 @@
 //! A randomized fault schedule against real programs (L2: a real kube-apiserver with its
 //! controller-manager, a real NB ovsdb-server or RAFT cluster, the controller in-process behind
-//! a proxy to the apiserver), then the invariants
-//! of `common::faults`: no address held by two pods (by pod annotations, IP CRs, NB ports and the
-//! allocator), no IP CR without its pod or port, no port without its IP CR, every pod allocated.
+//! a proxy to the apiserver), then the invariants of `common::faults`: no address held by two
+//! pods (by pod annotations, IP CRs, NB ports and the allocator), no IP CR without its pod or
+//! port, no port without its IP CR, every pod allocated.
 //!
 //! Each step is drawn from a seeded generator: pods created and deleted, a pod deleted and
 //! created again under the same name at once, two pods asking for one static address, a

@@ -87,10 +87,10 @@ impl ApiProxy {
         let (delay_ms, held) = (Arc::clone(&upstream.delay_ms), Arc::clone(&upstream.held));
         let task = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
+            let mut never = std::pin::pin!(std::future::pending::<()>());
+            while let Some((stream, _)) =
+                crds::admin::accept_next(&listener, never.as_mut(), "apiserver proxy").await
+            {
                 let upstream = upstream.clone();
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
