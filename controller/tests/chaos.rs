@@ -1,15 +1,21 @@
 //! A randomized fault schedule against real programs (L2: a real kube-apiserver with its
-//! controller-manager, a real NB ovsdb-server, the controller in-process), then the invariants
-//! of `common::faults`: no address held by two pods (by pod annotations, IP CRs, NB ports and the
-//! allocator), no IP CR without its pod or port, no port without its IP CR, every pod allocated.
+//! controller-manager, a real NB ovsdb-server or RAFT cluster, the controller in-process behind
+//! a proxy to the apiserver), then the invariants of `common::faults`: no address held by two
+//! pods (by pod annotations, IP CRs, NB ports and the allocator), no IP CR without its pod or
+//! port, no port without its IP CR, every pod allocated.
 //!
 //! Each step is drawn from a seeded generator: pods created and deleted, a pod deleted and
 //! created again under the same name at once, two pods asking for one static address, a
 //! StatefulSet scaled, the controller killed (its task aborted wherever it is) and restarted,
-//! NB killed and restarted, NB restarted empty. One run in three runs two controller replicas
-//! under leader election instead, and a kill takes the leader (the follower takes over, a new
-//! replica joins). Steps overlap with the reconciles they trigger
-//! (short random pauses, no waiting for quiet in between).
+//! NB killed and restarted, NB restarted empty, IP CR creates delayed (0.5-3 s, by the proxy
+//! between the controller and the apiserver: `common::proxy`) or no longer. One run in three
+//! runs two controller replicas under leader election instead, and a kill takes the leader (the
+//! follower takes over, a new replica joins). Independently, one run in three runs NB as a
+//! 3-member RAFT cluster (the controller gets every member): an NB fault there kills the
+//! current RAFT leader, which comes back after a pause or stays down until the next NB step
+//! restarts it (so the cluster runs on two members meanwhile; never on one), and it rejoins at
+//! the end at the latest. Steps overlap with the reconciles they trigger (short random pauses,
+//! no waiting for quiet in between).
 //!
 //! `CHAOS_RUNS` runs (default 1), `CHAOS_STEPS` steps each (default 10), seeds from `CHAOS_SEED`
 //! (default: the clock). `cargo xtask chaos --runs N --seed S` sets them; a failure prints the
@@ -22,7 +28,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::faults::{Bed, annotation, invariants, pod};
+use common::faults::{Bed, Nb, annotation, invariants, pod};
+use common::proxy::ApiProxy;
 use controller::context::Context;
 use controller::leader::LeaseConfig;
 use controller::run;
@@ -75,25 +82,37 @@ impl Controllers {
     }
 }
 
+/// Faults injected, by kind.
+type Faults = BTreeMap<&'static str, usize>;
+
 struct Run {
     bed: Bed,
+    /// Between the controllers and the apiserver (the invariants read the apiserver directly).
+    proxy: ApiProxy,
     rng: Rng,
     controllers: Controllers,
     schedule: Vec<String>,
+    faults: Faults,
     /// Static-address contentions seen, and how many gave the address to both pods.
     contended: usize,
+    /// How long the proxy holds each IP CR create now.
+    delay: Duration,
 }
 
 impl Run {
-    async fn start_controller(bed: &Bed) -> (Arc<Context>, tokio::task::JoinHandle<()>) {
+    async fn start_controller(
+        bed: &Bed,
+        proxy: &ApiProxy,
+    ) -> (Arc<Context>, tokio::task::JoinHandle<()>) {
         let config = bed.config();
-        let ctx = run::start(bed.client.clone(), &config).await.unwrap();
+        let ctx = run::start(proxy.client(), &config).await.unwrap();
         let task = tokio::spawn(run::run(Arc::clone(&ctx), config));
         (ctx, task)
     }
 
     fn start_replica(
         bed: &Bed,
+        proxy: &ApiProxy,
         identity: &str,
     ) -> tokio::task::JoinHandle<Result<(), run::LeadError>> {
         let lease = LeaseConfig {
@@ -102,11 +121,7 @@ impl Run {
             identity: identity.into(),
             duration: Duration::from_secs(2),
         };
-        tokio::spawn(run::run_with_leader(
-            bed.client.clone(),
-            bed.config(),
-            lease,
-        ))
+        tokio::spawn(run::run_with_leader(proxy.client(), bed.config(), lease))
     }
 
     /// The replica holding the Lease now, if any.
@@ -168,10 +183,15 @@ impl Run {
         }
     }
 
+    fn fault(&mut self, kind: &'static str) {
+        *self.faults.entry(kind).or_default() += 1;
+    }
+
     async fn step(&mut self, i: usize) {
         let what = self.rng.below(100);
+        let raft = matches!(self.bed.nb, Nb::Raft { .. });
         let line = match what {
-            0..=29 => {
+            0..=26 => {
                 let n = 1 + self.rng.below(6);
                 let mut made = Vec::new();
                 for _ in 0..n {
@@ -181,7 +201,7 @@ impl Run {
                 }
                 format!("create {made:?}")
             }
-            30..=44 => {
+            27..=40 => {
                 let existing = self.existing().await;
                 let n = 1 + self.rng.below(3);
                 let mut gone = Vec::new();
@@ -195,7 +215,7 @@ impl Run {
                 }
                 format!("delete {gone:?}")
             }
-            45..=54 => {
+            41..=50 => {
                 let name = format!("c-{}", self.rng.below(NAMES));
                 self.delete(&name).await;
                 // The API frees a name once the object is gone (no nodeName: at once).
@@ -209,8 +229,8 @@ impl Run {
                 self.create(&name).await;
                 format!("recreate {name}")
             }
-            55..=62 => self.contend(i).await,
-            63..=72 => {
+            51..=58 => self.contend(i).await,
+            59..=67 => {
                 let replicas = self.rng.below(4) as i32;
                 let patch = serde_json::json!({ "spec": { "replicas": replicas } });
                 Api::<StatefulSet>::namespaced(self.bed.client.clone(), "default")
@@ -219,7 +239,7 @@ impl Run {
                     .unwrap();
                 format!("scale web to {replicas}")
             }
-            73..=84 if matches!(self.controllers, Controllers::Pair(..)) => {
+            68..=79 if matches!(self.controllers, Controllers::Pair(..)) => {
                 // The leader killed where it stands; a new replica joins (as a follower).
                 let leader = self.leader().await;
                 let Controllers::Pair(replicas, next) = &mut self.controllers else {
@@ -233,20 +253,23 @@ impl Run {
                 }
                 *next += 1;
                 let id = format!("replica-{next}");
-                let task = Self::start_replica(&self.bed, &id);
+                let task = Self::start_replica(&self.bed, &self.proxy, &id);
                 let Controllers::Pair(replicas, _) = &mut self.controllers else {
                     unreachable!("matched above");
                 };
                 replicas.insert(id.clone(), task);
                 match (killed, leader) {
-                    (Some((old, _)), _) => format!("leader {old} killed, {id} started"),
+                    (Some((old, _)), _) => {
+                        self.fault("controller leader killed");
+                        format!("leader {old} killed, {id} started")
+                    }
                     (None, Some(gone)) => {
                         format!("the Lease still names {gone} (killed, not expired); {id} started")
                     }
                     (None, None) => format!("no leader yet; {id} started"),
                 }
             }
-            73..=84 => {
+            68..=79 => {
                 self.controllers.abort_all();
                 if let Controllers::One(_, task) = &mut self.controllers {
                     let _ = task.await;
@@ -258,24 +281,85 @@ impl Run {
                     self.create(&name).await;
                 }
                 tokio::time::sleep(Duration::from_millis(down)).await;
-                let (ctx, task) = Self::start_controller(&self.bed).await;
+                let (ctx, task) = Self::start_controller(&self.bed, &self.proxy).await;
                 self.controllers = Controllers::One(ctx, task);
+                self.fault("controller killed");
                 format!("controller killed, back after {down} ms")
             }
-            85..=92 => {
-                self.bed.nb.kill();
+            80..=86 => {
+                if self.delay.is_zero() {
+                    self.delay = Duration::from_millis(500 + self.rng.below(2501));
+                    self.fault("IP CR creates delayed");
+                } else {
+                    self.delay = Duration::ZERO;
+                }
+                self.proxy.delay_ip_creates(self.delay);
+                if self.delay.is_zero() {
+                    "IP CR creates no longer delayed".to_owned()
+                } else {
+                    format!("IP CR creates delayed by {:?} from now", self.delay)
+                }
+            }
+            // A RAFT cluster is not wiped (a new cluster would be another database): its NB
+            // fault is always the leader's death.
+            87.. if raft => self.kill_raft_leader().await,
+            87..=93 => {
+                let nb = self.bed.nb.standalone_mut();
+                nb.kill();
                 let down = self.rng.below(1000);
                 tokio::time::sleep(Duration::from_millis(down)).await;
-                self.bed.nb.restart().unwrap();
+                self.bed.nb.standalone_mut().restart().unwrap();
+                self.fault("NB killed");
                 format!("NB killed, back after {down} ms")
             }
             _ => {
-                self.bed.nb.restart_empty().unwrap();
+                self.bed.nb.standalone_mut().restart_empty().unwrap();
+                self.fault("NB restarted empty");
                 "NB restarted empty".to_owned()
             }
         };
         self.schedule.push(format!("{i:>2}: {line}"));
         self.pause().await;
+    }
+
+    /// Kills the RAFT leader, which comes back after a pause or stays down; with a member down
+    /// already, restarts that one instead (one more death would leave no majority).
+    async fn kill_raft_leader(&mut self) -> String {
+        let back_after = (self.rng.below(2) == 0).then(|| self.rng.below(1500));
+        let Nb::Raft { cluster, down } = &mut self.bed.nb else {
+            unreachable!("only with a RAFT NB");
+        };
+        if let Some(member) = down.take() {
+            cluster.restart(member).unwrap();
+            return format!("NB member {member} restarted (rejoins)");
+        }
+        // Right after a restart the members may still be electing.
+        let started = Instant::now();
+        let leader = loop {
+            if let Some(leader) = cluster.leader() {
+                break leader;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the NB cluster elected no leader within 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        cluster.kill(leader);
+        self.fault("NB RAFT leader killed");
+        let Some(ms) = back_after else {
+            let Nb::Raft { down, .. } = &mut self.bed.nb else {
+                unreachable!("only with a RAFT NB");
+            };
+            *down = Some(leader);
+            return format!("NB leader {leader} killed (stays down)");
+        };
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        let Nb::Raft { cluster, .. } = &mut self.bed.nb else {
+            unreachable!("only with a RAFT NB");
+        };
+        cluster.restart(leader).unwrap();
+        format!("NB leader {leader} killed, back after {ms} ms")
     }
 
     /// Two pods ask for one static address: at most one may get it. Both go afterwards.
@@ -352,34 +436,63 @@ async fn statefulset(bed: &Bed) {
 }
 
 /// One run: the schedule, then the invariants once the cluster has settled.
-async fn one_run(seed: u64, steps: usize) -> (usize, usize) {
-    let bed = Bed::start().await;
-    statefulset(&bed).await;
+/// Returns the faults injected, the static-address contentions, and the IP CR creates held.
+async fn one_run(seed: u64, steps: usize) -> (Faults, usize, u64) {
     let mut rng = Rng(seed);
-    // One run in three: two replicas under leader election.
-    let controllers = if rng.below(3) == 0 {
+    // One run in three: two replicas under leader election; independently, one in three: NB
+    // on a RAFT cluster.
+    let pair = rng.below(3) == 0;
+    let raft = rng.below(3) == 0;
+    let bed = if raft {
+        Bed::start_raft().await
+    } else {
+        Bed::start().await
+    };
+    statefulset(&bed).await;
+    let proxy = ApiProxy::start(bed.client.clone()).await;
+    let controllers = if pair {
         let replicas = ["replica-0", "replica-1"]
             .into_iter()
-            .map(|id| (id.to_owned(), Run::start_replica(&bed, id)))
+            .map(|id| (id.to_owned(), Run::start_replica(&bed, &proxy, id)))
             .collect();
         Controllers::Pair(replicas, 1)
     } else {
-        let (ctx, task) = Run::start_controller(&bed).await;
+        let (ctx, task) = Run::start_controller(&bed, &proxy).await;
         Controllers::One(ctx, task)
     };
-    let mode = match controllers {
-        Controllers::One(..) => "one controller",
-        Controllers::Pair(..) => "two replicas under leader election",
-    };
+    let mode = format!(
+        "{}, NB {}",
+        if pair {
+            "two replicas under leader election"
+        } else {
+            "one controller"
+        },
+        if raft {
+            "on 3 RAFT members"
+        } else {
+            "standalone"
+        }
+    );
     let mut run = Run {
         bed,
+        proxy,
         rng,
         controllers,
         schedule: Vec::new(),
+        faults: Faults::new(),
         contended: 0,
+        delay: Duration::ZERO,
     };
     for i in 0..steps {
         run.step(i).await;
+    }
+    // A RAFT member still down rejoins before the check.
+    if let Nb::Raft { cluster, down } = &mut run.bed.nb
+        && let Some(member) = down.take()
+    {
+        cluster.restart(member).unwrap();
+        run.schedule
+            .push(format!("end: NB member {member} restarted (rejoins)"));
     }
     // Settled: every pod allocated and the invariants hold (the StatefulSet controller and the
     // GC still move things for a moment, so the check is repeated until it holds).
@@ -401,17 +514,15 @@ async fn one_run(seed: u64, steps: usize) -> (usize, usize) {
             match invariants(&run.bed, n, live).await {
                 Ok(()) => {
                     eprintln!(
-                        "seed {seed}: {mode}, {steps} steps, {n} pods, settled in {:?}\n{}",
+                        "seed {seed}: {mode}, {steps} steps, {n} pods, settled in {:?}, \
+                         faults {:?}, IP CR creates held: {}\n{}",
                         started.elapsed(),
+                        run.faults,
+                        run.proxy.held(),
                         run.schedule.join("\n")
                     );
-                    let faults = run
-                        .schedule
-                        .iter()
-                        .filter(|l| l.contains("killed") || l.contains("NB restarted"))
-                        .count();
                     run.controllers.abort_all();
-                    return (faults, run.contended);
+                    return (run.faults, run.contended, run.proxy.held());
                 }
                 Err(v) => last = v,
             }
@@ -458,15 +569,23 @@ async fn a_randomized_fault_schedule_breaks_no_invariant() {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
     });
-    let mut faults = 0;
+    let mut faults = Faults::new();
+    let mut fewest = usize::MAX;
     let mut contended = 0;
+    let mut held = 0;
     for r in 0..runs {
-        let (f, c) = one_run(seed.wrapping_add(r), steps).await;
-        faults += f;
+        let (f, c, h) = one_run(seed.wrapping_add(r), steps).await;
+        held += h;
+        fewest = fewest.min(f.values().sum());
+        for (kind, n) in f {
+            *faults.entry(kind).or_default() += n;
+        }
         contended += c;
     }
+    let total: usize = faults.values().sum();
     eprintln!(
-        "chaos: {runs} runs from seed {seed}, {steps} steps each: {faults} controller/NB faults, \
-         {contended} static-address contentions, no violation"
+        "chaos: {runs} runs from seed {seed}, {steps} steps each: {total} faults {faults:?} \
+         (fewest in a run: {fewest}), {held} IP CR creates held by the proxy, {contended} \
+         static-address contentions, no violation"
     );
 }

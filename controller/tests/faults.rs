@@ -62,11 +62,11 @@ async fn the_nb_server_killed_and_restarted_mid_run_loses_nothing() {
 
     bed.create_pods("a", 0..100).await;
     let at_kill = bed.wait_allocated(40).await;
-    bed.nb.kill();
+    bed.nb.standalone_mut().kill();
     // Pods created while NB is down.
     bed.create_pods("b", 0..100).await;
     let restarted = Instant::now();
-    bed.nb.restart().unwrap();
+    bed.nb.standalone_mut().restart().unwrap();
     bed.wait_allocated(200).await;
     eprintln!(
         "NB killed at {at_kill} allocated; all 200 allocated {:?} after its restart",
@@ -167,6 +167,7 @@ async fn nb_rows_lost_behind_the_controllers_back_come_back_without_any_pod_chan
         {"op": "delete", "table": "Port_Group", "where": []},
         {"op": "delete", "table": "Address_Set", "where": []}]);
     bed.nb
+        .standalone()
         .client(&["transact", &bed.nb.remote(), &wipe.to_string()])
         .unwrap();
     assert!(
@@ -177,6 +178,7 @@ async fn nb_rows_lost_behind_the_controllers_back_come_back_without_any_pod_chan
     eprintln!("NB wiped while connected: 30 ports back in {took:?}");
     assert!(
         !bed.nb
+            .standalone()
             .nbctl(&["--bare", "--columns=name", "list", "Logical_Router"])
             .unwrap()
             .trim()
@@ -187,7 +189,7 @@ async fn nb_rows_lost_behind_the_controllers_back_come_back_without_any_pod_chan
 
     // 2. The NB server comes back empty (a lost volume): the new session's resync repairs it.
     let sessions = ctx.nb.sessions();
-    bed.nb.restart_empty().unwrap();
+    bed.nb.standalone_mut().restart_empty().unwrap();
     let took = wait_ports_back(&bed, 30, "after an empty restart").await;
     eprintln!("NB restarted empty: 30 ports back in {took:?}");
     assert!(ctx.nb.sessions() > sessions, "the NB client reconnected");
@@ -715,6 +717,7 @@ async fn an_elements_bandwidth_becomes_the_attachments_qos_rows() {
     wait_pod_allocated(&bed, "bw", PROVIDER).await;
     let rows = bed
         .nb
+        .standalone()
         .nbctl(&[
             "--format=csv",
             "--data=bare",

@@ -505,14 +505,25 @@ impl OvsdbCluster {
         run(Command::new(appctl).arg("-t").arg(&m.ctl).args(args))
     }
 
+    /// True while member `i` runs (started and not killed).
+    pub fn is_running(&self, i: usize) -> bool {
+        self.members.get(i).is_some_and(|m| m.child.is_some())
+    }
+
+    /// The index of the running member that says it is the leader now, if any (one look: an
+    /// async caller polls this without blocking its runtime for an election).
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.members.len()).find(|&i| {
+            self.is_running(i) && self.status(i).is_ok_and(|s| s.contains("Role: leader"))
+        })
+    }
+
     /// The index of the current leader, waiting up to `timeout` for one to be elected.
     pub fn wait_for_leader(&self, timeout: Duration) -> Result<usize> {
         let deadline = Instant::now() + timeout;
         loop {
-            for (i, m) in self.members.iter().enumerate() {
-                if m.child.is_some() && self.status(i).is_ok_and(|s| s.contains("Role: leader")) {
-                    return Ok(i);
-                }
+            if let Some(i) = self.leader() {
+                return Ok(i);
             }
             if Instant::now() > deadline {
                 return Err(Error::Testing(format!("no RAFT leader within {timeout:?}")));

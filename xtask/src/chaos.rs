@@ -1,7 +1,8 @@
 //! `cargo xtask chaos [--runs N] [--seed S] [--steps K]`: the randomized fault schedule of
-//! `controller/tests/chaos.rs` (real kube-apiserver and NB; pods, same-name recreations,
-//! StatefulSet scaling, static-address contention, controller kills, NB kills and wipes), `N`
-//! runs from seed `S`, each checked against the invariants. `cargo xtask test` runs one short
+//! `controller/tests/chaos.rs` (real kube-apiserver and NB, standalone or a 3-member RAFT
+//! cluster; pods, same-name recreations, StatefulSet scaling, static-address contention,
+//! controller kills, NB kills and wipes, RAFT leader kills, IP CR creates delayed by a proxy in
+//! front of the apiserver), `N` runs from seed `S`, each checked against the invariants. `cargo xtask test` runs one short
 //! run as part of the workspace tests.
 
 use std::process::Command;

@@ -15,7 +15,7 @@ use kube::api::{ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use ovn_api::tables::nb::LogicalSwitchPort;
-use ovn_api::testing::{OvsdbServer, SchemaKind};
+use ovn_api::testing::{OvsdbCluster, OvsdbServer, SchemaKind};
 
 pub const PROVIDER: &str = "net1.default.ovn";
 pub const SUBNET: &str = "subnet-faults";
@@ -25,18 +25,69 @@ pub fn annotation(key: &str) -> String {
     format!("{PROVIDER}.kubernetes.io/{key}")
 }
 
-/// A control plane with the CRDs, an NB server, and one NAD → Subnet → Vpc chain.
+/// The bed's NB: one `ovsdb-server`, or a 3-member RAFT cluster.
+pub enum Nb {
+    Standalone(OvsdbServer),
+    /// The cluster, and the member killed last (still down until restarted).
+    Raft {
+        cluster: OvsdbCluster,
+        down: Option<usize>,
+    },
+}
+
+impl Nb {
+    /// What clients connect to: the socket, or every member (comma-separated, as
+    /// `--ovn-nb-addr` takes them).
+    pub fn remote(&self) -> String {
+        match self {
+            Nb::Standalone(server) => server.remote(),
+            Nb::Raft { cluster, .. } => cluster.remotes(),
+        }
+    }
+
+    pub fn standalone(&self) -> &OvsdbServer {
+        match self {
+            Nb::Standalone(server) => server,
+            Nb::Raft { .. } => panic!("this bed runs a RAFT NB"),
+        }
+    }
+
+    pub fn standalone_mut(&mut self) -> &mut OvsdbServer {
+        match self {
+            Nb::Standalone(server) => server,
+            Nb::Raft { .. } => panic!("this bed runs a RAFT NB"),
+        }
+    }
+}
+
+/// A control plane with the CRDs, an NB, and one NAD → Subnet → Vpc chain.
 pub struct Bed {
     /// The control plane (kept alive).
     pub _cp: ControlPlane,
     /// Admin client.
     pub client: Client,
-    /// The NB server.
-    pub nb: OvsdbServer,
+    /// The NB.
+    pub nb: Nb,
 }
 
 impl Bed {
+    /// A bed with one NB `ovsdb-server`.
     pub async fn start() -> Self {
+        let nb = OvsdbServer::start(SchemaKind::Northbound).unwrap();
+        Self::start_with(Nb::Standalone(nb)).await
+    }
+
+    /// A bed whose NB is a 3-member RAFT cluster.
+    pub async fn start_raft() -> Self {
+        let cluster = OvsdbCluster::start(SchemaKind::Northbound, 3).unwrap();
+        Self::start_with(Nb::Raft {
+            cluster,
+            down: None,
+        })
+        .await
+    }
+
+    async fn start_with(nb: Nb) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -47,7 +98,6 @@ impl Bed {
         let cp = ControlPlane::start().await.unwrap();
         let client = cp.client();
         e2e::cluster::install_crds(&client).await.unwrap();
-        let nb = OvsdbServer::start(SchemaKind::Northbound).unwrap();
         let nad = NetworkAttachmentDefinition::with_config(
             "default",
             "net1",

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code, not every test uses every helper.
 
 pub mod faults;
+pub mod proxy;
 
 use std::sync::Arc;
 use std::time::Duration;
