@@ -1283,9 +1283,9 @@ async fn helm_install_as_written(chart: &str) {
     // The NAT gateway agent: reads its gateway's objects, writes their status, nothing more.
     // (`kubectl auth can-i` answers on stdout, "no" with exit status 1; `x/status` is a
     // subresource here, not an object named "status".)
-    let agent_may = |verb: &str, resource: &str| {
+    let agent_may_in = |namespace: &str, verb: &str, resource: &str| {
         let mut cmd = plane.kubectl_command();
-        cmd.args(["auth", "can-i", verb])
+        cmd.args(["auth", "can-i", verb, "-n", namespace])
             .arg("--as=system:serviceaccount:kube-system:vpc-nat-gw");
         match resource.split_once('/') {
             Some((r, sub)) => cmd.args([r.to_owned(), format!("--subresource={sub}")]),
@@ -1299,6 +1299,18 @@ async fn helm_install_as_written(chart: &str) {
         );
         answer == "yes"
     };
+    let agent_may = |verb: &str, resource: &str| agent_may_in("default", verb, resource);
+    // Its own pod, watched by name: pods of kube-system only (a Role there).
+    for verb in ["get", "list", "watch"] {
+        assert!(
+            agent_may_in("kube-system", verb, "pods"),
+            "vpc-nat-gw may not {verb} pods in kube-system"
+        );
+        assert!(
+            !agent_may(verb, "pods"),
+            "vpc-nat-gw may {verb} pods outside kube-system"
+        );
+    }
     for (verb, resource) in [
         ("watch", "vpc-nat-gateways.kubeovn.io"),
         ("watch", "iptables-eips.kubeovn.io"),
@@ -1308,7 +1320,6 @@ async fn helm_install_as_written(chart: &str) {
         ("list", "subnets.kubeovn.io"),
         ("get", "vpcs.kubeovn.io"),
         ("get", "qos-policies.kubeovn.io"),
-        ("get", "pods"),
         ("patch", "iptables-eips.kubeovn.io/status"),
         ("patch", "iptables-fip-rules.kubeovn.io/status"),
         ("patch", "iptables-snat-rules.kubeovn.io/status"),
