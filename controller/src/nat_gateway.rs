@@ -674,24 +674,34 @@ async fn gateway_named(ctx: &Context, name: &str) -> Result<Option<Arc<VpcNatGat
     }
 }
 
+/// For a pod in kube-system whose controlling owner is a StatefulSet named like a gateway's
+/// (`vpc-nat-gw-<gw>`): that owner reference and `<gw>` (a claim, checked by the callers).
+fn gateway_statefulset_owner(
+    pod: &Pod,
+) -> Option<(
+    &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    &str,
+)> {
+    if pod.namespace().as_deref() != Some(NAMESPACE) {
+        return None;
+    }
+    let owner = pod
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "StatefulSet")?;
+    let gw = owner.name.strip_prefix(STATEFULSET_PREFIX)?;
+    Some((owner, gw))
+}
+
 /// Whether `pod` is the pod of a VpcNatGateway that is gone or going (the gateway, or the
 /// StatefulSet that made the pod, deleted or deleting): the pod goes with them, nothing is to
 /// be attached for it and nothing to complain about. Only skips work, so it needs no proof of
 /// ownership (a pod that copies the label gains nothing).
 pub async fn orphaned_gateway_pod(ctx: &Context, pod: &Pod) -> Result<bool, Error> {
-    if pod.namespace().as_deref() != Some(NAMESPACE)
-        || pod.labels().get(LABEL_NAT_GATEWAY).map(String::as_str) != Some("true")
-    {
+    if pod.labels().get(LABEL_NAT_GATEWAY).map(String::as_str) != Some("true") {
         return Ok(false);
     }
-    let Some(owner) = pod
-        .owner_references()
-        .iter()
-        .find(|o| o.controller == Some(true) && o.kind == "StatefulSet")
-    else {
-        return Ok(false);
-    };
-    let Some(gw) = owner.name.strip_prefix(STATEFULSET_PREFIX) else {
+    let Some((owner, gw)) = gateway_statefulset_owner(pod) else {
         return Ok(false);
     };
     let gateway = gateway_named(ctx, gw).await?;
@@ -711,17 +721,7 @@ pub async fn orphaned_gateway_pod(ctx: &Context, pod: &Pod) -> Result<bool, Erro
 /// that exists; the answer is that gateway's `spec.subnet`. Anyone else gains nothing: a pod
 /// that copies the labels, name or annotation has no such owner chain.
 pub async fn admitted_lan_subnet(ctx: &Context, pod: &Pod) -> Result<Option<String>, Error> {
-    if pod.namespace().as_deref() != Some(NAMESPACE) {
-        return Ok(None);
-    }
-    let Some(owner) = pod
-        .owner_references()
-        .iter()
-        .find(|o| o.controller == Some(true) && o.kind == "StatefulSet")
-    else {
-        return Ok(None);
-    };
-    let Some(gw_name) = owner.name.strip_prefix(STATEFULSET_PREFIX) else {
+    let Some((owner, gw_name)) = gateway_statefulset_owner(pod) else {
         return Ok(None);
     };
     if pod.name_any() != pod_name(gw_name) {

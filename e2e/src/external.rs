@@ -26,6 +26,103 @@ pub const GATEWAY: &str = "172.18.0.1";
 /// route.
 pub const FAR: &str = "198.51.100.10";
 
+/// The external network as upstream's docs name it: the NAD `ovn-vpc-external-network` in
+/// kube-system (macvlan on the node interface `master`, our IPAM) and its Subnet ([`CIDR`],
+/// gateway [`GATEWAY`]).
+pub fn network_yaml(master: &str) -> String {
+    format!(
+        r#"apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata:
+  name: ovn-vpc-external-network
+  namespace: kube-system
+spec:
+  config: |
+    {{
+      "cniVersion": "0.3.1",
+      "type": "macvlan",
+      "master": "{master}",
+      "mode": "bridge",
+      "ipam": {{
+        "type": "kube-ovn",
+        "server_socket": "/run/openvswitch/kube-ovn-daemon.sock",
+        "provider": "ovn-vpc-external-network.kube-system"
+      }}
+    }}
+---
+apiVersion: kubeovn.io/v1
+kind: Subnet
+metadata:
+  name: ovn-vpc-external-network
+spec:
+  cidr: "{CIDR}"
+  gateway: "{GATEWAY}"
+  provider: ovn-vpc-external-network.kube-system
+"#
+    )
+}
+
+/// Three EIPs of the manual's gateway `vpc-nat-gw` and a rule on each: SNAT of the manual's
+/// Subnet (`eip-snat`), DNAT of TCP 8080 to `10.100.0.10:80` (`dnat-app`), a FIP for
+/// `10.100.0.20` (`fip-web`).
+pub const MANUAL_GATEWAY_RULES: &str = r#"apiVersion: kubeovn.io/v1
+kind: IptablesEIP
+metadata:
+  name: eip-snat
+spec:
+  natGwDp: vpc-nat-gw
+---
+apiVersion: kubeovn.io/v1
+kind: IptablesEIP
+metadata:
+  name: eip-dnat
+spec:
+  natGwDp: vpc-nat-gw
+---
+apiVersion: kubeovn.io/v1
+kind: IptablesEIP
+metadata:
+  name: eip-fip
+spec:
+  natGwDp: vpc-nat-gw
+---
+apiVersion: kubeovn.io/v1
+kind: IptablesSnatRule
+metadata:
+  name: snat-secondary
+spec:
+  eip: eip-snat
+  internalCIDR: 10.100.0.0/16
+---
+apiVersion: kubeovn.io/v1
+kind: IptablesDnatRule
+metadata:
+  name: dnat-app
+spec:
+  eip: eip-dnat
+  externalPort: "8080"
+  internalIp: 10.100.0.10
+  internalPort: "80"
+  protocol: tcp
+---
+apiVersion: kubeovn.io/v1
+kind: IptablesFIPRule
+metadata:
+  name: fip-web
+spec:
+  eip: eip-fip
+  internalIp: 10.100.0.20
+"#;
+
+/// The annotation (`key: 'value'` YAML line) routing the external segment and what lies beyond
+/// it through the attachment of `provider` via the Subnet gateway `gw` (in attached mode `eth0`
+/// keeps the pod's default route).
+pub fn routes_annotation(provider: &str, gw: &str) -> String {
+    format!(
+        r#"{provider}.kubernetes.io/routes: '[{{"dst": "{CIDR}", "gw": "{gw}"}}, {{"dst": "198.51.100.0/24", "gw": "{gw}"}}]'"#
+    )
+}
+
 fn run(args: &[&str]) -> Result<(), LabError> {
     let out = Command::new(args[0])
         .args(&args[1..])
@@ -60,25 +157,21 @@ impl External {
         let b = bridge.name().to_owned();
         run(&["ip", "-n", &b, "link", "add", "xbr", "type", "bridge"])?;
         run(&["ip", "-n", &b, "link", "set", "xbr", "up"])?;
-        for (i, nn) in nodes.iter().enumerate() {
-            let port = format!("x-n{i}");
+        // A veth from the bridge (`port`) to `ifname` in namespace `nn`, both ends up.
+        let cable = |port: &str, nn: &str, ifname: &str| -> Result<(), LabError> {
             run(&[
-                "ip", "-n", &b, "link", "add", &port, "type", "veth", "peer", "name", ifname,
+                "ip", "-n", &b, "link", "add", port, "type", "veth", "peer", "name", ifname,
                 "netns", nn,
             ])?;
-            run(&["ip", "-n", &b, "link", "set", &port, "master", "xbr", "up"])?;
-            run(&["ip", "-n", nn, "link", "set", ifname, "up"])?;
+            run(&["ip", "-n", &b, "link", "set", port, "master", "xbr", "up"])?;
+            run(&["ip", "-n", nn, "link", "set", ifname, "up"])
+        };
+        for (i, nn) in nodes.iter().enumerate() {
+            cable(&format!("x-n{i}"), nn, ifname)?;
         }
         let host = NetnsGuard::create(&unique("kovn-xh"))?;
         let h = host.name().to_owned();
-        run(&[
-            "ip", "-n", &b, "link", "add", "x-host", "type", "veth", "peer", "name", "eth0",
-            "netns", &h,
-        ])?;
-        run(&[
-            "ip", "-n", &b, "link", "set", "x-host", "master", "xbr", "up",
-        ])?;
-        run(&["ip", "-n", &h, "link", "set", "eth0", "up"])?;
+        cable("x-host", &h, "eth0")?;
         run(&[
             "ip",
             "-n",

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crds::condition::{READY, find_condition};
 use crds::{IptablesEIP, VpcNatGateway};
 use e2e::cluster::{Cluster, node_count};
-use e2e::external::{Echo, External, FAR as EXT_FAR, GATEWAY as EXT_GATEWAY, ask};
+use e2e::external::{self, Echo, External, FAR as EXT_FAR, GATEWAY as EXT_GATEWAY, ask};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::DeleteParams;
 use kube::{Api, ResourceExt};
@@ -54,42 +54,8 @@ async fn stops_answering(netns: &Path, to: &str, what: &str) {
     }
 }
 
-/// The external network, as upstream's docs name it: a macvlan NAD with our IPAM on `eth1` and
-/// its Subnet, plus the gateway pods' ServiceAccount (the chart installs it).
-const EXTERNAL_NETWORK: &str = r#"apiVersion: k8s.cni.cncf.io/v1
-kind: NetworkAttachmentDefinition
-metadata:
-  name: ovn-vpc-external-network
-  namespace: kube-system
-spec:
-  config: |
-    {
-      "cniVersion": "0.3.1",
-      "type": "macvlan",
-      "master": "eth1",
-      "mode": "bridge",
-      "ipam": {
-        "type": "kube-ovn",
-        "server_socket": "/run/openvswitch/kube-ovn-daemon.sock",
-        "provider": "ovn-vpc-external-network.kube-system"
-      }
-    }
----
-apiVersion: kubeovn.io/v1
-kind: Subnet
-metadata:
-  name: ovn-vpc-external-network
-spec:
-  cidr: "172.18.0.0/24"
-  gateway: "172.18.0.1"
-  provider: ovn-vpc-external-network.kube-system
----
-apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: vpc-nat-gw
-  namespace: kube-system
-"#;
+/// The gateway pods' ServiceAccount (the chart installs it).
+const SERVICE_ACCOUNT: &str = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: vpc-nat-gw\n  namespace: kube-system\n";
 
 /// A pod on `nad` at `ip`, routing the external segment and what lies beyond it through that
 /// attachment (`eth0` keeps the pod's default route).
@@ -102,19 +68,14 @@ metadata:
   namespace: default
   annotations:
     k8s.v1.cni.cncf.io/networks: '[{{"name": "default/{nad}", "ips": ["{ip}"]}}]'
-    {provider}.kubernetes.io/routes: '[{{"dst": "172.18.0.0/24", "gw": "10.100.0.1"}}, {{"dst": "198.51.100.0/24", "gw": "10.100.0.1"}}]'
+    {routes}
 spec:
   nodeName: {node}
   containers:
   - name: app
     image: nginx
-"#
-    )
-}
-
-fn eip(name: &str, gw: &str) -> String {
-    format!(
-        "apiVersion: kubeovn.io/v1\nkind: IptablesEIP\nmetadata:\n  name: {name}\nspec:\n  natGwDp: {gw}\n"
+"#,
+        routes = external::routes_annotation(provider, "10.100.0.1")
     )
 }
 
@@ -178,7 +139,9 @@ async fn the_manuals_nat_gateway_gives_the_vpc_a_way_out_and_two_vpcs_one_cidr_s
         "eth1",
     )
     .unwrap();
-    cluster.apply_yaml(EXTERNAL_NETWORK).unwrap();
+    cluster
+        .apply_yaml(&[external::network_yaml("eth1").as_str(), SERVICE_ACCOUNT].join("---\n"))
+        .unwrap();
     // The manual's NAD, Vpc, Subnet and VpcNatGateway, as written.
     cluster
         .apply_yaml(
@@ -210,44 +173,7 @@ async fn the_manuals_nat_gateway_gives_the_vpc_a_way_out_and_two_vpcs_one_cidr_s
         ))
         .unwrap();
     wait_gateway_ready(&cluster, "vpc-nat-gw").await;
-    cluster
-        .apply_yaml(
-            &[
-                eip("eip-snat", "vpc-nat-gw"),
-                eip("eip-dnat", "vpc-nat-gw"),
-                eip("eip-fip", "vpc-nat-gw"),
-                r#"apiVersion: kubeovn.io/v1
-kind: IptablesSnatRule
-metadata:
-  name: snat-secondary
-spec:
-  eip: eip-snat
-  internalCIDR: 10.100.0.0/16
----
-apiVersion: kubeovn.io/v1
-kind: IptablesDnatRule
-metadata:
-  name: dnat-app
-spec:
-  eip: eip-dnat
-  externalPort: "8080"
-  internalIp: 10.100.0.10
-  internalPort: "80"
-  protocol: tcp
----
-apiVersion: kubeovn.io/v1
-kind: IptablesFIPRule
-metadata:
-  name: fip-web
-spec:
-  eip: eip-fip
-  internalIp: 10.100.0.20
-"#
-                .to_owned(),
-            ]
-            .join("---\n"),
-        )
-        .unwrap();
+    cluster.apply_yaml(external::MANUAL_GATEWAY_RULES).unwrap();
     let snat_ip = eip_ip(&cluster, "eip-snat").await;
     let dnat_ip = eip_ip(&cluster, "eip-dnat").await;
     let fip_ip = eip_ip(&cluster, "eip-fip").await;
@@ -321,21 +247,9 @@ spec:
     // leaves by its own EIP, and each EIP's DNAT reaches its own pod.
     cluster
         .apply_yaml(
-            r#"apiVersion: k8s.cni.cncf.io/v1
-kind: NetworkAttachmentDefinition
-metadata:
-  name: vpc-b-network
-  namespace: default
-spec:
-  config: |
-    {
-      "cniVersion": "0.3.1",
-      "type": "kube-ovn",
-      "server_socket": "/run/openvswitch/kube-ovn-daemon.sock",
-      "provider": "vpc-b-network.default.ovn"
-    }
----
-apiVersion: kubeovn.io/v1
+            &(crds::seed::NAD.replace("kube-ovn-vpc-network", "vpc-b-network")
+                + "---\n"
+                + r#"apiVersion: kubeovn.io/v1
 kind: Vpc
 metadata:
   name: vpc-b
@@ -387,7 +301,7 @@ spec:
   internalIp: 10.100.0.10
   internalPort: "80"
   protocol: tcp
-"#,
+"#),
         )
         .unwrap();
     cluster

@@ -15,85 +15,6 @@ use super::chart::{ChartCluster, workload_image};
 const WAIT: Duration = Duration::from_secs(120);
 const GATEWAY_POD: &str = "vpc-nat-gw-vpc-nat-gw-0";
 
-/// The external network as upstream's docs name it, on each node's `eth2`.
-const EXTERNAL_NETWORK: &str = r#"apiVersion: k8s.cni.cncf.io/v1
-kind: NetworkAttachmentDefinition
-metadata:
-  name: ovn-vpc-external-network
-  namespace: kube-system
-spec:
-  config: |
-    {
-      "cniVersion": "0.3.1",
-      "type": "macvlan",
-      "master": "eth2",
-      "mode": "bridge",
-      "ipam": {
-        "type": "kube-ovn",
-        "server_socket": "/run/openvswitch/kube-ovn-daemon.sock",
-        "provider": "ovn-vpc-external-network.kube-system"
-      }
-    }
----
-apiVersion: kubeovn.io/v1
-kind: Subnet
-metadata:
-  name: ovn-vpc-external-network
-spec:
-  cidr: "172.18.0.0/24"
-  gateway: "172.18.0.1"
-  provider: ovn-vpc-external-network.kube-system
-"#;
-
-const RULES: &str = r#"apiVersion: kubeovn.io/v1
-kind: IptablesEIP
-metadata:
-  name: eip-snat
-spec:
-  natGwDp: vpc-nat-gw
----
-apiVersion: kubeovn.io/v1
-kind: IptablesEIP
-metadata:
-  name: eip-dnat
-spec:
-  natGwDp: vpc-nat-gw
----
-apiVersion: kubeovn.io/v1
-kind: IptablesEIP
-metadata:
-  name: eip-fip
-spec:
-  natGwDp: vpc-nat-gw
----
-apiVersion: kubeovn.io/v1
-kind: IptablesSnatRule
-metadata:
-  name: snat-secondary
-spec:
-  eip: eip-snat
-  internalCIDR: 10.100.0.0/16
----
-apiVersion: kubeovn.io/v1
-kind: IptablesDnatRule
-metadata:
-  name: dnat-app
-spec:
-  eip: eip-dnat
-  externalPort: "8080"
-  internalIp: 10.100.0.10
-  internalPort: "80"
-  protocol: tcp
----
-apiVersion: kubeovn.io/v1
-kind: IptablesFIPRule
-metadata:
-  name: fip-web
-spec:
-  eip: eip-fip
-  internalIp: 10.100.0.20
-"#;
-
 /// A pod on the manual's network at `ip`, routing the external segment and what lies beyond
 /// it through net1 (eth0 keeps the default route), serving `tag` on TCP `port` (busybox nc).
 fn server_pod(name: &str, node: &str, ip: &str, port: u16, tag: &str) -> String {
@@ -105,14 +26,15 @@ metadata:
   namespace: default
   annotations:
     k8s.v1.cni.cncf.io/networks: '[{{"name": "kube-ovn-vpc-network", "ips": ["{ip}"]}}]'
-    kube-ovn-vpc-network.default.ovn.kubernetes.io/routes: '[{{"dst": "172.18.0.0/24", "gw": "10.100.0.1"}}, {{"dst": "198.51.100.0/24", "gw": "10.100.0.1"}}]'
+    {routes}
 spec:
   nodeName: {node}
   containers:
   - name: app
 {image}    command: ["nc", "-ll", "-p", "{port}", "-e", "echo", "{tag}"]
 "#,
-        image = workload_image()
+        image = workload_image(),
+        routes = external::routes_annotation("kube-ovn-vpc-network.default.ovn", "10.100.0.1")
     )
 }
 
@@ -190,7 +112,7 @@ pub fn the_manuals_nat_gateway(cluster: &ChartCluster, here: &str, there: &str) 
     let nodes: Vec<&str> = cluster.nodes().iter().map(|n| n.netns().name()).collect();
     let ext = External::create(&nodes, "eth2").unwrap();
     let _far = Echo::start(&ext.host(), 7000, "far").unwrap();
-    cluster.apply(EXTERNAL_NETWORK);
+    cluster.apply(&external::network_yaml("eth2"));
     // The manual's network (applied again: it is already there) and its VpcNatGateway.
     cluster.apply(
         &[
@@ -205,7 +127,7 @@ pub fn the_manuals_nat_gateway(cluster: &ChartCluster, here: &str, there: &str) 
     wait_for("VpcNatGateway vpc-nat-gw Ready", cluster, || {
         gateway_ready(cluster).then_some(())
     });
-    cluster.apply(RULES);
+    cluster.apply(external::MANUAL_GATEWAY_RULES);
     let snat = eip_ip(cluster, "eip-snat");
     let dnat = eip_ip(cluster, "eip-dnat");
     let fip = eip_ip(cluster, "eip-fip");
