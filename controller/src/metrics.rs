@@ -219,6 +219,22 @@ pub struct Metrics {
     attachments: HistogramFamily<ResultLabels>,
     transactions: HistogramFamily<ResultLabels>,
     usage: Arc<IpamUsage>,
+    readiness: std::sync::RwLock<Readiness>,
+}
+
+/// What `/readyz` answers for this replica.
+#[derive(Debug, Clone, Default)]
+pub enum Readiness {
+    /// Waiting for the lease: a standby serves the admission webhook and is ready to take
+    /// over (ready).
+    #[default]
+    Standby,
+    /// Won the lease (or runs alone): connecting to NB, listing the caches, rebuilding the
+    /// allocator (not ready).
+    Starting,
+    /// The controllers run: ready while the NB session is up (a leader cut off from NB
+    /// reconciles nothing and says so).
+    Serving(std::sync::Weak<crate::nb::Nb>),
 }
 
 impl Default for Metrics {
@@ -266,6 +282,36 @@ impl Metrics {
             attachments,
             transactions,
             usage,
+            readiness: std::sync::RwLock::default(),
+        }
+    }
+
+    /// Sets what `/readyz` answers from now on.
+    pub fn set_readiness(&self, readiness: Readiness) {
+        *self
+            .readiness
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = readiness;
+    }
+
+    /// `/readyz`: `Ok` or why not.
+    pub fn readiness(&self) -> Result<(), String> {
+        let state = self
+            .readiness
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match state {
+            Readiness::Standby => Ok(()),
+            Readiness::Starting => Err(
+                "starting: connecting to OVN NB, listing the caches, rebuilding the allocator"
+                    .into(),
+            ),
+            Readiness::Serving(nb) => match nb.upgrade() {
+                Some(nb) if nb.is_connected() => Ok(()),
+                Some(_) => Err("OVN NB unreachable: reconnecting (nothing is reconciled)".into()),
+                None => Err("stopped: the controllers are no longer running".into()),
+            },
         }
     }
 
@@ -316,11 +362,15 @@ impl Metrics {
     }
 
     /// The admin endpoint of a controller replica, leader or standby: these metrics; `/healthz`
-    /// and `/readyz` answer `ok` while the process serves (a standby is ready to take over, and
-    /// a leader that loses its lease exits, so the kubelet sees no stuck replica).
+    /// answers `ok` while the process serves (a leader that loses its lease exits, so the
+    /// kubelet sees no stuck replica); `/readyz` follows [`Readiness`]: a standby is ready, a
+    /// leader once its caches are listed and while its NB session is up.
     pub fn admin_routes(self: &Arc<Self>) -> crds::admin::Routes {
         let me = self.clone();
-        crds::admin::Routes::metrics_only(Arc::new(move || me.render()))
+        let mut routes = crds::admin::Routes::metrics_only(Arc::new(move || me.render()));
+        let me = self.clone();
+        routes.readyz = Arc::new(move || me.readiness());
+        routes
     }
 
     /// The registry in the OpenMetrics text format (ends with `# EOF`).
@@ -332,6 +382,18 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readiness_follows_the_replicas_state() {
+        let m = Metrics::new();
+        assert_eq!(m.readiness(), Ok(()), "a standby is ready");
+        m.set_readiness(Readiness::Starting);
+        assert!(m.readiness().unwrap_err().starts_with("starting"));
+        m.set_readiness(Readiness::Serving(std::sync::Weak::new()));
+        assert!(m.readiness().unwrap_err().starts_with("stopped"));
+        let routes = Arc::new(Metrics::new()).admin_routes();
+        assert_eq!((routes.readyz)(), Ok(()));
+    }
 
     #[test]
     fn renders_every_family_with_its_labels() {

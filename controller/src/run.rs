@@ -139,6 +139,9 @@ impl Drop for Tasks {
 /// Builds the context: NB, caches (ready), allocator rebuilt from Subnets and IP CRs. The
 /// caches' watch tasks belong to the context and stop when it is dropped.
 pub async fn start(client: kube::Client, config: &RunConfig) -> Result<Arc<Context>, StartError> {
+    config
+        .metrics
+        .set_readiness(crate::metrics::Readiness::Starting);
     let nb = Arc::new(
         nb::connect(&config.nb_remotes)
             .await?
@@ -209,6 +212,9 @@ pub async fn start(client: kube::Client, config: &RunConfig) -> Result<Arc<Conte
     for (name, subnet, namespaces) in pools {
         ctx.pool_namespaces.set(&name, &subnet, &namespaces);
     }
+    config
+        .metrics
+        .set_readiness(crate::metrics::Readiness::Serving(Arc::downgrade(&ctx.nb)));
     Ok(Arc::new(ctx))
 }
 

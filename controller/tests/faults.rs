@@ -57,17 +57,33 @@ async fn a_controller_killed_mid_run_is_replaced_and_every_pod_ends_with_its_own
 async fn the_nb_server_killed_and_restarted_mid_run_loses_nothing() {
     let mut bed = Bed::start().await;
     let config = bed.config();
+    let metrics = config.metrics.clone();
+    assert_eq!(
+        metrics.readiness(),
+        Ok(()),
+        "before start: a standby is ready"
+    );
     let ctx = run::start(bed.client.clone(), &config).await.unwrap();
+    assert_eq!(metrics.readiness(), Ok(()), "started, NB connected");
     let task = tokio::spawn(run::run(Arc::clone(&ctx), config));
 
     bed.create_pods("a", 0..100).await;
     let at_kill = bed.wait_allocated(40).await;
     bed.nb.standalone_mut().kill();
+    // /readyz says so while NB is away (the client sees the socket close).
+    let deadline = Instant::now() + WAIT;
+    while metrics.readiness().is_ok() {
+        assert!(Instant::now() < deadline, "still ready with NB down");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let why = metrics.readiness().unwrap_err();
+    assert!(why.contains("OVN NB unreachable"), "{why}");
     // Pods created while NB is down.
     bed.create_pods("b", 0..100).await;
     let restarted = Instant::now();
     bed.nb.standalone_mut().restart().unwrap();
     bed.wait_allocated(200).await;
+    assert_eq!(metrics.readiness(), Ok(()), "ready again with NB back");
     eprintln!(
         "NB killed at {at_kill} allocated; all 200 allocated {:?} after its restart",
         restarted.elapsed()

@@ -126,6 +126,17 @@ impl Client {
             .map(|c| c.remote().to_owned())
     }
 
+    /// Whether a session is up now (false while reconnecting, e.g. after the server went away
+    /// or while a RAFT cluster elects a leader).
+    pub fn is_connected(&self) -> bool {
+        self.shared
+            .state
+            .borrow()
+            .conn
+            .as_ref()
+            .is_some_and(|c| !c.is_closed())
+    }
+
     /// How many sessions have been established so far (1 after connect; grows with reconnects).
     pub fn sessions(&self) -> u64 {
         self.shared.state.borrow().generation
