@@ -1,4 +1,5 @@
-//! `Subnet` → logical switch `<subnet>`, router port pair to its VPC, IPAM registration,
+//! `Subnet` → logical switch `<subnet>` with the Subnet's ACLs (`acls`, `private` and
+//! `allowSubnets`, see [`nb::subnet_acl`]), router port pair to its VPC, IPAM registration,
 //! status counters and conditions. Invalid or conflicting subnets create nothing: a condition
 //! and an Event say why.
 
@@ -273,12 +274,36 @@ async fn apply(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
     };
+    let acls = match nb::subnet_acl::plan(&nets, &subnet.spec) {
+        Ok(acls) => acls,
+        Err(problems) => {
+            // `validate` refuses these first; kept so that nothing is half written if the two
+            // ever disagree.
+            let msg = format!("Subnet {name}: {}", problems.join("; "));
+            set_condition(
+                &mut conditions,
+                status::condition(VALIDATED, false, "InvalidACL", msg.clone(), generation),
+                status::now(),
+            );
+            set_condition(
+                &mut conditions,
+                status::condition(READY, false, "InvalidACL", msg.clone(), generation),
+                status::now(),
+            );
+            report(&api, subnet, &conditions).await?;
+            ctx.event(&subnet.object_ref(&()), true, "InvalidACL", msg.clone())
+                .await;
+            tracing::warn!(subnet = %name, %msg, "subnet refused");
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+    };
     nb::ensure_switch(
         &ctx.nb,
         &nb::SwitchPlan {
             subnet: name.clone(),
             vpc: subnet.spec.vpc.clone(),
             gateways: router_networks,
+            acls,
         },
     )
     .await?;
