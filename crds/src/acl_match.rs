@@ -267,22 +267,22 @@ impl Parser {
         }
     }
 
-    fn or(&mut self) -> Result<(), String> {
-        self.and()?;
-        while self.peek() == Some(&Token::Or) {
+    /// `operand (op operand)*`.
+    fn chain(
+        &mut self,
+        op: &Token,
+        operand: fn(&mut Self) -> Result<(), String>,
+    ) -> Result<(), String> {
+        operand(self)?;
+        while self.peek() == Some(op) {
             self.at += 1;
-            self.and()?;
+            operand(self)?;
         }
         Ok(())
     }
 
-    fn and(&mut self) -> Result<(), String> {
-        self.unary()?;
-        while self.peek() == Some(&Token::And) {
-            self.at += 1;
-            self.unary()?;
-        }
-        Ok(())
+    fn or(&mut self) -> Result<(), String> {
+        self.chain(&Token::Or, |p| p.chain(&Token::And, Self::unary))
     }
 
     fn unary(&mut self) -> Result<(), String> {

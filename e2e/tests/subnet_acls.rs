@@ -11,48 +11,20 @@
 //!   and `private: false` opens it again.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crds::Subnet;
 use crds::condition::{ConditionStatus, READY, VALIDATED, find_condition};
 use e2e::cluster::Cluster;
-use k8s_openapi::api::core::v1::Event;
+use e2e::scenario::{self, eventually, ping};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::WatchStreamExt;
 
 const WAIT: Duration = Duration::from_secs(90);
-/// How long a change may take to reach the datapath.
-const ENFORCED: Duration = Duration::from_secs(30);
 
-/// A NAD `<name>` and its Subnet (`extra`: further spec lines) in Vpc `vpc-acl`.
+/// A NAD `<name>` and its Subnet in Vpc `vpc-acl`.
 fn network(name: &str, cidr: &str, extra: &str) -> String {
-    format!(
-        r#"
-apiVersion: k8s.cni.cncf.io/v1
-kind: NetworkAttachmentDefinition
-metadata:
-  name: {name}
-  namespace: default
-spec:
-  config: |
-    {{
-      "cniVersion": "0.3.1",
-      "type": "kube-ovn",
-      "server_socket": "/run/openvswitch/kube-ovn-daemon.sock",
-      "provider": "{name}.default.ovn"
-    }}
----
-apiVersion: kubeovn.io/v1
-kind: Subnet
-metadata:
-  name: {name}
-spec:
-  vpc: vpc-acl
-  cidr: "{cidr}"
-  provider: {name}.default.ovn
-{extra}"#
-    )
+    scenario::network("vpc-acl", name, cidr, extra)
 }
 
 /// A pod on `net` with address `ip` (in `10.111.<n>.0/24`), routed to the other subnets of the
@@ -68,20 +40,8 @@ const INNER1: &str = "10.111.1.10";
 const ALLOWED: &str = "10.111.2.10";
 const OUTSIDER: &str = "10.111.3.10";
 
-fn ping(cluster: &Cluster, from: &str, ip: &str) -> bool {
-    cluster
-        .exec("default", from, &["ping", "-c", "1", "-w", "2", ip])
-        .unwrap()
-        .status
-        .success()
-}
-
 fn tcp(cluster: &Cluster, from: &str, ip: &str) -> bool {
-    cluster
-        .exec("default", from, &["nc", "-z", "-w", "2", ip, "80"])
-        .unwrap()
-        .status
-        .success()
+    scenario::tcp(cluster, from, ip, 80)
 }
 
 /// A TCP listener on port 80 in `pod`, in the background (bounded, so nothing outlives the
@@ -95,21 +55,6 @@ fn listen(cluster: &Cluster, pod: &str) {
         )
         .unwrap();
     assert!(out.status.success(), "nc -lk 80 in {pod}: {out:?}");
-}
-
-/// Probes until `check` holds; the probes (each bounded by its own timeout) are the wait.
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(
-            started.elapsed() < ENFORCED,
-            "{what}: not so after {ENFORCED:?}"
-        );
-    }
-    println!(
-        "subnet ACLs: {what} after {:.2}s",
-        started.elapsed().as_secs_f64()
-    );
 }
 
 async fn patch_spec(cluster: &Cluster, subnet: &str, spec: serde_json::Value) {
@@ -154,27 +99,6 @@ async fn condition(
     .unwrap();
     let conditions = found.status.unwrap_or_default().conditions;
     find_condition(&conditions, kind).unwrap().message.clone()
-}
-
-/// The first Event on Subnet `name` whose message contains `needle`.
-async fn event(cluster: &Cluster, name: &str, needle: &str) -> Event {
-    use futures::StreamExt;
-    let events: Api<Event> = Api::all(cluster.client());
-    let config = kube::runtime::watcher::Config::default().fields(&format!(
-        "involvedObject.name={name},involvedObject.kind=Subnet"
-    ));
-    let mut stream = std::pin::pin!(kube::runtime::watcher(events, config).applied_objects());
-    tokio::time::timeout(WAIT, async {
-        while let Some(e) = stream.next().await {
-            let e = e.unwrap();
-            if e.message.as_deref().is_some_and(|m| m.contains(needle)) {
-                return e;
-            }
-        }
-        panic!("event stream ended")
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no Event on Subnet {name} containing {needle:?}"))
 }
 
 /// The ACLs on switch `ls` as `ovn-nbctl acl-list` prints them.
@@ -253,7 +177,7 @@ async fn subnet_acls_and_private_subnets_filter_real_traffic() {
     )
     .await;
     assert!(msg.contains("spec.acls[0].match"), "{msg}");
-    let e = event(c, "acl-other", "spec.acls[0].match").await;
+    let e = scenario::event(c, "Subnet", "acl-other", "spec.acls[0].match", WAIT).await;
     assert_eq!(e.type_.as_deref(), Some("Warning"), "{e:?}");
     assert_eq!(acl_list(c, "acl-other").trim(), "", "nothing written");
     tokio::task::block_in_place(|| {
