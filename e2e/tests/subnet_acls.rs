@@ -7,7 +7,7 @@
 //! - an ACL whose match OVN cannot parse is refused: a condition and a Warning Event on the
 //!   Subnet, nothing written to NB, traffic as before;
 //! - `private: true` with `allowSubnets`: the subnet takes traffic from its own members and from
-//!   the allowed CIDR only; taking the CIDR out of `allowSubnets` closes it to that subnet too,
+//!   the allowed CIDR only (and its drop, deleted in NB by hand, comes back); taking the CIDR out of `allowSubnets` closes it to that subnet too,
 //!   and `private: false` opens it again.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
 
@@ -159,6 +159,21 @@ async fn subnet_acls_and_private_subnets_filter_real_traffic() {
             && private.contains("to-lport  1001 (ip4.src == 10.111.1.0/24 && ip4.dst == 10.111.1.0/24) allow-related"),
         "{private}"
     );
+
+    // Deleted behind the controller's back, the drop comes back: the row names its Subnet,
+    // whose reconcile the NB update stream triggers.
+    cluster
+        .nbctl(&["acl-del", "acl-private", "to-lport", "1000", "ip"])
+        .unwrap();
+    tokio::task::block_in_place(|| {
+        eventually("the deleted drop is back", || {
+            acl_list(c, "acl-private").contains("to-lport  1000 (ip) drop")
+        });
+        // NB holds it again at once; the datapath follows.
+        eventually("the private subnet closed again", || {
+            !ping(c, "outsider", INNER1)
+        });
+    });
 
     // A match OVN cannot parse: refused with a condition and an Event, nothing written.
     patch_spec(
