@@ -1,5 +1,5 @@
-//! What the packet scenarios share: the YAML of a kube-ovn network, probes by ping and TCP from
-//! a pod of namespace `default`, a wait on a probe, and a wait on an Event.
+//! What the packet scenarios share: the YAML of a kube-ovn network, probes by ping, TCP and DHCP
+//! from a pod of namespace `default`, a wait on a probe, and a wait on an Event.
 // Only tests call these: a harness that cannot probe is the test's failure, said by a panic.
 #![allow(clippy::expect_used, clippy::panic)]
 
@@ -61,6 +61,35 @@ pub fn tcp(cluster: &Cluster, from: &str, ip: &str, port: u16) -> bool {
         .expect("exec nc")
         .status
         .success()
+}
+
+/// One DHCP exchange on `net1` of pod `default/pod` (busybox's client, leaving the interface as
+/// it is): its output, where a success says `lease of <address> obtained`.
+///
+/// # Panics
+/// When the exec itself fails.
+pub fn dhcp(cluster: &Cluster, pod: &str) -> String {
+    let udhcpc = [
+        "busybox",
+        "udhcpc",
+        "-i",
+        "net1",
+        "-f",
+        "-q",
+        "-n",
+        "-t",
+        "5",
+        "-T",
+        "2",
+        "-s",
+        "/bin/true",
+    ];
+    let out = cluster.exec("default", pod, &udhcpc).expect("exec udhcpc");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// Probes until `check` holds; the probes (each bounded by its own timeout) are the wait.

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use e2e::cluster::Cluster;
-use e2e::scenario::{eventually, ping, tcp};
+use e2e::scenario::{dhcp, eventually, ping, tcp};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
@@ -147,36 +147,6 @@ fn background(cluster: &Cluster, pod: &str, script: &str) {
         out.status.success(),
         "starting {script:?} in {pod}: {out:?}"
     );
-}
-
-/// One DHCP exchange on `net1` (busybox's client, leaving the interface as it is): its output.
-fn dhcp(cluster: &Cluster, pod: &str) -> String {
-    let out = cluster
-        .exec(
-            "default",
-            pod,
-            &[
-                "busybox",
-                "udhcpc",
-                "-i",
-                "net1",
-                "-f",
-                "-q",
-                "-n",
-                "-t",
-                "5",
-                "-T",
-                "2",
-                "-s",
-                "/bin/true",
-            ],
-        )
-        .unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// The UDP probe: sends `marker` from `from` and reports whether the server's listener wrote

@@ -114,7 +114,7 @@ async fn subnet_acls_and_private_subnets_filter_real_traffic() {
         network(
             "acl-private",
             "10.111.1.0/24",
-            "  private: true\n  allowSubnets:\n  - 10.111.2.0/24\n",
+            "  private: true\n  enableDHCP: true\n  allowSubnets:\n  - 10.111.2.0/24\n",
         ),
         network("acl-allowed", "10.111.2.0/24", ""),
         network("acl-other", "10.111.3.0/24", ""),
@@ -152,6 +152,12 @@ async fn subnet_acls_and_private_subnets_filter_real_traffic() {
         assert!(!tcp(c, "outsider", INNER1), "TCP into the private subnet");
         assert!(ping(c, "inner1", ALLOWED), "out to the allowed subnet");
         assert!(!ping(c, "inner1", OUTSIDER), "out to a subnet not allowed");
+        // DHCP from OVN still answers a member (northd passes its replies above every ACL).
+        let lease = scenario::dhcp(c, "inner1");
+        assert!(
+            lease.contains(&format!("lease of {INNER1} obtained")),
+            "udhcpc in a member of the private subnet: {lease}"
+        );
     });
     let private = acl_list(c, "acl-private");
     assert!(
