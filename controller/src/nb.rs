@@ -12,6 +12,7 @@
 //!
 //! - [`router`]: a Vpc's logical router;
 //! - [`switch`]: a Subnet's logical switch and its router port pair;
+//! - [`subnet_acl`]: a Subnet's own ACLs on its switch (`acls`, `private` and `allowSubnets`);
 //! - [`port`]: an attachment's logical switch port, with its QoS rows;
 //! - [`qos`]: an attachment's bandwidth limits as `QoS` rows;
 //! - [`routes`], [`dhcp`]: a Vpc's static and policy routes, a Subnet's DHCP options;
@@ -34,6 +35,7 @@ pub mod qos;
 pub mod router;
 pub mod routes;
 pub mod security_group;
+pub mod subnet_acl;
 pub mod switch;
 
 #[cfg(test)]

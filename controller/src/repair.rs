@@ -4,8 +4,8 @@
 //! This module turns NB's own update stream into reconcile triggers instead:
 //!
 //! - a row of ours that goes away names its owner in `external_ids` (`pod`, `subnet`/`ls`, `vpc`,
-//!   `sg`), and that owner is reconciled: its rows come back within one reconcile, with no pod or
-//!   Subnet changing;
+//!   `sg`; a Subnet's ACLs carry `subnet`), and that owner is reconciled: its rows come back
+//!   within one reconcile, with no pod or Subnet changing;
 //! - after a full resync (a new session that could not resume the monitor) rows of ours that
 //!   changed while the controller was away are treated the same way;
 //! - on every new NB session the retry delays of failing objects start over and those objects are
@@ -28,11 +28,10 @@ use tokio::sync::broadcast;
 use crate::retry::Retries;
 
 use crds::naming::{
-    EXTERNAL_ID_LOGICAL_SWITCH, EXTERNAL_ID_POD, EXTERNAL_ID_SECURITY_GROUP, EXTERNAL_ID_VENDOR,
+    EXTERNAL_ID_LOGICAL_SWITCH, EXTERNAL_ID_POD, EXTERNAL_ID_SECURITY_GROUP, EXTERNAL_ID_SUBNET,
+    EXTERNAL_ID_VENDOR,
 };
 
-/// `external_ids:subnet` on the rows of a Subnet (its switch, router port, DHCP options).
-const EXTERNAL_ID_SUBNET: &str = "subnet";
 /// `external_ids:vpc` on the rows of a Vpc (its router, static routes and policies).
 const EXTERNAL_ID_VPC: &str = "vpc";
 /// The owner written on the default-deny port group, which no SecurityGroup object names.
@@ -48,7 +47,7 @@ pub enum Owner {
         /// The pod's name.
         name: String,
     },
-    /// A Subnet's switch, router port and DHCP options.
+    /// A Subnet's switch, router port, DHCP options and ACLs.
     Subnet(String),
     /// A Vpc's router, routes and policies.
     Vpc(String),

@@ -1,4 +1,5 @@
-//! `Subnet` → logical switch `<subnet>`, router port pair to its VPC, IPAM registration,
+//! `Subnet` → logical switch `<subnet>` with the Subnet's ACLs (`acls`, `private` and
+//! `allowSubnets`, see [`nb::subnet_acl`]), router port pair to its VPC, IPAM registration,
 //! status counters and conditions. Invalid or conflicting subnets create nothing: a condition
 //! and an Event say why.
 
@@ -136,34 +137,53 @@ async fn report(
     .await
 }
 
+fn stored_conditions(subnet: &Subnet) -> Vec<crds::Condition> {
+    subnet
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default()
+}
+
+/// Reports `subnet` refused for `reason`: `Validated` and `Ready` False, a Warning Event when
+/// that is news, nothing written to OVN. Level-triggered: a change to this or another subnet
+/// re-runs the checks at once, the retry covers the rest.
+async fn refuse(
+    api: &Api<Subnet>,
+    ctx: &Context,
+    subnet: &Subnet,
+    reason: &str,
+    msg: String,
+) -> Result<Action, Error> {
+    let generation = subnet.meta().generation;
+    // From the status as stored, so that "changed" means news to the reader.
+    let mut conditions = stored_conditions(subnet);
+    let changed = set_condition(
+        &mut conditions,
+        status::condition(VALIDATED, false, reason, msg.clone(), generation),
+        status::now(),
+    );
+    set_condition(
+        &mut conditions,
+        status::condition(READY, false, reason, msg.clone(), generation),
+        status::now(),
+    );
+    report(api, subnet, &conditions).await?;
+    if changed {
+        ctx.event(&subnet.object_ref(&()), true, reason, msg.clone())
+            .await;
+    }
+    tracing::warn!(subnet = %subnet.name_any(), %reason, %msg, "subnet refused");
+    Ok(Action::requeue(Duration::from_secs(60)))
+}
+
 async fn apply(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
     let name = subnet.name_any();
     let api: Api<Subnet> = Api::all(ctx.client.clone());
     let generation = subnet.meta().generation;
-    let mut conditions = subnet
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
+    let mut conditions = stored_conditions(subnet);
     if let Some((reason, msg)) = problems(subnet, &ctx.subnets.state()) {
-        let changed = set_condition(
-            &mut conditions,
-            status::condition(VALIDATED, false, &reason, msg.clone(), generation),
-            status::now(),
-        );
-        set_condition(
-            &mut conditions,
-            status::condition(READY, false, &reason, msg.clone(), generation),
-            status::now(),
-        );
-        report(&api, subnet, &conditions).await?;
-        if changed {
-            ctx.event(&subnet.object_ref(&()), true, &reason, msg.clone())
-                .await;
-        }
-        tracing::warn!(subnet = %name, %reason, %msg, "subnet refused");
-        // Level-triggered: a change to this or another subnet re-runs the check.
-        return Ok(Action::requeue(Duration::from_secs(60)));
+        return refuse(&api, ctx, subnet, &reason, msg).await;
     }
     set_condition(
         &mut conditions,
@@ -245,32 +265,16 @@ async fn apply(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
         Ok(plan) => plan,
         Err(msg) => {
             let msg = format!("Subnet {name}: {msg}");
-            set_condition(
-                &mut conditions,
-                status::condition(
-                    VALIDATED,
-                    false,
-                    "InvalidDHCPOptions",
-                    msg.clone(),
-                    generation,
-                ),
-                status::now(),
-            );
-            set_condition(
-                &mut conditions,
-                status::condition(READY, false, "InvalidDHCPOptions", msg.clone(), generation),
-                status::now(),
-            );
-            report(&api, subnet, &conditions).await?;
-            ctx.event(
-                &subnet.object_ref(&()),
-                true,
-                "InvalidDHCPOptions",
-                msg.clone(),
-            )
-            .await;
-            tracing::warn!(subnet = %name, %msg, "subnet refused");
-            return Ok(Action::requeue(Duration::from_secs(60)));
+            return refuse(&api, ctx, subnet, "InvalidDHCPOptions", msg).await;
+        }
+    };
+    let acls = match nb::subnet_acl::plan(&nets, &subnet.spec) {
+        Ok(acls) => acls,
+        Err(problems) => {
+            // `validate` refuses these first; kept so that nothing is half written if the two
+            // ever disagree.
+            let msg = format!("Subnet {name}: {}", problems.join("; "));
+            return refuse(&api, ctx, subnet, "InvalidACL", msg).await;
         }
     };
     nb::ensure_switch(
@@ -279,6 +283,7 @@ async fn apply(subnet: &Subnet, ctx: &Context) -> Result<Action, Error> {
             subnet: name.clone(),
             vpc: subnet.spec.vpc.clone(),
             gateways: router_networks,
+            acls,
         },
     )
     .await?;

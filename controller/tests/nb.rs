@@ -12,6 +12,7 @@ fn plan(subnet: &str, vpc: Option<&str>, gw: &str) -> SwitchPlan {
         subnet: subnet.into(),
         vpc: vpc.map(Into::into),
         gateways: vec![gw.parse().unwrap()],
+        acls: Vec::new(),
     }
 }
 

@@ -14,6 +14,7 @@ fn switch(name: &str) -> SwitchPlan {
         subnet: name.into(),
         vpc: None,
         gateways: vec!["10.100.0.1/16".parse().unwrap()],
+        acls: Vec::new(),
     }
 }
 

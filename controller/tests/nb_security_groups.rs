@@ -78,6 +78,7 @@ async fn acl_rows_do_not_grow_with_members_and_a_recreated_group_takes_them_back
             subnet: "s-sg".into(),
             vpc: None,
             gateways: vec!["10.120.0.254/16".parse().unwrap()],
+            acls: Vec::new(),
         },
     )
     .await

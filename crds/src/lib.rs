@@ -20,6 +20,7 @@
 //! - [`admin`] (feature `admin`): the /metrics, /healthz and /readyz endpoint of both binaries.
 
 #[cfg(feature = "admin")]
+pub mod acl_match;
 pub mod admin;
 pub mod attachment;
 pub mod condition;

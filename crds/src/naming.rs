@@ -32,6 +32,8 @@ pub const EXTERNAL_ID_VENDOR: (&str, &str) = ("vendor", "kube-ovn");
 pub const EXTERNAL_ID_POD: &str = "pod";
 /// `external_ids` key naming the owning logical switch.
 pub const EXTERNAL_ID_LOGICAL_SWITCH: &str = "ls";
+/// `external_ids` key naming the owning Subnet (its switch, router port, DHCP options, ACLs).
+pub const EXTERNAL_ID_SUBNET: &str = "subnet";
 /// `external_ids` key naming the provider of an attachment.
 pub const EXTERNAL_ID_PROVIDER: &str = "provider";
 

@@ -257,6 +257,17 @@ pub enum GatewayType {
     Centralized,
 }
 
+/// The directions of [`Acl::direction`]: OVN's, seen from the switch.
+pub const ACL_DIRECTIONS: [&str; 2] = ["from-lport", "to-lport"];
+/// The actions of [`Acl::action`] (OVN's, without `pass`: no tiers to pass to here).
+pub const ACL_ACTIONS: [&str; 5] = [
+    "allow-related",
+    "allow-stateless",
+    "allow",
+    "drop",
+    "reject",
+];
+
 /// An ACL on a subnet's switch.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -532,6 +543,23 @@ impl Validate for SubnetSpec {
                     "must be between 0 and 32767",
                 ));
             }
+            if !ACL_DIRECTIONS.contains(&a.direction.as_str()) {
+                return Err(Error::invalid(
+                    format!("spec.acls[{i}].direction"),
+                    a.direction.as_str(),
+                    "must be from-lport or to-lport",
+                ));
+            }
+            if !ACL_ACTIONS.contains(&a.action.as_str()) {
+                return Err(Error::invalid(
+                    format!("spec.acls[{i}].action"),
+                    a.action.as_str(),
+                    format!("must be one of {}", ACL_ACTIONS.join(", ")),
+                ));
+            }
+            crate::acl_match::check(&a.match_).map_err(|reason| {
+                Error::invalid(format!("spec.acls[{i}].match"), a.match_.as_str(), reason)
+            })?;
         }
         if let Some(ip) = &self.u2o_interconnection_ip {
             validation::ip_list("spec.u2oInterconnectionIP", ip)?;
@@ -579,6 +607,54 @@ mod tests {
             .collect();
         assert_eq!(gws, ["10.0.0.1", "fd00::1"]);
         s.validate().unwrap();
+    }
+
+    #[test]
+    fn acls_are_checked_field_by_field() {
+        let mut s = Subnet::test("s1", "10.0.0.0/24");
+        let good = Acl {
+            direction: "to-lport".into(),
+            priority: 1010,
+            match_: "ip4.src == 10.1.0.0/24 && icmp4".into(),
+            action: "drop".into(),
+        };
+        s.spec.acls = vec![good.clone()];
+        s.validate().unwrap();
+        let cases = [
+            (
+                Acl {
+                    direction: "ingress".into(),
+                    ..good.clone()
+                },
+                "spec.acls[1].direction",
+            ),
+            (
+                Acl {
+                    action: "pass".into(),
+                    ..good.clone()
+                },
+                "spec.acls[1].action",
+            ),
+            (
+                Acl {
+                    priority: 40000,
+                    ..good.clone()
+                },
+                "spec.acls[1].priority",
+            ),
+            (
+                Acl {
+                    match_: "ip4.src == ".into(),
+                    ..good.clone()
+                },
+                "spec.acls[1].match \"ip4.src == \": expected a value",
+            ),
+        ];
+        for (bad, want) in cases {
+            s.spec.acls = vec![good.clone(), bad];
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains(want), "{e} lacks {want}");
+        }
     }
 
     #[test]

@@ -15,3 +15,4 @@ pub mod keep;
 pub mod ovn;
 pub mod programs;
 pub mod real;
+pub mod scenario;

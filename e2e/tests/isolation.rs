@@ -13,40 +13,15 @@
 use std::time::Duration;
 
 use e2e::cluster::Cluster;
+use e2e::scenario;
 use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::runtime::WatchStreamExt;
 use kube::{Api, ResourceExt};
 
 const WAIT: Duration = Duration::from_secs(90);
 
 /// A NAD `<name>` and its Subnet (`extra`: further spec lines) in Vpc `vpc-spoof`.
 fn network(name: &str, cidr: &str, extra: &str) -> String {
-    format!(
-        r#"
-apiVersion: k8s.cni.cncf.io/v1
-kind: NetworkAttachmentDefinition
-metadata:
-  name: {name}
-  namespace: default
-spec:
-  config: |
-    {{
-      "cniVersion": "0.3.1",
-      "type": "kube-ovn",
-      "server_socket": "/run/openvswitch/kube-ovn-daemon.sock",
-      "provider": "{name}.default.ovn"
-    }}
----
-apiVersion: kubeovn.io/v1
-kind: Subnet
-metadata:
-  name: {name}
-spec:
-  vpc: vpc-spoof
-  cidr: "{cidr}"
-  provider: {name}.default.ovn
-{extra}"#
-    )
+    scenario::network("vpc-spoof", name, cidr, extra)
 }
 
 /// A pod on `net` with static address `ip`, asking for port security off when `opt_out`.
@@ -146,21 +121,6 @@ async fn a_spoofed_source_address_is_dropped_unless_the_subnet_allows_opting_out
     cluster.assert_quiet(&quiet, &["attacker"]).await.unwrap();
 }
 
-/// A NAD `ns/name` with `provider`.
-fn nad(ns: &str, name: &str, provider: &str) -> String {
-    format!(
-        r#"apiVersion: k8s.cni.cncf.io/v1
-kind: NetworkAttachmentDefinition
-metadata:
-  name: {name}
-  namespace: {ns}
-spec:
-  config: |
-    {{"cniVersion": "0.3.1", "type": "kube-ovn", "server_socket": "/run/openvswitch/kube-ovn-daemon.sock", "provider": "{provider}"}}
-"#
-    )
-}
-
 /// A tenant: Vpc `vpc-<t>` admitting `ns`, Subnet `sub-<t>` with `cidr` bound to `provider`.
 fn tenant(t: &str, ns: &str, cidr: &str, provider: &str) -> String {
     format!(
@@ -175,25 +135,9 @@ fn tenant_pod(ns: &str, name: &str, nad: &str, ip: &str, extra: &str) -> String 
     )
 }
 
-/// The first Event on the `kind` object `name` (any namespace) whose message contains `needle`.
+/// The first Event on the `kind` object `name` whose message contains `needle`.
 async fn event(cluster: &Cluster, kind: &str, name: &str, needle: &str) -> Event {
-    use futures::StreamExt;
-    let events: Api<Event> = Api::all(cluster.client());
-    let config = kube::runtime::watcher::Config::default().fields(&format!(
-        "involvedObject.name={name},involvedObject.kind={kind}"
-    ));
-    let mut stream = std::pin::pin!(kube::runtime::watcher(events, config).applied_objects());
-    tokio::time::timeout(WAIT, async {
-        while let Some(e) = stream.next().await {
-            let e = e.unwrap();
-            if e.message.as_deref().is_some_and(|m| m.contains(needle)) {
-                return e;
-            }
-        }
-        panic!("event stream ended")
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no Event on {kind} {name} containing {needle:?}"))
+    scenario::event(cluster, kind, name, needle, WAIT).await
 }
 
 /// The ports on switch `ls`, by name.
@@ -218,9 +162,9 @@ async fn a_tenant_cannot_enter_another_tenants_network() {
     let yaml = [
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tenant-b\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: default\n  namespace: tenant-b\n".to_owned(),
         tenant("a", "default", "10.107.0.0/24", "net-a.default.ovn"),
-        nad("default", "net-a", "net-a.default.ovn"),
+        scenario::kube_ovn_nad("default", "net-a", "net-a.default.ovn"),
         tenant("b", "tenant-b", "10.107.0.0/24", "net-b.tenant-b.ovn"),
-        nad("tenant-b", "net-b", "net-b.tenant-b.ovn"),
+        scenario::kube_ovn_nad("tenant-b", "net-b", "net-b.tenant-b.ovn"),
     ]
     .join("---\n");
     cluster.apply_yaml(&yaml).unwrap();
@@ -278,7 +222,11 @@ async fn a_tenant_cannot_enter_another_tenants_network() {
     assert_eq!(e.reason.as_deref(), Some("LogicalSwitchRefused"), "{e:?}");
     // 2. Foreign provider: b's own NAD names a's provider; the NAD and its pod are refused.
     cluster
-        .apply_yaml(&nad("tenant-b", "evil", "net-a.default.ovn"))
+        .apply_yaml(&scenario::kube_ovn_nad(
+            "tenant-b",
+            "evil",
+            "net-a.default.ovn",
+        ))
         .unwrap();
     let e = event(
         &cluster,

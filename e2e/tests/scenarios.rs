@@ -296,35 +296,10 @@ async fn the_manuals_use_cases_work_on_a_two_node_cluster() {
         .await
         .unwrap();
     let assigned = addr_of(&cluster, "dhcp-client", "net1");
-    let out = cluster
-        .exec(
-            "default",
-            "dhcp-client",
-            &[
-                "busybox",
-                "udhcpc",
-                "-i",
-                "net1",
-                "-f",
-                "-q",
-                "-n",
-                "-t",
-                "5",
-                "-T",
-                "2",
-                "-s",
-                "/bin/true",
-            ],
-        )
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = e2e::scenario::dhcp(&cluster, "dhcp-client");
     let leased = assigned.split('/').next().unwrap();
     assert!(
-        out.status.success() && text.contains(&format!("lease of {leased} obtained")),
+        text.contains(&format!("lease of {leased} obtained")),
         "udhcpc on net1 (assigned {assigned}): {text}"
     );
 

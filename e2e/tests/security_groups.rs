@@ -10,15 +10,14 @@
 //! - removing the annotation restores open traffic.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e::cluster::Cluster;
+use e2e::scenario::{dhcp, eventually, ping, tcp};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
 const WAIT: Duration = Duration::from_secs(90);
-/// How long a change may take to reach the datapath (measured ≤ 0.35 s in the lab).
-const ENFORCED: Duration = Duration::from_secs(30);
 const PROVIDER: &str = "sg-network.default.ovn";
 const UDP_PORT: &str = "9999";
 /// The UDP client's fixed source port: netcat's UDP listener talks to its first peer only.
@@ -150,53 +149,6 @@ fn background(cluster: &Cluster, pod: &str, script: &str) {
     );
 }
 
-fn tcp(cluster: &Cluster, from: &str, ip: &str, port: u16) -> bool {
-    let port = port.to_string();
-    cluster
-        .exec("default", from, &["nc", "-z", "-w", "2", ip, &port])
-        .unwrap()
-        .status
-        .success()
-}
-
-fn ping(cluster: &Cluster, from: &str, ip: &str) -> bool {
-    cluster
-        .exec("default", from, &["ping", "-c", "1", "-w", "2", ip])
-        .unwrap()
-        .status
-        .success()
-}
-
-/// One DHCP exchange on `net1` (busybox's client, leaving the interface as it is): its output.
-fn dhcp(cluster: &Cluster, pod: &str) -> String {
-    let out = cluster
-        .exec(
-            "default",
-            pod,
-            &[
-                "busybox",
-                "udhcpc",
-                "-i",
-                "net1",
-                "-f",
-                "-q",
-                "-n",
-                "-t",
-                "5",
-                "-T",
-                "2",
-                "-s",
-                "/bin/true",
-            ],
-        )
-        .unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// The UDP probe: sends `marker` from `from` and reports whether the server's listener wrote
 /// it to `log`. A drop is read after a TCP 80 round trip that was sent later and came back.
 struct Udp {
@@ -218,19 +170,6 @@ impl Udp {
     fn received(&self, marker: &str) -> bool {
         std::fs::read_to_string(&self.log).is_ok_and(|t| t.lines().any(|l| l == marker))
     }
-}
-
-/// Probes until `check` holds; the probes themselves (each bounded by its own timeout) are the
-/// wait.
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(
-            started.elapsed() < ENFORCED,
-            "{what}: not so after {ENFORCED:?}"
-        );
-    }
-    println!("SG: {what} after {:.2}s", started.elapsed().as_secs_f64());
 }
 
 async fn annotate(cluster: &Cluster, pod: &str, groups: Option<&str>) {

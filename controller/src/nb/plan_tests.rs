@@ -113,6 +113,7 @@ fn switch_plan(subnet: &str, vpc: Option<&str>, gateway: &str) -> SwitchPlan {
         subnet: subnet.into(),
         vpc: vpc.map(Into::into),
         gateways: vec![gateway.parse().unwrap()],
+        acls: Vec::new(),
     }
 }
 

@@ -27,7 +27,7 @@ use crds::security_group::{
     IpVersion, SecurityGroupRule, SecurityGroupSpec, SgPolicy, SgProtocol, SgRemoteType,
 };
 use ovn_api::replica::Replica;
-use ovn_api::tables::nb::{Acl, AddressSet, LogicalSwitchPort, PortGroup};
+use ovn_api::tables::nb::{Acl, AddressSet, LogicalSwitch, LogicalSwitchPort, PortGroup};
 use ovn_api::txn::Txn;
 use ovn_api::value::{Atom, Datum, Uuid};
 
@@ -414,34 +414,71 @@ fn our_address_set(r: &Replica, name: &str) -> Result<Option<AddressSet>, NbErro
     }
 }
 
-/// Adds to `tx` what makes `pg`'s ACLs (ours among them) exactly `wanted`.
+/// A row whose `acls` column holds ACLs of ours.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum AclHolder {
+    /// A port group: a security group's, or the default-deny group.
+    PortGroup(Uuid),
+    /// A Subnet's logical switch.
+    Switch(Uuid),
+}
+
+impl AclHolder {
+    fn add(self, tx: &mut Txn, acl: ovn_api::txn::NamedUuid) {
+        match self {
+            AclHolder::PortGroup(pg) => {
+                tx.mutate::<PortGroup>(pg, [PortGroup::ACLS.insert(acl)]);
+            }
+            AclHolder::Switch(ls) => {
+                tx.mutate::<LogicalSwitch>(ls, [LogicalSwitch::ACLS.insert(acl)]);
+            }
+        }
+    }
+
+    fn remove(self, tx: &mut Txn, acl: Uuid) {
+        // The ACL row is not a root: once no holder refers to it, OVSDB deletes it.
+        match self {
+            AclHolder::PortGroup(pg) => {
+                tx.mutate::<PortGroup>(pg, [PortGroup::ACLS.delete(acl)]);
+            }
+            AclHolder::Switch(ls) => {
+                tx.mutate::<LogicalSwitch>(ls, [LogicalSwitch::ACLS.delete(acl)]);
+            }
+        }
+    }
+}
+
+/// Adds to `tx` what makes the ACLs of `holder` (whose `acls` column is `current`) that carry
+/// our vendor tag and the owner id `owner` exactly `wanted`; ACLs of other owners stay.
 #[allow(clippy::result_large_err)] // The NbError every function of nb returns.
-fn sync_acls(
+pub(super) fn sync_acls(
     r: &Replica,
     tx: &mut Txn,
-    pg: Uuid,
+    holder: AclHolder,
     current: &[Uuid],
     wanted: &[AclSpec],
-    owner: &str,
+    owner: (&str, &str),
 ) -> Result<(), NbError> {
     let mut have = BTreeMap::new();
     for uuid in current {
         let Some(acl) = r
             .get::<Acl>(*uuid)
-            .map_err(db(format!("reading ACLs of security group {owner}")))?
+            .map_err(db(format!("reading ACLs of {}={}", owner.0, owner.1)))?
         else {
             continue;
         };
-        if !is_ours(&acl.external_ids) {
+        if !is_ours(&acl.external_ids)
+            || acl.external_ids.get(owner.0).map(String::as_str) != Some(owner.1)
+        {
             continue;
         }
         let key = (acl.direction, acl.priority, acl.match_, acl.action);
         if have.insert(key, *uuid).is_some() {
             // A duplicate of ours: drop it.
-            tx.mutate::<PortGroup>(pg, [PortGroup::ACLS.delete(*uuid)]);
+            holder.remove(tx, *uuid);
         }
     }
-    let ids = owned_ids(&[(EXTERNAL_ID_SECURITY_GROUP, owner)]);
+    let ids = owned_ids(&[owner]);
     for acl in wanted {
         let key = (
             acl.direction.to_owned(),
@@ -451,11 +488,11 @@ fn sync_acls(
         );
         if have.remove(&key).is_none() {
             let row = tx.insert(&new_acl(acl, &ids));
-            tx.mutate::<PortGroup>(pg, [PortGroup::ACLS.insert(row)]);
+            holder.add(tx, row);
         }
     }
     for uuid in have.into_values() {
-        tx.mutate::<PortGroup>(pg, [PortGroup::ACLS.delete(uuid)]);
+        holder.remove(tx, uuid);
     }
     Ok(())
 }
@@ -471,6 +508,15 @@ fn new_acl(acl: &AclSpec, ids: &BTreeMap<String, String>) -> Acl {
     }
 }
 
+/// Adds to `tx` new ACL rows for `acls`, owned by `owner`: the values for a new holder's
+/// `acls` column.
+pub(super) fn insert_acls(tx: &mut Txn, acls: &[AclSpec], owner: (&str, &str)) -> Vec<Atom> {
+    let ids = owned_ids(&[owner]);
+    acls.iter()
+        .map(|a| Atom::from(tx.insert(&new_acl(a, &ids))))
+        .collect()
+}
+
 /// Adds to `tx` a new port group `name` with `ports` and `acls`.
 fn insert_group(
     tx: &mut Txn,
@@ -479,15 +525,11 @@ fn insert_group(
     ports: Vec<Atom>,
     acls: &[AclSpec],
 ) -> ovn_api::txn::NamedUuid {
-    let ids = owned_ids(&[(EXTERNAL_ID_SECURITY_GROUP, owner)]);
-    let rows: Vec<Atom> = acls
-        .iter()
-        .map(|a| Atom::from(tx.insert(&new_acl(a, &ids))))
-        .collect();
+    let rows = insert_acls(tx, acls, (EXTERNAL_ID_SECURITY_GROUP, owner));
     tx.insert_with(
         &PortGroup {
             name: name.to_owned(),
-            external_ids: ids.clone(),
+            external_ids: owned_ids(&[(EXTERNAL_ID_SECURITY_GROUP, owner)]),
             ..Default::default()
         },
         [
@@ -518,7 +560,14 @@ pub fn plan_deny_all(r: &Replica, tx: &mut Txn, joining: &[Uuid]) -> Result<(), 
             if !join.is_empty() {
                 tx.mutate::<PortGroup>(pg.uuid, [PortGroup::PORTS.insert(Datum::set(join))]);
             }
-            sync_acls(r, tx, pg.uuid, &pg.acls, &acls, DENY_ALL_OWNER)
+            sync_acls(
+                r,
+                tx,
+                AclHolder::PortGroup(pg.uuid),
+                &pg.acls,
+                &acls,
+                (EXTERNAL_ID_SECURITY_GROUP, DENY_ALL_OWNER),
+            )
         }
         None => {
             // Every port that names a group belongs here (a group created before this one
@@ -606,7 +655,14 @@ pub fn plan_group(
                 tx.update::<PortGroup>(pg.uuid, [PortGroup::EXTERNAL_IDS.to(&ids)]);
             }
             if let Some(acls) = acls {
-                sync_acls(r, tx, pg.uuid, &pg.acls, acls, group)?;
+                sync_acls(
+                    r,
+                    tx,
+                    AclHolder::PortGroup(pg.uuid),
+                    &pg.acls,
+                    acls,
+                    (EXTERNAL_ID_SECURITY_GROUP, group),
+                )?;
             }
         }
         None => {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crds::naming::{EXTERNAL_ID_VENDOR, router_port, switch_router_port};
+use crds::naming::{EXTERNAL_ID_SUBNET, EXTERNAL_ID_VENDOR, router_port, switch_router_port};
 use ipnet::IpNet;
 use ovn_api::protocol::Condition;
 use ovn_api::replica::Replica;
@@ -12,6 +12,7 @@ use ovn_api::tables::{Table, Where};
 use ovn_api::txn::{NamedUuid, Txn};
 use ovn_api::value::Datum;
 
+use super::security_group::{AclHolder, AclSpec, insert_acls, sync_acls};
 use super::{Nb, NbError, db, is_ours, owned_ids, router_port_mac};
 
 /// What a Subnet needs in NB.
@@ -23,10 +24,12 @@ pub struct SwitchPlan {
     pub vpc: Option<String>,
     /// Gateway address with the subnet prefix, per family (router port networks).
     pub gateways: Vec<IpNet>,
+    /// The Subnet's own ACLs on the switch ([`super::subnet_acl::plan`]): exactly these.
+    pub acls: Vec<AclSpec>,
 }
 
-/// Adds to `tx` the logical switch of a subnet and, with a VPC, the router port pair
-/// `<vpc>-<subnet>` / `<subnet>-<vpc>`: only what is missing or differs. Every check comes
+/// Adds to `tx` the logical switch of a subnet with exactly its own ACLs and, with a VPC, the
+/// router port pair `<vpc>-<subnet>` / `<subnet>-<vpc>`: only what is missing or differs. Every check comes
 /// before the first operation: on an error `tx` is unchanged.
 #[allow(clippy::result_large_err)] // The NbError every function of nb returns (async ones too).
 pub fn plan_switch(r: &Replica, tx: &mut Txn, plan: &SwitchPlan) -> Result<(), NbError> {
@@ -66,21 +69,35 @@ pub fn plan_switch(r: &Replica, tx: &mut Txn, plan: &SwitchPlan) -> Result<(), N
     };
     let ls_ref: Where<LogicalSwitch>;
     let ls_named;
+    let owner = (EXTERNAL_ID_SUBNET, subnet);
     match &ls {
         Some(ls) => {
+            sync_acls(
+                r,
+                tx,
+                AclHolder::Switch(ls.uuid),
+                &ls.acls,
+                &plan.acls,
+                owner,
+            )?;
             ls_ref = ls.uuid.into();
             ls_named = None;
         }
         None => {
-            let mut ids = owned_ids(&[("subnet", subnet)]);
+            let mut ids = owned_ids(&[owner]);
             if let Some(vpc) = &plan.vpc {
                 ids.insert("vpc".into(), vpc.clone());
             }
-            let named = tx.insert(&LogicalSwitch {
-                name: subnet.to_owned(),
-                external_ids: ids,
-                ..Default::default()
-            });
+            // The ACLs come with the switch: a private subnet is never open, not even at first.
+            let acls = insert_acls(tx, &plan.acls, owner);
+            let named = tx.insert_with(
+                &LogicalSwitch {
+                    name: subnet.to_owned(),
+                    external_ids: ids,
+                    ..Default::default()
+                },
+                [LogicalSwitch::ACLS.set(Datum::set(acls))],
+            );
             ls_ref = Where::raw(Vec::new());
             ls_named = Some(named);
         }
