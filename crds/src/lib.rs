@@ -19,8 +19,8 @@
 //! - [`generate`] renders the CRD YAML committed under `charts/*/crds/` (`cargo xtask crds`).
 //! - [`admin`] (feature `admin`): the /metrics, /healthz and /readyz endpoint of both binaries.
 
-#[cfg(feature = "admin")]
 pub mod acl_match;
+#[cfg(feature = "admin")]
 pub mod admin;
 pub mod attachment;
 pub mod condition;
