@@ -12,6 +12,7 @@ pub mod ip;
 pub mod ippool;
 pub mod leader;
 pub mod metrics;
+pub mod multi_network_policy;
 pub mod nad;
 pub mod nat_gateway;
 pub mod nat_rules;

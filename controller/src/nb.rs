@@ -30,6 +30,7 @@ use ovn_api::tables::nb::{LogicalRouter, LogicalRouterPort, LogicalSwitch, Logic
 use crate::metrics::{Metrics, Outcome};
 
 pub mod dhcp;
+pub mod policy;
 pub mod port;
 pub mod qos;
 pub mod router;

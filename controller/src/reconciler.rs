@@ -99,9 +99,25 @@ where
         + serde::Serialize
         + Debug,
 {
-    use kube::runtime::finalizer::{Event, finalizer};
     let api: kube::Api<K> = kube::Api::all(ctx.client.clone());
-    let result = finalizer(&api, name, obj, |event| async {
+    finalized_in(&api, ctx, name, obj, apply, cleanup).await
+}
+
+/// [`finalized`] for an object of any scope, patched through `api` (for a namespaced object,
+/// an `Api` of its namespace).
+pub async fn finalized_in<K>(
+    api: &kube::Api<K>,
+    ctx: &Context,
+    name: &str,
+    obj: Arc<K>,
+    apply: impl AsyncFn(&K, &Context) -> Result<Action, Error>,
+    cleanup: impl AsyncFn(&K, &Context) -> Result<Action, Error>,
+) -> Result<Action, Error>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + serde::Serialize + Debug,
+{
+    use kube::runtime::finalizer::{Event, finalizer};
+    let result = finalizer(api, name, obj, |event| async {
         match event {
             Event::Apply(o) => apply(&o, ctx).await,
             Event::Cleanup(o) => cleanup(&o, ctx).await,

@@ -18,8 +18,8 @@ use kube::{Api, ResourceExt};
 use crate::context::Context;
 use crate::metrics::Metrics;
 use crate::{
-    gc, ip, ippool, leader, nad, nat_gateway, nat_rules, nb, pod, reconciler, repair,
-    security_group, subnet, vpc,
+    gc, ip, ippool, leader, multi_network_policy, nad, nat_gateway, nat_rules, nb, pod, reconciler,
+    repair, security_group, subnet, vpc,
 };
 
 /// Knobs of a running controller.
@@ -394,6 +394,14 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
     // One pod watch serves the pod controller's cache and trigger, slimmed before it is cached,
     // and wakes the GC at once when a pod with attachments is deleted.
     let (pod_store, pod_writer) = reflector::store();
+    let pod_changes = multi_network_policy::PodChanges::default();
+    let policies = multi_network_policy::run(
+        ctx.clone(),
+        pod_store.clone(),
+        pod_changes.clone(),
+        workers,
+        config.gc_interval,
+    );
     let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .modify(pod::slim)
@@ -409,6 +417,14 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
             }
         })
         .reflect(pod_writer)
+        .inspect({
+            let changes = pod_changes.clone();
+            move |event| {
+                if let Ok(event) = event {
+                    changes.observe(event);
+                }
+            }
+        })
         .applied_objects()
         .predicate_filter(pod::trigger_hash, PredicateConfig::default());
     // A Subnet's spec change (its `namespaces`, `allowDisablePortSecurity`) reaches the pods
@@ -495,7 +511,7 @@ pub async fn run(ctx: Arc<Context>, config: RunConfig) {
         workers,
     );
     tokio::select! {
-        () = async { tokio::join!(vpcs, subnets, pods, nads, gateways, nat_objects, ips, security_groups, ippools); } => {}
+        () = async { tokio::join!(vpcs, subnets, pods, nads, gateways, nat_objects, ips, security_groups, ippools, policies); } => {}
         () = gc_loop => {}
         // The NB client lives as long as the context: its update stream does not end first.
         () = async { repair_loop.await; std::future::pending::<()>().await } => {}

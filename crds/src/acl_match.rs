@@ -267,22 +267,27 @@ impl Parser {
         }
     }
 
-    /// `operand (op operand)*`.
-    fn chain(
-        &mut self,
-        op: &Token,
-        operand: fn(&mut Self) -> Result<(), String>,
-    ) -> Result<(), String> {
-        operand(self)?;
-        while self.peek() == Some(op) {
-            self.at += 1;
-            operand(self)?;
-        }
-        Ok(())
-    }
-
+    /// `unary ((&& unary)* | (|| unary)*)`: OVN's grammar takes `&&` and `||` mixed only
+    /// with parentheses (`a && b || c` is an error, northd drops the flow).
     fn or(&mut self) -> Result<(), String> {
-        self.chain(&Token::Or, |p| p.chain(&Token::And, Self::unary))
+        self.unary()?;
+        let Some(op) = self
+            .peek()
+            .filter(|t| **t == Token::And || **t == Token::Or)
+            .cloned()
+        else {
+            return Ok(());
+        };
+        while self.peek() == Some(&op) {
+            self.at += 1;
+            self.unary()?;
+        }
+        match self.peek() {
+            Some(Token::And | Token::Or) => {
+                Err("&& and || cannot be mixed without parentheses".to_owned())
+            }
+            _ => Ok(()),
+        }
     }
 
     fn unary(&mut self) -> Result<(), String> {
@@ -445,6 +450,11 @@ mod tests {
             ("ip4.src == ip4", "expected a value, found \"ip4\""),
             ("reg0[x] == 1", "subfield"),
             ("tcp.dst == $", "without a name"),
+            (
+                "tcp.dst == 80 || tcp.dst >= 8000 && tcp.dst <= 8010",
+                "cannot be mixed without parentheses",
+            ),
+            ("ip4 && tcp || udp", "cannot be mixed"),
         ] {
             let err = check(m).unwrap_err();
             assert!(err.contains(want), "{m:?}: {err:?} lacks {want:?}");

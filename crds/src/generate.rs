@@ -42,10 +42,33 @@ pub struct CrdFile {
     pub content: String,
 }
 
+/// Chart folders that hold the CRDs a chart installs only when a value asks for them (its
+/// templates read them with `.Files.Get`): the MultiNetworkPolicy CRD, which clusters often
+/// have already.
+pub const CHART_OPTIONAL_CRD_DIRS: [&str; 2] =
+    ["charts/kube-ovn-v2/files", "charts/kube-ovn/files"];
+
+/// The CRDs of [`CHART_OPTIONAL_CRD_DIRS`]: the NPWG's MultiNetworkPolicy, kept by helm on
+/// uninstall (deleting a CRD deletes every policy in the cluster).
+pub fn optional_crds() -> Vec<CustomResourceDefinition> {
+    let mut crd = crate::MultiNetworkPolicy::crd();
+    crd.metadata.annotations =
+        Some([("helm.sh/resource-policy".to_owned(), "keep".to_owned())].into());
+    vec![crd]
+}
+
 /// Renders every CRD as one YAML file. Deterministic: schema maps are ordered.
 pub fn crd_files() -> Result<Vec<CrdFile>> {
-    crds()
-        .into_iter()
+    render(crds())
+}
+
+/// Renders the [`optional_crds`] as files, like [`crd_files`].
+pub fn optional_crd_files() -> Result<Vec<CrdFile>> {
+    render(optional_crds())
+}
+
+fn render(crds: Vec<CustomResourceDefinition>) -> Result<Vec<CrdFile>> {
+    crds.into_iter()
         .map(|crd| {
             let name = crd.metadata.name.clone().unwrap_or_default();
             let yaml = yaml_serde::to_string(&crd).map_err(|e| Error::Render {

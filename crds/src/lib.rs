@@ -6,6 +6,7 @@
 //!   [`IptablesFIPRule`], [`IptablesSnatRule`], [`IptablesDnatRule`], [`SecurityGroup`],
 //!   [`QoSPolicy`]; all cluster-scoped, field names, short names and printer columns as upstream
 //!   Kube-OVN. Every status carries [`Condition`]s.
+//! - [`MultiNetworkPolicy`] (`k8s.cni.cncf.io/v1beta1`, namespaced): the NPWG's policy API.
 //! - Validation happens twice: cheap schema constraints and CEL rules
 //!   (`x-kubernetes-validations`) in the generated CRDs reject bad objects at admission, and
 //!   [`Validate::validate`] checks everything (including what CEL cannot say, such as dual-stack
@@ -29,6 +30,7 @@ pub mod generate;
 pub mod ip;
 pub mod ippool;
 pub mod iptables;
+pub mod multi_network_policy;
 pub mod nad;
 pub mod naming;
 pub mod nat_gateway;
@@ -51,6 +53,7 @@ pub use iptables::{
     IptablesFIPRule, IptablesFIPRuleSpec, IptablesRuleStatus, IptablesSnatRule,
     IptablesSnatRuleSpec,
 };
+pub use multi_network_policy::{MultiNetworkPolicy, MultiNetworkPolicySpec};
 pub use nad::{
     NadClass, NadConfig, NetworkAttachmentDefinition, NetworkAttachmentDefinitionSpec,
     ResolvedAttachment, resolve_attachments,

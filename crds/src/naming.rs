@@ -257,6 +257,38 @@ pub const EXTERNAL_ID_SECURITY_GROUP: &str = "sg";
 /// `external_ids` key on an attachment's port listing its security groups (`sg1/sg2`, sorted).
 pub const EXTERNAL_ID_SECURITY_GROUPS: &str = "security_groups";
 
+/// The `Port_Group` of a MultiNetworkPolicy: `ovn.mnp.<ns>.<name>` with `-` replaced by `_`.
+/// Injective: neither part has `_`, and a namespace has no `.`, so the first `.` after the
+/// prefix ends the namespace.
+pub fn policy_port_group(namespace: &str, name: &str) -> String {
+    format!(
+        "ovn.mnp.{}.{}",
+        namespace.replace('-', "_"),
+        name.replace('-', "_")
+    )
+}
+
+/// The `Address_Set` of the pod peers of one rule of a MultiNetworkPolicy, one family:
+/// `<port group>.ingress.<i>.v4` (or `egress`, `v6`).
+pub fn policy_address_set(
+    namespace: &str,
+    name: &str,
+    ingress: bool,
+    rule: usize,
+    v6: bool,
+) -> String {
+    format!(
+        "{}.{}.{rule}.{}",
+        policy_port_group(namespace, name),
+        if ingress { "ingress" } else { "egress" },
+        if v6 { "v6" } else { "v4" }
+    )
+}
+
+/// `external_ids` key naming the MultiNetworkPolicy (`<ns>/<name>`) a port group, address set
+/// or ACL belongs to.
+pub const EXTERNAL_ID_POLICY: &str = "mnp";
+
 /// The `external_ids:pod` value of a pod: `<ns>/<name>`.
 pub fn pod_key(namespace: &str, pod: &str) -> String {
     format!("{namespace}/{pod}")
@@ -268,6 +300,15 @@ mod tests {
 
     #[test]
     fn contract_strings() {
+        assert_eq!(
+            policy_port_group("my-ns", "web.db-x"),
+            "ovn.mnp.my_ns.web.db_x"
+        );
+        assert_eq!(
+            policy_address_set("a", "p", false, 3, true),
+            "ovn.mnp.a.p.egress.3.v6"
+        );
+        assert_ne!(policy_port_group("a-b", "c"), policy_port_group("a", "b-c"));
         let p = attachment_provider("kube-ovn-vpc-network", "default");
         assert_eq!(p, "kube-ovn-vpc-network.default.ovn");
         assert_eq!(

@@ -10,9 +10,15 @@ fn committed_crds_match_the_types() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let files = crds::generate::crd_files().unwrap();
     assert_eq!(files.len(), 11);
+    let optional = crds::generate::optional_crd_files().unwrap();
+    assert_eq!(optional.len(), 1);
     let mut problems = Vec::new();
-    for dir in crds::generate::CHART_CRD_DIRS {
-        for f in &files {
+    let sets = [
+        (&files, crds::generate::CHART_CRD_DIRS),
+        (&optional, crds::generate::CHART_OPTIONAL_CRD_DIRS),
+    ];
+    for (files, dir) in sets.into_iter().flat_map(|(f, dirs)| dirs.map(|d| (f, d))) {
+        for f in files {
             let path = root.join(dir).join(&f.file_name);
             match std::fs::read_to_string(&path) {
                 Ok(text) if text == f.content => {}

@@ -647,12 +647,13 @@ impl Drop for Cluster {
     }
 }
 
-/// Installs every kubeovn.io CRD and the NetworkAttachmentDefinition CRD, waiting until each is
-/// Established.
+/// Installs every kubeovn.io CRD, the NetworkAttachmentDefinition CRD and the MultiNetworkPolicy
+/// CRD, waiting until each is Established.
 pub async fn install_crds(client: &kube::Client) -> Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut all = crds::generate::crds();
     all.push(<NetworkAttachmentDefinition as kube::CustomResourceExt>::crd());
+    all.extend(crds::generate::optional_crds());
     for crd in all {
         let name = crd.name_any();
         api.create(&PostParams::default(), &crd).await?;

@@ -92,6 +92,94 @@ pub fn dhcp(cluster: &Cluster, pod: &str) -> String {
     )
 }
 
+/// The IPv4 address of `net1` in pod `default/pod`.
+///
+/// # Panics
+/// When the exec fails or the pod has no IPv4 address on `net1`.
+pub fn addr_of(cluster: &Cluster, pod: &str) -> String {
+    let out = cluster
+        .exec(
+            "default",
+            pod,
+            &["ip", "-o", "-4", "addr", "show", "dev", "net1"],
+        )
+        .expect("exec ip addr");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let cidr = text
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{pod} has no net1: {text}"));
+    cidr.split('/').next().unwrap_or_default().to_owned()
+}
+
+/// Runs `script` in pod `default/pod`'s network namespace in the background (bounded by
+/// `timeout`, so nothing outlives the test for long). `script` redirects its stdout; stderr goes
+/// nowhere, so no pipe of the exec stays open (the exec returns at once).
+///
+/// # Panics
+/// When the script cannot be started.
+pub fn background(cluster: &Cluster, pod: &str, script: &str) {
+    let out = cluster
+        .exec(
+            "default",
+            pod,
+            &["sh", "-c", &format!("timeout 120 {script} 2>/dev/null &")],
+        )
+        .expect("exec sh");
+    assert!(
+        out.status.success(),
+        "starting {script:?} in {pod}: {out:?}"
+    );
+}
+
+/// The UDP port [`Udp`] probes.
+pub const UDP_PORT: u16 = 9999;
+/// The UDP client's fixed source port: netcat's UDP listener talks to its first peer only.
+const UDP_SOURCE: u16 = 40999;
+
+/// The UDP probe: a listener on [`UDP_PORT`] in a pod writes what it receives to a log; a probe
+/// sends a fresh marker. A drop is read after a TCP round trip that was sent later and came
+/// back.
+#[derive(Debug)]
+pub struct Udp {
+    log: std::path::PathBuf,
+    sent: u32,
+}
+
+impl Udp {
+    /// Starts the listener in pod `default/server`, logging to `log` in the cluster's run
+    /// directory.
+    pub fn listen(cluster: &Cluster, server: &str, log: &str) -> Self {
+        let log = cluster.run_dir().join(log);
+        background(
+            cluster,
+            server,
+            &format!("nc -lu {UDP_PORT} > {}", log.display()),
+        );
+        Self { log, sent: 0 }
+    }
+
+    /// Sends a new marker from pod `default/from` to `ip`; returns the marker.
+    ///
+    /// # Panics
+    /// When the exec fails.
+    pub fn send(&mut self, cluster: &Cluster, from: &str, ip: &str) -> String {
+        self.sent += 1;
+        let marker = format!("probe-{}", self.sent);
+        let script = format!("echo {marker} | nc -u -w 1 -p {UDP_SOURCE} {ip} {UDP_PORT}");
+        cluster
+            .exec("default", from, &["sh", "-c", &script])
+            .expect("exec nc -u");
+        marker
+    }
+
+    /// Whether the listener got `marker`.
+    pub fn received(&self, marker: &str) -> bool {
+        std::fs::read_to_string(&self.log).is_ok_and(|t| t.lines().any(|l| l == marker))
+    }
+}
+
 /// Probes until `check` holds; the probes (each bounded by its own timeout) are the wait.
 ///
 /// # Panics

@@ -1487,3 +1487,52 @@ fn the_webhook_certificate_is_for_its_service_and_trusted_by_its_configuration()
         assert_eq!(mount(c, "webhook-tls"), "/etc/kube-ovn/webhook");
     }
 }
+
+/// Both charts render the MultiNetworkPolicy CRD (the generated file, kept by helm on
+/// uninstall) unless `multiNetworkPolicy.installCRD=false`; the controller may read policies
+/// and nothing more.
+#[test]
+fn the_multi_network_policy_crd_is_installed_unless_the_value_says_no() {
+    let (_dir, helm) = helm();
+    let crd_key = "CustomResourceDefinition//multi-networkpolicies.k8s.cni.cncf.io";
+    let generated = crds::generate::optional_crds().remove(0);
+    for chart in ["charts/kube-ovn-v2", "charts/kube-ovn"] {
+        let objects = rendered(&helm, chart, &[]);
+        let crd = object(&objects, crd_key);
+        assert_eq!(
+            crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
+            "{chart}"
+        );
+        assert_eq!(
+            crd["spec"]["names"]["kind"], "MultiNetworkPolicy",
+            "{chart}"
+        );
+        assert_eq!(
+            crd["spec"]["versions"][0]["name"].as_str(),
+            generated.spec.versions.first().map(|v| v.name.as_str()),
+            "{chart}"
+        );
+        let role = object(&objects, "ClusterRole//system:kube-ovn-controller");
+        let rule = role["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| strings(&r["resources"]).contains(&"multi-networkpolicies".to_owned()))
+            .unwrap_or_else(|| panic!("{chart}: no rule for multi-networkpolicies"));
+        assert_eq!(strings(&rule["verbs"]), ["get", "list", "watch"], "{chart}");
+        let without = rendered(
+            &helm,
+            chart,
+            &["--set", "multiNetworkPolicy.installCRD=false"],
+        );
+        assert!(
+            !without.contains_key(crd_key),
+            "{chart}: CRD rendered with installCRD=false"
+        );
+        assert_eq!(
+            without.len() + 1,
+            objects.len(),
+            "{chart}: only the CRD goes"
+        );
+    }
+}

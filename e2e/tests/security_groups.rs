@@ -13,15 +13,12 @@
 use std::time::Duration;
 
 use e2e::cluster::Cluster;
-use e2e::scenario::{dhcp, eventually, ping, tcp};
+use e2e::scenario::{Udp, addr_of, background, dhcp, eventually, ping, tcp};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
 const WAIT: Duration = Duration::from_secs(90);
 const PROVIDER: &str = "sg-network.default.ovn";
-const UDP_PORT: &str = "9999";
-/// The UDP client's fixed source port: netcat's UDP listener talks to its first peer only.
-const UDP_SOURCE: &str = "40999";
 
 const NETWORK: &str = r#"
 apiVersion: kubeovn.io/v1
@@ -115,63 +112,6 @@ fn pod(name: &str, node: &str) -> String {
     )
 }
 
-fn addr_of(cluster: &Cluster, pod: &str) -> String {
-    let out = cluster
-        .exec(
-            "default",
-            pod,
-            &["ip", "-o", "-4", "addr", "show", "dev", "net1"],
-        )
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let cidr = text
-        .split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .unwrap_or_else(|| panic!("{pod} has no net1: {text}"));
-    cidr.split('/').next().unwrap().to_owned()
-}
-
-/// Runs `script` in `pod`'s network namespace in the background (bounded by `timeout`, so
-/// nothing outlives the test for long). `script` redirects its stdout; stderr goes nowhere, so
-/// no pipe of the exec stays open (the exec returns at once).
-fn background(cluster: &Cluster, pod: &str, script: &str) {
-    let out = cluster
-        .exec(
-            "default",
-            pod,
-            &["sh", "-c", &format!("timeout 120 {script} 2>/dev/null &")],
-        )
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "starting {script:?} in {pod}: {out:?}"
-    );
-}
-
-/// The UDP probe: sends `marker` from `from` and reports whether the server's listener wrote
-/// it to `log`. A drop is read after a TCP 80 round trip that was sent later and came back.
-struct Udp {
-    log: std::path::PathBuf,
-    sent: u32,
-}
-
-impl Udp {
-    fn send(&mut self, cluster: &Cluster, from: &str, ip: &str) -> String {
-        self.sent += 1;
-        let marker = format!("probe-{}", self.sent);
-        let script = format!("echo {marker} | nc -u -w 1 -p {UDP_SOURCE} {ip} {UDP_PORT}");
-        cluster
-            .exec("default", from, &["sh", "-c", &script])
-            .unwrap();
-        marker
-    }
-
-    fn received(&self, marker: &str) -> bool {
-        std::fs::read_to_string(&self.log).is_ok_and(|t| t.lines().any(|l| l == marker))
-    }
-}
-
 async fn annotate(cluster: &Cluster, pod: &str, groups: Option<&str>) {
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(cluster.client(), "default");
     let key = format!("{PROVIDER}.kubernetes.io/security_groups");
@@ -197,15 +137,7 @@ async fn security_groups_filter_real_traffic() {
     for port in ["80", "81"] {
         background(&cluster, "server", &format!("nc -lk {port} >/dev/null"));
     }
-    let mut udp = Udp {
-        log: cluster.run_dir().join("sg-udp.log"),
-        sent: 0,
-    };
-    background(
-        &cluster,
-        "server",
-        &format!("nc -lu {UDP_PORT} > {}", udp.log.display()),
-    );
+    let mut udp = Udp::listen(&cluster, "server", "sg-udp.log");
     let c = &cluster;
 
     tokio::task::block_in_place(|| {

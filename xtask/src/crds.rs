@@ -1,13 +1,25 @@
 //! `cargo xtask crds`: writes the generated CRD YAML into every chart's `crds/` folder, one file
-//! per CRD, and removes stale YAML files there. The `crds` crate's drift test checks the result.
+//! per CRD, and removes stale YAML files there (and the optional CRDs into `files/`). The `crds` crate's drift test checks the result.
 
 use std::path::Path;
 
 use anyhow::Context;
 
 pub fn run(root: &Path) -> anyhow::Result<()> {
-    let files = ::crds::generate::crd_files()?;
-    for dir in ::crds::generate::CHART_CRD_DIRS {
+    write(
+        root,
+        &::crds::generate::crd_files()?,
+        &::crds::generate::CHART_CRD_DIRS,
+    )?;
+    write(
+        root,
+        &::crds::generate::optional_crd_files()?,
+        &::crds::generate::CHART_OPTIONAL_CRD_DIRS,
+    )
+}
+
+fn write(root: &Path, files: &[::crds::generate::CrdFile], dirs: &[&str]) -> anyhow::Result<()> {
+    for dir in dirs {
         let dir = root.join(dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         for entry in
@@ -23,7 +35,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
                     .with_context(|| format!("removing stale {}", path.display()))?;
             }
         }
-        for f in &files {
+        for f in files {
             let path = dir.join(&f.file_name);
             std::fs::write(&path, &f.content)
                 .with_context(|| format!("writing {}", path.display()))?;

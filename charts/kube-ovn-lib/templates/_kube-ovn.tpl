@@ -17,6 +17,10 @@ from it. Their templates/kube-ovn.yaml and NOTES.txt only include "kube-ovn.mani
 {{- fail (printf "internal error: the chart's settings are not valid YAML: %s" $cfg.Error) -}}
 {{- end -}}
 {{- include "kube-ovn.objects" (dict "cfg" $cfg "namespace" .Release.Namespace) }}
+{{- if $cfg.multiNetworkPolicyCRD }}
+---
+{{ .Files.Get "files/multi-networkpolicies.k8s.cni.cncf.io.yaml" }}
+{{- end }}
 {{- end }}
 
 {{- define "kube-ovn.notes" -}}
@@ -138,7 +142,7 @@ rules:
   resources: [vpcs/status, subnets/status, ips/status, ippools/status, vpc-nat-gateways/status, iptables-eips/status, iptables-fip-rules/status, iptables-snat-rules/status, iptables-dnat-rules/status, security-groups/status, qos-policies/status]
   verbs: [get, update, patch]
 - apiGroups: [k8s.cni.cncf.io]
-  resources: [network-attachment-definitions]
+  resources: [network-attachment-definitions, multi-networkpolicies]
   verbs: [get, list, watch]
 # StatefulSet pods keep their addresses while their StatefulSet still wants them; each
 # VpcNatGateway is a StatefulSet the controller owns.

@@ -19,6 +19,7 @@ names:
   logFormat: controller.logFormat
   replicas: controller.replicas
 nonPrimaryCNI: {{ $np | toJson }}
+multiNetworkPolicyCRD: {{ dig "installCRD" true ($v.multiNetworkPolicy | default dict) | toJson }}
 images:
   controller: {{ include "kube-ovn.image" (dict "registry" $reg "repository" $img.controller.repository "tag" $img.controller.tag "appVersion" .Chart.AppVersion) | quote }}
   cni: {{ include "kube-ovn.image" (dict "registry" $reg "repository" $img.cni.repository "tag" $img.cni.tag "appVersion" .Chart.AppVersion) | quote }}

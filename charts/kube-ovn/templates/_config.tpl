@@ -24,6 +24,7 @@ names:
   logFormat: controller.LOG_FORMAT
   replicas: replicaCount
 nonPrimaryCNI: {{ $np | toJson }}
+multiNetworkPolicyCRD: {{ dig "installCRD" true ($v.multiNetworkPolicy | default dict) | toJson }}
 images:
   controller: {{ include "kube-ovn.image" (dict "registry" $reg "repository" $img.controller.repository "tag" $img.controller.tag "appVersion" .Chart.AppVersion) | quote }}
   cni: {{ include "kube-ovn.image" (dict "registry" $reg "repository" $img.cni.repository "tag" $img.cni.tag "appVersion" .Chart.AppVersion) | quote }}

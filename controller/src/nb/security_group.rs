@@ -62,19 +62,19 @@ pub enum Direction {
 }
 
 impl Direction {
-    fn ovn(self) -> &'static str {
+    pub(crate) fn ovn(self) -> &'static str {
         match self {
             Direction::Ingress => "to-lport",
             Direction::Egress => "from-lport",
         }
     }
-    fn port(self) -> &'static str {
+    pub(crate) fn port(self) -> &'static str {
         match self {
             Direction::Ingress => "outport",
             Direction::Egress => "inport",
         }
     }
-    fn remote(self) -> &'static str {
+    pub(crate) fn remote(self) -> &'static str {
         match self {
             Direction::Ingress => "src",
             Direction::Egress => "dst",
