@@ -10,6 +10,9 @@
 //!   still dropped, and nothing passes from an unlabelled pod; an `ipBlock` with `except`
 //!   lets the client in on TCP 81 and keeps the excepted pod out;
 //! - labelling the other pod live makes it a peer;
+//! - egress with `namespaceSelector` + `podSelector`: the client sends TCP 80 to the web pod
+//!   and nothing else (a port the server admits but the client's egress does not stays
+//!   closed), while connections into the client and their replies pass;
 //! - a named port (not enforceable here) is a Warning Event on the policy;
 //! - deleting the policies opens the traffic again and leaves no row in NB.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
@@ -88,6 +91,34 @@ spec:
     )
 }
 
+/// The client may send only TCP 80 to `app: web` pods of namespaces labelled `default`.
+const CLIENT_EGRESS: &str = r#"
+apiVersion: k8s.cni.cncf.io/v1beta1
+kind: MultiNetworkPolicy
+metadata:
+  name: client-egress
+  namespace: default
+  annotations:
+    k8s.v1.cni.cncf.io/policy-for: default/mnp-net
+spec:
+  podSelector:
+    matchLabels:
+      who: client
+  policyTypes:
+  - Egress
+  egress:
+  - to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: default
+      podSelector:
+        matchLabels:
+          app: web
+    ports:
+    - protocol: TCP
+      port: 80
+"#;
+
 const NAMED_PORT: &str = r#"
 apiVersion: k8s.cni.cncf.io/v1beta1
 kind: MultiNetworkPolicy
@@ -135,8 +166,8 @@ async fn multi_network_policies_filter_real_traffic() {
     cluster.apply_yaml(&format!("{vpc}---\n{network}")).unwrap();
     for (name, ip, node, labels) in [
         ("server", SERVER, "node-2", "{app: web}"),
-        ("client", CLIENT, "node-1", "{role: client}"),
-        ("stranger", STRANGER, "node-1", "{}"),
+        ("client", CLIENT, "node-1", "{role: client, who: client}"),
+        ("stranger", STRANGER, "node-1", "{who: stranger}"),
     ] {
         cluster.apply_yaml(&pod(name, ip, node, labels)).unwrap();
     }
@@ -214,6 +245,31 @@ async fn multi_network_policies_filter_real_traffic() {
             !tcp(c, "stranger", SERVER, 81),
             "still excepted from the ipBlock"
         );
+    });
+
+    // Egress: the client may send TCP 80 to web pods only; both sides must allow (8005 is
+    // allowed into the server, not out of the client); what others start passes its ingress,
+    // and the replies pass its egress drop.
+    cluster.apply_yaml(CLIENT_EGRESS).unwrap();
+    tokio::task::block_in_place(|| {
+        eventually("the client's ping to the stranger dropped", || {
+            !ping(c, "client", STRANGER)
+        });
+        assert!(tcp(c, "client", SERVER, 80), "TCP 80 to a web pod");
+        assert!(
+            !tcp(c, "client", SERVER, 8005),
+            "TCP 8005 is not in its egress"
+        );
+        assert!(
+            ping(c, "stranger", CLIENT),
+            "a ping into the client, and its reply"
+        );
+    });
+    delete_policy(c, "client-egress").await;
+    tokio::task::block_in_place(|| {
+        eventually("the client's egress open again", || {
+            ping(c, "client", STRANGER)
+        });
     });
 
     // What cannot be enforced is said on the policy, and allows nothing.
