@@ -21,6 +21,8 @@ mod common;
 use common::{create_nad_crd, fenced_plane, image_archive};
 #[path = "real/nat_gateway.rs"]
 mod nat_gateway;
+#[path = "real/policy.rs"]
+mod policy;
 #[path = "real/walkthrough.rs"]
 mod walkthrough;
 

@@ -18,6 +18,12 @@
 //! chart on a real kubelet with containerd and Multus); the driver is
 //! `e2e/examples/bench_startup.rs`; it prints a Markdown table. Needs root.
 //!
+//! `policy`: a security group and a MultiNetworkPolicy over 1,000 member ports with 50 rules
+//! on real OVN (central + one node with two ports bound to namespaces), against one ACL per
+//! rule per port: ACL rows, adding a rule (NB operations, commit, northd, ovn-controller, the
+//! client's TCP through), a member joining. The driver is `controller/examples/bench_policy.rs`;
+//! it prints a Markdown table. Needs root.
+//!
 //! `controller`: kube-ovn-controller (release build, its own process) attaching N pods with two
 //! attachments each on a real control plane and NB: creation time, time until every pod is
 //! allocated and every LSP is in NB, NB transactions per pod, peak RSS. The driver is
@@ -71,6 +77,16 @@ enum Target {
         #[arg(long, default_value_t = 50)]
         pods: usize,
     },
+    /// Security groups and MultiNetworkPolicy over N member ports with R rules, against one ACL
+    /// per rule per port: ACL rows, adding a rule until traffic passes, a member joining.
+    Policy {
+        /// Member ports.
+        #[arg(long, default_value_t = 1000)]
+        members: usize,
+        /// Rules before the one added.
+        #[arg(long, default_value_t = 50)]
+        rules: usize,
+    },
     /// kube-ovn-controller at scale: N pods with two attachments each (time, NB transactions,
     /// peak RSS).
     Controller {
@@ -92,6 +108,7 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
             create_concurrency,
         } => controller(root, pods, *create_concurrency),
         Target::Startup { pods } => startup(root, *pods),
+        Target::Policy { members, rules } => policy(root, *members, *rules),
         Target::Natgw {
             dnats,
             fips,
@@ -99,6 +116,33 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
             skip_upstream,
         } => natgw(root, *dnats, *fips, *api, *skip_upstream),
     }
+}
+
+fn policy(root: &Path, members: usize, rules: usize) -> anyhow::Result<()> {
+    if cmd::output_ok(Command::new("id").arg("-u"))
+        .as_deref()
+        .map(str::trim)
+        != Some("0")
+    {
+        bail!(
+            "`cargo xtask bench policy` creates network namespaces and OVS bridges: run it as root"
+        );
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    cmd::run(Command::new(cargo).current_dir(root).args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "controller",
+        "--example",
+        "bench_policy",
+        "--",
+        "--members",
+        &members.to_string(),
+        "--rules",
+        &rules.to_string(),
+    ]))
 }
 
 fn startup(root: &Path, pods: usize) -> anyhow::Result<()> {

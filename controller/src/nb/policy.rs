@@ -412,13 +412,21 @@ pub fn plan_policy_rows(
                 tx.delete::<AddressSet>(set.uuid);
             }
             Some(addresses) => {
+                // The differences only: a member joining writes its address, not the set.
                 let current: BTreeSet<&String> = set.addresses.iter().collect();
                 let wanted: BTreeSet<&String> = addresses.iter().collect();
-                if current != wanted {
-                    tx.update::<AddressSet>(
-                        set.uuid,
-                        [AddressSet::ADDRESSES.set(addresses.clone())],
-                    );
+                let add: Vec<String> = wanted.difference(&current).map(|a| (*a).clone()).collect();
+                let remove: Vec<String> =
+                    current.difference(&wanted).map(|a| (*a).clone()).collect();
+                let mut changes = Vec::new();
+                if !add.is_empty() {
+                    changes.push(AddressSet::ADDRESSES.insert(add));
+                }
+                if !remove.is_empty() {
+                    changes.push(AddressSet::ADDRESSES.delete(remove));
+                }
+                if !changes.is_empty() {
+                    tx.mutate::<AddressSet>(set.uuid, changes);
                 }
             }
         }
@@ -437,8 +445,17 @@ pub fn plan_policy_rows(
     match existing {
         Some(pg) => {
             let current: BTreeSet<Uuid> = pg.ports.iter().copied().collect();
-            if &current != ports {
-                tx.update::<PortGroup>(pg.uuid, [PortGroup::PORTS.set(port_atoms())]);
+            let join: Vec<Atom> = ports.difference(&current).map(|u| Atom::Uuid(*u)).collect();
+            let leave: Vec<Atom> = current.difference(ports).map(|u| Atom::Uuid(*u)).collect();
+            let mut changes = Vec::new();
+            if !join.is_empty() {
+                changes.push(PortGroup::PORTS.insert(Datum::set(join)));
+            }
+            if !leave.is_empty() {
+                changes.push(PortGroup::PORTS.delete(Datum::set(leave)));
+            }
+            if !changes.is_empty() {
+                tx.mutate::<PortGroup>(pg.uuid, changes);
             }
             sync_acls(
                 r,

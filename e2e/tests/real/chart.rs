@@ -644,6 +644,11 @@ async fn the_chart_on_two_real_nodes_carries_net1_across_nodes() {
     );
     super::nat_gateway::the_manuals_nat_gateway(&cluster, &here, &there);
     eprintln!("the VPC NAT gateway done after {:?}", cluster.elapsed());
+    super::policy::security_group_and_multi_network_policy(&cluster, &here, &there);
+    eprintln!(
+        "security group and MultiNetworkPolicy done after {:?}",
+        cluster.elapsed()
+    );
     // The CNI verbs this runtime (containerd 1.6 through Multus) called, all answered ok.
     let served = super::walkthrough::verbs_served(&cluster);
     eprintln!("CNI verbs served (verb, result) -> count: {served:?}");
