@@ -50,6 +50,9 @@ pub struct Context {
     pub nat: crate::nat_rules::NatCaches,
     /// Image of the NAT gateway pods.
     pub nat_gateway_image: String,
+    /// MultiNetworkPolicies, once their controller runs (see
+    /// [`crate::multi_network_policy::groups_selecting`]).
+    pub policies: std::sync::OnceLock<kube::runtime::reflector::Store<crds::MultiNetworkPolicy>>,
     /// Tasks that feed this context (the caches' watches); they stop when the context is
     /// dropped, so a controller that stops (lost leadership, shutdown) leaves nothing running.
     background: Vec<tokio::task::AbortHandle>,
@@ -108,6 +111,7 @@ impl Context {
             vpc_changes: tokio::sync::broadcast::Sender::new(1),
             nat: crate::nat_rules::NatCaches::unwired(),
             nat_gateway_image: crate::options::DEFAULT_NAT_GATEWAY_IMAGE.to_owned(),
+            policies: std::sync::OnceLock::new(),
             background: Vec::new(),
         }
     }

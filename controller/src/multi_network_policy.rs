@@ -187,6 +187,32 @@ fn selector(
     Selector::try_from(s.clone()).map_err(|e| format!("{field}: {e}"))
 }
 
+/// The port groups of the policies that select `pod`'s attachment on the NAD `nad`
+/// (`(namespace, name)`): what a new port of it joins in its own transaction. Empty while the
+/// policy controller has not started (or the CRD is not installed).
+pub fn groups_selecting(ctx: &Context, pod: &Pod, nad: (&str, &str)) -> Vec<String> {
+    let Some(policies) = ctx.policies.get() else {
+        return Vec::new();
+    };
+    let namespace = pod.namespace().unwrap_or_default();
+    policies
+        .state()
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|p| {
+            p.annotations()
+                .get(POLICY_FOR_ANNOTATION)
+                .and_then(|v| policy_for(&namespace, v).ok())
+                .is_some_and(|nets| nets.iter().any(|(ns, n)| ns == nad.0 && n == nad.1))
+        })
+        .filter(|p| {
+            selector("spec.podSelector", &p.spec.pod_selector)
+                .is_ok_and(|s| s.matches(pod.labels()))
+        })
+        .map(|p| crds::naming::policy_port_group(&namespace, &p.name_any()))
+        .collect()
+}
+
 /// Reconciles one MultiNetworkPolicy.
 pub async fn reconcile(
     policy: Arc<MultiNetworkPolicy>,
@@ -436,6 +462,9 @@ pub async fn run(
     );
     let (deleted_tx, mut deleted_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let (store, writer) = reflector::store();
+    // New ports join their policies' port groups in their own transaction (see
+    // [`groups_selecting`]); a second controller run in this process keeps the first store.
+    let _ = ctx.policies.set(store.clone());
     let policies = watcher(
         Api::<MultiNetworkPolicy>::all(client.clone()),
         watcher::Config::default(),

@@ -743,6 +743,11 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
             external_ids,
             dhcp: nb::dhcp::uuids_of(&ctx.nb, subnet),
             security_groups: security_groups.clone(),
+            policy_groups: crate::multi_network_policy::groups_selecting(
+                ctx,
+                pod,
+                (&planned.element.namespace, &planned.element.name),
+            ),
         }
     });
     // Exactly the keys DESIGN §3 gives the controller: the element's `default-route` is the

@@ -75,6 +75,7 @@ async fn vpc_subnet_and_port_are_created_once_and_removed_cleanly() {
         external_ids: nb::owned_ids(&[("pod", "default/multi-network-pod")]),
         dhcp: (None, None),
         security_groups: Vec::new(),
+        policy_groups: Vec::new(),
     };
     nb::ensure_port(&client, &port).await.unwrap();
     nb::ensure_port(&client, &port).await.unwrap();
@@ -155,6 +156,7 @@ async fn rows_that_are_not_ours_are_never_adopted_or_deleted() {
             external_ids: BTreeMap::new(),
             dhcp: (None, None),
             security_groups: Vec::new(),
+            policy_groups: Vec::new(),
         },
     )
     .await
@@ -183,6 +185,7 @@ async fn dhcp_rows_follow_the_subnet_and_every_port_points_at_them() {
         external_ids: nb::owned_ids(&[("pod", "default/p"), ("ls", "s-dhcp")]),
         dhcp,
         security_groups: Vec::new(),
+        policy_groups: Vec::new(),
     };
     // A port that exists before DHCP is turned on.
     nb::ensure_port(&client, &port("early", (None, None)))

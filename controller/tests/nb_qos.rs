@@ -28,6 +28,7 @@ fn port(switch: &str) -> PortPlan {
         external_ids: nb::owned_ids(&[("pod", "default/qos-pod")]),
         dhcp: (None, None),
         security_groups: Vec::new(),
+        policy_groups: Vec::new(),
     }
 }
 

@@ -51,6 +51,7 @@ fn port(i: u32, groups: &[&str]) -> PortPlan {
         external_ids: ids,
         dhcp: (None, None),
         security_groups: groups,
+        policy_groups: Vec::new(),
     }
 }
 

@@ -4,7 +4,8 @@
 //! netcat (TCP and UDP) through OVN's ACLs.
 //!
 //! - deny-all ingress on the selected pod: ping and TCP dropped, DHCP to OVN still answered,
-//!   the pod's own egress untouched;
+//!   the pod's own egress untouched; a pod created under the policy is closed from the start
+//!   (its port joins the policy's port group in its own transaction);
 //! - a second policy allowing from pods labelled `role=client`: TCP 80, a port range by
 //!   `endPort` and UDP pass from the client, the rest (ping, TCP 81, a port past the range) is
 //!   still dropped, and nothing passes from an unlabelled pod; an `ipBlock` with `except`
@@ -210,6 +211,34 @@ async fn multi_network_policies_filter_real_traffic() {
         ["ovn.mnp.default.deny_all"],
         "the policy's port group"
     );
+    // A pod created under the policy: its port joined the policy's port group in the port's
+    // own transaction, so it is closed from its first packet.
+    cluster
+        .apply_yaml(&pod("late", "10.112.1.13", "node-1", "{app: web}"))
+        .unwrap();
+    cluster.wait_running("default", "late", WAIT).await.unwrap();
+    tokio::task::block_in_place(|| {
+        assert!(
+            !ping(c, "client", "10.112.1.13"),
+            "a new selected pod is closed at once"
+        );
+    });
+    let members = c
+        .nbctl(&[
+            "--bare",
+            "--columns=ports",
+            "find",
+            "Port_Group",
+            "name=ovn.mnp.default.deny_all",
+        ])
+        .unwrap();
+    assert_eq!(
+        members.split_whitespace().count(),
+        2,
+        "server and late: {members}"
+    );
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(cluster.client(), "default");
+    pods.delete("late", &DeleteParams::default()).await.unwrap();
 
     // Allow from role=client: TCP 80, 8000-8010 and UDP; TCP 81 from 10.112.1.0/24 except the
     // stranger.
@@ -232,7 +261,6 @@ async fn multi_network_policies_filter_real_traffic() {
     });
 
     // The stranger becomes a client: a peer at once.
-    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(cluster.client(), "default");
     let label = serde_json::json!({"metadata": {"labels": {"role": "client"}}});
     pods.patch("stranger", &PatchParams::default(), &Patch::Merge(&label))
         .await

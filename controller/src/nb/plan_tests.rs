@@ -129,6 +129,7 @@ fn port_plan(switch: &str) -> PortPlan {
         external_ids: owned_ids(&[("pod", "default/p1"), ("ls", switch)]),
         dhcp: (None, None),
         security_groups: Vec::new(),
+        policy_groups: Vec::new(),
     }
 }
 
@@ -867,4 +868,44 @@ fn a_rule_change_replaces_only_the_acls_that_changed_and_touches_no_member() {
     let mut tx = Txn::new();
     plan_group(&r, &mut tx, "web", None).unwrap();
     assert!(tx.is_empty(), "{:?}", summary(&tx));
+}
+
+#[test]
+fn a_new_port_joins_the_port_groups_of_its_policies_in_its_own_transaction() {
+    use ovn_api::tables::nb::PortGroup;
+    let mut r = nb();
+    add_switch(&mut r, Uuid::NIL, "s1", Vec::new(), Vec::new());
+    r.add(&PortGroup {
+        uuid: Uuid::from_u128(0xe0),
+        name: "ovn.mnp.default.deny_all".into(),
+        external_ids: owned_ids(&[("mnp", "default/deny-all")]),
+        ..Default::default()
+    })
+    .unwrap();
+    r.add(&PortGroup {
+        uuid: Uuid::from_u128(0xe1),
+        name: "ovn.mnp.default.foreign".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let plan = PortPlan {
+        policy_groups: vec![
+            "ovn.mnp.default.deny_all".into(),
+            "ovn.mnp.default.not_yet".into(),
+            "ovn.mnp.default.foreign".into(),
+        ],
+        ..port_plan("s1")
+    };
+    let mut tx = Txn::new();
+    plan_port(&r, &mut tx, &plan).unwrap();
+    // Only our policy's existing port group; one that is not there yet is the policy
+    // reconcile's to fill, a row not ours is left alone.
+    assert_eq!(
+        summary(&tx),
+        [
+            format!("insert Logical_Switch_Port {PORT} as row0"),
+            "mutate Logical_Switch #1 ports insert row0".into(),
+            "mutate Port_Group #e0 ports insert row0".into(),
+        ]
+    );
 }

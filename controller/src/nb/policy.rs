@@ -484,6 +484,16 @@ pub fn plan_policy_rows(
     Ok(())
 }
 
+/// The UUIDs of those of the policy port groups `names` that exist and are ours.
+pub fn existing_groups(r: &Replica, names: &[String]) -> Vec<Uuid> {
+    names
+        .iter()
+        .filter_map(|n| r.one_by_name::<PortGroup>(n).ok().flatten())
+        .filter(|pg| is_ours(&pg.external_ids) && pg.external_ids.contains_key(EXTERNAL_ID_POLICY))
+        .map(|pg| pg.uuid)
+        .collect()
+}
+
 /// Writes policy `key` (see [`plan_policy_rows`]) in one transaction.
 pub async fn ensure_policy(
     nb: &Nb,

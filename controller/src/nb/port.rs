@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crds::naming::EXTERNAL_ID_VENDOR;
 use ovn_api::replica::Replica;
-use ovn_api::tables::nb::{LogicalSwitch, LogicalSwitchPort};
+use ovn_api::tables::nb::{LogicalSwitch, LogicalSwitchPort, PortGroup};
 use ovn_api::txn::Txn;
 use ovn_api::value::Atom;
 
@@ -33,6 +33,11 @@ pub struct PortPlan {
     /// default-deny group hold it, their address sets its addresses, changed in the port's
     /// transaction ([`super::security_group::prepare_membership`]).
     pub security_groups: Vec<String>,
+    /// The port groups of the MultiNetworkPolicies that select the attachment
+    /// ([`crate::multi_network_policy::groups_selecting`]): a new port joins those that exist
+    /// in its own transaction, so it is never up before its policies hold it (the policy's
+    /// reconcile keeps memberships right afterwards).
+    pub policy_groups: Vec<String>,
 }
 
 /// What OVN lets a port send and receive (its `port_security` column).
@@ -106,6 +111,7 @@ pub fn plan_port(r: &Replica, tx: &mut Txn, plan: &PortPlan) -> Result<(), NbErr
         &plan.ips,
         &plan.security_groups,
     )?;
+    let policy_groups = super::policy::existing_groups(r, &plan.policy_groups);
     match existing {
         Some(p) => {
             if !is_ours(&p.external_ids) {
@@ -150,6 +156,9 @@ pub fn plan_port(r: &Replica, tx: &mut Txn, plan: &PortPlan) -> Result<(), NbErr
                 ..Default::default()
             });
             tx.mutate::<LogicalSwitch>(ls, [LogicalSwitch::PORTS.insert(port.clone())]);
+            for pg in &policy_groups {
+                tx.mutate::<PortGroup>(*pg, [PortGroup::PORTS.insert(port.clone())]);
+            }
             membership.apply(tx, port);
         }
     }
