@@ -37,34 +37,33 @@ fn pod(name: &str, ip: &str, node: &str, labels: &str) -> String {
     )
 }
 
-const DENY_ALL: &str = r#"
-apiVersion: k8s.cni.cncf.io/v1beta1
-kind: MultiNetworkPolicy
-metadata:
-  name: deny-all
-  namespace: default
-  annotations:
-    k8s.v1.cni.cncf.io/policy-for: default/mnp-net
-spec:
-  podSelector:
+/// A MultiNetworkPolicy `default/<name>` for `networks` (its `policy-for`), with `spec`
+/// (YAML indented by two spaces).
+fn policy(name: &str, networks: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: k8s.cni.cncf.io/v1beta1\nkind: MultiNetworkPolicy\nmetadata:\n  name: {name}\n  namespace: default\n  annotations:\n    k8s.v1.cni.cncf.io/policy-for: {networks}\nspec:\n{spec}"
+    )
+}
+
+fn deny_all() -> String {
+    policy(
+        "deny-all",
+        "default/mnp-net",
+        r#"  podSelector:
     matchLabels:
       app: web
   policyTypes:
   - Ingress
-"#;
+"#,
+    )
+}
 
 fn allow_clients() -> String {
-    format!(
-        r#"
-apiVersion: k8s.cni.cncf.io/v1beta1
-kind: MultiNetworkPolicy
-metadata:
-  name: allow-clients
-  namespace: default
-  annotations:
-    k8s.v1.cni.cncf.io/policy-for: mnp-net
-spec:
-  podSelector:
+    policy(
+        "allow-clients",
+        "mnp-net",
+        &format!(
+            r#"  podSelector:
     matchLabels:
       app: web
   ingress:
@@ -88,21 +87,17 @@ spec:
     ports:
     - port: 81
 "#,
-        udp = scenario::UDP_PORT
+            udp = scenario::UDP_PORT
+        ),
     )
 }
 
 /// The client may send only TCP 80 to `app: web` pods of namespaces labelled `default`.
-const CLIENT_EGRESS: &str = r#"
-apiVersion: k8s.cni.cncf.io/v1beta1
-kind: MultiNetworkPolicy
-metadata:
-  name: client-egress
-  namespace: default
-  annotations:
-    k8s.v1.cni.cncf.io/policy-for: default/mnp-net
-spec:
-  podSelector:
+fn client_egress() -> String {
+    policy(
+        "client-egress",
+        "default/mnp-net",
+        r#"  podSelector:
     matchLabels:
       who: client
   policyTypes:
@@ -118,24 +113,23 @@ spec:
     ports:
     - protocol: TCP
       port: 80
-"#;
+"#,
+    )
+}
 
-const NAMED_PORT: &str = r#"
-apiVersion: k8s.cni.cncf.io/v1beta1
-kind: MultiNetworkPolicy
-metadata:
-  name: named-port
-  namespace: default
-  annotations:
-    k8s.v1.cni.cncf.io/policy-for: mnp-net
-spec:
-  podSelector:
+fn named_port() -> String {
+    policy(
+        "named-port",
+        "mnp-net",
+        r#"  podSelector:
     matchLabels:
       app: web
   ingress:
   - ports:
     - port: http
-"#;
+"#,
+    )
+}
 
 async fn delete_policy(cluster: &Cluster, name: &str) {
     let api: Api<MultiNetworkPolicy> = Api::namespaced(cluster.client(), "default");
@@ -191,7 +185,7 @@ async fn multi_network_policies_filter_real_traffic() {
     });
 
     // Deny all ingress into app=web on mnp-net.
-    cluster.apply_yaml(DENY_ALL).unwrap();
+    cluster.apply_yaml(&deny_all()).unwrap();
     tokio::task::block_in_place(|| {
         eventually("ping to the selected pod dropped", || {
             !ping(c, "client", SERVER)
@@ -278,7 +272,7 @@ async fn multi_network_policies_filter_real_traffic() {
     // Egress: the client may send TCP 80 to web pods only; both sides must allow (8005 is
     // allowed into the server, not out of the client); what others start passes its ingress,
     // and the replies pass its egress drop.
-    cluster.apply_yaml(CLIENT_EGRESS).unwrap();
+    cluster.apply_yaml(&client_egress()).unwrap();
     tokio::task::block_in_place(|| {
         eventually("the client's ping to the stranger dropped", || {
             !ping(c, "client", STRANGER)
@@ -301,7 +295,7 @@ async fn multi_network_policies_filter_real_traffic() {
     });
 
     // What cannot be enforced is said on the policy, and allows nothing.
-    cluster.apply_yaml(NAMED_PORT).unwrap();
+    cluster.apply_yaml(&named_port()).unwrap();
     let e = scenario::event(
         c,
         "MultiNetworkPolicy",

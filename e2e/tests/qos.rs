@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use e2e::cluster::Cluster;
+use e2e::scenario::addr_of;
 
 const WAIT: Duration = Duration::from_secs(90);
 /// How long the client may keep retrying while the server is not listening yet.
@@ -57,23 +58,6 @@ fn pod(name: &str, node: &str, rates: &[(&str, &str)]) -> String {
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  annotations:\n    k8s.v1.cni.cncf.io/networks: default/qos-network\n{rates}spec:\n  nodeName: {node}\n  containers:\n  - name: app\n    image: nginx\n"
     )
-}
-
-fn addr_of(cluster: &Cluster, pod: &str) -> String {
-    let out = cluster
-        .exec(
-            "default",
-            pod,
-            &["ip", "-o", "-4", "addr", "show", "dev", "net1"],
-        )
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let cidr = text
-        .split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .unwrap_or_else(|| panic!("{pod} has no net1: {text}"));
-    cidr.split('/').next().unwrap().to_owned()
 }
 
 /// Mbit/s received in one iperf3 run from `client` to `server` (`reverse`: the server sends).

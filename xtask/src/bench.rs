@@ -99,6 +99,18 @@ enum Target {
     },
 }
 
+/// Fails with `why` (which says what needs root) unless running as root.
+fn require_root(why: &str) -> anyhow::Result<()> {
+    if cmd::output_ok(Command::new("id").arg("-u"))
+        .as_deref()
+        .map(str::trim)
+        != Some("0")
+    {
+        bail!("{why}");
+    }
+    Ok(())
+}
+
 /// Runs the chosen benchmark.
 pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     match &args.target {
@@ -119,15 +131,9 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
 }
 
 fn policy(root: &Path, members: usize, rules: usize) -> anyhow::Result<()> {
-    if cmd::output_ok(Command::new("id").arg("-u"))
-        .as_deref()
-        .map(str::trim)
-        != Some("0")
-    {
-        bail!(
-            "`cargo xtask bench policy` creates network namespaces and OVS bridges: run it as root"
-        );
-    }
+    require_root(
+        "`cargo xtask bench policy` creates network namespaces and OVS bridges: run it as root",
+    )?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     cmd::run(Command::new(cargo).current_dir(root).args([
         "run",
@@ -146,13 +152,9 @@ fn policy(root: &Path, members: usize, rules: usize) -> anyhow::Result<()> {
 }
 
 fn startup(root: &Path, pods: usize) -> anyhow::Result<()> {
-    if cmd::output_ok(Command::new("id").arg("-u"))
-        .as_deref()
-        .map(str::trim)
-        != Some("0")
-    {
-        bail!("`cargo xtask bench startup` runs real nodes (namespaces, kubelet): run it as root");
-    }
+    require_root(
+        "`cargo xtask bench startup` runs real nodes (namespaces, kubelet): run it as root",
+    )?;
     crate::images::prepare_real_nodes(root)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     // The driver only waits on the cluster: a debug build (the tests' own) is fast enough.
@@ -170,13 +172,9 @@ fn startup(root: &Path, pods: usize) -> anyhow::Result<()> {
 }
 
 fn cni(root: &Path, adds: usize, concurrency: usize) -> anyhow::Result<()> {
-    if cmd::output_ok(Command::new("id").arg("-u"))
-        .as_deref()
-        .map(str::trim)
-        != Some("0")
-    {
-        bail!("`cargo xtask bench cni` creates network namespaces and OVS bridges: run it as root");
-    }
+    require_root(
+        "`cargo xtask bench cni` creates network namespaces and OVS bridges: run it as root",
+    )?;
     let floor = root.join("daemon/benches/floor.sh");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     cmd::run(
@@ -246,15 +244,9 @@ fn natgw(
     api: bool,
     skip_upstream: bool,
 ) -> anyhow::Result<()> {
-    if cmd::output_ok(Command::new("id").arg("-u"))
-        .as_deref()
-        .map(str::trim)
-        != Some("0")
-    {
-        bail!(
-            "`cargo xtask bench natgw` creates network namespaces and nf_tables rules: run it as root"
-        );
-    }
+    require_root(
+        "`cargo xtask bench natgw` creates network namespaces and nf_tables rules: run it as root",
+    )?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut run = Command::new(cargo);
     run.current_dir(root).args([

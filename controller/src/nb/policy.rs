@@ -541,27 +541,7 @@ pub async fn delete_policy(nb: &Nb, key: &str) -> Result<bool, NbError> {
 
 /// The policies (`<ns>/<name>`) that own rows in NB.
 pub fn owned_policies(nb: &Nb) -> BTreeSet<String> {
-    let r = nb.replica();
-    let mut out = BTreeSet::new();
-    for ids in r
-        .list::<PortGroup>()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| p.external_ids)
-        .chain(
-            r.list::<AddressSet>()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|a| a.external_ids),
-        )
-    {
-        if is_ours(&ids)
-            && let Some(k) = ids.get(EXTERNAL_ID_POLICY)
-        {
-            out.insert(k.clone());
-        }
-    }
-    out
+    super::security_group::owners(nb, EXTERNAL_ID_POLICY)
 }
 
 #[cfg(test)]

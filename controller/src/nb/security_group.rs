@@ -799,10 +799,16 @@ pub async fn delete_group(nb: &Nb, group: &str, unused: bool) -> Result<bool, Nb
 
 /// The groups that own port groups or address sets of ours (not the default-deny group).
 pub fn owned_groups(nb: &Nb) -> BTreeSet<String> {
+    let mut groups = owners(nb, EXTERNAL_ID_SECURITY_GROUP);
+    groups.remove(DENY_ALL_OWNER);
+    groups
+}
+
+/// The values of `external_ids:<key>` on our port groups and address sets: the objects that
+/// own such rows.
+pub(super) fn owners(nb: &Nb, key: &str) -> BTreeSet<String> {
     let r = nb.replica();
-    let mut groups = BTreeSet::new();
-    for ids in r
-        .list::<PortGroup>()
+    r.list::<PortGroup>()
         .unwrap_or_default()
         .into_iter()
         .map(|p| p.external_ids)
@@ -812,15 +818,9 @@ pub fn owned_groups(nb: &Nb) -> BTreeSet<String> {
                 .into_iter()
                 .map(|a| a.external_ids),
         )
-    {
-        if is_ours(&ids)
-            && let Some(g) = ids.get(EXTERNAL_ID_SECURITY_GROUP)
-            && g != DENY_ALL_OWNER
-        {
-            groups.insert(g.clone());
-        }
-    }
-    groups
+        .filter(is_ours)
+        .filter_map(|mut ids| ids.remove(key))
+        .collect()
 }
 
 /// Deletes the default-deny group when it has no members (the GC's call once no group exists).
