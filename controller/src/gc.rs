@@ -74,9 +74,19 @@ pub async fn release_unwanted(
         })
         .collect();
     for key in had.into_iter().filter(|k| !wanted.contains(k)) {
-        tracing::info!(%key, "attachment removed from the pod; releasing it");
         let _lock = ctx.attachment_locks.lock(&key).await;
+        let held = ctx.ipam.lock().get(&key).map(|l| l.ip_address());
         ip::release(ctx, &key).await?;
+        if let Some(address) = held {
+            tracing::info!(%key, "attachment removed from the pod; released");
+            // Once per release: the lease is gone now, a later reconcile finds none.
+            let msg = format!(
+                "released {key} ({address}): the attachment is no longer in {}",
+                crds::naming::NETWORKS_ANNOTATION
+            );
+            ctx.event(&pod.object_ref(&()), false, "AttachmentReleased", msg)
+                .await;
+        }
     }
     Ok(())
 }

@@ -394,6 +394,7 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
         Err(e) => vec![Some(e.to_string()); ports.len()],
     }
     .into_iter();
+    let mut allocated = Vec::new();
     for (r, what, started) in reserved {
         let failed = if r.port.is_some() {
             port_results.next().flatten()
@@ -404,6 +405,19 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
             None => {
                 ctx.metrics
                     .observe_attachment(Outcome::Ok, started.elapsed());
+                let ip = r
+                    .annotations
+                    .get(&annotation_key(
+                        &r.planned.provider,
+                        AnnotationKey::IpAddress,
+                    ))
+                    .cloned()
+                    .unwrap_or_default();
+                let new = current_value(&pod, &r.planned.provider, AnnotationKey::IpAddress)
+                    != Some(ip.as_str());
+                if new {
+                    allocated.push(format!("{what}: {ip} on Subnet {}", r.planned.subnet));
+                }
                 annotations.extend(r.annotations);
             }
             Some(msg) => {
@@ -430,6 +444,12 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
         };
         api.patch(&name, &params, &Patch::Merge(&patch)).await?;
         tracing::info!(pod = %format!("{namespace}/{name}"), "attachments allocated");
+        if !allocated.is_empty() {
+            // What `kubectl describe pod` shows: each attachment given an address now.
+            let msg = format!("allocated {}", allocated.join("; "));
+            ctx.event(&pod.object_ref(&()), false, "AttachmentsAllocated", msg)
+                .await;
+        }
     }
     let retry_key = crate::retry::key_of(pod.as_ref());
     if failures.is_empty() && waits.is_empty() {
@@ -460,6 +480,13 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
         };
         Ok(Action::requeue(ctx.retries.next(&retry_key, base)))
     }
+}
+
+/// The pod's current value of annotation `key` of `provider`.
+fn current_value<'a>(pod: &'a Pod, provider: &str, key: AnnotationKey) -> Option<&'a str> {
+    pod.annotations()
+        .get(&annotation_key(provider, key))
+        .map(String::as_str)
 }
 
 async fn fail(ctx: &Context, pod: &Pod, reason: &str, msg: String) {

@@ -151,6 +151,44 @@ spec:
         format!("{mac} {ip}")
     );
 
+    // What `kubectl describe pod` shows: a Normal Event per allocation.
+    let e = common::event_containing(&client, "multi-network-pod", "allocated").await;
+    assert_eq!(e.type_.as_deref(), Some("Normal"), "{e:?}");
+    assert_eq!(e.reason.as_deref(), Some("AttachmentsAllocated"));
+    let note = e.message.unwrap_or_default();
+    assert!(
+        note.contains(&ip.to_string()) && note.contains("subnet-secondary"),
+        "{note}"
+    );
+    // An attachment dropped from the pod's networks is released, with a Normal Event.
+    use kube::api::{Patch, PatchParams};
+    pods.create(
+        &PostParams::default(),
+        &pod("twice", "kube-ovn-vpc-network,kube-ovn-vpc-network"),
+    )
+    .await
+    .unwrap();
+    allocated(&pods, "twice", &format!("{PROVIDER}.net2")).await;
+    let once = serde_json::json!({"metadata": {"annotations": {
+        "k8s.v1.cni.cncf.io/networks": "kube-ovn-vpc-network"}}});
+    pods.patch("twice", &PatchParams::default(), &Patch::Merge(&once))
+        .await
+        .unwrap();
+    let released = format!("released twice.default.{PROVIDER}.net2");
+    let e = common::event_containing(&client, "twice", &released).await;
+    assert_eq!(e.type_.as_deref(), Some("Normal"), "{e:?}");
+    assert_eq!(e.reason.as_deref(), Some("AttachmentReleased"));
+    allocated(&pods, "twice", PROVIDER).await;
+    let records = Api::<IP>::all(client.clone());
+    assert!(
+        records
+            .get_opt(&format!("twice.default.{PROVIDER}.net2"))
+            .await
+            .unwrap()
+            .is_none_or(|r| r.metadata.deletion_timestamp.is_some()),
+        "the dropped attachment's record"
+    );
+
     // Static IP from the networks element (the seed's example), then its conflict.
     let static_net = r#"[{"name": "default/kube-ovn-vpc-network", "ips": ["10.100.0.100/16"]}]"#;
     pods.create(&PostParams::default(), &pod("static", static_net))
