@@ -273,6 +273,7 @@ pub const ACL_ACTIONS: [&str; 5] = [
 #[serde(rename_all = "camelCase")]
 pub struct Acl {
     /// `from-lport` or `to-lport`.
+    #[schemars(extend("enum" = ["from-lport", "to-lport"]))]
     pub direction: String,
     /// Priority, 0..=32767.
     #[schemars(range(min = 0, max = 32767))]
@@ -281,6 +282,7 @@ pub struct Acl {
     #[serde(rename = "match")]
     pub match_: String,
     /// `allow-related`, `allow-stateless`, `allow`, `drop` or `reject`.
+    #[schemars(extend("enum" = ["allow-related", "allow-stateless", "allow", "drop", "reject"]))]
     pub action: String,
 }
 

@@ -181,6 +181,24 @@ async fn invalid_objects_are_refused_naming_the_field() {
             ),
             "spec.cidr is an alias of spec.cidrBlock",
         ),
+        (
+            "an ACL direction OVN does not have",
+            subnet(
+                "bad-acl-direction",
+                serde_json::json!({"cidr": "10.100.0.0/16", "acls": [{"direction": "ingress",
+                    "priority": 1000, "match": "ip4", "action": "drop"}]}),
+            ),
+            "spec.acls[0].direction",
+        ),
+        (
+            "an ACL action OVN does not have",
+            subnet(
+                "bad-acl-action",
+                serde_json::json!({"cidr": "10.100.0.0/16", "acls": [{"direction": "to-lport",
+                    "priority": 1000, "match": "ip4", "action": "permit"}]}),
+            ),
+            "spec.acls[0].action",
+        ),
     ];
     for (case, object, field) in cases {
         let message = refusal::<Subnet>(&client, object).await;
