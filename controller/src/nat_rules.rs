@@ -18,8 +18,9 @@
 //!   computed once per change of any of them) gives each object its `Validated` condition,
 //!   written by server-side apply under [`MANAGER`] owning that one condition (the schema makes
 //!   `conditions` a map keyed by `type`; the agent owns `Ready`). A refusal is also a Warning
-//!   Event, once per change. The agent applies only objects whose `Validated` is `True`, so a
-//!   refused rule is never half applied.
+//!   Event, once per change. The agent does not read `Validated`: it checks the same objects
+//!   itself when it plans (`daemon::natgw::plan`, its `Ready` condition says why it refused
+//!   one), so a refused rule is never half applied there either.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
