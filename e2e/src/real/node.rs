@@ -163,8 +163,34 @@ impl RealNode {
         for image in &config.images {
             node.ctr(&["images", "import", &image.display().to_string()])?;
         }
-        node.start_kubelet(plane, config)?;
-        node.wait_ready(plane).await?;
+        // The kubelet runs under a service manager on a real node (systemd's `Restart=always`),
+        // and 1.35 can die at start on a race of its own (seen once in CI: `fatal error:
+        // concurrent map read and map write` in `containerManagerImpl.GetCapacity`, kubernetes
+        // PR 119637): restarted like that, twice at most, the earlier logs kept.
+        let mut attempt = 0;
+        loop {
+            node.start_kubelet(plane, config)?;
+            match node.wait_ready(plane).await {
+                Ok(()) => break,
+                Err(Error::Command { command, detail }) if command == "kubelet" && attempt < 2 => {
+                    attempt += 1;
+                    let log = node.dir.join("kubelet.log");
+                    let kept = node.dir.join(format!("kubelet.log.{attempt}"));
+                    std::fs::rename(&log, &kept)
+                        .map_err(io(format!("keeping {}", log.display())))?;
+                    eprintln!(
+                        "{}: the kubelet {} (log kept in {}); restarting it as its service manager would",
+                        node.name,
+                        detail.lines().next().unwrap_or_default(),
+                        kept.display()
+                    );
+                    if let Some(mut old) = node.kubelet.take() {
+                        old.stop(Duration::from_secs(5));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let proxy = KubeProxy::start(
             &config.k8s_bin_dir.join("kube-proxy"),
             &ProxyConfig {
