@@ -26,7 +26,9 @@ const ROLLOUTS: [&str; 4] = [
 /// Warning events that are this harness's and not the product's: kubelet warns on every pod
 /// that it has no cluster DNS (the nodes have none on purpose: no query may leave), and on
 /// every node that this machine's cgroups are v1.
-const HARNESS_WARNINGS: &[&str] = &["MissingClusterDNS", "CgroupV1"];
+/// `ClusterIPNotAllocated`: the fresh apiserver's own repair loop on its `kubernetes` Service
+/// (1.35's IP allocator racing its bootstrap controller), nothing of ours.
+const HARNESS_WARNINGS: &[&str] = &["MissingClusterDNS", "CgroupV1", "ClusterIPNotAllocated"];
 
 /// A control plane, real nodes with Multus, and the chart installed on them.
 pub struct ChartCluster {
@@ -354,22 +356,73 @@ impl ChartCluster {
         seen.iter().copied().collect()
     }
 
-    /// The Warning events of the whole cluster, except the harness's own.
+    /// The Warning events of the whole cluster, except the harness's own and readiness probe
+    /// failures that all came before the pod's current Ready period began (a pod starting: the
+    /// controller is not ready until OVN central, started beside it, answers). A failure while
+    /// the pod is Ready, or a pod not Ready now, counts; a flap that recovered before the
+    /// pod's last transition to Ready does not (its restarts are checked elsewhere).
     pub fn warnings(&self) -> Vec<String> {
-        self.kubectl(&[
+        let events: serde_json::Value = serde_json::from_str(&self.kubectl(&[
             "get",
             "events",
             "-A",
             "--field-selector=type=Warning",
             "-o",
-            "custom-columns=NS:.metadata.namespace,OBJ:.involvedObject.name,REASON:.reason,MSG:.message",
-            "--no-headers",
-        ])
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .filter(|l| !HARNESS_WARNINGS.iter().any(|r| l.contains(r)))
-        .map(str::to_owned)
-        .collect()
+            "json",
+        ]))
+        .unwrap_or_default();
+        let mut out = Vec::new();
+        for e in events["items"].as_array().into_iter().flatten() {
+            let field = |path: &[&str]| {
+                path.iter()
+                    .fold(e, |v, k| &v[*k])
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let (ns, name, reason, msg) = (
+                field(&["metadata", "namespace"]),
+                field(&["involvedObject", "name"]),
+                field(&["reason"]),
+                field(&["message"]),
+            );
+            let line = format!("{ns}  {name}  {reason}  {msg}");
+            if HARNESS_WARNINGS.iter().any(|r| line.contains(r)) {
+                continue;
+            }
+            let last = if field(&["lastTimestamp"]).is_empty() {
+                field(&["eventTime"])
+            } else {
+                field(&["lastTimestamp"])
+            };
+            if reason == "Unhealthy"
+                && msg.starts_with("Readiness probe failed")
+                && self
+                    .ready_since(&ns, &name)
+                    .is_some_and(|ready| last <= ready)
+            {
+                continue;
+            }
+            out.push(line);
+        }
+        out
+    }
+
+    /// When pod `ns/name` last became Ready (RFC 3339, comparable as text), if it is Ready.
+    fn ready_since(&self, ns: &str, name: &str) -> Option<String> {
+        let t = self
+            .try_kubectl(&[
+                "get",
+                "pod",
+                "-n",
+                ns,
+                name,
+                "-o",
+                r#"jsonpath={.status.conditions[?(@.type=="Ready")].lastTransitionTime}"#,
+            ])
+            .ok()?;
+        let t = t.trim().to_owned();
+        (!t.is_empty()).then_some(t)
     }
 
     /// Pods, events and the chart's logs, for a failure message.
