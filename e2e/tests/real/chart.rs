@@ -360,7 +360,7 @@ impl ChartCluster {
     /// failures that all came before the pod's current Ready period began (a pod starting: the
     /// controller is not ready until OVN central, started beside it, answers). A failure while
     /// the pod is Ready, or a pod not Ready now, counts; a flap that recovered before the
-    /// pod's last transition to Ready does not (its restarts are checked elsewhere).
+    /// pod's last transition to Ready does not.
     pub fn warnings(&self) -> Vec<String> {
         let events: serde_json::Value = serde_json::from_str(&self.kubectl(&[
             "get",
