@@ -130,6 +130,9 @@ fn our_networks(
     (ours, missing)
 }
 
+/// One attachment's port: its UUID and addresses.
+type Attached = (Uuid, Vec<IpAddr>);
+
 /// The ports (UUID and addresses) of `pod`'s attachments on `networks`; `pending` is set when
 /// an attachment is allocated but its port is not in the replica yet.
 fn ports_of(
@@ -138,7 +141,7 @@ fn ports_of(
     nads: &[Arc<NetworkAttachmentDefinition>],
     r: &Replica,
     pending: &mut bool,
-) -> Vec<(Uuid, Vec<IpAddr>)> {
+) -> Vec<Attached> {
     let Some(raw) = pod.annotations().get(NETWORKS_ANNOTATION) else {
         return Vec::new();
     };
@@ -160,7 +163,7 @@ fn ports_of(
         }
         let name = lsp_name(&pod.name_any(), &namespace, &resolved.provider);
         match r.one_by_name::<LogicalSwitchPort>(&name).ok().flatten() {
-            Some(port) => out.push((port.uuid, nbp_addresses(&port))),
+            Some(port) => out.push((port.uuid, crate::nb::security_group::addresses_of(&port))),
             None => {
                 let allocated = pod
                     .annotations()
@@ -174,10 +177,6 @@ fn ports_of(
         }
     }
     out
-}
-
-fn nbp_addresses(port: &LogicalSwitchPort) -> Vec<IpAddr> {
-    crate::nb::security_group::addresses_of(port)
 }
 
 fn selector(
@@ -239,17 +238,24 @@ pub async fn reconcile(
     let mut pending = false;
     let (ports, plan) = {
         let r = ctx.nb.replica();
+        // Each pod's attachments on the policy's networks, resolved once per reconcile (the
+        // members and every rule's peers select from this list).
+        let attached: Vec<(&Arc<Pod>, Vec<Attached>, bool)> = pods
+            .iter()
+            .filter_map(|pod| {
+                let mut waiting = false;
+                let found = ports_of(pod, &networks, &nads, &r, &mut waiting);
+                (!found.is_empty() || waiting).then_some((pod, found, waiting))
+            })
+            .collect();
         let mut ports = BTreeSet::new();
         match selector("spec.podSelector", &policy.spec.pod_selector) {
             Ok(sel) => {
-                for pod in pods.iter().filter(|p| {
+                for (_, found, waiting) in attached.iter().filter(|(p, _, _)| {
                     p.namespace().as_deref() == Some(namespace.as_str()) && sel.matches(p.labels())
                 }) {
-                    ports.extend(
-                        ports_of(pod, &networks, &nads, &r, &mut pending)
-                            .into_iter()
-                            .map(|(u, _)| u),
-                    );
+                    pending |= *waiting;
+                    ports.extend(found.iter().map(|(u, _)| *u));
                 }
             }
             // Selects nothing: no member, the policy holds no port.
@@ -272,20 +278,15 @@ pub async fn reconcile(
                         .collect()
                 }
             };
-            let mut ips = Vec::new();
-            let mut ignored = false;
-            for pod in pods.iter().filter(|p| {
-                !is_leaving(p)
-                    && p.namespace().is_some_and(|n| in_namespaces.contains(&n))
-                    && pod_sel.as_ref().is_none_or(|s| s.matches(p.labels()))
-            }) {
-                ips.extend(
-                    ports_of(pod, &networks, &nads, &r, &mut ignored)
-                        .into_iter()
-                        .flat_map(|(_, a)| a),
-                );
-            }
-            Ok(ips)
+            Ok(attached
+                .iter()
+                .filter(|(p, _, _)| {
+                    !is_leaving(p)
+                        && p.namespace().is_some_and(|n| in_namespaces.contains(&n))
+                        && pod_sel.as_ref().is_none_or(|s| s.matches(p.labels()))
+                })
+                .flat_map(|(_, found, _)| found.iter().flat_map(|(_, a)| a.iter().copied()))
+                .collect())
         };
         let plan = nbp::plan_policy(&namespace, &name, &policy.spec, &mut peers);
         (ports, plan)
