@@ -134,8 +134,7 @@ fn policy(root: &Path, members: usize, rules: usize) -> anyhow::Result<()> {
     require_root(
         "`cargo xtask bench policy` creates network namespaces and OVS bridges: run it as root",
     )?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    cmd::run(Command::new(cargo).current_dir(root).args([
+    cmd::run(cmd::cargo().current_dir(root).args([
         "run",
         "--release",
         "--quiet",
@@ -156,9 +155,8 @@ fn startup(root: &Path, pods: usize) -> anyhow::Result<()> {
         "`cargo xtask bench startup` runs real nodes (namespaces, kubelet): run it as root",
     )?;
     crate::images::prepare_real_nodes(root)?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     // The driver only waits on the cluster: a debug build (the tests' own) is fast enough.
-    cmd::run(Command::new(cargo).current_dir(root).args([
+    cmd::run(cmd::cargo().current_dir(root).args([
         "run",
         "--quiet",
         "-p",
@@ -176,9 +174,8 @@ fn cni(root: &Path, adds: usize, concurrency: usize) -> anyhow::Result<()> {
         "`cargo xtask bench cni` creates network namespaces and OVS bridges: run it as root",
     )?;
     let floor = root.join("daemon/benches/floor.sh");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     cmd::run(
-        Command::new(cargo)
+        cmd::cargo()
             .current_dir(root)
             .args([
                 "run",
@@ -200,10 +197,9 @@ fn cni(root: &Path, adds: usize, concurrency: usize) -> anyhow::Result<()> {
 }
 
 fn controller(root: &Path, pods: &[usize], create_concurrency: usize) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     // The controller runs as its own process (so its RSS is its own): build the release binary
     // first, then the driver, which is handed its path.
-    cmd::run(Command::new(&cargo).current_dir(root).args([
+    cmd::run(cmd::cargo().current_dir(root).args([
         "build",
         "--release",
         "--quiet",
@@ -215,7 +211,7 @@ fn controller(root: &Path, pods: &[usize], create_concurrency: usize) -> anyhow:
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| root.join("target"), std::path::PathBuf::from);
     let binary = target_dir.join("release/kube-ovn-controller");
-    let mut run = Command::new(&cargo);
+    let mut run = cmd::cargo();
     run.current_dir(root)
         .args([
             "run",
@@ -247,8 +243,7 @@ fn natgw(
     require_root(
         "`cargo xtask bench natgw` creates network namespaces and nf_tables rules: run it as root",
     )?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut run = Command::new(cargo);
+    let mut run = cmd::cargo();
     run.current_dir(root).args([
         "run",
         "--release",

@@ -5,8 +5,6 @@
 //! front of the apiserver), `N` runs from seed `S`, each checked against the invariants. `cargo xtask test` runs one short
 //! run as part of the workspace tests.
 
-use std::process::Command;
-
 use crate::cmd;
 
 /// Arguments of `cargo xtask chaos`.
@@ -26,8 +24,7 @@ pub struct ChaosArgs {
 /// Runs the chaos test with the arguments as its environment; its output (each run's schedule
 /// and the summary, or the failing seed and schedule) streams through.
 pub fn run(root: &std::path::Path, args: &ChaosArgs) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut command = Command::new(cargo);
+    let mut command = cmd::cargo();
     command
         .args([
             "test",

@@ -7,20 +7,14 @@
 //! first example applied, printing what the manual's debug commands show.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::cmd;
 
 /// Runs the demo; `keep` leaves the cluster up until Ctrl-C.
 pub fn run(root: &Path, keep: bool, verbose: bool) -> anyhow::Result<()> {
     crate::setup::run()?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    cmd::run(
-        Command::new(&cargo)
-            .args(["build", "--bins"])
-            .current_dir(root),
-    )?;
-    let mut demo = Command::new(&cargo);
+    cmd::run(cmd::cargo().args(["build", "--bins"]).current_dir(root))?;
+    let mut demo = cmd::cargo();
     demo.args(["run", "--quiet", "-p", "e2e", "--example", "demo", "--"])
         .current_dir(root);
     if keep {
@@ -37,8 +31,7 @@ pub fn run(root: &Path, keep: bool, verbose: bool) -> anyhow::Result<()> {
 /// holds the cluster before `helm uninstall`, until Enter or Ctrl-C.
 pub fn run_real(root: &Path, keep: bool) -> anyhow::Result<()> {
     crate::images::prepare_real_nodes(root)?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut demo = Command::new(&cargo);
+    let mut demo = cmd::cargo();
     demo.args(["run", "--quiet", "-p", "e2e", "--example", "demo_real"])
         .current_dir(root);
     if keep {

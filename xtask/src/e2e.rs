@@ -9,7 +9,7 @@
 
 use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use anyhow::{Context, bail};
 
@@ -50,17 +50,12 @@ pub fn run(root: &Path, args: &E2eArgs) -> anyhow::Result<()> {
              from a terminal (with --filter NAME for one scenario)"
         );
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     if args.real {
         crate::images::prepare_real_nodes(root)?;
     } else {
-        cmd::run(
-            Command::new(&cargo)
-                .args(["build", "--bins"])
-                .current_dir(root),
-        )?;
+        cmd::run(cmd::cargo().args(["build", "--bins"]).current_dir(root))?;
     }
-    let mut test = Command::new(&cargo);
+    let mut test = cmd::cargo();
     test.args(["test", "-p", "e2e"]);
     if args.real {
         test.args(["--test", "real"]);

@@ -136,7 +136,8 @@ pub fn default_out(root: &Path) -> PathBuf {
     target_dir(root).join("images")
 }
 
-fn target_dir(root: &Path) -> PathBuf {
+/// Cargo's target dir: `CARGO_TARGET_DIR`, or `target` in the workspace.
+pub fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
@@ -423,9 +424,8 @@ fn build_binaries(root: &Path, images: &[&str]) -> anyhow::Result<PathBuf> {
         return Ok(bins);
     }
     let started = Instant::now();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     cmd::run(
-        Command::new(cargo)
+        cmd::cargo()
             .current_dir(root)
             .args([
                 "build",
@@ -439,7 +439,11 @@ fn build_binaries(root: &Path, images: &[&str]) -> anyhow::Result<PathBuf> {
             .env(
                 "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
                 "-C target-feature=+crt-static",
-            ),
+            )
+            // Only the workspace's crates change between runs; an incremental release build
+            // redoes just what changed in them. Dependencies are never built incrementally;
+            // our own crates get more codegen units (a little less inlining across them).
+            .env("CARGO_PROFILE_RELEASE_INCREMENTAL", "true"),
     )
     .context("release build of the image binaries")?;
     eprintln!(

@@ -14,6 +14,7 @@ mod multus;
 mod oci;
 mod setup;
 mod test;
+mod test_pool;
 
 use clap::{Parser, Subcommand};
 

@@ -1,18 +1,21 @@
 //! `cargo xtask test`: the whole check that CI runs (`.ci/run`).
 //!
 //! Steps: setup, `cargo fmt --check`, `cargo clippy -D warnings`, `cargo deny check bans licenses
-//! sources`, `cargo test --workspace` (unit tests, integration tests against the real
-//! programs, e2e scenarios), and last the real nodes (L3): the images (`cargo xtask images`),
-//! then `e2e/tests/real.rs` one test at a time, as `cargo xtask e2e --real` runs them. Every step runs even after an earlier one failed, so one run shows
-//! every problem; the summary names the failed steps and the exit code is non-zero.
+//! sources`, build (every test binary, `cargo test --no-run`), images (`cargo xtask images`, for
+//! the real nodes), and tests: every test binary (unit tests, integration tests against the
+//! real programs, e2e scenarios, the real nodes of `e2e/tests/real.rs` one test at a time, as
+//! `cargo xtask e2e --real` runs them) and the doc tests, a few binaries at once (see
+//! `test_pool`). Every step runs even after an earlier one failed, so one run shows every
+//! problem; the summary names the failed steps and the exit code is non-zero.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::test_pool::{self, Job};
 use crate::{cmd, setup};
 
 /// Options of `cargo xtask test`.
@@ -186,25 +189,12 @@ pub fn run(root: &Path, args: &TestArgs) -> anyhow::Result<()> {
             "see the report above",
         )
     }));
-    let mut counts = Counts::default();
-    let mut failures = Failures::default();
-    steps.push(timed("tests", || {
-        counts = cargo_test(root, args.filter.as_deref(), &mut failures)?;
-        let detail = format!(
-            "{} passed, {} failed, {} ignored",
-            counts.passed, counts.failed, counts.ignored
-        );
-        if counts.failed > 0 {
-            anyhow::bail!("{detail}");
-        }
-        if counts.ignored > 0 {
-            anyhow::bail!("{detail}: tests may not be skipped; remove the #[ignore]");
-        }
-        if counts.passed == 0 {
-            anyhow::bail!("no test ran");
-        }
-        Ok(detail)
+    let mut jobs = Vec::new();
+    steps.push(timed("build", || {
+        jobs = build_tests(root, args.filter.as_deref())?;
+        Ok(format!("{} test binaries", jobs.len()))
     }));
+    let built = steps.last().is_some_and(|s| s.ok);
 
     steps.push(timed("images", || {
         let built = crate::images::build(
@@ -215,25 +205,38 @@ pub fn run(root: &Path, args: &TestArgs) -> anyhow::Result<()> {
         Ok(format!("{} archives", built.len()))
     }));
     let images_ok = steps.last().is_some_and(|s| s.ok);
-    steps.push(timed("real", || {
-        if !images_ok {
-            anyhow::bail!("skipped: the images did not build");
+
+    let mut counts = Counts::default();
+    let mut real = Counts::default();
+    let mut failures = Failures::default();
+    steps.push(timed("tests", || {
+        if !built {
+            anyhow::bail!("skipped: the tests did not build");
         }
-        let real = cargo_test_args(
-            root,
-            // `--workspace`, as the tests step: the same feature set, so nothing is rebuilt
-            // (with `-p e2e` cargo resolved features for e2e alone and rebuilt four crates).
-            &["test", "--workspace", "--test", "real"],
-            &["--test-threads=1"],
-            args.filter.as_deref(),
-            &mut failures,
-        )?;
-        counts.passed += real.passed;
-        counts.failed += real.failed;
-        counts.ignored += real.ignored;
-        let detail = format!("{} passed, {} failed", real.passed, real.failed);
-        if real.failed > 0 || real.passed == 0 && args.filter.is_none() {
+        if !images_ok {
+            // The real-node tests need the images; the others run anyway.
+            jobs.retain(|j| j.name != REAL);
+        }
+        jobs.push(doc_tests(root, args.filter.as_deref()));
+        (counts, real) = run_jobs(root, std::mem::take(&mut jobs), &mut failures)?;
+        let detail = format!(
+            "{} passed, {} failed, {} ignored (of which real nodes: {} passed, {} failed)",
+            counts.passed, counts.failed, counts.ignored, real.passed, real.failed
+        );
+        if counts.failed > 0 {
             anyhow::bail!("{detail}");
+        }
+        if !images_ok {
+            anyhow::bail!("{detail}; the real-node tests did not run: the images did not build");
+        }
+        if counts.ignored > 0 {
+            anyhow::bail!("{detail}: tests may not be skipped; remove the #[ignore]");
+        }
+        if counts.passed == 0 {
+            anyhow::bail!("no test ran");
+        }
+        if real.passed == 0 && args.filter.is_none() {
+            anyhow::bail!("{detail}: no real-node test ran");
         }
         Ok(detail)
     }));
@@ -253,7 +256,7 @@ pub fn run(root: &Path, args: &TestArgs) -> anyhow::Result<()> {
         );
     }
     // Checks (fmt, clippy, ...) count as one each beside the individual tests.
-    let is_check = |s: &&Step| !matches!(s.name, "tests" | "real");
+    let is_check = |s: &&Step| s.name != "tests";
     let checks_ok = steps.iter().filter(|s| s.ok).filter(is_check).count() as u64;
     let checks_failed = steps.iter().filter(|s| !s.ok).filter(is_check).count() as u64;
     println!(
@@ -271,6 +274,9 @@ pub fn run(root: &Path, args: &TestArgs) -> anyhow::Result<()> {
         anyhow::bail!("failed: {}", failed_steps.join(", "))
     }
 }
+
+/// The job name of the real-node tests (`e2e/tests/real.rs`).
+const REAL: &str = "e2e::real";
 
 fn timed(name: &'static str, f: impl FnOnce() -> anyhow::Result<String>) -> Step {
     eprintln!("\n== {name} ==");
@@ -297,7 +303,7 @@ fn timed(name: &'static str, f: impl FnOnce() -> anyhow::Result<String>) -> Step
 }
 
 fn cargo_ok(root: &Path, args: &[&str], hint: &str) -> anyhow::Result<String> {
-    let st = cmd::status(Command::new(cargo()).args(args).current_dir(root))?;
+    let st = cmd::status(cmd::cargo().args(args).current_dir(root))?;
     if st.success() {
         Ok(String::new())
     } else {
@@ -305,63 +311,187 @@ fn cargo_ok(root: &Path, args: &[&str], hint: &str) -> anyhow::Result<String> {
     }
 }
 
-/// Runs `cargo test --workspace`, streaming its output and summing its result lines.
-fn cargo_test(
-    root: &Path,
-    filter: Option<&str>,
-    failures: &mut Failures,
-) -> anyhow::Result<Counts> {
-    cargo_test_args(
-        root,
-        &["test", "--workspace", "--no-fail-fast"],
-        &[],
-        filter,
-        failures,
-    )
-}
-
-/// Runs `cargo <args> -- <harness args> [filter]`, streaming its output and summing its result
-/// lines.
-fn cargo_test_args(
-    root: &Path,
-    args: &[&str],
-    harness: &[&str],
-    filter: Option<&str>,
-    failures: &mut Failures,
-) -> anyhow::Result<Counts> {
-    let mut command = Command::new(cargo());
-    command.args(args).current_dir(root);
-    if !harness.is_empty() || filter.is_some() {
-        command.arg("--").args(harness);
-    }
-    if let Some(f) = filter {
-        command.arg(f);
-    }
-    eprintln!("+ {}", cmd::display(&command));
-    let mut child = command
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start `{}`", cmd::display(&command)))?;
-    let mut counts = Counts::default();
-    if let Some(stdout) = child.stdout.take() {
-        let mut out = std::io::stdout().lock();
-        for line in BufReader::new(stdout).lines() {
-            let line = line.context("reading cargo test output")?;
-            counts.add_line(&line);
-            failures.feed(&line);
-            let _ = writeln!(out, "{line}");
+/// Builds every test binary of the workspace (`cargo test --no-run`), and the real-node tests
+/// (`test = false` in e2e, so `cargo test` alone leaves them out), and returns them as jobs.
+fn build_tests(root: &Path, filter: Option<&str>) -> anyhow::Result<Vec<Job>> {
+    let mut jobs = Vec::new();
+    // `--workspace` for both: the same feature set, so the second build reuses the first.
+    for extra in [&[][..], &["--test", "real"][..]] {
+        let mut command = cmd::cargo();
+        command
+            .args([
+                "test",
+                "--workspace",
+                "--no-run",
+                "--message-format=json-render-diagnostics",
+            ])
+            .args(extra)
+            .current_dir(root);
+        eprintln!("+ {}", cmd::display(&command));
+        let out = command
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("cannot start `{}`", cmd::display(&command)))?;
+        if !out.status.success() {
+            anyhow::bail!("`{}` failed with {}", cmd::display(&command), out.status);
+        }
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some(artifact) = TestArtifact::parse(line) {
+                let harness: &[&str] = if artifact.target == "real" {
+                    // One at a time: each test brings up its own kubelets.
+                    &["--test-threads=1"]
+                } else {
+                    &[]
+                };
+                let job = Job::binary(
+                    &artifact.package,
+                    &artifact.target,
+                    &artifact.executable,
+                    &artifact.dir,
+                    harness,
+                    filter,
+                );
+                if !jobs.iter().any(|j: &Job| j.name == job.name) {
+                    jobs.push(job);
+                }
+            }
         }
     }
-    let status = child.wait().context("waiting for cargo test")?;
-    if !status.success() && counts.failed == 0 {
-        // A build error or a crashed test binary: no `test result` line says so.
-        anyhow::bail!("`cargo test` failed with {status} (build error or crashed test binary)");
+    if !jobs.iter().any(|j| j.name == REAL) {
+        anyhow::bail!("cargo built no {REAL} test binary");
     }
-    Ok(counts)
+    Ok(jobs)
 }
 
-fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+/// A test executable from cargo's JSON messages.
+#[derive(Debug, PartialEq, Eq)]
+struct TestArtifact {
+    package: String,
+    target: String,
+    executable: PathBuf,
+    /// The package's directory: cargo runs its tests there.
+    dir: PathBuf,
+}
+
+impl TestArtifact {
+    /// Reads one line of `--message-format=json` output; `None` unless it is a test executable.
+    fn parse(line: &str) -> Option<Self> {
+        let msg: serde_json::Value = serde_json::from_str(line).ok()?;
+        if msg.get("reason")?.as_str()? != "compiler-artifact"
+            || !msg.pointer("/profile/test")?.as_bool()?
+        {
+            return None;
+        }
+        let executable = PathBuf::from(msg.get("executable")?.as_str()?);
+        let dir = Path::new(msg.get("manifest_path")?.as_str()?)
+            .parent()?
+            .to_owned();
+        Some(TestArtifact {
+            package: package_name(msg.get("package_id")?.as_str()?, &dir)?,
+            target: msg.pointer("/target/name")?.as_str()?.to_owned(),
+            executable,
+            dir,
+        })
+    }
+}
+
+/// The package name in a cargo package id: `path+file:///x/ovn-api#0.1.0` (name = the dir),
+/// `path+file:///x/dir#name@0.1.0`, or the older `name 0.1.0 (path+file:///x)`.
+fn package_name(id: &str, dir: &Path) -> Option<String> {
+    if let Some((_, fragment)) = id.split_once('#') {
+        return match fragment.split_once('@') {
+            Some((name, _)) => Some(name.to_owned()),
+            None => Some(dir.file_name()?.to_string_lossy().into_owned()),
+        };
+    }
+    id.split_whitespace().next().map(str::to_owned)
+}
+
+/// The doc tests (`cargo test --doc`), as one job.
+fn doc_tests(root: &Path, filter: Option<&str>) -> Job {
+    let mut args: Vec<String> = ["test", "--workspace", "--doc"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    if let Some(f) = filter {
+        args.extend(["--".to_owned(), f.to_owned()]);
+    }
+    Job {
+        name: "doc tests".to_owned(),
+        program: PathBuf::from(cmd::cargo().get_program()),
+        args,
+        cwd: root.to_owned(),
+        exclusive: false,
+        cargo: true,
+    }
+}
+
+/// Runs `jobs` in the pool, printing each one's output whole as it ends; returns the counts
+/// of all of them and of the real-node tests.
+fn run_jobs(
+    root: &Path,
+    jobs: Vec<Job>,
+    failures: &mut Failures,
+) -> anyhow::Result<(Counts, Counts)> {
+    let target = crate::images::target_dir(root);
+    let timings_file = target.join("xtask-test-timings.tsv");
+    let timings = test_pool::load_timings(&timings_file);
+    let width = test_pool::jobs_from_env();
+    let jobs = test_pool::order(jobs, &timings);
+    eprintln!("tests: {} jobs, {width} at once", jobs.len());
+    let mut counts = Counts::default();
+    let mut real = Counts::default();
+    let mut took = Vec::new();
+    let mut out = std::io::stdout();
+    test_pool::run(jobs, width, &target.join("xtask-test-logs"), |o| {
+        let mut mine = Counts::default();
+        let _ = writeln!(
+            out,
+            "\n     Finished {} in {:.1} s\n",
+            o.name,
+            o.took.as_secs_f64()
+        );
+        for line in o.output.lines() {
+            mine.add_line(line);
+            failures.feed(line);
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+        if o.success != Some(true) && mine.failed == 0 {
+            // A crash, a build error of the doc tests, or a hang: no `test result` line
+            // counts it, so it counts as one failure here.
+            mine.failed += 1;
+            let why = match o.success {
+                Some(_) => "exited with an error and no failed test (crashed?)",
+                None => "did not start or was killed for running too long",
+            };
+            let last: Vec<&str> = o.output.lines().rev().take(20).collect();
+            failures.feed(&format!("thread '{}' panicked at xtask: {why}", o.name));
+            for line in last.into_iter().rev() {
+                failures.feed(line);
+            }
+            failures.feed("test result: FAILED.");
+        }
+        eprintln!(
+            "tests: {} {} in {:.1} s",
+            o.name,
+            if o.success == Some(true) {
+                "passed"
+            } else {
+                "FAILED"
+            },
+            o.took.as_secs_f64()
+        );
+        counts.passed += mine.passed;
+        counts.failed += mine.failed;
+        counts.ignored += mine.ignored;
+        if o.name == REAL {
+            real = mine;
+        }
+        took.push((o.name, o.took.as_secs_f64()));
+    })?;
+    test_pool::save_timings(&timings_file, &took);
+    Ok((counts, real))
 }
 
 #[cfg(test)]
@@ -408,6 +538,36 @@ mod tests {
         let last = f.excerpts.last().unwrap();
         assert_eq!(last.len(), Failures::LINES);
         assert!(last[1].len() <= Failures::WIDTH + 3);
+    }
+
+    #[test]
+    fn test_executables_are_read_from_cargo_messages_and_the_rest_ignored() {
+        let line = r#"{"reason":"compiler-artifact","package_id":"path+file:///w/ovn-api#0.1.0","manifest_path":"/w/ovn-api/Cargo.toml","target":{"kind":["test"],"name":"client"},"profile":{"test":true},"executable":"/t/debug/deps/client-abc"}"#;
+        assert_eq!(
+            TestArtifact::parse(line),
+            Some(TestArtifact {
+                package: "ovn-api".to_owned(),
+                target: "client".to_owned(),
+                executable: PathBuf::from("/t/debug/deps/client-abc"),
+                dir: PathBuf::from("/w/ovn-api"),
+            })
+        );
+        // A library built for the tests, not a test: no executable, profile.test false.
+        let lib = r#"{"reason":"compiler-artifact","package_id":"path+file:///w/ipam#0.1.0","manifest_path":"/w/ipam/Cargo.toml","target":{"kind":["lib"],"name":"ipam"},"profile":{"test":false},"executable":null}"#;
+        assert_eq!(TestArtifact::parse(lib), None);
+        assert_eq!(
+            TestArtifact::parse(r#"{"reason":"build-finished","success":true}"#),
+            None
+        );
+        assert_eq!(TestArtifact::parse("Compiling x"), None);
+        assert_eq!(
+            package_name("path+file:///w/dir#name@0.1.0", Path::new("/w/dir")).as_deref(),
+            Some("name")
+        );
+        assert_eq!(
+            package_name("crds 0.1.0 (path+file:///w/crds)", Path::new("/w/crds")).as_deref(),
+            Some("crds")
+        );
     }
 
     #[test]
