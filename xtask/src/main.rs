@@ -15,6 +15,7 @@ mod oci;
 mod setup;
 mod test;
 mod test_pool;
+mod values_doc;
 
 use clap::{Parser, Subcommand};
 
@@ -50,6 +51,8 @@ enum Command {
     E2e(e2e::E2eArgs),
     /// Regenerate the CRD YAML in charts/*/crds/ from the `crds` crate.
     Crds,
+    /// Regenerate the values reference (docs/values.md) from the charts' schemas and values.
+    ValuesDoc,
     /// Build the three container images as OCI archives, without Docker (release builds).
     Images(images::ImagesArgs),
     /// The randomized fault schedule (controller kills, NB kills and wipes, same-name pods,
@@ -91,6 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { keep, real: true } => demo::run_real(&root, keep),
         Command::E2e(args) => e2e::run(&root, &args),
         Command::Crds => crds::run(&root),
+        Command::ValuesDoc => values_doc::run(&root),
         Command::Bench(args) => bench::run(&root, &args),
         Command::Chaos(args) => chaos::run(&root, &args),
         Command::Images(args) => images::run(&root, &args),
