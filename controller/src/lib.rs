@@ -27,5 +27,6 @@ pub mod security_group;
 pub mod status;
 pub mod subnet;
 pub mod tenancy;
+pub mod uninstall;
 pub mod vpc;
 pub mod webhook;

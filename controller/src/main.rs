@@ -30,6 +30,19 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     let client = admin::kube_client(options.kubeconfig.as_deref()).await?;
+    if options.remove_finalizers {
+        let report = controller::uninstall::remove_finalizers(&client).await?;
+        tracing::info!(
+            patched = report.patched,
+            untouched = report.untouched,
+            failed = report.failed.len(),
+            "removed Kube-OVN finalizers"
+        );
+        if !report.failed.is_empty() {
+            anyhow::bail!("could not patch: {}", report.failed.join("; "));
+        }
+        return Ok(());
+    }
     let metrics = Arc::new(Metrics::new());
     // Served by every replica, leader or not, so a follower is visibly alive.
     if let Some(addr) = admin::parse_addr("--metrics-addr", &options.metrics_addr)? {

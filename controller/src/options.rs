@@ -80,6 +80,12 @@ pub struct Options {
     /// ConfigMap; there is no fourth image here, see `nat_gateway`.)
     #[arg(long, env = "NAT_GATEWAY_IMAGE", default_value = DEFAULT_NAT_GATEWAY_IMAGE)]
     pub nat_gateway_image: String,
+
+    /// Remove every `kubeovn.io/` finalizer from every Kube-OVN object and exit (0 when all
+    /// went, 1 otherwise), without NB. The charts' post-delete hook runs this after `helm
+    /// uninstall` has removed the controller, so CRs and CRDs can be deleted afterwards.
+    #[arg(long)]
+    pub remove_finalizers: bool,
 }
 
 /// The NAT gateway image when none is given: this release's `kube-ovn-cni` image, as
