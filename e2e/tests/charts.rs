@@ -465,6 +465,48 @@ fn the_charts_run_our_binaries_with_flags_they_accept() {
     let binding = object(&objects, "ClusterRoleBinding//system:vpc-nat-gw");
     assert_eq!(binding["subjects"][0]["namespace"], "kube-system");
 
+    // `helm uninstall`'s post-delete hook: the controller binary removes our finalizers, as an
+    // account that may patch exactly the kinds that carry them, created for the hook only.
+    let job = object(&objects, "Job/kube-system/kube-ovn-uninstall");
+    let c = container(job, "containers", "remove-finalizers");
+    let command = strings(&c["command"]);
+    assert_eq!(command[0], "/kube-ovn/kube-ovn-controller");
+    let opts = controller::options::Options::try_parse_from(command.iter().cloned())
+        .unwrap_or_else(|e| panic!("kube-ovn-controller refuses the hook's {command:?}: {e}"));
+    assert!(opts.remove_finalizers);
+    assert_eq!(
+        c["image"],
+        deploy["spec"]["template"]["spec"]["containers"][0]["image"]
+    );
+    assert_eq!(
+        job["spec"]["template"]["spec"]["serviceAccountName"],
+        "kube-ovn-uninstall"
+    );
+    let role = object(&objects, "ClusterRole//system:kube-ovn-uninstall");
+    let mut plurals = strings(&role["rules"][0]["resources"]);
+    plurals.sort();
+    let mut ours: Vec<String> = controller::uninstall::KINDS
+        .iter()
+        .map(|(_, plural)| (*plural).to_owned())
+        .collect();
+    ours.sort();
+    assert_eq!(plurals, ours);
+    assert_eq!(
+        strings(&role["rules"][0]["verbs"]),
+        ["get", "list", "patch"]
+    );
+    let binding = object(&objects, "ClusterRoleBinding//system:kube-ovn-uninstall");
+    assert_eq!(binding["subjects"][0]["name"], "kube-ovn-uninstall");
+    for hook in [
+        "Job/kube-system/kube-ovn-uninstall",
+        "ServiceAccount/kube-system/kube-ovn-uninstall",
+        "ClusterRole//system:kube-ovn-uninstall",
+        "ClusterRoleBinding//system:kube-ovn-uninstall",
+    ] {
+        let annotations = &object(&objects, hook)["metadata"]["annotations"];
+        assert_eq!(annotations["helm.sh/hook"], "post-delete", "{hook}");
+    }
+
     // The daemon's socket is the NAD's server_socket in the manual.
     let nad = docs(crds::seed::NAD)
         .into_iter()
@@ -1376,6 +1418,8 @@ async fn helm_install_as_written(chart: &str) {
                 "--namespace",
                 "kube-system",
                 "--wait",
+                // No node here can run the post-delete hook's Job; the real-node test runs it.
+                "--no-hooks",
             ],
             Some(plane.kubeconfig()),
         )

@@ -892,4 +892,101 @@ spec:
         hostPath:
           path: /var/run/netns
           type: DirectoryOrCreate
+{{- /*
+`helm uninstall`: once the controller is gone nothing would remove our finalizers, and deleting a
+Subnet, a Vpc, an IP (or the CRDs) would hang. This post-delete hook runs the controller binary
+once with --remove-finalizers (only `kubeovn.io/` ones; other finalizers stay). Its account and
+rights exist only while it runs.
+*/}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: kube-ovn-uninstall
+  namespace: {{ $ns }}
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+  annotations:
+    helm.sh/hook: post-delete
+    helm.sh/hook-weight: "-5"
+    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: system:kube-ovn-uninstall
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+  annotations:
+    helm.sh/hook: post-delete
+    helm.sh/hook-weight: "-5"
+    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+rules:
+- apiGroups: [kubeovn.io]
+  resources: [ips, subnets, vpcs, ippools, security-groups, vpc-nat-gateways, iptables-eips]
+  verbs: [get, list, patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: system:kube-ovn-uninstall
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+  annotations:
+    helm.sh/hook: post-delete
+    helm.sh/hook-weight: "-5"
+    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: system:kube-ovn-uninstall
+subjects:
+- kind: ServiceAccount
+  name: kube-ovn-uninstall
+  namespace: {{ $ns }}
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: kube-ovn-uninstall
+  namespace: {{ $ns }}
+  labels:
+    app: kube-ovn-uninstall
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+  annotations:
+    helm.sh/hook: post-delete
+    helm.sh/hook-weight: "0"
+    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+spec:
+  backoffLimit: 3
+  activeDeadlineSeconds: 240
+  template:
+    metadata:
+      labels:
+        app: kube-ovn-uninstall
+        {{- include "kube-ovn.labels" . | nindent 8 }}
+    spec:
+      serviceAccountName: kube-ovn-uninstall
+      restartPolicy: Never
+      {{- with $cfg.imagePullSecrets }}
+      imagePullSecrets:
+      {{- range . }}
+      - name: {{ . }}
+      {{- end }}
+      {{- end }}
+      nodeSelector:
+        kubernetes.io/os: linux
+      tolerations:
+      - operator: Exists
+        effect: NoSchedule
+      - key: CriticalAddonsOnly
+        operator: Exists
+      containers:
+      - name: remove-finalizers
+        image: {{ $cfg.images.controller }}
+        imagePullPolicy: {{ $cfg.pullPolicy }}
+        command: [/kube-ovn/kube-ovn-controller, --remove-finalizers]
+        env:
+        - name: RUST_LOG
+          value: {{ $cfg.logLevel | quote }}
 {{- end }}

@@ -726,7 +726,43 @@ async fn the_chart_on_two_real_nodes_carries_net1_across_nodes() {
         );
     }
 
+    let kinds = "vpcs,subnets,ips,ippools,security-groups,vpc-nat-gateways,iptables-eips";
+    let ours = |listed: &str| {
+        listed
+            .lines()
+            .filter(|l| l.contains(controller::uninstall::PREFIX))
+            .count()
+    };
+    let listing = &[
+        "get",
+        kinds,
+        "-A",
+        "-o",
+        r#"jsonpath={range .items[*]}{.kind}/{.metadata.name} {.metadata.finalizers}{"\n"}{end}"#,
+    ];
+    let before = cluster.kubectl(listing);
+    assert!(ours(&before) > 0, "nothing of ours to finalize: {before}");
     cluster.uninstall();
+    // The post-delete hook removed our finalizers: with no controller left, the objects can
+    // be deleted (and after them the CRDs).
+    let after = cluster.kubectl(listing);
+    assert_eq!(
+        ours(&after),
+        0,
+        "our finalizers left after helm uninstall:\n{after}"
+    );
+    cluster.kubectl(&[
+        "delete",
+        kinds,
+        "--all",
+        "-A",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    eprintln!(
+        "{} objects with our finalizers before helm uninstall, none after; all deleted",
+        ours(&before)
+    );
     for node in cluster.nodes() {
         let plugin = node.cni_bin_dir().join("kube-ovn");
         assert!(!plugin.exists(), "{} left behind", plugin.display());
