@@ -330,6 +330,27 @@ impl OvnNode {
         Ok(())
     }
 
+    /// Stops `ovn-controller` as an operator's `ovn-appctl exit` does: it removes its chassis
+    /// from the Southbound on the way out, so the ports it had claimed are bound to no chassis.
+    pub fn stop_controller(&self) -> Result<()> {
+        let Some(daemon) = &self.controller else {
+            return Ok(());
+        };
+        let pid = std::fs::read_to_string(&daemon.pidfile)
+            .map_err(io("reading ovn-controller's pidfile"))?;
+        let ctl = self
+            .db
+            .dir()
+            .join(format!("ovn-controller.{}.ctl", pid.trim()));
+        run(Command::new("ovn-appctl")
+            .arg("-t")
+            .arg(&ctl)
+            .args(["--timeout=30", "exit"]))?;
+        // Bounded wait for the process to be gone (it was re-parented by --detach).
+        daemon.stop();
+        Ok(())
+    }
+
     /// The node's Open vSwitch database remote (`unix:...`, reachable from any namespace).
     pub fn db_remote(&self) -> String {
         self.db.remote()
