@@ -263,7 +263,8 @@ impl Gatherer {
         }
     }
 
-    async fn lsp(&self, port: &str) -> Lookup<LspFacts> {
+    /// The logical switch port `port` in Northbound.
+    pub async fn lsp(&self, port: &str) -> Lookup<LspFacts> {
         let found = async {
             let rows = self
                 .rows(
@@ -301,7 +302,8 @@ impl Gatherer {
         lookup(found.await)
     }
 
-    async fn binding(&self, port: &str) -> Lookup<BindingFacts> {
+    /// The Southbound port binding of `port`, with its chassis' name.
+    pub async fn binding(&self, port: &str) -> Lookup<BindingFacts> {
         let found = async {
             let rows = self
                 .rows(
@@ -327,7 +329,8 @@ impl Gatherer {
         lookup(found.await)
     }
 
-    async fn interface(&self, node: &str, port: &str) -> Lookup<InterfaceFacts> {
+    /// The OVS interface of `port` on `node`.
+    pub async fn interface(&self, node: &str, port: &str) -> Lookup<InterfaceFacts> {
         let found = async {
             let rows = self
                 .rows(
@@ -442,7 +445,7 @@ impl Gatherer {
     }
 
     /// The MAC of the port on `switch` that has `ip`.
-    async fn mac_on_switch(&self, switch: &str, ip: IpAddr) -> Result<String, KoError> {
+    pub async fn mac_on_switch(&self, switch: &str, ip: IpAddr) -> Result<String, KoError> {
         let ports: Vec<String> = self
             .rows(
                 Tool::Nbctl,
