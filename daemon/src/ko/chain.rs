@@ -499,7 +499,8 @@ mod tests {
 
     #[test]
     fn each_break_is_named_at_its_link() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut AttachmentFacts)>)> = vec![
+        type Break = Box<dyn Fn(&mut AttachmentFacts)>;
+        let cases: Vec<(&str, Break)> = vec![
             ("NAD", Box::new(|f| f.class = Err("not found".into()))),
             ("Subnet", Box::new(|f| f.subnets.clear())),
             (
