@@ -346,7 +346,18 @@ impl OvnNode {
             .arg("-t")
             .arg(&ctl)
             .args(["--timeout=30", "exit"]))?;
-        // Bounded wait for the process to be gone (it was re-parented by --detach).
+        // The reply comes before the cleanup (deleting its chassis from the SB): give the
+        // process time to finish and exit on its own (bounded; it was re-parented by
+        // --detach, so there is no child to wait on), and only then stop it.
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            for _ in 0..1000 {
+                if nix::sys::signal::kill(pid, None).is_err() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
         daemon.stop();
         Ok(())
     }
