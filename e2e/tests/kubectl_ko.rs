@@ -3,7 +3,8 @@
 //! the same code path as in a cluster except that each ctl tool runs locally instead of through
 //! `kubectl exec` (that command line is unit-tested in `daemon::ko::tools`).
 //!
-//! A pod with a kube-ovn attachment diagnoses clean; `nbctl show` shows its switch; `trace` to
+//! A pod with a kube-ovn attachment diagnoses clean; `nbctl show` shows its switch, `vsctl` and
+//! `ofctl` reach the node's bridge; `trace` to
 //! a second pod on the same subnet ends at that pod's port; then ovn-controller on the node
 //! exits (its chassis leaves the Southbound) and diagnose names the port binding as the first
 //! broken link and exits 1.
@@ -120,6 +121,13 @@ async fn diagnose_trace_and_nbctl_on_a_real_attachment() {
         );
         assert_eq!(out.status.code(), Some(0));
         assert!(stdout(&out).contains("br-int"), "{}", stdout(&out));
+        // ovs-ofctl reaches br-int.mgmt beside the node's database socket.
+        let out = ko(
+            &cluster,
+            &["ofctl", NODE, "dump-flows", "br-int", "table=0"],
+        );
+        assert_eq!(out.status.code(), Some(0));
+        assert!(stdout(&out).contains("priority="), "{}", stdout(&out));
 
         // A trace to the other pod on the subnet ends at its port.
         let b = addr_of(&cluster, "ko-b");
