@@ -4,10 +4,9 @@
 //! `kubectl exec` (that command line is unit-tested in `daemon::ko::tools`).
 //!
 //! A pod with a kube-ovn attachment diagnoses clean; `nbctl show` shows its switch, `vsctl` and
-//! `ofctl` reach the node's bridge; `trace` to
-//! a second pod on the same subnet ends at that pod's port; then ovn-controller on the node
-//! exits (its chassis leaves the Southbound) and diagnose names the port binding as the first
-//! broken link and exits 1.
+//! `ofctl` reach the node's bridge; `trace` to a second pod on the same subnet ends at that pod's
+//! port; then ovn-controller on the node exits (its chassis leaves the Southbound) and diagnose
+//! names the port binding as the first broken link and exits 1.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
 
 use std::process::{Command, Output};
