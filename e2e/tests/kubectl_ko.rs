@@ -142,6 +142,23 @@ async fn diagnose_trace_and_nbctl_on_a_real_attachment() {
                 "the trace does not reach {port_b}:\n{text}"
             );
         }
+        // Off the subnet, the first hop is the VPC's router port.
+        let out = ko(
+            &cluster,
+            &[
+                "trace",
+                "default/ko-a",
+                "--network",
+                "default/ko-net",
+                "10.121.0.5",
+            ],
+        );
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        assert!(
+            text.contains("ingress(dp=\"vpc-ko\""),
+            "the trace never enters the router:\n{text}"
+        );
     });
 
     // Break a link: ovn-controller on the node exits and takes its chassis with it.
