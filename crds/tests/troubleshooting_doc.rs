@@ -58,6 +58,8 @@ const NOT_REASONS: &[(&str, &str)] = &[
     ("KubePods", "a Debug impl's struct name"),
     ("NatCaches", "a Debug impl's struct name"),
     ("Stores", "a Debug impl's struct name"),
+    ("Gatherer", "a Debug impl's struct name (kubectl-ko)"),
+    ("Running", "a pod phase kubectl-ko reads"),
 ];
 
 /// Reasons the code sets that no operator ever sees, so the guide leaves them out.

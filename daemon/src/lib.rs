@@ -25,6 +25,7 @@ pub mod allocation;
 pub mod apply;
 pub mod error;
 pub mod interface;
+pub mod ko;
 pub mod metrics;
 pub mod naming;
 pub mod natgw;

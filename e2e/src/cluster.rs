@@ -420,6 +420,30 @@ impl Cluster {
         self.central.nb_remote()
     }
 
+    /// The cluster's SB remote (`unix:...`).
+    pub fn sb_remote(&self) -> String {
+        self.central.sb_remote()
+    }
+
+    /// The Open vSwitch database remote (`unix:.../db.sock`) of node `node`; the node's
+    /// OpenFlow sockets (`br-int.mgmt`) are in the same directory.
+    pub fn node_ovs_remote(&self, node: &str) -> Option<String> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == node)
+            .map(|n| n.ovn.db_remote())
+    }
+
+    /// Stops `ovn-controller` on node `node` (`ovn-appctl exit`: its chassis leaves the SB).
+    pub fn stop_ovn_controller(&self, node: &str) -> Result<()> {
+        let node = self
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .ok_or_else(|| ClusterError::Yaml(format!("no node {node}")))?;
+        Ok(node.ovn.stop_controller()?)
+    }
+
     /// Runs `ovn-nbctl` against the cluster's NB.
     pub fn nbctl(&self, args: &[&str]) -> Result<String> {
         Ok(self.central.nbctl(args)?)

@@ -330,6 +330,38 @@ impl OvnNode {
         Ok(())
     }
 
+    /// Stops `ovn-controller` as an operator's `ovn-appctl exit` does: it removes its chassis
+    /// from the Southbound on the way out, so the ports it had claimed are bound to no chassis.
+    pub fn stop_controller(&self) -> Result<()> {
+        let Some(daemon) = &self.controller else {
+            return Ok(());
+        };
+        let pid = std::fs::read_to_string(&daemon.pidfile)
+            .map_err(io("reading ovn-controller's pidfile"))?;
+        let ctl = self
+            .db
+            .dir()
+            .join(format!("ovn-controller.{}.ctl", pid.trim()));
+        run(Command::new("ovn-appctl")
+            .arg("-t")
+            .arg(&ctl)
+            .args(["--timeout=30", "exit"]))?;
+        // The reply comes before the cleanup (deleting its chassis from the SB): give the
+        // process time to finish and exit on its own (bounded; it was re-parented by
+        // --detach, so there is no child to wait on), and only then stop it.
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            for _ in 0..1000 {
+                if nix::sys::signal::kill(pid, None).is_err() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        daemon.stop();
+        Ok(())
+    }
+
     /// The node's Open vSwitch database remote (`unix:...`, reachable from any namespace).
     pub fn db_remote(&self) -> String {
         self.db.remote()

@@ -3,7 +3,7 @@
 //! with `ctr -n k8s.io images import`, `kind load image-archive` or `podman load`:
 //!
 //! - `kube-ovn-controller`: the static `kube-ovn-controller` binary, nothing else.
-//! - `kube-ovn-cni`: static `kube-ovn-daemon` and `kube-ovn` (the CNI plugin, copied to the
+//! - `kube-ovn-cni`: static `kube-ovn-daemon`, `kubectl-ko` and `kube-ovn` (the CNI plugin, copied to the
 //!   host by `install-cni.sh`), and Debian's static busybox for that script and the probe
 //!   (see [`static_busybox`]).
 //! - `kube-ovn-ovn`: a Debian root file system with Open vSwitch and OVN (`mmdebstrap`, cached
@@ -30,6 +30,11 @@ pub const REGISTRY: &str = "docker.io/kube-ovn-rs";
 
 /// The images, in build order.
 pub const IMAGES: [&str; 3] = ["kube-ovn-controller", "kube-ovn-cni", "kube-ovn-ovn"];
+
+/// Our binaries in the `kube-ovn-cni` image, under `/kube-ovn/`: the daemon, the CNI plugin
+/// (copied to the host by `install-cni.sh`) and `kubectl-ko` (users copy it out,
+/// docs/kubectl-ko.md). The Dockerfile copies the same list.
+pub const CNI_IMAGE_BINARIES: [&str; 3] = ["kube-ovn-daemon", "kube-ovn", "kubectl-ko"];
 
 /// Images for the real-node tests (L3), made from Debian's static busybox without a registry:
 /// `e2e-pause` is the sandbox (pause) image of each node's containerd (`sleep` forever; the
@@ -206,8 +211,8 @@ pub fn build(root: &Path, out: &Path, images: &[&str]) -> anyhow::Result<Vec<Pat
                 )
             }
             "kube-ovn-cni" => {
-                for binary in [bins.join("kube-ovn-daemon"), bins.join("kube-ovn")] {
-                    require_static(&binary)?;
+                for binary in CNI_IMAGE_BINARIES {
+                    require_static(&bins.join(binary))?;
                 }
                 let mut base = Layer::default();
                 base.copy("/bin/busybox", &static_busybox()?, 0o755)?;
@@ -218,13 +223,10 @@ pub fn build(root: &Path, out: &Path, images: &[&str]) -> anyhow::Result<Vec<Pat
                 }
                 base.dir("/tmp");
                 let mut app = Layer::default();
+                for binary in CNI_IMAGE_BINARIES {
+                    app.copy(&format!("/kube-ovn/{binary}"), &bins.join(binary), 0o755)?;
+                }
                 app.copy(
-                    "/kube-ovn/kube-ovn-daemon",
-                    &bins.join("kube-ovn-daemon"),
-                    0o755,
-                )?
-                .copy("/kube-ovn/kube-ovn", &bins.join("kube-ovn"), 0o755)?
-                .copy(
                     "/kube-ovn/install-cni.sh",
                     &root.join("images/kube-ovn-cni/install-cni.sh"),
                     0o755,
@@ -232,7 +234,10 @@ pub fn build(root: &Path, out: &Path, images: &[&str]) -> anyhow::Result<Vec<Pat
                 (
                     vec![
                         layout.layer("busybox-static (Debian)", &base)?,
-                        layout.layer("kube-ovn-daemon, kube-ovn, install-cni.sh", &app)?,
+                        layout.layer(
+                            "kube-ovn-daemon, kube-ovn, kubectl-ko, install-cni.sh",
+                            &app,
+                        )?,
                     ],
                     ConfigBuilder::default()
                         .entrypoint(strings(&["/kube-ovn/kube-ovn-daemon"]))
@@ -547,6 +552,19 @@ mod tests {
             assert!(
                 shared.contains(&format!("/kube-ovn/{script}")),
                 "charts do not run {script}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_dockerfile_ships_the_same_cni_binaries() {
+        let root = crate::workspace_root().unwrap_or_else(|e| panic!("{e}"));
+        let dockerfile = std::fs::read_to_string(root.join("images/kube-ovn-cni/Dockerfile"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        for binary in CNI_IMAGE_BINARIES {
+            assert!(
+                dockerfile.contains(&format!("release/{binary} /kube-ovn/{binary}\n")),
+                "images/kube-ovn-cni/Dockerfile does not copy {binary}"
             );
         }
     }
