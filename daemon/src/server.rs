@@ -744,7 +744,10 @@ fn port_is_stale(port_uid: Option<&str>, found: Option<&str>) -> bool {
 
 /// Whether the port with `ids` is one of an earlier pod object of the pod `r` names: same
 /// namespace and name, both UIDs known and different.
-fn is_predecessor_port(ids: &std::collections::BTreeMap<&str, &str>, r: &AttachmentRequest) -> bool {
+fn is_predecessor_port(
+    ids: &std::collections::BTreeMap<&str, &str>,
+    r: &AttachmentRequest,
+) -> bool {
     ids.get(keys::POD_NAMESPACE) == Some(&r.pod_namespace.as_str())
         && ids.get(keys::POD_NAME) == Some(&r.pod_name.as_str())
         && !r.pod_uid.is_empty()
@@ -899,8 +902,14 @@ mod tests {
         };
         assert!(is_predecessor_port(&port("p", Some("u1")), &r));
         assert!(!is_predecessor_port(&port("p", Some("u2")), &r), "its own");
-        assert!(!is_predecessor_port(&port("q", Some("u1")), &r), "another pod");
-        assert!(!is_predecessor_port(&port("p", None), &r), "no UID: not known");
+        assert!(
+            !is_predecessor_port(&port("q", Some("u1")), &r),
+            "another pod"
+        );
+        assert!(
+            !is_predecessor_port(&port("p", None), &r),
+            "no UID: not known"
+        );
         let unknown = AttachmentRequest {
             pod_uid: String::new(),
             ..r.clone()

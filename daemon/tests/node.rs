@@ -669,15 +669,11 @@ async fn a_pod_recreated_under_its_name_replaces_its_predecessors_port() {
         .await
         .unwrap();
     let uid_of = |cid: &str| {
-        lab.nodes[0]
-            .ovs
-            .replica()
-            .table("Interface")
-            .and_then(|t| {
-                t.by_name(&host(cid))
-                    .next()
-                    .and_then(|row| row.external_id("pod_uid").map(str::to_owned))
-            })
+        lab.nodes[0].ovs.replica().table("Interface").and_then(|t| {
+            t.by_name(&host(cid))
+                .next()
+                .and_then(|row| row.external_id("pod_uid").map(str::to_owned))
+        })
     };
     assert_eq!(uid_of("ctr-r1").as_deref(), Some("uid-1"));
 
