@@ -2,9 +2,12 @@
 //! gone; switches, routers and DHCP rows whose Subnet or Vpc is gone; port groups, ACLs and
 //! address sets whose SecurityGroup is gone.
 //!
-//! A pod gives its addresses back when it is gone, when it has finished (`Succeeded` or
-//! `Failed`: Jobs, evictions), or when its deletion's grace period has ended; a terminating pod
-//! keeps them until then, since its containers still use them ([`holds_addresses`]).
+//! A pod gives its addresses back when it is gone or when it has finished (`Succeeded` or
+//! `Failed`: Jobs, evictions). A terminating pod keeps them until its object is gone: the
+//! kubelet removes the object only once the containers have stopped, and until then they use
+//! the addresses, whatever its grace period said. Records carry the pod's UID: a record whose
+//! UID is not the one of the pod now under its name belongs to a predecessor and goes
+//! ([`holds_record`]); records from before UIDs are matched by name.
 //!
 //! Runs at start, on an interval, and promptly after a pod with attachments is deleted. Only
 //! our own objects are touched (IP CRs, and NB rows with `external_ids:vendor=kube-ovn`).
@@ -13,7 +16,7 @@
 //! uses the address is written again rather than its address released (by the IP record's
 //! finalizer, see [`crate::ip`]; here for a record whose finalizer was stripped).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crds::naming::{AnnotationKey, parse_annotation_key};
 use crds::{IP, Subnet, Vpc};
@@ -91,14 +94,13 @@ pub async fn release_unwanted(
     Ok(())
 }
 
-/// Whether a pod that exists and has not finished still holds its addresses: yes until its
-/// deletion's grace period has ended (`deletionTimestamp` is when it ends). A terminating pod's
-/// containers run until then, so its address must not go to another pod before.
-pub fn holds_addresses(
-    deletion: Option<k8s_openapi::jiff::Timestamp>,
-    now: k8s_openapi::jiff::Timestamp,
-) -> bool {
-    deletion.is_none_or(|end| end > now)
+/// Whether the pod found under the name record `spec` names (its UID and phase; `None` for the
+/// UID when not known) holds the record's addresses: yes unless it has finished or is another
+/// pod object than the one the record was written for. Terminating counts as holding (see the
+/// module docs).
+pub fn holds_record(spec: &crds::IPSpec, uid: Option<&str>, phase: Option<&str>) -> bool {
+    !matches!(phase, Some("Succeeded" | "Failed"))
+        && ip::owned_by(spec, &spec.namespace, &spec.pod_name, uid)
 }
 
 /// Whether the pod a record names exists now and holds its addresses (a fresh GET, not the
@@ -108,12 +110,8 @@ async fn pod_holds(ctx: &Context, ip: &crds::IPSpec) -> Result<bool, Error> {
     let Some(pod) = pods.get_opt(&ip.pod_name).await? else {
         return Ok(false);
     };
-    let finished = matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded" | "Failed")
-    );
-    let now = k8s_openapi::jiff::Timestamp::now();
-    Ok(!finished && holds_addresses(pod.metadata.deletion_timestamp.as_ref().map(|t| t.0), now))
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    Ok(holds_record(ip, pod.metadata.uid.as_deref(), phase))
 }
 
 /// The StatefulSet name and ordinal of one of its pods' names (`<set>-<ordinal>`).
@@ -170,20 +168,27 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     // Finished pods (Jobs, evictions) give their addresses back; the server filters them.
     let running = ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed");
-    let now = k8s_openapi::jiff::Timestamp::now();
-    let live: BTreeSet<(String, String)> = pods
+    // Terminating pods included: they hold their addresses until their object is gone.
+    let live: BTreeMap<(String, String), String> = pods
         .list_metadata(&running)
         .await?
         .items
         .into_iter()
-        .filter(|p| holds_addresses(p.metadata.deletion_timestamp.as_ref().map(|t| t.0), now))
         .map(|p| {
             (
-                p.metadata.namespace.unwrap_or_default(),
-                p.metadata.name.unwrap_or_default(),
+                (
+                    p.metadata.namespace.unwrap_or_default(),
+                    p.metadata.name.unwrap_or_default(),
+                ),
+                p.metadata.uid.unwrap_or_default(),
             )
         })
         .collect();
+    // Whether a running pod holds the record `spec` (by UID when the record has one).
+    let held = |spec: &crds::IPSpec| {
+        live.get(&(spec.namespace.clone(), spec.pod_name.clone()))
+            .is_some_and(|uid| holds_record(spec, Some(uid), None))
+    };
     let mut recorded = BTreeSet::new();
     for record in &records {
         let key = record.name_any();
@@ -193,9 +198,7 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
             ip::handle_deletion(ctx, &key).await?;
             continue;
         }
-        if record.spec.pod_name.is_empty()
-            || live.contains(&(record.spec.namespace.clone(), record.spec.pod_name.clone()))
-        {
+        if record.spec.pod_name.is_empty() || held(&record.spec) {
             continue;
         }
         if record.spec.pod_type == ip::POD_TYPE_STATEFULSET
@@ -203,10 +206,15 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
         {
             continue;
         }
-        // A fresh look under the attachment's lock: a pod recreated under the same name since
-        // the snapshot may have taken this lease over (its reserve holds the same lock).
+        // A fresh look under the attachment's lock, at the record and at its pod: a pod
+        // recreated under the same name since the snapshot may have taken this lease over, or
+        // had its predecessor's released and written its own record (its reserve holds the
+        // same lock).
         let _lock = ctx.attachment_locks.lock(&key).await;
-        if pod_holds(ctx, &record.spec).await? {
+        let Some(fresh) = ips.get_opt(&key).await? else {
+            continue;
+        };
+        if fresh.meta().deletion_timestamp.is_some() || pod_holds(ctx, &fresh.spec).await? {
             continue;
         }
         tracing::info!(%key, pod = %format!("{}/{}", record.spec.namespace, record.spec.pod_name), "pod is gone; releasing its address");
@@ -220,7 +228,7 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
         .iter()
         .filter(|k| !recorded.contains(*k) && !ctx.pending_ips.contains(k))
         .filter_map(|k| ctx.written_ips.get(k).map(|spec| (k.clone(), spec)))
-        .filter(|(_, spec)| live.contains(&(spec.namespace.clone(), spec.pod_name.clone())))
+        .filter(|(_, spec)| held(spec))
         .collect();
     for (key, spec) in deleted {
         // `false`: written again meanwhile (the pod was reconciled): nothing to do.
@@ -317,13 +325,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_terminating_pod_holds_its_addresses_until_its_grace_period_ends() {
-        let now = k8s_openapi::jiff::Timestamp::from_second(1_000).unwrap();
-        let at = |s| Some(k8s_openapi::jiff::Timestamp::from_second(s).unwrap());
-        assert!(holds_addresses(None, now));
-        assert!(holds_addresses(at(1_030), now), "30 s of grace left");
-        assert!(!holds_addresses(at(1_000), now));
-        assert!(!holds_addresses(at(970), now));
+    fn a_record_is_held_by_its_own_pod_object_until_it_finishes() {
+        let record = |uid: &str| crds::IPSpec {
+            pod_name: "p".into(),
+            namespace: "ns".into(),
+            pod_uid: uid.into(),
+            ..Default::default()
+        };
+        let cases = [
+            // (record's UID, pod's UID, phase, held)
+            ("u1", Some("u1"), None, true),
+            ("u1", Some("u1"), Some("Running"), true),
+            ("u1", Some("u1"), Some("Pending"), true),
+            ("u1", Some("u1"), Some("Succeeded"), false),
+            ("u1", Some("u1"), Some("Failed"), false),
+            // Recreated under the same name: the predecessor's record.
+            ("u1", Some("u2"), Some("Running"), false),
+            // A record from before UIDs, or a pod whose UID is not known: by name.
+            ("", Some("u2"), Some("Running"), true),
+            ("u1", None, None, true),
+            ("u1", Some(""), None, true),
+            ("", None, Some("Failed"), false),
+        ];
+        for (rec, uid, phase, want) in cases {
+            assert_eq!(
+                holds_record(&record(rec), uid, phase),
+                want,
+                "record {rec:?}, pod {uid:?}, {phase:?}"
+            );
+        }
     }
 
     #[test]

@@ -38,12 +38,16 @@ pub fn record(key: &str, spec: IPSpec) -> IP {
     ip
 }
 
+/// Whether `pod` is controlled by a StatefulSet (its addresses outlive the pod object).
+pub fn is_statefulset_pod(pod: &Pod) -> bool {
+    pod.owner_references()
+        .iter()
+        .any(|o| o.kind == "StatefulSet" && o.controller == Some(true))
+}
+
 /// What the record of `pod`'s attachment with `lease` in `subnet` says.
 pub fn spec_for(pod: &Pod, subnet: &str, lease: &ipam::Lease) -> IPSpec {
-    let statefulset = pod
-        .owner_references()
-        .iter()
-        .any(|o| o.kind == "StatefulSet" && o.controller == Some(true));
+    let statefulset = is_statefulset_pod(pod);
     IPSpec {
         pod_name: pod.name_any(),
         namespace: pod.namespace().unwrap_or_default(),
@@ -62,8 +66,27 @@ pub fn spec_for(pod: &Pod, subnet: &str, lease: &ipam::Lease) -> IPSpec {
             .as_ref()
             .and_then(|s| s.node_name.clone())
             .unwrap_or_default(),
+        pod_uid: pod.uid().unwrap_or_default(),
         ..Default::default()
     }
+}
+
+/// Whether the record `spec` was written for the pod `namespace/name` with UID `uid` (`None`
+/// or empty: not known). A record without a UID (written before records carried one) is
+/// matched by name alone; one with a UID belongs to that pod object only, so a pod recreated
+/// under the same name is not its owner (its predecessor is).
+pub fn owned_by(spec: &IPSpec, namespace: &str, name: &str, uid: Option<&str>) -> bool {
+    spec.namespace == namespace
+        && spec.pod_name == name
+        && (spec.pod_uid.is_empty() || uid.is_none_or(|u| u.is_empty() || u == spec.pod_uid))
+}
+
+/// Whether the record `spec` names `namespace/name` but was written for an earlier pod object
+/// of that name (another UID). Its lease is that predecessor's: the pod now under the name
+/// must not take it over as it is, except a StatefulSet pod, whose address outlives the pod
+/// object (upstream's behaviour) and whose record is written again with the new UID.
+pub fn predecessor_of(spec: &IPSpec, namespace: &str, name: &str, uid: Option<&str>) -> bool {
+    spec.namespace == namespace && spec.pod_name == name && !owned_by(spec, namespace, name, uid)
 }
 
 /// The allocator's records of `ips` (read at start, or when a Subnet registers late); an
@@ -377,7 +400,8 @@ pub async fn reconcile(ip: Arc<PartialObjectMeta<IP>>, ctx: Arc<Context>) -> Res
     Ok(Action::await_change())
 }
 
-/// An IP CR is being deleted (its finalizer holds it). If its pod still runs with the address
+/// An IP CR is being deleted (its finalizer holds it). If its pod (the object it was written
+/// for, see [`owned_by`]) still runs with the address
 /// the record is written again (the address stays with the pod: releasing it would hand it to
 /// the next pod while this one uses it); otherwise the attachment is released. Then the
 /// finalizer goes. Run by [`reconcile`], and by the GC as its retry.
@@ -396,11 +420,13 @@ pub async fn handle_deletion(ctx: &Context, name: &str) -> Result<(), Error> {
     let spec = ip.spec.clone();
     let held = ctx.ipam.get(name).is_some();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &spec.namespace);
+    // Live: the very pod object the record was written for (by UID), not finished; a
+    // terminating one too, its containers use the address until its object is gone.
     let live = !spec.pod_name.is_empty()
-        && pods
-            .get_metadata_opt(&spec.pod_name)
-            .await?
-            .is_some_and(|p| p.metadata.deletion_timestamp.is_none());
+        && pods.get_opt(&spec.pod_name).await?.is_some_and(|p| {
+            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+            crate::gc::holds_record(&spec, p.metadata.uid.as_deref(), phase)
+        });
     if held && live && !ctx.releasing_ips.contains(name) {
         // The finalizer goes first: the old record must be gone before its successor is created.
         drop_finalizer(&api, &ip).await?;
@@ -474,6 +500,7 @@ mod tests {
         let mut p = Pod::default();
         p.metadata.name = Some("web-0".into());
         p.metadata.namespace = Some("ns".into());
+        p.metadata.uid = Some("uid-web-0".into());
         p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
             node_name: Some("n1".into()),
             ..Default::default()
@@ -553,6 +580,28 @@ mod tests {
         );
         let plain = spec_for(&pod(Some("ReplicaSet")), "s1", &lease);
         assert_eq!(plain.pod_type, "");
+        assert_eq!(s.pod_uid, "uid-web-0", "the record names its pod object");
+    }
+
+    #[test]
+    fn a_record_with_a_uid_is_owned_by_that_pod_object_only() {
+        let spec = |uid: &str| IPSpec {
+            pod_name: "p".into(),
+            namespace: "ns".into(),
+            pod_uid: uid.into(),
+            ..Default::default()
+        };
+        assert!(owned_by(&spec("u1"), "ns", "p", Some("u1")));
+        assert!(!owned_by(&spec("u1"), "ns", "p", Some("u2")));
+        assert!(predecessor_of(&spec("u1"), "ns", "p", Some("u2")));
+        // Other names: neither owner nor predecessor (a key spelled by two pods).
+        assert!(!owned_by(&spec("u1"), "ns", "q", Some("u1")));
+        assert!(!predecessor_of(&spec("u1"), "ns", "q", Some("u2")));
+        assert!(!predecessor_of(&spec("u1"), "other", "p", Some("u2")));
+        // Records from before UIDs, and pods whose UID is not known: matched by name.
+        assert!(owned_by(&spec(""), "ns", "p", Some("u2")));
+        assert!(owned_by(&spec("u1"), "ns", "p", None));
+        assert!(!predecessor_of(&spec(""), "ns", "p", Some("u2")));
     }
 
     #[test]

@@ -589,16 +589,28 @@ fn allocation_of(
 /// The longest attachment key: it names the attachment's IP CR, a DNS-1123 subdomain.
 const MAX_KEY_LEN: usize = 253;
 
+/// Whose the record of a lease already under a pod's attachment key is (see [`check_key_owner`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyOwner {
+    /// This pod's (or a record that predates UIDs and names it): the lease is reused.
+    This,
+    /// An earlier pod object of the same name (another UID): its lease is released first,
+    /// and this pod gets one of its own.
+    Predecessor,
+}
+
 /// A lease under `key` is reused only by the pod its record names. Keys are
 /// `<pod>.<namespace>.<provider>`, and pod names and providers may hold dots, so two pods can
 /// spell the same key (`a.b` in `c` with provider `d.ovn`, and `a` in `b` with `c.d.ovn`): the
-/// second must not share the first one's address.
-async fn check_key_owner(
-    ctx: &Context,
-    key: &str,
-    namespace: &str,
-    name: &str,
-) -> Result<(), AttachError> {
+/// second must not share the first one's address. Nor may a pod recreated under the name of
+/// one whose record is still there (its record names another UID): that lease is the
+/// predecessor's, except for StatefulSet pods, whose addresses outlive the pod object.
+async fn check_key_owner(ctx: &Context, key: &str, pod: &Pod) -> Result<KeyOwner, AttachError> {
+    let (namespace, name, uid) = (
+        pod.namespace().unwrap_or_default(),
+        pod.name_any(),
+        pod.uid(),
+    );
     let owner = match ctx.written_ips.get(key) {
         Some(spec) => Some(spec),
         None => Api::<crds::IP>::all(ctx.client.clone())
@@ -607,17 +619,28 @@ async fn check_key_owner(
             .map_err(|e| format!("reading IP {key}: {e}"))?
             .map(|ip| ip.spec),
     };
-    match owner {
-        Some(spec) if spec.namespace != namespace || spec.pod_name != name => {
-            Err(AttachError::Failed(format!(
-                "the attachment's key {key} is already the record of pod {}/{} (pod, namespace \
-                 and provider names with dots can spell the same key); use another provider \
-                 name or pod name",
-                spec.namespace, spec.pod_name
-            )))
-        }
-        _ => Ok(()),
+    let Some(spec) = owner else {
+        return Ok(KeyOwner::This);
+    };
+    if spec.namespace != namespace || spec.pod_name != name {
+        return Err(AttachError::Failed(format!(
+            "the attachment's key {key} is already the record of pod {}/{} (pod, namespace \
+             and provider names with dots can spell the same key); use another provider \
+             name or pod name",
+            spec.namespace, spec.pod_name
+        )));
     }
+    // A StatefulSet pod recreated by its StatefulSet keeps the address (its record is written
+    // again with the new UID); a plain pod that merely took the name does not.
+    let statefulset_successor =
+        spec.pod_type == crate::ip::POD_TYPE_STATEFULSET && crate::ip::is_statefulset_pod(pod);
+    let predecessor = crate::ip::predecessor_of(&spec, &namespace, &name, uid.as_deref())
+        && !statefulset_successor;
+    Ok(if predecessor {
+        KeyOwner::Predecessor
+    } else {
+        KeyOwner::This
+    })
 }
 
 async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved, AttachError> {
@@ -637,9 +660,17 @@ async fn reserve(ctx: &Context, pod: &Pod, planned: &Planned) -> Result<Reserved
     }
     // Against the GC releasing this key on an older snapshot (see `ip::Locks`).
     let _lock = ctx.attachment_locks.lock(&key).await;
-    let existed = ctx.ipam.get(&key).is_some();
-    if existed {
-        check_key_owner(ctx, &key, &namespace, &name).await?;
+    let mut existed = ctx.ipam.get(&key).is_some();
+    if existed && check_key_owner(ctx, &key, pod).await? == KeyOwner::Predecessor {
+        // A pod deleted and recreated under its name at once: the lease, record and port are
+        // still the earlier pod object's. They go in the safe order (port, record, address)
+        // before this pod gets its own, so the two never share one.
+        tracing::info!(%key, pod = %format!("{namespace}/{name}"),
+            "the attachment's record is a predecessor's (another pod UID); releasing it first");
+        crate::ip::release(ctx, &key)
+            .await
+            .map_err(|e| format!("releasing the predecessor's attachment {key}: {e}"))?;
+        existed = false;
     }
     // A Subnet refused since it was registered (an invalid edit) keeps serving the addresses
     // it holds, but hands out no new one until it is valid again.

@@ -442,7 +442,7 @@ async fn a_running_attachment_keeps_its_address_when_its_resolution_breaks() {
 /// so the IP CRs of its pods cannot be placed then. While it is invalid it hands out no new
 /// address; once it is valid again it is registered together with those records, so an address
 /// held for a pod is never given to a second one. The holder here is a terminating pod (its
-/// containers use the address until its grace period ends; it asks for nothing meanwhile);
+/// containers use the address until its object is gone; it asks for nothing meanwhile);
 /// before, the Subnet came back empty and the next pod took the terminating pod's address.
 #[tokio::test]
 async fn a_subnet_invalid_at_start_gets_its_pods_addresses_back_when_it_is_valid_again() {
@@ -493,8 +493,8 @@ async fn a_subnet_invalid_at_start_gets_its_pods_addresses_back_when_it_is_valid
     let _ = first.await;
     drop(ctx);
 
-    // While no controller runs, the pod starts terminating (it keeps its address for its grace
-    // period) and the Subnet is edited: an excluded address outside the range (the API takes
+    // While no controller runs, the pod starts terminating (it keeps its address until its
+    // object is gone) and the Subnet is edited: an excluded address outside the range (the API takes
     // it; the controller refuses the Subnet).
     bed.pods()
         .delete(

@@ -128,6 +128,9 @@ spec:
     let (new_uid0, again0) = allocated(&pods, "web-0", &uid0).await;
     assert_ne!(new_uid0, uid0);
     assert_eq!(again0, ip0, "web-0 lost its address across recreation");
+    // The address stayed, and the record now names the new pod object.
+    let record = Api::<IP>::all(client.clone()).get(&key0).await.unwrap();
+    assert_eq!(record.spec.pod_uid, new_uid0);
     let (_, plain_ip) = allocated(&pods, "plain", "").await;
     assert!(plain_ip != ip0 && plain_ip != ip1, "{plain_ip}");
     // A garbage collection in between keeps it too (its StatefulSet still wants web-0).
@@ -457,8 +460,8 @@ async fn a_vpc_nat_gateway_that_cannot_be_realised_says_why() {
     controller.abort();
 }
 
-/// A terminating pod keeps its address, record and port until its grace period ends (its
-/// containers still use them); a finished pod (`Failed`: a Job, an eviction) gives them back.
+/// A terminating pod keeps its address, record and port (its containers still use them); a
+/// finished pod (`Failed`: a Job, an eviction) gives them back.
 #[tokio::test]
 async fn a_terminating_pod_keeps_its_address_and_a_finished_one_gives_it_back() {
     let Bed {
@@ -517,6 +520,186 @@ async fn a_terminating_pod_keeps_its_address_and_a_finished_one_gives_it_back() 
     gone(&client, &done).await;
     assert!(ctx.ipam.get(&done).is_none());
     assert!(!nb_server.nbctl(&["show"]).unwrap().contains(&done));
+}
+
+/// A pod deleted and recreated under the same name at once (no Deployment, same YAML) is
+/// another pod object: the record, lease and port its name finds are its predecessor's. The
+/// new pod's reconcile releases them (port, record, address) and records its own, with its
+/// UID; the GC, finding a predecessor's record while the new pod waits, releases it rather
+/// than keeping it for the new pod's name. Before, the new pod took over the lease and record
+/// as they were.
+#[tokio::test]
+async fn a_pod_recreated_under_its_name_at_once_gets_its_own_record_not_its_predecessors() {
+    let Bed {
+        _cp,
+        client,
+        nb_server,
+        ctx,
+        controller,
+    } = bed().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let ips: Api<IP> = Api::all(client.clone());
+    let pod = |name: &str| -> Pod {
+        yaml(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  annotations: {{k8s.v1.cni.cncf.io/networks: default/sts-net}}\nspec:\n  containers: [{{name: app, image: nginx}}]\n"
+        ))
+    };
+    for name in ["again", "waits"] {
+        pods.create(&PostParams::default(), &pod(name))
+            .await
+            .unwrap();
+    }
+    let (uid1, _) = allocated(&pods, "again", "").await;
+    let (waits_uid1, _) = allocated(&pods, "waits", "").await;
+    let key = format!("again.default.{PROVIDER}");
+    let first = ips.get(&key).await.unwrap();
+    assert_eq!(first.spec.pod_uid, uid1, "the record names its pod object");
+    let lsp_uuid = || {
+        nb_server
+            .nbctl(&[
+                "--bare",
+                "--columns=_uuid",
+                "find",
+                "Logical_Switch_Port",
+                &format!("name={key}"),
+            ])
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let first_port = lsp_uuid();
+    assert!(!first_port.is_empty());
+
+    // From here on nothing runs but what the test calls: the recreation is "at once", before
+    // any collection or deletion handling.
+    controller.abort();
+    let _ = controller.await;
+    for name in ["again", "waits"] {
+        pods.delete(name, &DeleteParams::default().grace_period(0))
+            .await
+            .unwrap();
+        pods.create(&PostParams::default(), &pod(name))
+            .await
+            .unwrap();
+    }
+    let again = pods.get("again").await.unwrap();
+    let uid2 = again.uid().unwrap();
+    assert_ne!(uid2, uid1);
+    controller::pod::reconcile(std::sync::Arc::new(again), ctx.clone())
+        .await
+        .unwrap();
+    let second = ips.get(&key).await.unwrap();
+    assert_eq!(
+        second.spec.pod_uid, uid2,
+        "the record is still the predecessor's"
+    );
+    assert_ne!(
+        second.uid(),
+        first.uid(),
+        "the predecessor's record was taken over, not released and written anew"
+    );
+    assert_ne!(
+        lsp_uuid(),
+        first_port,
+        "the predecessor's port was taken over"
+    );
+    let annotated = pods.get("again").await.unwrap();
+    let address = &annotated.annotations()[&format!("{PROVIDER}.kubernetes.io/ip_address")];
+    assert_eq!(
+        ctx.ipam.get(&key).map(|l| l.ip_address()).as_ref(),
+        Some(address)
+    );
+    assert_eq!(&second.spec.ip_address, address);
+
+    // The GC meets `waits`' predecessor's record while the new `waits` is not reconciled yet:
+    // not the new pod's, so it goes (port, record, address).
+    let waits_key = format!("waits.default.{PROVIDER}");
+    assert_eq!(ips.get(&waits_key).await.unwrap().spec.pod_uid, waits_uid1);
+    let report = controller::gc::collect(&ctx).await.unwrap();
+    assert_eq!(report.ips, 1, "{report:?}");
+    assert!(ips.get_opt(&waits_key).await.unwrap().is_none());
+    assert!(ctx.ipam.get(&waits_key).is_none());
+    assert!(!nb_server.nbctl(&["show"]).unwrap().contains(&waits_key));
+    // `again`'s own record is left alone.
+    assert_eq!(ips.get(&key).await.unwrap().spec.pod_uid, uid2);
+    assert!(ctx.ipam.get(&key).is_some());
+}
+
+/// A terminating pod keeps its address, record and port after its grace period has ended, as
+/// long as its object exists (the kubelet removes it once the containers have stopped; until
+/// then they use the address); a record deleted by hand meanwhile comes back. Once the object
+/// is gone, all of it goes. Before, the GC released them at the end of the grace period.
+#[tokio::test]
+async fn a_terminating_pod_keeps_its_record_past_its_grace_period_until_it_is_gone() {
+    let Bed {
+        _cp,
+        client,
+        nb_server,
+        ctx,
+        controller: _controller,
+    } = bed().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let ips: Api<IP> = Api::all(client.clone());
+    // Bound to a node (there is no kubelet here): the object stays until deleted with no grace.
+    let bound: Pod = yaml(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: lingering\n  namespace: default\n  annotations: {k8s.v1.cni.cncf.io/networks: default/sts-net}\nspec:\n  nodeName: node-gone\n  containers: [{name: app, image: nginx}]\n",
+    );
+    pods.create(&PostParams::default(), &bound).await.unwrap();
+    let (_, address) = allocated(&pods, "lingering", "").await;
+    let key = format!("lingering.default.{PROVIDER}");
+    pods.delete(
+        "lingering",
+        &DeleteParams {
+            grace_period_seconds: Some(1),
+            ..DeleteParams::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ends = pods
+        .get("lingering")
+        .await
+        .unwrap()
+        .meta()
+        .deletion_timestamp
+        .clone()
+        .unwrap()
+        .0;
+    // The grace period has to be over: wait for the clock, not for an event.
+    while k8s_openapi::jiff::Timestamp::now() <= ends {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let report = controller::gc::collect(&ctx).await.unwrap();
+    assert_eq!(report.ips, 0, "{report:?}");
+    assert_eq!(ips.get(&key).await.unwrap().spec.ip_address, address);
+    assert_eq!(
+        ctx.ipam.get(&key).map(|l| l.ip_address()),
+        Some(address.clone())
+    );
+    assert!(nb_server.nbctl(&["show"]).unwrap().contains(&key));
+
+    // Its record deleted by hand meanwhile: the pod still uses the address, so it comes back.
+    let old = ips.get(&key).await.unwrap();
+    ips.delete(&key, &DeleteParams::default()).await.unwrap();
+    let old_uid = old.uid();
+    tokio::time::timeout(
+        WAIT,
+        await_condition(ips.clone(), &key, move |o: Option<&IP>| {
+            o.is_some_and(|ip| ip.uid() != old_uid && ip.meta().deletion_timestamp.is_none())
+        }),
+    )
+    .await
+    .expect("the terminating pod's record was not written again")
+    .unwrap();
+    assert_eq!(ctx.ipam.get(&key).map(|l| l.ip_address()), Some(address));
+
+    // Gone: everything goes.
+    pods.delete("lingering", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    gone(&client, &key).await;
+    lease_gone(&ctx, &key).await;
+    assert!(!nb_server.nbctl(&["show"]).unwrap().contains(&key));
 }
 
 /// A lease whose IP CR is still being created (a slow apiserver) is no orphan: back-to-back

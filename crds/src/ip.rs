@@ -67,6 +67,11 @@ pub struct IPSpec {
     /// `pod` or a workload kind such as `VirtualMachine`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub pod_type: String,
+    /// `metadata.uid` of the pod the record was written for. A pod recreated under the same
+    /// name has another UID: a record naming a different one belongs to its predecessor (empty
+    /// in records written before the field existed, which are matched by name alone).
+    #[serde(rename = "podUID", default, skip_serializing_if = "String::is_empty")]
+    pub pod_uid: String,
 }
 
 impl Validate for IPSpec {
@@ -111,5 +116,30 @@ impl Validate for IPSpec {
 impl Validate for IP {
     fn validate(&self) -> Result<()> {
         crate::validate_object("IP", &self.metadata, &self.spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pod UID is `spec.podUID` on the wire (upstream's spelling), and a record written
+    /// before the field existed reads back with none.
+    #[test]
+    fn the_pod_uid_is_spec_pod_uid_and_optional() {
+        let spec = IPSpec {
+            pod_name: "p".into(),
+            pod_uid: "0b6f5c1e-uid".into(),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["podUID"], "0b6f5c1e-uid");
+        let old: IPSpec =
+            serde_json::from_value(serde_json::json!({"podName": "p", "subnet": "s1"})).unwrap();
+        assert_eq!(old.pod_uid, "");
+        assert!(
+            serde_json::to_value(&old).unwrap().get("podUID").is_none(),
+            "an old record is written back without an empty UID"
+        );
     }
 }

@@ -25,6 +25,9 @@ pub mod keys {
     pub const POD_NAME: &str = "pod_name";
     /// Pod namespace.
     pub const POD_NAMESPACE: &str = "pod_namespace";
+    /// The pod object's `metadata.uid`, when the runtime passed `K8S_POD_UID`: a pod recreated
+    /// under the same name has another, so its predecessor's port is told apart.
+    pub const POD_UID: &str = "pod_uid";
     /// Pod network namespace path.
     pub const POD_NETNS: &str = "pod_netns";
     /// Addresses, comma-joined.
@@ -118,6 +121,8 @@ pub struct PortSpec {
     pub pod_name: String,
     /// Pod namespace.
     pub pod_namespace: String,
+    /// The pod's UID (empty when the runtime did not pass one: not written).
+    pub pod_uid: String,
     /// Pod netns path.
     pub netns: String,
     /// Addresses, comma-joined.
@@ -132,17 +137,22 @@ pub struct PortSpec {
 
 impl PortSpec {
     fn external_ids(&self) -> Datum {
-        string_map([
-            (keys::IFACE_ID, self.iface_id.as_str()),
-            (keys::POD_NAME, self.pod_name.as_str()),
-            (keys::POD_NAMESPACE, self.pod_namespace.as_str()),
-            (keys::POD_NETNS, self.netns.as_str()),
-            (keys::IP, self.ips.as_str()),
-            (keys::CONTAINER_ID, self.container_id.as_str()),
-            (keys::IFNAME, self.ifname.as_str()),
-            (keys::PROVIDER, self.provider.as_str()),
-            EXTERNAL_ID_VENDOR,
-        ])
+        let uid = (!self.pod_uid.is_empty()).then_some((keys::POD_UID, self.pod_uid.as_str()));
+        string_map(
+            [
+                (keys::IFACE_ID, self.iface_id.as_str()),
+                (keys::POD_NAME, self.pod_name.as_str()),
+                (keys::POD_NAMESPACE, self.pod_namespace.as_str()),
+                (keys::POD_NETNS, self.netns.as_str()),
+                (keys::IP, self.ips.as_str()),
+                (keys::CONTAINER_ID, self.container_id.as_str()),
+                (keys::IFNAME, self.ifname.as_str()),
+                (keys::PROVIDER, self.provider.as_str()),
+                EXTERNAL_ID_VENDOR,
+            ]
+            .into_iter()
+            .chain(uid),
+        )
     }
 }
 

@@ -108,6 +108,7 @@ pub fn plan(
         ),
         pod_name: request.pod_name.clone(),
         pod_namespace: request.pod_namespace.clone(),
+        pod_uid: request.pod_uid.clone(),
         netns: request.netns.clone(),
         ips: addresses
             .iter()
@@ -196,6 +197,7 @@ mod tests {
             ifname: "net1".into(),
             pod_name: "p1".into(),
             pod_namespace: "default".into(),
+            pod_uid: "uid-p1".into(),
             provider: "net-a.default.ovn".into(),
             ..AttachmentRequest::default()
         }
@@ -249,6 +251,7 @@ mod tests {
                 iface_id: "p1.default.net-a.default.ovn".into(),
                 pod_name: "p1".into(),
                 pod_namespace: "default".into(),
+                pod_uid: "uid-p1".into(),
                 netns: "/var/run/netns/p1".into(),
                 ips: "10.100.0.5".into(),
                 container_id: "ctr-1".into(),

@@ -67,12 +67,14 @@ pub trait PodSource: Send + Sync + 'static {
         timeout: Duration,
     ) -> impl Future<Output = Result<BTreeMap<String, String>, PodError>> + Send;
 
-    /// Whether the pod exists (used by the sweep of stale ports).
-    fn exists(
+    /// The UID of the pod under that name, `None` when there is none (used by the sweep of
+    /// stale ports: a port of another pod object of that name is its predecessor's). Empty
+    /// when the source does not know UIDs.
+    fn uid(
         &self,
         namespace: &str,
         name: &str,
-    ) -> impl Future<Output = Result<bool, PodError>> + Send;
+    ) -> impl Future<Output = Result<Option<String>, PodError>> + Send;
 
     /// The `spec.mtu` of Subnet `subnet`, if it sets one.
     fn subnet_mtu(&self, subnet: &str) -> impl Future<Output = Option<u32>> + Send;
@@ -187,11 +189,11 @@ impl PodSource for KubePods {
         }
     }
 
-    async fn exists(&self, namespace: &str, name: &str) -> Result<bool, PodError> {
+    async fn uid(&self, namespace: &str, name: &str) -> Result<Option<String>, PodError> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        api.get_opt(name)
+        api.get_metadata_opt(name)
             .await
-            .map(|p| p.is_some())
+            .map(|p| p.map(|p| p.metadata.uid.unwrap_or_default()))
             .map_err(|e| PodError::Api {
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
@@ -217,6 +219,7 @@ impl PodSource for KubePods {
 #[derive(Debug)]
 pub struct StaticPods {
     pods: Mutex<HashMap<(String, String), BTreeMap<String, String>>>,
+    uids: Mutex<HashMap<(String, String), String>>,
     mtus: Mutex<HashMap<String, u32>>,
     changed: watch::Sender<u64>,
 }
@@ -225,6 +228,7 @@ impl Default for StaticPods {
     fn default() -> Self {
         Self {
             pods: Mutex::new(HashMap::new()),
+            uids: Mutex::new(HashMap::new()),
             mtus: Mutex::new(HashMap::new()),
             changed: watch::channel(0).0,
         }
@@ -238,6 +242,13 @@ impl StaticPods {
             pods.insert((namespace.to_owned(), name.to_owned()), annotations);
         }
         self.changed.send_modify(|generation| *generation += 1);
+    }
+
+    /// Sets the UID of a pod (a pod recreated under its name gets another).
+    pub fn set_uid(&self, namespace: &str, name: &str, uid: &str) {
+        if let Ok(mut uids) = self.uids.lock() {
+            uids.insert((namespace.to_owned(), name.to_owned()), uid.to_owned());
+        }
     }
 
     /// Sets the `spec.mtu` a Subnet reports.
@@ -299,8 +310,15 @@ impl PodSource for StaticPods {
         })
     }
 
-    async fn exists(&self, namespace: &str, name: &str) -> Result<bool, PodError> {
-        Ok(self.get(namespace, name).is_some())
+    async fn uid(&self, namespace: &str, name: &str) -> Result<Option<String>, PodError> {
+        let key = (namespace.to_owned(), name.to_owned());
+        Ok(self.get(namespace, name).map(|_| {
+            self.uids
+                .lock()
+                .ok()
+                .and_then(|u| u.get(&key).cloned())
+                .unwrap_or_default()
+        }))
     }
 
     async fn subnet_mtu(&self, subnet: &str) -> Option<u32> {

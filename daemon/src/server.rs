@@ -300,6 +300,7 @@ impl<P: PodSource> CniService<P> {
         let Some(attach) = &plan.attach else {
             return Ok(plan.response);
         };
+        self.remove_predecessors(r).await?;
         let _busy = slot.busy.lock().await;
         if *slot.dels.borrow() != seen {
             return Err(superseded());
@@ -610,6 +611,7 @@ impl<P: PodSource> CniService<P> {
                         iface_id: get(keys::IFACE_ID)?,
                         pod_name: get(keys::POD_NAME)?,
                         pod_namespace: get(keys::POD_NAMESPACE)?,
+                        pod_uid: get(keys::POD_UID).unwrap_or_default(),
                         netns: get(keys::POD_NETNS).unwrap_or_default(),
                         ips: get(keys::IP).unwrap_or_default(),
                         container_id: get(keys::CONTAINER_ID)?,
@@ -664,9 +666,12 @@ impl<P: PodSource> CniService<P> {
         Ok(done)
     }
 
-    /// One sweep: removes ports of pods that no longer exist. Returns how many were removed.
+    /// One sweep: removes ports of pods that no longer exist, and of pods recreated under the
+    /// same name since (the port's `pod_uid` is not the UID of the pod now under the name).
+    /// Returns how many were removed.
     pub async fn sweep(&self) -> Result<u32, Vec<String>> {
-        let owners: Vec<(String, String, String, String)> = {
+        type Owner = (String, String, Option<String>, String, String);
+        let owners: Vec<Owner> = {
             let replica = self.ovs.replica();
             let Some(ifaces) = replica.table("Interface") else {
                 return Ok(0);
@@ -681,6 +686,7 @@ impl<P: PodSource> CniService<P> {
                     Some((
                         ids.get(keys::POD_NAMESPACE)?.to_string(),
                         ids.get(keys::POD_NAME)?.to_string(),
+                        ids.get(keys::POD_UID).map(|u| (*u).to_owned()),
                         ids.get(keys::CONTAINER_ID)?.to_string(),
                         ids.get(keys::IFNAME)?.to_string(),
                     ))
@@ -688,15 +694,66 @@ impl<P: PodSource> CniService<P> {
                 .collect()
         };
         let mut gone = Vec::new();
-        for (ns, name, cid, ifname) in owners {
+        for (ns, name, port_uid, cid, ifname) in owners {
             // An API error keeps the port: only a confirmed absence removes anything.
-            if let Ok(false) = self.pods.exists(&ns, &name).await {
-                tracing::info!(pod = %format!("{ns}/{name}"), %ifname, "removing the port of a pod that no longer exists");
+            let Ok(found) = self.pods.uid(&ns, &name).await else {
+                continue;
+            };
+            if port_is_stale(port_uid.as_deref(), found.as_deref()) {
+                tracing::info!(pod = %format!("{ns}/{name}"), %ifname, %cid,
+                    "removing the port of a pod that no longer exists");
                 gone.push((cid, ifname));
             }
         }
         self.remove_all(&gone).await
     }
+
+    /// Removes the ports a predecessor of the pod `r` names left for the same interface: a pod
+    /// deleted and recreated under its name at once (another UID, another sandbox) whose DEL
+    /// has not come (or never will). Its port binds the same logical switch port as the one
+    /// being added, so it goes first.
+    async fn remove_predecessors(&self, r: &AttachmentRequest) -> Result<(), DaemonError> {
+        let stale = self.attachments(|ids, cid, ifname| {
+            ifname == r.ifname && cid != r.container_id && is_predecessor_port(ids, r)
+        });
+        if stale.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(pod = %format!("{}/{}", r.pod_namespace, r.pod_name), ifname = %r.ifname,
+            ports = stale.len(), "removing the port of the pod's predecessor (another pod UID)");
+        self.remove_all(&stale)
+            .await
+            .map(|_| ())
+            .map_err(|errors| DaemonError::Teardown {
+                what: describe(r, "ADD"),
+                errors,
+            })
+    }
+}
+
+/// Whether a port whose `pod_uid` is `port_uid` is stale when the pod now under its name has
+/// UID `found` (`None`: no pod of that name). Ports without a UID, and pods whose UID is not
+/// known, are matched by name alone.
+fn port_is_stale(port_uid: Option<&str>, found: Option<&str>) -> bool {
+    match (port_uid, found) {
+        (_, None) => true,
+        (Some(port), Some(pod)) => !port.is_empty() && !pod.is_empty() && port != pod,
+        (None, Some(_)) => false,
+    }
+}
+
+/// Whether the port with `ids` is one of an earlier pod object of the pod `r` names: same
+/// namespace and name, both UIDs known and different.
+fn is_predecessor_port(
+    ids: &std::collections::BTreeMap<&str, &str>,
+    r: &AttachmentRequest,
+) -> bool {
+    ids.get(keys::POD_NAMESPACE) == Some(&r.pod_namespace.as_str())
+        && ids.get(keys::POD_NAME) == Some(&r.pod_name.as_str())
+        && !r.pod_uid.is_empty()
+        && ids
+            .get(keys::POD_UID)
+            .is_some_and(|u| !u.is_empty() && *u != r.pod_uid)
 }
 
 /// Whether the port with `ids` belongs to the network of `provider`. Ports written before the
@@ -810,6 +867,54 @@ mod tests {
 
     fn ids<'a>(pairs: &[(&'a str, &'a str)]) -> std::collections::BTreeMap<&'a str, &'a str> {
         pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_port_is_stale_when_its_pod_is_gone_or_was_recreated_under_its_name() {
+        let cases = [
+            // (port's pod_uid, UID of the pod now under the name, stale)
+            (Some("u1"), None, true),
+            (None, None, true),
+            (Some("u1"), Some("u1"), false),
+            (Some("u1"), Some("u2"), true),
+            // Written before `pod_uid`, or a source that does not know UIDs: by name.
+            (None, Some("u2"), false),
+            (Some(""), Some("u2"), false),
+            (Some("u1"), Some(""), false),
+        ];
+        for (port, pod, want) in cases {
+            assert_eq!(port_is_stale(port, pod), want, "port {port:?}, pod {pod:?}");
+        }
+    }
+
+    #[test]
+    fn a_predecessors_port_has_the_pods_name_and_another_uid() {
+        let r = AttachmentRequest {
+            pod_name: "p".into(),
+            pod_namespace: "default".into(),
+            pod_uid: "u2".into(),
+            ..AttachmentRequest::default()
+        };
+        let port = |name: &'static str, uid: Option<&'static str>| {
+            let mut pairs = vec![(keys::POD_NAME, name), (keys::POD_NAMESPACE, "default")];
+            pairs.extend(uid.map(|u| (keys::POD_UID, u)));
+            ids(&pairs)
+        };
+        assert!(is_predecessor_port(&port("p", Some("u1")), &r));
+        assert!(!is_predecessor_port(&port("p", Some("u2")), &r), "its own");
+        assert!(
+            !is_predecessor_port(&port("q", Some("u1")), &r),
+            "another pod"
+        );
+        assert!(
+            !is_predecessor_port(&port("p", None), &r),
+            "no UID: not known"
+        );
+        let unknown = AttachmentRequest {
+            pod_uid: String::new(),
+            ..r.clone()
+        };
+        assert!(!is_predecessor_port(&port("p", Some("u1")), &unknown));
     }
 
     #[test]

@@ -238,6 +238,26 @@ impl Lab {
         netns: &str,
         extra_conf: &str,
     ) -> Result<Option<serde_json::Value>, cni::error::CniError> {
+        self.cni_as(node, command, (pod, ""), cid, netns, extra_conf)
+            .await
+    }
+
+    /// [`Lab::cni_on`] for the pod `(name, uid)`: the runtime passes `K8S_POD_UID` when the
+    /// UID is not empty.
+    async fn cni_as(
+        &self,
+        node: usize,
+        command: &str,
+        (pod, uid): (&str, &str),
+        cid: &str,
+        netns: &str,
+        extra_conf: &str,
+    ) -> Result<Option<serde_json::Value>, cni::error::CniError> {
+        let uid_arg = if uid.is_empty() {
+            String::new()
+        } else {
+            format!(";K8S_POD_UID={uid}")
+        };
         let env: HashMap<String, String> = [
             ("CNI_COMMAND", command.to_owned()),
             ("CNI_CONTAINERID", cid.to_owned()),
@@ -245,7 +265,7 @@ impl Lab {
             ("CNI_IFNAME", "net1".to_owned()),
             (
                 "CNI_ARGS",
-                format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod}"),
+                format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod}{uid_arg}"),
             ),
             ("CNI_PATH", "/opt/cni/bin".to_owned()),
         ]
@@ -629,6 +649,58 @@ async fn status_gc_and_sweep_remove_only_what_is_stale() {
         !links.contains(&daemon::naming::host_ifname("ctr-g", "net1")),
         "{links}"
     );
+}
+
+/// A pod deleted and recreated under its name at once (another UID, another sandbox) whose
+/// predecessor's DEL never came: the new pod's ADD removes the predecessor's port (both bind
+/// the same logical switch port) before adding its own, and the sweep removes the port of a
+/// predecessor whose successor has not been added yet. Ports carry the pod UID.
+#[tokio::test]
+async fn a_pod_recreated_under_its_name_replaces_its_predecessors_port() {
+    let lab = lab().await;
+    let netns: Vec<NetnsGuard> = (0..3)
+        .map(|_| NetnsGuard::create(&unique("kovn-pu")).unwrap())
+        .collect();
+    let path = |i: usize| netns[i].path().to_str().unwrap().to_owned();
+    let host = |cid: &str| daemon::naming::host_ifname(cid, "net1");
+    lab.allocate("pr", "10.100.0.41", "00:00:00:00:00:41", &[]);
+    lab.pods.set_uid("default", "pr", "uid-1");
+    lab.cni_as(0, "ADD", ("pr", "uid-1"), "ctr-r1", &path(0), "")
+        .await
+        .unwrap();
+    let uid_of = |cid: &str| {
+        lab.nodes[0].ovs.replica().table("Interface").and_then(|t| {
+            t.by_name(&host(cid))
+                .next()
+                .and_then(|row| row.external_id("pod_uid").map(str::to_owned))
+        })
+    };
+    assert_eq!(uid_of("ctr-r1").as_deref(), Some("uid-1"));
+
+    // Recreated: same name, another UID and sandbox; the old sandbox's DEL never comes.
+    lab.pods.set_uid("default", "pr", "uid-2");
+    lab.cni_as(0, "ADD", ("pr", "uid-2"), "ctr-r2", &path(1), "")
+        .await
+        .unwrap();
+    assert!(
+        !lab.has_port(0, &host("ctr-r1")),
+        "the predecessor's port was left bound to the same logical switch port"
+    );
+    assert!(lab.has_port(0, &host("ctr-r2")));
+    assert_eq!(uid_of("ctr-r2").as_deref(), Some("uid-2"));
+
+    // The sweep: a predecessor's port whose successor has no port yet goes; the pod's own
+    // port stays.
+    lab.allocate("ps", "10.100.0.42", "00:00:00:00:00:42", &[]);
+    lab.pods.set_uid("default", "ps", "uid-s1");
+    lab.cni_as(0, "ADD", ("ps", "uid-s1"), "ctr-s1", &path(2), "")
+        .await
+        .unwrap();
+    assert_eq!(lab.nodes[0].service.sweep().await.unwrap(), 0);
+    lab.pods.set_uid("default", "ps", "uid-s2");
+    assert_eq!(lab.nodes[0].service.sweep().await.unwrap(), 1);
+    assert!(!lab.has_port(0, &host("ctr-s1")));
+    assert!(lab.has_port(0, &host("ctr-r2")));
 }
 
 #[tokio::test]

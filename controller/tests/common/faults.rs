@@ -266,7 +266,7 @@ pub async fn invariants(bed: &Bed, expected: usize, live: Option<&Context>) -> R
         if let Some(other) = pod_ips.insert(ip.clone(), name.clone()) {
             return Err(format!("{ip} is used by pods {other} and {name}"));
         }
-        pod_attachment.insert(name, (ip, mac));
+        pod_attachment.insert(name, (ip, mac, p.uid().unwrap_or_default()));
     }
 
     let records = Api::<IP>::all(bed.client.clone())
@@ -287,9 +287,17 @@ pub async fn invariants(bed: &Bed, expected: usize, live: Option<&Context>) -> R
             "IP CR {name} in namespace {}",
             ip.spec.namespace
         );
-        let Some((pod_ip, pod_mac)) = pod_attachment.get(&ip.spec.pod_name) else {
+        let Some((pod_ip, pod_mac, pod_uid)) = pod_attachment.get(&ip.spec.pod_name) else {
             return Err(format!("IP CR {name} names a pod that does not exist"));
         };
+        // A record of an earlier pod object of the name (recreated at once) is no record of
+        // this one.
+        ensure!(
+            &ip.spec.pod_uid == pod_uid,
+            "IP CR {name} names pod UID {:?}, the pod {} has {pod_uid:?}",
+            ip.spec.pod_uid,
+            ip.spec.pod_name
+        );
         ensure!(
             name == format!("{}.default.{PROVIDER}", ip.spec.pod_name),
             "IP CR {name} is not named after its pod {}",
