@@ -2,12 +2,12 @@
 //! gone; switches, routers and DHCP rows whose Subnet or Vpc is gone; port groups, ACLs and
 //! address sets whose SecurityGroup is gone.
 //!
-//! A pod gives its addresses back when it is gone or when it has finished (`Succeeded` or
-//! `Failed`: Jobs, evictions). A terminating pod keeps them until its object is gone: the
-//! kubelet removes the object only once the containers have stopped, and until then they use
-//! the addresses, whatever its grace period said. Records carry the pod's UID: a record whose
-//! UID is not the one of the pod now under its name belongs to a predecessor and goes
-//! ([`holds_record`]); records from before UIDs are matched by name.
+//! A pod gives its addresses back when it is gone, when it has finished (`Succeeded` or
+//! `Failed`: Jobs, evictions), or when its deletion's grace period has ended; a terminating pod
+//! keeps them until then, since its containers still use them (as upstream's `isPodAlive`). A
+//! pod stuck terminating on a lost node does not hold its addresses forever. Records carry the
+//! pod's UID: a record whose UID is not the one of the pod now under its name belongs to a
+//! predecessor and goes ([`holds_record`]); records from before UIDs are matched by name.
 //!
 //! Runs at start, on an interval, and promptly after a pod with attachments is deleted. Only
 //! our own objects are touched (IP CRs, and NB rows with `external_ids:vendor=kube-ovn`).
@@ -96,11 +96,31 @@ pub async fn release_unwanted(
 
 /// Whether the pod found under the name record `spec` names (its UID and phase; `None` for the
 /// UID when not known) holds the record's addresses: yes unless it has finished or is another
-/// pod object than the one the record was written for. Terminating counts as holding (see the
-/// module docs).
+/// pod object than the one the record was written for. Whether its deletion's grace period is
+/// over is [`holds_addresses`]'s question.
 pub fn holds_record(spec: &crds::IPSpec, uid: Option<&str>, phase: Option<&str>) -> bool {
     !matches!(phase, Some("Succeeded" | "Failed"))
         && ip::owned_by(spec, &spec.namespace, &spec.pod_name, uid)
+}
+
+/// Whether a pod that exists and has not finished still holds its addresses: yes until its
+/// deletion's grace period has ended (`deletionTimestamp` is when it ends). A terminating pod's
+/// containers run until then, so its address must not go to another pod before.
+pub fn holds_addresses(
+    deletion: Option<k8s_openapi::jiff::Timestamp>,
+    now: k8s_openapi::jiff::Timestamp,
+) -> bool {
+    deletion.is_none_or(|end| end > now)
+}
+
+/// [`holds_record`] and [`holds_addresses`] for `pod`, now.
+pub fn pod_holds_record(spec: &crds::IPSpec, pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    holds_record(spec, pod.metadata.uid.as_deref(), phase)
+        && holds_addresses(
+            pod.metadata.deletion_timestamp.as_ref().map(|t| t.0),
+            k8s_openapi::jiff::Timestamp::now(),
+        )
 }
 
 /// Whether the pod a record names exists now and holds its addresses (a fresh GET, not the
@@ -110,8 +130,7 @@ async fn pod_holds(ctx: &Context, ip: &crds::IPSpec) -> Result<bool, Error> {
     let Some(pod) = pods.get_opt(&ip.pod_name).await? else {
         return Ok(false);
     };
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    Ok(holds_record(ip, pod.metadata.uid.as_deref(), phase))
+    Ok(pod_holds_record(ip, &pod))
 }
 
 /// The StatefulSet name and ordinal of one of its pods' names (`<set>-<ordinal>`).
@@ -168,12 +187,13 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     // Finished pods (Jobs, evictions) give their addresses back; the server filters them.
     let running = ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed");
-    // Terminating pods included: they hold their addresses until their object is gone.
+    let now = k8s_openapi::jiff::Timestamp::now();
     let live: BTreeMap<(String, String), String> = pods
         .list_metadata(&running)
         .await?
         .items
         .into_iter()
+        .filter(|p| holds_addresses(p.metadata.deletion_timestamp.as_ref().map(|t| t.0), now))
         .map(|p| {
             (
                 (
@@ -323,6 +343,16 @@ pub async fn collect(ctx: &Context) -> Result<Report, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_terminating_pod_holds_its_addresses_until_its_grace_period_ends() {
+        let now = k8s_openapi::jiff::Timestamp::from_second(1_000).unwrap();
+        let at = |s| Some(k8s_openapi::jiff::Timestamp::from_second(s).unwrap());
+        assert!(holds_addresses(None, now));
+        assert!(holds_addresses(at(1_030), now), "30 s of grace left");
+        assert!(!holds_addresses(at(1_000), now));
+        assert!(!holds_addresses(at(970), now));
+    }
 
     #[test]
     fn a_record_is_held_by_its_own_pod_object_until_it_finishes() {

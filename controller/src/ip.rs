@@ -421,12 +421,12 @@ pub async fn handle_deletion(ctx: &Context, name: &str) -> Result<(), Error> {
     let held = ctx.ipam.get(name).is_some();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &spec.namespace);
     // Live: the very pod object the record was written for (by UID), not finished; a
-    // terminating one too, its containers use the address until its object is gone.
+    // terminating one too until its grace period ends (its containers use the address).
     let live = !spec.pod_name.is_empty()
-        && pods.get_opt(&spec.pod_name).await?.is_some_and(|p| {
-            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-            crate::gc::holds_record(&spec, p.metadata.uid.as_deref(), phase)
-        });
+        && pods
+            .get_opt(&spec.pod_name)
+            .await?
+            .is_some_and(|p| crate::gc::pod_holds_record(&spec, &p));
     if held && live && !ctx.releasing_ips.contains(name) {
         // The finalizer goes first: the old record must be gone before its successor is created.
         drop_finalizer(&api, &ip).await?;

@@ -625,12 +625,12 @@ async fn a_pod_recreated_under_its_name_at_once_gets_its_own_record_not_its_pred
     assert!(ctx.ipam.get(&key).is_some());
 }
 
-/// A terminating pod keeps its address, record and port after its grace period has ended, as
-/// long as its object exists (the kubelet removes it once the containers have stopped; until
-/// then they use the address); a record deleted by hand meanwhile comes back. Once the object
-/// is gone, all of it goes. Before, the GC released them at the end of the grace period.
+/// A terminating pod keeps its address, record and port during its grace period (a record
+/// deleted by hand meanwhile comes back: the containers still use the address); once the grace
+/// period has ended, the GC gives them back although the object still exists (a pod stuck
+/// terminating on a lost node must not hold its address forever; upstream's `isPodAlive`).
 #[tokio::test]
-async fn a_terminating_pod_keeps_its_record_past_its_grace_period_until_it_is_gone() {
+async fn a_terminating_pod_keeps_its_record_during_its_grace_period_and_not_after() {
     let Bed {
         _cp,
         client,
@@ -640,45 +640,29 @@ async fn a_terminating_pod_keeps_its_record_past_its_grace_period_until_it_is_go
     } = bed().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let ips: Api<IP> = Api::all(client.clone());
-    // Bound to a node (there is no kubelet here): the object stays until deleted with no grace.
-    let bound: Pod = yaml(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: lingering\n  namespace: default\n  annotations: {k8s.v1.cni.cncf.io/networks: default/sts-net}\nspec:\n  nodeName: node-gone\n  containers: [{name: app, image: nginx}]\n",
-    );
-    pods.create(&PostParams::default(), &bound).await.unwrap();
-    let (_, address) = allocated(&pods, "lingering", "").await;
-    let key = format!("lingering.default.{PROVIDER}");
-    pods.delete(
-        "lingering",
-        &DeleteParams {
-            grace_period_seconds: Some(1),
-            ..DeleteParams::default()
-        },
-    )
-    .await
-    .unwrap();
-    let ends = pods
-        .get("lingering")
-        .await
-        .unwrap()
-        .meta()
-        .deletion_timestamp
-        .clone()
-        .unwrap()
-        .0;
-    // The grace period has to be over: wait for the clock, not for an event.
-    while k8s_openapi::jiff::Timestamp::now() <= ends {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // Bound to a node (there is no kubelet here): the objects stay until deleted with no grace.
+    let bound = |name: &str| -> Pod {
+        yaml(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  annotations: {{k8s.v1.cni.cncf.io/networks: default/sts-net}}\nspec:\n  nodeName: node-gone\n  containers: [{{name: app, image: nginx}}]\n"
+        ))
+    };
+    for name in ["lingering", "expired"] {
+        pods.create(&PostParams::default(), &bound(name))
+            .await
+            .unwrap();
     }
-    let report = controller::gc::collect(&ctx).await.unwrap();
-    assert_eq!(report.ips, 0, "{report:?}");
-    assert_eq!(ips.get(&key).await.unwrap().spec.ip_address, address);
-    assert_eq!(
-        ctx.ipam.get(&key).map(|l| l.ip_address()),
-        Some(address.clone())
-    );
-    assert!(nb_server.nbctl(&["show"]).unwrap().contains(&key));
+    let (_, address) = allocated(&pods, "lingering", "").await;
+    let (_, expired_address) = allocated(&pods, "expired", "").await;
+    let key = format!("lingering.default.{PROVIDER}");
+    let expired = format!("expired.default.{PROVIDER}");
+    let delete = |grace| DeleteParams {
+        grace_period_seconds: Some(grace),
+        ..DeleteParams::default()
+    };
+    pods.delete("lingering", &delete(300)).await.unwrap();
+    pods.delete("expired", &delete(1)).await.unwrap();
 
-    // Its record deleted by hand meanwhile: the pod still uses the address, so it comes back.
+    // During the grace period its record, deleted by hand, comes back with the same address.
     let old = ips.get(&key).await.unwrap();
     ips.delete(&key, &DeleteParams::default()).await.unwrap();
     let old_uid = old.uid();
@@ -691,7 +675,34 @@ async fn a_terminating_pod_keeps_its_record_past_its_grace_period_until_it_is_go
     .await
     .expect("the terminating pod's record was not written again")
     .unwrap();
-    assert_eq!(ctx.ipam.get(&key).map(|l| l.ip_address()), Some(address));
+    assert_eq!(
+        ctx.ipam.get(&key).map(|l| l.ip_address()),
+        Some(address.clone())
+    );
+
+    // The other one's grace period has to be over: wait for the clock, not for an event.
+    let ends = pods
+        .get("expired")
+        .await
+        .unwrap()
+        .meta()
+        .deletion_timestamp
+        .clone()
+        .unwrap()
+        .0;
+    while k8s_openapi::jiff::Timestamp::now() <= ends {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let report = controller::gc::collect(&ctx).await.unwrap();
+    assert_eq!(report.ips, 1, "{report:?}");
+    gone(&client, &expired).await;
+    lease_gone(&ctx, &expired).await;
+    assert!(!nb_server.nbctl(&["show"]).unwrap().contains(&expired));
+    assert!(pods.get_opt("expired").await.unwrap().is_some());
+    // The one still in its grace period keeps everything.
+    assert_eq!(ips.get(&key).await.unwrap().spec.ip_address, address);
+    assert!(nb_server.nbctl(&["show"]).unwrap().contains(&key));
+    assert_ne!(address, expired_address);
 
     // Gone: everything goes.
     pods.delete("lingering", &DeleteParams::default().grace_period(0))
