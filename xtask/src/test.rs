@@ -1,21 +1,22 @@
 //! `cargo xtask test`: the whole check that CI runs (`.ci/run`).
 //!
 //! Steps: setup, `cargo fmt --check`, `cargo clippy -D warnings`, `cargo deny check bans licenses
-//! sources`, build (every test binary, `cargo test --no-run`), images (`cargo xtask images`, for
-//! the real nodes), and tests: every test binary (unit tests, integration tests against the
-//! real programs, e2e scenarios, the real nodes of `e2e/tests/real.rs` one test at a time, as
-//! `cargo xtask e2e --real` runs them) and the doc tests, a few binaries at once (see
-//! `test_pool`). Every step runs even after an earlier one failed, so one run shows every
+//! sources`, build (every test binary, `cargo test --no-run`), then the tests and, beside them,
+//! the images (`cargo xtask images`; only the real-node tests need them and wait for them). The
+//! tests: every test binary (unit tests, integration tests against the real programs, e2e
+//! scenarios, the real nodes of `e2e/tests/real.rs` one test at a time, as `cargo xtask e2e
+//! --real` runs them) and the doc tests, a few binaries at once (see `test_pool`). Every step runs even after an earlier one failed, so one run shows every
 //! problem; the summary names the failed steps and the exit code is non-zero.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::test_pool::{self, Job};
+use crate::test_pool::{self, Gate, Job};
 use crate::{cmd, setup};
 
 /// Options of `cargo xtask test`.
@@ -196,28 +197,44 @@ pub fn run(root: &Path, args: &TestArgs) -> anyhow::Result<()> {
     }));
     let built = steps.last().is_some_and(|s| s.ok);
 
-    steps.push(timed("images", || {
-        let built = crate::images::build(
-            root,
-            &crate::images::default_out(root),
-            &crate::images::all(),
-        )?;
-        Ok(format!("{} archives", built.len()))
-    }));
-    let images_ok = steps.last().is_some_and(|s| s.ok);
+    // The images (a release build, then the archives) are built beside the tests: only the
+    // real-node tests need them, and they wait for them without taking a slot. The doc tests
+    // wait for the build to end (both take cargo's lock on the target dir).
+    let images_done: Gate = Arc::new(OnceLock::new());
+    let images_ok: Gate = Arc::new(OnceLock::new());
+    let images = {
+        let root = root.to_owned();
+        let gates = OpenOnDrop([Arc::clone(&images_done), Arc::clone(&images_ok)]);
+        std::thread::spawn(move || {
+            eprintln!("\n== images (built beside the tests) ==");
+            let start = Instant::now();
+            let result = crate::images::build(
+                &root,
+                &crate::images::default_out(&root),
+                &crate::images::all(),
+            )
+            .map(|built| format!("{} archives", built.len()));
+            let _ = gates.0[1].set(result.is_ok());
+            drop(gates);
+            (result, start.elapsed())
+        })
+    };
 
     let mut counts = Counts::default();
     let mut real = Counts::default();
     let mut failures = Failures::default();
-    steps.push(timed("tests", || {
+    let tests = timed("tests", || {
         if !built {
             anyhow::bail!("skipped: the tests did not build");
         }
-        if !images_ok {
-            // The real-node tests need the images; the others run anyway.
-            jobs.retain(|j| j.name != REAL);
+        for job in &mut jobs {
+            if job.name == REAL {
+                job.after = Some(Arc::clone(&images_ok));
+            }
         }
-        jobs.push(doc_tests(root, args.filter.as_deref()));
+        let mut doc = doc_tests(root, args.filter.as_deref());
+        doc.after = Some(Arc::clone(&images_done));
+        jobs.push(doc);
         (counts, real) = run_jobs(root, std::mem::take(&mut jobs), &mut failures)?;
         let detail = format!(
             "{} passed, {} failed, {} ignored (of which real nodes: {} passed, {} failed)",
@@ -225,9 +242,6 @@ pub fn run(root: &Path, args: &TestArgs) -> anyhow::Result<()> {
         );
         if counts.failed > 0 {
             anyhow::bail!("{detail}");
-        }
-        if !images_ok {
-            anyhow::bail!("{detail}; the real-node tests did not run: the images did not build");
         }
         if counts.ignored > 0 {
             anyhow::bail!("{detail}: tests may not be skipped; remove the #[ignore]");
@@ -239,7 +253,17 @@ pub fn run(root: &Path, args: &TestArgs) -> anyhow::Result<()> {
             anyhow::bail!("{detail}: no real-node test ran");
         }
         Ok(detail)
-    }));
+    });
+    let images = match images.join() {
+        Ok((result, took)) => step("images", result, took),
+        Err(_) => step(
+            "images",
+            Err(anyhow::anyhow!("the build panicked")),
+            Duration::ZERO,
+        ),
+    };
+    steps.push(images);
+    steps.push(tests);
 
     let failed_steps: Vec<&str> = steps.iter().filter(|s| !s.ok).map(|s| s.name).collect();
     failures.print();
@@ -282,7 +306,10 @@ fn timed(name: &'static str, f: impl FnOnce() -> anyhow::Result<String>) -> Step
     eprintln!("\n== {name} ==");
     let start = Instant::now();
     let result = f();
-    let took = start.elapsed();
+    step(name, result, start.elapsed())
+}
+
+fn step(name: &'static str, result: anyhow::Result<String>, took: Duration) -> Step {
     match result {
         Ok(detail) => Step {
             name,
@@ -299,6 +326,17 @@ fn timed(name: &'static str, f: impl FnOnce() -> anyhow::Result<String>) -> Step
                 detail: format!("{err:#}"),
             }
         }
+    }
+}
+
+/// Sets every gate still unset to `false` when dropped: a panicking build must not leave the
+/// jobs waiting for it forever. The first gate means "finished", so it is set to `true`.
+struct OpenOnDrop([Gate; 2]);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0[0].set(true);
+        let _ = self.0[1].set(false);
     }
 }
 
@@ -423,6 +461,7 @@ fn doc_tests(root: &Path, filter: Option<&str>) -> Job {
         cwd: root.to_owned(),
         exclusive: false,
         cargo: true,
+        after: None,
     }
 }
 

@@ -7,14 +7,15 @@
 //! (durations of earlier runs are kept beside the build in `xtask-test-timings.tsv`).
 //!
 //! A job that looks at state the whole host shares (every host interface, say) is marked
-//! exclusive and runs alone after the others.
+//! exclusive and runs alone after the others. A job may wait for a [`Gate`] (the real-node
+//! tests for the images, built beside the other tests); it takes no slot while it waits.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -29,6 +30,9 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(25 * 60);
 /// Test binaries that must run alone: they compare state of the whole host before and after.
 const EXCLUSIVE: &[&str] = &["e2e::teardown"];
 
+/// What a job waits for: open once set; `false` means it failed and the job does not run.
+pub type Gate = Arc<OnceLock<bool>>;
+
 /// One test binary (or the doc tests) to run.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -42,6 +46,8 @@ pub struct Job {
     pub exclusive: bool,
     /// `program` is cargo: started without the environment `cargo run` gave xtask.
     pub cargo: bool,
+    /// Starts only once this gate is set; not at all when it is set to `false`.
+    pub after: Option<Gate>,
 }
 
 impl Job {
@@ -65,6 +71,7 @@ impl Job {
             args,
             cwd: dir.to_owned(),
             cargo: false,
+            after: None,
         }
     }
 }
@@ -162,11 +169,18 @@ pub fn run(
 
 fn run_batch(jobs: Vec<Job>, width: usize, log_dir: &Path, done: &mut impl FnMut(Outcome)) {
     let (tx, rx) = mpsc::channel::<Outcome>();
-    let mut queue = jobs.into_iter();
+    let mut queue = jobs;
     let mut running = 0usize;
     loop {
         while running < width {
-            let Some(job) = queue.next() else { break };
+            // The first job in order whose gate (if any) is open.
+            let Some(next) = queue
+                .iter()
+                .position(|j| j.after.as_ref().is_none_or(|g| g.get().is_some()))
+            else {
+                break;
+            };
+            let job = queue.remove(next);
             eprintln!("tests: started {}", job.name);
             let tx = tx.clone();
             let log = log_dir.join(format!("{}.log", job.name.replace("::", "-")));
@@ -175,22 +189,32 @@ fn run_batch(jobs: Vec<Job>, width: usize, log_dir: &Path, done: &mut impl FnMut
             });
             running += 1;
         }
-        if running == 0 {
+        if running == 0 && queue.is_empty() {
             break;
         }
-        match rx.recv() {
+        // Wake up now and then: a gate may open while every slot is busy or none is.
+        match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(outcome) => {
                 running -= 1;
                 done(outcome);
             }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
             // Every sender gone with jobs counted as running cannot happen (each thread sends
-            // once); stop rather than wait forever.
-            Err(_) => break,
+            // once, and `tx` lives here); stop rather than wait forever.
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
 }
 
 fn run_one(job: &Job, log: &Path) -> Outcome {
+    if job.after.as_ref().and_then(|g| g.get()) == Some(&false) {
+        return Outcome {
+            name: job.name.clone(),
+            took: Duration::ZERO,
+            output: "xtask: not started: what it needs failed (see the steps above)\n".to_owned(),
+            success: None,
+        };
+    }
     let start = Instant::now();
     let (output, success) = match spawn(job, log) {
         Ok(child) => wait(child, log),
@@ -278,6 +302,7 @@ mod tests {
             cwd: PathBuf::from("/"),
             exclusive: EXCLUSIVE.contains(&name),
             cargo: false,
+            after: None,
         }
     }
 
@@ -323,6 +348,7 @@ mod tests {
                 cwd: PathBuf::from("/"),
                 exclusive: false,
                 cargo: false,
+                after: None,
             });
         }
         jobs.push(Job {
@@ -332,6 +358,7 @@ mod tests {
             cwd: PathBuf::from("/"),
             exclusive: true,
             cargo: false,
+            after: None,
         });
         let mut seen = Vec::new();
         run(jobs, 2, &dir, |o| seen.push(o)).unwrap();
@@ -350,5 +377,50 @@ mod tests {
         );
         assert_eq!(seen[2].success, Some(true));
         assert!(seen[2].output.contains("out\n") && seen[2].output.contains("err\n"));
+    }
+
+    #[test]
+    fn a_gated_job_waits_without_a_slot_and_is_skipped_when_its_gate_fails() {
+        let dir = std::env::temp_dir().join(format!("xtask-gate-{}", std::process::id()));
+        let open_later: Gate = Arc::new(OnceLock::new());
+        let failed: Gate = Arc::new(OnceLock::new());
+        let _ = failed.set(false);
+        let sh = |name: &str, script: &str, after: Option<Gate>| Job {
+            name: name.to_owned(),
+            program: PathBuf::from("/bin/sh"),
+            args: vec!["-c".to_owned(), script.to_owned()],
+            cwd: PathBuf::from("/"),
+            exclusive: false,
+            cargo: false,
+            after,
+        };
+        let opener = Arc::clone(&open_later);
+        let setter = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(700));
+            let _ = opener.set(true);
+        });
+        // One slot: the gated job is first in order but must not hold the slot while it
+        // waits, so "free" runs first.
+        let jobs = vec![
+            sh("gated", "echo gated", Some(open_later)),
+            sh("free", "echo free", None),
+            sh("skipped", "echo never", Some(failed)),
+        ];
+        let mut seen = Vec::new();
+        run(jobs, 1, &dir, |o| seen.push(o)).unwrap();
+        setter.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let at = |name: &str| seen.iter().position(|o| o.name == name).unwrap();
+        assert_eq!(seen.len(), 3);
+        assert!(
+            at("free") < at("gated"),
+            "the waiting job held the only slot"
+        );
+        let skipped = &seen[at("skipped")];
+        assert_eq!(skipped.success, None);
+        assert!(skipped.output.contains("not started"), "{}", skipped.output);
+        let gated = &seen[at("gated")];
+        assert_eq!(gated.success, Some(true));
+        assert_eq!(gated.output, "gated\n");
     }
 }
