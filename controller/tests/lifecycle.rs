@@ -460,6 +460,14 @@ async fn a_vpc_nat_gateway_that_cannot_be_realised_says_why() {
     controller.abort();
 }
 
+/// A pod on `sts-net` bound to a node that has no kubelet: its deletion waits its whole grace
+/// period, and the object stays until deleted with no grace.
+fn bound(name: &str) -> Pod {
+    yaml(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  annotations: {{k8s.v1.cni.cncf.io/networks: default/sts-net}}\nspec:\n  nodeName: node-gone\n  containers: [{{name: app, image: nginx}}]\n"
+    ))
+}
+
 /// A terminating pod keeps its address, record and port (its containers still use them); a
 /// finished pod (`Failed`: a Job, an eviction) gives them back.
 #[tokio::test]
@@ -472,12 +480,6 @@ async fn a_terminating_pod_keeps_its_address_and_a_finished_one_gives_it_back() 
         controller: _controller,
     } = bed().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    // Bound to a node (there is no kubelet here): the deletion waits its whole grace period.
-    let bound = |name: &str| -> Pod {
-        yaml(&format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  annotations: {{k8s.v1.cni.cncf.io/networks: default/sts-net}}\nspec:\n  nodeName: node-gone\n  containers: [{{name: app, image: nginx}}]\n"
-        ))
-    };
     for name in ["leaving", "done"] {
         pods.create(&PostParams::default(), &bound(name))
             .await
@@ -640,12 +642,6 @@ async fn a_terminating_pod_keeps_its_record_during_its_grace_period_and_not_afte
     } = bed().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let ips: Api<IP> = Api::all(client.clone());
-    // Bound to a node (there is no kubelet here): the objects stay until deleted with no grace.
-    let bound = |name: &str| -> Pod {
-        yaml(&format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  annotations: {{k8s.v1.cni.cncf.io/networks: default/sts-net}}\nspec:\n  nodeName: node-gone\n  containers: [{{name: app, image: nginx}}]\n"
-        ))
-    };
     for name in ["lingering", "expired"] {
         pods.create(&PostParams::default(), &bound(name))
             .await

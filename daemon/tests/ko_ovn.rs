@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use daemon::ko::chain::{BindingFacts, Lookup};
@@ -19,49 +18,12 @@ use e2e::ovn::{OvnCentral, OvnNode, unique};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn vsctl(node: &OvnNode, args: &[&str]) {
-    let out = Command::new("ovs-vsctl")
-        .arg(format!("--db={}", node.db_remote()))
-        .arg("--timeout=30")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "ovs-vsctl {args:?}: {out:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lookups_read_what_ovn_controller_and_northd_wrote() {
     let central = OvnCentral::start().unwrap();
     let mut node = OvnNode::start("kovn-ko").unwrap();
     let chassis = unique("node");
-    vsctl(
-        &node,
-        &[
-            "set",
-            "Open_vSwitch",
-            ".",
-            &format!("external_ids:system-id={chassis}"),
-            &format!("external_ids:ovn-remote={}", central.sb_remote()),
-            "external_ids:ovn-encap-type=geneve",
-            "external_ids:ovn-encap-ip=127.0.0.1",
-            "external_ids:ovn-bridge-datapath-type=netdev",
-        ],
-    );
-    vsctl(
-        &node,
-        &[
-            "--may-exist",
-            "add-br",
-            "br-int",
-            "--",
-            "set",
-            "Bridge",
-            "br-int",
-            "datapath_type=netdev",
-            "fail-mode=secure",
-        ],
-    );
-    node.start_controller().unwrap();
+    node.join(&central.sb_remote(), &chassis).unwrap();
     let (a, b) = ("a.default.net.default.ovn", "b.default.net.default.ovn");
     central.nbctl(&["ls-add", "s1"]).unwrap();
     for (port, addresses) in [
@@ -80,20 +42,18 @@ async fn lookups_read_what_ovn_controller_and_northd_wrote() {
             ])
             .unwrap();
     }
-    vsctl(
-        &node,
-        &[
-            "add-port",
-            "br-int",
-            "tap1",
-            "--",
-            "set",
-            "Interface",
-            "tap1",
-            "type=internal",
-            &format!("external_ids:iface-id={a}"),
-        ],
-    );
+    node.vsctl(&[
+        "add-port",
+        "br-int",
+        "tap1",
+        "--",
+        "set",
+        "Interface",
+        "tap1",
+        "type=internal",
+        &format!("external_ids:iface-id={a}"),
+    ])
+    .unwrap();
 
     let tools = Tools {
         nb: Some(central.nb_remote()),

@@ -330,6 +330,42 @@ impl OvnNode {
         Ok(())
     }
 
+    /// `ovs-vsctl` against the node's database; its output.
+    pub fn vsctl(&self, args: &[&str]) -> Result<String> {
+        run(Command::new("ovs-vsctl")
+            .arg(format!("--db={}", self.db.remote()))
+            .arg("--timeout=30")
+            .args(args))
+    }
+
+    /// Joins the node to `sb_remote` as chassis `chassis` as the daemon does by hand for a
+    /// test that runs without it (geneve to 127.0.0.1, the userspace datapath, `br-int` in
+    /// secure fail mode), then starts `ovn-controller`.
+    pub fn join(&mut self, sb_remote: &str, chassis: &str) -> Result<()> {
+        self.vsctl(&[
+            "set",
+            "Open_vSwitch",
+            ".",
+            &format!("external_ids:system-id={chassis}"),
+            &format!("external_ids:ovn-remote={sb_remote}"),
+            "external_ids:ovn-encap-type=geneve",
+            "external_ids:ovn-encap-ip=127.0.0.1",
+            "external_ids:ovn-bridge-datapath-type=netdev",
+        ])?;
+        self.vsctl(&[
+            "--may-exist",
+            "add-br",
+            "br-int",
+            "--",
+            "set",
+            "Bridge",
+            "br-int",
+            "datapath_type=netdev",
+            "fail-mode=secure",
+        ])?;
+        self.start_controller()
+    }
+
     /// Stops `ovn-controller` as an operator's `ovn-appctl exit` does: it removes its chassis
     /// from the Southbound on the way out, so the ports it had claimed are bound to no chassis.
     pub fn stop_controller(&self) -> Result<()> {

@@ -7,7 +7,6 @@
 //! there.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
 
-use std::process::Command;
 use std::time::Duration;
 
 use e2e::ovn::{OvnCentral, OvnNode, unique};
@@ -24,36 +23,20 @@ fn dump(central: &OvnCentral, replica: &ovn_api::replica::Replica, table: &str) 
     dump_rows(&central.nb_remote(), "OVN_Northbound", &schema).unwrap()
 }
 
-fn vsctl(node: &OvnNode, args: &[&str]) {
-    let out = Command::new("ovs-vsctl")
-        .arg(format!("--db={}", node.db_remote()))
-        .arg("--timeout=30")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ovs-vsctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// An internal port `tap1` on br-int for the logical port `port` (ovn-controller claims it).
 fn plug(node: &OvnNode, port: &str) {
-    vsctl(
-        node,
-        &[
-            "add-port",
-            "br-int",
-            "tap1",
-            "--",
-            "set",
-            "Interface",
-            "tap1",
-            "type=internal",
-            &format!("external_ids:iface-id={port}"),
-        ],
-    );
+    node.vsctl(&[
+        "add-port",
+        "br-int",
+        "tap1",
+        "--",
+        "set",
+        "Interface",
+        "tap1",
+        "type=internal",
+        &format!("external_ids:iface-id={port}"),
+    ])
+    .unwrap();
 }
 
 /// The port's `up` in a dump: `None` when empty.
@@ -93,34 +76,7 @@ async fn lsp_up_set_by_ovn_controller_and_northd_reads_back_typed() {
     let central = OvnCentral::start().unwrap();
     let mut node = OvnNode::start("kovn-up").unwrap();
     let chassis = unique("chassis");
-    vsctl(
-        &node,
-        &[
-            "set",
-            "Open_vSwitch",
-            ".",
-            &format!("external_ids:system-id={chassis}"),
-            &format!("external_ids:ovn-remote={}", central.sb_remote()),
-            "external_ids:ovn-encap-type=geneve",
-            "external_ids:ovn-encap-ip=127.0.0.1",
-            "external_ids:ovn-bridge-datapath-type=netdev",
-        ],
-    );
-    vsctl(
-        &node,
-        &[
-            "--may-exist",
-            "add-br",
-            "br-int",
-            "--",
-            "set",
-            "Bridge",
-            "br-int",
-            "datapath_type=netdev",
-            "fail-mode=secure",
-        ],
-    );
-    node.start_controller().unwrap();
+    node.join(&central.sb_remote(), &chassis).unwrap();
 
     let client = Client::connect(
         ClientConfig::new(central.nb_remote(), "OVN_Northbound")
@@ -150,7 +106,7 @@ async fn lsp_up_set_by_ovn_controller_and_northd_reads_back_typed() {
     expect_up(&central, &client, port, Some(true)).await;
 
     // The port leaves the node: `[true] → [false]`; and comes back.
-    vsctl(&node, &["del-port", "br-int", "tap1"]);
+    node.vsctl(&["del-port", "br-int", "tap1"]).unwrap();
     expect_up(&central, &client, port, Some(false)).await;
     plug(&node, port);
     expect_up(&central, &client, port, Some(true)).await;
