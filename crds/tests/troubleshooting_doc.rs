@@ -43,6 +43,7 @@ const NOT_REASONS: &[(&str, &str)] = &[
     ("IptablesSnatRule", "a Kubernetes kind"),
     ("IptablesDnatRule", "a Kubernetes kind"),
     ("QoSPolicy", "a Kubernetes kind"),
+    ("IPPool", "a Kubernetes kind (the uninstall hook's list)"),
     ("Succeeded", "a pod phase the controller reads"),
     ("Failed", "a pod phase the controller reads"),
     ("True", "a condition status the controller reads"),
