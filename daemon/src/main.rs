@@ -201,6 +201,7 @@ async fn main() -> anyhow::Result<()> {
         }
         tracing::info!("shutting down");
     };
+    let cleaner = service.clone();
     server::serve(listener, service, shutdown).await?;
     // Nothing may put the tunnel NIC back on its bridge while uninstall takes it off.
     if let Some(task) = tunnel_task {
@@ -211,7 +212,7 @@ async fn main() -> anyhow::Result<()> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        undo_if_uninstalled(&opts, owner, &kube_client, &ovs, &host, &known).await;
+        undo_if_uninstalled(&opts, owner, &kube_client, &ovs, &host, &known, &cleaner).await;
     }
     Ok(())
 }
@@ -224,6 +225,7 @@ async fn undo_if_uninstalled(
     ovs: &ovn_api::rpc::Client,
     host: &daemon::netns::Netns,
     known: &tunnel::Recorded,
+    cleaner: &CniService<impl daemon::pods::PodSource>,
 ) {
     let asked = tokio::time::timeout(
         std::time::Duration::from_secs(5),
@@ -253,6 +255,13 @@ async fn undo_if_uninstalled(
             Err(e) => tracing::warn!(path = %uninstall::plugin_path(dir).display(), error = %e,
                 "could not remove the kube-ovn CNI plugin"),
         }
+    }
+    // The pods' attachments: their ports and interfaces go, as at a DEL (the plugin that
+    // would run it is gone).
+    match cleaner.remove_every_attachment().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "removed every attachment's port and interface"),
+        Err(errors) => tracing::warn!(?errors, "could not remove every attachment"),
     }
     if let Some(nic) = opts.tunnel_nic().filter(|_| opts.datapath_type == "netdev") {
         let cfg = tunnel_config(opts, nic);

@@ -7,6 +7,8 @@
 //! credentials refused (the release's ServiceAccount and roles are deleted with it): this is an
 //! uninstall, and the node gets back what the install changed:
 //! - the `kube-ovn` plugin binary in the CNI bin dir (the init container put it there);
+//! - every attachment's OVS port and veth, as a DEL would remove them (the pods keep running
+//!   on their primary network, without their kube-ovn interfaces);
 //! - with `--iface` and the userspace datapath, the tunnel NIC's addresses and routes, put back
 //!   on the NIC ([`crate::tunnel::release`]).
 

@@ -550,14 +550,15 @@ async fn the_v1_chart_installs_on_a_real_node_and_runs_the_manuals_first_example
     assert!(addr.contains("inet 10.100."), "{addr}");
     let logs = cluster.kubectl(&["logs", "-n", "kube-system", "daemonset/kube-ovn-cni"]);
     assert!(logs.contains("multi-network-pod"), "{logs}");
-    cluster.kubectl(&[
-        "delete",
-        "pod",
-        "multi-network-pod",
-        "--wait=true",
-        "--timeout=60s",
-    ]);
+    // Uninstalled with the pod running: the daemon takes its attachment away on the way out
+    // (port and veth, so net1 leaves the pod); the pod keeps eth0.
     cluster.uninstall();
+    let addr = cluster.kubectl(&["exec", "multi-network-pod", "--", "ip", "addr", "show"]);
+    assert!(
+        !addr.contains("net1"),
+        "net1 left after helm uninstall:\n{addr}"
+    );
+    assert!(addr.contains("eth0"), "{addr}");
     cluster.check_fences();
     eprintln!("whole run {:?}", cluster.elapsed());
 }
