@@ -593,26 +593,8 @@ impl<P: PodSource> CniService<P> {
     /// the veth, which takes the pod's interface with it), as at a DEL: on uninstall, so the
     /// node keeps no port of ours. Returns how many.
     pub async fn remove_every_attachment(&self) -> Result<u32, Vec<String>> {
-        let attachments: Vec<(String, String)> = {
-            let replica = self.ovs.replica();
-            let Some(ifaces) = replica.table("Interface") else {
-                return Ok(0);
-            };
-            ifaces
-                .by_external_id(
-                    crds::naming::EXTERNAL_ID_VENDOR.0,
-                    crds::naming::EXTERNAL_ID_VENDOR.1,
-                )
-                .filter_map(|row| {
-                    let ids = ovs::external_ids(row.get("external_ids"));
-                    Some((
-                        ids.get(keys::CONTAINER_ID)?.to_string(),
-                        ids.get(keys::IFNAME)?.to_string(),
-                    ))
-                })
-                .collect()
-        };
-        self.remove_all(&attachments).await
+        let all = self.attachments(|_, _, _| true);
+        self.remove_all(&all).await
     }
 
     /// Takes over the attachments an earlier run of the daemon plumbed (their ports in the

@@ -42,18 +42,7 @@ async fn lookups_read_what_ovn_controller_and_northd_wrote() {
             ])
             .unwrap();
     }
-    node.vsctl(&[
-        "add-port",
-        "br-int",
-        "tap1",
-        "--",
-        "set",
-        "Interface",
-        "tap1",
-        "type=internal",
-        &format!("external_ids:iface-id={a}"),
-    ])
-    .unwrap();
+    node.plug_internal("tap1", a).unwrap();
 
     let tools = Tools {
         nb: Some(central.nb_remote()),

@@ -338,6 +338,22 @@ impl OvnNode {
             .args(args))
     }
 
+    /// An internal port `name` on br-int bound to the logical port `iface_id` (ovn-controller
+    /// claims it).
+    pub fn plug_internal(&self, name: &str, iface_id: &str) -> Result<String> {
+        self.vsctl(&[
+            "add-port",
+            "br-int",
+            name,
+            "--",
+            "set",
+            "Interface",
+            name,
+            "type=internal",
+            &format!("external_ids:iface-id={iface_id}"),
+        ])
+    }
+
     /// Joins the node to `sb_remote` as chassis `chassis` as the daemon does by hand for a
     /// test that runs without it (geneve to 127.0.0.1, the userspace datapath, `br-int` in
     /// secure fail mode), then starts `ovn-controller`.

@@ -25,18 +25,7 @@ fn dump(central: &OvnCentral, replica: &ovn_api::replica::Replica, table: &str) 
 
 /// An internal port `tap1` on br-int for the logical port `port` (ovn-controller claims it).
 fn plug(node: &OvnNode, port: &str) {
-    node.vsctl(&[
-        "add-port",
-        "br-int",
-        "tap1",
-        "--",
-        "set",
-        "Interface",
-        "tap1",
-        "type=internal",
-        &format!("external_ids:iface-id={port}"),
-    ])
-    .unwrap();
+    node.plug_internal("tap1", port).unwrap();
 }
 
 /// The port's `up` in a dump: `None` when empty.

@@ -550,6 +550,39 @@ async fn the_v1_chart_installs_on_a_real_node_and_runs_the_manuals_first_example
     assert!(addr.contains("inet 10.100."), "{addr}");
     let logs = cluster.kubectl(&["logs", "-n", "kube-system", "daemonset/kube-ovn-cni"]);
     assert!(logs.contains("multi-network-pod"), "{logs}");
+    // `kubectl ko` as users run it: by `kubectl exec` into the chart's pods (ovn-central for
+    // the Northbound and Southbound, the node's ovs-ovn pod for its Open vSwitch).
+    let ko = |args: &[&str]| {
+        let out = std::process::Command::new(e2e::cluster::binary("kubectl-ko").unwrap())
+            .arg(format!(
+                "--kubeconfig={}",
+                cluster.plane.kubeconfig().display()
+            ))
+            .arg(format!(
+                "--kubectl={}",
+                cluster
+                    .plane
+                    .kubectl_command()
+                    .get_program()
+                    .to_string_lossy()
+            ))
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("$ kubectl ko {}\n{text}", args.join(" "));
+        assert_eq!(out.status.code(), Some(0), "kubectl ko {args:?}:\n{text}");
+        text
+    };
+    let diagnosed = ko(&["diagnose", "default/multi-network-pod"]);
+    assert!(diagnosed.contains("every link is ok"), "{diagnosed}");
+    assert!(ko(&["nbctl", "show"]).contains("multi-network-pod"));
+    let node = cluster.nodes()[0].name().to_owned();
+    assert!(ko(&["vsctl", &node, "show"]).contains("br-int"));
     // Uninstalled with the pod running: the daemon takes its attachment away on the way out
     // (port and veth, so net1 leaves the pod); the pod keeps eth0.
     cluster.uninstall();
