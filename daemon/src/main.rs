@@ -258,10 +258,14 @@ async fn undo_if_uninstalled(
     }
     // The pods' attachments: their ports and interfaces go, as at a DEL (the plugin that
     // would run it is gone).
-    match cleaner.remove_every_attachment().await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(removed = n, "removed every attachment's port and interface"),
-        Err(errors) => tracing::warn!(?errors, "could not remove every attachment"),
+    let (removed, errors) = cleaner
+        .remove_every_attachment(std::time::Duration::from_secs(5))
+        .await;
+    if removed > 0 {
+        tracing::info!(removed, "removed every attachment's interface");
+    }
+    if !errors.is_empty() {
+        tracing::warn!(?errors, "could not remove every attachment entirely");
     }
     if let Some(nic) = opts.tunnel_nic().filter(|_| opts.datapath_type == "netdev") {
         let cfg = tunnel_config(opts, nic);

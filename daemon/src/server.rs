@@ -131,6 +131,17 @@ impl Slots {
         }
     }
 
+    /// The attachments (container id, ifname) with a plumbed port.
+    fn plumbed(&self) -> Vec<(String, String)> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(_, slot)| slot.port().is_some())
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
     fn all(&self) -> Vec<Arc<Slot>> {
         self.0
             .lock()
@@ -589,12 +600,41 @@ impl<P: PodSource> CniService<P> {
         }
     }
 
-    /// Removes every attachment this node's daemon plumbed (the OVS port and the host end of
-    /// the veth, which takes the pod's interface with it), as at a DEL: on uninstall, so the
-    /// node keeps no port of ours. Returns how many.
-    pub async fn remove_every_attachment(&self) -> Result<u32, Vec<String>> {
-        let all = self.attachments(|_, _, _| true);
-        self.remove_all(&all).await
+    /// Removes every attachment this node's daemon plumbed: on uninstall, so no pod keeps an
+    /// interface of ours. The veths go first, by netlink alone (deleting the host end takes
+    /// the pod's interface with it): `helm uninstall` stops the Open vSwitch pod at the same
+    /// time, so the database may be gone already. Then the OVS ports, as at a DEL, given
+    /// `ovs_budget` (without a database they stay in its file, which uninstall leaves on
+    /// purpose). The attachments are those the database showed last and those this run knows
+    /// (added, or adopted at start). Returns how many veths went, and what failed.
+    pub async fn remove_every_attachment(
+        &self,
+        ovs_budget: std::time::Duration,
+    ) -> (u32, Vec<String>) {
+        let mut all = self.attachments(|_, _, _| true);
+        for key in self.slots.plumbed() {
+            if !all.contains(&key) {
+                all.push(key);
+            }
+        }
+        let mut removed = 0;
+        let mut errors = Vec::new();
+        for (cid, ifname) in &all {
+            let host_ifname = crate::naming::host_ifname(cid, ifname);
+            match interface::unplumb(&self.host, &host_ifname).await {
+                Ok(true) => removed += 1,
+                Ok(false) => {}
+                Err(e) => errors.push(format!("{host_ifname}: {e}")),
+            }
+        }
+        match tokio::time::timeout(ovs_budget, self.remove_all(&all)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => errors.extend(e),
+            Err(_) => errors.push(format!(
+                "the Open vSwitch database did not answer within {ovs_budget:?}: ports left in it"
+            )),
+        }
+        (removed, errors)
     }
 
     /// Takes over the attachments an earlier run of the daemon plumbed (their ports in the

@@ -651,6 +651,34 @@ async fn status_gc_and_sweep_remove_only_what_is_stale() {
     );
 }
 
+/// Uninstall: `helm uninstall` stops the Open vSwitch pod at the same time as the daemon, so
+/// the daemon's cleanup may find the database gone. The pods' interfaces still go (netlink
+/// alone), and what could not be removed from the database is said, within the budget.
+#[tokio::test]
+async fn every_attachment_goes_at_uninstall_even_with_the_ovs_database_gone() {
+    let mut lab = lab().await;
+    let pod = NetnsGuard::create(&unique("kovn-pu")).unwrap();
+    lab.allocate("pu", "10.100.0.41", "00:00:00:00:00:41", &[]);
+    lab.cni("ADD", "pu", "ctr-u", pod.path().to_str().unwrap(), "")
+        .await
+        .unwrap();
+    let links = |ns: &NetnsGuard| {
+        String::from_utf8_lossy(&ns.exec(&["ip", "-o", "link"]).unwrap().stdout).into_owned()
+    };
+    assert!(links(&pod).contains("net1"), "{}", links(&pod));
+    lab.nodes[0].node.kill_db();
+    let (removed, errors) = lab.nodes[0]
+        .service
+        .remove_every_attachment(Duration::from_secs(2))
+        .await;
+    assert_eq!(removed, 1, "{errors:?}");
+    assert!(!links(&pod).contains("net1"), "{}", links(&pod));
+    let host = daemon::naming::host_ifname("ctr-u", "net1");
+    assert!(!links(lab.nodes[0].node.netns()).contains(&host));
+    // The port could not be removed from a database that is gone, and that is said.
+    assert!(!errors.is_empty());
+}
+
 /// A pod deleted and recreated under its name at once (another UID, another sandbox) whose
 /// predecessor's DEL never came: the new pod's ADD removes the predecessor's port (both bind
 /// the same logical switch port) before adding its own, and the sweep removes the port of a

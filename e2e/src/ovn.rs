@@ -338,6 +338,11 @@ impl OvnNode {
             .args(args))
     }
 
+    /// Kills the node's Open vSwitch database server (as when the `ovs-ovn` pod stops).
+    pub fn kill_db(&mut self) {
+        self.db.kill();
+    }
+
     /// An internal port `name` on br-int bound to the logical port `iface_id` (ovn-controller
     /// claims it).
     pub fn plug_internal(&self, name: &str, iface_id: &str) -> Result<String> {
