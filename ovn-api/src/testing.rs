@@ -425,7 +425,39 @@ impl OvsdbCluster {
         for i in 0..n {
             c.restart(i)?;
         }
+        c.wait_for_members(Duration::from_secs(60))?;
         Ok(c)
+    }
+
+    /// Waits until every running member says `Status: cluster member`: a member that
+    /// `join-cluster` made is only joining until the leader has added it, and a leader that
+    /// leaves or dies before that leaves the joiners without a cluster (no leader, ever).
+    pub fn wait_for_members(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let joining: Vec<usize> = (0..self.members.len())
+                .filter(|&i| {
+                    self.is_running(i)
+                        && !self
+                            .status(i)
+                            .is_ok_and(|s| s.contains("Status: cluster member"))
+                })
+                .collect();
+            if joining.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let status: Vec<String> = joining
+                    .iter()
+                    .map(|&i| format!("member {i}: {:?}", self.status(i)))
+                    .collect();
+                return Err(Error::Testing(format!(
+                    "not every member joined the cluster within {timeout:?}: {}",
+                    status.join("; ")
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The database name.
