@@ -136,6 +136,7 @@ impl CniEnv {
             )));
         }
         let pod_uid = args.get("K8S_POD_UID").cloned().unwrap_or_default();
+        validate_pod_uid(&pod_uid).map_err(|e| bad(format!("K8S_POD_UID {pod_uid:?}: {e}")))?;
         Ok(Self {
             command,
             container_id,
@@ -177,6 +178,20 @@ pub fn validate_ifname(name: &str) -> Result<(), String> {
         .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
     {
         return Err("must not contain '/', ':', whitespace or control characters".to_owned());
+    }
+    Ok(())
+}
+
+/// Checks `K8S_POD_UID` (optional: empty is fine). The daemon writes it into the port's
+/// `external_ids` and compares it with the pod's UID, so it must look like one: a UUID from the
+/// API server, or the hex hash kubelet gives a static pod; at most 128 ASCII letters, digits
+/// and `-`.
+pub fn validate_pod_uid(uid: &str) -> Result<(), String> {
+    if uid.len() > 128 {
+        return Err(format!("must be at most 128 bytes long, is {}", uid.len()));
+    }
+    if !uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err("must hold only ASCII letters, digits and '-'".to_owned());
     }
     Ok(())
 }
@@ -282,6 +297,19 @@ mod tests {
                     ("CNI_ARGS", "K8S_POD_NAME=p"),
                 ],
                 "K8S_POD_NAMESPACE",
+            ),
+            (
+                &[
+                    ("CNI_COMMAND", "ADD"),
+                    ("CNI_CONTAINERID", "c1"),
+                    ("CNI_IFNAME", "net1"),
+                    ("CNI_NETNS", "/x"),
+                    (
+                        "CNI_ARGS",
+                        "K8S_POD_NAME=p;K8S_POD_NAMESPACE=n;K8S_POD_UID=a b",
+                    ),
+                ],
+                "K8S_POD_UID \"a b\": must hold only",
             ),
         ];
         for (pairs, want) in cases {

@@ -235,6 +235,7 @@ fn validate(r: &AttachmentRequest, verb: &str) -> Result<(), DaemonError> {
         return Err(bad("container id is required".into()));
     }
     cni::env::validate_ifname(&r.ifname).map_err(|e| bad(format!("interface name: {e}")))?;
+    cni::env::validate_pod_uid(&r.pod_uid).map_err(|e| bad(format!("pod UID: {e}")))?;
     if verb != "DEL" && !r.netns.starts_with('/') {
         return Err(bad(format!("netns {:?} must be an absolute path", r.netns)));
     }
@@ -963,6 +964,34 @@ mod tests {
             ..r.clone()
         };
         assert!(!is_predecessor_port(&port("p", Some("u1")), &unknown));
+    }
+
+    #[test]
+    fn a_request_whose_pod_uid_cannot_be_a_uid_is_refused_by_name() {
+        let good = AttachmentRequest {
+            pod_name: "p".into(),
+            pod_namespace: "default".into(),
+            pod_uid: "0b6f5c1e-7d2a-4c1e-9a43-3f0e6c1d2b7a".into(),
+            container_id: "c1".into(),
+            ifname: "net1".into(),
+            netns: "/var/run/netns/x".into(),
+            provider: "net-a.default.ovn".into(),
+            ..AttachmentRequest::default()
+        };
+        assert!(validate(&good, "ADD").is_ok());
+        let no_uid = AttachmentRequest {
+            pod_uid: String::new(),
+            ..good.clone()
+        };
+        assert!(validate(&no_uid, "ADD").is_ok(), "the UID is optional");
+        for uid in ["a=b,c", "u 1", &"a".repeat(129)] {
+            let bad = AttachmentRequest {
+                pod_uid: uid.into(),
+                ..good.clone()
+            };
+            let e = validate(&bad, "ADD").unwrap_err().to_string();
+            assert!(e.contains("pod UID") && e.contains("default/p"), "{e}");
+        }
     }
 
     #[test]
