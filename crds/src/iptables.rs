@@ -33,7 +33,8 @@ pub struct IptablesEIPSpec {
     /// IPv4 address; allocated from `externalSubnet` when empty.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub v4ip: String,
-    /// IPv6 address.
+    /// IPv6 address: refused with `InvalidSpec` (the gateway translates IPv4 only); the field
+    /// stays so upstream manifests parse.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub v6ip: String,
     /// MAC address.
@@ -267,6 +268,16 @@ impl Validate for IptablesEIPSpec {
                 "spec.v6ip",
                 self.v6ip.as_str(),
                 "not an IPv6 address",
+            ));
+        }
+        // Refused rather than dropped: the gateway's NAT table and its external leg are IPv4
+        // (as upstream's iptables gateway), so an IPv6 EIP would be accepted and never work.
+        if !self.v6ip.is_empty() {
+            return Err(Error::invalid(
+                "spec.v6ip",
+                self.v6ip.as_str(),
+                "IPv6 EIPs are not supported: the VPC NAT gateway translates IPv4 only; \
+                 remove spec.v6ip (spec.v4ip, or none to allocate one)",
             ));
         }
         if !self.mac_address.is_empty() {
@@ -757,6 +768,17 @@ mod tests {
 
     fn r(kind: NatKind, name: &str, reason: &'static str) -> (NatKind, String, &'static str) {
         (kind, name.to_owned(), reason)
+    }
+
+    #[test]
+    fn an_ipv6_eip_is_refused_by_name_not_dropped() {
+        let mut s = Set::new();
+        let mut v6 = (*eip("v6", "gw", "", 2)).clone();
+        v6.spec.v6ip = "2001:db8::10".into();
+        s.eips.push(Arc::new(v6.clone()));
+        assert_eq!(s.reasons(), vec![r(NatKind::Eip, "v6", REASON_INVALID_SPEC)]);
+        let e = v6.spec.validate().unwrap_err().to_string();
+        assert!(e.contains("spec.v6ip") && e.contains("IPv4 only"), "{e}");
     }
 
     #[test]
