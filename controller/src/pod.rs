@@ -163,6 +163,9 @@ pub struct PlanError {
     pub provider: Option<String>,
     /// Whether the network is only not set up yet (a wait, not a failure).
     pub waiting: bool,
+    /// The NAD (namespace, name) the element names when this cache has no such NAD: the pod
+    /// may have come with its NAD in one `kubectl apply`, and the pod watch delivered it first.
+    pub missing_nad: Option<(String, String)>,
 }
 
 impl std::fmt::Display for PlanError {
@@ -201,6 +204,10 @@ pub fn plan_element_for(
         message: e.to_string(),
         provider: None,
         waiting: false,
+        missing_nad: match &e {
+            crds::Error::UnknownNad { namespace, name } => Some((namespace.clone(), name.clone())),
+            _ => None,
+        },
     })?;
     let Some(resolved) = resolved else {
         return Ok(None);
@@ -225,6 +232,7 @@ pub fn plan_element_for(
         waiting: matches!(r, tenancy::Refusal::VpcPending { .. }),
         message: r.to_string(),
         provider: Some(provider.clone()),
+        missing_nad: None,
     })?;
     let gateway_lan = port && gateway_subnet == Some(subnet.as_str());
     Ok(Some(Planned {
@@ -314,6 +322,9 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
     let mut wanted = BTreeSet::new();
     let mut unresolved = false;
     let mut subnet_not_ready = false;
+    // Elements whose NAD the API has and this controller's cache does not (yet): whether
+    // that has lasted (the NAD is older than a young pod's grace), and what to say then.
+    let mut cache_lag: Vec<(bool, String)> = Vec::new();
     // Addresses and records first, element by element; then every port (and its QoS rows) of
     // the pod in one NB transaction.
     let mut reserved = Vec::new();
@@ -331,6 +342,23 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
             Ok(None) => continue,
             Err(e) => {
                 let what = format!("{}: {}", elements[position].nad_key(), e.message);
+                if let Some((nad_ns, nad_name)) = &e.missing_nad
+                    && let Some(nad_age) = nad_age(&ctx, nad_ns, nad_name).await?
+                {
+                    // In the API but not yet in this cache: a moment's wait, no failure.
+                    tracing::info!(pod = %format!("{namespace}/{name}"), nad = %format!("{nad_ns}/{nad_name}"),
+                        "the NetworkAttachmentDefinition is not in the cache yet; retrying");
+                    cache_lag.push((
+                        nad_age >= SUBNET_WAIT_GRACE,
+                        format!(
+                            "{}: NetworkAttachmentDefinition {nad_ns}/{nad_name} exists, but the \
+                             controller's cache has not received it",
+                            elements[position].nad_key()
+                        ),
+                    ));
+                    unresolved = true;
+                    continue;
+                }
                 if e.waiting {
                     subnet_not_ready = true;
                     waits.push(what);
@@ -452,7 +480,7 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
         }
     }
     let retry_key = crate::retry::key_of(pod.as_ref());
-    if failures.is_empty() && waits.is_empty() {
+    if failures.is_empty() && waits.is_empty() && cache_lag.is_empty() {
         ctx.retries.reset(&retry_key);
         Ok(Action::await_change())
     } else {
@@ -473,7 +501,13 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
                 fail(&ctx, &pod, tenancy::ATTACHMENT_FAILED, w).await;
             }
         }
-        let base = if subnet_not_ready {
+        // A cache that lags for longer than a young pod's grace is no moment's wait.
+        for (lasting, lag) in &cache_lag {
+            if *lasting {
+                fail(&ctx, &pod, tenancy::ATTACHMENT_FAILED, lag.clone()).await;
+            }
+        }
+        let base = if subnet_not_ready || !cache_lag.is_empty() {
             RETRY_NOT_READY
         } else {
             RETRY
@@ -487,6 +521,21 @@ fn current_value<'a>(pod: &'a Pod, provider: &str, key: AnnotationKey) -> Option
     pod.annotations()
         .get(&annotation_key(provider, key))
         .map(String::as_str)
+}
+
+/// How long NAD `namespace/name` has existed in the API server (one GET), or None when it does
+/// not: for an element this controller's NAD cache does not know yet.
+async fn nad_age(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<k8s_openapi::jiff::SignedDuration>, Error> {
+    let api: Api<NetworkAttachmentDefinition> = Api::namespaced(ctx.client.clone(), namespace);
+    Ok(api.get_opt(name).await?.map(|nad| {
+        nad.creation_timestamp()
+            .map(|t| k8s_openapi::jiff::Timestamp::now().duration_since(t.0))
+            .unwrap_or_default()
+    }))
 }
 
 async fn fail(ctx: &Context, pod: &Pod, reason: &str, msg: String) {

@@ -249,5 +249,64 @@ spec:
     .unwrap();
     assert!(!nb_server.nbctl(&["show"]).unwrap().contains(&gone));
 
+    // A NAD and its pod applied together (the manual's first example is one file): the pod
+    // watch may deliver the pod before the NAD watch delivers the NAD. That is a moment's
+    // wait, not a failure: every pod is attached and none gets a Warning.
+    for i in 0..8 {
+        let nad: NetworkAttachmentDefinition = yaml(&format!(
+            "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\n\
+             metadata: {{name: together-{i}, namespace: default}}\n\
+             spec:\n  config: '{{\"cniVersion\":\"0.3.1\",\"type\":\"kube-ovn\",\"provider\":\"{PROVIDER}\"}}'\n"
+        ));
+        nads.create(&PostParams::default(), &nad).await.unwrap();
+        pods.create(
+            &PostParams::default(),
+            &pod(&format!("together-{i}"), &format!("together-{i}")),
+        )
+        .await
+        .unwrap();
+    }
+    for i in 0..8 {
+        allocated(&pods, &format!("together-{i}"), PROVIDER).await;
+    }
+    // Ours (the scheduler warns too: this control plane has no nodes): an allocation per
+    // pod (each Event follows its pod's annotations by a moment), and not one Warning.
+    let events_api =
+        Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), "default");
+    let started = std::time::Instant::now();
+    let ours = loop {
+        let ours: Vec<(String, String, String)> = events_api
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|e| {
+                e.involved_object
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("together-"))
+                    && e.reporting_component.as_deref() == Some(controller::context::MANAGER)
+            })
+            .map(|e| {
+                (
+                    e.type_.clone().unwrap_or_default(),
+                    e.reason.clone().unwrap_or_default(),
+                    e.message.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let allocated = ours
+            .iter()
+            .filter(|(_, reason, _)| reason == "AttachmentsAllocated")
+            .count();
+        if allocated == 8 || started.elapsed() > Duration::from_secs(20) {
+            assert_eq!(allocated, 8, "{ours:?}");
+            break ours;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(ours.iter().all(|(t, _, _)| t == "Normal"), "{ours:?}");
+
     controller.abort();
 }
