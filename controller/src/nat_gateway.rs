@@ -501,12 +501,48 @@ pub async fn reconcile(gw: Arc<VpcNatGateway>, ctx: Arc<Context>) -> Result<Acti
     crate::reconciler::finalized(&ctx, FINALIZER, gw, apply, cleanup).await
 }
 
-/// Writes the conditions (when they change) and, for a refusal, a Warning Event.
+/// The gateway's `spec.qosPolicy`, checked: `Ok(None)` without one, `Ok(Some(name))` for an
+/// existing valid QoSPolicy of bindingType `NATGW` (the agent applies it to the external
+/// leg), or why it cannot be used (the gateway runs without a limit meanwhile).
+async fn qos_policy(
+    ctx: &Context,
+    gw: &VpcNatGateway,
+) -> Result<Result<Option<String>, Refusal>, Error> {
+    use crds::qos_policy::{QoSBindingType, QoSPolicy};
+    let Some(name) = gw.spec.qos_policy.as_deref().filter(|p| !p.is_empty()) else {
+        return Ok(Ok(None));
+    };
+    let unlimited = "the gateway runs without a bandwidth limit until it is fixed";
+    let policy = Api::<QoSPolicy>::all(ctx.client.clone())
+        .get_opt(name)
+        .await?;
+    Ok(match policy {
+        None => Err(refusal(
+            "QoSPolicyNotFound",
+            format!("spec.qosPolicy names QoSPolicy {name}, which does not exist; {unlimited}"),
+        )),
+        Some(p) if p.spec.binding_type != QoSBindingType::NatGw => Err(refusal(
+            "QoSPolicyInvalid",
+            format!(
+                "QoSPolicy {name} has bindingType EIP; a VpcNatGateway's policy needs \
+                 bindingType NATGW; {unlimited}"
+            ),
+        )),
+        Some(p) => match p.validate() {
+            Err(e) => Err(refusal("QoSPolicyInvalid", format!("{e}; {unlimited}"))),
+            Ok(()) => Ok(Some(name.to_owned())),
+        },
+    })
+}
+
+/// Writes the conditions and `status.qosPolicy` (when they change) and, for a refusal, a
+/// Warning Event.
 async fn report(
     ctx: &Context,
     gw: &VpcNatGateway,
     validated: Result<(), &Refusal>,
     ready: (bool, &str, String),
+    qos: Option<&str>,
 ) -> Result<(), Error> {
     let name = gw.name_any();
     let generation = gw.meta().generation;
@@ -533,6 +569,8 @@ async fn report(
         status::condition(READY, ready.0, ready.1, ready.2.clone(), generation),
         status::now(),
     );
+    let qos = qos.unwrap_or_default();
+    changed |= gw.status.as_ref().map_or("", |s| s.qos_policy.as_str()) != qos;
     if !changed {
         return Ok(());
     }
@@ -540,7 +578,10 @@ async fn report(
     status::apply(
         &api,
         gw,
-        [("conditions", serde_json::json!(conditions))],
+        [
+            ("conditions", serde_json::json!(conditions)),
+            ("qosPolicy", serde_json::json!(qos)),
+        ],
         &[],
     )
     .await?;
@@ -564,7 +605,7 @@ async fn apply(gw: &VpcNatGateway, ctx: &Context) -> Result<Action, Error> {
                 r.0.as_str(),
                 format!("VpcNatGateway {name}: {}", r.1),
             );
-            report(ctx, gw, Err(&r), ready).await?;
+            report(ctx, gw, Err(&r), ready, None).await?;
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
     };
@@ -578,7 +619,7 @@ async fn apply(gw: &VpcNatGateway, ctx: &Context) -> Result<Action, Error> {
                 r.0.as_str(),
                 format!("VpcNatGateway {name}: {}", r.1),
             );
-            report(ctx, gw, Err(&r), ready).await?;
+            report(ctx, gw, Err(&r), ready, None).await?;
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
         LanIp::Held => None,
@@ -638,7 +679,10 @@ async fn apply(gw: &VpcNatGateway, ctx: &Context) -> Result<Action, Error> {
             format!("waiting for pod {pod} to become ready"),
         )
     };
-    report(ctx, gw, Ok(()), verdict).await?;
+    match qos_policy(ctx, gw).await? {
+        Ok(qos) => report(ctx, gw, Ok(()), verdict, qos.as_deref()).await?,
+        Err(r) => report(ctx, gw, Err(&r), verdict, None).await?,
+    }
     Ok(Action::requeue(Duration::from_secs(60)))
 }
 

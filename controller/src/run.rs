@@ -554,6 +554,17 @@ fn nat_controllers(
             .map(|g| ObjectRef::from(g.as_ref()))
             .collect::<Vec<_>>()
     };
+    // A QoSPolicy appearing or changing re-checks the gateways that name it (`spec.qosPolicy`).
+    let gateway_store = ctx.nat.gateways.clone();
+    let by_qos_policy = move |q: crds::qos_policy::QoSPolicy| {
+        let name = q.name_any();
+        gateway_store
+            .state()
+            .iter()
+            .filter(|g| g.spec.qos_policy.as_deref() == Some(name.as_str()))
+            .map(|g| ObjectRef::from(g.as_ref()))
+            .collect::<Vec<_>>()
+    };
     let gateways = reconciler::run(
         Controller::new(
             Api::<VpcNatGateway>::all(client.clone()),
@@ -571,6 +582,11 @@ fn nat_controllers(
                     .get(nat_gateway::LABEL_GATEWAY_NAME)
                     .map(|g| ObjectRef::new(g))
             },
+        )
+        .watches(
+            Api::<crds::qos_policy::QoSPolicy>::all(client.clone()),
+            watcher::Config::default(),
+            by_qos_policy,
         )
         .watches_shared_stream(spec_changes(&ctx.vpc_changes, ctx.vpcs.clone()), by_vpc)
         .watches_shared_stream(

@@ -362,6 +362,78 @@ async fn the_manuals_gateway_runs_admitted_and_routes_once_ready() {
     .expect("the StatefulSet never followed the spec")
     .unwrap();
 
+    // spec.qosPolicy naming a QoSPolicy that does not exist yet: Validated=False with a
+    // Warning, the gateway keeps running; a policy of the wrong bindingType is refused too;
+    // once the policy is a NATGW one (its change alone triggers the check), it is in effect.
+    gateways
+        .patch(
+            "vpc-nat-gw",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"qosPolicy": "gw-limit"}})),
+        )
+        .await
+        .unwrap();
+    let g = wait_condition(
+        &gateways,
+        "vpc-nat-gw",
+        "Validated=False QoSPolicyNotFound",
+        gw_conditions,
+        is(ConditionStatus::False, "QoSPolicyNotFound"),
+        VALIDATED,
+    )
+    .await;
+    assert!(
+        find_condition(&gw_conditions(&g), READY)
+            .is_some_and(|c| c.status == ConditionStatus::True),
+        "the gateway still runs: {:?}",
+        g.status
+    );
+    assert!(
+        warnings(&client, "VpcNatGateway", "vpc-nat-gw")
+            .await
+            .iter()
+            .any(|w| w.contains("QoSPolicyNotFound") && w.contains("gw-limit")),
+        "a Warning names the policy"
+    );
+    let policies: Api<crds::QoSPolicy> = Api::all(client.clone());
+    let policy: crds::QoSPolicy = yaml(
+        "apiVersion: kubeovn.io/v1\nkind: QoSPolicy\nmetadata: {name: gw-limit}\nspec:\n  bindingType: EIP\n  bandwidthLimitRules:\n  - {name: in, direction: ingress, rateMax: \"10\"}\n",
+    );
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    wait_condition(
+        &gateways,
+        "vpc-nat-gw",
+        "Validated=False QoSPolicyInvalid",
+        gw_conditions,
+        is(ConditionStatus::False, "QoSPolicyInvalid"),
+        VALIDATED,
+    )
+    .await;
+    policies
+        .patch(
+            "gw-limit",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"bindingType": "NATGW"}})),
+        )
+        .await
+        .unwrap();
+    let g = wait_condition(
+        &gateways,
+        "vpc-nat-gw",
+        "Validated=True with the policy",
+        gw_conditions,
+        is(ConditionStatus::True, "Validated"),
+        VALIDATED,
+    )
+    .await;
+    assert_eq!(
+        g.status.as_ref().map(|s| s.qos_policy.as_str()),
+        Some("gw-limit")
+    );
+
     // Deleting the gateway removes its route, StatefulSet and lanIp.
     let lan_key = format!("{GW_POD}.kube-system.{LAN_PROVIDER}");
     assert!(ctx.ipam.get(&lan_key).is_some());

@@ -776,7 +776,10 @@ mod tests {
         let mut v6 = (*eip("v6", "gw", "", 2)).clone();
         v6.spec.v6ip = "2001:db8::10".into();
         s.eips.push(Arc::new(v6.clone()));
-        assert_eq!(s.reasons(), vec![r(NatKind::Eip, "v6", REASON_INVALID_SPEC)]);
+        assert_eq!(
+            s.reasons(),
+            vec![r(NatKind::Eip, "v6", REASON_INVALID_SPEC)]
+        );
         let e = v6.spec.validate().unwrap_err().to_string();
         assert!(e.contains("spec.v6ip") && e.contains("IPv4 only"), "{e}");
     }

@@ -661,6 +661,67 @@ async fn a_qos_limit_on_an_eip_slows_its_traffic_both_ways() {
     assert!(send_timed(&t.ext, "198.18.77.20:8080", BYTES) * 3 < slow_in);
 }
 
+/// A VpcNatGateway's own QoSPolicy (bindingType NATGW): one limit on everything that crosses
+/// the external interface, whichever EIP it uses.
+#[tokio::test]
+async fn a_gateway_wide_limit_slows_every_eip_on_the_external_leg() {
+    let t = Topology::new();
+    let applier = Applier::new(t.gw.netns()).unwrap();
+    let _ext_sink = Sink::start(&t.ext, 7003);
+    let _pod_sink = Sink::start(&t.pod, 9001);
+    let nat = Ruleset {
+        prerouting: vec![dnat("198.18.77.21", 8081, "10.77.1.10", 9001, "dnat/sink")],
+        postrouting: vec![snat("10.77.1.0/24", "198.18.77.11", "snat/all")],
+        ..Default::default()
+    };
+    let eips = ["198.18.77.11/24", "198.18.77.21/24"];
+    applier.apply(&t.desired(&eips, nat.clone())).await.unwrap();
+    const BYTES: usize = 3_000_000;
+    let free_in = send_timed(&t.ext, "198.18.77.21:8081", BYTES);
+    let free_out = send_timed(&t.pod, "203.0.113.7:7003", BYTES);
+
+    let limit = Action::DropOver {
+        bytes_per_second: 1_000_000,
+        burst: 64 * 1024,
+    };
+    let limited = Ruleset {
+        qos_ingress: vec![Rule {
+            matches: vec![Match::Iifname("net2".into())],
+            action: limit.clone(),
+            comment: "qos/gw/in".into(),
+        }],
+        qos_egress: vec![Rule {
+            matches: vec![Match::Oifname("net2".into())],
+            action: limit,
+            comment: "qos/gw/out".into(),
+        }],
+        ..nat.clone()
+    };
+    applier.apply(&t.desired(&eips, limited)).await.unwrap();
+    let text = t.gw.exec(&["nft", "list", "table", "ip", nft::TABLE]);
+    assert!(
+        text.contains("iifname \"net2\" limit rate over 1000000 bytes/second burst 64 kbytes drop")
+            && text.contains(
+                "oifname \"net2\" limit rate over 1000000 bytes/second burst 64 kbytes drop"
+            ),
+        "{text}"
+    );
+    let slow_in = send_timed(&t.ext, "198.18.77.21:8081", BYTES);
+    let slow_out = send_timed(&t.pod, "203.0.113.7:7003", BYTES);
+    eprintln!(
+        "3 MB through the gateway: in {free_in:?} -> {slow_in:?}, out {free_out:?} -> {slow_out:?}"
+    );
+    assert!(
+        slow_in >= Duration::from_millis(1700),
+        "ingress {slow_in:?}"
+    );
+    assert!(
+        slow_out >= Duration::from_millis(1700),
+        "egress {slow_out:?}"
+    );
+    assert!(free_in * 3 < slow_in && free_out * 3 < slow_out);
+}
+
 // ---- the agent binary against a real API server ----
 
 mod api {

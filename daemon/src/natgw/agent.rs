@@ -124,6 +124,7 @@ pub struct Agent {
     last: Option<(Desired, bool)>,
     last_apply: Instant,
     last_problem: Option<plan::Problem>,
+    last_gateway_qos: Option<Result<String, plan::QosProblem>>,
     memo: status::Memo,
 }
 
@@ -157,6 +158,7 @@ impl Agent {
             last: None,
             last_apply: Instant::now(),
             last_problem: None,
+            last_gateway_qos: None,
             memo: status::Memo::default(),
         })
     }
@@ -175,6 +177,27 @@ impl Agent {
                 None => {}
             }
             self.last_problem = plan.problem.clone();
+        }
+        // The controller reports the gateway's QoSPolicy on the VpcNatGateway; the log says
+        // what this pod applies.
+        if plan.desired.is_some() && plan.gateway_qos != self.last_gateway_qos {
+            match &plan.gateway_qos {
+                Some(Ok(p)) => {
+                    tracing::info!(gateway = gw, policy = %p, "gateway QoSPolicy applied")
+                }
+                Some(Err((reason, message))) => {
+                    tracing::warn!(
+                        gateway = gw,
+                        reason,
+                        "{message}; the gateway runs without its limits"
+                    )
+                }
+                None if self.last_gateway_qos.is_some() => {
+                    tracing::info!(gateway = gw, "gateway QoSPolicy removed")
+                }
+                None => {}
+            }
+            self.last_gateway_qos = plan.gateway_qos.clone();
         }
         let applied = match &plan.desired {
             None => None,

@@ -209,6 +209,10 @@ pub struct Plan {
     pub snats: BTreeMap<String, Verdict>,
     /// DNAT rules.
     pub dnats: BTreeMap<String, Verdict>,
+    /// The gateway's own QoSPolicy (`spec.qosPolicy`, bindingType `NATGW`: limits on the whole
+    /// external interface): its name once planned, or why it is not applied (the gateway and
+    /// its rules still are). None without a policy.
+    pub gateway_qos: Option<Result<String, QosProblem>>,
 }
 
 /// Creation time then name: the order that settles every conflict.
@@ -479,7 +483,7 @@ pub fn plan(inputs: &Inputs) -> Plan {
         if policy_name.is_empty() {
             continue;
         }
-        match qos_rules(inputs, policy_name, ip) {
+        match qos_rules(inputs, policy_name, Bound::Eip(ip)) {
             Ok((ingress, egress)) => {
                 qos_ingress.extend(ingress);
                 qos_egress.extend(egress);
@@ -752,6 +756,22 @@ pub fn plan(inputs: &Inputs) -> Plan {
                 .filter_map(|ip| Ipv4Net::new(*ip, legs.external_net.prefix_len()).ok())
                 .collect();
             eip_addresses.sort();
+            // The gateway's own limits: on everything that crosses its external leg, after the
+            // EIPs' (each rule is its own bucket; a packet must pass every one).
+            let policy = gateway
+                .and_then(|g| g.spec.qos_policy.as_deref())
+                .filter(|p| !p.is_empty());
+            if let Some(policy) = policy {
+                let bound = Bound::Gateway(&legs.external_interface);
+                plan.gateway_qos = Some(match qos_rules(inputs, policy, bound) {
+                    Ok((ingress, egress)) => {
+                        qos_ingress.extend(ingress);
+                        qos_egress.extend(egress);
+                        Ok(policy.to_owned())
+                    }
+                    Err(problem) => Err(problem),
+                });
+            }
             plan.desired = Some(Desired {
                 lan_interface: legs.lan_interface,
                 external_interface: legs.external_interface,
@@ -789,10 +809,18 @@ pub fn plan(inputs: &Inputs) -> Plan {
 /// Ingress and egress limit rules.
 type Limits = (Vec<Rule>, Vec<Rule>);
 /// Why a QoSPolicy is not applied: reason, message.
-type QosProblem = (&'static str, String);
+pub type QosProblem = (&'static str, String);
 
-/// The limits of QoSPolicy `policy` on EIP `ip`: (ingress rules, egress rules).
-fn qos_rules(inputs: &Inputs, policy: &str, ip: Ipv4Addr) -> Result<Limits, QosProblem> {
+/// What a QoSPolicy limits: one EIP's traffic (bindingType `EIP`), or everything through the
+/// gateway's external interface (bindingType `NATGW`).
+#[derive(Clone, Copy, Debug)]
+enum Bound<'a> {
+    Eip(Ipv4Addr),
+    Gateway(&'a str),
+}
+
+/// The limits of QoSPolicy `policy` on `bound`: (ingress rules, egress rules).
+fn qos_rules(inputs: &Inputs, policy: &str, bound: Bound<'_>) -> Result<Limits, QosProblem> {
     let invalid = |m: String| ("QoSPolicyInvalid", format!("QoSPolicy {policy}: {m}"));
     let p = inputs
         .qos_policies
@@ -804,10 +832,18 @@ fn qos_rules(inputs: &Inputs, policy: &str, ip: Ipv4Addr) -> Result<Limits, QosP
                 format!("QoSPolicy {policy} does not exist"),
             )
         })?;
-    if p.spec.binding_type != QoSBindingType::Eip {
-        return Err(invalid(
-            "bindingType must be EIP to bind an IptablesEIP".into(),
-        ));
+    match (bound, p.spec.binding_type) {
+        (Bound::Eip(_), QoSBindingType::Eip) | (Bound::Gateway(_), QoSBindingType::NatGw) => {}
+        (Bound::Eip(_), _) => {
+            return Err(invalid(
+                "bindingType must be EIP to bind an IptablesEIP".into(),
+            ));
+        }
+        (Bound::Gateway(_), _) => {
+            return Err(invalid(
+                "bindingType must be NATGW to bind a VpcNatGateway".into(),
+            ));
+        }
     }
     let mut rules: Vec<_> = p.spec.bandwidth_limit_rules.iter().collect();
     rules.sort_by_key(|r| (r.priority.unwrap_or(0), r.name.clone()));
@@ -868,7 +904,10 @@ fn qos_rules(inputs: &Inputs, policy: &str, ip: Ipv4Addr) -> Result<Limits, QosP
         let comment = format!("qos/{policy}/{}", r.name);
         match r.direction.unwrap_or_default() {
             QoSDirection::Ingress => {
-                let mut matches = vec![Match::Daddr(ip)];
+                let mut matches = match bound {
+                    Bound::Eip(ip) => vec![Match::Daddr(ip)],
+                    Bound::Gateway(ifname) => vec![Match::Iifname(ifname.to_owned())],
+                };
                 matches.extend(remote.map(Match::Saddr));
                 ingress.push(Rule {
                     matches,
@@ -877,7 +916,10 @@ fn qos_rules(inputs: &Inputs, policy: &str, ip: Ipv4Addr) -> Result<Limits, QosP
                 });
             }
             QoSDirection::Egress => {
-                let mut matches = vec![Match::Saddr(Ipv4Net::from(ip))];
+                let mut matches = match bound {
+                    Bound::Eip(ip) => vec![Match::Saddr(Ipv4Net::from(ip))],
+                    Bound::Gateway(ifname) => vec![Match::Oifname(ifname.to_owned())],
+                };
                 matches.extend(remote.map(Match::DaddrIn));
                 egress.push(Rule {
                     matches,
@@ -1381,6 +1423,83 @@ pub(crate) mod tests {
         assert!(message.contains("rateMax"), "{message}");
         assert!(p.eips["e2"].planned && p.eips["e3"].planned);
         assert_eq!(d.eip_addresses.len(), 3);
+    }
+
+    #[test]
+    fn a_gateways_qos_policy_limits_its_whole_external_leg() {
+        let mut i = inputs();
+        let natgw = |name: &str, binding: &str, rules: serde_json::Value| {
+            Arc::new(
+                serde_json::from_value::<QoSPolicy>(
+                    serde_json::json!({"apiVersion":"kubeovn.io/v1",
+                    "kind":"QoSPolicy","metadata":{"name":name},
+                    "spec":{"bindingType":binding,"bandwidthLimitRules":rules}}),
+                )
+                .unwrap(),
+            )
+        };
+        i.qos_policies = vec![
+            natgw(
+                "gw-limit",
+                "NATGW",
+                serde_json::json!([
+                    {"name":"in","direction":"ingress","rateMax":"8"},
+                    {"name":"out","direction":"egress","rateMax":"4","matchType":"ip",
+                     "matchValue":"203.0.113.0/24"}]),
+            ),
+            natgw(
+                "eip-kind",
+                "EIP",
+                serde_json::json!([{"name":"in","direction":"ingress","rateMax":"8"}]),
+            ),
+        ];
+        let with_policy = |i: &mut Inputs, policy: Option<&str>| {
+            let mut gw = (**i.nat_gateway.as_ref().unwrap()).clone();
+            gw.spec.qos_policy = policy.map(str::to_owned);
+            i.nat_gateway = Some(Arc::new(gw));
+        };
+        // No policy: no limits, nothing to say.
+        let p = plan(&i);
+        assert_eq!(p.gateway_qos, None);
+        assert!(p.desired.unwrap().ruleset.qos_ingress.is_empty());
+
+        with_policy(&mut i, Some("gw-limit"));
+        let p = plan(&i);
+        assert_eq!(p.gateway_qos, Some(Ok("gw-limit".to_owned())));
+        let d = p.desired.unwrap();
+        assert_eq!(
+            d.ruleset.qos_ingress[0].matches,
+            [Match::Iifname("net2".into())]
+        );
+        assert_eq!(
+            d.ruleset.qos_ingress[0].action,
+            Action::DropOver {
+                bytes_per_second: 1_000_000,
+                burst: 0
+            }
+        );
+        assert_eq!(
+            d.ruleset.qos_egress[0].matches,
+            [
+                Match::Oifname("net2".into()),
+                Match::DaddrIn("203.0.113.0/24".parse().unwrap())
+            ]
+        );
+
+        // A policy of the wrong kind, or none of that name: the gateway runs without it and
+        // says why.
+        for (policy, reason, needle) in [
+            ("eip-kind", "QoSPolicyInvalid", "NATGW"),
+            ("missing", "QoSPolicyNotFound", "missing"),
+        ] {
+            with_policy(&mut i, Some(policy));
+            let p = plan(&i);
+            let (r, message) = p.gateway_qos.clone().unwrap().unwrap_err();
+            assert_eq!(r, reason);
+            assert!(message.contains(needle), "{message}");
+            let d = p.desired.unwrap();
+            assert!(d.ruleset.qos_ingress.is_empty() && d.ruleset.qos_egress.is_empty());
+        }
     }
 
     proptest::proptest! {
