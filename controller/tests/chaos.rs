@@ -18,8 +18,10 @@
 //! no waiting for quiet in between).
 //!
 //! `CHAOS_RUNS` runs (default 1), `CHAOS_STEPS` steps each (default 10), seeds from `CHAOS_SEED`
-//! (default: the clock). `cargo xtask chaos --runs N --seed S` sets them; a failure prints the
-//! seed and the schedule so the run can be repeated.
+//! (default: the clock); with `CHAOS_MIN_FAULTS` (default 0) a run that drew fewer faults
+//! (kills, wipes, delays) in its steps goes on drawing steps until it has that many (at most
+//! four times the steps). `cargo xtask chaos --runs N --seed S --min-faults F` sets them; a
+//! failure prints the seed and the schedule so the run can be repeated.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is how a test fails.
 
 mod common;
@@ -437,7 +439,7 @@ async fn statefulset(bed: &Bed) {
 
 /// One run: the schedule, then the invariants once the cluster has settled.
 /// Returns the faults injected, the static-address contentions, and the IP CR creates held.
-async fn one_run(seed: u64, steps: usize) -> (Faults, usize, u64) {
+async fn one_run(seed: u64, steps: usize, min_faults: usize) -> (Faults, usize, u64) {
     let mut rng = Rng(seed);
     // One run in three: two replicas under leader election; independently, one in three: NB
     // on a RAFT cluster.
@@ -486,6 +488,12 @@ async fn one_run(seed: u64, steps: usize) -> (Faults, usize, u64) {
     for i in 0..steps {
         run.step(i).await;
     }
+    // Until the run has its share of faults (the draw is random), at most 4× the steps more.
+    let mut taken = steps;
+    while run.faults.values().sum::<usize>() < min_faults && taken < steps * 5 {
+        run.step(taken).await;
+        taken += 1;
+    }
     // A RAFT member still down rejoins before the check.
     if let Nb::Raft { cluster, down } = &mut run.bed.nb
         && let Some(member) = down.take()
@@ -514,7 +522,7 @@ async fn one_run(seed: u64, steps: usize) -> (Faults, usize, u64) {
             match invariants(&run.bed, n, live).await {
                 Ok(()) => {
                     eprintln!(
-                        "seed {seed}: {mode}, {steps} steps, {n} pods, settled in {:?}, \
+                        "seed {seed}: {mode}, {taken} steps, {n} pods, settled in {:?}, \
                          faults {:?}, IP CR creates held: {}\n{}",
                         started.elapsed(),
                         run.faults,
@@ -551,7 +559,7 @@ async fn one_run(seed: u64, steps: usize) -> (Faults, usize, u64) {
             panic!(
                 "seed {seed} ({mode}): the invariants never held; last violation: {last}\nschedule:\n{}\n\
                  pods: {pods:?}\nrepeat with: CHAOS_SEED={seed} CHAOS_RUNS=1 CHAOS_STEPS={steps} \
-                 cargo test -p controller --test chaos -- --nocapture",
+                 CHAOS_MIN_FAULTS={min_faults} cargo test -p controller --test chaos -- --nocapture",
                 run.schedule.join("\n")
             );
         }
@@ -563,6 +571,7 @@ async fn one_run(seed: u64, steps: usize) -> (Faults, usize, u64) {
 async fn a_randomized_fault_schedule_breaks_no_invariant() {
     let runs = env_u64("CHAOS_RUNS").unwrap_or(1);
     let steps = env_u64("CHAOS_STEPS").unwrap_or(10) as usize;
+    let min_faults = env_u64("CHAOS_MIN_FAULTS").unwrap_or(0) as usize;
     let seed = env_u64("CHAOS_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -574,7 +583,7 @@ async fn a_randomized_fault_schedule_breaks_no_invariant() {
     let mut contended = 0;
     let mut held = 0;
     for r in 0..runs {
-        let (f, c, h) = one_run(seed.wrapping_add(r), steps).await;
+        let (f, c, h) = one_run(seed.wrapping_add(r), steps, min_faults).await;
         held += h;
         fewest = fewest.min(f.values().sum());
         for (kind, n) in f {
@@ -584,7 +593,8 @@ async fn a_randomized_fault_schedule_breaks_no_invariant() {
     }
     let total: usize = faults.values().sum();
     eprintln!(
-        "chaos: {runs} runs from seed {seed}, {steps} steps each: {total} faults {faults:?} \
+        "chaos: {runs} runs from seed {seed}, {steps} steps each (at least {min_faults} faults): \
+         {total} faults {faults:?} \
          (fewest in a run: {fewest}), {held} IP CR creates held by the proxy, {contended} \
          static-address contentions, no violation"
     );

@@ -19,6 +19,10 @@ pub struct ChaosArgs {
     /// Steps per run.
     #[arg(long, default_value_t = 20)]
     pub steps: u64,
+    /// Faults (kills, wipes, delays) each run must have: a run that drew fewer in its steps
+    /// draws more steps until it has them (at most four times `--steps` more).
+    #[arg(long, default_value_t = 10)]
+    pub min_faults: u64,
 }
 
 /// Runs the chaos test with the arguments as its environment; its output (each run's schedule
@@ -37,6 +41,7 @@ pub fn run(root: &std::path::Path, args: &ChaosArgs) -> anyhow::Result<()> {
         ])
         .env("CHAOS_RUNS", args.runs.to_string())
         .env("CHAOS_STEPS", args.steps.to_string())
+        .env("CHAOS_MIN_FAULTS", args.min_faults.to_string())
         .current_dir(root);
     if let Some(seed) = args.seed {
         command.env("CHAOS_SEED", seed.to_string());
