@@ -598,22 +598,38 @@ fn send_timed(ns: &TestNs, to: &str, bytes: usize) -> Duration {
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_qos_limit_on_an_eip_slows_its_traffic_both_ways() {
+/// 3 MB in through a DNAT (from the external host to EIP `dnat_eip`) and out through the SNAT
+/// (from the pod via EIP `snat_eip`), timed without limits and then with `ingress`/`egress` as
+/// the QoS chains (both 8 Mbit/s, 64 KiB burst); the nft text must hold `shown`, the limited
+/// transfers must be slow, and full speed must come back without the limits.
+async fn slowed_by(
+    snat_eip: &str,
+    dnat_eip: &str,
+    ports: (u16, u16),
+    ingress: Vec<Match>,
+    egress: Vec<Match>,
+    shown: &[&str],
+) {
     let t = Topology::new();
     let applier = Applier::new(t.gw.netns()).unwrap();
-    let _ext_sink = Sink::start(&t.ext, 7002);
-    let _pod_sink = Sink::start(&t.pod, 9000);
+    let (ext_port, pod_port) = ports;
+    let _ext_sink = Sink::start(&t.ext, ext_port);
+    let _pod_sink = Sink::start(&t.pod, pod_port);
     let nat = Ruleset {
-        prerouting: vec![dnat("198.18.77.20", 8080, "10.77.1.10", 9000, "dnat/sink")],
-        postrouting: vec![snat("10.77.1.0/24", "198.18.77.10", "snat/all")],
+        prerouting: vec![dnat(dnat_eip, 8080, "10.77.1.10", pod_port, "dnat/sink")],
+        postrouting: vec![snat("10.77.1.0/24", snat_eip, "snat/all")],
         ..Default::default()
     };
-    let eips = ["198.18.77.10/24", "198.18.77.20/24"];
+    let eips = [format!("{snat_eip}/24"), format!("{dnat_eip}/24")];
+    let eips: Vec<&str> = eips.iter().map(String::as_str).collect();
     applier.apply(&t.desired(&eips, nat.clone())).await.unwrap();
     const BYTES: usize = 3_000_000;
-    let free_in = send_timed(&t.ext, "198.18.77.20:8080", BYTES);
-    let free_out = send_timed(&t.pod, "203.0.113.7:7002", BYTES);
+    let (to_pod, to_ext) = (
+        format!("{dnat_eip}:8080"),
+        format!("203.0.113.7:{ext_port}"),
+    );
+    let free_in = send_timed(&t.ext, &to_pod, BYTES);
+    let free_out = send_timed(&t.pod, &to_ext, BYTES);
 
     // 8 Mbit/s = 1 MB/s each way; the kernel's bucket holds 1 s at the rate plus the burst.
     let limit = Action::DropOver {
@@ -622,12 +638,12 @@ async fn a_qos_limit_on_an_eip_slows_its_traffic_both_ways() {
     };
     let limited = Ruleset {
         qos_ingress: vec![Rule {
-            matches: vec![Match::Daddr("198.18.77.20".parse().unwrap())],
+            matches: ingress,
             action: limit.clone(),
             comment: "qos/q/in".into(),
         }],
         qos_egress: vec![Rule {
-            matches: vec![Match::Saddr("198.18.77.10/32".parse().unwrap())],
+            matches: egress,
             action: limit,
             comment: "qos/q/out".into(),
         }],
@@ -637,13 +653,11 @@ async fn a_qos_limit_on_an_eip_slows_its_traffic_both_ways() {
     let text = t.gw.exec(&["nft", "list", "table", "ip", nft::TABLE]);
     assert!(
         text.contains("type filter hook prerouting priority raw")
-            && text.contains(
-                "ip daddr 198.18.77.20 limit rate over 1000000 bytes/second burst 64 kbytes drop"
-            ),
+            && shown.iter().all(|s| text.contains(s)),
         "{text}"
     );
-    let slow_in = send_timed(&t.ext, "198.18.77.20:8080", BYTES);
-    let slow_out = send_timed(&t.pod, "203.0.113.7:7002", BYTES);
+    let slow_in = send_timed(&t.ext, &to_pod, BYTES);
+    let slow_out = send_timed(&t.pod, &to_ext, BYTES);
     eprintln!("3 MB: in {free_in:?} -> {slow_in:?}, out {free_out:?} -> {slow_out:?}");
     // At 1 MB/s, 3 MB minus the ~1.06 MB bucket needs at least ~1.9 s.
     assert!(
@@ -658,68 +672,38 @@ async fn a_qos_limit_on_an_eip_slows_its_traffic_both_ways() {
 
     // The limits go with the policy: full speed again.
     applier.apply(&t.desired(&eips, nat)).await.unwrap();
-    assert!(send_timed(&t.ext, "198.18.77.20:8080", BYTES) * 3 < slow_in);
+    assert!(send_timed(&t.ext, &to_pod, BYTES) * 3 < slow_in);
+}
+
+#[tokio::test]
+async fn a_qos_limit_on_an_eip_slows_its_traffic_both_ways() {
+    slowed_by(
+        "198.18.77.10",
+        "198.18.77.20",
+        (7002, 9000),
+        vec![Match::Daddr("198.18.77.20".parse().unwrap())],
+        vec![Match::Saddr("198.18.77.10/32".parse().unwrap())],
+        &["ip daddr 198.18.77.20 limit rate over 1000000 bytes/second burst 64 kbytes drop"],
+    )
+    .await;
 }
 
 /// A VpcNatGateway's own QoSPolicy (bindingType NATGW): one limit on everything that crosses
 /// the external interface, whichever EIP it uses.
 #[tokio::test]
 async fn a_gateway_wide_limit_slows_every_eip_on_the_external_leg() {
-    let t = Topology::new();
-    let applier = Applier::new(t.gw.netns()).unwrap();
-    let _ext_sink = Sink::start(&t.ext, 7003);
-    let _pod_sink = Sink::start(&t.pod, 9001);
-    let nat = Ruleset {
-        prerouting: vec![dnat("198.18.77.21", 8081, "10.77.1.10", 9001, "dnat/sink")],
-        postrouting: vec![snat("10.77.1.0/24", "198.18.77.11", "snat/all")],
-        ..Default::default()
-    };
-    let eips = ["198.18.77.11/24", "198.18.77.21/24"];
-    applier.apply(&t.desired(&eips, nat.clone())).await.unwrap();
-    const BYTES: usize = 3_000_000;
-    let free_in = send_timed(&t.ext, "198.18.77.21:8081", BYTES);
-    let free_out = send_timed(&t.pod, "203.0.113.7:7003", BYTES);
-
-    let limit = Action::DropOver {
-        bytes_per_second: 1_000_000,
-        burst: 64 * 1024,
-    };
-    let limited = Ruleset {
-        qos_ingress: vec![Rule {
-            matches: vec![Match::Iifname("net2".into())],
-            action: limit.clone(),
-            comment: "qos/gw/in".into(),
-        }],
-        qos_egress: vec![Rule {
-            matches: vec![Match::Oifname("net2".into())],
-            action: limit,
-            comment: "qos/gw/out".into(),
-        }],
-        ..nat.clone()
-    };
-    applier.apply(&t.desired(&eips, limited)).await.unwrap();
-    let text = t.gw.exec(&["nft", "list", "table", "ip", nft::TABLE]);
-    assert!(
-        text.contains("iifname \"net2\" limit rate over 1000000 bytes/second burst 64 kbytes drop")
-            && text.contains(
-                "oifname \"net2\" limit rate over 1000000 bytes/second burst 64 kbytes drop"
-            ),
-        "{text}"
-    );
-    let slow_in = send_timed(&t.ext, "198.18.77.21:8081", BYTES);
-    let slow_out = send_timed(&t.pod, "203.0.113.7:7003", BYTES);
-    eprintln!(
-        "3 MB through the gateway: in {free_in:?} -> {slow_in:?}, out {free_out:?} -> {slow_out:?}"
-    );
-    assert!(
-        slow_in >= Duration::from_millis(1700),
-        "ingress {slow_in:?}"
-    );
-    assert!(
-        slow_out >= Duration::from_millis(1700),
-        "egress {slow_out:?}"
-    );
-    assert!(free_in * 3 < slow_in && free_out * 3 < slow_out);
+    slowed_by(
+        "198.18.77.11",
+        "198.18.77.21",
+        (7003, 9001),
+        vec![Match::Iifname("net2".into())],
+        vec![Match::Oifname("net2".into())],
+        &[
+            "iifname \"net2\" limit rate over 1000000 bytes/second burst 64 kbytes drop",
+            "oifname \"net2\" limit rate over 1000000 bytes/second burst 64 kbytes drop",
+        ],
+    )
+    .await;
 }
 
 // ---- the agent binary against a real API server ----

@@ -1361,10 +1361,14 @@ pub(crate) mod tests {
     }
 
     fn qos(name: &str, rules: serde_json::Value) -> Arc<QoSPolicy> {
+        qos_bound(name, "EIP", rules)
+    }
+
+    fn qos_bound(name: &str, binding: &str, rules: serde_json::Value) -> Arc<QoSPolicy> {
         Arc::new(
             serde_json::from_value(serde_json::json!({"apiVersion":"kubeovn.io/v1",
                 "kind":"QoSPolicy","metadata":{"name":name},
-                "spec":{"bindingType":"EIP","bandwidthLimitRules":rules}}))
+                "spec":{"bindingType":binding,"bandwidthLimitRules":rules}}))
             .unwrap(),
         )
     }
@@ -1428,18 +1432,8 @@ pub(crate) mod tests {
     #[test]
     fn a_gateways_qos_policy_limits_its_whole_external_leg() {
         let mut i = inputs();
-        let natgw = |name: &str, binding: &str, rules: serde_json::Value| {
-            Arc::new(
-                serde_json::from_value::<QoSPolicy>(
-                    serde_json::json!({"apiVersion":"kubeovn.io/v1",
-                    "kind":"QoSPolicy","metadata":{"name":name},
-                    "spec":{"bindingType":binding,"bandwidthLimitRules":rules}}),
-                )
-                .unwrap(),
-            )
-        };
         i.qos_policies = vec![
-            natgw(
+            qos_bound(
                 "gw-limit",
                 "NATGW",
                 serde_json::json!([
@@ -1447,7 +1441,7 @@ pub(crate) mod tests {
                     {"name":"out","direction":"egress","rateMax":"4","matchType":"ip",
                      "matchValue":"203.0.113.0/24"}]),
             ),
-            natgw(
+            qos_bound(
                 "eip-kind",
                 "EIP",
                 serde_json::json!([{"name":"in","direction":"ingress","rateMax":"8"}]),
