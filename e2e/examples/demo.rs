@@ -121,7 +121,7 @@ async fn demo() -> anyhow::Result<()> {
         .unwrap_or_default();
     show(
         &format!(
-            "kubectl exec multi-network-pod -- ping -c 3 {peer_ip}   (multi-network-pod on {node}, \
+            "kubectl exec multi-network-pod -- ping -c 3 -w 15 {peer_ip}   (multi-network-pod on {node}, \
              peer on {other}, over net1)"
         ),
         &cluster.exec(
