@@ -535,14 +535,70 @@ async fn qos_policy(
     })
 }
 
-/// Writes the conditions and `status.qosPolicy` (when they change) and, for a refusal, a
+/// Upstream's status fields of what a gateway runs with: `qosPolicy` (the policy applied, if
+/// any), `externalSubnets` (the external network in effect, the default included),
+/// `selector`, `tolerations` and `affinity` (those of the StatefulSet's pod template).
+const IN_EFFECT: [&str; 5] = [
+    "qosPolicy",
+    "externalSubnets",
+    "selector",
+    "tolerations",
+    "affinity",
+];
+
+/// The [`IN_EFFECT`] fields of `gw` once its StatefulSet is applied, with `qos` in effect.
+fn in_effect(gw: &VpcNatGateway, qos: Option<&str>) -> Vec<(&'static str, serde_json::Value)> {
+    let (ns, name) = external_network(&gw.spec);
+    let external = if ns == NAMESPACE {
+        name
+    } else {
+        format!("{ns}/{name}")
+    };
+    let mut fields = vec![
+        ("qosPolicy", serde_json::json!(qos.unwrap_or_default())),
+        ("externalSubnets", serde_json::json!([external])),
+        ("selector", serde_json::json!(gw.spec.selector)),
+        ("tolerations", serde_json::json!(gw.spec.tolerations)),
+    ];
+    if let Some(affinity) = &gw.spec.affinity {
+        fields.push(("affinity", serde_json::json!(affinity)));
+    }
+    fields
+}
+
+/// Whether the cached status differs from `fields` (an empty value is the same as none).
+fn status_differs(gw: &VpcNatGateway, fields: &[(&'static str, serde_json::Value)]) -> bool {
+    let cached = gw
+        .status
+        .as_ref()
+        .and_then(|s| serde_json::to_value(s).ok())
+        .unwrap_or_default();
+    let empty = |v: Option<&serde_json::Value>| match v {
+        None | Some(serde_json::Value::Null) => true,
+        Some(serde_json::Value::String(s)) => s.is_empty(),
+        Some(serde_json::Value::Array(a)) => a.is_empty(),
+        Some(serde_json::Value::Object(o)) => o.is_empty(),
+        Some(_) => false,
+    };
+    let same = |a: Option<&serde_json::Value>, b: Option<&serde_json::Value>| {
+        (empty(a) && empty(b)) || a == b
+    };
+    let wanted: std::collections::BTreeMap<&str, &serde_json::Value> =
+        fields.iter().map(|(k, v)| (*k, v)).collect();
+    IN_EFFECT
+        .iter()
+        .any(|k| !same(cached.get(*k), wanted.get(k).copied()))
+}
+
+/// Writes the conditions and, once the StatefulSet is applied, the [`IN_EFFECT`] fields
+/// (`effective`; a refused gateway keeps those it had), when they change; for a refusal, a
 /// Warning Event.
 async fn report(
     ctx: &Context,
     gw: &VpcNatGateway,
     validated: Result<(), &Refusal>,
     ready: (bool, &str, String),
-    qos: Option<&str>,
+    effective: Option<Vec<(&'static str, serde_json::Value)>>,
 ) -> Result<(), Error> {
     let name = gw.name_any();
     let generation = gw.meta().generation;
@@ -569,22 +625,17 @@ async fn report(
         status::condition(READY, ready.0, ready.1, ready.2.clone(), generation),
         status::now(),
     );
-    let qos = qos.unwrap_or_default();
-    changed |= gw.status.as_ref().map_or("", |s| s.qos_policy.as_str()) != qos;
+    if let Some(fields) = &effective {
+        changed |= status_differs(gw, fields);
+    }
     if !changed {
         return Ok(());
     }
     let api: Api<VpcNatGateway> = Api::all(ctx.client.clone());
-    status::apply(
-        &api,
-        gw,
-        [
-            ("conditions", serde_json::json!(conditions)),
-            ("qosPolicy", serde_json::json!(qos)),
-        ],
-        &[],
-    )
-    .await?;
+    let kept: &[&str] = if effective.is_some() { &[] } else { &IN_EFFECT };
+    let mut fields = vec![("conditions", serde_json::json!(conditions))];
+    fields.extend(effective.unwrap_or_default());
+    status::apply(&api, gw, fields, kept).await?;
     if !ok {
         tracing::warn!(gateway = %name, %reason, %msg, "VpcNatGateway refused");
         ctx.event(&gw.object_ref(&()), true, reason, msg).await;
@@ -680,8 +731,11 @@ async fn apply(gw: &VpcNatGateway, ctx: &Context) -> Result<Action, Error> {
         )
     };
     match qos_policy(ctx, gw).await? {
-        Ok(qos) => report(ctx, gw, Ok(()), verdict, qos.as_deref()).await?,
-        Err(r) => report(ctx, gw, Err(&r), verdict, None).await?,
+        Ok(qos) => {
+            let effective = in_effect(gw, qos.as_deref());
+            report(ctx, gw, Ok(()), verdict, Some(effective)).await?;
+        }
+        Err(r) => report(ctx, gw, Err(&r), verdict, Some(in_effect(gw, None))).await?,
     }
     Ok(Action::requeue(Duration::from_secs(60)))
 }

@@ -429,10 +429,11 @@ async fn the_manuals_gateway_runs_admitted_and_routes_once_ready() {
         VALIDATED,
     )
     .await;
-    assert_eq!(
-        g.status.as_ref().map(|s| s.qos_policy.as_str()),
-        Some("gw-limit")
-    );
+    // Upstream's "in effect" status fields, the default external network included.
+    let st = g.status.as_ref().unwrap();
+    assert_eq!(st.qos_policy, "gw-limit");
+    assert_eq!(st.external_subnets, ["ovn-vpc-external-network"]);
+    assert_eq!(st.selector, ["kubernetes.io/os: linux"]);
 
     // Deleting the gateway removes its route, StatefulSet and lanIp.
     let lan_key = format!("{GW_POD}.kube-system.{LAN_PROVIDER}");
