@@ -388,12 +388,11 @@ async fn the_manuals_gateway_runs_admitted_and_routes_once_ready() {
         "the gateway still runs: {:?}",
         g.status
     );
-    assert!(
-        warnings(&client, "VpcNatGateway", "vpc-nat-gw")
-            .await
-            .iter()
-            .any(|w| w.contains("QoSPolicyNotFound") && w.contains("gw-limit")),
-        "a Warning names the policy"
+    // The Warning follows the condition by a moment: waited for.
+    let e = common::event_containing_on(&client, "VpcNatGateway", "vpc-nat-gw", "gw-limit").await;
+    assert_eq!(
+        (e.type_.as_deref(), e.reason.as_deref()),
+        (Some("Warning"), Some("QoSPolicyNotFound"))
     );
     let policies: Api<crds::QoSPolicy> = Api::all(client.clone());
     let policy: crds::QoSPolicy = yaml(
