@@ -533,38 +533,28 @@ fn nat_controllers(
     let client = ctx.client.clone();
     let ours =
         watcher::Config::default().labels(&format!("{}=true", nat_gateway::LABEL_NAT_GATEWAY));
-    let gateway_store = ctx.nat.gateways.clone();
-    let by_vpc = move |v: Arc<Vpc>| {
-        let name = v.name_any();
-        gateway_store
-            .state()
-            .iter()
-            .filter(|g| g.spec.vpc == name)
-            .map(|g| ObjectRef::from(g.as_ref()))
-            .collect::<Vec<_>>()
+    // The gateways whose spec names a changed object, as a watch mapper: `names(spec, name)`.
+    let naming = |names: fn(&crds::VpcNatGatewaySpec, &str) -> bool| {
+        let store = ctx.nat.gateways.clone();
+        move |name: String| {
+            store
+                .state()
+                .iter()
+                .filter(|g| names(&g.spec, &name))
+                .map(|g| ObjectRef::from(g.as_ref()))
+                .collect::<Vec<_>>()
+        }
     };
+    let of_vpc = naming(|spec, vpc| spec.vpc == vpc);
+    let by_vpc = move |v: Arc<Vpc>| of_vpc(v.name_any());
     // A Subnet appearing or changing (the LAN one, the external one) re-checks its gateways.
-    let gateway_store = ctx.nat.gateways.clone();
-    let by_subnet = move |s: Arc<Subnet>| {
-        let name = s.name_any();
-        gateway_store
-            .state()
-            .iter()
-            .filter(|g| g.spec.subnet == name || nat_gateway::external_network(&g.spec).1 == name)
-            .map(|g| ObjectRef::from(g.as_ref()))
-            .collect::<Vec<_>>()
-    };
+    let of_subnet = naming(|spec, subnet| {
+        spec.subnet == subnet || nat_gateway::external_network(spec).1 == subnet
+    });
+    let by_subnet = move |s: Arc<Subnet>| of_subnet(s.name_any());
     // A QoSPolicy appearing or changing re-checks the gateways that name it (`spec.qosPolicy`).
-    let gateway_store = ctx.nat.gateways.clone();
-    let by_qos_policy = move |q: crds::qos_policy::QoSPolicy| {
-        let name = q.name_any();
-        gateway_store
-            .state()
-            .iter()
-            .filter(|g| g.spec.qos_policy.as_deref() == Some(name.as_str()))
-            .map(|g| ObjectRef::from(g.as_ref()))
-            .collect::<Vec<_>>()
-    };
+    let of_policy = naming(|spec, policy| spec.qos_policy.as_deref() == Some(policy));
+    let by_qos_policy = move |q: crds::qos_policy::QoSPolicy| of_policy(q.name_any());
     let gateways = reconciler::run(
         Controller::new(
             Api::<VpcNatGateway>::all(client.clone()),
