@@ -318,11 +318,22 @@ pub enum AddrError {
     },
 }
 
-/// Parses a listen-address flag: empty disables the endpoint (`None`).
+/// Parses a listen-address flag: empty disables the endpoint (`None`). An IPv4 address may be
+/// bracketed like an IPv6 one (`[10.0.0.5]:10660`): the charts write `[$(POD_IP)]:<port>` from
+/// the downward API, which gives a bare address of either family, and only the brackets make
+/// that one form valid for both.
 pub fn parse_addr(flag: &'static str, addr: &str) -> Result<Option<SocketAddr>, AddrError> {
     let addr = addr.trim();
     if addr.is_empty() {
         return Ok(None);
+    }
+    if let Some((host, port)) = addr
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once("]:"))
+        && let Ok(v4) = host.parse::<std::net::Ipv4Addr>()
+        && let Ok(port) = port.parse::<u16>()
+    {
+        return Ok(Some(SocketAddr::from((v4, port))));
     }
     addr.parse().map(Some).map_err(|source| AddrError::Parse {
         flag,
@@ -529,5 +540,30 @@ mod tests {
             err.contains("--webhook-addr") && err.contains("8443"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_downward_api_address_of_either_family_parses_in_brackets() {
+        for (given, want) in [
+            ("[10.244.1.7]:10660", "10.244.1.7:10660"),
+            ("[fd00:10:244::7]:10660", "[fd00:10:244::7]:10660"),
+            ("10.244.1.7:10665", "10.244.1.7:10665"),
+        ] {
+            assert_eq!(
+                parse_addr("--metrics-addr", given).unwrap(),
+                Some(want.parse().unwrap()),
+                "{given}"
+            );
+        }
+        // Brackets around something that is no address, or no port: still refused.
+        for bad in [
+            "[]:10660",
+            "[10.244.1.7]",
+            "[10.244.1.7]:",
+            "[node-1]:10660",
+            "[10.0.0.1]:99999",
+        ] {
+            assert!(parse_addr("--metrics-addr", bad).is_err(), "{bad}");
+        }
     }
 }
