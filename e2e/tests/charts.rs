@@ -383,7 +383,7 @@ resources:
         "--encap-type=vxlan",
         "--datapath-type=netdev",
         "--mtu=1300",
-        "--metrics-addr=0.0.0.0:20665",
+        "--metrics-addr=[$(HOST_IP)]:20665",
         "--iface=eth1",
         "--dpdk-tunnel-iface=br-tun",
     ] {
@@ -431,12 +431,47 @@ fn the_charts_run_our_binaries_with_flags_they_accept() {
     assert_eq!(c["command"][0], "/kube-ovn/kube-ovn-controller");
     assert!(env_from_field(c, "POD_NAME", "metadata.name"));
     assert!(env_from_field(c, "POD_NAMESPACE", "metadata.namespace"));
+    // Its listeners on the pod's own address, whichever family kubelet gives.
+    assert!(env_from_field(c, "POD_IP", "status.podIP"));
+    for (pod_ip, metrics, webhook) in [
+        ("10.244.1.7", "10.244.1.7:10660", "10.244.1.7:8443"),
+        (
+            "fd00:10:244::7",
+            "[fd00:10:244::7]:10660",
+            "[fd00:10:244::7]:8443",
+        ),
+    ] {
+        let args = expand(
+            &strings(&c["args"]),
+            &[
+                ("OVN_NB_SERVICE_HOST", "10.96.0.20"),
+                ("OVN_NB_SERVICE_PORT", "6641"),
+                ("POD_NAMESPACE", "kube-system"),
+                ("POD_IP", pod_ip),
+            ],
+        );
+        let opts = controller::options::Options::try_parse_from(
+            std::iter::once("kube-ovn-controller".to_owned()).chain(args.clone()),
+        )
+        .unwrap_or_else(|e| panic!("kube-ovn-controller refuses the chart's args {args:?}: {e}"));
+        for (flag, given, want) in [
+            ("--metrics-addr", &opts.metrics_addr, metrics),
+            ("--webhook-addr", &opts.webhook_addr, webhook),
+        ] {
+            assert_eq!(
+                crds::admin::parse_addr(flag, given).unwrap(),
+                Some(want.parse().unwrap()),
+                "{flag}={given}"
+            );
+        }
+    }
     let args = expand(
         &strings(&c["args"]),
         &[
             ("OVN_NB_SERVICE_HOST", "10.96.0.20"),
             ("OVN_NB_SERVICE_PORT", "6641"),
             ("POD_NAMESPACE", "kube-system"),
+            ("POD_IP", "10.244.1.7"),
         ],
     );
     let opts = controller::options::Options::try_parse_from(
@@ -446,7 +481,7 @@ fn the_charts_run_our_binaries_with_flags_they_accept() {
     opts.validate().unwrap();
     assert!(opts.non_primary_cni_mode && opts.leader_elect);
     assert_eq!(opts.leader_elect_namespace, "kube-system");
-    assert_eq!(opts.metrics_addr, "0.0.0.0:10660");
+    assert_eq!(opts.metrics_addr, "[10.244.1.7]:10660");
     assert_eq!(
         ovn_api::rpc::parse_remotes(&opts.ovn_nb_addr).unwrap()[0].to_string(),
         "tcp:10.96.0.20:6641"
@@ -516,14 +551,16 @@ fn the_charts_run_our_binaries_with_flags_they_accept() {
     let ds = object(&objects, "DaemonSet/kube-system/kube-ovn-cni");
     let server = container(ds, "containers", "cni-server");
     assert_eq!(server["command"][0], "/kube-ovn/kube-ovn-daemon");
-    assert_eq!(server["securityContext"]["privileged"], true);
     assert!(env_from_field(server, "NODE_NAME", "spec.nodeName"));
     assert!(env_from_field(server, "ENCAP_IP", "status.hostIP"));
+    // Metrics on the node's address (host network): never 0.0.0.0.
+    assert!(env_from_field(server, "HOST_IP", "status.hostIP"));
     let mut args = expand(
         &strings(&server["args"]),
         &[
             ("OVN_SB_SERVICE_HOST", "10.96.0.21"),
             ("OVN_SB_SERVICE_PORT", "6642"),
+            ("HOST_IP", "172.18.0.2"),
         ],
     );
     // What kubelet passes through NODE_NAME and ENCAP_IP, as flags (clap reads both the same).
@@ -539,7 +576,10 @@ fn the_charts_run_our_binaries_with_flags_they_accept() {
         opts.bind_socket,
         Path::new(nad_config["server_socket"].as_str().unwrap())
     );
-    assert_eq!(opts.metrics_addr, "0.0.0.0:10665");
+    assert_eq!(
+        crds::admin::parse_addr("--metrics-addr", &opts.metrics_addr).unwrap(),
+        Some("172.18.0.2:10665".parse().unwrap())
+    );
     assert_eq!(opts.ovs_db, "unix:/run/openvswitch/db.sock");
     assert_eq!(
         ovn_api::rpc::parse_remotes(&opts.ovn_remote).unwrap()[0].to_string(),
@@ -1179,6 +1219,55 @@ async fn rendered_charts_pass_a_server_side_dry_run() {
             assert!(out.contains(want), "{chart}: {want} missing:\n{out}");
         }
     }
+
+    // The controller's and the uninstall hook's pods pass the apiserver's own "restricted"
+    // Pod Security level (PodSecurity admission, enforced on kube-system here): non-root,
+    // no capability, no escalation, RuntimeDefault seccomp, no host namespace or path.
+    plane
+        .kubectl(&[
+            "label",
+            "namespace",
+            "kube-system",
+            "pod-security.kubernetes.io/enforce=restricted",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+    for sa in ["kube-ovn-controller", "kube-ovn-uninstall"] {
+        plane
+            .kubectl(&["create", "serviceaccount", sa, "--namespace=kube-system"])
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    for (i, (chart, args)) in cases.into_iter().enumerate() {
+        let objects = by_key(&template(&helm, chart, args));
+        for workload in [
+            "Deployment/kube-system/kube-ovn-controller",
+            "Job/kube-system/kube-ovn-uninstall",
+        ] {
+            let pod = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": format!("psa-{i}-{}", workload.rsplit('/').next().unwrap())},
+                "spec": object(&objects, workload)["spec"]["template"]["spec"],
+            });
+            let file = dir.path().join(format!("psa-{i}.json"));
+            std::fs::write(&file, pod.to_string()).unwrap();
+            let out = plane
+                .kubectl_command()
+                .args([
+                    "create",
+                    "--dry-run=server",
+                    "--namespace=kube-system",
+                    "-f",
+                ])
+                .arg(&file)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() && stderr.trim().is_empty(),
+                "{chart} {args:?}: {workload} refused by the restricted level: {stderr}"
+            );
+        }
+    }
 }
 
 /// The `helm install` commands of the README's install section (continuation lines joined).
@@ -1291,19 +1380,17 @@ async fn helm_install_as_written(chart: &str) {
     .await
     .unwrap()
     .unwrap();
-    let can = |sa: &str, verb: &str, resource: &str, ns: Option<&str>| {
-        let who = format!("--as=system:serviceaccount:kube-system:{sa}");
-        let mut args = vec!["auth", "can-i", verb, resource, who.as_str()];
-        if let Some(ns) = ns {
-            args.extend(["-n", ns]);
-        }
-        let out = plane.kubectl(&args).unwrap_or_else(|e| format!("{e}"));
-        assert_eq!(out.trim(), "yes", "{sa} may not {verb} {resource}: {out}");
+    // (`x/status` is the subresource; rbac_of_chart_* asks every question both ways.)
+    let can = |sa: &str, verb: &str, resource: &str, ns: Option<&'static str>| {
+        let scope = ns.map_or(Scope::Cluster, Scope::In);
+        assert!(
+            can_i(&plane, "kube-system", sa, scope, verb, resource),
+            "{sa} may not {verb} {resource} ({scope:?})"
+        );
     };
     for (verb, resource) in [
         ("watch", "pods"),
         ("patch", "pods"),
-        ("create", "events"),
         ("create", "events.events.k8s.io"),
         ("create", "ips.kubeovn.io"),
         ("patch", "ips.kubeovn.io"),
@@ -1313,14 +1400,19 @@ async fn helm_install_as_written(chart: &str) {
         ("patch", "subnets.kubeovn.io"),
         ("watch", "network-attachment-definitions.k8s.cni.cncf.io"),
         ("get", "statefulsets.apps"),
-        ("create", "statefulsets.apps"),
-        ("patch", "statefulsets.apps"),
-        ("delete", "statefulsets.apps"),
-        ("watch", "statefulsets.apps"),
         ("patch", "iptables-eips.kubeovn.io"),
         ("patch", "iptables-dnat-rules.kubeovn.io/status"),
     ] {
         can("kube-ovn-controller", verb, resource, None);
+    }
+    // The NAT gateways' StatefulSets: kube-system's only (rbac_of_chart_* checks the rest).
+    for verb in ["create", "patch", "delete", "watch"] {
+        can(
+            "kube-ovn-controller",
+            verb,
+            "statefulsets.apps",
+            Some("kube-system"),
+        );
     }
     // The NAT gateway agent: reads its gateway's objects, writes their status, nothing more.
     // (`kubectl auth can-i` answers on stdout, "no" with exit status 1; `x/status` is a
@@ -1343,7 +1435,7 @@ async fn helm_install_as_written(chart: &str) {
     };
     let agent_may = |verb: &str, resource: &str| agent_may_in("default", verb, resource);
     // Its own pod, watched by name: pods of kube-system only (a Role there).
-    for verb in ["get", "list", "watch"] {
+    for verb in ["list", "watch"] {
         assert!(
             agent_may_in("kube-system", verb, "pods"),
             "vpc-nat-gw may not {verb} pods in kube-system"
@@ -1360,8 +1452,7 @@ async fn helm_install_as_written(chart: &str) {
         ("watch", "iptables-snat-rules.kubeovn.io"),
         ("watch", "iptables-dnat-rules.kubeovn.io"),
         ("list", "subnets.kubeovn.io"),
-        ("get", "vpcs.kubeovn.io"),
-        ("get", "qos-policies.kubeovn.io"),
+        ("watch", "qos-policies.kubeovn.io"),
         ("patch", "iptables-eips.kubeovn.io/status"),
         ("patch", "iptables-fip-rules.kubeovn.io/status"),
         ("patch", "iptables-snat-rules.kubeovn.io/status"),
@@ -1517,7 +1608,7 @@ fn the_webhook_certificate_is_for_its_service_and_trusted_by_its_configuration()
         let c = container(deployment, "containers", "kube-ovn-controller");
         let args = strings(&c["args"]);
         assert!(
-            args.contains(&"--webhook-addr=0.0.0.0:8443".to_owned()),
+            args.contains(&"--webhook-addr=[$(POD_IP)]:8443".to_owned()),
             "{args:?}"
         );
         assert!(
@@ -1578,5 +1669,578 @@ fn the_multi_network_policy_crd_is_installed_unless_the_value_says_no() {
             objects.len(),
             "{chart}: only the CRD goes"
         );
+    }
+}
+
+/// Where a `kubectl auth can-i` question is asked.
+#[derive(Clone, Copy, Debug)]
+enum Scope {
+    /// Every namespace at once (`--all-namespaces`): a ClusterRole's grant.
+    Cluster,
+    /// One namespace.
+    In(&'static str),
+}
+
+/// `kubectl auth can-i <verb> <resource> --as=system:serviceaccount:<ns>:<sa>`, where a
+/// `resource` of `kind/sub` asks about the subresource `sub`. Returns the answer; anything
+/// but `yes` or `no` fails the test.
+fn can_i(
+    plane: &ControlPlane,
+    ns: &str,
+    sa: &str,
+    scope: Scope,
+    verb: &str,
+    resource: &str,
+) -> bool {
+    let mut cmd = plane.kubectl_command();
+    cmd.args(["auth", "can-i", verb])
+        .arg(format!("--as=system:serviceaccount:{ns}:{sa}"));
+    match resource.split_once('/') {
+        Some((r, sub)) => cmd.args([r.to_owned(), format!("--subresource={sub}")]),
+        None => cmd.arg(resource),
+    };
+    match scope {
+        Scope::Cluster => cmd.arg("--all-namespaces"),
+        Scope::In(namespace) => cmd.args(["--namespace", namespace]),
+    };
+    let out = cmd.output().unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    // Exit status 1 with "no" is kubectl's way of saying no; a warning (an unknown resource
+    // type, a typo here) is a failure of the test, not an answer.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        (answer == "yes" || answer == "no") && stderr.trim().is_empty(),
+        "can-i {verb} {resource} as {sa}: {out:?}"
+    );
+    answer == "yes"
+}
+
+/// Every kind the controller reconciles (`controller/src/run.rs`): it reads each one.
+const OUR_KINDS: [&str; 11] = [
+    "vpcs.kubeovn.io",
+    "subnets.kubeovn.io",
+    "ips.kubeovn.io",
+    "ippools.kubeovn.io",
+    "vpc-nat-gateways.kubeovn.io",
+    "iptables-eips.kubeovn.io",
+    "iptables-fip-rules.kubeovn.io",
+    "iptables-snat-rules.kubeovn.io",
+    "iptables-dnat-rules.kubeovn.io",
+    "security-groups.kubeovn.io",
+    "qos-policies.kubeovn.io",
+];
+
+/// What each service account must be able to do: one row per call the binary makes (the
+/// files named are where), in the scope it makes it.
+fn rbac_must() -> Vec<(&'static str, Scope, &'static str, &'static str)> {
+    use Scope::{Cluster, In};
+    let mut must = Vec::new();
+    let ctl = "kube-ovn-controller";
+    // pod.rs (annotations patch), run.rs (pod watcher), gc.rs and ip.rs (get by name).
+    for verb in ["get", "list", "watch", "patch"] {
+        must.push((ctl, Cluster, verb, "pods"));
+    }
+    // multi_network_policy.rs: the namespace watcher of namespaceSelectors.
+    for verb in ["list", "watch"] {
+        must.push((ctl, Cluster, verb, "namespaces"));
+    }
+    // context.rs: kube::runtime::events::Recorder (events.k8s.io/v1, created, then patched
+    // as a series), in the involved object's namespace ("default" for cluster-scoped ones).
+    for verb in ["create", "patch"] {
+        must.push((ctl, Cluster, verb, "events.events.k8s.io"));
+    }
+    for kind in OUR_KINDS {
+        for verb in ["get", "list", "watch"] {
+            must.push((ctl, Cluster, verb, kind));
+        }
+    }
+    // Finalizers (reconciler.rs, ip.rs), the EIP's spec.v4ip (nat_rules.rs), the IP records
+    // (ip.rs: create, server-side apply, delete; gc.rs).
+    for kind in [
+        "vpcs.kubeovn.io",
+        "subnets.kubeovn.io",
+        "ips.kubeovn.io",
+        "ippools.kubeovn.io",
+        "vpc-nat-gateways.kubeovn.io",
+        "iptables-eips.kubeovn.io",
+        "security-groups.kubeovn.io",
+    ] {
+        must.push((ctl, Cluster, "patch", kind));
+    }
+    must.push((ctl, Cluster, "create", "ips.kubeovn.io"));
+    must.push((ctl, Cluster, "delete", "ips.kubeovn.io"));
+    // status.rs (server-side apply of status), nat_rules.rs (the rules' conditions).
+    for status in [
+        "vpcs.kubeovn.io/status",
+        "subnets.kubeovn.io/status",
+        "ippools.kubeovn.io/status",
+        "vpc-nat-gateways.kubeovn.io/status",
+        "iptables-eips.kubeovn.io/status",
+        "iptables-fip-rules.kubeovn.io/status",
+        "iptables-snat-rules.kubeovn.io/status",
+        "iptables-dnat-rules.kubeovn.io/status",
+        "security-groups.kubeovn.io/status",
+    ] {
+        must.push((ctl, Cluster, "patch", status));
+    }
+    for kind in [
+        "network-attachment-definitions.k8s.cni.cncf.io",
+        "multi-networkpolicies.k8s.cni.cncf.io",
+    ] {
+        for verb in ["get", "list", "watch"] {
+            must.push((ctl, Cluster, verb, kind));
+        }
+    }
+    // gc.rs: does the pod's StatefulSet still want it (any namespace, by name).
+    must.push((ctl, Cluster, "get", "statefulsets.apps"));
+    // nat_gateway.rs: its gateways' StatefulSets, in their namespace only.
+    for verb in ["get", "list", "watch", "create", "patch", "delete"] {
+        must.push((
+            ctl,
+            In(controller::nat_gateway::NAMESPACE),
+            verb,
+            "statefulsets.apps",
+        ));
+    }
+    // leader.rs: get_opt, create, replace of its Lease.
+    for verb in ["get", "create", "update"] {
+        must.push((ctl, In("kube-system"), verb, "leases.coordination.k8s.io"));
+    }
+
+    let cni = "kube-ovn-cni";
+    // pods.rs: await_condition (a watch by name: list + watch), get_metadata_opt; the
+    // Subnet's MTU by get_opt.
+    for verb in ["get", "list", "watch"] {
+        must.push((cni, Cluster, verb, "pods"));
+    }
+    must.push((cni, Cluster, "get", "subnets.kubeovn.io"));
+    // uninstall.rs: its own DaemonSet at SIGTERM.
+    must.push((cni, In("kube-system"), "get", "daemonsets.apps"));
+
+    let agent = "vpc-nat-gw";
+    // natgw/inputs.rs: its own pod (kube-system) and gateway by name, the rest whole.
+    for verb in ["list", "watch"] {
+        must.push((agent, In("kube-system"), verb, "pods"));
+        for kind in [
+            "vpc-nat-gateways.kubeovn.io",
+            "subnets.kubeovn.io",
+            "iptables-eips.kubeovn.io",
+            "iptables-fip-rules.kubeovn.io",
+            "iptables-snat-rules.kubeovn.io",
+            "iptables-dnat-rules.kubeovn.io",
+            "qos-policies.kubeovn.io",
+        ] {
+            must.push((agent, Cluster, verb, kind));
+        }
+    }
+    // natgw/status.rs: server-side apply of the rules' status.
+    for status in [
+        "iptables-eips.kubeovn.io/status",
+        "iptables-fip-rules.kubeovn.io/status",
+        "iptables-snat-rules.kubeovn.io/status",
+        "iptables-dnat-rules.kubeovn.io/status",
+    ] {
+        must.push((agent, Cluster, "patch", status));
+    }
+
+    // uninstall.rs (the post-delete hook): list every kind that carries our finalizers, get
+    // and patch each object.
+    for (_, plural) in controller::uninstall::KINDS {
+        let resource: &'static str = Box::leak(format!("{plural}.kubeovn.io").into_boxed_str());
+        for verb in ["get", "list", "patch"] {
+            must.push(("kube-ovn-uninstall", Cluster, verb, resource));
+        }
+    }
+    must
+}
+
+/// What no service account of ours may do, and what each must not do beyond its calls: the
+/// rights an attacker wants from a network plugin's token (Secrets, exec, nodes, RBAC,
+/// impersonation, workloads) and every write the trimmed rules dropped.
+fn rbac_must_not() -> Vec<(&'static str, Scope, &'static str, &'static str)> {
+    use Scope::{Cluster, In};
+    const ALL: [&str; 5] = [
+        "kube-ovn-controller",
+        "kube-ovn-cni",
+        "kube-ovn-ovn",
+        "vpc-nat-gw",
+        "kube-ovn-uninstall",
+    ];
+    let mut not = Vec::new();
+    for sa in ALL {
+        for (scope, verb, resource) in [
+            (Cluster, "get", "secrets"),
+            (Cluster, "list", "secrets"),
+            (In("kube-system"), "get", "secrets"),
+            (In("kube-system"), "watch", "secrets"),
+            (In("kube-system"), "get", "configmaps"),
+            (Cluster, "create", "pods/exec"),
+            (Cluster, "create", "pods/attach"),
+            (Cluster, "create", "pods/portforward"),
+            (Cluster, "create", "pods/eviction"),
+            (Cluster, "create", "pods"),
+            (Cluster, "delete", "pods"),
+            (Cluster, "update", "pods"),
+            (Cluster, "get", "nodes"),
+            (Cluster, "list", "nodes"),
+            (Cluster, "patch", "nodes"),
+            (Cluster, "delete", "nodes"),
+            (Cluster, "get", "nodes/proxy"),
+            (Cluster, "create", "namespaces"),
+            (Cluster, "delete", "namespaces"),
+            (Cluster, "create", "serviceaccounts/token"),
+            (Cluster, "impersonate", "serviceaccounts"),
+            (Cluster, "create", "clusterroles.rbac.authorization.k8s.io"),
+            (Cluster, "bind", "clusterroles.rbac.authorization.k8s.io"),
+            (
+                Cluster,
+                "escalate",
+                "clusterroles.rbac.authorization.k8s.io",
+            ),
+            (Cluster, "create", "rolebindings.rbac.authorization.k8s.io"),
+            (In("kube-system"), "create", "daemonsets.apps"),
+            (In("kube-system"), "patch", "daemonsets.apps"),
+            (In("kube-system"), "create", "deployments.apps"),
+            (Cluster, "create", "statefulsets.apps"),
+            (In("default"), "patch", "statefulsets.apps"),
+            (In("default"), "delete", "statefulsets.apps"),
+            (Cluster, "list", "statefulsets.apps"),
+            (
+                Cluster,
+                "create",
+                "customresourcedefinitions.apiextensions.k8s.io",
+            ),
+            (
+                Cluster,
+                "patch",
+                "mutatingwebhookconfigurations.admissionregistration.k8s.io",
+            ),
+            (
+                Cluster,
+                "create",
+                "network-attachment-definitions.k8s.cni.cncf.io",
+            ),
+            (
+                Cluster,
+                "patch",
+                "network-attachment-definitions.k8s.cni.cncf.io",
+            ),
+            (Cluster, "delete", "multi-networkpolicies.k8s.cni.cncf.io"),
+            (Cluster, "create", "events"),
+            (In("default"), "update", "leases.coordination.k8s.io"),
+            (In("kube-system"), "delete", "leases.coordination.k8s.io"),
+            (Cluster, "update", "subnets.kubeovn.io"),
+            (Cluster, "update", "vpcs.kubeovn.io"),
+            (Cluster, "update", "ips.kubeovn.io"),
+            (Cluster, "create", "subnets.kubeovn.io"),
+            (Cluster, "delete", "subnets.kubeovn.io"),
+            (Cluster, "create", "vpcs.kubeovn.io"),
+            (Cluster, "delete", "vpcs.kubeovn.io"),
+            (Cluster, "delete", "security-groups.kubeovn.io"),
+            (Cluster, "deletecollection", "ips.kubeovn.io"),
+            (Cluster, "patch", "qos-policies.kubeovn.io"),
+            (Cluster, "patch", "iptables-fip-rules.kubeovn.io"),
+            (Cluster, "get", "subnets.kubeovn.io/status"),
+            (Cluster, "update", "subnets.kubeovn.io/status"),
+            (Cluster, "patch", "ips.kubeovn.io/status"),
+            (Cluster, "patch", "qos-policies.kubeovn.io/status"),
+        ] {
+            not.push((sa, scope, verb, resource));
+        }
+    }
+    // Beyond its calls, per account: the node daemon writes nothing in the API.
+    for (scope, verb, resource) in [
+        (Cluster, "patch", "pods"),
+        (Cluster, "list", "subnets.kubeovn.io"),
+        (Cluster, "get", "ips.kubeovn.io"),
+        (In("default"), "get", "daemonsets.apps"),
+        (Cluster, "create", "events.events.k8s.io"),
+    ] {
+        not.push(("kube-ovn-cni", scope, verb, resource));
+    }
+    // The NAT gateway agent: its own namespace's pods, read only; status, never spec.
+    for (scope, verb, resource) in [
+        (In("default"), "list", "pods"),
+        (In("kube-system"), "get", "pods"),
+        (In("kube-system"), "patch", "pods"),
+        (Cluster, "patch", "iptables-eips.kubeovn.io"),
+        (Cluster, "patch", "vpc-nat-gateways.kubeovn.io/status"),
+        (Cluster, "get", "vpcs.kubeovn.io"),
+        (Cluster, "create", "events.events.k8s.io"),
+    ] {
+        not.push(("vpc-nat-gw", scope, verb, resource));
+    }
+    // OVN central and ovs-ovn never call the API (and mount no token).
+    for (scope, verb, resource) in [
+        (Cluster, "get", "pods"),
+        (Cluster, "list", "subnets.kubeovn.io"),
+        (Cluster, "create", "events.events.k8s.io"),
+    ] {
+        not.push(("kube-ovn-ovn", scope, verb, resource));
+    }
+    // The uninstall hook removes finalizers, nothing else.
+    for (scope, verb, resource) in [
+        (Cluster, "delete", "ips.kubeovn.io"),
+        (Cluster, "get", "pods"),
+        (Cluster, "patch", "pods"),
+    ] {
+        not.push(("kube-ovn-uninstall", scope, verb, resource));
+    }
+    not
+}
+
+/// The chart rendered with the manual's values (hooks included) applied for real to a fresh
+/// kube-apiserver, then every service account asked, both ways: what its binary calls is
+/// allowed; what it must not do is refused.
+async fn rbac_both_ways(chart: &str, args: &[&str]) {
+    let (dir, helm) = helm();
+    let plane = ControlPlane::start().await.unwrap();
+    install_chart_crds(&plane).await;
+    let nad_crd = <crds::NetworkAttachmentDefinition as kube::CustomResourceExt>::crd();
+    let crds: Api<CustomResourceDefinition> = Api::all(plane.client());
+    crds.create(&Default::default(), &nad_crd).await.unwrap();
+    let rendered = template(&helm, chart, args);
+    let file = dir.path().join("rendered.yaml");
+    std::fs::write(&file, &rendered).unwrap();
+    plane
+        .kubectl(&[
+            "apply",
+            "--server-side",
+            "--namespace=kube-system",
+            "-f",
+            file.to_str().unwrap(),
+        ])
+        .unwrap_or_else(|e| panic!("{chart}: {e}"));
+    for name in [
+        "network-attachment-definitions.k8s.cni.cncf.io",
+        "multi-networkpolicies.k8s.cni.cncf.io",
+    ] {
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            await_condition(crds.clone(), name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("CRD {name} not Established"))
+        .unwrap();
+    }
+    let started = std::time::Instant::now();
+    let mut refused = Vec::new();
+    let must = rbac_must();
+    for (sa, scope, verb, resource) in &must {
+        if !can_i(&plane, "kube-system", sa, *scope, verb, resource) {
+            refused.push(format!("{sa} {verb} {resource} ({scope:?})"));
+        }
+    }
+    let mut allowed = Vec::new();
+    let must_not = rbac_must_not();
+    for (sa, scope, verb, resource) in &must_not {
+        if can_i(&plane, "kube-system", sa, *scope, verb, resource) {
+            allowed.push(format!("{sa} {verb} {resource} ({scope:?})"));
+        }
+    }
+    eprintln!(
+        "{chart}: {} must + {} must-not questions in {:?}",
+        must.len(),
+        must_not.len(),
+        started.elapsed()
+    );
+    assert!(
+        refused.is_empty() && allowed.is_empty(),
+        "{chart}: needed but refused: {refused:#?}\nallowed but must not be: {allowed:#?}"
+    );
+    // The accounts that never call the API do not even mount a token.
+    let objects = by_key(&rendered);
+    for workload in [
+        "Deployment/kube-system/ovn-central",
+        "DaemonSet/kube-system/ovs-ovn",
+    ] {
+        let spec = &object(&objects, workload)["spec"]["template"]["spec"];
+        assert_eq!(spec["serviceAccountName"], "kube-ovn-ovn", "{workload}");
+        assert_eq!(spec["automountServiceAccountToken"], false, "{workload}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_of_chart_v2_is_what_each_binary_calls_checked_both_ways_by_can_i() {
+    rbac_both_ways(V2, SEED_V2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_of_chart_v1_is_what_each_binary_calls_checked_both_ways_by_can_i() {
+    rbac_both_ways(V1, SEED_V1).await;
+}
+
+/// Every pod template of a rendered chart: (workload key, pod spec).
+fn pod_specs(objects: &BTreeMap<String, Value>) -> Vec<(String, Value)> {
+    objects
+        .iter()
+        .filter(|(_, o)| o["spec"]["template"]["spec"].is_object())
+        .map(|(k, o)| (k.clone(), o["spec"]["template"]["spec"].clone()))
+        .collect()
+}
+
+fn capabilities_added(c: &Value) -> Vec<String> {
+    c["securityContext"]["capabilities"]["add"]
+        .as_array()
+        .map(|a| a.iter().map(|s| s.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Least privilege as rendered, for both charts and every datapath mode: every pod has a
+/// securityContext with the runtime's seccomp profile; every container drops all
+/// capabilities and cannot escalate, adding back only what its programs were measured to
+/// need (docs/SECURITY.md); the controller, its uninstall hook and OVN central run as nobody;
+/// only the daemon of the userspace datapath with a tunnel NIC stays privileged (it writes
+/// /proc/sys).
+#[test]
+fn every_pod_runs_with_the_least_privilege_it_needs() {
+    let (_dir, helm) = helm();
+    // (chart, values, datapath netdev?, tunnel NIC?)
+    let cases: [(&str, Vec<&str>, bool, bool); 6] = [
+        (V2, SEED_V2.to_vec(), false, false),
+        (V1, SEED_V1.to_vec(), false, false),
+        (
+            V2,
+            [SEED_V2, &["--set", "networking.datapathType=netdev"]].concat(),
+            true,
+            false,
+        ),
+        (
+            V1,
+            [SEED_V1, &["--set", "networking.DATAPATH_TYPE=netdev"]].concat(),
+            true,
+            false,
+        ),
+        (
+            V2,
+            [
+                SEED_V2,
+                &[
+                    "--set",
+                    "networking.datapathType=netdev",
+                    "--set",
+                    "agent.interface=eth1",
+                ],
+            ]
+            .concat(),
+            true,
+            true,
+        ),
+        (
+            V1,
+            [
+                SEED_V1,
+                &[
+                    "--set",
+                    "networking.DATAPATH_TYPE=netdev",
+                    "--set",
+                    "networking.IFACE=eth1",
+                ],
+            ]
+            .concat(),
+            true,
+            true,
+        ),
+    ];
+    for (chart, values, netdev, nic) in cases {
+        let what = format!("{chart} {values:?}");
+        let objects = by_key(&template(&helm, chart, &values));
+        let pods = pod_specs(&objects);
+        assert_eq!(pods.len(), 5, "{what}: {:?}", objects.keys());
+        for (workload, spec) in &pods {
+            assert_eq!(
+                spec["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+                "{what}: {workload}"
+            );
+            for list in ["initContainers", "containers"] {
+                for c in spec[list].as_array().into_iter().flatten() {
+                    let name = c["name"].as_str().unwrap();
+                    let sc = &c["securityContext"];
+                    assert!(
+                        sc.is_object(),
+                        "{what}: {workload} {name} has no securityContext"
+                    );
+                    if sc["privileged"] == true {
+                        assert!(
+                            netdev && nic && name == "cni-server",
+                            "{what}: {workload} {name} is privileged"
+                        );
+                        continue;
+                    }
+                    assert_eq!(
+                        sc["allowPrivilegeEscalation"], false,
+                        "{what}: {workload} {name}"
+                    );
+                    assert_eq!(
+                        strings(&sc["capabilities"]["drop"]),
+                        ["ALL"],
+                        "{what}: {workload} {name}"
+                    );
+                }
+            }
+        }
+        // Non-root, no capability: the controller and its uninstall hook, which the
+        // apiserver's "restricted" Pod Security level admits
+        // (rendered_charts_pass_a_server_side_dry_run), and OVN central.
+        for (workload, name) in [
+            (
+                "Deployment/kube-system/kube-ovn-controller",
+                "kube-ovn-controller",
+            ),
+            ("Job/kube-system/kube-ovn-uninstall", "remove-finalizers"),
+            ("Deployment/kube-system/ovn-central", "ovn-central"),
+        ] {
+            let w = object(&objects, workload);
+            let pod = &w["spec"]["template"]["spec"]["securityContext"];
+            assert_eq!(pod["runAsNonRoot"], true, "{what}: {workload}");
+            assert_eq!(pod["runAsUser"], 65534, "{what}: {workload}");
+            let c = container(w, "containers", name);
+            assert!(
+                c["securityContext"]["runAsUser"].is_null(),
+                "{what}: {workload}"
+            );
+            assert!(capabilities_added(c).is_empty(), "{what}: {workload}");
+        }
+        // Central's one root step: giving its host paths to its user (CHOWN only).
+        let central = object(&objects, "Deployment/kube-system/ovn-central");
+        let init = container(central, "initContainers", "hostpath-init");
+        assert_eq!(init["securityContext"]["runAsUser"], 0, "{what}");
+        assert_eq!(capabilities_added(init), ["CHOWN"], "{what}");
+        // Its run dir is the pod's own: nothing on the host shares its sockets.
+        assert!(
+            central["spec"]["template"]["spec"]["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v["name"] == "run-ovn" && v["emptyDir"].is_object()),
+            "{what}"
+        );
+        // Open vSwitch: network administration and raw sockets; the kernel module only for
+        // the kernel datapath.
+        let ovs = container(
+            object(&objects, "DaemonSet/kube-system/ovs-ovn"),
+            "containers",
+            "openvswitch",
+        );
+        let mut want = vec!["NET_ADMIN", "NET_RAW"];
+        if !netdev {
+            want.push("SYS_MODULE");
+        }
+        assert_eq!(capabilities_added(ovs), want, "{what}");
+        // The daemon: netlink, raw sockets, setns.
+        let ds = object(&objects, "DaemonSet/kube-system/kube-ovn-cni");
+        let server = container(ds, "containers", "cni-server");
+        if netdev && nic {
+            assert_eq!(server["securityContext"]["privileged"], true, "{what}");
+        } else {
+            assert!(server["securityContext"]["privileged"].is_null(), "{what}");
+            assert_eq!(
+                capabilities_added(server),
+                ["NET_ADMIN", "NET_RAW", "SYS_ADMIN"],
+                "{what}"
+            );
+        }
+        let install = container(ds, "initContainers", "install-cni");
+        assert!(capabilities_added(install).is_empty(), "{what}");
     }
 }

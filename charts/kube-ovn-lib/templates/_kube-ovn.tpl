@@ -55,6 +55,79 @@ app.kubernetes.io/part-of: kube-ovn
 app.kubernetes.io/managed-by: Helm
 {{- end }}
 
+{{- /*
+Least privilege (docs/SECURITY.md has the measurements behind each line).
+The user of the non-root pods: nobody (65534), as the controller image's USER.
+*/ -}}
+{{- define "kube-ovn.nonRootId" -}}65534{{- end }}
+
+{{- define "kube-ovn.nonRootPod" -}}
+runAsNonRoot: true
+runAsUser: {{ include "kube-ovn.nonRootId" . }}
+runAsGroup: {{ include "kube-ovn.nonRootId" . }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "kube-ovn.nonRootContainer" -}}
+allowPrivilegeEscalation: false
+capabilities:
+  drop: [ALL]
+{{- end }}
+
+{{- /*
+ovs-ovn (ovsdb-server, ovs-vswitchd, ovn-controller), as root (it owns the host's
+/etc/origin/openvswitch and /run/openvswitch, which the daemon and the CNI plugin share as
+root), with only:
+- NET_ADMIN: ovs-vswitchd creates and configures br-int, br-phy and their internal ports
+  (netlink, ioctls: MTU, flags, promiscuous mode), ovn-controller flushes conntrack zones;
+- NET_RAW: the userspace datapath reads and writes every port through AF_PACKET sockets;
+- SYS_MODULE, with the kernel datapath only: start-ovs.sh loads the openvswitch module
+  (modprobe, the host's /lib/modules).
+Measured (userspace datapath): ovs-vswitchd with exactly NET_ADMIN + NET_RAW (setpriv
+--bounding-set) builds a netdev bridge with a veth and an internal port and forwards a ping
+through them; its only complaint is NETLINK_LISTEN_ALL_NSID (CAP_NET_BROADCAST, for ports in
+other namespaces, which we never make), logged at INFO. The real-node tests run the chart so.
+*/ -}}
+{{- define "kube-ovn.ovsSecurityContext" -}}
+runAsUser: 0
+allowPrivilegeEscalation: false
+capabilities:
+  drop: [ALL]
+  add:
+  - NET_ADMIN
+  - NET_RAW
+  {{- if eq .cni.datapathType "system" }}
+  - SYS_MODULE
+  {{- end }}
+{{- end }}
+
+{{- /*
+kube-ovn-daemon (cni-server), as root (the host's /run/openvswitch and CNI bin dir), with only:
+- NET_ADMIN: veth pairs, moving one into the pod's netns, addresses, routes, MTU (rtnetlink),
+  tx checksum offload off (the SIOCETHTOOL ioctl);
+- NET_RAW: the gratuitous ARP after ADD (an AF_PACKET socket);
+- SYS_ADMIN: setns(2) into the pod's network namespace (the kernel asks CAP_SYS_ADMIN for
+  entering a namespace; the runtime's seccomp profile allows setns only with it).
+With the userspace datapath and agent.interface (the tunnel NIC moved onto br-phy) it must
+write /proc/sys/net/ipv4/conf/<nic>/arp_ignore, and a container's /proc/sys is read-only
+unless it is privileged: that mode alone keeps privileged: true.
+*/ -}}
+{{- define "kube-ovn.cniSecurityContext" -}}
+runAsUser: 0
+{{- if and .cni.iface (eq .cni.datapathType "netdev") }}
+privileged: true
+{{- else }}
+allowPrivilegeEscalation: false
+capabilities:
+  drop: [ALL]
+  add:
+  - NET_ADMIN
+  - NET_RAW
+  - SYS_ADMIN
+{{- end }}
+{{- end }}
+
 {{- define "kube-ovn.validate" -}}
 {{- $cfg := . -}}
 {{- if not (kindIs "bool" $cfg.nonPrimaryCNI) -}}
@@ -124,31 +197,52 @@ metadata:
   name: system:kube-ovn-controller
   labels:
     {{- include "kube-ovn.labels" . | nindent 4 }}
+{{- /*
+RBAC: each rule is what the binary calls (grep controller/src for Api::<T>; the verbs are the
+calls': get/get_opt = get, watcher/Controller/reflector = list + watch, patch and server-side
+apply = patch (apply creating an object = create too), patch_status = patch on the status
+subresource, replace = update). Nothing here may update (PUT) an object but the Lease, delete
+anything but IP records and its NAT gateways' StatefulSets, or read Secrets, ConfigMaps or
+Nodes. e2e/tests/charts.rs (rbac_is_what_each_binary_calls...) checks both ways with
+`kubectl auth can-i` against a real apiserver.
+*/}}
 rules:
-# Attachments: read pods, write the <provider>.kubernetes.io/* annotations.
+# Attachments: read pods (all namespaces), write the <provider>.kubernetes.io/* annotations.
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch, patch]
+# Namespace selectors of MultiNetworkPolicies.
 - apiGroups: [""]
-  resources: [nodes, namespaces]
-  verbs: [get, list, watch]
-- apiGroups: ["", events.k8s.io]
+  resources: [namespaces]
+  verbs: [list, watch]
+# kube::runtime::events::Recorder: events.k8s.io/v1 Events, created then patched as a series.
+- apiGroups: [events.k8s.io]
   resources: [events]
-  verbs: [create, patch, update]
+  verbs: [create, patch]
+# Every kind is read (get, list, watch); finalizers (kube::runtime::finalizer) and the EIP's
+# allocated spec.v4ip are patches; IP records are the only objects it creates and deletes.
 - apiGroups: [kubeovn.io]
   resources: [vpcs, subnets, ips, ippools, vpc-nat-gateways, iptables-eips, iptables-fip-rules, iptables-snat-rules, iptables-dnat-rules, security-groups, qos-policies]
-  verbs: [get, list, watch, create, update, patch, delete]
+  verbs: [get, list, watch]
 - apiGroups: [kubeovn.io]
-  resources: [vpcs/status, subnets/status, ips/status, ippools/status, vpc-nat-gateways/status, iptables-eips/status, iptables-fip-rules/status, iptables-snat-rules/status, iptables-dnat-rules/status, security-groups/status, qos-policies/status]
-  verbs: [get, update, patch]
+  resources: [vpcs, subnets, ips, ippools, vpc-nat-gateways, iptables-eips, security-groups]
+  verbs: [patch]
+- apiGroups: [kubeovn.io]
+  resources: [ips]
+  verbs: [create, delete]
+# Status: server-side apply (or a merge patch) of the status subresource, never a read or PUT.
+- apiGroups: [kubeovn.io]
+  resources: [vpcs/status, subnets/status, ippools/status, vpc-nat-gateways/status, iptables-eips/status, iptables-fip-rules/status, iptables-snat-rules/status, iptables-dnat-rules/status, security-groups/status]
+  verbs: [patch]
 - apiGroups: [k8s.cni.cncf.io]
   resources: [network-attachment-definitions, multi-networkpolicies]
   verbs: [get, list, watch]
-# StatefulSet pods keep their addresses while their StatefulSet still wants them; each
-# VpcNatGateway is a StatefulSet the controller owns.
+# A StatefulSet pod keeps its addresses while its StatefulSet (any namespace) still wants it:
+# read by name. The NAT gateways' StatefulSets, which it writes, are kube-system's only (the
+# Role system:kube-ovn-controller-nat-gateways there).
 - apiGroups: [apps]
   resources: [statefulsets]
-  verbs: [get, list, watch, create, update, patch, delete]
+  verbs: [get]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -165,7 +259,8 @@ subjects:
   name: kube-ovn-controller
   namespace: {{ $ns }}
 ---
-# Leader election: one Lease in the release namespace.
+# Leader election (controller/src/leader.rs): one Lease in the release namespace, read,
+# created once and renewed by update (a PUT carrying the resourceVersion it read).
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata:
@@ -176,7 +271,7 @@ metadata:
 rules:
 - apiGroups: [coordination.k8s.io]
   resources: [leases]
-  verbs: [get, list, watch, create, update, patch]
+  verbs: [get, create, update]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
@@ -189,6 +284,37 @@ roleRef:
   apiGroup: rbac.authorization.k8s.io
   kind: Role
   name: kube-ovn-controller
+subjects:
+- kind: ServiceAccount
+  name: kube-ovn-controller
+  namespace: {{ $ns }}
+---
+# Each VpcNatGateway is a StatefulSet in kube-system (controller/src/nat_gateway.rs NAMESPACE,
+# upstream's, whatever the release namespace) that the controller applies (server-side apply:
+# create + patch), watches (it owns them) and deletes with its gateway.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: system:kube-ovn-controller-nat-gateways
+  namespace: kube-system
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+rules:
+- apiGroups: [apps]
+  resources: [statefulsets]
+  verbs: [get, list, watch, create, patch, delete]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: system:kube-ovn-controller-nat-gateways
+  namespace: kube-system
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: system:kube-ovn-controller-nat-gateways
 subjects:
 - kind: ServiceAccount
   name: kube-ovn-controller
@@ -212,16 +338,15 @@ metadata:
   name: system:vpc-nat-gw
   labels:
     {{- include "kube-ovn.labels" . | nindent 4 }}
+# daemon/src/natgw/inputs.rs watches (list + watch, its gateway by a field selector) these
+# kinds; daemon/src/natgw/status.rs applies the rules' status. It writes no Events.
 rules:
 - apiGroups: [kubeovn.io]
-  resources: [vpc-nat-gateways, iptables-eips, iptables-fip-rules, iptables-snat-rules, iptables-dnat-rules, subnets, vpcs, qos-policies]
-  verbs: [get, list, watch]
+  resources: [vpc-nat-gateways, iptables-eips, iptables-fip-rules, iptables-snat-rules, iptables-dnat-rules, subnets, qos-policies]
+  verbs: [list, watch]
 - apiGroups: [kubeovn.io]
   resources: [iptables-eips/status, iptables-fip-rules/status, iptables-snat-rules/status, iptables-dnat-rules/status]
-  verbs: [get, patch]
-- apiGroups: ["", events.k8s.io]
-  resources: [events]
-  verbs: [create, patch, update]
+  verbs: [patch]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -250,7 +375,7 @@ metadata:
 rules:
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
@@ -274,17 +399,14 @@ metadata:
   name: system:kube-ovn-cni
   labels:
     {{- include "kube-ovn.labels" . | nindent 4 }}
+# daemon/src/pods.rs: CNI ADD waits for the controller's allocation on the pod (a watch by
+# name: list + watch) and reads its uid (get); the Subnet gives the MTU (get).
 rules:
-# CNI ADD waits for the controller's allocation on the pod; the subnet gives the MTU.
 - apiGroups: [""]
-  resources: [pods, nodes]
+  resources: [pods]
   verbs: [get, list, watch]
 - apiGroups: [kubeovn.io]
-  resources: [subnets, ips]
-  verbs: [get, list, watch]
-# At SIGTERM: is our DaemonSet still there (a restart) or gone (an uninstall: clean the node)?
-- apiGroups: [apps]
-  resources: [daemonsets]
+  resources: [subnets]
   verbs: [get]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
@@ -297,6 +419,36 @@ roleRef:
   apiGroup: rbac.authorization.k8s.io
   kind: ClusterRole
   name: system:kube-ovn-cni
+subjects:
+- kind: ServiceAccount
+  name: kube-ovn-cni
+  namespace: {{ $ns }}
+---
+# daemon/src/uninstall.rs, at SIGTERM: is our DaemonSet still there (a restart) or gone (an
+# uninstall: clean the node)? Its own namespace only.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: kube-ovn-cni
+  namespace: {{ $ns }}
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+rules:
+- apiGroups: [apps]
+  resources: [daemonsets]
+  verbs: [get]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: kube-ovn-cni
+  namespace: {{ $ns }}
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: kube-ovn-cni
 subjects:
 - kind: ServiceAccount
   name: kube-ovn-cni
@@ -396,6 +548,10 @@ spec:
       automountServiceAccountToken: false
       hostNetwork: true
       priorityClassName: system-cluster-critical
+      # Non-root: ovsdb-server and ovn-northd need no capability at all (ports 6641/6642 are
+      # above 1024, no raw sockets, no kernel state); they need only to write their files.
+      securityContext:
+        {{- include "kube-ovn.nonRootPod" . | nindent 8 }}
       {{- with $cfg.imagePullSecrets }}
       imagePullSecrets:
       {{- range . }}
@@ -412,11 +568,42 @@ spec:
         effect: NoSchedule
       - key: CriticalAddonsOnly
         operator: Exists
+      # The databases and logs live on host paths, which kubelet creates root-owned 0755 (and
+      # fsGroup does not apply to hostPath): this step, the only one as root and with one
+      # capability (CHOWN), gives the database dir to the central's user and lets its group
+      # write the log dir that ovs-ovn's ovn-controller (root) shares. Its run dir (sockets,
+      # pidfiles, control sockets) is an emptyDir: nothing outside the pod uses it.
+      initContainers:
+      - name: hostpath-init
+        image: {{ $cfg.images.ovn }}
+        imagePullPolicy: {{ $cfg.pullPolicy }}
+        command:
+        - /bin/sh
+        - -c
+        - >-
+          chown -R {{ include "kube-ovn.nonRootId" . }}:{{ include "kube-ovn.nonRootId" . }} /etc/ovn &&
+          chgrp {{ include "kube-ovn.nonRootId" . }} /var/log/ovn && chmod 0775 /var/log/ovn &&
+          for f in ovsdb-server-nb.log ovsdb-server-sb.log ovn-northd.log; do
+          if [ -e /var/log/ovn/$f ]; then chown {{ include "kube-ovn.nonRootId" . }}:{{ include "kube-ovn.nonRootId" . }} /var/log/ovn/$f; fi; done
+        securityContext:
+          runAsUser: 0
+          runAsNonRoot: false
+          allowPrivilegeEscalation: false
+          capabilities:
+            drop: [ALL]
+            add: [CHOWN]
+        volumeMounts:
+        - name: host-config-ovn
+          mountPath: /etc/ovn
+        - name: host-log-ovn
+          mountPath: /var/log/ovn
       containers:
       - name: ovn-central
         image: {{ $cfg.images.ovn }}
         imagePullPolicy: {{ $cfg.pullPolicy }}
         command: [/kube-ovn/start-ovn-central.sh]
+        securityContext:
+          {{- include "kube-ovn.nonRootContainer" . | nindent 10 }}
         ports:
         - name: ovn-nb
           containerPort: 6641
@@ -439,17 +626,15 @@ spec:
           {{- toYaml . | nindent 10 }}
         {{- end }}
         volumeMounts:
-        - name: host-run-ovn
+        - name: run-ovn
           mountPath: /var/run/ovn
         - name: host-config-ovn
           mountPath: /etc/ovn
         - name: host-log-ovn
           mountPath: /var/log/ovn
       volumes:
-      - name: host-run-ovn
-        hostPath:
-          path: /run/ovn
-          type: DirectoryOrCreate
+      - name: run-ovn
+        emptyDir: {}
       - name: host-config-ovn
         hostPath:
           path: /etc/origin/ovn
@@ -487,6 +672,9 @@ spec:
       hostNetwork: true
       hostPID: true
       priorityClassName: system-node-critical
+      securityContext:
+        seccompProfile:
+          type: RuntimeDefault
       {{- with $cfg.imagePullSecrets }}
       imagePullSecrets:
       {{- range . }}
@@ -503,8 +691,7 @@ spec:
         imagePullPolicy: {{ $cfg.pullPolicy }}
         command: [/kube-ovn/start-ovs.sh]
         securityContext:
-          privileged: true
-          runAsUser: 0
+          {{- include "kube-ovn.ovsSecurityContext" $cfg | nindent 10 }}
         env:
         - name: OVS_DATAPATH_TYPE
           value: {{ $cfg.cni.datapathType | quote }}
@@ -585,6 +772,10 @@ spec:
     spec:
       serviceAccountName: kube-ovn-controller
       priorityClassName: system-cluster-critical
+      # Only the Kubernetes API, OVN NB over TCP and its own two listeners (ports above 1024):
+      # no capability, no writes outside memory.
+      securityContext:
+        {{- include "kube-ovn.nonRootPod" . | nindent 8 }}
       {{- with $cfg.imagePullSecrets }}
       imagePullSecrets:
       {{- range . }}
@@ -618,11 +809,12 @@ spec:
         - --non-primary-cni-mode=true
         - --leader-elect=true
         - --leader-elect-namespace=$(POD_NAMESPACE)
-        - --metrics-addr=0.0.0.0:{{ int $cfg.controller.metricsPort }}
+        # The pod's own address (downward API; brackets take both families), not 0.0.0.0.
+        - --metrics-addr=[$(POD_IP)]:{{ int $cfg.controller.metricsPort }}
         - --log-format={{ $cfg.controller.logFormat }}
         - --gc-interval={{ int $cfg.controller.gcInterval }}
         - --workers={{ int $cfg.controller.workers }}
-        - --webhook-addr=0.0.0.0:8443
+        - --webhook-addr=[$(POD_IP)]:8443
         - --webhook-cert-dir=/etc/kube-ovn/webhook
         # VPC NAT gateway pods run the agent in the daemon binary of the cni image (no
         # fourth image).
@@ -636,8 +828,15 @@ spec:
           valueFrom:
             fieldRef:
               fieldPath: metadata.namespace
+        - name: POD_IP
+          valueFrom:
+            fieldRef:
+              fieldPath: status.podIP
         - name: RUST_LOG
           value: {{ $cfg.logLevel | quote }}
+        securityContext:
+          {{- include "kube-ovn.nonRootContainer" . | nindent 10 }}
+          readOnlyRootFilesystem: true
         ports:
         - name: metrics
           containerPort: {{ int $cfg.controller.metricsPort }}
@@ -768,6 +967,9 @@ spec:
       hostNetwork: true
       hostPID: true
       priorityClassName: system-node-critical
+      securityContext:
+        seccompProfile:
+          type: RuntimeDefault
       {{- with $cfg.imagePullSecrets }}
       imagePullSecrets:
       {{- range . }}
@@ -783,8 +985,12 @@ spec:
         image: {{ $cfg.images.cni }}
         imagePullPolicy: {{ $cfg.pullPolicy }}
         command: [/kube-ovn/install-cni.sh, /opt/cni/bin]
+        # Root only to write the host's root-owned CNI bin dir (as its owner: no capability).
         securityContext:
           runAsUser: 0
+          allowPrivilegeEscalation: false
+          capabilities:
+            drop: [ALL]
         volumeMounts:
         - name: cni-bin
           mountPath: /opt/cni/bin
@@ -806,7 +1012,8 @@ spec:
         - --iface={{ . }}
         - --dpdk-tunnel-iface={{ $cfg.cni.dpdkTunnelIface }}
         {{- end }}
-        - --metrics-addr=0.0.0.0:{{ int $cfg.cni.metricsPort }}
+        # The node's address (downward API), not 0.0.0.0 on the host network.
+        - --metrics-addr=[$(HOST_IP)]:{{ int $cfg.cni.metricsPort }}
         # On uninstall (the DaemonSet gone at SIGTERM) the plugin leaves the node with us.
         - --owner-daemonset={{ $ns }}/kube-ovn-cni
         - --cni-bin-dir=/opt/cni/bin
@@ -815,6 +1022,10 @@ spec:
           valueFrom:
             fieldRef:
               fieldPath: spec.nodeName
+        - name: HOST_IP
+          valueFrom:
+            fieldRef:
+              fieldPath: status.hostIP
         {{- if not $cfg.cni.iface }}
         - name: ENCAP_IP
           valueFrom:
@@ -824,8 +1035,7 @@ spec:
         - name: RUST_LOG
           value: {{ $cfg.logLevel | quote }}
         securityContext:
-          privileged: true
-          runAsUser: 0
+          {{- include "kube-ovn.cniSecurityContext" $cfg | nindent 10 }}
         ports:
         - name: metrics
           containerPort: {{ int $cfg.cni.metricsPort }}
@@ -968,6 +1178,8 @@ spec:
     spec:
       serviceAccountName: kube-ovn-uninstall
       restartPolicy: Never
+      securityContext:
+        {{- include "kube-ovn.nonRootPod" . | nindent 8 }}
       {{- with $cfg.imagePullSecrets }}
       imagePullSecrets:
       {{- range . }}
@@ -989,4 +1201,7 @@ spec:
         env:
         - name: RUST_LOG
           value: {{ $cfg.logLevel | quote }}
+        securityContext:
+          {{- include "kube-ovn.nonRootContainer" . | nindent 10 }}
+          readOnlyRootFilesystem: true
 {{- end }}
