@@ -2217,16 +2217,25 @@ fn every_pod_runs_with_the_least_privilege_it_needs() {
         );
         // Open vSwitch: network administration and raw sockets; the kernel module only for
         // the kernel datapath.
-        let ovs = container(
-            object(&objects, "DaemonSet/kube-system/ovs-ovn"),
-            "containers",
-            "openvswitch",
-        );
+        let ovs_ds = object(&objects, "DaemonSet/kube-system/ovs-ovn");
+        let ovs = container(ovs_ds, "containers", "openvswitch");
         let mut want = vec!["NET_ADMIN", "NET_RAW"];
         if !netdev {
             want.push("SYS_MODULE");
         }
         assert_eq!(capabilities_added(ovs), want, "{what}");
+        // The userspace datapath's tap devices: the host's /dev/net/tun, and only then.
+        let tun = ovs_ds["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "host-dev-tun");
+        assert_eq!(tun.is_some(), netdev, "{what}");
+        if let Some(tun) = tun {
+            assert_eq!(tun["hostPath"]["path"], "/dev/net/tun", "{what}");
+            assert_eq!(tun["hostPath"]["type"], "CharDevice", "{what}");
+            assert_eq!(mount(ovs, "host-dev-tun"), "/dev/net/tun", "{what}");
+        }
         // The daemon: netlink, raw sockets, setns.
         let ds = object(&objects, "DaemonSet/kube-system/kube-ovn-cni");
         let server = container(ds, "containers", "cni-server");

@@ -725,10 +725,24 @@ spec:
           mountPath: /var/log/openvswitch
         - name: host-log-ovn
           mountPath: /var/log/ovn
+        {{- if eq $cfg.cni.datapathType "netdev" }}
+        # The userspace datapath's internal ports (br-int, br-phy) are tap devices: a
+        # container that is not privileged has no /dev/net/tun of its own (measured: "opening
+        # /dev/net/tun failed: No such file or directory", no bridge, no port ever
+        # ovn-installed); the runtime's default device rules allow the tun device (c 10:200).
+        - name: host-dev-tun
+          mountPath: /dev/net/tun
+        {{- end }}
       volumes:
       - name: host-modules
         hostPath:
           path: /lib/modules
+      {{- if eq $cfg.cni.datapathType "netdev" }}
+      - name: host-dev-tun
+        hostPath:
+          path: /dev/net/tun
+          type: CharDevice
+      {{- end }}
       - name: host-run-ovs
         hostPath:
           path: /run/openvswitch
