@@ -30,6 +30,16 @@ const ROLLOUTS: [&str; 4] = [
 /// (1.35's IP allocator racing its bootstrap controller), nothing of ours.
 const HARNESS_WARNINGS: &[&str] = &["MissingClusterDNS", "CgroupV1", "ClusterIPNotAllocated"];
 
+/// One process of the chart as the kernel sees it (`/proc/<pid>/status`).
+#[derive(Debug)]
+struct Privileges {
+    comm: String,
+    uid: u32,
+    cap_eff: u64,
+    no_new_privs: bool,
+    seccomp: u32,
+}
+
 /// A control plane, real nodes with Multus, and the chart installed on them.
 pub struct ChartCluster {
     // Field order is drop order: nodes before the control plane, the fence and the bridge.
@@ -143,6 +153,114 @@ impl ChartCluster {
     /// The real nodes.
     pub fn nodes(&self) -> &[RealNode] {
         &self.nodes
+    }
+
+    /// The chart's daemons as the kernel runs them on the nodes (read from the host's
+    /// `/proc`, the processes in the nodes' cgroup roots): who they run as, their effective
+    /// capabilities, no-new-privileges and seccomp mode, against what the chart asks for
+    /// (charts/kube-ovn-lib/templates/_kube-ovn.tpl, docs/SECURITY.md). `daemon_privileged`:
+    /// the chart runs kube-ovn-daemon privileged (userspace datapath with a tunnel NIC).
+    pub fn assert_least_privilege(&self, daemon_privileged: bool) {
+        const NET_ADMIN: u64 = 1 << 12;
+        const NET_RAW: u64 = 1 << 13;
+        const SYS_ADMIN: u64 = 1 << 21;
+        let roots: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!(":/{}/", n.netns().name()))
+            .collect();
+        let mut seen: Vec<Privileges> = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let path = entry.path();
+            let Ok(cgroup) = std::fs::read_to_string(path.join("cgroup")) else {
+                continue;
+            };
+            if !cgroup
+                .lines()
+                .any(|l| roots.iter().any(|r| l.contains(r.as_str())))
+            {
+                continue;
+            }
+            let Ok(status) = std::fs::read_to_string(path.join("status")) else {
+                continue;
+            };
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                    .map(|v| v.trim().to_owned())
+                    .unwrap_or_default()
+            };
+            let comm = field("Name");
+            if ![
+                "kube-ovn-contro",
+                "kube-ovn-daemon",
+                "ovsdb-server",
+                "ovn-northd",
+                "ovs-vswitchd",
+                "ovn-controller",
+            ]
+            .contains(&comm.as_str())
+            {
+                continue;
+            }
+            seen.push(Privileges {
+                comm,
+                uid: field("Uid")
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|u| u.parse().ok())
+                    .unwrap(),
+                cap_eff: u64::from_str_radix(&field("CapEff"), 16).unwrap(),
+                no_new_privs: field("NoNewPrivs") == "1",
+                seccomp: field("Seccomp").parse().unwrap(),
+            });
+        }
+        eprintln!("the chart's daemons as they run: {seen:#?}");
+        let all =
+            |comm: &str| -> Vec<&Privileges> { seen.iter().filter(|p| p.comm == comm).collect() };
+        let confined = |p: &Privileges, uid: u32, caps: u64| {
+            assert!(
+                p.uid == uid && p.cap_eff == caps && p.no_new_privs && p.seccomp == 2,
+                "{} runs as {p:?}; the chart asks for uid {uid}, CapEff {caps:#x}, \
+                 no-new-privileges and the RuntimeDefault seccomp filter",
+                p.comm
+            );
+        };
+        // kube-ovn-controller and OVN central: nobody, no capability at all.
+        assert_eq!(all("kube-ovn-contro").len(), 1, "{seen:#?}");
+        assert_eq!(all("ovn-northd").len(), 1, "{seen:#?}");
+        for p in all("kube-ovn-contro").into_iter().chain(all("ovn-northd")) {
+            confined(p, 65534, 0);
+        }
+        // ovsdb-server: central's NB and SB as nobody, each node's Open vSwitch database as
+        // root with ovs-ovn's capabilities.
+        let nodes = self.nodes.len();
+        let ovsdb = all("ovsdb-server");
+        assert_eq!(ovsdb.len(), 2 + nodes, "{seen:#?}");
+        let ovs_caps = NET_ADMIN | NET_RAW;
+        for p in ovsdb {
+            if p.uid == 65534 {
+                confined(p, 65534, 0);
+            } else {
+                confined(p, 0, ovs_caps);
+            }
+        }
+        for comm in ["ovs-vswitchd", "ovn-controller"] {
+            assert_eq!(all(comm).len(), nodes, "{seen:#?}");
+            for p in all(comm) {
+                confined(p, 0, ovs_caps);
+            }
+        }
+        let daemons = all("kube-ovn-daemon");
+        assert_eq!(daemons.len(), nodes, "{seen:#?}");
+        for p in daemons {
+            if daemon_privileged {
+                assert!(p.uid == 0 && p.seccomp == 0, "{p:?}");
+            } else {
+                confined(p, 0, NET_ADMIN | NET_RAW | SYS_ADMIN);
+            }
+        }
     }
 
     /// Time since [`Self::install`] began.
@@ -539,10 +657,15 @@ async fn the_v1_chart_installs_on_a_real_node_and_runs_the_manuals_first_example
         &[
             "cni_conf.NON_PRIMARY_CNI=true",
             "networking.DATAPATH_TYPE=netdev",
-            "networking.IFACE=eth1",
+            // No tunnel NIC: one node has no tunnel, and without one the daemon runs with
+            // capabilities instead of privileged (the two-node test covers the NIC).
         ],
     )
     .await;
+    // Every daemon of the chart runs with exactly the privileges the chart asks for, and
+    // the first example below (veth, setns, OVS port, gratuitous ARP, DEL at uninstall) works
+    // under them.
+    cluster.assert_least_privilege(false);
     cluster.apply(&first_example());
     cluster.wait_ready("multi-network-pod");
     let addr = cluster.kubectl(&["exec", "multi-network-pod", "--", "ip", "addr", "show"]);
@@ -612,6 +735,8 @@ async fn the_chart_on_two_real_nodes_carries_net1_across_nodes() {
         ],
     )
     .await;
+    // The tunnel NIC's arp_ignore is a /proc/sys write: this mode's daemon is privileged.
+    cluster.assert_least_privilege(true);
     cluster.apply(&first_example());
     cluster.wait_ready("multi-network-pod");
     let (here, there) = cluster.node_of_and_other("multi-network-pod");

@@ -342,7 +342,8 @@ pub fn verbs_served(cluster: &ChartCluster) -> std::collections::BTreeMap<(Strin
                 "-sf",
                 "--max-time",
                 "5",
-                "http://127.0.0.1:10665/metrics",
+                // The chart binds the daemon's metrics to the node's address (status.hostIP).
+                &format!("http://{}:10665/metrics", node.ip()),
             ])
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
