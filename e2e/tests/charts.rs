@@ -2152,6 +2152,13 @@ fn every_pod_runs_with_the_least_privilege_it_needs() {
                 spec["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
                 "{what}: {workload}"
             );
+            // The host's process table: only the daemon, which may be handed a
+            // /proc/<pid>/ns/net path (ovs-ovn ran without it on real nodes).
+            assert_eq!(
+                spec["hostPID"] == true,
+                workload == "DaemonSet/kube-system/kube-ovn-cni",
+                "{what}: {workload} hostPID"
+            );
             for list in ["initContainers", "containers"] {
                 for c in spec[list].as_array().into_iter().flatten() {
                     let name = c["name"].as_str().unwrap();

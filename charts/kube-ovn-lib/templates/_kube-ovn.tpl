@@ -670,7 +670,8 @@ spec:
       serviceAccountName: kube-ovn-ovn
       automountServiceAccountToken: false
       hostNetwork: true
-      hostPID: true
+      # No hostPID: Open vSwitch and ovn-controller never look at another process (their
+      # pidfiles and control sockets are read inside this pod: probes, kubectl ko).
       priorityClassName: system-node-critical
       securityContext:
         seccompProfile:
@@ -979,6 +980,8 @@ spec:
     spec:
       serviceAccountName: kube-ovn-cni
       hostNetwork: true
+      # hostPID: a runtime may name the pod's network namespace /proc/<pid>/ns/net (not a
+      # pinned /var/run/netns path as containerd and CRI-O do); the daemon opens that path.
       hostPID: true
       priorityClassName: system-node-critical
       securityContext:
