@@ -2178,6 +2178,11 @@ fn every_pod_runs_with_the_least_privilege_it_needs() {
                         sc["allowPrivilegeEscalation"], false,
                         "{what}: {workload} {name}"
                     );
+                    // Everything they write is on a volume (real nodes ran them so).
+                    assert_eq!(
+                        sc["readOnlyRootFilesystem"], true,
+                        "{what}: {workload} {name}"
+                    );
                     assert_eq!(
                         strings(&sc["capabilities"]["drop"]),
                         ["ALL"],

@@ -92,6 +92,7 @@ other namespaces, which we never make), logged at INFO. The real-node tests run 
 {{- define "kube-ovn.ovsSecurityContext" -}}
 runAsUser: 0
 allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
 capabilities:
   drop: [ALL]
   add:
@@ -119,6 +120,7 @@ runAsUser: 0
 privileged: true
 {{- else }}
 allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
 capabilities:
   drop: [ALL]
   add:
@@ -589,6 +591,7 @@ spec:
           runAsUser: 0
           runAsNonRoot: false
           allowPrivilegeEscalation: false
+          readOnlyRootFilesystem: true
           capabilities:
             drop: [ALL]
             add: [CHOWN]
@@ -604,6 +607,8 @@ spec:
         command: [/kube-ovn/start-ovn-central.sh]
         securityContext:
           {{- include "kube-ovn.nonRootContainer" . | nindent 10 }}
+          # Databases, sockets and logs are all on the volumes below.
+          readOnlyRootFilesystem: true
         ports:
         - name: ovn-nb
           containerPort: 6641
@@ -632,8 +637,14 @@ spec:
           mountPath: /etc/ovn
         - name: host-log-ovn
           mountPath: /var/log/ovn
+        # ovsdb-server makes temporary files at start (the root file system is read-only:
+        # "failed to create temporary file (Read-only file system)" without this).
+        - name: tmp
+          mountPath: /tmp
       volumes:
       - name: run-ovn
+        emptyDir: {}
+      - name: tmp
         emptyDir: {}
       - name: host-config-ovn
         hostPath:
@@ -734,7 +745,12 @@ spec:
         - name: host-dev-tun
           mountPath: /dev/net/tun
         {{- end }}
+        # ovsdb-server's temporary files (read-only root file system).
+        - name: tmp
+          mountPath: /tmp
       volumes:
+      - name: tmp
+        emptyDir: {}
       - name: host-modules
         hostPath:
           path: /lib/modules
@@ -1006,6 +1022,7 @@ spec:
         securityContext:
           runAsUser: 0
           allowPrivilegeEscalation: false
+          readOnlyRootFilesystem: true
           capabilities:
             drop: [ALL]
         volumeMounts:
