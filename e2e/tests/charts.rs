@@ -2243,6 +2243,13 @@ fn every_pod_runs_with_the_least_privilege_it_needs() {
             .iter()
             .find(|v| v["name"] == "host-dev-tun");
         assert_eq!(tun.is_some(), netdev, "{what}");
+        // The host's kernel modules, for modprobe: the kernel datapath only.
+        let modules = ovs_ds["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == "host-modules");
+        assert_eq!(modules, !netdev, "{what}");
         if let Some(tun) = tun {
             assert_eq!(tun["hostPath"]["path"], "/dev/net/tun", "{what}");
             assert_eq!(tun["hostPath"]["type"], "CharDevice", "{what}");

@@ -724,9 +724,12 @@ spec:
           {{- toYaml . | nindent 10 }}
         {{- end }}
         volumeMounts:
+        {{- if eq $cfg.cni.datapathType "system" }}
+        # modprobe openvswitch (the kernel datapath only).
         - name: host-modules
           mountPath: /lib/modules
           readOnly: true
+        {{- end }}
         - name: host-run-ovs
           mountPath: /var/run/openvswitch
         - name: host-run-ovn
@@ -751,9 +754,11 @@ spec:
       volumes:
       - name: tmp
         emptyDir: {}
+      {{- if eq $cfg.cni.datapathType "system" }}
       - name: host-modules
         hostPath:
           path: /lib/modules
+      {{- end }}
       {{- if eq $cfg.cni.datapathType "netdev" }}
       - name: host-dev-tun
         hostPath:
