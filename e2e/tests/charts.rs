@@ -4,8 +4,10 @@
 //! with the manual's values and with defaults, the same
 //! objects from both charts for equivalent values, clear failures for values this
 //! implementation refuses (primary mode first), our binaries accepting the flags the charts give
-//! them, the rendered objects accepted by a real kube-apiserver (server-side dry run), and the
-//! README's `helm install` commands run as written against a real control plane.
+//! them, the rendered objects accepted by a real kube-apiserver (server-side dry run), the
+//! README's `helm install` commands run as written against a real control plane, every pod's
+//! least privilege as rendered, and each service account's RBAC checked both ways by
+//! `kubectl auth can-i` against the chart applied to a real apiserver (docs/SECURITY.md).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a failed assertion is the report.
 
