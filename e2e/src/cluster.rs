@@ -120,6 +120,8 @@ pub const PRIMARY_NETWORK: &str = "primary-bridge";
 struct Node {
     name: String,
     daemon: Mutex<Child>,
+    /// The daemon's arguments, to start it again after a kill ([`Cluster::start_daemon`]).
+    daemon_args: Vec<String>,
     ovn: OvnNode,
     /// Directory bound over `/run/openvswitch` for CNI calls on this node: the daemon's socket.
     run_dir: PathBuf,
@@ -145,6 +147,7 @@ pub struct Cluster {
     runners: Vec<tokio::task::JoinHandle<()>>,
     controller: Mutex<Option<Child>>,
     controller_bin: PathBuf,
+    daemon_bin: PathBuf,
     nodes: Arc<Vec<Node>>,
     pods: Pods,
     underlay: Underlay,
@@ -159,10 +162,6 @@ impl std::fmt::Debug for Cluster {
             .field("run_dir", &self.run_dir)
             .finish_non_exhaustive()
     }
-}
-
-fn log_file(dir: &Path, name: &str) -> Result<std::fs::File> {
-    std::fs::File::create(dir.join(name)).map_err(io(format!("creating log {name}")))
 }
 
 /// Starts `kube-ovn-controller`, appending to `controller.log` in `run_dir` (a restart keeps
@@ -195,6 +194,25 @@ fn spawn_controller(
         .stderr(log)
         .spawn()
         .map_err(io("starting kube-ovn-controller"))
+}
+
+/// Starts `kube-ovn-daemon` of node `name`, appending to `<name>-daemon.log` in `run_dir` (a
+/// restart keeps the earlier lines).
+fn spawn_daemon(bin: &Path, args: &[String], run_dir: &Path, name: &str) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run_dir.join(format!("{name}-daemon.log")))
+        .map_err(io(format!("opening {name}-daemon.log")))?;
+    Command::new(bin)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(io("log"))?)
+        .stderr(log)
+        .spawn()
+        .map_err(io("starting kube-ovn-daemon"))
 }
 
 /// What [`Cluster::assert_quiet`] compares against: the Warning Events that existed (by name,
@@ -264,36 +282,26 @@ impl Cluster {
             let node_run = run_dir.join(&name);
             std::fs::create_dir_all(&node_run).map_err(io("creating the node dir"))?;
             let socket = node_run.join("kube-ovn-daemon.sock");
-            let daemon_log = log_file(&run_dir, &format!("{name}-daemon.log"))?;
             // The daemon runs beside the API server (loopback) and plumbs the node's namespace.
-            let daemon = Command::new(&daemon_bin)
-                .arg(format!("--host-netns={}", ovn.netns().path().display()))
-                .arg(format!("--bind-socket={}", socket.display()))
-                .arg(format!("--ovs-db={}", ovn.db_remote()))
-                .arg(format!("--node-name={name}"))
-                .arg(format!("--ovn-remote={}", central.sb_remote()))
-                .arg(format!("--encap-ip={ip}"))
-                .args([
-                    "--datapath-type=netdev",
-                    "--metrics-addr=",
-                    "--allocation-timeout-secs=30",
-                ])
-                .arg(format!(
-                    "--kubeconfig={}",
-                    control_plane.kubeconfig().display()
-                ))
-                .env("RUST_LOG", "info")
-                .env("NO_COLOR", "1")
-                .stdin(Stdio::null())
-                .stdout(daemon_log.try_clone().map_err(io("log"))?)
-                .stderr(daemon_log)
-                .spawn()
-                .map_err(io("starting kube-ovn-daemon"))?;
+            let daemon_args = vec![
+                format!("--host-netns={}", ovn.netns().path().display()),
+                format!("--bind-socket={}", socket.display()),
+                format!("--ovs-db={}", ovn.db_remote()),
+                format!("--node-name={name}"),
+                format!("--ovn-remote={}", central.sb_remote()),
+                format!("--encap-ip={ip}"),
+                "--datapath-type=netdev".into(),
+                "--metrics-addr=".into(),
+                "--allocation-timeout-secs=30".into(),
+                format!("--kubeconfig={}", control_plane.kubeconfig().display()),
+            ];
+            let daemon = spawn_daemon(&daemon_bin, &daemon_args, &run_dir, &name)?;
             let mut ovn = ovn;
             ovn.start_controller()?;
             started.push(Node {
                 name,
                 daemon: Mutex::new(daemon),
+                daemon_args,
                 ovn,
                 run_dir: node_run,
                 index,
@@ -329,6 +337,7 @@ impl Cluster {
             runners,
             controller: Mutex::new(Some(controller)),
             controller_bin,
+            daemon_bin,
             nodes,
             pods,
             underlay,
@@ -341,38 +350,85 @@ impl Cluster {
     }
 
     async fn wait_daemons_ready(&mut self) -> Result<()> {
-        // A daemon is ready when its socket exists: it binds only after node init succeeded.
-        // bind(2) has no event to wait on from outside, so the check is retried (bounded); a
-        // daemon that exits fails at once, with the end of its log.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         for node in self.nodes.iter() {
-            let socket = node.run_dir.join("kube-ovn-daemon.sock");
-            let log = self.run_dir.join(format!("{}-daemon.log", node.name));
-            while !socket.exists() {
-                let exited = node
-                    .daemon
-                    .lock()
-                    .ok()
-                    .and_then(|mut d| d.try_wait().ok().flatten());
-                let problem = match exited {
-                    Some(status) => Some(format!("exited ({status})")),
-                    None if tokio::time::Instant::now() > deadline => {
-                        Some(format!("did not open {} within 60 s", socket.display()))
-                    }
-                    None => None,
-                };
-                if let Some(problem) = problem {
-                    return Err(ClusterError::Timeout(format!(
-                        "kube-ovn-daemon on {} {problem}; last lines of {}:\n{}",
-                        node.name,
-                        log.display(),
-                        tail(&log, 20)
-                    )));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            self.wait_daemon_ready(node, Duration::from_secs(60))
+                .await?;
         }
         Ok(())
+    }
+
+    /// Waits until `node`'s daemon serves. A daemon is ready when its socket exists: it binds
+    /// only after node init succeeded. bind(2) has no event to wait on from outside, so the
+    /// check is retried (bounded); a daemon that exits fails at once, with the end of its log.
+    async fn wait_daemon_ready(&self, node: &Node, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let socket = node.run_dir.join("kube-ovn-daemon.sock");
+        let log = self.run_dir.join(format!("{}-daemon.log", node.name));
+        while !socket.exists() {
+            let exited = node
+                .daemon
+                .lock()
+                .ok()
+                .and_then(|mut d| d.try_wait().ok().flatten());
+            let problem = match exited {
+                Some(status) => Some(format!("exited ({status})")),
+                None if tokio::time::Instant::now() > deadline => Some(format!(
+                    "did not open {} within {} s",
+                    socket.display(),
+                    timeout.as_secs()
+                )),
+                None => None,
+            };
+            if let Some(problem) = problem {
+                return Err(ClusterError::Timeout(format!(
+                    "kube-ovn-daemon on {} {problem}; last lines of {}:\n{}",
+                    node.name,
+                    log.display(),
+                    tail(&log, 20)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    fn node(&self, name: &str) -> Result<&Node> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| ClusterError::Yaml(format!("no harness node {name}")))
+    }
+
+    /// Kills `node`'s kube-ovn-daemon with SIGKILL, wherever it is (a CNI call in flight fails
+    /// or loses its answer, as when a real daemon pod is killed). Its socket file stays, as a
+    /// dead process leaves it; CNI calls until [`Cluster::start_daemon`] fail to connect.
+    pub fn kill_daemon(&self, node: &str) -> Result<()> {
+        let node = self.node(node)?;
+        let mut child = node.daemon.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
+        Ok(())
+    }
+
+    /// Starts `node`'s daemon again with the same arguments (its log goes on in the same file)
+    /// and waits until it serves: it redoes node init and rebuilds its state from OVS and the
+    /// API, as a restarted daemon pod does. Kills the old one first if it still runs.
+    pub async fn start_daemon(&self, node: &str) -> Result<()> {
+        let node = self.node(node)?;
+        {
+            let mut child = node.daemon.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = child.kill();
+            let _ = child.wait();
+            // The dead daemon's socket file would read as ready.
+            let _ = std::fs::remove_file(node.run_dir.join("kube-ovn-daemon.sock"));
+            *child = spawn_daemon(
+                &self.daemon_bin,
+                &node.daemon_args,
+                &self.run_dir,
+                &node.name,
+            )?;
+        }
+        self.wait_daemon_ready(node, Duration::from_secs(60)).await
     }
 
     /// An admin client.
@@ -449,6 +505,17 @@ impl Cluster {
         Ok(self.central.nbctl(args)?)
     }
 
+    /// `ovs-vsctl` against node `node`'s Open_vSwitch database.
+    pub fn node_vsctl(&self, node: &str, args: &[&str]) -> Result<String> {
+        Ok(self.node(node)?.ovn.vsctl(args)?)
+    }
+
+    /// Kills node `node`'s ovs-vswitchd with SIGKILL and starts it again on the same database
+    /// (see [`OvnNode::restart_vswitchd`]).
+    pub fn restart_vswitchd(&self, node: &str) -> Result<()> {
+        Ok(self.node(node)?.ovn.restart_vswitchd()?)
+    }
+
     /// Names of the nodes.
     pub fn node_names(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.name.clone()).collect()
@@ -466,6 +533,14 @@ impl Cluster {
         std::fs::write(&file, yaml).map_err(io("writing YAML"))?;
         let path = file.to_string_lossy().into_owned();
         self.kubectl(&["apply", "--server-side", "-f", &path])
+    }
+
+    /// The pods the runner has set up and not torn down, as (namespace, name), sorted.
+    pub fn harness_pods(&self) -> Vec<(String, String)> {
+        let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        let mut keys: Vec<_> = pods.keys().cloned().collect();
+        keys.sort();
+        keys
     }
 
     /// Runs a command inside a pod's network namespace (like `kubectl exec` for networking).
@@ -719,10 +794,13 @@ impl Runner {
         let api: Api<Pod> = Api::all(self.client.clone());
         let config = watcher::Config::default().fields(&format!("spec.nodeName={}", node.name));
         let mut stream = std::pin::pin!(watcher(api, config).default_backoff().applied_objects());
+        // Failed setups per pod, for the retry backoff.
+        let mut attempts: HashMap<(String, String), u32> = HashMap::new();
         while let Some(event) = stream.next().await {
             let Ok(pod) = event else { continue };
             let key = (pod.namespace().unwrap_or_default(), pod.name_any());
             if pod.metadata.deletion_timestamp.is_some() {
+                attempts.remove(&key);
                 self.teardown(&pod).await;
                 continue;
             }
@@ -734,21 +812,42 @@ impl Runner {
             if known {
                 continue;
             }
-            // A pod whose attachments cannot be set up yet is retried on its next update and
-            // after a delay, as kubelet retries a failed sandbox.
-            if let Err(e) = self.setup(&pod).await {
-                tracing::warn!(pod = %format!("{}/{}", key.0, key.1), error = %e, "sandbox setup failed");
-                let client = self.client.clone();
-                let (ns, name) = key.clone();
-                let msg = e.to_string();
-                tokio::spawn(async move {
-                    let api: Api<Pod> = Api::namespaced(client, &ns);
-                    let patch =
-                        json!({"metadata": {"annotations": {"e2e.kubeovn.io/sandbox-error": msg}}});
-                    let _ = api
-                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await;
-                });
+            // A pod whose attachments cannot be set up yet is retried on its next update. When
+            // the failure was the daemon's absence (not reachable, or the call cut by its
+            // death: a daemon restart), it is also retried after a backoff (0.5 s doubling to
+            // 8 s), as kubelet retries a failed sandbox; other failures (bad input, no
+            // allocation in time) wait for an update, so a deliberately broken pod does not
+            // hold its node's runner in ADDs that wait out their timeout.
+            match self.setup(&pod).await {
+                Ok(()) => {
+                    attempts.remove(&key);
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    tracing::warn!(pod = %format!("{}/{}", key.0, key.1), error = %msg, "sandbox setup failed");
+                    let attempt = attempts.entry(key.clone()).or_default();
+                    *attempt += 1;
+                    let retry = daemon_unreachable(&msg).then(|| {
+                        let shift = (*attempt - 1).min(4);
+                        (*attempt, Duration::from_millis(500 << shift))
+                    });
+                    let client = self.client.clone();
+                    let (ns, name) = key.clone();
+                    tokio::spawn(async move {
+                        let api: Api<Pod> = Api::namespaced(client, &ns);
+                        let patch = json!({"metadata": {"annotations": {"e2e.kubeovn.io/sandbox-error": msg}}});
+                        let _ = api
+                            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await;
+                        if let Some((attempt, delay)) = retry {
+                            tokio::time::sleep(delay).await;
+                            let patch = json!({"metadata": {"annotations": {"e2e.kubeovn.io/sandbox-retry": attempt.to_string()}}});
+                            let _ = api
+                                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                                .await;
+                        }
+                    });
+                }
             }
         }
     }
@@ -940,8 +1039,18 @@ impl Runner {
                 let result = match result {
                     Ok(r) => r,
                     Err(e) => {
-                        // Undo what this sandbox got so far, as a runtime does on a failed ADD.
-                        self.delete_attachments(pod, &container_id, &netns.path(), &attachments);
+                        // Undo what this sandbox got so far, the failed attachment included (an
+                        // ADD cut short, e.g. by a daemon killed mid-call, may have left part of
+                        // it), as Multus and the runtime do on a failed ADD.
+                        attachments.push((ifname, stdin, plugin));
+                        tokio::task::block_in_place(|| {
+                            self.delete_attachments(
+                                pod,
+                                &container_id,
+                                &netns.path(),
+                                &attachments,
+                            );
+                        });
                         let env = self.cni_env("DEL", pod, &container_id, &netns.path(), "eth0");
                         let _ = self.cni(&bridge, false, &env, &self.primary_conf());
                         return Err(e);
@@ -954,7 +1063,9 @@ impl Runner {
         let containers = match self.start_containers(pod, &netns) {
             Ok(c) => c,
             Err(e) => {
-                self.delete_attachments(pod, &container_id, &netns.path(), &attachments);
+                tokio::task::block_in_place(|| {
+                    self.delete_attachments(pod, &container_id, &netns.path(), &attachments);
+                });
                 let env = self.cni_env("DEL", pod, &container_id, &netns.path(), "eth0");
                 let _ = self.cni(&bridge, false, &env, &self.primary_conf());
                 return Err(e);
@@ -1001,6 +1112,9 @@ impl Runner {
         Ok(())
     }
 
+    /// CNI DEL of each attachment, last first. A DEL that fails is tried again (every 0.5 s,
+    /// for up to a minute), as kubelet keeps trying to stop a sandbox whose teardown failed:
+    /// a daemon being restarted answers DEL a moment later.
     fn delete_attachments(
         &self,
         pod: &Pod,
@@ -1008,11 +1122,23 @@ impl Runner {
         netns: &Path,
         attachments: &[(String, String, PathBuf)],
     ) {
-        for (ifname, stdin, plugin) in attachments.iter().rev() {
-            let env = self.cni_env("DEL", pod, container_id, netns, ifname);
-            if let Err(e) = self.cni(plugin, true, &env, stdin) {
-                tracing::warn!(error = %e, %ifname, "CNI DEL failed");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut left: Vec<_> = attachments.iter().rev().collect();
+        loop {
+            left.retain(|(ifname, stdin, plugin)| {
+                let env = self.cni_env("DEL", pod, container_id, netns, ifname);
+                match self.cni(plugin, true, &env, stdin) {
+                    Ok(_) => false,
+                    Err(e) => {
+                        tracing::warn!(error = %e, %ifname, "CNI DEL failed");
+                        true
+                    }
+                }
+            });
+            if left.is_empty() || std::time::Instant::now() > deadline {
+                return;
             }
+            std::thread::sleep(Duration::from_millis(500));
         }
     }
 
@@ -1046,6 +1172,13 @@ impl Runner {
         };
         let _ = api.delete(&key.1, &dp).await;
     }
+}
+
+/// Whether a failed CNI call's message says the daemon was absent: not reachable on its socket,
+/// or the call cut at the transport (the plugin's words, `cni/src/client.rs` and `api.rs`).
+fn daemon_unreachable(message: &str) -> bool {
+    message.contains("kube-ovn-daemon is not reachable")
+        || message.contains("kube-ovn-daemon answered")
 }
 
 /// The name our daemon binary has in the images (a container command naming it is ours).

@@ -95,14 +95,36 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn stop(&self) {
-        let Some(pid) = std::fs::read_to_string(&self.pidfile)
+    fn pid(&self) -> Option<nix::unistd::Pid> {
+        std::fs::read_to_string(&self.pidfile)
             .ok()
             .and_then(|p| p.trim().parse::<i32>().ok())
-        else {
-            return;
-        };
-        let pid = nix::unistd::Pid::from_raw(pid);
+            .map(nix::unistd::Pid::from_raw)
+    }
+
+    /// SIGKILL, then waits (bounded) until the process is gone or a zombie (its parent, which
+    /// `--detach` left it with, may never reap it). Forgets the PID file, so dropping this value
+    /// afterwards signals nothing (a new daemon may own that file by then).
+    fn kill(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            for _ in 0..200 {
+                let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+                let running = state
+                    .as_deref()
+                    .and_then(|s| s.rsplit_once(')'))
+                    .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'));
+                if !running {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        self.pidfile = PathBuf::new();
+    }
+
+    fn stop(&self) {
+        let Some(pid) = self.pid() else { return };
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         // The daemon was re-parented by --detach, so it cannot be reaped here; wait (bounded)
         // until it is gone so the namespace and files can be removed cleanly.
@@ -269,9 +291,27 @@ impl OvnCentral {
 pub struct OvnNode {
     // Drop order: controller, vswitchd, database, then the namespace.
     controller: Option<Daemon>,
-    _vswitchd: Daemon,
+    vswitchd: std::sync::Mutex<Daemon>,
     db: OvsdbServer,
     netns: NetnsGuard,
+}
+
+/// Starts `ovs-vswitchd` in `netns` on `db`; `--detach` returns once it is ready.
+fn spawn_vswitchd(netns: &NetnsGuard, db: &OvsdbServer) -> Result<Daemon> {
+    let dir = db.dir();
+    let pidfile = dir.join("ovs-vswitchd.pid");
+    run(Command::new("ip")
+        .args(["netns", "exec", netns.name(), "ovs-vswitchd", &db.remote()])
+        .arg(format!("--pidfile={}", pidfile.display()))
+        .arg(format!("--unixctl={}", dir.join("vswitchd.ctl").display()))
+        .arg(format!(
+            "--log-file={}",
+            dir.join("ovs-vswitchd.log").display()
+        ))
+        .args(["--detach", "--no-chdir", "-vconsole:off"])
+        .env("OVS_RUNDIR", dir)
+        .env("OVS_LOGDIR", dir))?;
+    Ok(Daemon { pidfile })
 }
 
 impl OvnNode {
@@ -281,22 +321,10 @@ impl OvnNode {
         programs::require(NODE_PROGRAMS)?;
         let netns = NetnsGuard::create(&unique(name_prefix))?;
         let db = OvsdbServer::start(SchemaKind::OpenVswitch)?;
-        let dir = db.dir();
-        let pidfile = dir.join("ovs-vswitchd.pid");
-        run(Command::new("ip")
-            .args(["netns", "exec", netns.name(), "ovs-vswitchd", &db.remote()])
-            .arg(format!("--pidfile={}", pidfile.display()))
-            .arg(format!("--unixctl={}", dir.join("vswitchd.ctl").display()))
-            .arg(format!(
-                "--log-file={}",
-                dir.join("ovs-vswitchd.log").display()
-            ))
-            .args(["--detach", "--no-chdir", "-vconsole:off"])
-            .env("OVS_RUNDIR", dir)
-            .env("OVS_LOGDIR", dir))?;
+        let vswitchd = spawn_vswitchd(&netns, &db)?;
         Ok(Self {
             controller: None,
-            _vswitchd: Daemon { pidfile },
+            vswitchd: std::sync::Mutex::new(vswitchd),
             db,
             netns,
         })
@@ -336,6 +364,18 @@ impl OvnNode {
             .arg(format!("--db={}", self.db.remote()))
             .arg("--timeout=30")
             .args(args))
+    }
+
+    /// Kills `ovs-vswitchd` with SIGKILL and starts it again on the same database (as when the
+    /// `ovs-ovn` pod's switch crashes or is restarted): it rebuilds the bridges and ports from
+    /// the database; the kernel's interfaces stay.
+    pub fn restart_vswitchd(&self) -> Result<()> {
+        let mut vswitchd = self.vswitchd.lock().unwrap_or_else(|e| e.into_inner());
+        // Killed and forgotten first: the old value's drop must not signal the new daemon,
+        // which writes the same PID file.
+        vswitchd.kill();
+        *vswitchd = spawn_vswitchd(&self.netns, &self.db)?;
+        Ok(())
     }
 
     /// Kills the node's Open vSwitch database server (as when the `ovs-ovn` pod stops).
