@@ -172,47 +172,22 @@ fn spawn_controller(
     kubeconfig: &Path,
     run_dir: &Path,
 ) -> Result<Child> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(run_dir.join("controller.log"))
-        .map_err(io("opening controller.log"))?;
-    Command::new(bin)
-        .arg(format!("--ovn-nb-addr={nb_remote}"))
-        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+    let args = vec![
+        format!("--ovn-nb-addr={nb_remote}"),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--gc-interval=30".into(),
+        "--leader-elect-namespace=kube-system".into(),
         // Metrics off: parallel tests (and other programs) would fight over one port.
-        .args([
-            "--gc-interval=30",
-            "--leader-elect-namespace=kube-system",
-            "--metrics-addr=",
-        ])
-        .env("POD_NAME", "kube-ovn-controller-e2e")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(io("log"))?)
-        .stderr(log)
-        .spawn()
-        .map_err(io("starting kube-ovn-controller"))
+        "--metrics-addr=".into(),
+    ];
+    let env = [("POD_NAME".to_owned(), "kube-ovn-controller-e2e".to_owned())];
+    spawn_logged(bin, &args, &env, &run_dir.join("controller.log"))
 }
 
 /// Starts `kube-ovn-daemon` of node `name`, appending to `<name>-daemon.log` in `run_dir` (a
 /// restart keeps the earlier lines).
 fn spawn_daemon(bin: &Path, args: &[String], run_dir: &Path, name: &str) -> Result<Child> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(run_dir.join(format!("{name}-daemon.log")))
-        .map_err(io(format!("opening {name}-daemon.log")))?;
-    Command::new(bin)
-        .args(args)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(io("log"))?)
-        .stderr(log)
-        .spawn()
-        .map_err(io("starting kube-ovn-daemon"))
+    spawn_logged(bin, args, &[], &run_dir.join(format!("{name}-daemon.log")))
 }
 
 /// What [`Cluster::assert_quiet`] compares against: the Warning Events that existed (by name,
