@@ -23,6 +23,7 @@
 
 pub mod allocation;
 pub mod apply;
+pub mod devconf;
 pub mod error;
 pub mod interface;
 pub mod ko;

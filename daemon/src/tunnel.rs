@@ -32,6 +32,7 @@ use rtnetlink::packet_route::route::{
 };
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
+use crate::devconf::{self, DevConfError, Ipv4Conf};
 use crate::netns::Netns;
 use crate::ovs::{db, named, string_map};
 
@@ -43,7 +44,12 @@ pub mod keys {
     pub const ADDRESSES: &str = "kube-ovn-tunnel-addresses";
     /// The routes moved from the NIC, `;`-joined (`0.0.0.0/0 via 172.30.1.1 metric 0`).
     pub const ROUTES: &str = "kube-ovn-tunnel-routes";
+    /// The NIC's `arp_ignore` before the daemon took it (`0`), given back at uninstall.
+    pub const ARP_IGNORE: &str = "kube-ovn-tunnel-nic-arp-ignore";
 }
+
+/// The NIC's `arp_ignore` while it is a port of the bridge: 8, answer no ARP request at all.
+pub const NIC_ARP_IGNORE: u32 = 8;
 
 /// What [`ensure`] works on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +114,14 @@ pub enum TunnelError {
     /// A namespace could not be entered.
     #[error(transparent)]
     Netns(#[from] crate::netns::NetnsError),
+    /// The NIC's `arp_ignore` could not be read or set.
+    #[error("tunnel interface {nic}: {source}")]
+    ArpIgnore {
+        /// The NIC's name.
+        nic: String,
+        /// What failed.
+        source: DevConfError,
+    },
 }
 
 /// A route of the NIC, as recorded on the bridge and restored from there.
@@ -170,13 +184,17 @@ impl std::str::FromStr for MovedRoute {
     }
 }
 
-/// What the bridge records: the addresses and routes that belong on it.
+/// What the bridge records: the addresses and routes that belong on it, and what the NIC's
+/// `arp_ignore` was before the daemon took it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recorded {
     /// Addresses.
     pub addresses: Vec<IpNet>,
     /// Routes.
     pub routes: Vec<MovedRoute>,
+    /// The NIC's `arp_ignore` to give back ([`release`]); `None` in a record written before the
+    /// daemon kept it (then 0, the kernel's default, goes back).
+    pub arp_ignore: Option<u32>,
 }
 
 impl Recorded {
@@ -203,6 +221,14 @@ impl Recorded {
                 Err(_) if part.trim().is_empty() => {}
                 Err(e) => {
                     tracing::warn!(entry = part, error = %e, "ignoring a recorded tunnel route")
+                }
+            }
+        }
+        if let Some(value) = ids.get(keys::ARP_IGNORE) {
+            match value.trim().parse::<u32>() {
+                Ok(v) => rec.arp_ignore = Some(v),
+                Err(e) => {
+                    tracing::warn!(entry = value, error = %e, "ignoring the recorded arp_ignore")
                 }
             }
         }
@@ -266,9 +292,17 @@ pub async fn ensure(
             nic: cfg.nic.clone(),
         })?;
     // What the NIC holds now (a first start, or someone put an address back on it).
+    let nic_arp_ignore = devconf::get(&nl, nic.index, Ipv4Conf::ArpIgnore)
+        .await
+        .map_err(arp_ignore_error(&cfg.nic))?;
     let on_nic = Recorded {
         addresses: global_addresses(&nl, nic.index).await?,
         routes: routes_of(&nl, nic.index).await?,
+        // 8 already: a daemon that did not record the old value took it; 0 is the default.
+        arp_ignore: Some(match u32::try_from(nic_arp_ignore) {
+            Ok(v) if v != NIC_ARP_IGNORE => v,
+            _ => 0,
+        }),
     };
     crate::ovs::ensure_root(ovs).await?;
     let recorded = ensure_bridge(ovs, cfg, &on_nic).await?;
@@ -311,7 +345,6 @@ pub async fn ensure(
             .map_err(netlink(format!("removing an address from {}", cfg.nic)))?;
         changed += 1;
     }
-    let nic_name = cfg.nic.clone();
     let bridge_mac = bridge.mac;
     // Announced only when something moved: the periodic check must not ARP every 5 s.
     let announce: Vec<std::net::Ipv4Addr> = recorded
@@ -324,13 +357,15 @@ pub async fn ensure(
         })
         .collect();
     let bridge_index = bridge.index;
+    // The NIC keeps a kernel stack that sees every frame OVS reads: it must not answer ARP for
+    // the bridge's addresses with its own MAC (two answers race, `notes/ovn-lab`). Set over
+    // rtnetlink, not /proc/sys: that needs only CAP_NET_ADMIN (`crate::devconf`).
+    if nic_arp_ignore != NIC_ARP_IGNORE as i32 {
+        devconf::set(&nl, nic.index, Ipv4Conf::ArpIgnore, NIC_ARP_IGNORE)
+            .await
+            .map_err(arp_ignore_error(&cfg.nic))?;
+    }
     host.run(move || {
-        // The NIC keeps a kernel stack that sees every frame OVS reads: it must not answer ARP
-        // for the bridge's addresses with its own MAC (two answers race, `notes/ovn-lab`).
-        let sysctl = format!("/proc/sys/net/ipv4/conf/{nic_name}/arp_ignore");
-        if let Err(e) = std::fs::write(&sysctl, "8") {
-            tracing::warn!(path = %sysctl, error = %e, "could not stop the tunnel NIC answering ARP");
-        }
         if let Some(mac) = bridge_mac {
             for ip in announce {
                 if let Err(e) = crate::sys::send_gratuitous_arp(bridge_index, mac, ip) {
@@ -470,13 +505,11 @@ pub async fn release(
                 .map_err(netlink(format!("removing an address from {}", cfg.bridge)))?;
         }
     }
-    let nic_name = cfg.nic.clone();
-    host.run(move || {
-        let sysctl = format!("/proc/sys/net/ipv4/conf/{nic_name}/arp_ignore");
-        if let Err(e) = std::fs::write(&sysctl, "0") {
-            tracing::warn!(path = %sysctl, error = %e, "could not let the NIC answer ARP again");
-        }
-    })?;
+    let arp_ignore = record.arp_ignore.unwrap_or(0);
+    if let Err(e) = devconf::set(&nl, nic.index, Ipv4Conf::ArpIgnore, arp_ignore).await {
+        tracing::warn!(nic = %cfg.nic, arp_ignore, error = %e,
+            "could not let the NIC answer ARP again");
+    }
     if let (Some(bridge), Some(root)) = (bridge_uuid, root) {
         // ovs-ovn stops with us: a database that is going away gets 3 s, not the client's
         // reconnect loop.
@@ -556,13 +589,18 @@ async fn ensure_bridge(
     let before = record.clone();
     record.addresses.extend(on_nic.addresses.iter().copied());
     record.routes.extend(on_nic.routes.iter().cloned());
+    // Only the first take counts: later the NIC shows our own 8.
+    record.arp_ignore = record.arp_ignore.or(on_nic.arp_ignore);
     record.normalise();
 
-    let record_ids = [
+    let mut record_ids = vec![
         (keys::NIC, cfg.nic.clone()),
         (keys::ADDRESSES, record.addresses_value()),
         (keys::ROUTES, record.routes_value()),
     ];
+    if let Some(v) = record.arp_ignore {
+        record_ids.push((keys::ARP_IGNORE, v.to_string()));
+    }
     let mut ops = Vec::new();
     match &bridge_row {
         None => {
@@ -680,6 +718,11 @@ struct Link {
 
 fn netlink(step: String) -> impl FnOnce(rtnetlink::Error) -> TunnelError {
     move |source| TunnelError::Netlink { step, source }
+}
+
+fn arp_ignore_error(nic: &str) -> impl FnOnce(DevConfError) -> TunnelError {
+    let nic = nic.to_owned();
+    move |source| TunnelError::ArpIgnore { nic, source }
 }
 
 async fn link_by_name(nl: &Handle, name: &str) -> Result<Option<Link>, TunnelError> {
@@ -915,6 +958,20 @@ mod tests {
         );
         assert_eq!(rec.routes.len(), 1);
         assert_eq!(rec.addresses_value(), "172.30.1.10/24,fd00::10/64");
+        assert_eq!(
+            rec.arp_ignore, None,
+            "a record from before arp_ignore was kept"
+        );
+    }
+
+    #[test]
+    fn the_recorded_arp_ignore_reads_back_and_a_bad_one_is_skipped() {
+        let rec = Recorded::from_external_ids(&BTreeMap::from([(keys::ARP_IGNORE, "2")]));
+        assert_eq!(rec.arp_ignore, Some(2));
+        for bad in ["", "-1", "eight"] {
+            let rec = Recorded::from_external_ids(&BTreeMap::from([(keys::ARP_IGNORE, bad)]));
+            assert_eq!(rec.arp_ignore, None, "{bad:?}");
+        }
     }
 
     #[test]

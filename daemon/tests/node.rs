@@ -804,6 +804,11 @@ async fn the_daemon_moves_the_tunnel_nic_onto_br_phy_and_geneve_works_over_it() 
             .exec(&["cat", "/proc/sys/net/ipv4/conf/eth0/arp_ignore"])
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&arp_ignore.stdout).trim(), "8");
+        // The value eth0 had before, for the uninstall (the kernel's default here).
+        assert_eq!(
+            br_external_id(&node.node, tunnel::keys::ARP_IGNORE).as_deref(),
+            Some("0")
+        );
         let host = Netns::open(&node.node.netns().path()).unwrap();
         let again = tunnel::ensure(&node.ovs, &host, &tunnel_config())
             .await
@@ -845,7 +850,31 @@ async fn the_daemon_moves_the_tunnel_nic_onto_br_phy_and_geneve_works_over_it() 
         "ty cannot ping tx after the restore"
     );
 
-    // Uninstall on node 1: the NIC gets its address and route back, br-phy leaves OVS.
+    // Uninstall on node 1: the NIC gets its address and route back and the arp_ignore the
+    // bridge recorded (made 2 here, so that a restore to a constant 0 would show), br-phy
+    // leaves OVS.
+    lab.nodes[0]
+        .node
+        .vsctl(&[
+            "br-set-external-id",
+            "br-phy",
+            tunnel::keys::ARP_IGNORE,
+            "2",
+        ])
+        .unwrap();
+    lab.nodes[0]
+        .ovs
+        .wait_until(Duration::from_secs(10), |replica| {
+            replica
+                .table("Bridge")
+                .and_then(|t| t.by_name("br-phy").next())
+                .is_some_and(|b| {
+                    ovs::external_ids(b.get("external_ids")).get(tunnel::keys::ARP_IGNORE)
+                        == Some(&"2")
+                })
+        })
+        .await
+        .unwrap();
     let host0 = Netns::open(&lab.nodes[0].node.netns().path()).unwrap();
     let moved = tunnel::release(
         &lab.nodes[0].ovs,
@@ -863,6 +892,7 @@ async fn the_daemon_moves_the_tunnel_nic_onto_br_phy_and_geneve_works_over_it() 
         &["-4", "route", "show", "172.31.200.0/24"],
     );
     assert!(routes.contains("dev eth0"), "{routes}");
+    assert_eq!(proc_sys_arp_ignore(&lab.nodes[0].node), "2");
     // Uninstall on node 2 with its OVS database already gone (ovs-ovn stops with the
     // daemon): the record of the last ensure says what goes back.
     e2e::ovn::run(
@@ -876,6 +906,32 @@ async fn the_daemon_moves_the_tunnel_nic_onto_br_phy_and_geneve_works_over_it() 
         .unwrap();
     let on_nic = ip_in(&node.node, &["-4", "addr", "show", "dev", "eth0"]);
     assert!(on_nic.contains("inet 172.31.0."), "{on_nic}");
+    assert_eq!(restored.record.arp_ignore, Some(0));
+    assert_eq!(proc_sys_arp_ignore(&node.node), "0");
+}
+
+/// `/proc/sys/net/ipv4/conf/eth0/arp_ignore` in `node`'s namespace.
+fn proc_sys_arp_ignore(node: &OvnNode) -> String {
+    let out = node
+        .netns()
+        .exec(&["cat", "/proc/sys/net/ipv4/conf/eth0/arp_ignore"])
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// `br-phy`'s `external_ids:<key>` on `node`, if set.
+fn br_external_id(node: &OvnNode, key: &str) -> Option<String> {
+    let value = node
+        .vsctl(&["br-get-external-id", "br-phy", key])
+        .unwrap()
+        .trim()
+        .to_owned();
+    (!value.is_empty()).then_some(value)
 }
 
 #[tokio::test]

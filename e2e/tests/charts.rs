@@ -2092,8 +2092,8 @@ fn capabilities_added(c: &Value) -> Vec<String> {
 /// securityContext with the runtime's seccomp profile; every container drops all
 /// capabilities and cannot escalate, adding back only what its programs were measured to
 /// need (docs/SECURITY.md); the controller, its uninstall hook and OVN central run as nobody;
-/// only the daemon of the userspace datapath with a tunnel NIC stays privileged (it writes
-/// /proc/sys).
+/// no container is privileged, the daemon of the userspace datapath with a tunnel NIC included
+/// (it sets the NIC's arp_ignore over rtnetlink, `daemon::devconf`).
 #[test]
 fn every_pod_runs_with_the_least_privilege_it_needs() {
     let (_dir, helm) = helm();
@@ -2169,13 +2169,10 @@ fn every_pod_runs_with_the_least_privilege_it_needs() {
                         sc.is_object(),
                         "{what}: {workload} {name} has no securityContext"
                     );
-                    if sc["privileged"] == true {
-                        assert!(
-                            netdev && nic && name == "cni-server",
-                            "{what}: {workload} {name} is privileged"
-                        );
-                        continue;
-                    }
+                    assert!(
+                        sc["privileged"].is_null(),
+                        "{what}: {workload} {name} is privileged"
+                    );
                     assert_eq!(
                         sc["allowPrivilegeEscalation"], false,
                         "{what}: {workload} {name}"
@@ -2257,19 +2254,20 @@ fn every_pod_runs_with_the_least_privilege_it_needs() {
             assert_eq!(tun["hostPath"]["type"], "CharDevice", "{what}");
             assert_eq!(mount(ovs, "host-dev-tun"), "/dev/net/tun", "{what}");
         }
-        // The daemon: netlink, raw sockets, setns.
+        // The daemon: netlink (the tunnel NIC's arp_ignore included), raw sockets, setns; the
+        // tunnel NIC's flag is passed in that mode only.
         let ds = object(&objects, "DaemonSet/kube-system/kube-ovn-cni");
         let server = container(ds, "containers", "cni-server");
-        if netdev && nic {
-            assert_eq!(server["securityContext"]["privileged"], true, "{what}");
-        } else {
-            assert!(server["securityContext"]["privileged"].is_null(), "{what}");
-            assert_eq!(
-                capabilities_added(server),
-                ["NET_ADMIN", "NET_RAW", "SYS_ADMIN"],
-                "{what}"
-            );
-        }
+        assert_eq!(
+            capabilities_added(server),
+            ["NET_ADMIN", "NET_RAW", "SYS_ADMIN"],
+            "{what}"
+        );
+        assert_eq!(
+            strings(&server["args"]).iter().any(|a| a == "--iface=eth1"),
+            nic,
+            "{what}"
+        );
         let install = container(ds, "initContainers", "install-cni");
         assert!(capabilities_added(install).is_empty(), "{what}");
     }

@@ -110,15 +110,12 @@ kube-ovn-daemon (cni-server), as root (the host's /run/openvswitch and CNI bin d
 - NET_RAW: the gratuitous ARP after ADD (an AF_PACKET socket);
 - SYS_ADMIN: setns(2) into the pod's network namespace (the kernel asks CAP_SYS_ADMIN for
   entering a namespace; the runtime's seccomp profile allows setns only with it).
-With the userspace datapath and agent.interface (the tunnel NIC moved onto br-phy) it must
-write /proc/sys/net/ipv4/conf/<nic>/arp_ignore, and a container's /proc/sys is read-only
-unless it is privileged: that mode alone keeps privileged: true.
+The same in every mode: with the userspace datapath and agent.interface (the tunnel NIC moved
+onto br-phy) the NIC's arp_ignore is set over rtnetlink (IFLA_INET_CONF, NET_ADMIN), not by
+writing the read-only /proc/sys (daemon/src/devconf.rs), so no mode needs privileged.
 */ -}}
 {{- define "kube-ovn.cniSecurityContext" -}}
 runAsUser: 0
-{{- if and .cni.iface (eq .cni.datapathType "netdev") }}
-privileged: true
-{{- else }}
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 capabilities:
@@ -127,7 +124,6 @@ capabilities:
   - NET_ADMIN
   - NET_RAW
   - SYS_ADMIN
-{{- end }}
 {{- end }}
 
 {{- define "kube-ovn.validate" -}}
