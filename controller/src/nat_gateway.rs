@@ -343,15 +343,6 @@ pub fn statefulset(
                     "tolerations": gw.spec.tolerations,
                     "affinity": gw.spec.affinity,
                     "terminationGracePeriodSeconds": 10,
-                    // The one privileged step: forwarding and loose reverse-path filtering in
-                    // the pod's own namespace (/proc/sys is read-only for the agent, which
-                    // then finds them set).
-                    "initContainers": [{
-                        "name": "sysctls",
-                        "image": image,
-                        "command": [DAEMON_BINARY, "nat-gateway-sysctls"],
-                        "securityContext": {"privileged": true},
-                    }],
                     "containers": [{
                         "name": CONTAINER,
                         "image": image,
@@ -362,9 +353,15 @@ pub fn statefulset(
                             "--external-network", external,
                         ],
                         "env": pod_env,
+                        // Not privileged: the agent changes only its own namespace, and sets
+                        // forwarding and rp_filter over rtnetlink (/proc/sys is read-only
+                        // here). NET_ADMIN for addresses, routes, rules, nf_tables and those
+                        // settings; NET_RAW for the gratuitous ARP of a new EIP.
                         "securityContext": {
                             "privileged": false,
-                            "capabilities": {"add": ["NET_ADMIN", "NET_RAW"]},
+                            "allowPrivilegeEscalation": false,
+                            "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW"]},
+                            "seccompProfile": {"type": "RuntimeDefault"},
                         },
                         "readinessProbe": {
                             "exec": {"command": [DAEMON_BINARY, "nat-gateway-ready"]},
@@ -964,10 +961,9 @@ mod tests {
         );
         let sc = c.security_context.clone().unwrap();
         assert_eq!(sc.privileged, Some(false));
-        assert_eq!(
-            sc.capabilities.unwrap().add.unwrap(),
-            ["NET_ADMIN", "NET_RAW"]
-        );
+        let caps = sc.capabilities.clone().unwrap();
+        assert_eq!(caps.add.unwrap(), ["NET_ADMIN", "NET_RAW"]);
+        assert_eq!(caps.drop.unwrap(), ["ALL"]);
         let probe = c
             .readiness_probe
             .clone()
@@ -977,15 +973,10 @@ mod tests {
             .command
             .unwrap();
         assert_eq!(probe, ["/kube-ovn/kube-ovn-daemon", "nat-gateway-ready"]);
-        let init = &pod.init_containers.clone().unwrap()[0];
-        assert_eq!(
-            init.command.clone().unwrap(),
-            ["/kube-ovn/kube-ovn-daemon", "nat-gateway-sysctls"]
-        );
-        assert_eq!(
-            init.security_context.clone().unwrap().privileged,
-            Some(true)
-        );
+        // Nothing privileged in the pod: no init step, capabilities cut to the two.
+        assert_eq!(pod.init_containers, None);
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.seccomp_profile.clone().unwrap().type_, "RuntimeDefault");
         let env: Vec<(String, String)> = c
             .env
             .clone()

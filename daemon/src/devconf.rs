@@ -24,6 +24,14 @@ const IFLA_INET_CONF: u16 = 1;
 /// An IPv4 per-interface setting, by its `IPV4_DEVCONF_*` id (`linux/ip.h`, 1-based).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ipv4Conf {
+    /// `forwarding` (`IPV4_DEVCONF_FORWARDING` = 1): whether packets received on the interface
+    /// are routed on (the kernel checks the input interface's own value; `ip_forward` is only
+    /// the switch that writes every interface's at once).
+    Forwarding,
+    /// `rp_filter` (`IPV4_DEVCONF_RP_FILTER` = 8): reverse-path filtering of what the
+    /// interface receives (0 off, 1 strict, 2 loose); the kernel uses the larger of the
+    /// interface's value and `all`'s.
+    RpFilter,
     /// `arp_ignore` (`IPV4_DEVCONF_ARP_IGNORE` = 19): which ARP requests the interface answers.
     ArpIgnore,
 }
@@ -33,6 +41,8 @@ impl Ipv4Conf {
     /// header by a test).
     pub fn id(self) -> u16 {
         match self {
+            Ipv4Conf::Forwarding => 1,
+            Ipv4Conf::RpFilter => 8,
             Ipv4Conf::ArpIgnore => 19,
         }
     }
@@ -40,12 +50,16 @@ impl Ipv4Conf {
     /// The name under `/proc/sys/net/ipv4/conf/<if>/`.
     pub fn sysctl_name(self) -> &'static str {
         match self {
+            Ipv4Conf::Forwarding => "forwarding",
+            Ipv4Conf::RpFilter => "rp_filter",
             Ipv4Conf::ArpIgnore => "arp_ignore",
         }
     }
 
     fn read(self, conf: &rtnetlink::packet_route::link::InetDevConf) -> i32 {
         match self {
+            Ipv4Conf::Forwarding => conf.forwarding,
+            Ipv4Conf::RpFilter => conf.rp_filter,
             Ipv4Conf::ArpIgnore => conf.arp_ignore,
         }
     }
@@ -151,11 +165,18 @@ mod tests {
             })
             .collect();
         assert_eq!(names.first(), Some(&"IPV4_DEVCONF_FORWARDING"), "{names:?}");
-        let position = names
-            .iter()
-            .position(|n| *n == "IPV4_DEVCONF_ARP_IGNORE")
-            .expect("IPV4_DEVCONF_ARP_IGNORE in linux/ip.h");
-        assert_eq!(usize::from(Ipv4Conf::ArpIgnore.id()), position + 1);
+        for conf in [
+            Ipv4Conf::Forwarding,
+            Ipv4Conf::RpFilter,
+            Ipv4Conf::ArpIgnore,
+        ] {
+            let name = format!("IPV4_DEVCONF_{}", conf.sysctl_name().to_uppercase());
+            let position = names
+                .iter()
+                .position(|n| *n == name)
+                .unwrap_or_else(|| panic!("{name} in linux/ip.h"));
+            assert_eq!(usize::from(conf.id()), position + 1, "{name}");
+        }
     }
 
     /// The bytes the kernel gets: IFLA_AF_SPEC { AF_INET { IFLA_INET_CONF (nested) { 19: value

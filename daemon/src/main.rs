@@ -26,24 +26,6 @@ async fn main() -> anyhow::Result<()> {
         .as_deref()
     {
         Some("nat-gateway") => return nat_gateway().await,
-        Some("nat-gateway-sysctls") => {
-            // The gateway pod's init container: the one step that needs /proc/sys writable.
-            match natgw::sysctl::prepare(std::path::Path::new("/proc/sys/net/ipv4")) {
-                Ok(changed) => {
-                    for c in changed {
-                        println!("set {c}");
-                    }
-                    return Ok(());
-                }
-                Err(e) => {
-                    eprintln!(
-                        "kube-ovn-daemon nat-gateway-sysctls: {e} (this step needs a privileged \
-                         container: /proc/sys is read-only otherwise)"
-                    );
-                    std::process::exit(1);
-                }
-            }
-        }
         Some("nat-gateway-ready") => {
             let opts = ReadyOptions::parse_from(std::env::args_os().skip(1));
             std::process::exit(if natgw::agent::is_ready(&opts.ready_file) {

@@ -49,7 +49,12 @@ impl TestNs {
     }
 
     fn proc_sys(&self, ifname: &str) -> String {
-        let path = format!("/proc/sys/net/ipv4/conf/{ifname}/arp_ignore");
+        self.conf(ifname, "arp_ignore")
+    }
+
+    /// `/proc/sys/net/ipv4/conf/<ifname>/<name>` in the namespace.
+    fn conf(&self, ifname: &str, name: &str) -> String {
+        let path = format!("/proc/sys/net/ipv4/conf/{ifname}/{name}");
         let out = self.exec(&["cat", &path]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stdout).trim().to_owned()
@@ -157,6 +162,17 @@ async fn arp_ignore_is_set_with_net_admin_only_and_a_read_only_proc_sys() {
     );
     assert_eq!(ns.proc_sys("kv0"), "0");
 
+    // The gateway's two settings start where the child has something to change (a node with
+    // ip_forward=1 gives new namespaces forwarding on).
+    let write = ns.exec(&[
+        "sh",
+        "-c",
+        "echo 0 > /proc/sys/net/ipv4/conf/kv0/forwarding && \
+         echo 1 > /proc/sys/net/ipv4/conf/kv0/rp_filter",
+    ]);
+    assert!(write.status.success(), "{}", text(&write.stderr));
+    let peer_forwarding = ns.conf("kv1", "forwarding");
+
     // This test binary again, running only the child below, as that confined process.
     let exe = std::env::current_exe().unwrap();
     let child = confined(&format!(
@@ -175,6 +191,14 @@ async fn arp_ignore_is_set_with_net_admin_only_and_a_read_only_proc_sys() {
         text(&child.stdout)
     );
     assert_eq!(ns.proc_sys("kv0"), "8");
+    // The NAT gateway agent's two settings, set the same way by the same child.
+    assert_eq!(ns.conf("kv0", "forwarding"), "1");
+    assert_eq!(ns.conf("kv0", "rp_filter"), "2");
+    assert_eq!(
+        ns.conf("kv1", "forwarding"),
+        peer_forwarding,
+        "the peer changed"
+    );
 }
 
 /// The child of [`arp_ignore_is_set_with_net_admin_only_and_a_read_only_proc_sys`], run by it in
@@ -196,11 +220,17 @@ async fn child_sets_arp_ignore() {
         .rtnetlink()
         .unwrap();
     let index = index_of(&nl, ifname).await;
-    devconf::set(&nl, index, Ipv4Conf::ArpIgnore, value.parse().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(
-        devconf::get(&nl, index, Ipv4Conf::ArpIgnore).await.unwrap(),
-        value.parse::<i32>().unwrap()
-    );
+    let value: u32 = value.parse().unwrap();
+    // What the daemon sets on the tunnel NIC, and what the NAT gateway agent sets on its legs.
+    for (conf, value) in [
+        (Ipv4Conf::ArpIgnore, value),
+        (Ipv4Conf::Forwarding, 1),
+        (Ipv4Conf::RpFilter, 2),
+    ] {
+        devconf::set(&nl, index, conf, value).await.unwrap();
+        assert_eq!(
+            devconf::get(&nl, index, conf).await.unwrap(),
+            i32::try_from(value).unwrap()
+        );
+    }
 }

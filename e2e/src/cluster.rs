@@ -1228,8 +1228,8 @@ struct Probe {
 /// differences: they run in the harness' own namespace, beside the API server (a pod's
 /// namespace has no way to the loopback API server here), and are told the pod's namespace
 /// instead (`NATGW_NETNS`), with the admin `KUBECONFIG` and their readiness file in the pod's
-/// run dir (`NATGW_READY_FILE`). Init containers of ours run to completion inside the pod's
-/// namespace first (the gateway's sysctls step). A container that exits is started again
+/// run dir (`NATGW_READY_FILE`). Init containers of ours, if a pod has any, run to completion
+/// inside the pod's namespace first. A container that exits is started again
 /// (`restartPolicy: Always`); the readiness probe, run every second, decides the pod's Ready
 /// condition. Everything stops on drop.
 #[derive(Debug)]

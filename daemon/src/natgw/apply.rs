@@ -22,6 +22,7 @@ use rtnetlink::{Handle, IpVersion, LinkUnspec, RouteMessageBuilder};
 
 use super::nft::{Nft, NftError};
 use super::plan::{Desired, Leg, Route};
+use crate::devconf::{self, DevConfError, Ipv4Conf};
 use crate::netns::{Netns, NetnsError};
 
 /// The gateway's routing table (`ip route show table 27501`).
@@ -57,16 +58,16 @@ pub enum ApplyError {
     /// The NAT transaction failed (nothing of it applied).
     #[error(transparent)]
     Nft(#[from] NftError),
-    /// Enabling forwarding (or loosening rp_filter) failed.
-    #[error(
-        "enabling IPv4 forwarding / loose rp_filter in {netns}: {source} (in a gateway pod its \
-         privileged init container `kube-ovn-daemon nat-gateway-sysctls` sets these first)"
-    )]
+    /// Enabling forwarding (or loosening rp_filter) of a leg failed (`EPERM`: the agent lacks
+    /// `CAP_NET_ADMIN`).
+    #[error("enabling IPv4 forwarding / loose rp_filter on {interface} in {netns}: {source}")]
     Forwarding {
+        /// The leg's interface.
+        interface: String,
         /// The namespace.
         netns: String,
-        /// The error.
-        source: std::io::Error,
+        /// The error (boxed: it carries a netlink error and would make every result large).
+        source: Box<DevConfError>,
     },
 }
 
@@ -115,7 +116,11 @@ impl Applier {
         let mut done = Applied::default();
         let (lan, _) = self.link(&desired.lan_interface, "LAN").await?;
         let (ext, ext_mac) = self.link(&desired.external_interface, "external").await?;
-        self.forwarding([&desired.lan_interface, &desired.external_interface])?;
+        self.forwarding([
+            (&desired.lan_interface, lan),
+            (&desired.external_interface, ext),
+        ])
+        .await?;
         done.addresses = self.addresses(ext, ext_mac, desired).await?;
         done.routes = self.rules(desired).await? + self.routes(lan, ext, desired).await?;
         let nft_start = Instant::now();
@@ -179,45 +184,52 @@ impl Applier {
         Ok((index, mac))
     }
 
-    /// IPv4 forwarding on, and reverse-path filtering of both legs at most loose.
+    /// IPv4 forwarding on both legs, and their reverse-path filtering at most loose.
     ///
     /// Why rp_filter: traffic to an EIP comes from anywhere, but the main table routes
     /// "anywhere" through the pod's eth0 (the primary CNI's default route, which stays), and the
     /// kernel's reverse-path check does not see our `iif` policy rules; in strict mode (1) it
-    /// would drop every DNAT/FIP connection from outside the external subnet. Loose mode (2)
-    /// only asks that the source be routable at all. An interface already at 0 or 2 is left.
-    fn forwarding(&self, legs: [&str; 2]) -> Result<(), ApplyError> {
-        let netns = self.netns.path().display().to_string();
-        let settings = [
-            ("/proc/sys/net/ipv4/ip_forward".to_owned(), "1", None),
-            (
-                format!("/proc/sys/net/ipv4/conf/{}/rp_filter", legs[0]),
-                "2",
-                Some("1"),
-            ),
-            (
-                format!("/proc/sys/net/ipv4/conf/{}/rp_filter", legs[1]),
-                "2",
-                Some("1"),
-            ),
-        ];
-        // /proc/sys/net answers for the namespace of the thread that opens it.
-        self.netns
-            .run(move || {
-                for (path, want, only_from) in &settings {
-                    let have = std::fs::read_to_string(path).unwrap_or_default();
-                    let have = have.trim();
-                    let change = match only_from {
-                        Some(from) => have == *from,
-                        None => have != *want,
-                    };
-                    if change {
-                        std::fs::write(path, want)?;
-                    }
-                }
-                Ok(())
-            })?
-            .map_err(|source| ApplyError::Forwarding { netns, source })
+    /// would drop every DNAT/FIP connection from outside the external subnet, and on the LAN
+    /// leg every packet from a VPC subnet the main table does not know. Loose mode (2) only
+    /// asks that the source be routable at all (the pod's default route makes every source
+    /// so: loose is as open as off here).
+    ///
+    /// Both are set per interface over rtnetlink ([`devconf`]), which `CAP_NET_ADMIN` allows
+    /// where `/proc/sys` is read-only (the gateway pod is not privileged). That is enough: the
+    /// kernel forwards what arrives on an interface whose own `forwarding` is on (`ip_forward`
+    /// only writes every interface's at once), and takes the larger of the interface's
+    /// `rp_filter` and `all`'s, so 2 on the interface is loose whatever `all` says, where 0
+    /// would be strict under a strict `all`: each leg is set to 2 unless it is.
+    async fn forwarding(&self, legs: [(&str, u32); 2]) -> Result<usize, ApplyError> {
+        let mut changed = 0;
+        for (name, index) in legs {
+            let err = |source| ApplyError::Forwarding {
+                interface: name.to_owned(),
+                netns: self.netns.path().display().to_string(),
+                source: Box::new(source),
+            };
+            if devconf::get(&self.handle, index, Ipv4Conf::Forwarding)
+                .await
+                .map_err(err)?
+                != 1
+            {
+                devconf::set(&self.handle, index, Ipv4Conf::Forwarding, 1)
+                    .await
+                    .map_err(err)?;
+                changed += 1;
+            }
+            if devconf::get(&self.handle, index, Ipv4Conf::RpFilter)
+                .await
+                .map_err(err)?
+                != 2
+            {
+                devconf::set(&self.handle, index, Ipv4Conf::RpFilter, 2)
+                    .await
+                    .map_err(err)?;
+                changed += 1;
+            }
+        }
+        Ok(changed)
     }
 
     /// EIPs on the external interface: adds the missing, removes addresses that are neither an

@@ -11,8 +11,7 @@
 //! - [`inputs`]: the watches (reflectors) feeding the plan;
 //! - [`status`]: the objects' status by server-side apply (field manager
 //!   [`status::MANAGER`]);
-//! - [`agent`]: the loop, and the readiness file the pod's probe checks;
-//! - [`sysctl`]: the pod's privileged init step (forwarding, loose reverse-path filtering).
+//! - [`agent`]: the loop, and the readiness file the pod's probe checks.
 //!
 //! Nothing is kept on disk: after a restart the first plan rebuilds everything from the API.
 
@@ -22,4 +21,3 @@ pub mod inputs;
 pub mod nft;
 pub mod plan;
 pub mod status;
-pub mod sysctl;

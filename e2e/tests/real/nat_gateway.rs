@@ -1,7 +1,7 @@
 //! The manual's third use case on real nodes: the VpcNatGateway as written, plus only the
 //! external network (a macvlan NAD with our IPAM on each node's `eth2`, its Subnet), gives the
 //! secondary network a way out. The gateway's StatefulSet runs our cni image on a real kubelet
-//! (privileged init step, NET_ADMIN agent, exec readiness probe) with both attachments from
+//! (nothing privileged: a NET_ADMIN agent, exec readiness probe) with both attachments from
 //! real Multus; EIPs and rules are plain objects; an "external host" on the `eth2` segment
 //! answers. Real TCP: SNAT (the host sees the EIP), DNAT, FIP both ways, the gateway pod
 //! deleted and its rules restored by the new one; then everything goes, quietly.
