@@ -68,6 +68,8 @@ async fn main() -> anyhow::Result<()> {
     let config = RunConfig {
         metrics,
         nb_remotes: options.ovn_nb_addr.clone(),
+        // Checked by `validate` above: the files are there and make a client configuration.
+        nb_tls: options.nb_tls()?,
         gc_interval: Duration::from_secs(options.gc_interval),
         workers: options.workers,
         nat_gateway_image: options.nat_gateway_image.clone(),

@@ -159,6 +159,11 @@ impl Nb {
 /// Connects to NB at `remotes` (comma-separated), monitoring the tables we read and checking
 /// their typed columns against the live schema.
 pub async fn connect(remotes: &str) -> Result<Nb, NbError> {
+    connect_with(remotes, None).await
+}
+
+/// [`connect`], with TLS material for `ssl:` remotes.
+pub async fn connect_with(remotes: &str, tls: Option<ovn_api::TlsConfig>) -> Result<Nb, NbError> {
     let mut config = ovn_api::ClientConfig::new(remotes, "OVN_Northbound")
         .check(LogicalRouter::check)
         .check(LogicalRouterPort::check)
@@ -173,6 +178,7 @@ pub async fn connect(remotes: &str) -> Result<Nb, NbError> {
     for table in TABLES {
         config = config.monitor_table(table);
     }
+    config.tls = tls;
     let client = Client::connect(config)
         .await
         .map_err(db(format!("connecting to {remotes}")))?;

@@ -13,6 +13,19 @@ pub struct Options {
     #[arg(long, env = "OVN_NB_ADDR", default_value = "tcp:127.0.0.1:6641")]
     pub ovn_nb_addr: String,
 
+    /// PEM CA certificate that NB's certificate must chain to, for `ssl:` remotes (as
+    /// `ovn-nbctl --ca-cert`). Required with an `ssl:` remote, refused without one.
+    #[arg(long, env = "OVN_SSL_CA_CERT")]
+    pub ovn_ssl_ca_cert: Option<std::path::PathBuf>,
+
+    /// PEM certificate the controller presents to NB (`ovn-nbctl --certificate`).
+    #[arg(long, env = "OVN_SSL_CERT")]
+    pub ovn_ssl_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of `--ovn-ssl-cert` (`ovn-nbctl --private-key`).
+    #[arg(long, env = "OVN_SSL_KEY")]
+    pub ovn_ssl_key: Option<std::path::PathBuf>,
+
     /// Run as an attached (non-primary) CNI beside another CNI that owns `eth0`. Only `true` is
     /// implemented: primary mode is not part of this implementation.
     #[arg(long, env = "NON_PRIMARY_CNI_MODE", default_value_t = true, action = clap::ArgAction::Set)]
@@ -197,6 +210,39 @@ pub enum OptionsError {
     /// `--non-primary-cni-mode=false` was asked for.
     #[error("{}", crds::upstream::PRIMARY_MODE_UNSUPPORTED)]
     PrimaryModeUnsupported,
+    /// `--ovn-nb-addr` is not a remote list.
+    #[error("--ovn-nb-addr={remotes}: {reason}")]
+    Remotes {
+        /// The value.
+        remotes: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An `ssl:` remote without all three TLS files.
+    #[error(
+        "--ovn-nb-addr={remotes} has an ssl: remote, which needs --ovn-ssl-ca-cert, \
+         --ovn-ssl-cert and --ovn-ssl-key; missing: {missing}"
+    )]
+    TlsMissing {
+        /// The remotes.
+        remotes: String,
+        /// The flags not given.
+        missing: String,
+    },
+    /// TLS files given but no `ssl:` remote: the connection would be plaintext.
+    #[error(
+        "{given} given but --ovn-nb-addr={remotes} has no ssl: remote: NB would be reached in \
+         plaintext; use ssl:HOST:PORT remotes or drop the TLS flags"
+    )]
+    TlsUnused {
+        /// The remotes.
+        remotes: String,
+        /// The TLS flags that were given.
+        given: String,
+    },
+    /// A TLS file is missing, unreadable or not what it should be.
+    #[error("TLS files for NB: {0}")]
+    TlsFiles(String),
 }
 
 impl Options {
@@ -205,7 +251,60 @@ impl Options {
         if !self.non_primary_cni_mode {
             return Err(OptionsError::PrimaryModeUnsupported);
         }
-        Ok(())
+        self.nb_tls().map(drop)
+    }
+
+    /// The TLS material for NB: `Some` when `--ovn-nb-addr` has an `ssl:` remote (all three
+    /// files given, read and consistent), `None` when it has none (and no TLS flag is given).
+    /// Checked at start-up, so a missing certificate stops the controller with a message
+    /// naming the flag instead of failing every reconnect later.
+    pub fn nb_tls(&self) -> Result<Option<ovn_api::TlsConfig>, OptionsError> {
+        let remotes = &self.ovn_nb_addr;
+        let parsed = ovn_api::parse_remotes(remotes).map_err(|e| OptionsError::Remotes {
+            remotes: remotes.clone(),
+            reason: e.to_string(),
+        })?;
+        let flags = [
+            ("--ovn-ssl-ca-cert", &self.ovn_ssl_ca_cert),
+            ("--ovn-ssl-cert", &self.ovn_ssl_cert),
+            ("--ovn-ssl-key", &self.ovn_ssl_key),
+        ];
+        let names = |given: bool| {
+            flags
+                .iter()
+                .filter(|(_, v)| v.is_some() == given)
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let Some(ssl) = parsed
+            .iter()
+            .find(|r| matches!(r, ovn_api::Remote::Ssl(..)))
+        else {
+            let given = names(true);
+            return if given.is_empty() {
+                Ok(None)
+            } else {
+                Err(OptionsError::TlsUnused {
+                    remotes: remotes.clone(),
+                    given,
+                })
+            };
+        };
+        let (Some(ca_cert), Some(cert), Some(key)) = (
+            self.ovn_ssl_ca_cert.clone(),
+            self.ovn_ssl_cert.clone(),
+            self.ovn_ssl_key.clone(),
+        ) else {
+            return Err(OptionsError::TlsMissing {
+                remotes: remotes.clone(),
+                missing: names(false),
+            });
+        };
+        let tls = ovn_api::TlsConfig { ca_cert, cert, key };
+        tls.check(ssl)
+            .map_err(|e| OptionsError::TlsFiles(e.to_string()))?;
+        Ok(Some(tls))
     }
 }
 

@@ -27,6 +27,8 @@ use crate::{
 pub struct RunConfig {
     /// NB remotes.
     pub nb_remotes: String,
+    /// TLS material for `ssl:` NB remotes ([`crate::options::Options::nb_tls`]).
+    pub nb_tls: Option<ovn_api::TlsConfig>,
     /// Garbage collection interval.
     pub gc_interval: Duration,
     /// Concurrent reconciles per controller.
@@ -143,7 +145,7 @@ pub async fn start(client: kube::Client, config: &RunConfig) -> Result<Arc<Conte
         .metrics
         .set_readiness(crate::metrics::Readiness::Starting);
     let nb = Arc::new(
-        nb::connect(&config.nb_remotes)
+        nb::connect_with(&config.nb_remotes, config.nb_tls.clone())
             .await?
             .with_metrics(config.metrics.clone()),
     );

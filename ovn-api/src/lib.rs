@@ -70,4 +70,4 @@ pub mod txn;
 pub mod value;
 
 pub use error::{Error, Result};
-pub use rpc::{Client, ClientConfig, Remote, TlsConfig, Update};
+pub use rpc::{Client, ClientConfig, Remote, TlsConfig, Update, parse_remotes};

@@ -131,6 +131,7 @@ impl Bed {
 
     pub fn config(&self) -> RunConfig {
         RunConfig {
+            nb_tls: None,
             nat_gateway_image: controller::options::DEFAULT_NAT_GATEWAY_IMAGE.to_owned(),
             nb_remotes: self.nb.remote(),
             // Short, so collections run while pods are being created.

@@ -62,6 +62,7 @@ pub async fn start_controller(
     workers: u16,
 ) -> (Arc<Context>, tokio::task::JoinHandle<()>) {
     let config = RunConfig {
+        nb_tls: None,
         nat_gateway_image: controller::options::DEFAULT_NAT_GATEWAY_IMAGE.to_owned(),
         nb_remotes: nb.remote(),
         gc_interval: Duration::from_secs(30),

@@ -105,6 +105,14 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
+impl TlsConfig {
+    /// Reads and checks the three files (PEM, the key matching the certificate) as a
+    /// connection to `remote` would (it only names the target in the error).
+    pub fn check(&self, remote: &Remote) -> crate::error::Result<()> {
+        super::tls::check(remote, self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,10 +31,25 @@ pub(crate) fn client_config(remote: &Remote, cfg: &TlsConfig) -> Result<ClientCo
             .add(ca)
             .map_err(|e| tls_err(remote, format!("CA {}: {e}", cfg.ca_cert.display())))?;
     }
+    if roots.is_empty() {
+        return Err(tls_err(
+            remote,
+            format!("CA {}: no PEM certificate in it", cfg.ca_cert.display()),
+        ));
+    }
     let chain = CertificateDer::pem_file_iter(&cfg.cert)
         .map_err(|e| tls_err(remote, format!("certificate {}: {e}", cfg.cert.display())))?
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| tls_err(remote, format!("certificate {}: {e}", cfg.cert.display())))?;
+    if chain.is_empty() {
+        return Err(tls_err(
+            remote,
+            format!(
+                "certificate {}: no PEM certificate in it",
+                cfg.cert.display()
+            ),
+        ));
+    }
     let key = PrivateKeyDer::from_pem_file(&cfg.key)
         .map_err(|e| tls_err(remote, format!("key {}: {e}", cfg.key.display())))?;
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
@@ -44,6 +59,13 @@ pub(crate) fn client_config(remote: &Remote, cfg: &TlsConfig) -> Result<ClientCo
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
         .map_err(|e| tls_err(remote, e))
+}
+
+/// Loads `cfg`'s files as a connection to `remote` would, so that a missing or unreadable
+/// file, a key that does not match, or a CA that is not a certificate shows at start-up
+/// instead of at every reconnect.
+pub(crate) fn check(remote: &Remote, cfg: &TlsConfig) -> Result<()> {
+    client_config(remote, cfg).map(drop)
 }
 
 /// Runs the TLS handshake on a connected TCP stream.
