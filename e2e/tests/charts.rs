@@ -592,6 +592,10 @@ fn the_charts_run_our_binaries_with_flags_they_accept() {
     assert_eq!(host_path(ds, "host-run-ovs"), "/run/openvswitch");
     let ovs = object(&objects, "DaemonSet/kube-system/ovs-ovn");
     assert_eq!(host_path(ovs, "host-run-ovs"), "/run/openvswitch");
+    // An upgrade rolls the CNI server (pods keep their interfaces meanwhile) but not the
+    // datapath, which only the operator restarts, node by node.
+    assert_eq!(ds["spec"]["updateStrategy"]["type"], "RollingUpdate");
+    assert_eq!(ovs["spec"]["updateStrategy"]["type"], "OnDelete");
     // Pod netns created after the daemon started must show up inside it.
     assert_eq!(
         server["volumeMounts"]

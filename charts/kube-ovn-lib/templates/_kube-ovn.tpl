@@ -665,8 +665,12 @@ spec:
   selector:
     matchLabels:
       app: ovs
+  # OnDelete: an upgrade does not restart the datapath. ovs-vswitchd forwards every pod's
+  # traffic on its node; a restart cuts it (for seconds with the kernel datapath, until the
+  # new process is up with the userspace one). A new ovs-ovn pod starts on a node only when
+  # the operator deletes the old one, node by node, when it suits (docs/INSTALL.md, Upgrade).
   updateStrategy:
-    type: RollingUpdate
+    type: OnDelete
   template:
     metadata:
       labels:

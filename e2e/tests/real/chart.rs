@@ -15,7 +15,8 @@ use e2e::real::node::{MULTUS_BIN, NodeConfig, RealNode, WORKLOAD_IMAGE};
 
 use super::image_archive;
 
-/// The workloads the chart runs, as `kubectl rollout status` names them.
+/// The workloads the chart runs, as `kubectl rollout status` names them (`ovs-ovn` is
+/// `OnDelete`, which `rollout status` refuses: see [`ChartCluster::wait_daemonset_ready`]).
 const ROLLOUTS: [&str; 4] = [
     "deployment/ovn-central",
     "daemonset/ovs-ovn",
@@ -136,14 +137,21 @@ impl ChartCluster {
         }
         cluster.helm(&args);
         for target in ROLLOUTS {
-            cluster.kubectl(&[
-                "-n",
-                "kube-system",
-                "rollout",
-                "status",
-                target,
-                "--timeout=180s",
-            ]);
+            match target.strip_prefix("daemonset/") {
+                Some(ds) if ds == "ovs-ovn" => {
+                    cluster.wait_daemonset_ready(ds, Duration::from_secs(180));
+                }
+                _ => {
+                    cluster.kubectl(&[
+                        "-n",
+                        "kube-system",
+                        "rollout",
+                        "status",
+                        target,
+                        "--timeout=180s",
+                    ]);
+                }
+            }
             eprintln!("{target} rolled out after {:?}", cluster.started.elapsed());
         }
         cluster.check_fences();
@@ -269,6 +277,44 @@ impl ChartCluster {
         match self.plane.kubectl(args) {
             Ok(out) => out,
             Err(e) => panic!("kubectl {}: {e}\n{}", args.join(" "), self.debug_dump()),
+        }
+    }
+
+    /// Waits until DaemonSet `name` (in kube-system) runs an up-to-date, ready pod on every
+    /// node it wants: what `kubectl rollout status` checks, for an `OnDelete` DaemonSet, which
+    /// it refuses.
+    pub fn wait_daemonset_ready(&self, name: &str, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            let status = self.kubectl(&[
+                "-n",
+                "kube-system",
+                "get",
+                "daemonset",
+                name,
+                "-o",
+                "jsonpath={.status.desiredNumberScheduled} {.status.updatedNumberScheduled} \
+                 {.status.numberReady} {.metadata.generation} {.status.observedGeneration}",
+            ]);
+            let n: Vec<u64> = status
+                .split_whitespace()
+                .map(|v| v.parse().unwrap_or(0))
+                .collect();
+            if let [desired, updated, ready, generation, observed] = n[..]
+                && desired > 0
+                && updated == desired
+                && ready == desired
+                && observed >= generation
+            {
+                return;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "daemonset {name} not ready after {timeout:?} (desired updated ready \
+                 generation observed: {status})\n{}",
+                self.debug_dump()
+            );
+            std::thread::sleep(Duration::from_secs(1));
         }
     }
 
