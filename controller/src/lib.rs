@@ -6,6 +6,7 @@
 //! ask for: no default VPC, no `ovn-default` or `join` subnet, no host routes.
 
 pub mod context;
+pub mod crd_upgrade;
 pub mod error;
 pub mod gc;
 pub mod ip;

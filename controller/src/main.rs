@@ -43,6 +43,16 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if options.apply_crds {
+        let report = controller::crd_upgrade::apply_crds(&client).await?;
+        tracing::info!(
+            created = ?report.created,
+            updated = ?report.updated,
+            unchanged = report.unchanged.len(),
+            "applied the Kube-OVN CRDs"
+        );
+        return Ok(());
+    }
     let metrics = Arc::new(Metrics::new());
     // Served by every replica, leader or not, so a follower is visibly alive.
     if let Some(addr) = admin::parse_addr("--metrics-addr", &options.metrics_addr)? {

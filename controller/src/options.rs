@@ -99,6 +99,12 @@ pub struct Options {
     /// uninstall` has removed the controller, so CRs and CRDs can be deleted afterwards.
     #[arg(long)]
     pub remove_finalizers: bool,
+
+    /// Create or update this release's CRDs by server-side apply, wait until each is
+    /// established, and exit (0 when all are, 1 otherwise), without NB. The charts'
+    /// pre-upgrade hook runs this: helm itself never updates the CRDs of a chart's `crds/`.
+    #[arg(long, conflicts_with = "remove_finalizers")]
+    pub apply_crds: bool,
 }
 
 /// The NAT gateway image when none is given: this release's `kube-ovn-cni` image, as

@@ -544,6 +544,41 @@ fn the_charts_run_our_binaries_with_flags_they_accept() {
         assert_eq!(annotations["helm.sh/hook"], "post-delete", "{hook}");
     }
 
+    // `helm upgrade`'s pre-upgrade hook: the new controller image applies its own CRDs (helm
+    // never updates crds/), as an account that may patch exactly those, created for the hook.
+    let job = object(&objects, "Job/kube-system/kube-ovn-crds");
+    let c = container(job, "containers", "apply-crds");
+    let command = strings(&c["command"]);
+    let opts = controller::options::Options::try_parse_from(command.iter().cloned())
+        .unwrap_or_else(|e| panic!("kube-ovn-controller refuses the hook's {command:?}: {e}"));
+    assert!(opts.apply_crds && !opts.remove_finalizers);
+    assert_eq!(
+        c["image"],
+        deploy["spec"]["template"]["spec"]["containers"][0]["image"]
+    );
+    assert_eq!(
+        job["spec"]["template"]["spec"]["serviceAccountName"],
+        "kube-ovn-crds"
+    );
+    let role = object(&objects, "ClusterRole//system:kube-ovn-crds");
+    let mut named = strings(&role["rules"][0]["resourceNames"]);
+    named.sort();
+    let mut ours: Vec<String> = crds::generate::crds()
+        .iter()
+        .map(kube::ResourceExt::name_any)
+        .collect();
+    ours.sort();
+    assert_eq!(named, ours, "the hook's CRD names are the chart's CRDs");
+    for hook in [
+        "Job/kube-system/kube-ovn-crds",
+        "ServiceAccount/kube-system/kube-ovn-crds",
+        "ClusterRole//system:kube-ovn-crds",
+        "ClusterRoleBinding//system:kube-ovn-crds",
+    ] {
+        let annotations = &object(&objects, hook)["metadata"]["annotations"];
+        assert_eq!(annotations["helm.sh/hook"], "pre-upgrade", "{hook}");
+    }
+
     // The daemon's socket is the NAD's server_socket in the manual.
     let nad = docs(crds::seed::NAD)
         .into_iter()
@@ -1237,7 +1272,7 @@ async fn rendered_charts_pass_a_server_side_dry_run() {
             "pod-security.kubernetes.io/enforce=restricted",
         ])
         .unwrap_or_else(|e| panic!("{e}"));
-    for sa in ["kube-ovn-controller", "kube-ovn-uninstall"] {
+    for sa in ["kube-ovn-controller", "kube-ovn-uninstall", "kube-ovn-crds"] {
         plane
             .kubectl(&["create", "serviceaccount", sa, "--namespace=kube-system"])
             .unwrap_or_else(|e| panic!("{e}"));
@@ -1247,6 +1282,7 @@ async fn rendered_charts_pass_a_server_side_dry_run() {
         for workload in [
             "Deployment/kube-system/kube-ovn-controller",
             "Job/kube-system/kube-ovn-uninstall",
+            "Job/kube-system/kube-ovn-crds",
         ] {
             let pod = serde_json::json!({
                 "apiVersion": "v1",
@@ -1736,6 +1772,24 @@ const OUR_KINDS: [&str; 11] = [
     "qos-policies.kubeovn.io",
 ];
 
+/// `kubectl auth can-i <verb> <resource>/<name>` as service account `sa` of kube-system
+/// (cluster-scoped resources), for rights limited by `resourceNames`.
+fn can_i_named(plane: &ControlPlane, sa: &str, verb: &str, resource: &str, name: &str) -> bool {
+    let out = plane
+        .kubectl_command()
+        .args(["auth", "can-i", verb, &format!("{resource}/{name}")])
+        .arg(format!("--as=system:serviceaccount:kube-system:{sa}"))
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        (answer == "yes" || answer == "no") && stderr.trim().is_empty(),
+        "can-i {verb} {resource}/{name} as {sa}: {out:?}"
+    );
+    answer == "yes"
+}
+
 /// What each service account must be able to do: one row per call the binary makes (the
 /// files named are where), in the scope it makes it.
 fn rbac_must() -> Vec<(&'static str, Scope, &'static str, &'static str)> {
@@ -1849,6 +1903,16 @@ fn rbac_must() -> Vec<(&'static str, Scope, &'static str, &'static str)> {
         must.push((agent, Cluster, "patch", status));
     }
 
+    // crd_upgrade.rs (the pre-upgrade hook): server-side apply of a CRD that may not exist yet
+    // (create); get, await_condition (list + watch by name) and apply (patch) of ours are
+    // checked by name in `rbac_both_ways`.
+    must.push((
+        "kube-ovn-crds",
+        Cluster,
+        "create",
+        "customresourcedefinitions.apiextensions.k8s.io",
+    ));
+
     // uninstall.rs (the post-delete hook): list every kind that carries our finalizers, get
     // and patch each object.
     for (_, plural) in controller::uninstall::KINDS {
@@ -1865,12 +1929,13 @@ fn rbac_must() -> Vec<(&'static str, Scope, &'static str, &'static str)> {
 /// impersonation, workloads) and every write the trimmed rules dropped.
 fn rbac_must_not() -> Vec<(&'static str, Scope, &'static str, &'static str)> {
     use Scope::{Cluster, In};
-    const ALL: [&str; 5] = [
+    const ALL: [&str; 6] = [
         "kube-ovn-controller",
         "kube-ovn-cni",
         "kube-ovn-ovn",
         "vpc-nat-gw",
         "kube-ovn-uninstall",
+        "kube-ovn-crds",
     ];
     let mut not = Vec::new();
     for sa in ALL {
@@ -1951,8 +2016,36 @@ fn rbac_must_not() -> Vec<(&'static str, Scope, &'static str, &'static str)> {
             (Cluster, "patch", "ips.kubeovn.io/status"),
             (Cluster, "patch", "qos-policies.kubeovn.io/status"),
         ] {
+            // The CRD hook's one unnamed right (create cannot be limited to names).
+            if sa == "kube-ovn-crds"
+                && (verb, resource) == ("create", "customresourcedefinitions.apiextensions.k8s.io")
+            {
+                continue;
+            }
             not.push((sa, scope, verb, resource));
         }
+    }
+    // The CRD hook: no other CRD, no delete, none of the objects.
+    for (scope, verb, resource) in [
+        (
+            Cluster,
+            "list",
+            "customresourcedefinitions.apiextensions.k8s.io",
+        ),
+        (
+            Cluster,
+            "patch",
+            "customresourcedefinitions.apiextensions.k8s.io",
+        ),
+        (
+            Cluster,
+            "delete",
+            "customresourcedefinitions.apiextensions.k8s.io",
+        ),
+        (Cluster, "get", "subnets.kubeovn.io"),
+        (Cluster, "patch", "subnets.kubeovn.io"),
+    ] {
+        not.push(("kube-ovn-crds", scope, verb, resource));
     }
     // Beyond its calls, per account: the node daemon writes nothing in the API.
     for (scope, verb, resource) in [
@@ -2044,6 +2137,83 @@ async fn rbac_both_ways(chart: &str, args: &[&str]) {
             allowed.push(format!("{sa} {verb} {resource} ({scope:?})"));
         }
     }
+    // The CRD hook, by name: each of ours may be read, watched and applied, never deleted;
+    // another CRD may not be touched.
+    for crd in crds::generate::crds() {
+        let name = kube::ResourceExt::name_any(&crd);
+        for verb in ["get", "list", "watch", "patch"] {
+            if !can_i_named(
+                &plane,
+                "kube-ovn-crds",
+                verb,
+                "customresourcedefinitions",
+                &name,
+            ) {
+                refused.push(format!("kube-ovn-crds {verb} CRD {name}"));
+            }
+        }
+        if can_i_named(
+            &plane,
+            "kube-ovn-crds",
+            "delete",
+            "customresourcedefinitions",
+            &name,
+        ) {
+            allowed.push(format!("kube-ovn-crds delete CRD {name}"));
+        }
+    }
+    for other in [
+        "network-attachment-definitions.k8s.cni.cncf.io",
+        "multi-networkpolicies.k8s.cni.cncf.io",
+    ] {
+        if can_i_named(
+            &plane,
+            "kube-ovn-crds",
+            "patch",
+            "customresourcedefinitions",
+            other,
+        ) {
+            allowed.push(format!("kube-ovn-crds patch CRD {other}"));
+        }
+    }
+    // And the hook's command itself, as that account (a token of its own, nothing else):
+    // the named rights are enough for apply, get and the wait for Established.
+    let token = plane
+        .kubectl(&[
+            "create",
+            "token",
+            "kube-ovn-crds",
+            "--namespace=kube-system",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let kubeconfig = dir.path().join("kube-ovn-crds.kubeconfig");
+    std::fs::copy(plane.kubeconfig(), &kubeconfig).unwrap();
+    let as_hook = |args: &[&str]| {
+        let out = plane
+            .kubectl_command()
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    };
+    as_hook(&[
+        "config",
+        "set-credentials",
+        "hook",
+        &format!("--token={}", token.trim()),
+    ]);
+    as_hook(&["config", "set-context", "--current", "--user=hook"]);
+    let out = std::process::Command::new(e2e::cluster::binary("kube-ovn-controller").unwrap())
+        .arg("--apply-crds")
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{chart}: --apply-crds as kube-ovn-crds: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     eprintln!(
         "{chart}: {} must + {} must-not questions in {:?}",
         must.len(),
@@ -2203,6 +2373,7 @@ fn every_pod_runs_with_the_least_privilege_it_needs() {
                 "kube-ovn-controller",
             ),
             ("Job/kube-system/kube-ovn-uninstall", "remove-finalizers"),
+            ("Job/kube-system/kube-ovn-crds", "apply-crds"),
             ("Deployment/kube-system/ovn-central", "ovn-central"),
         ] {
             let w = object(&objects, workload);

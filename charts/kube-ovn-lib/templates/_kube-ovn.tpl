@@ -1142,6 +1142,117 @@ spec:
           path: /var/run/netns
           type: DirectoryOrCreate
 {{- /*
+`helm upgrade`: helm installs the CRDs of crds/ on install only and never updates them. This
+pre-upgrade hook runs the new controller image once with --apply-crds: its own CRDs (the files
+of crds/, generated from the same types) by server-side apply, waiting until each is
+established, before the new workloads roll. Its account may create CRDs (create cannot be
+limited to names) and read and patch only ours; it exists only while the hook runs.
+*/}}
+{{- $crdNames := list "vpcs.kubeovn.io" "subnets.kubeovn.io" "ips.kubeovn.io" "ippools.kubeovn.io" "vpc-nat-gateways.kubeovn.io" "iptables-eips.kubeovn.io" "iptables-fip-rules.kubeovn.io" "iptables-snat-rules.kubeovn.io" "iptables-dnat-rules.kubeovn.io" "security-groups.kubeovn.io" "qos-policies.kubeovn.io" }}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: kube-ovn-crds
+  namespace: {{ $ns }}
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+  annotations:
+    helm.sh/hook: pre-upgrade
+    helm.sh/hook-weight: "-5"
+    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: system:kube-ovn-crds
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+  annotations:
+    helm.sh/hook: pre-upgrade
+    helm.sh/hook-weight: "-5"
+    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+rules:
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  resourceNames:
+  {{- range $crdNames }}
+  - {{ . }}
+  {{- end }}
+  verbs: [get, list, watch, patch]
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [create]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: system:kube-ovn-crds
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+  annotations:
+    helm.sh/hook: pre-upgrade
+    helm.sh/hook-weight: "-5"
+    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: system:kube-ovn-crds
+subjects:
+- kind: ServiceAccount
+  name: kube-ovn-crds
+  namespace: {{ $ns }}
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: kube-ovn-crds
+  namespace: {{ $ns }}
+  labels:
+    app: kube-ovn-crds
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+  annotations:
+    helm.sh/hook: pre-upgrade
+    helm.sh/hook-weight: "0"
+    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+spec:
+  backoffLimit: 3
+  activeDeadlineSeconds: 240
+  template:
+    metadata:
+      labels:
+        app: kube-ovn-crds
+        {{- include "kube-ovn.labels" . | nindent 8 }}
+    spec:
+      serviceAccountName: kube-ovn-crds
+      restartPolicy: Never
+      securityContext:
+        {{- include "kube-ovn.nonRootPod" . | nindent 8 }}
+      {{- with $cfg.imagePullSecrets }}
+      imagePullSecrets:
+      {{- range . }}
+      - name: {{ . }}
+      {{- end }}
+      {{- end }}
+      nodeSelector:
+        kubernetes.io/os: linux
+      tolerations:
+      - operator: Exists
+        effect: NoSchedule
+      - key: CriticalAddonsOnly
+        operator: Exists
+      containers:
+      - name: apply-crds
+        image: {{ $cfg.images.controller }}
+        imagePullPolicy: {{ $cfg.pullPolicy }}
+        command: [/kube-ovn/kube-ovn-controller, --apply-crds]
+        env:
+        - name: RUST_LOG
+          value: {{ $cfg.logLevel | quote }}
+        securityContext:
+          {{- include "kube-ovn.nonRootContainer" . | nindent 10 }}
+          readOnlyRootFilesystem: true
+{{- /*
 `helm uninstall`: once the controller is gone nothing would remove our finalizers, and deleting a
 Subnet, a Vpc, an IP (or the CRDs) would hang. This post-delete hook runs the controller binary
 once with --remove-finalizers (only `kubeovn.io/` ones; other finalizers stay). Its account and

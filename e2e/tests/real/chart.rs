@@ -342,6 +342,11 @@ impl ChartCluster {
         self.plane.kubectl(args)
     }
 
+    /// A `kubectl` command against the cluster (for its status and output, whatever they are).
+    pub fn kubectl_command(&self) -> std::process::Command {
+        self.plane.kubectl_command()
+    }
+
     /// `helm <args>` against the cluster, from the workspace root.
     pub fn helm(&self, args: &[&str]) -> String {
         match self
@@ -763,7 +768,8 @@ async fn the_v1_chart_installs_on_a_real_node_and_runs_the_manuals_first_example
 
 /// The README's install on two real nodes (geneve over their `eth1`), then the manual's first
 /// example as a user checks it: Multus' network-status, `ip addr`/`ip route` in the pod, a
-/// ping over net1 to a pod on the other node, the logs, the quiet after success, DEL freeing
+/// ping over net1 to a pod on the other node, a `helm upgrade` while that ping runs (nothing
+/// lost: the datapath does not restart), the logs, the quiet after success, DEL freeing
 /// the IP and the port, and `helm uninstall` leaving no plugin, port or process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_on_two_real_nodes_carries_net1_across_nodes() {
@@ -852,6 +858,10 @@ async fn the_chart_on_two_real_nodes_carries_net1_across_nodes() {
     eprintln!("{ping}");
     assert!(!ping.contains(" 0 packets received"), "{ping}");
     eprintln!("cross-node ping over net1 after {:?}", cluster.elapsed());
+
+    // helm upgrade with the two pods pinging across the nodes all along.
+    super::upgrade::upgrade_keeps_traffic(&cluster, "multi-network-pod", &peer_ip);
+    eprintln!("helm upgrade done after {:?}", cluster.elapsed());
 
     let logs = cluster.kubectl(&[
         "logs",
