@@ -12,8 +12,21 @@ use kube::api::{Api, PostParams};
 use kube::runtime::wait::{Condition, await_condition, conditions};
 use kube::{Client, ResourceExt};
 
+/// The CRD's schema with every number as a float (the API server gives back `0` where the
+/// generated schema says `0.0`).
 fn schema(crd: &CustomResourceDefinition) -> serde_json::Value {
-    serde_json::to_value(&crd.spec.versions[0].schema).unwrap()
+    fn floats(v: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match v {
+            Value::Number(n) => n
+                .as_f64()
+                .map_or(Value::Number(n), |f| serde_json::json!(f)),
+            Value::Array(a) => Value::Array(a.into_iter().map(floats).collect()),
+            Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, floats(v))).collect()),
+            other => other,
+        }
+    }
+    floats(serde_json::to_value(&crd.spec.versions[0].schema).unwrap())
 }
 
 /// The Subnet spec as the API stores it (raw: the typed struct would hide a pruned field).

@@ -1779,6 +1779,7 @@ fn can_i_named(plane: &ControlPlane, sa: &str, verb: &str, resource: &str, name:
         .kubectl_command()
         .args(["auth", "can-i", verb, &format!("{resource}/{name}")])
         .arg(format!("--as=system:serviceaccount:kube-system:{sa}"))
+        .arg("--all-namespaces")
         .output()
         .unwrap();
     let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
@@ -2322,7 +2323,7 @@ fn every_pod_runs_with_the_least_privilege_it_needs() {
         let what = format!("{chart} {values:?}");
         let objects = by_key(&template(&helm, chart, &values));
         let pods = pod_specs(&objects);
-        assert_eq!(pods.len(), 5, "{what}: {:?}", objects.keys());
+        assert_eq!(pods.len(), 6, "{what}: {:?}", objects.keys());
         for (workload, spec) in &pods {
             assert_eq!(
                 spec["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
