@@ -208,25 +208,14 @@ impl Applier {
                 netns: self.netns.path().display().to_string(),
                 source: Box::new(source),
             };
-            if devconf::get(&self.handle, index, Ipv4Conf::Forwarding)
-                .await
-                .map_err(err)?
-                != 1
-            {
-                devconf::set(&self.handle, index, Ipv4Conf::Forwarding, 1)
-                    .await
-                    .map_err(err)?;
-                changed += 1;
-            }
-            if devconf::get(&self.handle, index, Ipv4Conf::RpFilter)
-                .await
-                .map_err(err)?
-                != 2
-            {
-                devconf::set(&self.handle, index, Ipv4Conf::RpFilter, 2)
-                    .await
-                    .map_err(err)?;
-                changed += 1;
+            for (conf, want) in [(Ipv4Conf::Forwarding, 1), (Ipv4Conf::RpFilter, 2)] {
+                let have = devconf::get(&self.handle, index, conf).await.map_err(err)?;
+                if have != want {
+                    devconf::set(&self.handle, index, conf, want.unsigned_abs())
+                        .await
+                        .map_err(err)?;
+                    changed += 1;
+                }
             }
         }
         Ok(changed)

@@ -137,21 +137,7 @@ impl ChartCluster {
         }
         cluster.helm(&args);
         for target in ROLLOUTS {
-            match target.strip_prefix("daemonset/") {
-                Some(ds) if ds == "ovs-ovn" => {
-                    cluster.wait_daemonset_ready(ds, Duration::from_secs(180));
-                }
-                _ => {
-                    cluster.kubectl(&[
-                        "-n",
-                        "kube-system",
-                        "rollout",
-                        "status",
-                        target,
-                        "--timeout=180s",
-                    ]);
-                }
-            }
+            cluster.rollout_status(target);
             eprintln!("{target} rolled out after {:?}", cluster.started.elapsed());
         }
         cluster.check_fences();
@@ -277,6 +263,26 @@ impl ChartCluster {
         match self.plane.kubectl(args) {
             Ok(out) => out,
             Err(e) => panic!("kubectl {}: {e}\n{}", args.join(" "), self.debug_dump()),
+        }
+    }
+
+    /// `kubectl rollout status <target> --timeout=180s` in kube-system, or for the `OnDelete`
+    /// ovs-ovn DaemonSet (which that command refuses) [`Self::wait_daemonset_ready`].
+    pub fn rollout_status(&self, target: &str) {
+        match target.strip_prefix("daemonset/") {
+            Some(ds) if ds == "ovs-ovn" => {
+                self.wait_daemonset_ready(ds, Duration::from_secs(180));
+            }
+            _ => {
+                self.kubectl(&[
+                    "-n",
+                    "kube-system",
+                    "rollout",
+                    "status",
+                    target,
+                    "--timeout=180s",
+                ]);
+            }
         }
     }
 
@@ -648,6 +654,15 @@ impl ChartCluster {
 }
 
 /// The manual's first example with the pod's image swapped for the test workload.
+/// What a command printed: its stdout, then its stderr.
+pub fn printed(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 pub fn first_example() -> String {
     crds::seed::first_example().replace("    image: nginx\n", &workload_image())
 }
@@ -739,11 +754,7 @@ async fn the_v1_chart_installs_on_a_real_node_and_runs_the_manuals_first_example
             .args(args)
             .output()
             .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = printed(&out);
         eprintln!("$ kubectl ko {}\n{text}", args.join(" "));
         assert_eq!(out.status.code(), Some(0), "kubectl ko {args:?}:\n{text}");
         text

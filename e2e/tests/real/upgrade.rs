@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::chart::ChartCluster;
+use super::chart::{ChartCluster, printed};
 
 /// Pod name → UID of the kube-system pods with label `app=<app>`.
 fn pods(cluster: &ChartCluster, app: &str) -> BTreeMap<String, String> {
@@ -58,11 +58,7 @@ pub fn upgrade_keeps_traffic(cluster: &ChartCluster, pod: &str, peer_ip: &str) {
                     ])
                     .output()
                     .unwrap();
-                let text = format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                let text = printed(&out);
                 match ping_counts(&text) {
                     Some((s, r)) => {
                         sent += s;
@@ -110,14 +106,7 @@ fn upgrade(cluster: &ChartCluster) {
     ]);
     eprintln!("{out}");
     for target in ["deployment/kube-ovn-controller", "daemonset/kube-ovn-cni"] {
-        cluster.kubectl(&[
-            "-n",
-            "kube-system",
-            "rollout",
-            "status",
-            target,
-            "--timeout=180s",
-        ]);
+        cluster.rollout_status(target);
     }
     eprintln!(
         "helm upgrade rolled out in {:?}",
