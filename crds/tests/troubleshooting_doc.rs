@@ -47,6 +47,14 @@ const NOT_REASONS: &[(&str, &str)] = &[
     ("Succeeded", "a pod phase the controller reads"),
     ("Failed", "a pod phase the controller reads"),
     ("True", "a condition status the controller reads"),
+    (
+        "False",
+        "a condition status the CRD hook reads (a CRD that is not established)",
+    ),
+    (
+        "RuntimeDefault",
+        "a seccomp profile type (the NAT gateway pod's securityContext)",
+    ),
     ("NotFound", "part of an API error the NAT agent matches"),
     ("QoS", "an OVN Northbound table"),
     ("Bridge", "an Open vSwitch table"),

@@ -870,10 +870,6 @@ async fn the_chart_on_two_real_nodes_carries_net1_across_nodes() {
     assert!(!ping.contains(" 0 packets received"), "{ping}");
     eprintln!("cross-node ping over net1 after {:?}", cluster.elapsed());
 
-    // helm upgrade with the two pods pinging across the nodes all along.
-    super::upgrade::upgrade_keeps_traffic(&cluster, "multi-network-pod", &peer_ip);
-    eprintln!("helm upgrade done after {:?}", cluster.elapsed());
-
     let logs = cluster.kubectl(&[
         "logs",
         "-n",
@@ -890,6 +886,11 @@ async fn the_chart_on_two_real_nodes_carries_net1_across_nodes() {
     // The quiet after success.
     let warnings = cluster.warnings();
     assert!(warnings.is_empty(), "Warning events: {warnings:#?}");
+
+    // helm upgrade with the two pods pinging across the nodes all along (after the logs
+    // check: the CNI servers it replaces wrote the pods' ADD lines), and quiet after it.
+    super::upgrade::upgrade_keeps_traffic(&cluster, "multi-network-pod", &peer_ip);
+    eprintln!("helm upgrade done after {:?}", cluster.elapsed());
 
     // DEL: the IP records and the OVS ports go with the pods (one on each node until then).
     for node in cluster.nodes() {

@@ -173,4 +173,10 @@ fn check_upgraded(
     );
     let jobs = cluster.kubectl(&["-n", "kube-system", "get", "jobs", "-o", "name"]);
     assert!(!jobs.contains("kube-ovn-crds"), "{jobs}");
+    // The quiet after the upgrade.
+    let warnings = cluster.warnings();
+    assert!(
+        warnings.is_empty(),
+        "Warning events after helm upgrade: {warnings:#?}"
+    );
 }
