@@ -1,7 +1,7 @@
 //! The chart on real nodes: the README's install, then the manual's walkthrough by `kubectl`
 //! only, as a user does it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -533,6 +533,26 @@ impl ChartCluster {
     /// the pod is Ready, or a pod not Ready now, counts; a flap that recovered before the
     /// pod's last transition to Ready does not.
     pub fn warnings(&self) -> Vec<String> {
+        self.warnings_except(&BTreeMap::new())
+    }
+
+    /// Every Warning event now, as uid → count: what [`Self::warnings_except`] leaves out
+    /// later. A step that replaces pods (an upgrade) takes this first: a readiness failure of
+    /// a pod while it started, judged by an earlier quiet check, cannot be judged again once
+    /// the pod is gone.
+    pub fn warning_counts(&self) -> BTreeMap<String, u64> {
+        self.warning_events()
+            .iter()
+            .map(|e| {
+                (
+                    e["metadata"]["uid"].as_str().unwrap_or_default().to_owned(),
+                    e["count"].as_u64().unwrap_or(1),
+                )
+            })
+            .collect()
+    }
+
+    fn warning_events(&self) -> Vec<serde_json::Value> {
         let events: serde_json::Value = serde_json::from_str(&self.kubectl(&[
             "get",
             "events",
@@ -542,8 +562,18 @@ impl ChartCluster {
             "json",
         ]))
         .unwrap_or_default();
+        events["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// [`Self::warnings`] without the events `before` ([`Self::warning_counts`]) had at the
+    /// same count.
+    pub fn warnings_except(&self, before: &BTreeMap<String, u64>) -> Vec<String> {
         let mut out = Vec::new();
-        for e in events["items"].as_array().into_iter().flatten() {
+        for e in &self.warning_events() {
+            let uid = e["metadata"]["uid"].as_str().unwrap_or_default();
+            if before.get(uid) == Some(&e["count"].as_u64().unwrap_or(1)) {
+                continue;
+            }
             let field = |path: &[&str]| {
                 path.iter()
                     .fold(e, |v, k| &v[*k])
