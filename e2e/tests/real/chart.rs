@@ -56,6 +56,9 @@ pub struct ChartCluster {
     services: Mutex<BTreeSet<IpAddr>>,
     /// Whether `--keep` held the cluster already.
     held: std::sync::atomic::AtomicBool,
+    /// Warning events (uid → count) a quiet check already judged, left out of later ones
+    /// ([`ChartCluster::settle_warnings`]).
+    judged: Mutex<BTreeMap<String, u64>>,
 }
 
 impl ChartCluster {
@@ -130,6 +133,7 @@ impl ChartCluster {
             started,
             services: Mutex::default(),
             held: std::sync::atomic::AtomicBool::new(false),
+            judged: Mutex::default(),
         };
         let mut args = vec!["install", "kube-ovn", chart, "--namespace", "kube-system"];
         for value in values {
@@ -533,15 +537,17 @@ impl ChartCluster {
     /// the pod is Ready, or a pod not Ready now, counts; a flap that recovered before the
     /// pod's last transition to Ready does not.
     pub fn warnings(&self) -> Vec<String> {
-        self.warnings_except(&BTreeMap::new())
+        let judged = self.judged.lock().unwrap().clone();
+        self.warnings_except(&judged)
     }
 
-    /// Every Warning event now, as uid → count: what [`Self::warnings_except`] leaves out
-    /// later. A step that replaces pods (an upgrade) takes this first: a readiness failure of
-    /// a pod while it started, judged by an earlier quiet check, cannot be judged again once
+    /// Marks every Warning event now (uid and count) as judged: later quiet checks leave
+    /// them out. A step that replaces pods (an upgrade) calls this right after a quiet check:
+    /// a readiness failure of a pod while it started, fine then, cannot be judged again once
     /// the pod is gone.
-    pub fn warning_counts(&self) -> BTreeMap<String, u64> {
-        self.warning_events()
+    pub fn settle_warnings(&self) {
+        let now: BTreeMap<String, u64> = self
+            .warning_events()
             .iter()
             .map(|e| {
                 (
@@ -549,7 +555,8 @@ impl ChartCluster {
                     e["count"].as_u64().unwrap_or(1),
                 )
             })
-            .collect()
+            .collect();
+        *self.judged.lock().unwrap() = now;
     }
 
     fn warning_events(&self) -> Vec<serde_json::Value> {
@@ -565,9 +572,9 @@ impl ChartCluster {
         events["items"].as_array().cloned().unwrap_or_default()
     }
 
-    /// [`Self::warnings`] without the events `before` ([`Self::warning_counts`]) had at the
-    /// same count.
-    pub fn warnings_except(&self, before: &BTreeMap<String, u64>) -> Vec<String> {
+    /// The Warning events [`Self::warnings`] reports, without those `before` holds at the same
+    /// count.
+    fn warnings_except(&self, before: &BTreeMap<String, u64>) -> Vec<String> {
         let mut out = Vec::new();
         for e in &self.warning_events() {
             let uid = e["metadata"]["uid"].as_str().unwrap_or_default();
