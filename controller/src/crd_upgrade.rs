@@ -87,19 +87,28 @@ pub async fn apply(
                 name: name.clone(),
                 source,
             })?;
-        tokio::time::timeout(
+        match tokio::time::timeout(
             ESTABLISHED,
             await_condition(api.clone(), &name, conditions::is_crd_established()),
         )
         .await
-        .map_err(|_| CrdError::NotEstablished {
-            name: name.clone(),
-            reason: not_established_reason(&after),
-        })?
-        .map_err(|e| CrdError::NotEstablished {
-            name: name.clone(),
-            reason: format!(": {e}"),
-        })?;
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                return Err(CrdError::NotEstablished {
+                    name,
+                    reason: format!(": {e}"),
+                });
+            }
+            // The reason as the API server gives it now (the apply's answer predates it).
+            Err(_) => {
+                let now = api.get_opt(&name).await.ok().flatten();
+                return Err(CrdError::NotEstablished {
+                    reason: now.as_ref().map(not_established_reason).unwrap_or_default(),
+                    name,
+                });
+            }
+        }
         match before {
             None => report.created.push(name),
             Some(v) if Some(&v) == after.resource_version().as_ref() => {

@@ -21,10 +21,13 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let options = Options::parse_from(translated.args);
-    if let Err(err) = options.validate() {
-        eprintln!("kube-ovn-controller: {err}");
-        std::process::exit(2);
-    }
+    let nb_tls = match options.validate() {
+        Ok(tls) => tls,
+        Err(err) => {
+            eprintln!("kube-ovn-controller: {err}");
+            std::process::exit(2);
+        }
+    };
     admin::init_logging(options.log_format == LogFormat::Json);
     for warning in &translated.warnings {
         tracing::warn!("{warning}");
@@ -78,8 +81,7 @@ async fn main() -> anyhow::Result<()> {
     let config = RunConfig {
         metrics,
         nb_remotes: options.ovn_nb_addr.clone(),
-        // Checked by `validate` above: the files are there and make a client configuration.
-        nb_tls: options.nb_tls()?,
+        nb_tls,
         gc_interval: Duration::from_secs(options.gc_interval),
         workers: options.workers,
         nat_gateway_image: options.nat_gateway_image.clone(),

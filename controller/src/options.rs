@@ -253,11 +253,12 @@ pub enum OptionsError {
 
 impl Options {
     /// Checks the combination of options before anything starts.
-    pub fn validate(&self) -> Result<(), OptionsError> {
+    /// Returns the checked TLS material for NB ([`Self::nb_tls`]), so the files are read once.
+    pub fn validate(&self) -> Result<Option<ovn_api::TlsConfig>, OptionsError> {
         if !self.non_primary_cni_mode {
             return Err(OptionsError::PrimaryModeUnsupported);
         }
-        self.nb_tls().map(drop)
+        self.nb_tls()
     }
 
     /// The TLS material for NB: `Some` when `--ovn-nb-addr` has an `ssl:` remote (all three

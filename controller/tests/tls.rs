@@ -37,9 +37,8 @@ async fn the_controller_writes_nb_over_tls_and_the_tls_port_refuses_plaintext() 
         format!("--ovn-ssl-key={}", pki.client_key.display()),
     ])
     .unwrap();
-    options.validate().unwrap();
     let config = RunConfig {
-        nb_tls: options.nb_tls().unwrap(),
+        nb_tls: options.validate().unwrap(),
         nat_gateway_image: controller::options::DEFAULT_NAT_GATEWAY_IMAGE.to_owned(),
         nb_remotes: options.ovn_nb_addr.clone(),
         gc_interval: Duration::from_secs(30),
