@@ -301,10 +301,17 @@ impl OvsdbServer {
     /// Like [`OvsdbServer::start`], also listening with TLS (`pssl:`) on a free port of
     /// 127.0.0.1, with a fresh test PKI (see [`TestPki`]).
     pub fn start_with_ssl(kind: SchemaKind) -> Result<Self> {
+        Self::start_with_ssl_names(kind, TestPki::LOCAL_NAMES)
+    }
+
+    /// Like [`OvsdbServer::start_with_ssl`], the server's certificate naming `server_names`
+    /// (an OpenSSL subjectAltName value, e.g. `DNS:ovn-central`; empty: none, only a common
+    /// name, as `ovs-pki` makes them).
+    pub fn start_with_ssl_names(kind: SchemaKind, server_names: &str) -> Result<Self> {
         let schema = kind.require()?;
         let tool = require_program("ovsdb-tool", "openvswitch-common")?;
         let dir = tempdir("ovsdb-")?;
-        let pki = TestPki::generate(&dir.path().join("pki"))?;
+        let pki = TestPki::generate_for(&dir.path().join("pki"), server_names)?;
         run(Command::new(tool)
             .arg("create")
             .arg(dir.path().join("conf.db"))
@@ -574,8 +581,8 @@ impl Drop for OvsdbCluster {
     }
 }
 
-/// PEM files of a throw-away PKI made with the `openssl` CLI: a CA, a server certificate for
-/// 127.0.0.1/localhost and a client certificate, all signed by the CA (EC P-256, 2 days).
+/// PEM files of a throw-away PKI made with the `openssl` CLI: a CA, a server certificate (for
+/// 127.0.0.1/localhost unless told otherwise) and a client certificate, all signed by the CA (EC P-256, 2 days).
 #[derive(Debug, Clone)]
 pub struct TestPki {
     /// CA certificate.
@@ -591,8 +598,17 @@ pub struct TestPki {
 }
 
 impl TestPki {
+    /// The server certificate's names by default: 127.0.0.1 and localhost.
+    pub const LOCAL_NAMES: &str = "IP:127.0.0.1,DNS:localhost";
+
     /// Generates the PKI into `dir` (created if needed).
     pub fn generate(dir: &Path) -> Result<Self> {
+        Self::generate_for(dir, Self::LOCAL_NAMES)
+    }
+
+    /// Generates the PKI into `dir`, the server certificate naming `server_names` (see
+    /// [`OvsdbServer::start_with_ssl_names`]).
+    pub fn generate_for(dir: &Path, server_names: &str) -> Result<Self> {
         let openssl = require_program("openssl", "openssl")?;
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Testing(format!("creating {}: {e}", dir.display())))?;
@@ -612,14 +628,19 @@ impl TestPki {
             .arg("-out")
             .arg(p("ca.pem"))
             .args(["-days", "2", "-subj", "/CN=ovn-api-test-ca"]))?;
+        let san = if server_names.is_empty() {
+            String::new()
+        } else {
+            format!("subjectAltName={server_names}\n")
+        };
         for (name, ext) in [
             (
                 "server",
-                "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+                format!("{san}basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
             ),
             (
                 "client",
-                "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+                "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n".to_owned(),
             ),
         ] {
             let ext_file = p(&format!("{name}.ext"));
@@ -661,6 +682,7 @@ impl TestPki {
             ca_cert: self.ca_cert.clone(),
             cert: self.client_cert.clone(),
             key: self.client_key.clone(),
+            check_server_name: true,
         }
     }
 }

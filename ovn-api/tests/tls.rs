@@ -52,3 +52,49 @@ async fn wrong_ca_or_missing_config_is_a_clear_error() {
         "{e}"
     );
 }
+
+/// A server certificate that does not name the address connected to (here one with only a
+/// DNS name, and one with no name at all, as `ovs-pki` makes them): refused when the name is
+/// checked, accepted when only the chain is (OVN's own clients' check); a certificate of
+/// another CA stays refused either way.
+#[tokio::test]
+async fn the_server_name_is_checked_only_when_asked() {
+    for names in ["DNS:ovn-central", ""] {
+        let server = OvsdbServer::start_with_ssl_names(SchemaKind::Northbound, names).unwrap();
+        let connect = |tls: ovn_api::TlsConfig| {
+            let mut cfg = ClientConfig::new(server.ssl_remote().unwrap(), "OVN_Northbound");
+            cfg.tls = Some(tls);
+            cfg.request_timeout = Duration::from_millis(700);
+            cfg.backoff_min = Duration::from_millis(20);
+            Client::connect(cfg)
+        };
+        let named = server.pki().unwrap().client_config();
+        let e = connect(named.clone()).await.unwrap_err().to_string();
+        assert!(
+            e.contains("handshake") && e.contains("not valid for name"),
+            "{names:?}: {e}"
+        );
+        let chain_only = ovn_api::TlsConfig {
+            check_server_name: false,
+            ..named
+        };
+        let c = connect(chain_only).await.unwrap();
+        let mut tx = Txn::new();
+        tx.insert(&nb::LogicalSwitch {
+            name: "chain-only".into(),
+            ..Default::default()
+        });
+        c.commit(tx).await.unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let other = TestPki::generate_for(dir.path(), names).unwrap();
+        let e = connect(ovn_api::TlsConfig {
+            check_server_name: false,
+            ..other.client_config()
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("handshake"), "{names:?}: {e}");
+    }
+}

@@ -103,6 +103,13 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// Our private key.
     pub key: PathBuf,
+    /// Whether the server's certificate must also name the host of the remote (as an HTTPS
+    /// client checks). `false` checks what OVN's own clients check (`ovn-controller`,
+    /// `ovn-northd`, `ovn-nbctl`): the certificate chains to the CA, is in its validity period
+    /// and is meant for a server; the name in it is not looked at, so certificates made by
+    /// `ovs-pki` (a common name, no subjectAltName) work and one certificate serves every
+    /// address of a cluster. Only sound when the CA signs OVN's certificates and nothing else.
+    pub check_server_name: bool,
 }
 
 impl TlsConfig {
