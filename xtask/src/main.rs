@@ -101,9 +101,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The workspace root: xtask's manifest dir is `<root>/xtask`.
+/// The workspace root: xtask's manifest dir is `<root>/xtask`. `cargo run` (the `cargo xtask`
+/// alias) says where that is at run time; the path compiled in is only the fallback, since
+/// cargo does not rebuild xtask for another checkout sharing its target dir
+/// (`CARGO_TARGET_DIR`), and that checkout may be gone.
 fn workspace_root() -> anyhow::Result<std::path::PathBuf> {
-    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    );
     manifest
         .parent()
         .map(std::path::Path::to_path_buf)
