@@ -121,6 +121,17 @@ pub enum OptionsError {
          other nodes reach"
     )]
     NoTunnelEndpoint,
+    /// `--ovn-remote` is not a list of OVSDB remotes ovn-controller can use.
+    #[error(
+        "--ovn-remote={remote}: {reason} (ovn-controller's OVN Southbound: tcp:HOST:PORT, \
+         ssl:HOST:PORT or unix:PATH, comma-separated)"
+    )]
+    OvnRemote {
+        /// As given.
+        remote: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// `--ovs-socket=<path>`: our `--ovs-db` takes an OVSDB remote.
@@ -217,6 +228,10 @@ impl Options {
         if self.encap_ip().is_none() && self.tunnel_nic().is_none() {
             return Err(OptionsError::NoTunnelEndpoint);
         }
+        ovn_api::parse_remotes(&self.ovn_remote).map_err(|e| OptionsError::OvnRemote {
+            remote: self.ovn_remote.clone(),
+            reason: e.to_string(),
+        })?;
         Ok(())
     }
 
@@ -379,5 +394,33 @@ mod tests {
         assert_eq!(nic.tunnel_nic(), Some("eth1"));
         assert_eq!(nic.encap_ip(), None);
         assert!(parse(&["--encap-ip=10.0.0.3"]).validate().is_ok());
+    }
+
+    #[test]
+    fn the_ovn_remote_must_be_ovsdb_remotes() {
+        let parse = |remote: &str| {
+            Options::try_parse_from([
+                "kube-ovn-daemon",
+                "--node-name=n",
+                "--encap-ip=10.0.0.3",
+                &format!("--ovn-remote={remote}"),
+            ])
+            .unwrap()
+        };
+        for good in [
+            "tcp:[10.96.0.9]:6642",
+            "ssl:[10.96.0.9]:6642",
+            "ssl:10.0.0.1:6642,ssl:10.0.0.2:6642",
+            "unix:/run/ovn/ovnsb_db.sock",
+        ] {
+            assert!(parse(good).validate().is_ok(), "{good}");
+        }
+        for bad in ["", "10.96.0.9:6642", "ssl:[10.96.0.9]", "http://sb:6642"] {
+            let err = parse(bad).validate().unwrap_err().to_string();
+            assert!(
+                err.contains("--ovn-remote=") && err.contains("ssl:HOST:PORT"),
+                "{bad}: {err}"
+            );
+        }
     }
 }
