@@ -87,12 +87,16 @@ fn by_key(yaml: &str) -> BTreeMap<String, Value> {
     map
 }
 
-/// `doc` without what each render makes anew (the webhook's certificate and CA): checked
-/// apart, by [`the_webhook_certificate_is_for_its_service_and_trusted_by_its_configuration`].
+/// `doc` without what each render makes anew (the webhook's and OVN's certificates and CAs):
+/// checked apart, by [`the_webhook_certificate_is_for_its_service_and_trusted_by_its_configuration`]
+/// and [`ovn_tls_is_on_by_default_with_a_certificate_per_component`].
 fn without_generated(doc: &Value) -> Value {
     let mut doc = doc.clone();
     match (doc["kind"].as_str(), doc["metadata"]["name"].as_str()) {
-        (Some("Secret"), Some("kube-ovn-webhook-tls")) => {
+        (Some("Secret"), Some(OVN_CA_SECRET | "kube-ovn-webhook-tls")) => {
+            doc["data"] = Value::Null;
+        }
+        (Some("Secret"), Some(name)) if OVN_TLS.iter().any(|(_, s)| *s == name) => {
             doc["data"] = Value::Null;
         }
         (Some("MutatingWebhookConfiguration"), _) => {
@@ -106,6 +110,19 @@ fn without_generated(doc: &Value) -> Value {
     }
     doc
 }
+
+/// The chart's OVN CA Secret (no pod mounts it).
+const OVN_CA_SECRET: &str = "kube-ovn-ovn-ca";
+/// Each workload that speaks to the OVN databases, its container and the Secret it mounts at
+/// /var/run/tls.
+const OVN_TLS: [(&str, &str); 3] = [
+    ("Deployment/kube-system/ovn-central", "ovn-central-tls"),
+    ("DaemonSet/kube-system/ovs-ovn", "ovs-ovn-tls"),
+    (
+        "Deployment/kube-system/kube-ovn-controller",
+        "kube-ovn-controller-tls",
+    ),
+];
 
 fn object<'a>(objects: &'a BTreeMap<String, Value>, key: &str) -> &'a Value {
     objects
@@ -393,7 +410,14 @@ resources:
     }
     // With a tunnel NIC the endpoint is that NIC's address, not the node's.
     assert!(!env_from_field(server, "ENCAP_IP", "status.hostIP"));
-    let mut with_node = args.clone();
+    let mut with_node = expand(
+        &args,
+        &[
+            ("OVN_SB_SERVICE_HOST", "10.96.0.21"),
+            ("OVN_SB_SERVICE_PORT", "6642"),
+            ("HOST_IP", "172.18.0.2"),
+        ],
+    );
     with_node.push("--node-name=node-1".to_owned());
     let opts = daemon::options::Options::try_parse_from(
         std::iter::once("kube-ovn-daemon".to_owned()).chain(with_node),
@@ -467,7 +491,18 @@ fn the_charts_run_our_binaries_with_flags_they_accept() {
             );
         }
     }
-    let args = expand(
+    // The TLS files as the pod sees them: the rendered Secret's keys, in a directory that
+    // stands for /var/run/tls (validate reads them: the key must match the certificate).
+    let tls_dir = tempfile::tempdir().unwrap();
+    let secret = object(&objects, "Secret/kube-system/kube-ovn-controller-tls");
+    for key in ["cacert", "cert", "key"] {
+        let pem = openssl(
+            &["base64", "-d", "-A"],
+            secret["data"][key].as_str().unwrap().as_bytes(),
+        );
+        std::fs::write(tls_dir.path().join(key), pem).unwrap();
+    }
+    let args: Vec<String> = expand(
         &strings(&c["args"]),
         &[
             ("OVN_NB_SERVICE_HOST", "10.96.0.20"),
@@ -475,18 +510,23 @@ fn the_charts_run_our_binaries_with_flags_they_accept() {
             ("POD_NAMESPACE", "kube-system"),
             ("POD_IP", "10.244.1.7"),
         ],
-    );
+    )
+    .into_iter()
+    .map(|a| a.replace("/var/run/tls", tls_dir.path().to_str().unwrap()))
+    .collect();
     let opts = controller::options::Options::try_parse_from(
         std::iter::once("kube-ovn-controller".to_owned()).chain(args.clone()),
     )
     .unwrap_or_else(|e| panic!("kube-ovn-controller refuses the chart's args {args:?}: {e}"));
-    opts.validate().unwrap();
+    let tls = opts.validate().unwrap();
+    assert!(tls.is_some_and(|t| !t.check_server_name));
+    assert_eq!(mount(c, "ovn-tls"), "/var/run/tls");
     assert!(opts.non_primary_cni_mode && opts.leader_elect);
     assert_eq!(opts.leader_elect_namespace, "kube-system");
     assert_eq!(opts.metrics_addr, "[10.244.1.7]:10660");
     assert_eq!(
         ovn_api::rpc::parse_remotes(&opts.ovn_nb_addr).unwrap()[0].to_string(),
-        "tcp:10.96.0.20:6641"
+        "ssl:10.96.0.20:6641"
     );
     assert_eq!(c["ports"][0]["containerPort"], 10660);
     // VPC NAT gateway pods run the cni image (the agent is in its kube-ovn-daemon), as the
@@ -618,9 +658,10 @@ fn the_charts_run_our_binaries_with_flags_they_accept() {
         Some("172.18.0.2:10665".parse().unwrap())
     );
     assert_eq!(opts.ovs_db, "unix:/run/openvswitch/db.sock");
+    opts.validate().unwrap();
     assert_eq!(
         ovn_api::rpc::parse_remotes(&opts.ovn_remote).unwrap()[0].to_string(),
-        "tcp:10.96.0.21:6642"
+        "ssl:10.96.0.21:6642"
     );
     // The socket dir and OVS's db.sock are the host's /run/openvswitch, which ovs-ovn shares.
     assert_eq!(mount(server, "host-run-ovs"), "/run/openvswitch");
@@ -824,6 +865,11 @@ fn the_values_schema_refuses_wrong_types_ranges_enums_and_unknown_keys() {
             &["--set", "networking.ENABLE_SSL=yes"],
             "at '/networking/ENABLE_SSL': got string, want boolean",
         ),
+        (
+            V2,
+            &["--set", "networking.sslSecret=My_Secret"],
+            "at '/networking/sslSecret'",
+        ),
         // Out of range.
         (
             V1,
@@ -1001,16 +1047,6 @@ fn upstream_keys_work_with_upstream_meaning_or_fail_naming_ours() {
         ),
         (
             V1,
-            &["--set", "networking.ENABLE_SSL=true"],
-            &["networking.ENABLE_SSL=true", "plain TCP"],
-        ),
-        (
-            V2,
-            &["--set", "networking.enableSsl=true"],
-            &["networking.enableSsl=true", "plain TCP"],
-        ),
-        (
-            V1,
             &["--set", "networking.NETWORK_TYPE=vlan"],
             &["networking.NETWORK_TYPE=vlan", "networking.TUNNEL_TYPE"],
         ),
@@ -1049,7 +1085,7 @@ fn upstream_keys_work_with_upstream_meaning_or_fail_naming_ours() {
             V1,
             &[
                 "--set",
-                "MASTER_NODES=,networking.ENABLE_SSL=false,networking.NETWORK_TYPE=geneve",
+                "MASTER_NODES=,networking.NETWORK_TYPE=geneve",
                 "--set",
                 "HYBRID_DPDK=false,HUGEPAGE_SIZE_TYPE=hugepages-2Mi,HUGEPAGES=1Gi",
                 "--set",
@@ -1060,7 +1096,7 @@ fn upstream_keys_work_with_upstream_meaning_or_fail_naming_ours() {
             V2,
             &[
                 "--set",
-                "masterNodes={},networking.enableSsl=false,networking.networkType=geneve",
+                "masterNodes={},networking.networkType=geneve",
                 "--set",
                 "ovsOvn.dpdkHybrid.enabled=false,ovsOvn.dpdkHybrid.tag=v1.15.8",
             ],
@@ -1662,6 +1698,165 @@ fn the_webhook_certificate_is_for_its_service_and_trusted_by_its_configuration()
             "{c}"
         );
         assert_eq!(mount(c, "webhook-tls"), "/etc/kube-ovn/webhook");
+    }
+}
+
+/// OVN's TLS (networking.enableSsl / ENABLE_SSL, on by default): one CA per install, one
+/// certificate per component signed by it, each mounted by its own workload only, key
+/// matching certificate; false renders plain TCP and no Secret; sslSecret / SSL_SECRET names
+/// the user's Secret, which every component mounts, and the chart makes none.
+#[test]
+fn ovn_tls_is_on_by_default_with_a_certificate_per_component() {
+    let (dir, helm) = helm();
+    let pod = |w: &Value| w["spec"]["template"]["spec"].clone();
+    let tls_volume = |w: &Value| {
+        pod(w)["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "ovn-tls")
+            .cloned()
+    };
+    let containers = [
+        ("Deployment/kube-system/ovn-central", "ovn-central"),
+        ("DaemonSet/kube-system/ovs-ovn", "openvswitch"),
+        (
+            "Deployment/kube-system/kube-ovn-controller",
+            "kube-ovn-controller",
+        ),
+    ];
+    let decode = |secret: &Value, key: &str| {
+        openssl(
+            &["base64", "-d", "-A"],
+            secret["data"][key].as_str().unwrap().as_bytes(),
+        )
+    };
+    for (chart, args) in [(V2, SEED_V2.to_vec()), (V1, SEED_V1.to_vec())] {
+        let mut all = vec!["--namespace", "kube-system"];
+        all.extend(args.iter().copied());
+        let objects = by_key(&template(&helm, chart, &all));
+        let ca_secret = object(&objects, &format!("Secret/kube-system/{OVN_CA_SECRET}"));
+        let ca = decode(ca_secret, "cacert");
+        assert!(
+            decode(ca_secret, "cakey").contains("PRIVATE KEY"),
+            "{chart}"
+        );
+        let ca_file = dir.path().join("ovn-ca.pem");
+        std::fs::write(&ca_file, &ca).unwrap();
+        let mut certs = Vec::new();
+        for ((workload, secret_name), (_, container_name)) in OVN_TLS.iter().zip(containers) {
+            let w = object(&objects, workload);
+            let volume = tls_volume(w).unwrap_or_else(|| panic!("{chart} {workload}"));
+            assert_eq!(volume["secret"]["secretName"], *secret_name, "{chart}");
+            assert_eq!(volume["secret"]["defaultMode"], 0o400, "{chart} {workload}");
+            let c = container(w, "containers", container_name);
+            assert_eq!(mount(c, "ovn-tls"), "/var/run/tls", "{chart} {workload}");
+            let secret = object(&objects, &format!("Secret/kube-system/{secret_name}"));
+            assert_eq!(decode(secret, "cacert"), ca, "{chart} {secret_name}");
+            let cert = decode(secret, "cert");
+            let verified = openssl(
+                &["verify", "-CAfile", ca_file.to_str().unwrap()],
+                cert.as_bytes(),
+            );
+            assert!(verified.contains("OK"), "{chart} {secret_name}: {verified}");
+            let subject = openssl(&["x509", "-noout", "-subject"], cert.as_bytes());
+            let component = secret_name.trim_end_matches("-tls");
+            assert!(
+                subject.contains(&format!("CN = {component}")),
+                "{chart}: {subject}"
+            );
+            let public = openssl(&["x509", "-noout", "-pubkey"], cert.as_bytes());
+            let of_key = openssl(&["pkey", "-pubout"], decode(secret, "key").as_bytes());
+            assert_eq!(public, of_key, "{chart} {secret_name}: key and certificate");
+            certs.push(cert);
+            // The non-root pods read their key (mode 0400) through their group.
+            if !workload.starts_with("DaemonSet") {
+                assert_eq!(pod(w)["securityContext"]["fsGroup"], 65534, "{chart}");
+            }
+            if container_name != "kube-ovn-controller" {
+                assert!(
+                    c["env"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|e| e["name"] == "ENABLE_SSL" && e["value"] == "true"),
+                    "{chart} {workload}"
+                );
+            }
+        }
+        certs.sort();
+        certs.dedup();
+        assert_eq!(certs.len(), 3, "{chart}: one certificate per component");
+    }
+
+    // Off: plain TCP, no OVN Secret, nothing mounted.
+    for (chart, off) in [
+        (V2, "networking.enableSsl=false"),
+        (V1, "networking.ENABLE_SSL=false"),
+    ] {
+        let objects = by_key(&template(
+            &helm,
+            chart,
+            &["--namespace", "kube-system", "--set", off],
+        ));
+        assert!(
+            !objects.contains_key(&format!("Secret/kube-system/{OVN_CA_SECRET}")),
+            "{chart}"
+        );
+        for ((workload, secret_name), (_, container_name)) in OVN_TLS.iter().zip(containers) {
+            assert!(
+                !objects.contains_key(&format!("Secret/kube-system/{secret_name}")),
+                "{chart}"
+            );
+            let w = object(&objects, workload);
+            assert!(tls_volume(w).is_none(), "{chart} {workload}");
+            let c = container(w, "containers", container_name);
+            let text = serde_json::to_string(c).unwrap();
+            assert!(
+                !text.contains("ssl:") && !text.contains("/var/run/tls"),
+                "{chart} {workload}: {text}"
+            );
+        }
+        let controller = container(
+            object(&objects, "Deployment/kube-system/kube-ovn-controller"),
+            "containers",
+            "kube-ovn-controller",
+        );
+        assert!(strings(&controller["args"]).contains(
+            &"--ovn-nb-addr=tcp:[$(OVN_NB_SERVICE_HOST)]:$(OVN_NB_SERVICE_PORT)".to_owned()
+        ));
+        let cni = container(
+            object(&objects, "DaemonSet/kube-system/kube-ovn-cni"),
+            "containers",
+            "cni-server",
+        );
+        assert!(strings(&cni["args"]).contains(
+            &"--ovn-remote=tcp:[$(OVN_SB_SERVICE_HOST)]:$(OVN_SB_SERVICE_PORT)".to_owned()
+        ));
+    }
+
+    // The user's Secret: every component mounts it; the chart makes none of its own.
+    for (chart, mine) in [
+        (V2, "networking.sslSecret=kube-ovn-tls"),
+        (V1, "networking.SSL_SECRET=kube-ovn-tls"),
+    ] {
+        let objects = by_key(&template(
+            &helm,
+            chart,
+            &["--namespace", "kube-system", "--set", mine],
+        ));
+        assert!(
+            !objects.contains_key(&format!("Secret/kube-system/{OVN_CA_SECRET}")),
+            "{chart}"
+        );
+        for (workload, secret_name) in OVN_TLS {
+            assert!(
+                !objects.contains_key(&format!("Secret/kube-system/{secret_name}")),
+                "{chart}"
+            );
+            let volume = tls_volume(object(&objects, workload)).unwrap();
+            assert_eq!(volume["secret"]["secretName"], "kube-ovn-tls", "{chart}");
+        }
     }
 }
 

@@ -23,6 +23,8 @@ use common::{create_nad_crd, fenced_plane, image_archive};
 mod nat_gateway;
 #[path = "real/policy.rs"]
 mod policy;
+#[path = "real/tls.rs"]
+mod tls;
 #[path = "real/upgrade.rs"]
 mod upgrade;
 #[path = "real/walkthrough.rs"]

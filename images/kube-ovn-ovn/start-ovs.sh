@@ -31,6 +31,19 @@ fi
 rm -f "$OVS_RUN"/ovsdb-server.pid "$OVS_RUN"/ovs-vswitchd.pid "$OVN_RUN"/ovn-controller.pid \
     "$OVS_RUN"/db.sock
 
+# ENABLE_SSL=true: ovn-controller reaches SB (the ssl: ovn-remote) with this node's certificate
+# (the ovs-ovn TLS Secret at /var/run/tls: key, cert, cacert).
+ssl=()
+if [ "${ENABLE_SSL:-false}" = true ]; then
+    for f in key cert cacert; do
+        if [ ! -r "/var/run/tls/$f" ]; then
+            echo "start-ovs: ENABLE_SSL=true but /var/run/tls/$f is missing or unreadable (the TLS Secret's keys: cacert, cert, key)" >&2
+            exit 1
+        fi
+    done
+    ssl=(--private-key=/var/run/tls/key --certificate=/var/run/tls/cert --ca-cert=/var/run/tls/cacert)
+fi
+
 trap 'kill $(jobs -p) 2>/dev/null; wait' TERM INT
 
 ovsdb-server "$DB" \
@@ -55,7 +68,7 @@ fi
 ovs-vswitchd unix:"$OVS_RUN/db.sock" \
     --pidfile="$OVS_RUN/ovs-vswitchd.pid" --log-file=/var/log/openvswitch/ovs-vswitchd.log &
 daemon[$!]=ovs-vswitchd
-ovn-controller unix:"$OVS_RUN/db.sock" \
+ovn-controller unix:"$OVS_RUN/db.sock" "${ssl[@]}" \
     --pidfile="$OVN_RUN/ovn-controller.pid" --log-file=/var/log/ovn/ovn-controller.log &
 daemon[$!]=ovn-controller
 

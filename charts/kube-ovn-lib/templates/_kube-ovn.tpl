@@ -65,6 +65,9 @@ The user of the non-root pods: nobody (65534), as the controller image's USER.
 runAsNonRoot: true
 runAsUser: {{ include "kube-ovn.nonRootId" . }}
 runAsGroup: {{ include "kube-ovn.nonRootId" . }}
+# Secret volumes (the TLS keys, mode 0400) are given to this group (0440): readable by the
+# pod's user, no one else.
+fsGroup: {{ include "kube-ovn.nonRootId" . }}
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
@@ -153,9 +156,99 @@ capabilities:
 {{- if not (has $cfg.controller.logFormat (list "text" "json")) -}}
 {{- fail (printf "%s must be text or json, not %q" $cfg.names.logFormat $cfg.controller.logFormat) -}}
 {{- end -}}
+{{- if not (kindIs "bool" $cfg.ssl.enabled) -}}
+{{- fail (printf "%s must be true or false, not %v" $cfg.names.enableSsl $cfg.ssl.enabled) -}}
+{{- end -}}
+{{- if and $cfg.ssl.secret (not (regexMatch "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$" $cfg.ssl.secret)) -}}
+{{- fail (printf "%s must name a Secret (lowercase letters, digits, '-' and '.'), not %q" $cfg.names.sslSecret $cfg.ssl.secret) -}}
+{{- end -}}
 {{- if lt (int $cfg.controller.replicas) 1 -}}
 {{- fail (printf "%s must be at least 1, not %v" $cfg.names.replicas $cfg.controller.replicas) -}}
 {{- end -}}
+{{- end }}
+
+{{- /*
+TLS between the OVN databases and their clients (networking.enableSsl / ENABLE_SSL). Every
+component mounts its Secret at /var/run/tls (files cacert, cert, key: upstream's layout):
+  ovn-central-tls         NB and SB (pssl:) and ovn-northd
+  ovs-ovn-tls             ovn-controller on every node (ssl: to SB)
+  kube-ovn-controller-tls kube-ovn-controller (ssl: to NB)
+or every one the user's Secret (sslSecret / SSL_SECRET). One certificate per component: a
+node's key (on every node) is not the central's or the controller's. The clients check the
+chain to this install's CA (as OVN's own do, not a name: the CA signs nothing else).
+*/ -}}
+{{- define "kube-ovn.tlsSecretName" -}}
+{{- if .cfg.ssl.secret }}{{ .cfg.ssl.secret }}{{ else }}{{ .component }}-tls{{ end -}}
+{{- end }}
+
+{{- define "kube-ovn.tlsVolume" -}}
+- name: ovn-tls
+  secret:
+    secretName: {{ include "kube-ovn.tlsSecretName" . }}
+    # 0400 (decimal: YAML 1.1 and 1.2 readers agree).
+    defaultMode: 256
+{{- end }}
+
+{{- define "kube-ovn.tlsMount" -}}
+- name: ovn-tls
+  mountPath: /var/run/tls
+  readOnly: true
+{{- end }}
+
+{{- /*
+The chart's CA and certificates, made at install and kept on upgrade: lookup finds the
+Secrets (`helm template` has no cluster, so it makes new ones each time). kube-ovn-ovn-ca
+keeps the CA's key so that a component Secret deleted by the operator (to renew it) is
+signed again by the same CA; no pod mounts it and no service account of ours reads Secrets.
+*/ -}}
+{{- define "kube-ovn.tlsSecrets" -}}
+{{- $ns := .namespace -}}
+{{- $caSecret := lookup "v1" "Secret" $ns "kube-ovn-ovn-ca" -}}
+{{- $ca := dict -}}
+{{- if and $caSecret $caSecret.data (hasKey $caSecret.data "cacert") (hasKey $caSecret.data "cakey") -}}
+{{- $ca = buildCustomCert (index $caSecret.data "cacert") (index $caSecret.data "cakey") -}}
+{{- else -}}
+{{- $ca = genCA "kube-ovn-ovn-ca" 3650 -}}
+{{- end -}}
+{{- $caB64 := $ca.Cert | b64enc }}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: kube-ovn-ovn-ca
+  namespace: {{ $ns }}
+  labels:
+    {{- include "kube-ovn.labels" . | nindent 4 }}
+data:
+  cacert: {{ $caB64 }}
+  cakey: {{ $ca.Key | b64enc }}
+{{- range $component := list "ovn-central" "ovs-ovn" "kube-ovn-controller" }}
+{{- $name := printf "%s-tls" $component }}
+{{- $old := lookup "v1" "Secret" $ns $name }}
+{{- $tls := dict }}
+{{- if and $old $old.data (eq (index $old.data "cacert" | default "") $caB64) (hasKey $old.data "cert") (hasKey $old.data "key") }}
+{{- $tls = dict "cert" (index $old.data "cert") "key" (index $old.data "key") }}
+{{- else }}
+{{- $sans := list $component }}
+{{- if eq $component "ovn-central" }}
+{{- $sans = list "ovn-central" (printf "ovn-nb.%s.svc" $ns) (printf "ovn-sb.%s.svc" $ns) }}
+{{- end }}
+{{- $cert := genSignedCert $component nil $sans 3650 $ca }}
+{{- $tls = dict "cert" ($cert.Cert | b64enc) "key" ($cert.Key | b64enc) }}
+{{- end }}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {{ $name }}
+  namespace: {{ $ns }}
+  labels:
+    {{- include "kube-ovn.labels" $ | nindent 4 }}
+data:
+  cacert: {{ $caB64 }}
+  cert: {{ $tls.cert }}
+  key: {{ $tls.key }}
+{{- end }}
 {{- end }}
 
 {{- define "kube-ovn.objects" -}}
@@ -517,6 +610,9 @@ spec:
     protocol: TCP
     port: {{ int $cfg.cni.metricsPort }}
     targetPort: metrics
+{{- if and $cfg.ssl.enabled (not $cfg.ssl.secret) }}
+{{ include "kube-ovn.tlsSecrets" . }}
+{{- end }}
 ---
 # OVN central: NB and SB ovsdb-servers and ovn-northd, one replica on a control-plane node.
 apiVersion: apps/v1
@@ -601,6 +697,10 @@ spec:
         image: {{ $cfg.images.ovn }}
         imagePullPolicy: {{ $cfg.pullPolicy }}
         command: [/kube-ovn/start-ovn-central.sh]
+        env:
+        # true: NB and SB listen with pssl: (the certificate of /var/run/tls), plain TCP not.
+        - name: ENABLE_SSL
+          value: {{ $cfg.ssl.enabled | quote }}
         securityContext:
           {{- include "kube-ovn.nonRootContainer" . | nindent 10 }}
           # Databases, sockets and logs are all on the volumes below.
@@ -637,11 +737,17 @@ spec:
         # "failed to create temporary file (Read-only file system)" without this).
         - name: tmp
           mountPath: /tmp
+        {{- if $cfg.ssl.enabled }}
+        {{- include "kube-ovn.tlsMount" . | nindent 8 }}
+        {{- end }}
       volumes:
       - name: run-ovn
         emptyDir: {}
       - name: tmp
         emptyDir: {}
+      {{- if $cfg.ssl.enabled }}
+      {{- include "kube-ovn.tlsVolume" (dict "cfg" $cfg "component" "ovn-central") | nindent 6 }}
+      {{- end }}
       - name: host-config-ovn
         hostPath:
           path: /etc/origin/ovn
@@ -707,6 +813,10 @@ spec:
         env:
         - name: OVS_DATAPATH_TYPE
           value: {{ $cfg.cni.datapathType | quote }}
+        # true: ovn-controller connects to SB (the ssl: remote kube-ovn-daemon sets) with the
+        # certificate of /var/run/tls.
+        - name: ENABLE_SSL
+          value: {{ $cfg.ssl.enabled | quote }}
         readinessProbe:
           exec:
             command: [/kube-ovn/ovn-healthcheck.sh, ovs]
@@ -751,9 +861,15 @@ spec:
         # ovsdb-server's temporary files (read-only root file system).
         - name: tmp
           mountPath: /tmp
+        {{- if $cfg.ssl.enabled }}
+        {{- include "kube-ovn.tlsMount" . | nindent 8 }}
+        {{- end }}
       volumes:
       - name: tmp
         emptyDir: {}
+      {{- if $cfg.ssl.enabled }}
+      {{- include "kube-ovn.tlsVolume" (dict "cfg" $cfg "component" "ovs-ovn") | nindent 6 }}
+      {{- end }}
       {{- if eq $cfg.cni.datapathType "system" }}
       - name: host-modules
         hostPath:
@@ -841,7 +957,14 @@ spec:
         command: [/kube-ovn/kube-ovn-controller]
         args:
         # The Service's address as kubelet passes it (the ovn-nb Service is created first).
+        {{- if $cfg.ssl.enabled }}
+        - --ovn-nb-addr=ssl:[$(OVN_NB_SERVICE_HOST)]:$(OVN_NB_SERVICE_PORT)
+        - --ovn-ssl-ca-cert=/var/run/tls/cacert
+        - --ovn-ssl-cert=/var/run/tls/cert
+        - --ovn-ssl-key=/var/run/tls/key
+        {{- else }}
         - --ovn-nb-addr=tcp:[$(OVN_NB_SERVICE_HOST)]:$(OVN_NB_SERVICE_PORT)
+        {{- end }}
         - --non-primary-cni-mode=true
         - --leader-elect=true
         - --leader-elect-namespace=$(POD_NAMESPACE)
@@ -895,6 +1018,9 @@ spec:
         - name: webhook-tls
           mountPath: /etc/kube-ovn/webhook
           readOnly: true
+        {{- if $cfg.ssl.enabled }}
+        {{- include "kube-ovn.tlsMount" . | nindent 8 }}
+        {{- end }}
         {{- with $cfg.controller.resources }}
         resources:
           {{- toYaml . | nindent 10 }}
@@ -903,6 +1029,9 @@ spec:
       - name: webhook-tls
         secret:
           secretName: kube-ovn-webhook-tls
+      {{- if $cfg.ssl.enabled }}
+      {{- include "kube-ovn.tlsVolume" (dict "cfg" $cfg "component" "kube-ovn-controller") | nindent 6 }}
+      {{- end }}
 {{- /*
 The pods' admission webhook (the controller's /mutate-pods). The manual names NADs in JSON
 networks elements as "namespace/name", which Multus refuses ("may not contain '/'"); the
@@ -1042,8 +1171,9 @@ spec:
         - --bind-socket={{ $cfg.cni.socket }}
         - --ovs-db=unix:/run/openvswitch/db.sock
         # ovn-controller runs in the host's network namespace: the Service's cluster IP, as
-        # kubelet passes it, reaches OVN SB through kube-proxy.
-        - --ovn-remote=tcp:[$(OVN_SB_SERVICE_HOST)]:$(OVN_SB_SERVICE_PORT)
+        # kubelet passes it, reaches OVN SB through kube-proxy (ssl: with enableSsl; the
+        # certificate is ovs-ovn's, ovn-controller's own).
+        - --ovn-remote={{ if $cfg.ssl.enabled }}ssl{{ else }}tcp{{ end }}:[$(OVN_SB_SERVICE_HOST)]:$(OVN_SB_SERVICE_PORT)
         - --encap-type={{ $cfg.cni.encapType }}
         - --datapath-type={{ $cfg.cni.datapathType }}
         - --mtu={{ int $cfg.cni.mtu }}

@@ -18,6 +18,8 @@ names:
   mtu: networking.mtu
   logFormat: controller.logFormat
   replicas: controller.replicas
+  enableSsl: networking.enableSsl
+  sslSecret: networking.sslSecret
 nonPrimaryCNI: {{ $np | toJson }}
 multiNetworkPolicyCRD: {{ dig "installCRD" true ($v.multiNetworkPolicy | default dict) | toJson }}
 images:
@@ -28,6 +30,9 @@ pullPolicy: {{ $v.global.imagePullPolicy | quote }}
 imagePullSecrets: {{ $v.global.registry.imagePullSecrets | default list | toJson }}
 masterNodeSelector: {{ $v.masterNodesLabels | default dict | toJson }}
 logLevel: {{ $v.logLevel | quote }}
+ssl:
+  enabled: {{ dig "enableSsl" true $v.networking | toJson }}
+  secret: {{ dig "sslSecret" "" $v.networking | quote }}
 controller:
   replicas: {{ $v.controller.replicas | toJson }}
   logFormat: {{ $v.controller.logFormat | quote }}
@@ -76,9 +81,6 @@ README.md lists the decisions.
 {{- end -}}
 {{- if hasKey $v "central" -}}
 {{- fail "central is upstream's name for OVN central's settings; this chart's is ovnCentral (ovnCentral.resources). Remove central." -}}
-{{- end -}}
-{{- if dig "enableSsl" false $v.networking -}}
-{{- fail "networking.enableSsl=true asks for upstream's SSL between the OVN databases and their clients, which this implementation does not have (ovn-nb and ovn-sb listen on plain TCP inside the cluster). Remove it or set it to false." -}}
 {{- end -}}
 {{- if eq (dig "networkType" "geneve" $v.networking | toString) "vlan" -}}
 {{- fail (printf "networking.networkType=vlan makes upstream's default pod network a VLAN underlay, which is primary mode and not part of this implementation: attached networks run over the overlay of networking.tunnelType (now %q; geneve or vxlan). Remove networkType or set it to geneve." $v.networking.tunnelType) -}}

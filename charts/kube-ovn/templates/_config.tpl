@@ -23,6 +23,8 @@ names:
   mtu: networking.MTU
   logFormat: controller.LOG_FORMAT
   replicas: replicaCount
+  enableSsl: networking.ENABLE_SSL
+  sslSecret: networking.SSL_SECRET
 nonPrimaryCNI: {{ $np | toJson }}
 multiNetworkPolicyCRD: {{ dig "installCRD" true ($v.multiNetworkPolicy | default dict) | toJson }}
 images:
@@ -33,6 +35,9 @@ pullPolicy: {{ $v.image.pullPolicy | quote }}
 imagePullSecrets: {{ $v.global.registry.imagePullSecrets | default list | toJson }}
 masterNodeSelector: {{ $master | toJson }}
 logLevel: {{ $v.LOG_LEVEL | quote }}
+ssl:
+  enabled: {{ dig "ENABLE_SSL" true $v.networking | toJson }}
+  secret: {{ dig "SSL_SECRET" "" $v.networking | quote }}
 controller:
   replicas: {{ $v.replicaCount | toJson }}
   logFormat: {{ $v.controller.LOG_FORMAT | quote }}
@@ -92,9 +97,6 @@ README.md lists the decisions.
 {{- if hasKey $v $component -}}
 {{- fail (printf "%s: this implementation runs no %s (its components are kube-ovn-controller, kube-ovn-cni, ovn-central and ovs-ovn, whose resources are resources.<component> or upstream's top-level <component> blocks). Remove %s." $component $component $component) -}}
 {{- end -}}
-{{- end -}}
-{{- if dig "ENABLE_SSL" false $v.networking -}}
-{{- fail "networking.ENABLE_SSL=true asks for upstream's SSL between the OVN databases and their clients, which this implementation does not have (ovn-nb and ovn-sb listen on plain TCP inside the cluster). Remove it or set it to false." -}}
 {{- end -}}
 {{- if eq (dig "NETWORK_TYPE" "geneve" $v.networking | toString) "vlan" -}}
 {{- fail (printf "networking.NETWORK_TYPE=vlan makes upstream's default pod network a VLAN underlay, which is primary mode and not part of this implementation: attached networks run over the overlay of networking.TUNNEL_TYPE (now %q; geneve or vxlan). Remove NETWORK_TYPE or set it to geneve." $v.networking.TUNNEL_TYPE) -}}

@@ -772,6 +772,8 @@ async fn the_v1_chart_installs_on_a_real_node_and_runs_the_manuals_first_example
     assert!(addr.contains("inet 10.100."), "{addr}");
     let logs = cluster.kubectl(&["logs", "-n", "kube-system", "daemonset/kube-ovn-cni"]);
     assert!(logs.contains("multi-network-pod"), "{logs}");
+    // The v1 chart's ENABLE_SSL default: TLS between the databases and every client.
+    super::tls::check_ovn_tls(&cluster);
     // `kubectl ko` as users run it: by `kubectl exec` into the chart's pods (ovn-central for
     // the Northbound and Southbound, the node's ovs-ovn pod for its Open vSwitch).
     let ko = |args: &[&str]| {
@@ -906,6 +908,8 @@ async fn the_chart_on_two_real_nodes_carries_net1_across_nodes() {
     eprintln!("{ping}");
     assert!(!ping.contains(" 0 packets received"), "{ping}");
     eprintln!("cross-node ping over net1 after {:?}", cluster.elapsed());
+    // All of the above over TLS (the charts' default): the databases answer nothing else.
+    super::tls::check_ovn_tls(&cluster);
 
     let logs = cluster.kubectl(&[
         "logs",

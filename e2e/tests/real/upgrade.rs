@@ -1,7 +1,7 @@
 //! `helm upgrade` with running pods (issue 16 item 4): a value that changes the controller's and
 //! the CNI server's pods (their log filter) rolls both, the pre-upgrade hook applies the CRDs,
 //! and `ovs-ovn` (OnDelete) keeps its pods, so the datapath never restarts: a pod pinging a
-//! pod on the other node over net1 all along loses nothing.
+//! pod on the other node over net1 all along loses nothing; OVN's TLS Secrets stay as they were.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +45,7 @@ pub fn upgrade_keeps_traffic(cluster: &ChartCluster, pod: &str, peer_ip: &str) {
     let controller_before = pods(cluster, "kube-ovn-controller");
     let cni_before = pods(cluster, "kube-ovn-cni");
     assert!(!ovs_before.is_empty() && !controller_before.is_empty() && !cni_before.is_empty());
+    let tls_before = super::tls::secrets(cluster);
 
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
@@ -85,6 +86,13 @@ pub fn upgrade_keeps_traffic(cluster: &ChartCluster, pod: &str, peer_ip: &str) {
         assert_eq!(received, sent, "replies lost during helm upgrade");
     });
     check_upgraded(cluster, &ovs_before, &controller_before, &cni_before);
+    // The CA and the certificates are the install's (lookup found them): the new controller
+    // pod and the old ovs-ovn pods still trust each other's peers.
+    assert_eq!(
+        super::tls::secrets(cluster),
+        tls_before,
+        "helm upgrade changed OVN's TLS Secrets"
+    );
     // The quiet after the upgrade: no Warning event it caused (the replaced pods' own, from
     // when they started, were judged by the quiet check before).
     let warnings = cluster.warnings();
