@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ovn_api::tables::nb;
-use ovn_api::testing::free_port;
+use ovn_api::testing::{TestPki, free_port};
 use ovn_api::txn::Txn;
 use ovn_api::{Client, ClientConfig};
 
@@ -45,6 +45,9 @@ struct Member {
     ip: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// The server certificate's files as the chart's Secret holds them (`key`, `cert`,
+    /// `cacert`), for ENABLE_SSL=true.
+    tls: Option<PathBuf>,
 }
 
 impl Member {
@@ -53,7 +56,23 @@ impl Member {
             ip: ip.to_owned(),
             dir: tempfile::tempdir().unwrap(),
             child: None,
+            tls: None,
         }
+    }
+
+    fn with_tls(ip: &str, pki: &TestPki) -> Self {
+        let mut m = Self::new(ip);
+        let dir = m.dir.path().join("tls");
+        std::fs::create_dir(&dir).unwrap();
+        for (from, to) in [
+            (&pki.server_key, "key"),
+            (&pki.server_cert, "cert"),
+            (&pki.ca_cert, "cacert"),
+        ] {
+            std::fs::copy(from, dir.join(to)).unwrap();
+        }
+        m.tls = Some(dir);
+        m
     }
 
     fn run_dir(&self) -> PathBuf {
@@ -76,8 +95,11 @@ impl Member {
             .env("OVN_SB_RAFT_PORT", ports.sb_raft.to_string())
             .env("NODE_IPS", node_ips)
             .env("POD_IP", &self.ip)
-            .env("ENABLE_SSL", "false")
             .stdin(Stdio::null());
+        match &self.tls {
+            Some(dir) => c.env("ENABLE_SSL", "true").env("OVN_CENTRAL_TLS_DIR", dir),
+            None => c.env("ENABLE_SSL", "false"),
+        };
         c
     }
 
@@ -194,16 +216,23 @@ fn wait_for(what: &str, timeout: Duration, members: &[&Member], mut ok: impl FnM
     }
 }
 
-/// Loopback addresses of this test (127.<n>.<n>.x: another test running at once picks others).
-fn addresses(count: u8) -> Vec<String> {
+/// `count` loopback addresses from 127.<n>.<n>.<first> (n from the process: another run at
+/// once picks others; each test of this binary has its own `first`).
+fn addresses(count: u8, first: u8) -> Vec<String> {
     let n = 20 + (std::process::id() % 200);
-    (1..=count).map(|i| format!("127.{n}.{n}.{i}")).collect()
+    (first..first + count)
+        .map(|i| format!("127.{n}.{n}.{i}"))
+        .collect()
 }
 
-async fn add_switch(remotes: &str, name: &str) {
-    let c = Client::connect(ClientConfig::new(remotes, "OVN_Northbound"))
-        .await
-        .unwrap();
+async fn add_switch(remotes: &str, pki: Option<&TestPki>, name: &str) {
+    let mut cfg = ClientConfig::new(remotes, "OVN_Northbound");
+    // The charts' check: the chain, not the name (the members' certificate is one).
+    cfg.tls = pki.map(|p| ovn_api::TlsConfig {
+        check_server_name: false,
+        ..p.client_config()
+    });
+    let c = Client::connect(cfg).await.unwrap();
     let mut tx = Txn::new();
     tx.insert(&nb::LogicalSwitch {
         name: name.into(),
@@ -243,9 +272,14 @@ fn active_northds(members: &[Member]) -> Vec<String> {
 }
 
 /// The datapath northd made in SB for logical switch `name`, read from any member.
-fn in_sb(remotes: &str, name: &str) -> bool {
-    Command::new("ovn-sbctl")
-        .arg(format!("--db={remotes}"))
+fn in_sb(remotes: &str, pki: Option<&TestPki>, name: &str) -> bool {
+    let mut c = Command::new("ovn-sbctl");
+    if let Some(p) = pki {
+        c.arg(format!("--private-key={}", p.client_key.display()))
+            .arg(format!("--certificate={}", p.client_cert.display()))
+            .arg(format!("--ca-cert={}", p.ca_cert.display()));
+    }
+    c.arg(format!("--db={remotes}"))
         .args([
             "--no-leader-only",
             "--timeout=5",
@@ -259,10 +293,31 @@ fn in_sb(remotes: &str, name: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_keep_every_write_when_the_nb_leader_goes_and_comes_back() {
-    let ips = addresses(3);
+    three_members(false).await;
+}
+
+/// The same over TLS, as the charts run it by default: clients and the members among
+/// themselves (RAFT on `ssl:`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_over_tls_keep_every_write_when_the_nb_leader_goes_and_comes_back() {
+    three_members(true).await;
+}
+
+async fn three_members(tls: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = tls.then(|| TestPki::generate_for(dir.path(), "").unwrap());
+    let pki = pki.as_ref();
+    let proto = if tls { "ssl" } else { "tcp" };
+    let ips = addresses(3, if tls { 11 } else { 1 });
     let node_ips = ips.join(",");
     let ports = Ports::free();
-    let mut members: Vec<Member> = ips.iter().map(|ip| Member::new(ip)).collect();
+    let mut members: Vec<Member> = ips
+        .iter()
+        .map(|ip| match pki {
+            Some(p) => Member::with_tls(ip, p),
+            None => Member::new(ip),
+        })
+        .collect();
     // As pods start: all at once, in no order.
     for m in members.iter_mut().rev() {
         m.start(&node_ips, ports);
@@ -276,20 +331,20 @@ async fn three_members_keep_every_write_when_the_nb_leader_goes_and_comes_back()
     );
     let nb_remotes: String = ips
         .iter()
-        .map(|ip| format!("tcp:{ip}:{}", ports.nb))
+        .map(|ip| format!("{proto}:{ip}:{}", ports.nb))
         .collect::<Vec<_>>()
         .join(",");
     let sb_remotes: String = ips
         .iter()
-        .map(|ip| format!("tcp:{ip}:{}", ports.sb))
+        .map(|ip| format!("{proto}:{ip}:{}", ports.sb))
         .collect::<Vec<_>>()
         .join(",");
-    add_switch(&nb_remotes, "before-failover").await;
+    add_switch(&nb_remotes, pki, "before-failover").await;
     wait_for(
         "northd translating before-failover into SB",
         Duration::from_secs(30),
         &all,
-        || in_sb(&sb_remotes, "before-failover"),
+        || in_sb(&sb_remotes, pki, "before-failover"),
     );
     wait_for(
         "exactly one active ovn-northd",
@@ -302,7 +357,7 @@ async fn three_members_keep_every_write_when_the_nb_leader_goes_and_comes_back()
     let leader = nb_leader(&members).expect("an NB leader");
     members[leader].stop();
     let stopped = std::time::Instant::now();
-    add_switch(&nb_remotes, "during-failover").await;
+    add_switch(&nb_remotes, pki, "during-failover").await;
     eprintln!(
         "NB leader {} stopped: next write committed after {:?}",
         members[leader].ip,
@@ -313,7 +368,7 @@ async fn three_members_keep_every_write_when_the_nb_leader_goes_and_comes_back()
         "northd on the remaining members",
         Duration::from_secs(60),
         &all,
-        || in_sb(&sb_remotes, "during-failover") && active_northds(&members).len() == 1,
+        || in_sb(&sb_remotes, pki, "during-failover") && active_northds(&members).len() == 1,
     );
 
     // It comes back with its files, rejoins, and has both writes.
@@ -336,7 +391,7 @@ async fn three_members_keep_every_write_when_the_nb_leader_goes_and_comes_back()
 
 #[test]
 fn a_standalone_central_becomes_a_one_member_cluster_with_its_data() {
-    let ip = addresses(1).remove(0);
+    let ip = addresses(1, 21).remove(0);
     let ports = Ports::free();
     let mut m = Member::new(&ip);
     m.start("", ports);
@@ -401,7 +456,7 @@ fn a_standalone_central_becomes_a_one_member_cluster_with_its_data() {
 
 #[test]
 fn a_pod_whose_address_is_not_a_member_refuses_to_start() {
-    let ips = addresses(2);
+    let ips = addresses(2, 31);
     let m = Member::new(&ips[1]);
     let out = m.command(&ips[0], Ports::free()).output().unwrap();
     assert_eq!(out.status.code(), Some(1));

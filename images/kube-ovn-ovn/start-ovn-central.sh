@@ -100,12 +100,16 @@ prepare_standalone() {
     fi
 }
 
-# Whether another member already serves database $2 on client port $1.
+# Whether another member is in a running cluster of database $2 (client port $1): its
+# _Server.Database row says connected. A member that is itself still joining says false, so
+# members starting together never all join a cluster nobody created.
 other_member_answers() {
     local port=$1 name=$2 ip
+    local query='["_Server",{"op":"select","table":"Database","where":[["name","==","'$name'"]],"columns":["connected"]}]'
     for ip in "${members[@]}"; do
         [ "$ip" = "$self" ] && continue
-        if ovsdb-client --timeout=3 "${ssl[@]}" list-dbs "$proto:$(host "$ip"):$port" 2>/dev/null | grep -qx "$name"; then
+        if ovsdb-client --timeout=3 "${ssl[@]}" transact "$proto:$(host "$ip"):$port" "$query" 2>/dev/null |
+            grep -q '"connected":true'; then
             return 0
         fi
     done

@@ -636,7 +636,9 @@ impl TestPki {
         for (name, ext) in [
             (
                 "server",
-                format!("{san}basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
+                // Client use too: RAFT members connect to each other with their server's
+                // certificate (OpenSSL checks the purpose of a client's certificate).
+                format!("{san}basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n"),
             ),
             (
                 "client",
