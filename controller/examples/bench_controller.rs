@@ -13,6 +13,12 @@
 //!   its `/metrics` before the first create and after the end), i.e. the transactions it sent;
 //! - peak RSS: `VmHWM` of the controller process at the end.
 //!
+//! `--nb` says how the controller reaches NB (repeatable: each mode is one more run per
+//! `--pods`, so one invocation compares them on the same machine): `unix` (the socket, the
+//! default), `tcp` (plain TCP on 127.0.0.1) or `tls` (`ssl:` with a client certificate, the
+//! server's certificate checked against the CA as the charts run it, `pssl:` on the server).
+//! The bench's own NB replica always uses the socket.
+//!
 //! Prints a Markdown table. Lives in `controller/examples` because it drives this crate's binary
 //! and reads its metrics; the test harness (`e2e::k8s`, `ovn_api::testing`) is already a
 //! dev-dependency here.
@@ -65,6 +71,30 @@ struct Args {
     /// Give up waiting after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// How the controller reaches NB; repeat for one run per mode and `--pods`.
+    #[arg(long = "nb", value_enum, default_values_t = [NbMode::Unix])]
+    nb: Vec<NbMode>,
+}
+
+/// The controller's connection to NB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum NbMode {
+    /// The unix socket.
+    Unix,
+    /// Plain TCP on 127.0.0.1.
+    Tcp,
+    /// TLS on 127.0.0.1 with client certificates.
+    Tls,
+}
+
+impl std::fmt::Display for NbMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Unix => "unix",
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
+        })
+    }
 }
 
 /// The controller process; killed and reaped on drop.
@@ -82,6 +112,7 @@ impl Drop for ControllerProcess {
 
 struct Row {
     pods: usize,
+    nb: NbMode,
     create: Duration,
     allocated: Duration,
     in_nb: Duration,
@@ -105,27 +136,30 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut rows = Vec::new();
     for &n in &args.pods {
-        eprintln!("bench controller: {n} pods ...");
-        let row = run_one(&args, n).await?;
-        eprintln!(
-            "bench controller: {n} pods: created {:.2} s, allocated {:.2} s, in NB {:.2} s",
-            row.create.as_secs_f64(),
-            row.allocated.as_secs_f64(),
-            row.in_nb.as_secs_f64()
-        );
-        rows.push(row);
+        for &mode in &args.nb {
+            eprintln!("bench controller: {n} pods, NB over {mode} ...");
+            let row = run_one(&args, n, mode).await?;
+            eprintln!(
+                "bench controller: {n} pods, NB over {mode}: created {:.2} s, allocated {:.2} s, in NB {:.2} s",
+                row.create.as_secs_f64(),
+                row.allocated.as_secs_f64(),
+                row.in_nb.as_secs_f64()
+            );
+            rows.push(row);
+        }
     }
     println!(
-        "| pods | attachments | create (API) | all allocated | all LSPs in NB | pods/s | NB transactions | per pod | pod reconciles (errors) | mean pod reconcile / attachment / NB txn | controller peak RSS (VmHWM) | RSS at end | load avg before → after |"
+        "| pods | NB over | attachments | create (API) | all allocated | all LSPs in NB | pods/s | NB transactions | per pod | pod reconciles (errors) | mean pod reconcile / attachment / NB txn | controller peak RSS (VmHWM) | RSS at end | load avg before → after |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|");
     for r in &rows {
         let done = r.allocated.max(r.in_nb).as_secs_f64();
         #[allow(clippy::cast_precision_loss)]
         let pods = r.pods as f64;
         println!(
-            "| {} | {} | {:.2} s | {:.2} s | {:.2} s | {:.0} | {}{} | {:.2} | {} ({}) | {:.1} / {:.1} / {:.2} ms | {:.1} MiB | {:.1} MiB | {} → {} |",
+            "| {} | {} | {} | {:.2} s | {:.2} s | {:.2} s | {:.0} | {}{} | {:.2} | {} ({}) | {:.1} / {:.1} / {:.2} ms | {:.1} MiB | {:.1} MiB | {} → {} |",
             r.pods,
+            r.nb,
             r.pods * 2,
             r.create.as_secs_f64(),
             r.allocated.as_secs_f64(),
@@ -164,13 +198,38 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
-async fn run_one(args: &Args, n: usize) -> anyhow::Result<Row> {
+async fn run_one(args: &Args, n: usize, mode: NbMode) -> anyhow::Result<Row> {
     let load_before = loadavg();
     let mut cp = ControlPlane::start().await?;
     let client = cp.client();
     cp.register_node(NODE, "127.0.0.1".parse()?).await?;
     install_crds(&client).await?;
-    let nb_server = OvsdbServer::start(SchemaKind::Northbound)?;
+    let nb_server = match mode {
+        NbMode::Unix => OvsdbServer::start(SchemaKind::Northbound)?,
+        NbMode::Tcp => OvsdbServer::start_with_tcp(SchemaKind::Northbound)?,
+        // A certificate naming no address, as in the charts' central: checked by its chain.
+        NbMode::Tls => OvsdbServer::start_with_ssl_names(SchemaKind::Northbound, "")?,
+    };
+    let mut nb_args = Vec::new();
+    match mode {
+        NbMode::Unix => nb_args.push(format!("--ovn-nb-addr={}", nb_server.remote())),
+        NbMode::Tcp => nb_args.push(format!(
+            "--ovn-nb-addr={}",
+            nb_server.tcp_remote().context("no TCP port")?
+        )),
+        NbMode::Tls => {
+            let pki = nb_server.pki().context("no PKI")?;
+            nb_args.extend([
+                format!(
+                    "--ovn-nb-addr={}",
+                    nb_server.ssl_remote().context("no TLS port")?
+                ),
+                format!("--ovn-ssl-ca-cert={}", pki.ca_cert.display()),
+                format!("--ovn-ssl-cert={}", pki.client_cert.display()),
+                format!("--ovn-ssl-key={}", pki.client_key.display()),
+            ]);
+        }
+    }
     create_networks(&client).await?;
 
     let metrics_port = ovn_api::testing::free_port()?;
@@ -181,7 +240,7 @@ async fn run_one(args: &Args, n: usize) -> anyhow::Result<Row> {
     let log_file = std::fs::File::create(&log)?;
     let mut cmd = Command::new(&args.controller);
     cmd.arg(format!("--kubeconfig={}", cp.kubeconfig().display()))
-        .arg(format!("--ovn-nb-addr={}", nb_server.remote()))
+        .args(&nb_args)
         .arg("--leader-elect=false")
         .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"))
         .arg("--gc-interval=600")
@@ -340,6 +399,7 @@ async fn run_one(args: &Args, n: usize) -> anyhow::Result<Row> {
     };
     let row = Row {
         pods: n,
+        nb: mode,
         create: created - started,
         allocated: allocated - started,
         in_nb: in_nb - started,

@@ -27,7 +27,8 @@
 //! `controller`: kube-ovn-controller (release build, its own process) attaching N pods with two
 //! attachments each on a real control plane and NB: creation time, time until every pod is
 //! allocated and every LSP is in NB, NB transactions per pod, peak RSS. The driver is
-//! `controller/examples/bench_controller.rs`; it prints a Markdown table.
+//! `controller/examples/bench_controller.rs`; it prints a Markdown table. `--nb unix|tcp|tls`
+//! (repeatable) compares the controller's NB transports in one run.
 
 use std::path::Path;
 use std::process::Command;
@@ -96,6 +97,10 @@ enum Target {
         /// Pod creates in flight.
         #[arg(long, default_value_t = 32)]
         create_concurrency: usize,
+        /// How the controller reaches NB: unix, tcp or tls; repeat to compare them in one
+        /// run (default: unix).
+        #[arg(long = "nb")]
+        nb: Vec<String>,
     },
 }
 
@@ -118,7 +123,8 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         Target::Controller {
             pods,
             create_concurrency,
-        } => controller(root, pods, *create_concurrency),
+            nb,
+        } => controller(root, pods, *create_concurrency, nb),
         Target::Startup { pods } => startup(root, *pods),
         Target::Policy { members, rules } => policy(root, *members, *rules),
         Target::Natgw {
@@ -196,7 +202,12 @@ fn cni(root: &Path, adds: usize, concurrency: usize) -> anyhow::Result<()> {
     )
 }
 
-fn controller(root: &Path, pods: &[usize], create_concurrency: usize) -> anyhow::Result<()> {
+fn controller(
+    root: &Path,
+    pods: &[usize],
+    create_concurrency: usize,
+    nb: &[String],
+) -> anyhow::Result<()> {
     // The controller runs as its own process (so its RSS is its own): build the release binary
     // first, then the driver, which is handed its path.
     cmd::run(cmd::cargo().current_dir(root).args([
@@ -229,6 +240,9 @@ fn controller(root: &Path, pods: &[usize], create_concurrency: usize) -> anyhow:
         .arg(&binary);
     for n in pods {
         run.args(["--pods", &n.to_string()]);
+    }
+    for mode in nb {
+        run.args(["--nb", mode]);
     }
     cmd::run(&mut run)
 }
