@@ -1,7 +1,8 @@
 //! The OVN central script of the `kube-ovn-ovn` image (`images/kube-ovn-ovn/start-ovn-central.sh`)
 //! run as the pods run it, on this machine (issue 16 item 1): three members on three loopback
 //! addresses make NB and SB RAFT clusters and one active ovn-northd; the NB leader's member is
-//! stopped while writes go on, and started again it rejoins with every write; a standalone
+//! stopped while writes go on, and started again it rejoins with every write; a member whose
+//! files are lost joins afresh and the cluster keeps three servers; a standalone
 //! central's database becomes a one-member cluster's without losing a row; a pod whose address
 //! is not a member refuses to start.
 
@@ -387,6 +388,51 @@ async fn three_members(tls: bool) {
     );
     let active = active_northds(&members);
     assert_eq!(active.len(), 1, "{active:?}");
+
+    // A follower's node replaced: its files are gone, it joins afresh with both writes and
+    // takes its address's old server ID out, so NB and SB keep three servers (not four, which
+    // would need three for a quorum).
+    let leader = nb_leader(&members).expect("an NB leader");
+    let replaced = (0..members.len()).find(|&i| i != leader).unwrap();
+    members[replaced].stop();
+    for file in ["ovnnb_db.db", "ovnsb_db.db"] {
+        std::fs::remove_file(members[replaced].db(file)).unwrap();
+    }
+    members[replaced].start(&node_ips, ports);
+    let all: Vec<&Member> = members.iter().collect();
+    wait_for(
+        "the replaced member joining afresh with every write",
+        Duration::from_secs(60),
+        &all,
+        || {
+            is_member(&members[replaced]) && {
+                let s = members[replaced].switches();
+                s.contains("before-failover") && s.contains("during-failover")
+            }
+        },
+    );
+    wait_for(
+        "three servers in NB and SB on every member",
+        Duration::from_secs(30),
+        &all,
+        || {
+            members.iter().all(|m| {
+                ["nb", "sb"]
+                    .iter()
+                    .all(|db| m.cluster_status(db).is_some_and(|s| servers(&s) == 3))
+            })
+        },
+    );
+}
+
+/// How many servers a `cluster/status` lists.
+fn servers(status: &str) -> usize {
+    status
+        .lines()
+        .skip_while(|l| !l.starts_with("Servers:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .count()
 }
 
 #[test]

@@ -15,7 +15,8 @@
 #   its file (a restarted pod) rejoins with it. A standalone file left by the one-member mode is
 #   the new cluster's contents on the first member (no data lost) and is set aside on the
 #   others. ovn-northd runs on every member against all of them: the one holding NB's lock is
-#   active, the others stand by.
+#   active, the others stand by. A member that joins afresh (its node's files lost) removes the
+#   server ID its address had before, so that the cluster keeps its size and quorum.
 #
 # Every daemon runs as a child of this script: when one exits, the script exits and kubelet
 # restarts the container, so a half-running central never looks healthy.
@@ -116,6 +117,9 @@ other_member_answers() {
     return 1
 }
 
+# Databases this member joined afresh (its file was gone: a new node, or a replaced one).
+fresh=()
+
 # Clustered: the member's database file, created, joined or (from standalone) converted.
 prepare_clustered() {
     local db=$1 schema=$2 name=$3 port=$4 raft_port=$5
@@ -150,7 +154,34 @@ prepare_clustered() {
             echo "ovn-central: $name: set aside the standalone database as $standalone; the cluster's contents win"
         echo "ovn-central: $name: joining the cluster at ${others[*]} as $local_addr"
         ovsdb-tool join-cluster "$db" "$name" "$local_addr" "${others[@]}"
+        fresh+=("$name")
     fi
+}
+
+# A member that joined afresh takes the server IDs its address had before (a node whose files
+# were lost) out of the cluster: they would count toward the quorum forever. Waits (bounded)
+# until the join is done.
+kick_stale() {
+    local ctl=$1 name=$2 deadline=$((SECONDS + 120)) status addr sid rest
+    until status=$(ovs-appctl -t "$ctl" cluster/status "$name" 2>/dev/null) &&
+        grep -q '^Status: cluster member' <<<"$status"; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "ovn-central: $name: not a cluster member after 120 s; earlier server IDs of this address not looked for" >&2
+            return 0
+        fi
+        sleep 0.5
+    done
+    addr=$(sed -n 's/^Address: //p' <<<"$status")
+    # "Servers:" lines: "    <sid> (<sid> at <address>) ...", this server's marked (self).
+    while read -r sid rest; do
+        case $rest in
+        *"(self)"*) ;;
+        *" at $addr)"*)
+            ovs-appctl -t "$ctl" cluster/kick "$name" "$sid" >/dev/null &&
+                echo "ovn-central: $name: removed server $sid, this address's earlier member"
+            ;;
+        esac
+    done < <(sed -n '/^Servers:/,$p' <<<"$status" | tail -n +2)
 }
 
 if [ "${#members[@]}" -eq 0 ]; then
@@ -192,6 +223,13 @@ ovn-northd \
     --pidfile="$RUN_DIR/ovn-northd.pid" \
     --log-file="$LOG_DIR/ovn-northd.log" &
 daemon[$!]=ovn-northd
+
+for name in "${fresh[@]}"; do
+    case $name in
+    OVN_Northbound) kick_stale "$RUN_DIR/ovnnb_db.ctl" "$name" ;;
+    OVN_Southbound) kick_stale "$RUN_DIR/ovnsb_db.ctl" "$name" ;;
+    esac
+done
 
 if [ "${#members[@]}" -eq 0 ]; then
     echo "ovn-central: NB on $listen_nb, SB on $listen_sb, ovn-northd started"
