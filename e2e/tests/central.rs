@@ -90,10 +90,10 @@ impl Member {
             .env("OVN_CENTRAL_DB_DIR", self.dir.path().join("db"))
             .env("OVN_CENTRAL_RUN_DIR", self.run_dir())
             .env("OVN_CENTRAL_LOG_DIR", self.dir.path().join("log"))
-            .env("OVN_NB_PORT", ports.nb.to_string())
-            .env("OVN_SB_PORT", ports.sb.to_string())
-            .env("OVN_NB_RAFT_PORT", ports.nb_raft.to_string())
-            .env("OVN_SB_RAFT_PORT", ports.sb_raft.to_string())
+            .env("OVN_CENTRAL_NB_PORT", ports.nb.to_string())
+            .env("OVN_CENTRAL_SB_PORT", ports.sb.to_string())
+            .env("OVN_CENTRAL_NB_RAFT_PORT", ports.nb_raft.to_string())
+            .env("OVN_CENTRAL_SB_RAFT_PORT", ports.sb_raft.to_string())
             .env("NODE_IPS", node_ips)
             .env("POD_IP", &self.ip)
             .stdin(Stdio::null());
@@ -497,6 +497,25 @@ fn a_standalone_central_becomes_a_one_member_cluster_with_its_data() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("RAFT member's database"),
         "{out:?}"
+    );
+}
+
+/// What kubelet puts in a pod's environment for a Service named `ovn-nb` is not a port: the
+/// script says so instead of listening on a garbled remote (what a first version did).
+#[test]
+fn a_port_that_is_not_a_number_is_refused() {
+    let ip = addresses(1, 41).remove(0);
+    let m = Member::new(&ip);
+    let out = m
+        .command("", Ports::free())
+        .env("OVN_CENTRAL_NB_PORT", "tcp://10.96.0.20:6641")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tcp://10.96.0.20:6641\" is not a number"),
+        "{err}"
     );
 }
 

@@ -21,19 +21,28 @@
 # Every daemon runs as a child of this script: when one exits, the script exits and kubelet
 # restarts the container, so a half-running central never looks healthy.
 #
-# The paths and ports can be moved (OVN_CENTRAL_DB_DIR, _RUN_DIR, _LOG_DIR, _TLS_DIR,
-# OVN_NB_PORT, OVN_SB_PORT, OVN_NB_RAFT_PORT, OVN_SB_RAFT_PORT) so that tests can run several
-# members on one machine; the chart uses the defaults.
+# The paths and ports can be moved (OVN_CENTRAL_DB_DIR, _RUN_DIR, _LOG_DIR, _TLS_DIR, _NB_PORT,
+# _SB_PORT, _NB_RAFT_PORT, _SB_RAFT_PORT) so that tests can run several members on one machine;
+# the chart uses the defaults. (Not OVN_NB_PORT: kubelet sets that to the ovn-nb Service's
+# tcp://IP:port in every pod with service links.)
 set -euo pipefail
 
 DB_DIR=${OVN_CENTRAL_DB_DIR:-/etc/ovn}
 RUN_DIR=${OVN_CENTRAL_RUN_DIR:-/var/run/ovn}
 LOG_DIR=${OVN_CENTRAL_LOG_DIR:-/var/log/ovn}
 TLS_DIR=${OVN_CENTRAL_TLS_DIR:-/var/run/tls}
-NB_PORT=${OVN_NB_PORT:-6641}
-SB_PORT=${OVN_SB_PORT:-6642}
-NB_RAFT_PORT=${OVN_NB_RAFT_PORT:-6643}
-SB_RAFT_PORT=${OVN_SB_RAFT_PORT:-6644}
+NB_PORT=${OVN_CENTRAL_NB_PORT:-6641}
+SB_PORT=${OVN_CENTRAL_SB_PORT:-6642}
+NB_RAFT_PORT=${OVN_CENTRAL_NB_RAFT_PORT:-6643}
+SB_RAFT_PORT=${OVN_CENTRAL_SB_RAFT_PORT:-6644}
+for port in "$NB_PORT" "$SB_PORT" "$NB_RAFT_PORT" "$SB_RAFT_PORT"; do
+    case $port in
+    '' | *[!0-9]*)
+        echo "ovn-central: port \"$port\" is not a number (OVN_CENTRAL_*_PORT)" >&2
+        exit 1
+        ;;
+    esac
+done
 NB_SCHEMA=/usr/share/ovn/ovn-nb.ovsschema
 SB_SCHEMA=/usr/share/ovn/ovn-sb.ovsschema
 mkdir -p "$DB_DIR" "$RUN_DIR" "$LOG_DIR"

@@ -640,6 +640,9 @@ spec:
     spec:
       serviceAccountName: kube-ovn-ovn
       automountServiceAccountToken: false
+      # No Service variables: central reads none, and kubelet's (OVN_NB_PORT=tcp://...) would
+      # only shadow names a script might use.
+      enableServiceLinks: false
       hostNetwork: true
       priorityClassName: system-cluster-critical
       # Non-root: ovsdb-server and ovn-northd need no capability at all (ports 6641/6642 are
