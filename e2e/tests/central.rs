@@ -353,6 +353,18 @@ async fn three_members(tls: bool) {
         &all,
         || active_northds(&members).len() == 1,
     );
+    // The same answer through ovn_api::unixctl (what a sidecar without ovs-appctl uses).
+    let mut active = 0;
+    for m in &members {
+        let pid = std::fs::read_to_string(m.run_dir().join("ovn-northd.pid")).unwrap();
+        let ctl = m.run_dir().join(format!("ovn-northd.{}.ctl", pid.trim()));
+        let status = ovn_api::unixctl::call(&ctl, "status", &[], Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(status.starts_with("Status: "), "{status}");
+        active += usize::from(status.contains("Status: active"));
+    }
+    assert_eq!(active, 1);
 
     // The NB leader's member goes (its pod deleted); writes go on through the others.
     let leader = nb_leader(&members).expect("an NB leader");

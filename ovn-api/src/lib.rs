@@ -67,6 +67,7 @@ pub mod tables;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod txn;
+pub mod unixctl;
 pub mod value;
 
 pub use error::{Error, Result};
