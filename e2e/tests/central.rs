@@ -358,9 +358,17 @@ async fn three_members(tls: bool) {
     for m in &members {
         let pid = std::fs::read_to_string(m.run_dir().join("ovn-northd.pid")).unwrap();
         let ctl = m.run_dir().join(format!("ovn-northd.{}.ctl", pid.trim()));
-        let status = ovn_api::unixctl::call(&ctl, "status", &[], Duration::from_secs(5))
-            .await
-            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            match ovn_api::unixctl::call(&ctl, "status", &[], Duration::from_secs(5)).await {
+                Ok(s) => break s,
+                // Its control socket may come a moment after its pidfile.
+                Err(e) if Instant::now() < deadline && matches!(e, ovn_api::Error::Io { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{}: {e}", ctl.display()),
+            }
+        };
         assert!(status.starts_with("Status: "), "{status}");
         active += usize::from(status.contains("Status: active"));
     }

@@ -15,6 +15,13 @@ const WAIT: Duration = Duration::from_secs(5);
 async fn a_real_daemon_answers_and_refuses_what_it_does_not_know() {
     let server = OvsdbServer::start(SchemaKind::Northbound).unwrap();
     let ctl = server.dir().join("ctl");
+    // start() returns once the database socket answers; the control socket comes a moment
+    // later (measured: absent once under CI load).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !ctl.exists() {
+        assert!(std::time::Instant::now() < deadline, "no {}", ctl.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let version = unixctl::call(&ctl, "version", &[], WAIT).await.unwrap();
     assert!(version.contains("ovsdb-server"), "{version}");
     let dbs = unixctl::call(&ctl, "ovsdb-server/list-dbs", &[], WAIT)
